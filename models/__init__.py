@@ -1,0 +1,1 @@
+"""The emotion CNN: FER2013 data loading, architecture, training and evaluation."""

@@ -1,0 +1,55 @@
+"""The emotion CNN: a VGG-style network for 48x48 grayscale faces, and its training augmentation."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.emotions import EMOTIONS, IMAGE_SIZE
+
+
+def build_classifier(width: int = 32, dropout: float = 0.5, dtype_policy: str | None = None) -> keras.Model:
+    """The inference network: (batch, 48, 48, 1) pixels scaled to [0, 1] -> 7 softmax probabilities.
+
+    Four blocks of two 3x3 conv + batch-norm + ReLU layers, each followed by 2x2 max pooling,
+    with widths width, 2*width, 4*width, 8*width; then a 256-unit dense layer and the classifier.
+    """
+    policy = dtype_policy or keras.config.dtype_policy().name
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+    x = inputs
+    for block, filters in enumerate((width, 2 * width, 4 * width, 8 * width), start=1):
+        for conv in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, dtype=policy, name=f"block{block}_conv{conv}")(x)
+            x = layers.BatchNormalization(dtype=policy, name=f"block{block}_bn{conv}")(x)
+            x = layers.Activation("relu", dtype=policy, name=f"block{block}_relu{conv}")(x)
+        x = layers.MaxPooling2D(2, dtype=policy, name=f"block{block}_pool")(x)
+        x = layers.SpatialDropout2D(0.05 * block, dtype=policy, name=f"block{block}_dropout")(x)
+    x = layers.Flatten(dtype=policy, name="flatten")(x)
+    x = layers.Dense(256, use_bias=False, dtype=policy, name="dense")(x)
+    x = layers.BatchNormalization(dtype=policy, name="dense_bn")(x)
+    x = layers.Activation("relu", dtype=policy, name="dense_relu")(x)
+    x = layers.Dropout(dropout, dtype=policy, name="dense_dropout")(x)
+    outputs = layers.Dense(len(EMOTIONS), activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"emotion_cnn_w{width}")
+
+
+def build_augmentation(seed: int) -> keras.Sequential:
+    """Face-appropriate augmentation on [0, 1] images: flip, small rotation/shift/zoom, brightness, contrast."""
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal", seed=seed),
+            layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 1),
+            layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 2),
+            layers.RandomZoom((-0.15, 0.15), fill_mode="nearest", seed=seed + 3),
+            layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 4),
+            layers.RandomContrast(0.25, value_range=(0.0, 1.0), seed=seed + 5),
+        ],
+        name="augmentation",
+    )
+
+
+def float32_copy(model: keras.Model, width: int) -> keras.Model:
+    """The same trained weights in a float32 inference model (whatever precision it trained in)."""
+    inference = build_classifier(width, dtype_policy="float32")
+    inference.set_weights(model.get_weights())
+    return inference

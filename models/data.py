@@ -1,0 +1,139 @@
+"""Load FER2013 from the Kaggle folder layout or from the original fer2013.csv."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.emotions import CSV_LABEL_TO_INDEX, EMOTIONS, IMAGE_SIZE
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+CSV_USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "test", "PrivateTest": "private_test"}
+
+
+class DatasetError(ValueError):
+    """The dataset path or file is missing or malformed."""
+
+
+@dataclass
+class FaceSet:
+    """48x48 uint8 grayscale faces with integer labels indexing EMOTIONS."""
+
+    images: np.ndarray  # (n, 48, 48) uint8
+    labels: np.ndarray  # (n,) int64
+    names: list[str]  # where each sample came from, e.g. "train/angry/Training_1.jpg"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "FaceSet":
+        """The samples at ``indices``, in that order."""
+        return FaceSet(self.images[indices], self.labels[indices], [self.names[i] for i in indices])
+
+    def class_counts(self) -> np.ndarray:
+        """Samples per class, in EMOTIONS order."""
+        return np.bincount(self.labels, minlength=len(EMOTIONS))
+
+
+def load_fer2013(path: str | Path) -> dict[str, FaceSet]:
+    """Load FER2013 splits from a Kaggle-style folder or a fer2013.csv file.
+
+    Returns a dict with "train" and "test" (PublicTest) and, for the CSV, "private_test".
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"dataset not found: {path}")
+    if path.is_dir():
+        csv_in_folder = path / "fer2013.csv"
+        if csv_in_folder.is_file() and not (path / "train").is_dir():
+            return load_csv(csv_in_folder)
+        return load_folder(path)
+    if path.suffix.lower() == ".csv":
+        return load_csv(path)
+    raise DatasetError(f"{path}: expected a folder with train/ and test/ or a fer2013.csv file")
+
+
+def load_folder(root: Path) -> dict[str, FaceSet]:
+    """Load train/<class>/*.jpg and test/<class>/*.jpg."""
+    splits = {}
+    for split in ("train", "test"):
+        split_dir = root / split
+        if not split_dir.is_dir():
+            raise DatasetError(f"{root}: no {split}/ folder (expected {split}/<class>/*.jpg)")
+        unknown = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in EMOTIONS)
+        if unknown:
+            raise DatasetError(f"{split_dir}: unknown class folders {unknown}; expected {list(EMOTIONS)}")
+        images, labels, names = [], [], []
+        for label, emotion in enumerate(EMOTIONS):
+            class_dir = split_dir / emotion
+            if not class_dir.is_dir():
+                continue
+            for file in sorted(class_dir.iterdir()):
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                images.append(_read_face(file))
+                labels.append(label)
+                names.append(f"{split}/{emotion}/{file.name}")
+        if not images:
+            raise DatasetError(f"{split_dir}: no images found in any class folder")
+        splits[split] = FaceSet(np.stack(images), np.asarray(labels, dtype=np.int64), names)
+    return splits
+
+
+def _read_face(file: Path) -> np.ndarray:
+    image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise DatasetError(f"{file}: not a readable image")
+    if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        image = cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def load_csv(file: Path) -> dict[str, FaceSet]:
+    """Load the original fer2013.csv (columns emotion, pixels, Usage)."""
+    rows: dict[str, tuple[list, list, list]] = {split: ([], [], []) for split in CSV_USAGE_TO_SPLIT.values()}
+    with open(file, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(f"{file}: missing columns {sorted(missing)}; expected emotion, pixels, Usage")
+        for line_number, row in enumerate(reader, start=2):
+            where = f"{file}:{line_number}"
+            split = CSV_USAGE_TO_SPLIT.get(row["Usage"])
+            if split is None:
+                raise DatasetError(f"{where}: unknown Usage {row['Usage']!r}")
+            try:
+                label = CSV_LABEL_TO_INDEX[int(row["emotion"])]
+                pixels = np.array(row["pixels"].split(), dtype=np.int64)
+            except (KeyError, ValueError):
+                raise DatasetError(f"{where}: emotion must be 0-6 and pixels space-separated integers") from None
+            if pixels.size != IMAGE_SIZE * IMAGE_SIZE or pixels.min() < 0 or pixels.max() > 255:
+                raise DatasetError(f"{where}: expected {IMAGE_SIZE * IMAGE_SIZE} pixel values in 0-255")
+            images, labels, names = rows[split]
+            images.append(pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
+            labels.append(label)
+            names.append(f"{file.name}:{line_number}")
+    splits = {}
+    for split, (images, labels, names) in rows.items():
+        if images:
+            splits[split] = FaceSet(np.stack(images), np.asarray(labels, dtype=np.int64), names)
+    if "train" not in splits:
+        raise DatasetError(f"{file}: no rows with Usage 'Training'")
+    return splits
+
+
+def stratified_split(faces: FaceSet, fraction: float, seed: int) -> tuple[FaceSet, FaceSet]:
+    """Split off ``fraction`` of every class (seeded) as a validation set."""
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for label in range(len(EMOTIONS)):
+        members = np.flatnonzero(faces.labels == label)
+        rng.shuffle(members)
+        held_out.extend(members[: int(round(len(members) * fraction))])
+    held_out_mask = np.zeros(len(faces), dtype=bool)
+    held_out_mask[held_out] = True
+    return faces.subset(np.flatnonzero(~held_out_mask)), faces.subset(np.flatnonzero(held_out_mask))
