@@ -1,0 +1,1 @@
+"""Emotion Tracer runtime: faces from MediaPipe, emotions from the exported ONNX CNN, no TensorFlow."""
