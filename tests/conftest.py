@@ -1,0 +1,68 @@
+"""Shared fixtures: the real media in ../shared (skipped when absent) and a tiny ONNX emotion model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime.model_metadata import METADATA_KEY, ModelMetadata
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+SHARED_MEDIA = SHARED / "media"
+SHARED_FER2013 = SHARED / "datasets" / "fer2013"
+EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    """../shared/media, or skip the test when this machine does not have it."""
+    if not SHARED_MEDIA.is_dir():
+        pytest.skip(f"real media not available ({SHARED_MEDIA} is missing)")
+    return SHARED_MEDIA
+
+
+@pytest.fixture(scope="session")
+def fer2013() -> Path:
+    """../shared/datasets/fer2013, or skip."""
+    if not SHARED_FER2013.is_dir():
+        pytest.skip(f"FER2013 not available ({SHARED_FER2013} is missing)")
+    return SHARED_FER2013
+
+
+def build_tiny_onnx_model(path: Path, seed: int = 0) -> Path:
+    """A real but tiny ONNX classifier (flatten -> linear -> softmax) with Emotion Tracer metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = numpy_helper.from_array(rng.normal(0, 0.05, (48 * 48, len(EMOTIONS))).astype(np.float32), "weights")
+    bias = numpy_helper.from_array(rng.normal(0, 0.1, len(EMOTIONS)).astype(np.float32), "bias")
+    shape = numpy_helper.from_array(np.array([-1, 48 * 48], dtype=np.int64), "flat_shape")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["face", "flat_shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "weights"], ["logits_no_bias"]),
+            helper.make_node("Add", ["logits_no_bias", "bias"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        ],
+        "tiny_emotion_model",
+        [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["batch", 48, 48, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(EMOTIONS)])],
+        initializer=[weights, bias, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    metadata = ModelMetadata(classes=EMOTIONS, facts={"dataset": "none: random test weights"})
+    helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Path to a tiny ONNX emotion model built for the tests."""
+    return build_tiny_onnx_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
