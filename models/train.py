@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
-from models.emotions import EMOTIONS, IMAGE_SIZE
+from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE
 
 CHECKPOINT_NAME = "checkpoint.keras"
 BEST_NAME = "best.keras"
@@ -70,7 +70,7 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None, sh
         dataset = dataset.shuffle(len(faces), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def scale(image, *rest):
-        return (tf.cast(image, tf.float32) / 255.0, *rest)
+        return (tf.cast(image, tf.float32) * INPUT_SCALE, *rest)
 
     return dataset.batch(batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

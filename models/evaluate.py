@@ -1,0 +1,149 @@
+"""Evaluate a trained emotion model on the FER2013 test split (PublicTest in the Kaggle layout).
+
+    python -m models.evaluate --model models/emotion_cnn.onnx --data ../shared/datasets/fer2013
+
+Prints accuracy, macro-F1 and per-class precision/recall/F1, with and without horizontal-flip
+test-time averaging, and writes beside them (default folder: models/evaluation):
+metrics.json, confusion_matrix.png, correct_examples.png and wrong_examples.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.data import DatasetError, FaceSet, load_fer2013
+from models.emotions import EMOTIONS
+from models.metrics import classification_report, confusion_matrix
+from models.predictor import load_predictor, predict_with_flip
+
+EXAMPLES_PER_CLASS = 8
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="trained model: .keras or exported .onnx")
+    parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
+    parser.add_argument("--split", default="test", help="which split to evaluate (default: test = PublicTest)")
+    parser.add_argument("--output-dir", default="models/evaluation", help="where metrics.json and the figures go")
+    parser.add_argument("--seed", type=int, default=0, help="seed for picking the example faces")
+    return parser.parse_args(argv)
+
+
+def evaluate(predict, faces: FaceSet) -> dict:
+    """Metrics with and without flip averaging, plus the raw predictions for the figures."""
+    plain = predict(faces.images)
+    flipped = predict_with_flip(predict, faces.images)
+    results = {}
+    for name, probabilities in (("plain", plain), ("flip_tta", flipped)):
+        predicted = probabilities.argmax(axis=1)
+        matrix = confusion_matrix(faces.labels, predicted, len(EMOTIONS))
+        results[name] = {**classification_report(matrix, EMOTIONS), "confusion_matrix": matrix.tolist()}
+    return {"metrics": results, "predicted": plain.argmax(axis=1), "confidence": plain.max(axis=1)}
+
+
+def save_confusion_matrix(matrix: np.ndarray, title: str, path: Path) -> None:
+    """Row-normalised confusion matrix with counts, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(7.5, 6.5))
+    image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for row in range(len(EMOTIONS)):
+        for column in range(len(EMOTIONS)):
+            axis.text(column, row, f"{rates[row, column]:.2f}\n({matrix[row, column]})", ha="center", va="center",
+                      fontsize=7.5, color="white" if rates[row, column] > 0.5 else "black")
+    axis.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    axis.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    figure.colorbar(image, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def save_example_grid(faces: FaceSet, predicted: np.ndarray, confidence: np.ndarray, correct: bool,
+                      title: str, path: Path, seed: int) -> None:
+    """One row per true class of randomly picked faces the model got right (or wrong), labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    figure, axes = plt.subplots(len(EMOTIONS), EXAMPLES_PER_CLASS,
+                                figsize=(EXAMPLES_PER_CLASS * 1.25, len(EMOTIONS) * 1.45))
+    for label, row in zip(range(len(EMOTIONS)), axes):
+        matches = (faces.labels == label) & ((predicted == label) == correct)
+        chosen = rng.permutation(np.flatnonzero(matches))[:EXAMPLES_PER_CLASS]
+        for column, axis in enumerate(row):
+            axis.axis("off")
+            if column < len(chosen):
+                index = chosen[column]
+                axis.imshow(faces.images[index], cmap="gray", vmin=0, vmax=255)
+                axis.set_title(f"{EMOTIONS[predicted[index]]} {confidence[index]:.0%}", fontsize=7,
+                               color="green" if correct else "red")
+        row[0].text(-0.15, 0.5, f"true: {EMOTIONS[label]}", transform=row[0].transAxes, rotation=90,
+                    ha="right", va="center", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def format_report(metrics: dict, split_label: str) -> str:
+    """A plain-text table of the metrics."""
+    plain, flip = metrics["plain"], metrics["flip_tta"]
+    lines = [
+        f"{split_label}: accuracy {plain['accuracy']:.2%}, macro-F1 {plain['macro_f1']:.4f}; "
+        f"with flip averaging {flip['accuracy']:.2%}, macro-F1 {flip['macro_f1']:.4f}",
+        f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+    ]
+    for name, row in plain["per_class"].items():
+        lines.append(f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>9d}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        splits = load_fer2013(args.data)
+        if args.split not in splits:
+            raise DatasetError(f"{args.data}: no '{args.split}' split (has {sorted(splits)})")
+        predict = load_predictor(args.model)
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    faces = splits[args.split]
+    split_label = {"test": "FER2013 PublicTest", "private_test": "FER2013 PrivateTest"}.get(args.split, args.split)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    evaluation = evaluate(predict, faces)
+    metrics = evaluation["metrics"]
+    report = {"model": str(args.model), "data": str(args.data), "split": split_label, "samples": len(faces),
+              "classes": list(EMOTIONS), **metrics}
+    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    save_confusion_matrix(np.array(metrics["plain"]["confusion_matrix"]),
+                          f"{split_label}: accuracy {metrics['plain']['accuracy']:.1%}", output_dir / "confusion_matrix.png")
+    for correct, name in ((True, "correct"), (False, "wrong")):
+        save_example_grid(faces, evaluation["predicted"], evaluation["confidence"], correct,
+                          f"{split_label}: {'correctly' if correct else 'wrongly'} classified (title: predicted)",
+                          output_dir / f"{name}_examples.png", args.seed)
+    print(format_report(metrics, split_label))
+    print(f"wrote metrics.json, confusion_matrix.png, correct_examples.png, wrong_examples.png to {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

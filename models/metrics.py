@@ -1,0 +1,31 @@
+"""Classification metrics computed from a confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(true_labels: np.ndarray, predicted_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts (n_classes, n_classes): rows are true classes, columns predicted classes."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (true_labels, predicted_labels), 1)
+    return matrix
+
+
+def classification_report(matrix: np.ndarray, class_names: list[str] | tuple[str, ...]) -> dict:
+    """Accuracy, macro-F1 and per-class precision, recall, F1 and support from a confusion matrix."""
+    true_positives = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0)
+    support = matrix.sum(axis=1)
+    precision = np.divide(true_positives, predicted, out=np.zeros_like(true_positives), where=predicted > 0)
+    recall = np.divide(true_positives, support, out=np.zeros_like(true_positives), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positives), where=denominator > 0)
+    return {
+        "accuracy": float(true_positives.sum() / max(matrix.sum(), 1)),
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        },
+    }

@@ -1,0 +1,64 @@
+"""Run a trained emotion model (.keras or exported .onnx) on batches of 48x48 uint8 faces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from models.emotions import INPUT_SCALE
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def load_predictor(model_path: str | Path, batch_size: int = 256) -> Predictor:
+    """A function mapping uint8 faces (n, 48, 48) to class probabilities (n, 7).
+
+    ``.onnx`` files run with onnxruntime and the normalisation in their metadata;
+    ``.keras`` files run with Keras and the training normalisation.
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"model not found: {model_path}")
+    if model_path.suffix == ".onnx":
+        return _onnx_predictor(model_path, batch_size)
+    if model_path.suffix == ".keras":
+        return _keras_predictor(model_path, batch_size)
+    raise ValueError(f"{model_path}: expected a .keras or .onnx model")
+
+
+def _onnx_predictor(model_path: Path, batch_size: int) -> Predictor:
+    import onnxruntime
+
+    from realtime.model_metadata import read_metadata
+
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    metadata = read_metadata(session.get_modelmeta().custom_metadata_map, str(model_path))
+    input_name = session.get_inputs()[0].name
+
+    def predict(faces: np.ndarray) -> np.ndarray:
+        inputs = ((faces.astype(np.float32) * metadata.scale - metadata.mean) / metadata.std)[..., None]
+        return np.concatenate([session.run(None, {input_name: inputs[start:start + batch_size]})[0]
+                               for start in range(0, len(inputs), batch_size)])
+
+    return predict
+
+
+def _keras_predictor(model_path: Path, batch_size: int) -> Predictor:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    model = keras.models.load_model(model_path, compile=False)
+
+    def predict(faces: np.ndarray) -> np.ndarray:
+        inputs = (faces.astype(np.float32) * INPUT_SCALE)[..., None]
+        return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+    return predict
+
+
+def predict_with_flip(predict: Predictor, faces: np.ndarray) -> np.ndarray:
+    """Average of the predictions for the faces and their horizontal mirror images."""
+    return (predict(faces) + predict(faces[:, :, ::-1].copy())) / 2
