@@ -23,19 +23,22 @@ def load_predictor(model_path: str | Path, batch_size: int = 256) -> Predictor:
     if not model_path.is_file():
         raise FileNotFoundError(f"model not found: {model_path}")
     if model_path.suffix == ".onnx":
-        return _onnx_predictor(model_path, batch_size)
+        return onnx_predictor(model_path, batch_size)
     if model_path.suffix == ".keras":
         return _keras_predictor(model_path, batch_size)
     raise ValueError(f"{model_path}: expected a .keras or .onnx model")
 
 
-def _onnx_predictor(model_path: Path, batch_size: int) -> Predictor:
+def onnx_predictor(model: Path | bytes, batch_size: int = 256) -> Predictor:
+    """Predictor for an ONNX model file or serialised model, normalising as its metadata says."""
     import onnxruntime
 
     from realtime.model_metadata import read_metadata
 
-    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    metadata = read_metadata(session.get_modelmeta().custom_metadata_map, str(model_path))
+    source = "model" if isinstance(model, bytes) else str(model)
+    session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                           providers=["CPUExecutionProvider"])
+    metadata = read_metadata(session.get_modelmeta().custom_metadata_map, source)
     input_name = session.get_inputs()[0].name
 
     def predict(faces: np.ndarray) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""Export the trained Keras emotion CNN to ONNX for the runtime.
+
+    python -m export --model runs/emotion_cnn_w32/best.keras --output models/emotion_cnn.onnx \\
+        --data ../shared/datasets/fer2013 --int8
+
+Converts with tf2onnx (fixed opset, dynamic batch), checks on real test faces that Keras and
+onnxruntime agree (every probability within 1e-4, same labels) and fails without writing anything
+otherwise, evaluates the ONNX model on FER2013 PublicTest and writes the classes, input format,
+normalisation and those numbers into the model's metadata. With --int8 it also writes
+<output>_int8.onnx, an INT8-quantised copy, but only if it loses less than --max-int8-loss points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from export.onnx_export import (OPSET, ExportError, check_parity, keras_to_onnx, model_metadata, set_metadata,
+                                write_atomically)
+from models.data import DatasetError, load_fer2013
+from models.emotions import INPUT_SCALE
+from models.evaluate import evaluate
+from models.predictor import onnx_predictor
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="trained inference model (.keras), e.g. <run>/best.keras")
+    parser.add_argument("--output", required=True, help="ONNX file to write, e.g. models/emotion_cnn.onnx")
+    parser.add_argument("--data", required=True,
+                        help="FER2013 folder or fer2013.csv: real faces for the parity check and the evaluation")
+    parser.add_argument("--parity-faces", type=int, default=512, help="test faces used for the parity check")
+    parser.add_argument("--int8", action="store_true", help="also write an INT8-quantised <output>_int8.onnx")
+    parser.add_argument("--max-int8-loss", type=float, default=0.5,
+                        help="largest PublicTest accuracy loss (points) for which the INT8 model is written")
+    parser.add_argument("--calibration-faces", type=int, default=2048, help="training faces to calibrate INT8 on")
+    parser.add_argument("--opset", type=int, default=OPSET)
+    return parser.parse_args(argv)
+
+
+def training_facts(model_path: Path) -> dict:
+    """What the training run beside the model recorded (settings, best validation accuracy)."""
+    facts = {}
+    config, state = model_path.parent / "config.json", model_path.parent / "state.json"
+    if config.is_file():
+        settings = json.loads(config.read_text())
+        facts["training"] = {key: settings[key] for key in ("width", "epochs", "batch_size", "learning_rate",
+                                                            "weight_decay", "label_smoothing", "class_weight_power",
+                                                            "val_fraction", "precision", "seed") if key in settings}
+    if state.is_file():
+        facts["validation_accuracy"] = round(json.loads(state.read_text())["best_val_accuracy"], 4)
+    return facts
+
+
+def evaluated_facts(model_bytes: bytes, test_faces) -> dict:
+    """PublicTest numbers for a serialised ONNX model that already carries its metadata."""
+    metrics = evaluate(onnx_predictor(model_bytes), test_faces)["metrics"]
+    return {
+        "publictest_accuracy": round(metrics["plain"]["accuracy"], 4),
+        "publictest_macro_f1": round(metrics["plain"]["macro_f1"], 4),
+        "publictest_accuracy_flip_tta": round(metrics["flip_tta"]["accuracy"], 4),
+        "publictest_samples": len(test_faces),
+    }
+
+
+def with_facts(model_proto, facts: dict) -> bytes:
+    """The model serialised with metadata carrying ``facts``."""
+    set_metadata(model_proto, model_metadata(facts))
+    return model_proto.SerializeToString()
+
+
+def run(args: argparse.Namespace) -> int:
+    import onnx
+
+    model_path, output = Path(args.model), Path(args.output)
+    if not model_path.is_file() or model_path.suffix != ".keras":
+        raise ExportError(f"{model_path}: no such .keras model")
+    if output.suffix != ".onnx" or not output.parent.is_dir():
+        raise ExportError(f"{output}: output must be a .onnx file in an existing folder")
+    splits = load_fer2013(args.data)
+    if "test" not in splits:
+        raise ExportError(f"{args.data}: no test split to check and evaluate on")
+    test_faces = splits["test"]
+
+    import keras
+
+    keras_model = keras.models.load_model(model_path, compile=False)
+    model_proto = keras_to_onnx(keras_model, args.opset)
+    facts = {"dataset": "FER2013", "architecture": keras_model.name, "parameters": keras_model.count_params(),
+             "opset": args.opset, "precision": "float32", **training_facts(model_path)}
+    parity = check_parity(keras_model, with_facts(model_proto, facts), test_faces.images[: args.parity_faces])
+    print(f"parity: {parity['faces']} PublicTest faces, max |keras - onnxruntime| {parity['max_abs_difference']:.1e}, "
+          "same labels")
+    facts.update(evaluated_facts(with_facts(model_proto, facts), test_faces))
+    float_bytes = with_facts(model_proto, facts)
+    rows = [("float32", output, facts)]
+
+    if args.int8:
+        from export.quantize import quantize_int8
+
+        rng = np.random.default_rng(0)
+        train_faces = splits["train"].images
+        calibration = train_faces[rng.permutation(len(train_faces))[: args.calibration_faces]]
+        int8_proto = onnx.load_from_string(quantize_int8(float_bytes, (calibration * np.float32(INPUT_SCALE))[..., None]
+                                                         .astype(np.float32)))
+        int8_facts = {**facts, "precision": "int8"}
+        int8_facts.update(evaluated_facts(with_facts(int8_proto, int8_facts), test_faces))
+        loss = 100 * (facts["publictest_accuracy"] - int8_facts["publictest_accuracy"])
+        int8_output = output.with_name(f"{output.stem}_int8.onnx")
+        if loss < args.max_int8_loss:
+            rows.append(("int8", int8_output, int8_facts))
+        else:
+            print(f"int8 not written: it loses {loss:.2f} points of PublicTest accuracy (limit {args.max_int8_loss})")
+
+    for precision, path, model_facts in rows:
+        data = float_bytes if precision == "float32" else with_facts(int8_proto, model_facts)
+        write_atomically(path, data)
+        print(f"{precision:8s} {path}  {len(data) / 1e6:.1f} MB  PublicTest accuracy "
+              f"{model_facts['publictest_accuracy']:.2%} (flip averaging {model_facts['publictest_accuracy_flip_tta']:.2%}), "
+              f"macro-F1 {model_facts['publictest_macro_f1']:.4f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (ExportError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Convert the Keras emotion CNN to ONNX, describe it in the metadata and check parity."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE
+from realtime.model_metadata import METADATA_KEY, ModelMetadata
+
+OPSET = 17
+INPUT_NAME = "face"
+OUTPUT_NAME = "probabilities"
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The export failed a check; nothing was written."""
+
+
+def keras_to_onnx(keras_model, opset: int = OPSET):
+    """The Keras model as an ONNX ModelProto with a dynamic batch dimension.
+
+    tf2onnx's ``from_keras`` fails on Keras 3 models, so the model is wrapped in a
+    ``tf.function`` with an explicit input signature and converted with ``from_function``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = [tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 1), tf.float32, name=INPUT_NAME)]
+    function = tf.function(lambda face: keras_model(face, training=False), input_signature=signature)
+    model_proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    _rename_output(model_proto, OUTPUT_NAME)
+    return model_proto
+
+
+def _rename_output(model_proto, new_name: str) -> None:
+    old_name = model_proto.graph.output[0].name
+    for node in model_proto.graph.node:
+        node.output[:] = [new_name if name == old_name else name for name in node.output]
+        node.input[:] = [new_name if name == old_name else name for name in node.input]
+    model_proto.graph.output[0].name = new_name
+
+
+def model_metadata(facts: dict) -> ModelMetadata:
+    """The metadata the runtime needs: classes, input size, colour, normalisation; plus ``facts``."""
+    return ModelMetadata(classes=list(EMOTIONS), input_size=(IMAGE_SIZE, IMAGE_SIZE), color="gray",
+                         scale=INPUT_SCALE, mean=0.0, std=1.0, facts=facts)
+
+
+def set_metadata(model_proto, metadata: ModelMetadata) -> None:
+    """Store ``metadata`` in the model's ``metadata_props`` (replacing an earlier copy)."""
+    kept = [prop for prop in model_proto.metadata_props if prop.key != METADATA_KEY]
+    del model_proto.metadata_props[:]
+    model_proto.metadata_props.extend(kept)
+    entry = model_proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata.to_json()
+
+
+def onnx_session(model_bytes: bytes):
+    """An onnxruntime CPU session for a serialised model."""
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+
+
+def check_parity(keras_model, model_bytes: bytes, faces: np.ndarray) -> dict:
+    """Compare Keras and onnxruntime on uint8 faces (n, 48, 48); raise ExportError unless they agree.
+
+    Agreement means every probability within PARITY_TOLERANCE and the same argmax for every face.
+    """
+    inputs = (faces.astype(np.float32) * INPUT_SCALE)[..., None]
+    expected = np.asarray(keras_model.predict(inputs, batch_size=256, verbose=0))
+    session = onnx_session(model_bytes)
+    actual = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    max_difference = float(np.abs(expected - actual).max())
+    argmax_mismatches = int((expected.argmax(1) != actual.argmax(1)).sum())
+    if max_difference > PARITY_TOLERANCE or argmax_mismatches:
+        raise ExportError(f"Keras and onnxruntime disagree on {len(faces)} faces: max |difference| "
+                          f"{max_difference:.2e} (limit {PARITY_TOLERANCE:.0e}), {argmax_mismatches} different labels")
+    return {"faces": len(faces), "max_abs_difference": max_difference}
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so a failure never leaves a partial file."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

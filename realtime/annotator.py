@@ -1,0 +1,104 @@
+"""Drawing of the results onto frames: a box and an "id 3 happy 87%" label per face, optional FPS."""
+
+from __future__ import annotations
+
+import zlib
+
+import cv2
+import numpy as np
+
+from realtime.results import FrameResult
+
+# BGR colours for the FER2013 emotions; other class names get one from PALETTE.
+EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
+    "angry": (40, 40, 230),      # red
+    "disgust": (40, 140, 40),    # dark green
+    "fear": (170, 60, 150),      # purple
+    "happy": (0, 210, 255),      # yellow
+    "neutral": (190, 190, 190),  # grey
+    "sad": (210, 120, 30),       # blue
+    "surprise": (0, 140, 255),   # orange
+}
+PALETTE = [(200, 130, 0), (60, 180, 75), (180, 30, 145), (0, 130, 200), (75, 25, 230), (240, 240, 70)]
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+REFERENCE_SIDE = 720  # frame short side at which the font scale is 1
+
+
+def emotion_colour(label: str) -> tuple[int, int, int]:
+    """The BGR colour of an emotion; unknown names get a fixed colour derived from the name."""
+    if label in EMOTION_COLOURS:
+        return EMOTION_COLOURS[label]
+    return PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+
+
+def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads better on ``background`` (BGR)."""
+    blue, green, red = background
+    return (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 140 else (255, 255, 255)
+
+
+class EmotionAnnotator:
+    """Draws FrameResults; line width and font size follow the frame size (readable from 360p to 4K)."""
+
+    def __init__(self, show_ids: bool = True):
+        self.show_ids = show_ids
+
+    @staticmethod
+    def style(image_shape: tuple[int, ...]) -> tuple[float, int]:
+        """(font scale, line thickness) for a frame of this shape."""
+        short_side = min(image_shape[:2])
+        font_scale = max(0.4, short_side / REFERENCE_SIDE)
+        thickness = max(1, int(round(short_side / 360)))
+        return font_scale, thickness
+
+    def label_text(self, face) -> str:
+        """"id 3 happy 87%" (or "happy 87%" without ids)."""
+        text = f"{face.label} {face.confidence * 100:.0f}%"
+        return f"id {face.face_id} {text}" if self.show_ids else text
+
+    @staticmethod
+    def label_rectangle(box: tuple[int, int, int, int], text_size: tuple[int, int], baseline: int,
+                        padding: int, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        """Where a label goes: above the box when there is room, else just inside its top; always in the frame."""
+        height, width = image_shape[:2]
+        label_w = min(text_size[0] + 2 * padding, width)
+        label_h = min(text_size[1] + baseline + 2 * padding, height)
+        x1, y1 = box[0], box[1]
+        top = y1 - label_h if y1 - label_h >= 0 else y1
+        top = min(max(top, 0), height - label_h)
+        left = min(max(x1, 0), width - label_w)
+        return left, top, left + label_w, top + label_h
+
+    def annotate(self, image: np.ndarray, frame_result: FrameResult, fps: float | None = None) -> np.ndarray:
+        """A copy of the BGR ``image`` with every face's box and label (and the FPS when given)."""
+        canvas = image.copy()
+        font_scale, thickness = self.style(canvas.shape)
+        padding = max(2, thickness * 2)
+        for face in frame_result.faces:
+            colour = emotion_colour(face.label)
+            x1, y1, x2, y2 = face.box
+            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness, cv2.LINE_AA)
+            text = self.label_text(face)
+            text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+            left, top, right, bottom = self.label_rectangle(face.box, text_size, baseline, padding, canvas.shape)
+            cv2.rectangle(canvas, (left, top), (right - 1, bottom - 1), colour, cv2.FILLED)
+            cv2.putText(canvas, text, (left + padding, bottom - padding - baseline), FONT, font_scale,
+                        text_colour(colour), thickness, cv2.LINE_AA)
+        if fps is not None:
+            self.draw_fps(canvas, fps, in_place=True)
+        return canvas
+
+    def draw_fps(self, image: np.ndarray, fps: float, in_place: bool = False) -> np.ndarray:
+        """The image with "12.3 fps" in its top-right corner (a copy unless ``in_place``)."""
+        canvas = image if in_place else image.copy()
+        font_scale, thickness = self.style(canvas.shape)
+        padding = max(2, thickness * 2)
+        text = f"{fps:.1f} fps"
+        (text_w, text_h), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+        right = canvas.shape[1]
+        left = max(0, right - text_w - 2 * padding)
+        bottom = min(canvas.shape[0], text_h + baseline + 2 * padding)
+        cv2.rectangle(canvas, (left, 0), (right - 1, bottom - 1), (0, 0, 0), cv2.FILLED)
+        cv2.putText(canvas, text, (left + padding, bottom - padding - baseline), FONT, font_scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)
+        return canvas

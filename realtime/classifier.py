@@ -1,0 +1,112 @@
+"""Emotion classification of face crops with the exported ONNX model (onnxruntime, CPU).
+
+Everything about the model (input name and shape, classes, colour, normalisation) is read from
+the file itself; the runtime has no list of emotions of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from realtime.crops import CROP_MARGIN, prepare_crops
+from realtime.model_metadata import ModelMetadata, ModelMetadataError, read_metadata
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = PROJECT_ROOT / "models"
+DEFAULT_MODEL_NAMES = ("emotion_cnn_int8.onnx", "emotion_cnn.onnx")  # preferred first
+
+
+class ModelError(Exception):
+    """The emotion model is missing, unreadable or not an Emotion Tracer model (one-line message)."""
+
+
+def default_model_path(models_dir: Path = MODELS_DIR) -> Path:
+    """models/emotion_cnn_int8.onnx when present, else models/emotion_cnn.onnx."""
+    for name in DEFAULT_MODEL_NAMES:
+        if (models_dir / name).is_file():
+            return models_dir / name
+    raise ModelError(f"no emotion model in {models_dir} (looked for {' or '.join(DEFAULT_MODEL_NAMES)}); "
+                     "export one with `python -m export` or pass --model PATH")
+
+
+class EmotionClassifier:
+    """Emotion probabilities for face crops; all faces of a frame go through one batched run.
+
+    ``model_path``: an exported .onnx model, by default ``default_model_path()``.
+    ``threads``: onnxruntime intra-op threads (None: onnxruntime's default).
+    ``flip_tta``: average each face's probabilities with those of its mirror image.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, threads: int | None = None,
+                 flip_tta: bool = False):
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        self.flip_tta = flip_tta
+        if not self.model_path.is_file():
+            raise ModelError(f"model file not found: {self.model_path}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be at least 1, got {threads}")
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), sess_options=options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own untyped errors for bad files
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelError(f"{self.model_path}: not a readable ONNX model ({detail[:200]})") from None
+        try:
+            self.metadata: ModelMetadata = read_metadata(
+                self._session.get_modelmeta().custom_metadata_map, str(self.model_path))
+        except ModelMetadataError as error:
+            raise ModelError(str(error)) from None
+        model_input = self._session.get_inputs()[0]
+        self.input_name: str = model_input.name
+        self.input_shape: list = list(model_input.shape)
+        self._check_model()
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in the order of the probability columns."""
+        return list(self.metadata.classes)
+
+    def _check_model(self) -> None:
+        """The model's input and output must agree with its metadata."""
+        channels = 1 if self.metadata.color == "gray" else 3
+        expected = [*self.metadata.input_size, channels]
+        if len(self.input_shape) != 4 or any(isinstance(size, int) and size != want
+                                             for size, want in zip(self.input_shape[1:], expected)):
+            raise ModelError(f"{self.model_path}: input shape {self.input_shape} does not match its metadata "
+                             f"(batch, {expected[0]}, {expected[1]}, {expected[2]})")
+        output_shape = self._session.get_outputs()[0].shape
+        if len(output_shape) != 2 or (isinstance(output_shape[1], int)
+                                      and output_shape[1] != len(self.metadata.classes)):
+            raise ModelError(f"{self.model_path}: output shape {output_shape} does not match its "
+                             f"{len(self.metadata.classes)} classes")
+
+    def _preprocess(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+        return prepare_crops(image_bgr, boxes, self.metadata, CROP_MARGIN)
+
+    def infer(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+        """Probabilities (n_boxes, n_classes) for the faces at ``boxes`` in a BGR frame."""
+        return self.predict(self._preprocess(image_bgr, boxes))
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities (n, n_classes) float32 for prepared crops (n, H, W, C); one run for all n."""
+        n_classes = len(self.metadata.classes)
+        if len(crops) == 0:
+            return np.zeros((0, n_classes), dtype=np.float32)
+        batch = np.ascontiguousarray(crops, dtype=np.float32)
+        if self.flip_tta:
+            batch = np.concatenate([batch, np.ascontiguousarray(np.flip(batch, axis=2))])
+        output = self._session.run(None, {self.input_name: batch})[0]
+        return self._postprocess(output, len(crops))
+
+    def _postprocess(self, output: np.ndarray, n_faces: int) -> np.ndarray:
+        probabilities = np.asarray(output, dtype=np.float32).reshape(-1, len(self.metadata.classes))
+        if self.flip_tta:  # rows n..2n are the mirrored faces
+            probabilities = (probabilities[:n_faces] + probabilities[n_faces:]) / 2.0
+        return probabilities

@@ -1,0 +1,80 @@
+"""Face crops in the form the emotion model was trained on.
+
+FER2013 faces are tight, roughly square crops from the forehead to the chin with a little
+background at the sides. MediaPipe's box is a tight square-ish box from the eyebrows to the chin,
+so the crop is a square around the box centre, its side ``1 + CROP_MARGIN`` times the box's longer
+side, shifted up by ``CROP_SHIFT_UP`` of the box height to take in the forehead.
+
+Parts of the square outside the frame (faces at the edges) are filled by replicating the border
+pixels rather than shrinking the square, so a face keeps the same scale and position in its crop
+whether or not it touches the edge of the frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from realtime.model_metadata import ModelMetadata
+
+CROP_MARGIN = 0.2  # extra side length, as a fraction of the box's longer side
+CROP_SHIFT_UP = 0.05  # centre moved up by this fraction of the box height
+
+
+def square_box(box: tuple[int, int, int, int], margin: float = CROP_MARGIN,
+               shift_up: float = CROP_SHIFT_UP) -> tuple[int, int, int, int]:
+    """The square crop (x1, y1, x2, y2) around a face box; it may reach outside the frame."""
+    x1, y1, x2, y2 = box
+    width, height = x2 - x1, y2 - y1
+    side = max(1, int(round(max(width, height) * (1.0 + margin))))
+    centre_x = (x1 + x2) / 2.0
+    centre_y = (y1 + y2) / 2.0 - shift_up * height
+    left = int(round(centre_x - side / 2.0))
+    top = int(round(centre_y - side / 2.0))
+    return left, top, left + side, top + side
+
+
+def crop_square(image: np.ndarray, box: tuple[int, int, int, int], margin: float = CROP_MARGIN,
+                shift_up: float = CROP_SHIFT_UP) -> np.ndarray:
+    """The square crop around a face box; where it leaves the frame the border pixels are replicated."""
+    height, width = image.shape[:2]
+    left, top, right, bottom = square_box(box, margin, shift_up)
+    inside = image[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
+    if inside.size == 0:  # the square misses the frame entirely (cannot happen for clamped boxes)
+        raise ValueError(f"face box {box} lies outside the {width}x{height} frame")
+    pad_top, pad_bottom = max(0, -top), max(0, bottom - height)
+    pad_left, pad_right = max(0, -left), max(0, right - width)
+    if pad_top or pad_bottom or pad_left or pad_right:
+        inside = cv2.copyMakeBorder(inside, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE)
+    return inside
+
+
+def _to_model_colour(crop_bgr: np.ndarray, colour: str) -> np.ndarray:
+    if colour == "gray":
+        return cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+    return crop_bgr  # "bgr": already in the model's colour order
+
+
+def prepare_crops(image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]], metadata: ModelMetadata,
+                  margin: float = CROP_MARGIN) -> np.ndarray:
+    """Model inputs for the faces in a BGR frame: float32 (n, H, W, C), normalised as the metadata says.
+
+    Each crop is converted to the model's colour, resized to ``metadata.input_size`` (height, width)
+    and normalised as ``(pixel * scale - mean) / std``. No boxes give shape (0, H, W, C).
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"prepare_crops needs a BGR image, got shape {image_bgr.shape}")
+    input_height, input_width = metadata.input_size
+    channels = 1 if metadata.color == "gray" else 3
+    batch = np.empty((len(boxes), input_height, input_width, channels), dtype=np.float32)
+    for row, box in enumerate(boxes):
+        crop = crop_square(image_bgr, box, margin)
+        crop = _to_model_colour(crop, metadata.color)
+        shrinking = crop.shape[0] > input_height
+        crop = cv2.resize(crop, (input_width, input_height),
+                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        batch[row] = crop.reshape(input_height, input_width, channels)
+    batch *= np.float32(metadata.scale)
+    batch -= np.float32(metadata.mean)
+    batch /= np.float32(metadata.std)
+    return batch

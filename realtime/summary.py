@@ -1,0 +1,79 @@
+"""What a run saw: frames, faces, processing speed and each tracked face's dominant emotion."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from realtime.results import FrameResult
+
+
+@dataclass
+class FaceSummary:
+    """One tracked face (an id within one source) over a run."""
+
+    source: str
+    face_id: int
+    labels: Counter = field(default_factory=Counter)
+
+    @property
+    def frames(self) -> int:
+        """Frames in which the face was seen."""
+        return sum(self.labels.values())
+
+    @property
+    def dominant(self) -> tuple[str, float]:
+        """The most frequent label and the share of the face's frames it had (ties: first seen)."""
+        label, count = self.labels.most_common(1)[0]
+        return label, count / self.frames
+
+
+@dataclass
+class RunSummary:
+    """Accumulates FrameResults; ``format()`` gives the table printed at the end of a run."""
+
+    frames: int = 0
+    faces: int = 0  # face detections summed over all frames
+    frames_with_faces: int = 0
+    seconds: float = 0.0  # time spent reading and processing frames
+    sources: list[str] = field(default_factory=list)
+    tracked: dict[tuple[str, int], FaceSummary] = field(default_factory=dict)
+
+    def add(self, result: FrameResult, source: str = "", seconds: float = 0.0) -> None:
+        """Count one processed frame of ``source`` that took ``seconds``."""
+        if source not in self.sources:
+            self.sources.append(source)
+        self.frames += 1
+        self.faces += len(result.faces)
+        self.frames_with_faces += bool(result.faces)
+        self.seconds += seconds
+        for face in result.faces:
+            key = (source, face.face_id)
+            if key not in self.tracked:
+                self.tracked[key] = FaceSummary(source, face.face_id)
+            self.tracked[key].labels[face.label] += 1
+
+    @property
+    def fps(self) -> float:
+        """Frames processed per second (0 before any timed frame)."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        """A short plain-text report: totals, then one row per tracked face."""
+        lines = [f"{self.frames} frame{'s' * (self.frames != 1)}, {self.faces} face detection"
+                 f"{'s' * (self.faces != 1)} in {self.frames_with_faces} frame{'s' * (self.frames_with_faces != 1)}"
+                 + (f", {self.fps:.1f} frames/s" if self.seconds > 0 else "")]
+        if not self.tracked:
+            lines.append("no faces found")
+            return "\n".join(lines)
+        several_sources = len(self.sources) > 1
+        header = (["source"] if several_sources else []) + ["face", "frames", "dominant emotion", "share"]
+        rows = []
+        for face in self.tracked.values():
+            label, share = face.dominant
+            rows.append(([face.source] if several_sources else [])
+                        + [str(face.face_id), str(face.frames), label, f"{share * 100:.0f}%"])
+        widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+        for row in [header, *rows]:
+            lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        return "\n".join(lines)
