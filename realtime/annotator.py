@@ -21,7 +21,7 @@ EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 PALETTE = [(200, 130, 0), (60, 180, 75), (180, 30, 145), (0, 130, 200), (75, 25, 230), (240, 240, 70)]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-REFERENCE_SIDE = 720  # frame short side at which the font scale is 1
+REFERENCE_SIDE = 600  # frame short side at which the font scale is 1
 
 
 def emotion_colour(label: str) -> tuple[int, int, int]:
@@ -45,7 +45,7 @@ class EmotionAnnotator:
 
     @staticmethod
     def style(image_shape: tuple[int, ...]) -> tuple[float, int]:
-        """(font scale, line thickness) for a frame of this shape."""
+        """(font scale, text line thickness) for a frame of this shape; boxes are one pixel thicker."""
         short_side = min(image_shape[:2])
         font_scale = max(0.4, short_side / REFERENCE_SIDE)
         thickness = max(1, int(round(short_side / 360)))
@@ -77,7 +77,7 @@ class EmotionAnnotator:
         for face in frame_result.faces:
             colour = emotion_colour(face.label)
             x1, y1, x2, y2 = face.box
-            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness, cv2.LINE_AA)
+            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness + 1)
             text = self.label_text(face)
             text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
             left, top, right, bottom = self.label_rectangle(face.box, text_size, baseline, padding, canvas.shape)

@@ -22,7 +22,7 @@ from realtime.crops import prepare_crops
 from realtime.detector import FaceDetector
 from realtime.model_metadata import ModelMetadata
 from realtime.results import FrameResult
-from realtime.sources import Frame
+from realtime.sources import CameraSource, Frame
 from realtime.summary import RunSummary
 from realtime.tracker import FaceTracker
 
@@ -96,7 +96,8 @@ def process_source(source, analyzer: EmotionAnalyzer, *, annotator: EmotionAnnot
                    progress: bool = False) -> Iterator[ProcessedFrame]:
     """Run every frame of an open ``source`` through ``analyzer`` and hand it to the sinks given.
 
-    Yields a ProcessedFrame per frame. Annotated frames go to ``video_writer`` (``.write(image)``)
+    Yields a ProcessedFrame per frame. Annotated frames go to ``video_writer`` (``.write(image, timestamp)``;
+    camera frames keep their capture times, file frames their frame rate)
     and, with an FPS readout, to ``window`` (``.show(image) -> bool``; False stops the run, as when
     the user presses q). Results go to ``results_writer`` (``.write(source_name, frame_result)``)
     and are added to ``summary``. ``max_frames`` stops early; ``progress`` shows a tqdm bar on
@@ -109,6 +110,7 @@ def process_source(source, analyzer: EmotionAnalyzer, *, annotator: EmotionAnnot
     total = source.info.total_frames
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
+    live = isinstance(source, CameraSource)  # live frames are written at their capture times
     analyzer.reset()
     fps = 0.0
     frames = iter(source)
@@ -123,7 +125,7 @@ def process_source(source, analyzer: EmotionAnalyzer, *, annotator: EmotionAnnot
             result = analyzer.analyze(frame)
             annotated = annotator.annotate(frame.image, result) if annotator is not None else None
             if video_writer is not None:
-                video_writer.write(annotated)
+                video_writer.write(annotated, timestamp=frame.timestamp if live else None)
             if results_writer is not None:
                 results_writer.write(name, result)
             seconds = time.perf_counter() - started

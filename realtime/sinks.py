@@ -183,6 +183,8 @@ class H264VideoWriter:
         self._last_pts = -1
         self._end_time = 0.0
         self._error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._finished = False
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._temp = _temp_path(self.path)
         self._audio: _AudioTrack | None = None
@@ -241,9 +243,13 @@ class H264VideoWriter:
         """Background thread: encode and mux queued frames, interleaving audio; flush at the end."""
         try:
             while (frame := self._queue.get()) is not _STOP:
+                if self._cancel.is_set():
+                    return
                 self._container.mux(self._video.encode(frame))
                 if self._audio is not None:
                     self._audio.mux_until(self._container, float(frame.time) + 0.5)
+            if self._cancel.is_set():
+                return
             self._container.mux(self._video.encode(None))
             if self._audio is not None:
                 self._audio.mux_until(self._container, self._end_time)
@@ -254,6 +260,9 @@ class H264VideoWriter:
 
     def close(self) -> None:
         """Finish encoding, finalise the MP4 and move it into place. No frames -> OutputError, no file."""
+        if self._finished:
+            return
+        self._finished = True
         try:
             self._queue.put(_STOP)
             self._thread.join()
@@ -270,14 +279,17 @@ class H264VideoWriter:
 
     def discard(self) -> None:
         """Stop encoding and delete the partial output."""
-        if self._thread.is_alive():
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._queue.put(_STOP)
-            self._thread.join()
+        if self._finished:
+            return
+        self._finished = True
+        self._cancel.set()
+        while True:  # unblock the encoder: drop queued frames, then tell it to stop
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(_STOP)
+        self._thread.join()
         self._abandon()
 
     def _close_container(self) -> None:

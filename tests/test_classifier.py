@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -50,7 +48,7 @@ def test_one_batched_run_equals_single_runs(classifier):
     assert batched.shape == (5, len(EMOTIONS)) and batched.dtype == np.float32
     np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(batched.sum(axis=1), 1.0, rtol=1e-5)
-    assert len(set(batched.argmax(axis=1).tolist())) > 1 or not np.allclose(batched[0], batched[1])
+    assert not np.allclose(batched[0], batched[1])  # different faces, different answers
 
 
 def test_empty_input_gives_an_empty_result_without_running(classifier):
@@ -125,7 +123,3 @@ def test_default_model_prefers_int8(tmp_path):
     (tmp_path / "emotion_cnn_int8.onnx").write_bytes(b"x")
     assert default_model_path(tmp_path) == tmp_path / "emotion_cnn_int8.onnx"
 
-
-def test_default_model_path_is_under_the_project(monkeypatch):
-    import realtime.classifier as classifier_module
-    assert classifier_module.MODELS_DIR == Path(classifier_module.__file__).resolve().parents[1] / "models"

@@ -1,0 +1,7 @@
+"""``python -m realtime``: see ``python -m realtime --help``."""
+
+import sys
+
+from realtime.cli import main
+
+sys.exit(main())

@@ -1,0 +1,296 @@
+"""Command line: ``python -m realtime`` analyses a camera, a video, a photo, a folder or the demo clip."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from realtime.annotator import EmotionAnnotator
+from realtime.classifier import ModelError
+from realtime.pipeline import EmotionAnalyzer, process_source
+from realtime.sinks import (IMAGE_OUTPUT_SUFFIXES, RESULTS_SUFFIXES, VIDEO_OUTPUT_SUFFIXES, DisplayWindow,
+                            H264VideoWriter, OutputError, ResultsWriter, check_output_path, display_available,
+                            write_image)
+from realtime.sources import (CameraSource, ImageSource, SourceError, VideoFileSource, list_media, media_kind,
+                              parse_source)
+from realtime.summary import RunSummary
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+WINDOW_TITLE = "Emotion Tracer (q or Esc quits)"
+
+EXAMPLES = """\
+examples:
+  python -m realtime --camera 0
+      live webcam in a window with FPS; q or Esc quits
+  python -m realtime --camera 0 --output session.mp4 --results session.csv --max-frames 900
+      record about 30 s of annotated webcam video and a row per face per frame
+  python -m realtime --video interview.mp4 --output interview_emotions.mp4 --results faces.jsonl
+      annotate a video file (audio kept), with a progress bar and ETA
+  python -m realtime --image group.jpg --output group_emotions.jpg
+      annotate a photo
+  python -m realtime photos/ --output annotated/ --results photos.csv
+      every image and video in a folder; outputs keep the file names
+  python -m realtime --demo --output demo.mp4
+      a short clip built from a sample face photo, no camera or file needed
+
+Without --output nothing is written except --results; a summary of the faces is printed at the end.
+Exit codes: 0 done, 1 failed while processing, 2 bad input or options, 130 interrupted (Ctrl-C;
+outputs written so far are finished and kept).
+"""
+
+
+class UsageError(Exception):
+    """A bad option combination found after parsing."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, no usage dump."""
+        self.exit(EXIT_USAGE, f"error: {message} (see python -m realtime --help)\n")
+
+
+def _fraction(low_inclusive: bool, high: float, high_inclusive: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (0.0 <= value if low_inclusive else 0.0 < value) or not (value <= high if high_inclusive
+                                                                         else value < high):
+            bounds = f"{'[' if low_inclusive else '('}0, {high:g}{']' if high_inclusive else ')'}"
+            raise argparse.ArgumentTypeError(f"{value:g} is not in {bounds}")
+        return value
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return int(text)
+
+
+def _camera_index(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"camera index must be a whole number like 0, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help)."""
+    parser = _Parser(
+        prog="python -m realtime",
+        description="Emotion Tracer: finds faces (MediaPipe) and classifies their emotions (ONNX CNN "
+                    "trained on FER2013) in a live camera, video files, photos or whole folders.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
+    source.add_argument("input", nargs="?", metavar="SOURCE",
+                        help="a video, a photo, a folder of them, or a camera index (digits)")
+    source.add_argument("--camera", type=_camera_index, metavar="INDEX", help="camera index, usually 0")
+    source.add_argument("--video", type=Path, metavar="PATH", help="a video file (mp4, mov, mkv, webm, avi...)")
+    source.add_argument("--image", type=Path, metavar="PATH", help="a photo (jpg, png, webp, bmp, tif...)")
+    source.add_argument("--demo", action="store_true",
+                        help="a short built-in clip of a sample face, to try it without a camera")
+
+    output = parser.add_argument_group("outputs")
+    output.add_argument("--output", "-o", type=Path, metavar="PATH",
+                        help="annotated result: an .mp4 for camera/video/demo, an image file "
+                             f"({', '.join(IMAGE_OUTPUT_SUFFIXES)}) for a photo, a folder for a folder")
+    output.add_argument("--results", "-r", type=Path, metavar="PATH",
+                        help="one row per face per frame: .csv or .jsonl (box, id, label, confidence, "
+                             "probability of each emotion)")
+    display = output.add_mutually_exclusive_group()
+    display.add_argument("--show", action="store_true",
+                         help="show a live window for files too (default: only for the camera)")
+    display.add_argument("--no-display", action="store_true",
+                         help="never open a window, even for the camera (automatic when there is no display)")
+
+    analysis = parser.add_argument_group("analysis")
+    analysis.add_argument("--detector", choices=("short", "full"),
+                          help="face detector range: 'short' for faces within ~2 m (fastest), 'full' for "
+                               "faces up to ~5 m (default: short for the camera, full otherwise)")
+    analysis.add_argument("--min-confidence", type=_fraction(True, 1.0, True), default=0.5, metavar="P",
+                          help="minimum face detection score, 0-1 (default: 0.5)")
+    analysis.add_argument("--smooth", type=_fraction(True, 1.0, False), default=0.6, metavar="S",
+                          help="how much each face's emotion follows its past frames, 0 <= S < 1; "
+                               "0 turns smoothing off (default: 0.6)")
+    analysis.add_argument("--model", type=Path, metavar="PATH",
+                          help="exported .onnx emotion model (default: models/emotion_cnn_int8.onnx, "
+                               "else models/emotion_cnn.onnx)")
+    analysis.add_argument("--flip-tta", action="store_true",
+                          help="also classify each face mirrored and average (slightly better, slower)")
+    analysis.add_argument("--threads", type=_positive_int, metavar="N",
+                          help="CPU threads for the emotion model (default: onnxruntime's choice)")
+    analysis.add_argument("--max-frames", type=_positive_int, metavar="N",
+                          help="stop after N frames of each source")
+    return parser
+
+
+@dataclass
+class Job:
+    """One source to process and where its outputs go."""
+
+    kind: str  # "camera", "video", "image" or "demo"
+    spec: int | Path | None
+    output: Path | None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
+    """The jobs to run and whether the input is a folder; checks every output path before any work."""
+    if args.camera is not None:
+        jobs, folder = [Job("camera", args.camera, args.output)], False
+    elif args.demo:
+        jobs, folder = [Job("demo", None, args.output)], False
+    elif args.video is not None:
+        jobs, folder = [Job("video", args.video, args.output)], False
+    elif args.image is not None:
+        jobs, folder = [Job("image", args.image, args.output)], False
+    else:
+        spec = parse_source(args.input)
+        if isinstance(spec, int):
+            jobs, folder = [Job("camera", spec, args.output)], False
+        elif spec.is_dir():
+            jobs, folder = _folder_jobs(spec, args.output), True
+        else:
+            jobs, folder = [Job(media_kind(spec), spec, args.output)], False
+    if not folder:
+        job = jobs[0]
+        if job.output is not None:
+            suffixes = IMAGE_OUTPUT_SUFFIXES if job.kind == "image" else VIDEO_OUTPUT_SUFFIXES
+            check_output_path(job.output, suffixes)
+            if isinstance(job.spec, Path) and job.spec.exists() and _same_file(job.spec, job.output):
+                raise OutputError(f"{job.output}: is the input; choose another output file")
+    if args.results is not None:
+        check_output_path(args.results, RESULTS_SUFFIXES)
+        for job in jobs:
+            for other in (job.spec, job.output):
+                if isinstance(other, Path) and other.exists() and _same_file(other, args.results):
+                    raise OutputError(f"{args.results}: is also the input or the annotated output")
+    return jobs, folder
+
+
+def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
+    """One job per image or video in ``folder``; outputs go to the ``output`` folder under the same name."""
+    files = list_media(folder)
+    if output is not None:
+        if output.exists() and not output.is_dir():
+            raise OutputError(f"{output}: is a file; give a folder for the outputs of a folder")
+        if not output.parent.is_dir():
+            raise OutputError(f"{output}: folder {output.parent} does not exist")
+        if output.exists() and _same_file(output, folder):
+            raise OutputError(f"{output}: is the input folder; choose another output folder")
+    jobs, targets = [], {}
+    for path in files:
+        kind = media_kind(path)
+        target = None
+        if output is not None:
+            if kind == "image":
+                suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_OUTPUT_SUFFIXES else ".png"
+            else:
+                suffix = ".mp4"
+            target = output / (path.stem + suffix)
+            if target.name in targets:
+                raise OutputError(f"{target}: would be written for both {targets[target.name].name} and "
+                                  f"{path.name}; rename one of them")
+            targets[target.name] = path
+        jobs.append(Job(kind, path, target))
+    return jobs
+
+
+def _open(job: Job):
+    if job.kind == "camera":
+        return CameraSource(job.spec)
+    if job.kind == "demo":
+        from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
+        return demo_source()
+    if job.kind == "image":
+        return ImageSource(job.spec)
+    return VideoFileSource(job.spec)
+
+
+def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
+             summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None) -> None:
+    """Process one source into its outputs; Ctrl-C finishes the outputs and propagates."""
+    with ExitStack() as stack:
+        source = stack.enter_context(_open(job))
+        video_writer = window = None
+        if job.output is not None and job.kind != "image":
+            audio = job.spec if job.kind == "video" else None
+            video_writer = stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=audio))
+        if show_window:
+            window = stack.enter_context(DisplayWindow(WINDOW_TITLE))
+        last = None
+        for last in process_source(source, analyzer, annotator=annotator, video_writer=video_writer,
+                                   results_writer=results_writer, window=window, summary=summary,
+                                   source_name=source_name, max_frames=args.max_frames,
+                                   progress=job.kind != "image"):
+            pass
+        if job.kind == "image" and job.output is not None and last is not None:
+            write_image(job.output, last.annotated)
+        if window is not None and job.kind == "image" and last is not None:
+            while window.show(last.annotated):  # a photo stays up until q/Esc or the window is closed
+                time.sleep(0.05)
+
+
+def _error(message: str) -> None:
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        jobs, folder = _plan(args)
+        live = jobs[0].kind == "camera"
+        detector_range = args.detector or ("short" if live else "full")
+        want_window = args.show or (live and not args.no_display)
+        show_window = want_window and display_available()
+        if want_window and not show_window:
+            print("note: no display available, running without a window", file=sys.stderr)
+    except (SourceError, OutputError) as error:
+        _error(error)
+        return EXIT_USAGE
+
+    summary = RunSummary()
+    skipped: list[str] = []
+    try:
+        with ExitStack() as stack:
+            analyzer = stack.enter_context(EmotionAnalyzer(
+                args.model, detector_range=detector_range, min_confidence=args.min_confidence,
+                smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads))
+            annotator = EmotionAnnotator()
+            results_writer = (stack.enter_context(ResultsWriter(args.results, analyzer.classes))
+                              if args.results is not None else None)
+            if folder and args.output is not None:
+                args.output.mkdir(exist_ok=True)
+            for job in jobs:
+                try:
+                    _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
+                             job.spec.name if folder else None)
+                except SourceError as error:
+                    if not folder:
+                        raise
+                    skipped.append(job.spec.name)  # one unreadable file does not stop a folder
+                    print(f"warning: skipped {' '.join(str(error).split())}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ninterrupted: outputs written so far are kept", file=sys.stderr)
+        print(summary.format())
+        return EXIT_INTERRUPTED
+    except (SourceError, OutputError, ModelError) as error:
+        _error(error)
+        return EXIT_FAILED if summary.frames else EXIT_USAGE  # bad input, or a failure part way
+    except Exception as error:  # a failure while processing: one line; unfinished outputs are discarded
+        _error(f"{type(error).__name__}: {error}")
+        return EXIT_FAILED
+    print(summary.format())
+    if skipped:
+        _error(f"{len(skipped)} of {len(jobs)} files could not be read: {', '.join(skipped)}")
+        return EXIT_FAILED
+    return EXIT_OK

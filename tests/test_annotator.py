@@ -1,0 +1,86 @@
+"""EmotionAnnotator: boxes and labels drawn inside the frame at any size, colours per emotion."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.annotator import FONT, EMOTION_COLOURS, EmotionAnnotator, emotion_colour
+from realtime.results import FaceResult, FrameResult
+
+
+def face(face_id, box, label="happy", confidence=0.87):
+    return FaceResult(face_id=face_id, box=box, detection_score=0.9, probabilities=np.zeros(7, np.float32),
+                      label=label, confidence=confidence)
+
+
+def label_geometry(annotator, image_shape, result):
+    font_scale, thickness = annotator.style(image_shape)
+    padding = max(2, thickness * 2)
+    text = annotator.label_text(result)
+    size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+    return size, annotator.label_rectangle(result.box, size, baseline, padding, image_shape)
+
+
+@pytest.mark.parametrize("height, width", [(360, 640), (1080, 1920)])
+def test_labels_of_faces_at_every_edge_stay_inside_the_frame(height, width):
+    annotator = EmotionAnnotator()
+    s = height // 6  # face size
+    boxes = [(0, 0, s, s), (width - s, 0, width, s), (0, height - s, s, height),
+             (width - s, height - s, width, height), (width // 2, height // 2, width // 2 + s, height // 2 + s)]
+    results = [face(i + 1, box, label) for i, (box, label)
+               in enumerate(zip(boxes, ["happy", "sad", "angry", "surprise", "neutral"]))]
+    image = np.zeros((height, width, 3), np.uint8)
+    annotated = annotator.annotate(image, FrameResult(0, 0.0, results))
+    assert annotated.shape == image.shape and not image.any()  # drawn on a copy
+    for result in results:
+        (text_w, text_h), (left, top, right, bottom) = label_geometry(annotator, image.shape, result)
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        assert right - left > text_w and bottom - top > text_h  # the whole text fits on its background
+        # The label background really is drawn there, in the emotion's colour.
+        region = annotated[top:bottom, left:right].reshape(-1, 3)
+        share = np.mean(np.all(region == emotion_colour(result.label), axis=1))
+        assert share > 0.4
+    # The box outline is drawn along the face's edges.
+    x1, y1, x2, y2 = boxes[4]
+    assert np.all(annotated[y2 - 1, x1 + 5:x2 - 5] == emotion_colour("neutral"))
+
+
+def test_label_goes_above_the_box_when_there_is_room_and_inside_at_the_top():
+    annotator = EmotionAnnotator()
+    shape = (360, 640, 3)
+    size, (_, top, _, bottom) = label_geometry(annotator, shape, face(1, (100, 200, 200, 300)))
+    assert bottom == 200  # just above the box
+    size, (_, top, _, bottom) = label_geometry(annotator, shape, face(1, (100, 0, 200, 100)))
+    assert top == 0  # inside the box, at the top edge of the frame
+
+
+def test_text_and_lines_grow_with_the_frame():
+    small_font, small_line = EmotionAnnotator.style((360, 640, 3))
+    big_font, big_line = EmotionAnnotator.style((1080, 1920, 3))
+    assert big_font == pytest.approx(3 * small_font) and big_line == 3 * small_line
+    text_h_360 = cv2.getTextSize("id 1 happy 87%", FONT, small_font, small_line)[0][1]
+    assert text_h_360 >= 8  # legible at 360p
+    assert EmotionAnnotator.style((120, 160, 3))[0] >= 0.4
+
+
+def test_label_text():
+    result = face(3, (0, 0, 10, 10), "happy", 0.87)
+    assert EmotionAnnotator().label_text(result) == "id 3 happy 87%"
+    assert EmotionAnnotator(show_ids=False).label_text(result) == "happy 87%"
+
+
+def test_every_emotion_has_its_own_colour_and_unknown_labels_get_a_stable_one():
+    assert len(set(EMOTION_COLOURS.values())) == len(EMOTION_COLOURS)
+    assert emotion_colour("contempt") == emotion_colour("contempt")
+
+
+def test_no_faces_leaves_the_frame_unchanged_and_fps_is_drawn_top_right():
+    annotator = EmotionAnnotator()
+    image = np.full((360, 640, 3), 128, np.uint8)
+    np.testing.assert_array_equal(annotator.annotate(image, FrameResult(0, 0.0, [])), image)
+    with_fps = annotator.draw_fps(image, 23.4)
+    changed = np.argwhere(np.any(with_fps != image, axis=2))
+    assert len(changed) > 0 and changed[:, 0].max() < 60 and changed[:, 1].min() > 500
+    assert np.array_equal(annotator.annotate(image, FrameResult(0, 0.0, []), fps=23.4), with_fps)

@@ -1,0 +1,150 @@
+"""Export (parity, metadata, INT8, nothing written on failure) and evaluation outputs."""
+
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+
+pytest.importorskip("tensorflow", reason="export needs the training requirements (requirements-dev.txt)")
+
+from export import __main__ as export_cli  # noqa: E402
+from export.onnx_export import ExportError, check_parity, keras_to_onnx  # noqa: E402
+from models import evaluate as evaluate_cli  # noqa: E402
+from models.data import load_fer2013  # noqa: E402
+from models.emotions import EMOTIONS  # noqa: E402
+from models.metrics import classification_report, confusion_matrix  # noqa: E402
+from realtime.model_metadata import METADATA_KEY, ModelMetadata, read_metadata  # noqa: E402
+from tests.fer_fixtures import make_fer_folder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A small trained-for-a-moment Keras model and the tiny dataset it saw."""
+    import keras
+
+    from models.architecture import build_classifier
+
+    folder = tmp_path_factory.mktemp("export")
+    data = make_fer_folder(folder / "fer", per_class=6)
+    train = load_fer2013(data)["train"]
+    model = build_classifier(width=4, dtype_policy="float32")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(train.images[..., None] / 255.0, train.labels, epochs=2, verbose=0)
+    path = folder / "small.keras"
+    model.save(path)
+    return path, data
+
+
+def test_export_writes_a_model_that_matches_keras_and_describes_itself(small_model, tmp_path, capsys):
+    import keras
+
+    model_path, data = small_model
+    output = tmp_path / "model.onnx"
+    assert export_cli.main(["--model", str(model_path), "--output", str(output), "--data", str(data)]) == 0
+    assert "same labels" in capsys.readouterr().out
+
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    metadata = read_metadata(session.get_modelmeta().custom_metadata_map, str(output))
+    assert metadata.classes == list(EMOTIONS) and metadata.input_size == (48, 48) and metadata.color == "gray"
+    assert metadata.scale == pytest.approx(1 / 255)
+    assert metadata.facts["dataset"] == "FER2013" and 0 <= metadata.facts["publictest_accuracy"] <= 1
+
+    # dynamic batch: 1 and 5 faces both run and agree with Keras
+    test_faces = load_fer2013(data)["test"].images[:5]
+    inputs = (test_faces.astype(np.float32) * metadata.scale)[..., None]
+    expected = keras.models.load_model(model_path).predict(inputs, verbose=0)
+    assert np.abs(session.run(None, {"face": inputs})[0] - expected).max() < 1e-4
+    assert np.abs(session.run(None, {"face": inputs[:1]})[0] - expected[:1]).max() < 1e-4
+
+    # the accuracy in the metadata is what evaluating the exported file gives
+    metrics_dir = tmp_path / "evaluation"
+    assert evaluate_cli.main(["--model", str(output), "--data", str(data), "--output-dir", str(metrics_dir)]) == 0
+    metrics = json.loads((metrics_dir / "metrics.json").read_text())
+    assert metrics["plain"]["accuracy"] == pytest.approx(metadata.facts["publictest_accuracy"], abs=1e-4)
+
+
+def test_parity_failure_raises_and_export_writes_nothing(small_model, tmp_path, monkeypatch, capsys):
+    import keras
+
+    model_path, data = small_model
+    model = keras.models.load_model(model_path)
+    model_bytes = keras_to_onnx(model).SerializeToString()
+    other = keras.models.load_model(model_path)
+    other.layers[-1].bias.assign(other.layers[-1].bias + np.linspace(-2, 2, 7))  # a different model
+    faces = load_fer2013(data)["test"].images
+    check_parity(model, model_bytes, faces)
+    with pytest.raises(ExportError, match="disagree"):
+        check_parity(other, model_bytes, faces)
+
+    def failing_parity(*args, **kwargs):
+        raise ExportError("Keras and onnxruntime disagree (simulated)")
+
+    monkeypatch.setattr(export_cli, "check_parity", failing_parity)
+    output = tmp_path / "model.onnx"
+    assert export_cli.main(["--model", str(model_path), "--output", str(output), "--data", str(data)]) == 1
+    assert "disagree" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_bad_paths_are_one_line_errors(small_model, tmp_path, capsys):
+    model_path, data = small_model
+    assert export_cli.main(["--model", str(tmp_path / "none.keras"), "--output", str(tmp_path / "m.onnx"),
+                            "--data", str(data)]) == 1
+    assert export_cli.main(["--model", str(model_path), "--output", str(tmp_path / "no" / "m.onnx"),
+                            "--data", str(data)]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
+
+
+def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path):
+    model_path, data = small_model
+    output = tmp_path / "model.onnx"
+    assert export_cli.main(["--model", str(model_path), "--output", str(output), "--data", str(data), "--int8",
+                            "--max-int8-loss", "100", "--calibration-faces", "32"]) == 0
+    int8 = onnxruntime.InferenceSession(str(tmp_path / "model_int8.onnx"), providers=["CPUExecutionProvider"])
+    facts = read_metadata(int8.get_modelmeta().custom_metadata_map, "int8")
+    assert facts.facts["precision"] == "int8"
+    assert any(node.op_type == "DequantizeLinear" for node in __import__("onnx").load(tmp_path / "model_int8.onnx").graph.node)
+
+
+def test_metadata_round_trip_and_rejection():
+    metadata = ModelMetadata(classes=list(EMOTIONS), facts={"publictest_accuracy": 0.7})
+    assert ModelMetadata.from_json(metadata.to_json()) == metadata
+    from realtime.model_metadata import ModelMetadataError
+
+    with pytest.raises(ModelMetadataError, match="not an Emotion Tracer model"):
+        read_metadata({}, "x.onnx")
+    with pytest.raises(ModelMetadataError):
+        read_metadata({METADATA_KEY: '{"classes": []}'}, "x.onnx")
+
+
+def test_report_numbers_agree_with_a_direct_computation():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 7, 500)
+    predicted = np.where(rng.random(500) < 0.6, true, rng.integers(0, 7, 500))
+    report = classification_report(confusion_matrix(true, predicted, 7), EMOTIONS)
+    assert report["accuracy"] == pytest.approx((true == predicted).mean())
+    f1_scores = []
+    for label, name in enumerate(EMOTIONS):
+        true_positive = np.sum((predicted == label) & (true == label))
+        precision = true_positive / np.sum(predicted == label)
+        recall = true_positive / np.sum(true == label)
+        assert report["per_class"][name]["precision"] == pytest.approx(precision)
+        assert report["per_class"][name]["recall"] == pytest.approx(recall)
+        f1_scores.append(2 * precision * recall / (precision + recall))
+    assert report["macro_f1"] == pytest.approx(np.mean(f1_scores))
+
+
+def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
+    model_path, data = small_model
+    output_dir = tmp_path / "evaluation"
+    assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(output_dir)]) == 0
+    for name in ("metrics.json", "confusion_matrix.png", "correct_examples.png", "wrong_examples.png"):
+        assert (output_dir / name).stat().st_size > 1000 or name == "metrics.json"
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    matrix = np.array(metrics["plain"]["confusion_matrix"])
+    assert matrix.sum() == metrics["samples"] == 42
+    assert metrics["split"] == "FER2013 PublicTest"
+    assert "FER2013 PublicTest: accuracy" in capsys.readouterr().out
+    assert evaluate_cli.main(["--model", str(tmp_path / "missing.onnx"), "--data", str(data)]) == 2

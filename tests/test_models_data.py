@@ -1,0 +1,90 @@
+"""FER2013 loaders: Kaggle folders, fer2013.csv, class order, validation split and bad input."""
+
+import numpy as np
+import pytest
+
+from models.data import DatasetError, load_fer2013, stratified_split
+from models.emotions import EMOTIONS
+from tests.fer_fixtures import make_fer_csv, make_fer_folder, synthetic_face
+
+
+def test_folder_layout_loads_both_splits_with_folder_labels(tmp_path):
+    splits = load_fer2013(make_fer_folder(tmp_path / "fer", per_class=4))
+    assert set(splits) == {"train", "test"}
+    train = splits["train"]
+    assert train.images.shape == (28, 48, 48) and train.images.dtype == np.uint8
+    assert train.class_counts().tolist() == [4] * 7
+    happy = train.names.index("train/happy/Training_3000.jpg")
+    assert train.labels[happy] == EMOTIONS.index("happy")
+
+
+def test_csv_maps_original_label_numbers_to_the_model_class_order(tmp_path):
+    splits = load_fer2013(make_fer_csv(tmp_path / "fer2013.csv", per_class=2))
+    assert set(splits) == {"train", "test", "private_test"}
+    # The CSV numbers sad 4, surprise 5, neutral 6; the model's order is alphabetical.
+    train = splits["train"]
+    first_neutral_row = 2 + 6 * 2  # header is line 1, csv label 6 comes after 6 labels of 2 rows
+    index = train.names.index(f"fer2013.csv:{first_neutral_row}")
+    assert EMOTIONS[train.labels[index]] == "neutral"
+    assert train.class_counts().tolist() == [2] * 7
+    # the pixels survive the round trip: the pattern of the class is where synthetic_face puts it
+    row = 4 + 6 * EMOTIONS.index("neutral")
+    assert train.images[index][row:row + 5, 8:40].mean() > train.images[index][40:, :].mean() + 40
+
+
+def test_same_data_loads_identically_from_folder_and_csv(tmp_path):
+    rng = np.random.default_rng(1)
+    face = synthetic_face(3, rng)
+    (tmp_path / "fer2013.csv").write_text(f"emotion,pixels,Usage\n3,{' '.join(map(str, face.ravel()))},Training\n")
+    loaded = load_fer2013(tmp_path / "fer2013.csv")["train"]
+    assert np.array_equal(loaded.images[0], face) and EMOTIONS[loaded.labels[0]] == "happy"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("emotion,pixels\n0,1 2 3\n", "missing columns"),
+    ("emotion,pixels,Usage\n9," + " ".join(["0"] * 2304) + ",Training\n", "emotion must be 0-6"),
+    ("emotion,pixels,Usage\n0,1 2 3,Training\n", "2304 pixel values"),
+    ("emotion,pixels,Usage\n0," + " ".join(["0"] * 2304) + ",Validation\n", "unknown Usage"),
+    ("emotion,pixels,Usage\n0," + " ".join(["0"] * 2304) + ",PublicTest\n", "no rows with Usage 'Training'"),
+])
+def test_malformed_csv_gives_a_clear_error_naming_the_line(tmp_path, content, message):
+    path = tmp_path / "fer2013.csv"
+    path.write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        load_fer2013(path)
+
+
+def test_missing_path_wrong_file_and_wrong_folders(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_fer2013(tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError, match="expected a folder"):
+        load_fer2013(tmp_path / "notes.txt")
+    with pytest.raises(DatasetError, match="no train/ folder"):
+        load_fer2013(tmp_path)
+    root = make_fer_folder(tmp_path / "fer", per_class=1)
+    (root / "train" / "contempt").mkdir()
+    with pytest.raises(DatasetError, match="unknown class folders"):
+        load_fer2013(root)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    root = make_fer_folder(tmp_path / "fer", per_class=1)
+    (root / "test" / "sad" / "PublicTest_broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match="PublicTest_broken.jpg"):
+        load_fer2013(root)
+
+
+def test_stratified_split_is_seeded_disjoint_and_keeps_class_shares(tmp_path):
+    train = load_fer2013(make_fer_folder(tmp_path / "fer", per_class=10))["train"]
+    kept, held_out = stratified_split(train, 0.2, seed=3)
+    assert len(kept) + len(held_out) == len(train)
+    assert held_out.class_counts().tolist() == [2] * 7
+    assert not set(kept.names) & set(held_out.names)
+    assert stratified_split(train, 0.2, seed=3)[1].names == held_out.names
+
+
+def test_real_fer2013_has_the_documented_class_counts(fer2013):
+    splits = load_fer2013(fer2013)
+    assert splits["train"].class_counts().tolist() == [3995, 436, 4097, 7215, 4965, 4830, 3171]
+    assert len(splits["test"]) == 3589

@@ -1,0 +1,105 @@
+"""The CNN builds, trains a few steps on a tiny generated set, checkpoints and resumes."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="training needs the training requirements (requirements-dev.txt)")
+
+from models import train  # noqa: E402
+from tests.fer_fixtures import make_fer_folder  # noqa: E402
+
+
+def test_classifier_shape_and_probabilities():
+    from models.architecture import build_classifier
+
+    model = build_classifier(width=4, dtype_policy="float32")
+    probabilities = np.asarray(model(np.random.rand(3, 48, 48, 1).astype("float32"), training=False))
+    assert probabilities.shape == (3, 7)
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def test_class_weights_favour_rare_classes_and_average_one():
+    counts = np.array([3995, 436, 4097, 7215, 4965, 4830, 3171])
+    weights = train.class_weights(counts, power=0.5)
+    assert weights.argmax() == 1 and weights.argmin() == 3
+    assert np.isclose((weights * counts).sum() / counts.sum(), 1.0)
+    assert np.allclose(train.class_weights(counts, power=0.0), 1.0)
+
+
+def test_training_runs_checkpoints_and_resumes(tmp_path, capsys):
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    arguments = ["--data", str(data), "--output-dir", str(run_dir), "--width", "4", "--batch-size", "16",
+                 "--val-fraction", "0.34", "--precision", "float32", "--warmup-epochs", "0"]
+    assert train.main(arguments + ["--epochs", "2"]) == 0
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epochs_done"] == 2
+    assert (run_dir / "best.keras").is_file() and (run_dir / "checkpoint.keras").is_file()
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_accuracy" in history[0]
+    assert "epoch   2" in capsys.readouterr().out
+
+    # rerunning the finished run resumes (nothing left to do) instead of starting over
+    assert train.main(arguments + ["--epochs", "2"]) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().out
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+
+    # different settings in the same folder are refused
+    assert train.main(arguments + ["--epochs", "3", "--width", "8"]) == 2
+    assert "different settings" in capsys.readouterr().err
+
+
+def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    arguments = ["--data", str(data), "--output-dir", str(run_dir), "--width", "4", "--batch-size", "16",
+                 "--epochs", "3", "--precision", "float32", "--val-fraction", "0.34"]
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    original_callback = train.make_epoch_callback
+
+    def interrupting_callback(*args, **kwargs):
+        checkpointing = original_callback(*args, **kwargs)
+        stop = StopAfterFirstEpoch()
+
+        class Both(keras.callbacks.Callback):
+            def set_model(self, model):
+                checkpointing.set_model(model)
+                stop.set_model(model)
+
+            def on_epoch_begin(self, epoch, logs=None):
+                checkpointing.on_epoch_begin(epoch, logs)
+
+            def on_epoch_end(self, epoch, logs=None):
+                checkpointing.on_epoch_end(epoch, logs)
+                stop.on_epoch_end(epoch, logs)
+
+        return Both()
+
+    train.make_epoch_callback = interrupting_callback
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.main(arguments)
+    finally:
+        train.make_epoch_callback = original_callback
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
+    steps_after_one_epoch = int(keras.models.load_model(run_dir / "checkpoint.keras").optimizer.iterations)
+
+    assert train.main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1" in out and "epoch   2" in out and "epoch   3" in out
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 3
+    resumed = keras.models.load_model(run_dir / "checkpoint.keras")
+    assert int(resumed.optimizer.iterations) == 3 * steps_after_one_epoch
+
+
+def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
+    assert train.main(["--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "run")]) == 2
+    assert "dataset not found" in capsys.readouterr().err

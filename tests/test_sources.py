@@ -1,0 +1,311 @@
+"""Frame sources: parsing, image reading edge cases, video decoding, camera errors."""
+
+from __future__ import annotations
+
+import math
+import struct
+import threading
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from realtime.sources import (
+    DEFAULT_FPS,
+    ImageSource,
+    SourceError,
+    VideoFileSource,
+    VideoInfo,
+    list_media,
+    media_kind,
+    open_source,
+    parse_source,
+    read_image,
+)
+
+
+def make_clip(
+    path: Path,
+    frames: int = 12,
+    size: tuple[int, int] = (64, 48),
+    fps: Fraction | int = 25,
+    audio: str | None = None,
+    rotation: int | None = None,
+) -> Path:
+    """Write a small test clip: frame i is a solid grey of level 20 * i; optional sine audio track.
+
+    `audio` is an encoder name ("aac", "pcm_s16le"); the container follows the path's suffix.
+    """
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if rotation is not None:
+            video.set_display_rotation(rotation)
+        sound = None
+        if audio is not None:
+            sound = container.add_stream(audio, rate=44100, layout="stereo")
+        for index in range(frames):
+            image = np.full((height, width, 3), (20 * index) % 256, np.uint8)
+            image[:, : width // 8] = 255  # a white bar on the left shows orientation
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(video.encode(None))
+        if sound is not None:
+            samples = round(44100 * frames / float(fps))
+            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
+            if audio == "aac":
+                frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
+            else:
+                pcm = (wave * 32767).astype(np.int16)
+                frame = av.AudioFrame.from_ndarray(np.stack([pcm, pcm], axis=1).reshape(1, -1), format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = 44100, 0
+            container.mux(sound.encode(frame))
+            container.mux(sound.encode(None))
+    return path
+
+
+def minimal_png(path: Path, width: int, height: int) -> Path:
+    """A PNG header that claims a size but holds no pixel data (a decompression bomb stand-in)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def test_parse_source_digits_are_cameras_and_the_rest_paths():
+    assert parse_source("0") == 0
+    assert parse_source(" 12 ") == 12
+    assert parse_source("clip.mp4") == Path("clip.mp4")
+    assert parse_source("~/clip.mp4") == Path.home() / "clip.mp4"
+    with pytest.raises(SourceError):
+        parse_source("  ")
+
+
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf"), None])
+def test_video_info_replaces_unusable_fps(fps):
+    assert VideoInfo(4, 4, fps, None, "x").fps == DEFAULT_FPS
+
+
+def test_video_info_keeps_fractional_fps():
+    assert VideoInfo(4, 4, 30000 / 1001, None, "x").fps == pytest.approx(29.97, abs=1e-3)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def test_read_image_composites_transparency_onto_white(tmp_path):
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 0)  # invisible red
+    rgba[0, 1] = (0, 0, 255, 255)  # opaque blue
+    rgba[0, 2] = (0, 0, 0, 128)  # half-transparent black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    image = read_image(tmp_path / "a.png")
+    assert image.shape == (2, 3, 3) and image.dtype == np.uint8 and image.flags.c_contiguous
+    assert image[0, 0].tolist() == [255, 255, 255]
+    assert image[0, 1].tolist() == [255, 0, 0]  # BGR
+    assert abs(int(image[0, 2, 0]) - 127) <= 2
+
+
+def test_read_image_palette_with_transparency(tmp_path):
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 255, 0] + [0, 0, 0] * 255)
+    image.info["transparency"] = 0
+    image.save(tmp_path / "p.png", transparency=0)
+    assert read_image(tmp_path / "p.png")[0, 0].tolist() == [255, 255, 255]
+
+
+def test_read_image_grayscale_becomes_bgr(tmp_path):
+    Image.fromarray(np.full((5, 7), 100, np.uint8), "L").save(tmp_path / "g.png")
+    image = read_image(tmp_path / "g.png")
+    assert image.shape == (5, 7, 3)
+    assert (image == 100).all()
+
+
+def test_read_image_scales_16_bit_to_8_bit(tmp_path):
+    wide = np.array([[0, 128 * 257, 65535]], np.uint16)
+    Image.fromarray(wide).save(tmp_path / "deep.png")
+    assert read_image(tmp_path / "deep.png")[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_read_image_applies_exif_orientation(tmp_path):
+    array = np.zeros((20, 40, 3), np.uint8)
+    array[:, :20] = (255, 0, 0)  # left half red (RGB)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(array).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    image = read_image(tmp_path / "rotated.jpg")
+    assert image.shape == (40, 20, 3)  # portrait after rotation
+    top, bottom = image[:15].mean(axis=(0, 1)), image[25:].mean(axis=(0, 1))
+    assert top[2] > 200 and top[0] < 50  # the red half is now on top (BGR: red is channel 2)
+    assert bottom.max() < 50
+
+
+def test_read_image_refuses_decompression_bombs(tmp_path):
+    bomb = minimal_png(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(SourceError, match="decompression bomb"):
+        read_image(bomb)
+
+
+def test_read_image_honours_a_lowered_pixel_limit(tmp_path, monkeypatch):
+    Image.new("RGB", (50, 50)).save(tmp_path / "small.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(SourceError, match="small.png"):
+        read_image(tmp_path / "small.png")
+
+
+def test_read_image_rejects_missing_empty_folder_and_garbage(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "garbage.jpg").write_text("this is not a picture")
+    (tmp_path / "folder.jpg").mkdir()
+    for name, reason in [("missing.jpg", "no such file"), ("empty.jpg", "empty"), ("garbage.jpg", "not an image"), ("folder.jpg", "not a file")]:
+        with pytest.raises(SourceError, match=reason) as error:
+            read_image(tmp_path / name)
+        assert name in str(error.value) and "\n" not in str(error.value)
+
+
+def test_read_image_on_real_photos(media):
+    assert read_image(media / "Image_with_alpha.png").ndim == 3
+    gray = read_image(media / "BWPictureHuman.jpg")
+    assert gray.shape[2] == 3 and gray.dtype == np.uint8
+
+
+def test_image_source_yields_one_frame(tmp_path):
+    Image.new("RGB", (9, 7), (10, 20, 30)).save(tmp_path / "one.png")
+    with open_source(str(tmp_path / "one.png")) as source:
+        assert isinstance(source, ImageSource)
+        frames = list(source)
+    assert source.info == VideoInfo(9, 7, DEFAULT_FPS, 1, str(tmp_path / "one.png"))
+    assert len(frames) == 1 and frames[0].index == 0 and frames[0].timestamp == 0.0
+    assert frames[0].image[0, 0].tolist() == [30, 20, 10]
+
+
+# --- media kinds and folders --------------------------------------------------------------------
+
+
+def test_media_kind_by_suffix_and_by_content(tmp_path):
+    assert media_kind(Path("a.JPG")) == "image"
+    assert media_kind(Path("a.mov")) == "video"
+    Image.new("RGB", (2, 2)).save(tmp_path / "photo", format="PNG")
+    assert media_kind(tmp_path / "photo") == "image"
+    (tmp_path / "clip").write_bytes(b"\x00" * 64)
+    assert media_kind(tmp_path / "clip") == "video"
+
+
+def test_list_media_sorted_and_filtered(tmp_path):
+    for name in ["b.png", "a.mp4", "notes.txt", "C.JPG"]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub.mp4").mkdir()
+    assert [p.name for p in list_media(tmp_path)] == ["C.JPG", "a.mp4", "b.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no images or videos"):
+        list_media(tmp_path / "empty")
+    with pytest.raises(SourceError, match="no such folder"):
+        list_media(tmp_path / "missing")
+
+
+def test_open_source_refuses_a_folder(tmp_path):
+    with pytest.raises(SourceError, match="folder"):
+        open_source(tmp_path)
+
+
+# --- video files ---------------------------------------------------------------------------------
+
+
+def test_video_file_source_info_frames_and_timestamps(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, size=(64, 48), fps=25)
+    with open_source(str(clip)) as source:
+        assert isinstance(source, VideoFileSource)
+        assert source.info == VideoInfo(64, 48, 25.0, 12, str(clip))
+        assert source.has_audio is False
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(12))
+    assert [f.timestamp for f in frames] == pytest.approx([i / 25 for i in range(12)], abs=1e-6)
+    for index, frame in enumerate(frames):
+        assert frame.image.shape == (48, 64, 3) and frame.image.dtype == np.uint8 and frame.image.flags.c_contiguous
+        assert abs(float(frame.image[:, 20:].mean()) - (20 * index) % 256) < 4
+
+
+def test_video_file_source_applies_rotation_metadata(tmp_path):
+    clip = make_clip(tmp_path / "turned.mp4", frames=3, size=(64, 32), rotation=90)
+    with VideoFileSource(clip) as source:
+        assert (source.info.width, source.info.height) == (32, 64)
+        image = next(iter(source)).image
+    assert image.shape == (64, 32, 3)
+    assert image[-4:].mean() > 200 and image[:50].mean() < 100  # left bar turned counter-clockwise: now at the bottom
+
+
+def test_video_file_source_stops_cleanly_when_closed_early(tmp_path):
+    clip = make_clip(tmp_path / "long.mp4", frames=60)
+    before = threading.active_count()
+    with VideoFileSource(clip, queue_size=2) as source:
+        for frame in source:
+            if frame.index == 3:
+                break
+    assert threading.active_count() == before
+
+
+def test_video_file_source_reports_audio(tmp_path):
+    with VideoFileSource(make_clip(tmp_path / "sound.mp4", audio="aac")) as source:
+        assert source.has_audio is True
+
+
+def test_video_file_source_rejects_bad_files(tmp_path):
+    (tmp_path / "garbage.mp4").write_text("not a video at all")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    for name, reason in [("garbage.mp4", "not a video"), ("empty.mp4", "empty"), ("missing.mp4", "no such file")]:
+        with pytest.raises(SourceError, match=reason) as error:
+            VideoFileSource(tmp_path / name)
+        assert name in str(error.value) and "\n" not in str(error.value)
+
+
+def test_video_file_source_rejects_zero_frames(tmp_path):
+    path = tmp_path / "zero.avi"  # AVI keeps a video track that has no frames (MP4 drops it)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+    assert path.stat().st_size > 0
+    with pytest.raises(SourceError, match="no frames"):
+        VideoFileSource(path)
+
+
+def test_video_file_source_rejects_audio_only_files(tmp_path):
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=44100, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 44100, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(SourceError, match="no video track"):
+        VideoFileSource(path)
+
+
+def test_real_video_info_and_timestamps(media):
+    with VideoFileSource(media / "single_face.mp4") as source:
+        assert (source.info.width, source.info.height, source.info.total_frames) == (640, 360, 72)
+        assert source.info.fps == pytest.approx(30.0)
+        assert source.has_audio
+        times = [frame.timestamp for frame in source]
+    assert len(times) == 72 and times[0] == 0.0
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert math.isclose(times[-1], 71 / 30, abs_tol=0.01)
+
+
+# --- cameras -------------------------------------------------------------------------------------
+
+
+def test_missing_camera_fails_with_a_clear_message():
+    with pytest.raises(SourceError, match="camera 9") as error:
+        open_source("9")
+    assert "\n" not in str(error.value)

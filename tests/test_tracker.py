@@ -1,0 +1,115 @@
+"""FaceTracker: stable ids for moving faces, new and vanishing faces, smoothing of the labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.results import FaceDetection
+from realtime.tracker import FaceTracker, box_iou
+
+CLASSES = ["happy", "sad", "neutral"]
+HAPPY = [0.8, 0.1, 0.1]
+SAD = [0.1, 0.8, 0.1]
+
+
+def faces(*boxes):
+    return [FaceDetection(box=box, score=0.9) for box in boxes]
+
+
+def probs(*rows):
+    return np.array(rows, dtype=np.float32).reshape(len(rows), len(CLASSES))
+
+
+def test_box_iou():
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (10, 10, 20, 20)) == 0.0
+
+
+def test_ids_follow_moving_faces_even_when_the_order_changes():
+    tracker = FaceTracker(CLASSES, smoothing=0.0)
+    left, right = (100, 100, 200, 200), (400, 100, 500, 200)
+    first = tracker.update(faces(left, right), probs(HAPPY, SAD))
+    ids = {result.box: result.face_id for result in first}
+    assert sorted(ids.values()) == [1, 2]
+    for step in range(1, 10):  # both move 8 px a frame; detections come in swapped order
+        moved_left = (100 + 8 * step, 100, 200 + 8 * step, 200)
+        moved_right = (400 - 8 * step, 100 + 4 * step, 500 - 8 * step, 200 + 4 * step)
+        results = tracker.update(faces(moved_right, moved_left), probs(SAD, HAPPY))
+        assert [r.face_id for r in results] == [ids[right], ids[left]]
+        assert [r.box for r in results] == [moved_right, moved_left]
+
+
+def test_new_face_gets_a_new_id_and_a_vanished_face_is_forgotten():
+    tracker = FaceTracker(CLASSES, smoothing=0.0, max_missed=2)
+    a, b = (0, 0, 100, 100), (300, 0, 400, 100)
+    assert [r.face_id for r in tracker.update(faces(a), probs(HAPPY))] == [1]
+    assert [r.face_id for r in tracker.update(faces(a, b), probs(HAPPY, SAD))] == [1, 2]
+    # b disappears for two frames (within max_missed) and comes back with its id.
+    tracker.update(faces(a), probs(HAPPY))
+    tracker.update(faces(a), probs(HAPPY))
+    assert [r.face_id for r in tracker.update(faces(a, b), probs(HAPPY, SAD))] == [1, 2]
+    # Gone for three frames: forgotten, so it comes back as a new face.
+    for _ in range(3):
+        tracker.update(faces(a), probs(HAPPY))
+    assert [r.face_id for r in tracker.update(faces(a, b), probs(HAPPY, SAD))] == [1, 3]
+
+
+def test_a_face_that_jumps_away_is_a_new_face():
+    tracker = FaceTracker(CLASSES, smoothing=0.0)
+    tracker.update(faces((0, 0, 100, 100)), probs(HAPPY))
+    assert tracker.update(faces((500, 300, 600, 400)), probs(HAPPY))[0].face_id == 2
+
+
+def test_no_faces_gives_no_results():
+    tracker = FaceTracker(CLASSES)
+    assert tracker.update([], np.zeros((0, 3), np.float32)) == []
+
+
+def test_smoothing_stops_a_single_frame_flicker():
+    box = (0, 0, 100, 100)
+    sequence = [HAPPY] * 5 + [SAD] + [HAPPY] * 5  # one odd frame
+    smooth, raw = FaceTracker(CLASSES, smoothing=0.6), FaceTracker(CLASSES, smoothing=0.0)
+    smooth_labels = [smooth.update(faces(box), probs(p))[0].label for p in sequence]
+    raw_results = [raw.update(faces(box), probs(p))[0] for p in sequence]
+    assert smooth_labels == ["happy"] * len(sequence)
+    assert [r.label for r in raw_results] == ["happy"] * 5 + ["sad"] + ["happy"] * 5
+    # Smoothing 0 passes each frame's probabilities through unchanged.
+    for result, p in zip(raw_results, sequence):
+        np.testing.assert_allclose(result.probabilities, p, rtol=1e-6)
+        assert result.confidence == pytest.approx(max(p))
+
+
+def test_smoothing_is_an_exponential_moving_average_and_follows_a_lasting_change():
+    tracker = FaceTracker(CLASSES, smoothing=0.5)
+    box = (0, 0, 100, 100)
+    first = tracker.update(faces(box), probs(HAPPY))[0]
+    np.testing.assert_allclose(first.probabilities, HAPPY, rtol=1e-6)  # a new face starts from its own
+    second = tracker.update(faces(box), probs(SAD))[0]
+    np.testing.assert_allclose(second.probabilities, 0.5 * np.array(HAPPY) + 0.5 * np.array(SAD), rtol=1e-6)
+    labels = [tracker.update(faces(box), probs(SAD))[0].label for _ in range(3)]
+    assert labels[-1] == "sad"
+
+
+def test_each_face_is_smoothed_on_its_own():
+    tracker = FaceTracker(CLASSES, smoothing=0.9)
+    a, b = (0, 0, 100, 100), (300, 0, 400, 100)
+    tracker.update(faces(a, b), probs(HAPPY, SAD))
+    results = tracker.update(faces(a, b), probs(HAPPY, SAD))
+    assert [r.label for r in results] == ["happy", "sad"]
+
+
+def test_reset_starts_ids_again():
+    tracker = FaceTracker(CLASSES)
+    tracker.update(faces((0, 0, 10, 10), (50, 50, 60, 60)), probs(HAPPY, SAD))
+    tracker.reset()
+    assert tracker.update(faces((0, 0, 10, 10)), probs(SAD))[0].face_id == 1
+    assert tracker.update(faces((0, 0, 10, 10)), probs(SAD))[0].label == "sad"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        FaceTracker(CLASSES, smoothing=1.0)
+    with pytest.raises(ValueError):
+        FaceTracker(CLASSES).update(faces((0, 0, 10, 10)), np.zeros((2, 3), np.float32))
