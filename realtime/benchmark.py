@@ -1,0 +1,119 @@
+"""Speed benchmark (not a test): frames per second of each pipeline stage, and classifier cost per face.
+
+    python -m realtime.benchmark                       # ../shared/media clips when present, else the demo clip
+    python -m realtime.benchmark clip.mp4 --detector short
+
+For each video and detector range: decode only; decode + face detection; the full pipeline
+(detect, classify, track, annotate) without writing; the full pipeline writing H.264. Each is the
+best of --repeat runs. Then the classifier alone on one CPU thread at several batch sizes, for every
+shipped model. Prints tables; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from realtime.annotator import EmotionAnnotator
+from realtime.classifier import DEFAULT_MODEL_NAMES, MODELS_DIR, EmotionClassifier
+from realtime.demo import demo_source
+from realtime.detector import FaceDetector
+from realtime.pipeline import EmotionAnalyzer, process_source
+from realtime.sinks import H264VideoWriter
+from realtime.sources import VideoFileSource
+
+SHARED_CLIPS = [Path(__file__).resolve().parents[2] / "shared" / "media" / name
+                for name in ("single_face.mp4", "test.mp4")]
+STAGES = ("decode only", "decode + detect", "full, no writing", "full + H.264")
+
+
+def open_clip(path: Path | None):
+    """The clip as a frame source (the built-in demo clip when ``path`` is None)."""
+    return demo_source() if path is None else VideoFileSource(path)
+
+
+def time_stage(stage: str, path: Path | None, analyzer: EmotionAnalyzer, detector: FaceDetector) -> tuple[int, float]:
+    """Frames processed and seconds taken by one run of ``stage`` over the clip."""
+    annotator = EmotionAnnotator()
+    with open_clip(path) as source, tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        if stage == "decode only":
+            frames = sum(1 for _ in source)
+        elif stage == "decode + detect":
+            frames = sum(1 for frame in source if detector.detect(frame.image) is not None)
+        elif stage == "full, no writing":
+            frames = sum(1 for _ in process_source(source, analyzer, annotator=annotator))
+        else:
+            with H264VideoWriter(Path(folder) / "out.mp4", source.info) as writer:
+                frames = sum(1 for _ in process_source(source, analyzer, annotator=annotator, video_writer=writer))
+        return frames, time.perf_counter() - started
+
+
+def benchmark_pipeline(clips: list[Path | None], detector_ranges: list[str], repeat: int) -> None:
+    """Print fps per stage, and the full pipeline with H.264 relative to decoding alone."""
+    print(f"{'clip':<18}{'size':>10}{'detector':>10}" + "".join(f"{stage:>18}" for stage in STAGES)
+          + f"{'full+H.264 / decode':>21}")
+    for clip in clips:
+        with open_clip(clip) as source:
+            size = f"{source.info.width}x{source.info.height}"
+        for detector_range in detector_ranges:
+            with EmotionAnalyzer(detector_range=detector_range) as analyzer, \
+                    FaceDetector(detector_range, 0.5) as detector:
+                fps = {}
+                for stage in STAGES:
+                    runs = [time_stage(stage, clip, analyzer, detector) for _ in range(repeat)]
+                    fps[stage] = max(frames / seconds for frames, seconds in runs)
+            name = clip.name if clip else "demo clip"
+            print(f"{name:<18}{size:>10}{detector_range:>10}" + "".join(f"{fps[s]:>14.0f} fps" for s in STAGES)
+                  + f"{fps['full + H.264'] / fps['decode only']:>20.0%}", flush=True)
+
+
+def benchmark_classifier(batch_sizes: tuple[int, ...] = (1, 8, 32), runs: int = 300) -> None:
+    """Print milliseconds per face on one onnxruntime thread for each shipped model and batch size."""
+    print(f"\n{'model (1 CPU thread)':<26}" + "".join(f"{f'batch {b}':>14}" for b in batch_sizes))
+    for name in DEFAULT_MODEL_NAMES:
+        path = MODELS_DIR / name
+        if not path.is_file():
+            continue
+        classifier = EmotionClassifier(path, threads=1)
+        height, width = classifier.metadata.input_size
+        channels = 1 if classifier.metadata.color == "gray" else 3
+        costs = []
+        for batch in batch_sizes:
+            crops = np.random.default_rng(0).random((batch, height, width, channels), dtype=np.float32)
+            for _ in range(10):
+                classifier.predict(crops)
+            count = max(20, runs // batch)
+            started = time.perf_counter()
+            for _ in range(count):
+                classifier.predict(crops)
+            costs.append((time.perf_counter() - started) / count / batch * 1000)
+        print(f"{name:<26}" + "".join(f"{cost:>11.3f} ms" for cost in costs), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realtime.benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("videos", nargs="*", type=Path, help="clips to time (default: ../shared/media clips)")
+    parser.add_argument("--detector", choices=("short", "full", "both"), default="both")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the fastest counts")
+    args = parser.parse_args(argv)
+    clips = args.videos or [clip for clip in SHARED_CLIPS if clip.is_file()] or [None]
+    missing = [clip for clip in clips if clip is not None and not clip.is_file()]
+    if missing:
+        print(f"error: no such video: {missing[0]}", file=sys.stderr)
+        return 2
+    print(f"{os.cpu_count()} CPU cores; frames per second, best of {args.repeat} runs\n")
+    benchmark_pipeline(clips, ["short", "full"] if args.detector == "both" else [args.detector], args.repeat)
+    benchmark_classifier()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
