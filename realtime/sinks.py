@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from realtime.results import FrameResult
-from realtime.sources import VideoInfo
+from realtime.sources import VideoInfo, one_line
 
 VIDEO_OUTPUT_SUFFIXES = (".mp4",)
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -67,17 +67,13 @@ def _remove(path: Path) -> None:
         pass
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def write_image(path: Path | str, image_bgr: np.ndarray) -> Path:
     """Write a BGR image atomically, in the format its suffix names. Returns the path."""
     path = check_output_path(path, IMAGE_OUTPUT_SUFFIXES)
     try:
         ok, data = cv2.imencode(path.suffix.lower(), image_bgr)
     except cv2.error as error:
-        raise OutputError(f"{path}: cannot encode the image ({_one_line(error)})") from error
+        raise OutputError(f"{path}: cannot encode the image ({one_line(error)})") from error
     if not ok:
         raise OutputError(f"{path}: cannot encode the image")
     temp = _temp_path(path)
@@ -87,14 +83,14 @@ def write_image(path: Path | str, image_bgr: np.ndarray) -> Path:
         os.replace(temp, path)
     except OSError as error:
         _remove(temp)
-        raise OutputError(f"{path}: cannot write it ({_one_line(error)})") from error
+        raise OutputError(f"{path}: cannot write it ({one_line(error)})") from error
     return path
 
 
 class _AudioTrack:
     """The audio of a source file, fed into an output container in step with the video.
 
-    AAC and MP3 packets are copied as they are; any other codec is decoded and re-encoded to AAC.
+    AAC and MP3 packets are copied as they are; any other codec is re-encoded to AAC (mono or stereo).
     Timestamps are shifted so the source's first video frame is time 0, like the written video.
     """
 
@@ -102,15 +98,15 @@ class _AudioTrack:
         self._input = av.open(str(source))
         try:
             stream = self._input.streams.audio[0]
-            video = self._input.streams.video
-            start = video[0].start_time if video and video[0].start_time is not None else 0
-            self._offset = float(start * video[0].time_base) if start else 0.0
+            video = self._input.streams.video[0] if self._input.streams.video else None
+            self._offset = float(video.start_time * video.time_base) if video is not None and video.start_time else 0.0
             self._remux = stream.codec_context.codec.canonical_name in MP4_AUDIO_CODECS
             if self._remux:
                 self._output = container.add_stream_from_template(stream)
             else:
                 context = stream.codec_context
-                self._output = container.add_stream("aac", rate=context.sample_rate, layout=context.layout.name)
+                layout = "mono" if context.channels == 1 else "stereo"  # more channels are mixed down
+                self._output = container.add_stream("aac", rate=context.sample_rate, layout=layout)
                 self._output.bit_rate = 160_000
             self._packets = self._source_packets(stream)
             self._pending: av.Packet | None = None
@@ -188,11 +184,12 @@ class H264VideoWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._temp = _temp_path(self.path)
         self._audio: _AudioTrack | None = None
+        self._thread: threading.Thread | None = None
         try:
             self._container = av.open(str(self._temp), "w", format="mp4", options={"movflags": "+faststart"})
         except (av.FFmpegError, OSError) as error:
             _remove(self._temp)
-            raise OutputError(f"{self.path}: cannot create it ({_one_line(error)})") from error
+            raise OutputError(f"{self.path}: cannot create it ({one_line(error)})") from error
         try:
             self._video = self._container.add_stream(
                 "libx264", rate=self._rate, options={"preset": preset, "crf": str(crf)}
@@ -205,7 +202,7 @@ class H264VideoWriter:
                 self._audio = _AudioTrack(Path(audio_source), self._container)
         except (av.FFmpegError, OSError, ValueError) as error:
             self._abandon()
-            raise OutputError(f"{self.path}: cannot set up the encoder ({_one_line(error)})") from error
+            raise OutputError(f"{self.path}: cannot set up the encoder ({one_line(error)})") from error
         self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
         self._thread.start()
 
@@ -216,7 +213,6 @@ class H264VideoWriter:
         e.g. `Frame.timestamp` from a camera) the frame is shown at that time, so dropped frames
         do not speed the video up.
         """
-        self._raise_if_failed()
         expected = (self.info.height, self.info.width, 3)
         if image_bgr.shape != expected or image_bgr.dtype != np.uint8:
             raise ValueError(f"expected a {expected} uint8 image, got {image_bgr.shape} {image_bgr.dtype}")
@@ -227,17 +223,22 @@ class H264VideoWriter:
         frame.pts, frame.time_base = pts, self._time_base
         self._last_pts = pts
         self._end_time = float((pts + 1) * self._time_base)
-        while True:
-            try:
-                self._queue.put(frame, timeout=0.1)
-                break
-            except queue.Full:
-                self._raise_if_failed()
+        self._put(frame)
         self.frames_written += 1
+
+    def _put(self, item) -> None:
+        """Hand `item` to the encoder thread; raise OutputError if that thread has failed."""
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise OutputError(f"{self.path}: encoding failed ({_one_line(self._error)})") from self._error
+            raise OutputError(f"{self.path}: encoding failed ({one_line(self._error)})") from self._error
 
     def _encode_loop(self) -> None:
         """Background thread: encode and mux queued frames, interleaving audio; flush at the end."""
@@ -247,7 +248,7 @@ class H264VideoWriter:
                     return
                 self._container.mux(self._video.encode(frame))
                 if self._audio is not None:
-                    self._audio.mux_until(self._container, float(frame.time) + 0.5)
+                    self._audio.mux_until(self._container, float(frame.time))
             if self._cancel.is_set():
                 return
             self._container.mux(self._video.encode(None))
@@ -255,8 +256,6 @@ class H264VideoWriter:
                 self._audio.mux_until(self._container, self._end_time)
         except Exception as error:  # reported to the writing thread by write() / close()
             self._error = error
-            while self._queue.get() is not _STOP:  # keep consuming so write() never blocks
-                pass
 
     def close(self) -> None:
         """Finish encoding, finalise the MP4 and move it into place. No frames -> OutputError, no file."""
@@ -264,33 +263,24 @@ class H264VideoWriter:
             return
         self._finished = True
         try:
-            self._queue.put(_STOP)
+            self._put(_STOP)
             self._thread.join()
             self._raise_if_failed()
             if self.frames_written == 0:
                 raise OutputError(f"{self.path}: no frames were written")
             self._close_container()
             os.replace(self._temp, self.path)
-        except BaseException as error:
+        except BaseException as error:  # including a second Ctrl-C while finishing
             self._abandon()
             if isinstance(error, (av.FFmpegError, OSError)):
-                raise OutputError(f"{self.path}: cannot finish it ({_one_line(error)})") from error
+                raise OutputError(f"{self.path}: cannot finish it ({one_line(error)})") from error
             raise
 
     def discard(self) -> None:
         """Stop encoding and delete the partial output."""
-        if self._finished:
-            return
-        self._finished = True
-        self._cancel.set()
-        while True:  # unblock the encoder: drop queued frames, then tell it to stop
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._queue.put(_STOP)
-        self._thread.join()
-        self._abandon()
+        if not self._finished:
+            self._finished = True
+            self._abandon()
 
     def _close_container(self) -> None:
         try:
@@ -300,6 +290,16 @@ class H264VideoWriter:
                 self._audio.close()
 
     def _abandon(self) -> None:
+        """Stop the encoder thread (dropping queued frames), close everything and delete the temp file."""
+        if self._thread is not None and self._thread.is_alive():
+            self._cancel.set()
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._queue.put(_STOP)
+            self._thread.join()
         try:
             self._close_container()
         except Exception:  # the file is deleted anyway; the original error is what matters
@@ -346,7 +346,7 @@ class ResultsWriter:
         try:
             self._file = open(self._temp, "x", newline="", encoding="utf-8")
         except OSError as error:
-            raise OutputError(f"{self.path}: cannot create it ({_one_line(error)})") from error
+            raise OutputError(f"{self.path}: cannot create it ({one_line(error)})") from error
         self._csv = None if self._jsonl else csv.writer(self._file)
         if self._csv is not None:
             self._csv.writerow([*RESULT_COLUMNS, *self.classes])
@@ -375,7 +375,7 @@ class ResultsWriter:
                     row["probabilities"] = dict(zip(self.classes, probabilities))
                     self._file.write(json.dumps(row) + "\n")
             except OSError as error:
-                raise OutputError(f"{self.path}: cannot write to it ({_one_line(error)})") from error
+                raise OutputError(f"{self.path}: cannot write to it ({one_line(error)})") from error
             self.rows_written += 1
 
     def close(self) -> None:
@@ -386,7 +386,7 @@ class ResultsWriter:
         except BaseException as error:
             _remove(self._temp)
             if isinstance(error, OSError):
-                raise OutputError(f"{self.path}: cannot finish it ({_one_line(error)})") from error
+                raise OutputError(f"{self.path}: cannot finish it ({one_line(error)})") from error
             raise
 
     def discard(self) -> None:
@@ -405,10 +405,13 @@ class ResultsWriter:
 
 
 def display_available() -> bool:
-    """Whether a window can be shown: on Linux that needs an X display (DISPLAY set)."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY"))
-    return True
+    """Whether a window can be shown: on Linux that needs DISPLAY set (and, for a local display, its socket)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    display = os.environ.get("DISPLAY", "")
+    if display.startswith(":"):  # local X server: Qt aborts the process if it is not there
+        return Path(f"/tmp/.X11-unix/X{display[1:].split('.')[0]}").exists()
+    return bool(display)
 
 
 class DisplayWindow:
@@ -424,7 +427,7 @@ class DisplayWindow:
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error as error:
-            raise OutputError(f"cannot open a window ({_one_line(error)})") from error
+            raise OutputError(f"cannot open a window ({one_line(error)})") from error
         self._open = True
         return self
 

@@ -25,7 +25,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_FPS = 30.0
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp", ".gif"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp", ".gif"}
+)
 CAMERA_PROBE_INDICES = range(10)
 CAMERA_FRAME_TIMEOUT_S = 5.0
 
@@ -87,7 +89,7 @@ def check_input_file(path: Path, kind: str) -> None:
 
 
 def media_kind(path: Path | str) -> str:
-    """"image" or "video", by suffix; an unknown suffix is an image when Pillow recognises the file."""
+    """Return "image" or "video" by suffix; with an unknown suffix, "image" if Pillow recognises the file."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
@@ -102,11 +104,14 @@ def media_kind(path: Path | str) -> str:
 
 
 def list_media(folder: Path | str) -> list[Path]:
-    """The images and videos directly inside `folder`, sorted by name."""
+    """The images and videos directly inside `folder` (hidden files skipped), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"folder {folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
+    )
     if not files:
         raise SourceError(f"folder {folder}: no images or videos in it")
     return files
@@ -134,7 +139,7 @@ def read_image(path: Path | str) -> np.ndarray:
     except UnidentifiedImageError as error:
         raise SourceError(f"image {path}: not an image file Pillow can read") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise SourceError(f"image {path}: cannot decode it ({_one_line(error)})") from error
+        raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
 
 
 def _pil_to_bgr(image: Image.Image) -> np.ndarray:
@@ -153,9 +158,9 @@ def _pil_to_bgr(image: Image.Image) -> np.ndarray:
     return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
+def one_line(error: BaseException) -> str:
+    """An exception's message squeezed onto one line (its type name when it has no message)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class ImageSource:
@@ -201,7 +206,7 @@ class VideoFileSource:
         try:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as error:
-            raise SourceError(f"video {self.path}: not a video file PyAV can read ({_one_line(error)})") from error
+            raise SourceError(f"video {self.path}: not a video file PyAV can read ({one_line(error)})") from error
         try:
             if not self._container.streams.video:
                 raise SourceError(f"video {self.path}: has no video track")
@@ -213,7 +218,7 @@ class VideoFileSource:
             try:
                 self._first = next(self._frames, None)
             except av.FFmpegError as error:
-                raise SourceError(f"video {self.path}: cannot decode it ({_one_line(error)})") from error
+                raise SourceError(f"video {self.path}: cannot decode it ({one_line(error)})") from error
             if self._first is None:
                 raise SourceError(f"video {self.path}: has no frames")
         except BaseException:
@@ -229,7 +234,7 @@ class VideoFileSource:
         origin = None
         previous = -1.0 / fps
         for index, av_frame in enumerate(self._container.decode(stream)):
-            image = _upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation)
+            image = np.ascontiguousarray(_upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation))
             if av_frame.time is None:
                 timestamp = previous + 1.0 / fps
             else:
@@ -269,7 +274,7 @@ class VideoFileSource:
             if item is _END:
                 return
             if isinstance(item, Exception):
-                raise SourceError(f"video {self.path}: decoding failed ({_one_line(item)})") from item
+                raise SourceError(f"video {self.path}: decoding failed ({one_line(item)})") from item
             yield item
 
     def close(self) -> None:

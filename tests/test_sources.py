@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 import threading
+import time
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image
 
 from realtime.sources import (
     DEFAULT_FPS,
+    CameraSource,
     ImageSource,
     SourceError,
     VideoFileSource,
@@ -31,7 +33,7 @@ from realtime.sources import (
 def make_clip(
     path: Path,
     frames: int = 12,
-    size: tuple[int, int] = (64, 48),
+    size: tuple[int, int] = (70, 48),  # 70 * 3 bytes is not a multiple of 32: decoded rows are padded
     fps: Fraction | int = 25,
     audio: str | None = None,
     rotation: int | None = None,
@@ -61,7 +63,8 @@ def make_clip(
                 frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
             else:
                 pcm = (wave * 32767).astype(np.int16)
-                frame = av.AudioFrame.from_ndarray(np.stack([pcm, pcm], axis=1).reshape(1, -1), format="s16", layout="stereo")
+                interleaved = np.stack([pcm, pcm], axis=1).reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(interleaved, format="s16", layout="stereo")
             frame.sample_rate, frame.pts = 44100, 0
             container.mux(sound.encode(frame))
             container.mux(sound.encode(None))
@@ -167,7 +170,8 @@ def test_read_image_rejects_missing_empty_folder_and_garbage(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "garbage.jpg").write_text("this is not a picture")
     (tmp_path / "folder.jpg").mkdir()
-    for name, reason in [("missing.jpg", "no such file"), ("empty.jpg", "empty"), ("garbage.jpg", "not an image"), ("folder.jpg", "not a file")]:
+    cases = [("missing.jpg", "no such file"), ("empty.jpg", "empty"), ("garbage.jpg", "not an image"), ("folder.jpg", "not a file")]
+    for name, reason in cases:
         with pytest.raises(SourceError, match=reason) as error:
             read_image(tmp_path / name)
         assert name in str(error.value) and "\n" not in str(error.value)
@@ -202,7 +206,7 @@ def test_media_kind_by_suffix_and_by_content(tmp_path):
 
 
 def test_list_media_sorted_and_filtered(tmp_path):
-    for name in ["b.png", "a.mp4", "notes.txt", "C.JPG"]:
+    for name in ["b.png", "a.mp4", "notes.txt", "C.JPG", ".hidden.png"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub.mp4").mkdir()
     assert [p.name for p in list_media(tmp_path)] == ["C.JPG", "a.mp4", "b.png"]
@@ -222,16 +226,16 @@ def test_open_source_refuses_a_folder(tmp_path):
 
 
 def test_video_file_source_info_frames_and_timestamps(tmp_path):
-    clip = make_clip(tmp_path / "clip.mp4", frames=12, size=(64, 48), fps=25)
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, size=(70, 48), fps=25)
     with open_source(str(clip)) as source:
         assert isinstance(source, VideoFileSource)
-        assert source.info == VideoInfo(64, 48, 25.0, 12, str(clip))
+        assert source.info == VideoInfo(70, 48, 25.0, 12, str(clip))
         assert source.has_audio is False
         frames = list(source)
     assert [f.index for f in frames] == list(range(12))
     assert [f.timestamp for f in frames] == pytest.approx([i / 25 for i in range(12)], abs=1e-6)
     for index, frame in enumerate(frames):
-        assert frame.image.shape == (48, 64, 3) and frame.image.dtype == np.uint8 and frame.image.flags.c_contiguous
+        assert frame.image.shape == (48, 70, 3) and frame.image.dtype == np.uint8 and frame.image.flags.c_contiguous
         assert abs(float(frame.image[:, 20:].mean()) - (20 * index) % 256) < 4
 
 
@@ -309,3 +313,66 @@ def test_missing_camera_fails_with_a_clear_message():
     with pytest.raises(SourceError, match="camera 9") as error:
         open_source("9")
     assert "\n" not in str(error.value)
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture: frame k carries k in its pixels (see `counter`); stops after `frames` reads."""
+
+    def __init__(self, index, frames=10_000):
+        self.frames = frames
+        self.produced = 0
+        self.condition = threading.Condition()
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        time.sleep(0.001)
+        with self.condition:
+            if self.produced >= self.frames:
+                return False, None
+            image = np.full((6, 8, 3), (self.produced % 256, self.produced // 256, 0), np.uint8)
+            self.produced += 1
+            self.condition.notify_all()
+            return True, image
+
+    def get(self, prop):
+        return 0.0  # webcams often report no frame rate
+
+    def set(self, prop, value):
+        return True
+
+    def release(self):
+        pass
+
+
+def counter(frame) -> int:
+    return int(frame.image[0, 0, 0]) + 256 * int(frame.image[0, 0, 1])
+
+
+def test_camera_source_hands_out_the_newest_frame(monkeypatch):
+    captures = []
+    def open_capture(index):
+        captures.append(FakeCapture(index))
+        return captures[-1]
+
+    monkeypatch.setattr("realtime.sources.cv2.VideoCapture", open_capture)
+    with CameraSource(0) as camera:
+        fake = captures[0]
+        assert camera.info == VideoInfo(8, 6, DEFAULT_FPS, None, "camera 0")
+        frames = iter(camera)
+        first = next(frames)
+        with fake.condition:  # let the camera deliver 8 more frames while we "work"
+            assert fake.condition.wait_for(lambda: fake.produced >= counter(first) + 8, timeout=10)
+        second = next(frames)
+    assert (first.index, second.index) == (0, 1)
+    # frame first+7 has been read, so first+6 at least has been stored; the next in line would be first+1
+    assert counter(second) >= counter(first) + 6
+    assert second.timestamp > first.timestamp >= 0
+
+
+def test_camera_source_ends_when_the_camera_stops(monkeypatch):
+    monkeypatch.setattr("realtime.sources.cv2.VideoCapture", lambda index: FakeCapture(index, frames=5))
+    with CameraSource(0) as camera:
+        values = [counter(frame) for frame in camera]
+    assert 1 <= len(values) <= 5 and values == sorted(set(values)) and values[-1] == 4

@@ -1,0 +1,359 @@
+"""Output sinks: H.264 writer (size, rate, audio, atomicity), images, CSV/JSONL results, window."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from realtime.results import FaceResult, FrameResult
+from realtime.sinks import (
+    RESULT_COLUMNS,
+    DisplayWindow,
+    H264VideoWriter,
+    OutputError,
+    ResultsWriter,
+    check_output_path,
+    display_available,
+    write_image,
+)
+from realtime.sources import VideoFileSource, VideoInfo, read_image
+from tests.test_sources import make_clip
+
+CLASSES = ["angry", "happy", "neutral"]
+COLOURS = [(200, 30, 60), (20, 180, 90), (90, 60, 220)]  # BGR
+
+
+def solid(width: int, height: int, index: int) -> np.ndarray:
+    return np.full((height, width, 3), COLOURS[index % len(COLOURS)], np.uint8)
+
+
+def probe(path: Path) -> dict:
+    """Read back what a player sees: streams, frame count, size, rate and mean colours."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        frames = [frame for frame in container.decode(video)]
+        return {
+            "codec": video.codec_context.name,
+            "pix_fmt": video.codec_context.pix_fmt,
+            "size": (video.codec_context.width, video.codec_context.height),
+            "rate": video.average_rate,
+            "frames": len(frames),
+            "times": [float(frame.time) for frame in frames],
+            "colours": [frame.to_ndarray(format="bgr24").mean(axis=(0, 1)) for frame in frames],
+            "audio": audio.codec_context.codec.canonical_name if audio else None,
+            "audio_seconds": float(audio.duration * audio.time_base) if audio and audio.duration else None,
+        }
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# --- check_output_path ---------------------------------------------------------------------------
+
+
+def test_check_output_path_accepts_a_writable_target(tmp_path):
+    assert check_output_path(tmp_path / "out.MP4", [".mp4"]) == tmp_path / "out.MP4"
+
+
+def test_check_output_path_errors(tmp_path):
+    (tmp_path / "taken.mp4").mkdir()
+    cases = [
+        (tmp_path / "out.avi", "unsupported output type"),
+        (tmp_path / "out", "unsupported output type"),
+        (tmp_path / "missing" / "out.mp4", "does not exist"),
+        (tmp_path / "taken.mp4", "is a folder"),
+    ]
+    for path, reason in cases:
+        with pytest.raises(OutputError, match=reason) as error:
+            check_output_path(path, [".mp4"])
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root can write anywhere")
+def test_check_output_path_refuses_read_only_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(OutputError, match="not writable"):
+        check_output_path(locked / "out.csv", [".csv"])
+
+
+# --- H.264 writer --------------------------------------------------------------------------------
+
+
+def write_frames(path: Path, info: VideoInfo, count: int, **kwargs) -> None:
+    with H264VideoWriter(path, info, **kwargs) as writer:
+        for index in range(count):
+            writer.write(solid(info.width, info.height, index))
+
+
+def test_writer_keeps_frames_size_rate_and_colours(tmp_path):
+    path = tmp_path / "out.mp4"
+    write_frames(path, VideoInfo(96, 64, 25.0, None, "test"), 9)
+    result = probe(path)
+    assert (result["codec"], result["pix_fmt"]) == ("h264", "yuv420p")
+    assert result["size"] == (96, 64)
+    assert result["frames"] == 9
+    assert result["rate"] == 25
+    assert result["audio"] is None
+    for index, colour in enumerate(result["colours"]):
+        assert np.abs(colour - COLOURS[index % 3]).max() < 6
+    assert leftovers(tmp_path) == ["out.mp4"]
+
+
+def test_writer_uses_an_exact_ntsc_rate(tmp_path):
+    path = tmp_path / "ntsc.mp4"
+    write_frames(path, VideoInfo(32, 32, 30000 / 1001, None, "test"), 5)
+    assert probe(path)["rate"] == Fraction(30000, 1001)
+
+
+def test_writer_pads_odd_sizes_to_even(tmp_path):
+    path = tmp_path / "odd.mp4"
+    write_frames(path, VideoInfo(65, 49, 30.0, None, "test"), 3)
+    result = probe(path)
+    assert result["size"] == (66, 50) and result["frames"] == 3
+    assert np.abs(result["colours"][0] - COLOURS[0]).max() < 6  # padding repeats the edge
+
+
+def test_writer_places_frames_at_given_timestamps(tmp_path):
+    path = tmp_path / "timed.mp4"
+    info = VideoInfo(32, 32, 30.0, None, "camera")
+    with H264VideoWriter(path, info) as writer:
+        for index, timestamp in enumerate([0.0, 0.1, 0.5, 0.51]):
+            writer.write(solid(32, 32, index), timestamp=timestamp)
+    # 0.51 s falls in the same 1/30 s slot as 0.5 s, so that frame moves to the next slot
+    assert probe(path)["times"] == pytest.approx([0.0, 0.1, 0.5, 0.5 + 1 / 30], abs=1e-3)
+
+
+def test_writer_rejects_frames_of_the_wrong_size(tmp_path):
+    with pytest.raises(ValueError, match="expected"):
+        with H264VideoWriter(tmp_path / "out.mp4", VideoInfo(32, 32, 30.0, None, "test")) as writer:
+            writer.write(solid(16, 16, 0))
+    assert leftovers(tmp_path) == []
+
+
+def test_writer_refuses_a_bad_path_before_writing(tmp_path):
+    with pytest.raises(OutputError, match="unsupported output type"):
+        H264VideoWriter(tmp_path / "out.gif", VideoInfo(32, 32, 30.0, None, "test"))
+    assert leftovers(tmp_path) == []
+
+
+def test_exception_mid_write_leaves_no_file(tmp_path):
+    info = VideoInfo(32, 32, 30.0, None, "test")
+    with pytest.raises(RuntimeError):
+        with H264VideoWriter(tmp_path / "out.mp4", info) as writer:
+            for index in range(5):
+                writer.write(solid(32, 32, index))
+            raise RuntimeError("boom")
+    assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_mid_write_keeps_a_playable_file(tmp_path):
+    path = tmp_path / "partial.mp4"
+    info = VideoInfo(48, 32, 30.0, 100, "test")
+    with pytest.raises(KeyboardInterrupt):
+        with H264VideoWriter(path, info) as writer:
+            for index in range(100):
+                if index == 7:
+                    raise KeyboardInterrupt
+                writer.write(solid(48, 32, index))
+    result = probe(path)
+    assert result["frames"] == 7 and result["codec"] == "h264"
+    assert leftovers(tmp_path) == ["partial.mp4"]
+
+
+def test_ctrl_c_before_any_frame_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with H264VideoWriter(tmp_path / "out.mp4", VideoInfo(32, 32, 30.0, None, "test")):
+            raise KeyboardInterrupt
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("suffix", "codec", "expected"), [(".mp4", "aac", "aac"), (".mkv", "pcm_s16le", "aac")])
+def test_writer_copies_the_source_audio(tmp_path, suffix, codec, expected):
+    clip = make_clip(tmp_path / f"in{suffix}", frames=20, size=(64, 48), fps=20, audio=codec)
+    out = tmp_path / "out.mp4"
+    with VideoFileSource(clip) as source, H264VideoWriter(out, source.info, audio_source=clip) as writer:
+        for frame in source:
+            writer.write(frame.image)
+    result = probe(out)
+    assert result["frames"] == 20 and result["audio"] == expected
+    assert result["audio_seconds"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_writer_trims_audio_to_the_frames_written(tmp_path):
+    clip = make_clip(tmp_path / "in.mp4", frames=40, size=(64, 48), fps=20, audio="aac")
+    out = tmp_path / "out.mp4"
+    with VideoFileSource(clip) as source, H264VideoWriter(out, source.info, audio_source=clip) as writer:
+        for frame in source:
+            if frame.index == 10:
+                break
+            writer.write(frame.image)
+    result = probe(out)
+    assert result["frames"] == 10
+    assert result["audio_seconds"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_writer_without_audio_in_the_source(tmp_path):
+    clip = make_clip(tmp_path / "silent.mp4", frames=4)
+    out = tmp_path / "out.mp4"
+    with VideoFileSource(clip) as source, H264VideoWriter(out, source.info, audio_source=clip) as writer:
+        for frame in source:
+            writer.write(frame.image)
+    assert probe(out)["audio"] is None
+
+
+def test_writer_copies_real_mp3_audio(media, tmp_path):
+    out = tmp_path / "out.mp4"
+    source_path = media / "single_face.mp4"
+    with VideoFileSource(source_path) as source, H264VideoWriter(out, source.info, audio_source=source_path) as writer:
+        for frame in source:
+            writer.write(frame.image)
+    result = probe(out)
+    assert (result["frames"], result["size"], result["rate"], result["audio"]) == (72, (640, 360), 30, "mp3")
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def test_write_image_round_trips_and_is_atomic(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    assert write_image(tmp_path / "out.png", image) == tmp_path / "out.png"
+    assert np.array_equal(read_image(tmp_path / "out.png"), image)
+    write_image(tmp_path / "out.jpeg", image)
+    assert read_image(tmp_path / "out.jpeg").shape == (20, 30, 3)
+    assert leftovers(tmp_path) == ["out.jpeg", "out.png"]
+
+
+def test_write_image_errors(tmp_path):
+    image = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(OutputError, match="unsupported output type"):
+        write_image(tmp_path / "out.mp4", image)
+    with pytest.raises(OutputError, match="does not exist"):
+        write_image(tmp_path / "nowhere" / "out.png", image)
+    with pytest.raises(OutputError, match="cannot encode"):
+        write_image(tmp_path / "out.png", np.zeros((0, 0, 3), np.uint8))
+    assert leftovers(tmp_path) == []
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+def face(face_id: int, box, probabilities) -> FaceResult:
+    probabilities = np.asarray(probabilities, np.float32)
+    best = int(probabilities.argmax())
+    return FaceResult(face_id, box, 0.91, probabilities, CLASSES[best], float(probabilities[best]))
+
+
+FRAMES = [
+    FrameResult(0, 0.0, [face(1, (10, 20, 50, 70), [0.1, 0.7, 0.2]), face(2, (60, 5, 90, 40), [0.6, 0.3, 0.1])]),
+    FrameResult(1, 1 / 30, []),
+    FrameResult(2, 2 / 30, [face(1, (12, 21, 52, 71), [0.2, 0.2, 0.6])]),
+]
+
+
+def test_results_csv_round_trip(tmp_path):
+    path = tmp_path / "results.csv"
+    with ResultsWriter(path, CLASSES) as writer:
+        for frame in FRAMES:
+            writer.write("clip.mp4", frame)
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == [*RESULT_COLUMNS, *CLASSES]
+    keys = [(r["frame"], r["face_id"], r["label"]) for r in rows]
+    assert keys == [("0", "1", "happy"), ("0", "2", "angry"), ("2", "1", "neutral")]
+    assert rows[2]["source"] == "clip.mp4"
+    assert float(rows[2]["time"]) == pytest.approx(2 / 30, abs=1e-3)
+    assert [int(rows[2][k]) for k in ("x1", "y1", "x2", "y2")] == [12, 21, 52, 71]
+    assert float(rows[0]["detection_score"]) == pytest.approx(0.91)
+    assert float(rows[0]["confidence"]) == pytest.approx(0.7)
+    assert [float(rows[1][c]) for c in CLASSES] == pytest.approx([0.6, 0.3, 0.1])
+    assert leftovers(tmp_path) == ["results.csv"]
+
+
+def test_results_jsonl_round_trip(tmp_path):
+    path = tmp_path / "results.jsonl"
+    with ResultsWriter(path, CLASSES) as writer:
+        for frame in FRAMES:
+            writer.write("cam", frame)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 3
+    assert set(rows[0]) == {*RESULT_COLUMNS, "probabilities"}
+    assert rows[1]["face_id"] == 2 and rows[1]["label"] == "angry"
+    assert rows[2]["probabilities"] == pytest.approx({"angry": 0.2, "happy": 0.2, "neutral": 0.6})
+    assert (rows[2]["x1"], rows[2]["y2"], rows[2]["source"]) == (12, 71, "cam")
+
+
+def test_results_keep_partial_rows_on_ctrl_c_and_nothing_on_errors(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with ResultsWriter(tmp_path / "partial.csv", CLASSES) as writer:
+            writer.write("clip", FRAMES[0])
+            raise KeyboardInterrupt
+    with open(tmp_path / "partial.csv", newline="") as file:
+        assert len(list(csv.DictReader(file))) == 2
+    with pytest.raises(RuntimeError):
+        with ResultsWriter(tmp_path / "failed.jsonl", CLASSES) as writer:
+            writer.write("clip", FRAMES[0])
+            raise RuntimeError("boom")
+    assert leftovers(tmp_path) == ["partial.csv"]
+
+
+def test_results_writer_checks_its_input(tmp_path):
+    with pytest.raises(OutputError, match="unsupported output type"):
+        ResultsWriter(tmp_path / "results.txt", CLASSES)
+    with pytest.raises(ValueError, match="clash"):
+        ResultsWriter(tmp_path / "results.csv", ["label", "happy"])
+    with pytest.raises(ValueError, match="3 classes"):
+        with ResultsWriter(tmp_path / "results.csv", CLASSES) as writer:
+            writer.write("clip", FrameResult(0, 0.0, [face(1, (0, 0, 1, 1), [0.5, 0.5])]))
+    assert leftovers(tmp_path) == []
+
+
+# --- window --------------------------------------------------------------------------------------
+
+
+def test_no_display_on_linux_without_display(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert display_available() is False
+    with pytest.raises(OutputError, match="no display"):
+        with DisplayWindow("test"):
+            pass
+    monkeypatch.setenv("DISPLAY", ":987")  # a local display whose X server socket does not exist
+    assert display_available() is False
+    monkeypatch.setenv("DISPLAY", "remotehost:10.0")  # forwarded displays cannot be checked cheaply
+    assert display_available() is True
+
+
+def test_encoder_failure_is_reported_and_leaves_no_file(tmp_path):
+    class FullDisk:
+        """Wraps the writer's container; muxing fails after a few packets, as on a full disk."""
+
+        def __init__(self, container):
+            self.container, self.packets = container, 0
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def mux(self, packets):
+            self.packets += 1
+            if self.packets > 2:
+                raise OSError(28, "No space left on device")
+            self.container.mux(packets)
+
+    writer = H264VideoWriter(tmp_path / "out.mp4", VideoInfo(32, 32, 30.0, None, "test"))
+    writer._container = FullDisk(writer._container)
+    with pytest.raises(OutputError, match="No space left"):
+        with writer:
+            for index in range(300):
+                writer.write(solid(32, 32, index))
+    assert leftovers(tmp_path) == []
