@@ -2,6 +2,9 @@
 
 import sys
 
-from realtime.cli import main
+try:
+    from realtime.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the libraries load: nothing started yet
+    sys.exit(130)
 
 sys.exit(main())

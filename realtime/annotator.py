@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -22,6 +23,21 @@ EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
 PALETTE = [(200, 130, 0), (60, 180, 75), (180, 30, 145), (0, 130, 200), (75, 25, 230), (240, 240, 70)]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 REFERENCE_SIDE = 600  # frame short side at which the font scale is 1
+MIN_FONT_SCALE = 0.4  # smallest legible font scale
+LABEL_MAX_BOX_WIDTHS = 1.6  # labels wider than this many face widths are drawn smaller
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """How one face's label is drawn: its text, font, and the filled rectangle behind it."""
+
+    text: str
+    font_scale: float
+    thickness: int
+    padding: int
+    baseline: int
+    text_size: tuple[int, int]
+    rectangle: tuple[int, int, int, int]  # (x1, y1, x2, y2), always inside the frame
 
 
 def emotion_colour(label: str) -> tuple[int, int, int]:
@@ -47,7 +63,7 @@ class EmotionAnnotator:
     def style(image_shape: tuple[int, ...]) -> tuple[float, int]:
         """(font scale, text line thickness) for a frame of this shape; boxes are one pixel thicker."""
         short_side = min(image_shape[:2])
-        font_scale = max(0.4, short_side / REFERENCE_SIDE)
+        font_scale = max(MIN_FONT_SCALE, short_side / REFERENCE_SIDE)
         thickness = max(1, int(round(short_side / 360)))
         return font_scale, thickness
 
@@ -55,6 +71,25 @@ class EmotionAnnotator:
         """"id 3 happy 87%" (or "happy 87%" without ids)."""
         text = f"{face.label} {face.confidence * 100:.0f}%"
         return f"id {face.face_id} {text}" if self.show_ids else text
+
+    def layout_label(self, face, image_shape: tuple[int, ...]) -> LabelLayout:
+        """Text, size and place of a face's label.
+
+        The font follows the frame size, but shrinks (down to MIN_FONT_SCALE) when the label would be
+        more than LABEL_MAX_BOX_WIDTHS times as wide as the face, so small faces side by side in a
+        photo do not get labels covering each other.
+        """
+        font_scale, thickness = self.style(image_shape)
+        text = self.label_text(face)
+        text_width = cv2.getTextSize(text, FONT, font_scale, thickness)[0][0]
+        widest = LABEL_MAX_BOX_WIDTHS * (face.box[2] - face.box[0])
+        if text_width > widest:
+            shrink = max(MIN_FONT_SCALE / font_scale, widest / text_width)
+            font_scale, thickness = font_scale * shrink, max(1, int(round(thickness * shrink)))
+        padding = max(2, thickness * 2)
+        text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+        rectangle = self.label_rectangle(face.box, text_size, baseline, padding, image_shape)
+        return LabelLayout(text, font_scale, thickness, padding, baseline, text_size, rectangle)
 
     @staticmethod
     def label_rectangle(box: tuple[int, int, int, int], text_size: tuple[int, int], baseline: int,
@@ -72,18 +107,16 @@ class EmotionAnnotator:
     def annotate(self, image: np.ndarray, frame_result: FrameResult, fps: float | None = None) -> np.ndarray:
         """A copy of the BGR ``image`` with every face's box and label (and the FPS when given)."""
         canvas = image.copy()
-        font_scale, thickness = self.style(canvas.shape)
-        padding = max(2, thickness * 2)
+        box_thickness = self.style(canvas.shape)[1] + 1
         for face in frame_result.faces:
             colour = emotion_colour(face.label)
             x1, y1, x2, y2 = face.box
-            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness + 1)
-            text = self.label_text(face)
-            text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
-            left, top, right, bottom = self.label_rectangle(face.box, text_size, baseline, padding, canvas.shape)
+            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, box_thickness)
+            label = self.layout_label(face, canvas.shape)
+            left, top, right, bottom = label.rectangle
             cv2.rectangle(canvas, (left, top), (right - 1, bottom - 1), colour, cv2.FILLED)
-            cv2.putText(canvas, text, (left + padding, bottom - padding - baseline), FONT, font_scale,
-                        text_colour(colour), thickness, cv2.LINE_AA)
+            cv2.putText(canvas, label.text, (left + label.padding, bottom - label.padding - label.baseline), FONT,
+                        label.font_scale, text_colour(colour), label.thickness, cv2.LINE_AA)
         if fps is not None:
             self.draw_fps(canvas, fps, in_place=True)
         return canvas

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from realtime.crops import CROP_MARGIN, prepare_crops
+from realtime.crops import prepare_crops
 from realtime.model_metadata import ModelMetadata, ModelMetadataError, read_metadata
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +23,9 @@ class ModelError(Exception):
     """The emotion model is missing, unreadable or not an Emotion Tracer model (one-line message)."""
 
 
-def default_model_path(models_dir: Path = MODELS_DIR) -> Path:
+def default_model_path(models_dir: Path | None = None) -> Path:
     """models/emotion_cnn_int8.onnx when present, else models/emotion_cnn.onnx."""
+    models_dir = MODELS_DIR if models_dir is None else models_dir
     for name in DEFAULT_MODEL_NAMES:
         if (models_dir / name).is_file():
             return models_dir / name
@@ -88,7 +89,7 @@ class EmotionClassifier:
                              f"{len(self.metadata.classes)} classes")
 
     def _preprocess(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-        return prepare_crops(image_bgr, boxes, self.metadata, CROP_MARGIN)
+        return prepare_crops(image_bgr, boxes, self.metadata)
 
     def infer(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         """Probabilities (n_boxes, n_classes) for the faces at ``boxes`` in a BGR frame."""

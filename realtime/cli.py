@@ -11,6 +11,7 @@ from pathlib import Path
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import ModelError
+from realtime.detector import DEFAULT_MIN_CONFIDENCE
 from realtime.pipeline import EmotionAnalyzer, process_source
 from realtime.sinks import (IMAGE_OUTPUT_SUFFIXES, RESULTS_SUFFIXES, VIDEO_OUTPUT_SUFFIXES, DisplayWindow,
                             H264VideoWriter, OutputError, ResultsWriter, check_output_path, display_available,
@@ -33,7 +34,7 @@ examples:
   python -m realtime --image group.jpg --output group_emotions.jpg
       annotate a photo
   python -m realtime photos/ --output annotated/ --results photos.csv
-      every image and video in a folder; outputs keep the file names
+      every image and video in a folder; outputs keep the file names (videos become .mp4)
   python -m realtime --demo --output demo.mp4
       a short clip built from a sample face photo, no camera or file needed
 
@@ -43,26 +44,21 @@ outputs written so far are finished and kept).
 """
 
 
-class UsageError(Exception):
-    """A bad option combination found after parsing."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         """One line, no usage dump."""
         self.exit(EXIT_USAGE, f"error: {message} (see python -m realtime --help)\n")
 
 
-def _fraction(low_inclusive: bool, high: float, high_inclusive: bool):
+def _fraction(below_one: bool):
+    """Parser for a number in [0, 1], or in [0, 1) when ``below_one``."""
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not (0.0 <= value if low_inclusive else 0.0 < value) or not (value <= high if high_inclusive
-                                                                         else value < high):
-            bounds = f"{'[' if low_inclusive else '('}0, {high:g}{']' if high_inclusive else ')'}"
-            raise argparse.ArgumentTypeError(f"{value:g} is not in {bounds}")
+        if not (0.0 <= value < 1.0 if below_one else 0.0 <= value <= 1.0):
+            raise argparse.ArgumentTypeError(f"{value:g} is not in [0, 1{')' if below_one else ']'}")
         return value
     return parse
 
@@ -83,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help)."""
     parser = _Parser(
         prog="python -m realtime",
-        description="Emotion Tracer: finds faces (MediaPipe) and classifies their emotions (ONNX CNN "
-                    "trained on FER2013) in a live camera, video files, photos or whole folders.",
+        description="Emotion Tracer: finds faces (MediaPipe) and classifies their emotions (an ONNX CNN\n"
+                    "trained on FER2013) in a live camera, a video file, a photo or a whole folder.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
     source.add_argument("input", nargs="?", metavar="SOURCE",
@@ -112,16 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--detector", choices=("short", "full"),
                           help="face detector range: 'short' for faces within ~2 m (fastest), 'full' for "
                                "faces up to ~5 m (default: short for the camera, full otherwise)")
-    analysis.add_argument("--min-confidence", type=_fraction(True, 1.0, True), default=0.5, metavar="P",
-                          help="minimum face detection score, 0-1 (default: 0.5)")
-    analysis.add_argument("--smooth", type=_fraction(True, 1.0, False), default=0.6, metavar="S",
+    analysis.add_argument("--min-confidence", type=_fraction(below_one=False),
+                          default=DEFAULT_MIN_CONFIDENCE, metavar="P", help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or "
+                                            f"dim faces, at the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
+    analysis.add_argument("--smooth", type=_fraction(below_one=True), default=0.6, metavar="S",
                           help="how much each face's emotion follows its past frames, 0 <= S < 1; "
                                "0 turns smoothing off (default: 0.6)")
     analysis.add_argument("--model", type=Path, metavar="PATH",
                           help="exported .onnx emotion model (default: models/emotion_cnn_int8.onnx, "
                                "else models/emotion_cnn.onnx)")
     analysis.add_argument("--flip-tta", action="store_true",
-                          help="also classify each face mirrored and average (slightly better, slower)")
+                          help="also classify each face mirrored and average the two (steadier; the emotion "
+                               "model does twice the work)")
     analysis.add_argument("--threads", type=_positive_int, metavar="N",
                           help="CPU threads for the emotion model (default: onnxruntime's choice)")
     analysis.add_argument("--max-frames", type=_positive_int, metavar="N",
@@ -182,6 +180,8 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
     if output is not None:
         if output.exists() and not output.is_dir():
             raise OutputError(f"{output}: is a file; give a folder for the outputs of a folder")
+        if not output.exists() and output.suffix.lower() in (*VIDEO_OUTPUT_SUFFIXES, *IMAGE_OUTPUT_SUFFIXES):
+            raise OutputError(f"{output}: looks like a file name; give a folder for the outputs of a folder")
         if not output.parent.is_dir():
             raise OutputError(f"{output}: folder {output.parent} does not exist")
         if output.exists() and _same_file(output, folder):
@@ -216,10 +216,17 @@ def _open(job: Job):
 
 
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
-             summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None) -> None:
-    """Process one source into its outputs; Ctrl-C finishes the outputs and propagates."""
+             summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
+             notes: list[str]) -> None:
+    """Process one source into its outputs; Ctrl-C finishes the outputs and propagates.
+
+    ``notes`` are printed (and emptied) once the source is open.
+    """
     with ExitStack() as stack:
         source = stack.enter_context(_open(job))
+        for note in notes:
+            print(note, file=sys.stderr)
+        notes.clear()
         video_writer = window = None
         if job.output is not None and job.kind != "image":
             audio = job.spec if job.kind == "video" else None
@@ -252,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         detector_range = args.detector or ("short" if live else "full")
         want_window = args.show or (live and not args.no_display)
         show_window = want_window and display_available()
+        notes = []  # printed once the first source is open, so bad input gets only its error line
         if want_window and not show_window:
-            print("note: no display available, running without a window", file=sys.stderr)
+            notes.append("note: no display available, running without a window")
+        if live and not show_window:
+            notes.append("note: press Ctrl-C to stop")
     except (SourceError, OutputError) as error:
         _error(error)
         return EXIT_USAGE
@@ -273,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             for job in jobs:
                 try:
                     _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
-                             job.spec.name if folder else None)
+                             job.spec.name if folder else None, notes)
                 except SourceError as error:
                     if not folder:
                         raise

@@ -4,6 +4,9 @@ FER2013 faces are tight, roughly square crops from the forehead to the chin with
 background at the sides. MediaPipe's box is a tight square-ish box from the eyebrows to the chin,
 so the crop is a square around the box centre, its side ``1 + CROP_MARGIN`` times the box's longer
 side, shifted up by ``CROP_SHIFT_UP`` of the box height to take in the forehead.
+Check: re-detecting 1,200 FER2013 PublicTest faces (upscaled; 504 found) and re-cropping them this
+way, the int8 model exported during development scored 66.9% against 68.5% on the original crops;
+margins from 0 to 0.3 were within noise of each other, 0.4 fell to 63.5%.
 
 Parts of the square outside the frame (faces at the edges) are filled by replicating the border
 pixels rather than shrinking the square, so a face keeps the same scale and position in its crop

@@ -18,8 +18,7 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.crops import prepare_crops
-from realtime.detector import FaceDetector
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector
 from realtime.model_metadata import ModelMetadata
 from realtime.results import FrameResult
 from realtime.sources import CameraSource, Frame
@@ -40,7 +39,7 @@ class EmotionAnalyzer:
     """
 
     def __init__(self, model_path: str | Path | None = None, detector_range: str = "full",
-                 min_confidence: float = 0.5, smoothing: float = 0.6, flip_tta: bool = False,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = False,
                  threads: int | None = None):
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing)
@@ -59,8 +58,7 @@ class EmotionAnalyzer:
     def analyze(self, frame: Frame) -> FrameResult:
         """Faces of one frame with ids, smoothed probabilities and labels (frames in order, one source)."""
         detections = self.detector.detect(frame.image)
-        crops = prepare_crops(frame.image, [face.box for face in detections], self.classifier.metadata)
-        probabilities = self.classifier.predict(crops)
+        probabilities = self.classifier.infer(frame.image, [face.box for face in detections])
         faces = self.tracker.update(detections, probabilities)
         return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces)
 

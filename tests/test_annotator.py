@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.annotator import FONT, EMOTION_COLOURS, EmotionAnnotator, emotion_colour
+from realtime.annotator import EMOTION_COLOURS, FONT, MIN_FONT_SCALE, EmotionAnnotator, emotion_colour
 from realtime.results import FaceResult, FrameResult
 
 
@@ -16,11 +16,8 @@ def face(face_id, box, label="happy", confidence=0.87):
 
 
 def label_geometry(annotator, image_shape, result):
-    font_scale, thickness = annotator.style(image_shape)
-    padding = max(2, thickness * 2)
-    text = annotator.label_text(result)
-    size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
-    return size, annotator.label_rectangle(result.box, size, baseline, padding, image_shape)
+    layout = annotator.layout_label(result, image_shape)
+    return layout.text_size, layout.rectangle
 
 
 @pytest.mark.parametrize("height, width", [(360, 640), (1080, 1920)])
@@ -63,6 +60,15 @@ def test_text_and_lines_grow_with_the_frame():
     text_h_360 = cv2.getTextSize("id 1 happy 87%", FONT, small_font, small_line)[0][1]
     assert text_h_360 >= 8  # legible at 360p
     assert EmotionAnnotator.style((120, 160, 3))[0] >= 0.4
+
+
+def test_labels_of_small_faces_shrink_but_stay_legible():
+    annotator = EmotionAnnotator()
+    shape = (1080, 1920, 3)
+    big = annotator.layout_label(face(1, (100, 300, 500, 700)), shape)
+    small = annotator.layout_label(face(2, (100, 300, 140, 340)), shape)
+    assert big.font_scale == annotator.style(shape)[0]
+    assert MIN_FONT_SCALE <= small.font_scale < big.font_scale
 
 
 def test_label_text():

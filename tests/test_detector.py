@@ -7,19 +7,19 @@ import sys
 import numpy as np
 import pytest
 
-from realtime.detector import FaceDetector, relative_to_pixel_box
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, relative_to_pixel_box
 from realtime.sources import read_image
 
 
 @pytest.fixture(scope="module")
 def full_range():
-    with FaceDetector("full", 0.5) as detector:
+    with FaceDetector("full") as detector:
         yield detector
 
 
 @pytest.fixture(scope="module")
 def short_range():
-    with FaceDetector("short", 0.5) as detector:
+    with FaceDetector("short") as detector:
         yield detector
 
 
@@ -35,7 +35,7 @@ def test_full_range_counts_faces_in_photos(media, full_range, name, expected):
     for face in faces:
         x1, y1, x2, y2 = face.box
         assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
-        assert 0.5 <= face.score <= 1.0
+        assert DEFAULT_MIN_CONFIDENCE <= face.score <= 1.0
     assert [face.score for face in faces] == sorted((face.score for face in faces), reverse=True)
 
 
@@ -60,6 +60,15 @@ def test_face_cut_by_the_frame_edge_gets_a_clamped_box(media, full_range):
     faces = full_range.detect(cut)
     assert len(faces) == 1
     assert faces[0].box[0] == 0  # reaches past the left edge, clamped to it
+
+
+def test_default_confidence_ignores_face_like_shapes_in_a_video_without_faces(media, full_range):
+    from realtime.sources import VideoFileSource
+    with VideoFileSource(media / "no_face.mp4") as source:
+        frames = [frame.image for frame in source]
+    assert sum(len(full_range.detect(image)) for image in frames[70:]) == 0
+    with FaceDetector("full", min_confidence=0.5) as permissive:  # MediaPipe's default finds text "faces"
+        assert sum(len(permissive.detect(image)) for image in frames[70:]) > 0
 
 
 def test_blank_and_empty_images_have_no_faces(full_range):

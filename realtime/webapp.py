@@ -1,0 +1,405 @@
+"""The web app's logic, apart from its page (``streamlit_app.py``): checking uploads, analysing photos
+and clips through the shared pipeline, and shaping the results into tables and chart data.
+
+Nothing here imports Streamlit, so all of it can be tested without a server or a browser. Every
+upload is written to a private temporary folder that is deleted as soon as its analysis ends; the
+annotated video and the CSV are read into memory first. Bad input raises ``UploadError`` with a
+one-line message naming the file as the user called it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from realtime.annotator import EmotionAnnotator, emotion_colour
+from realtime.classifier import ModelError, default_model_path
+from realtime.model_metadata import ModelMetadata
+from realtime.pipeline import EmotionAnalyzer, process_source
+from realtime.results import FaceResult
+from realtime.sinks import H264VideoWriter, OutputError, ResultsWriter
+from realtime.sources import ImageSource, SourceError, VideoFileSource
+from realtime.summary import RunSummary
+
+MODEL_ENV = "EMOTION_TRACER_MODEL"  # overrides the default model path
+PHOTO_TYPES = ("jpg", "jpeg", "png", "webp")
+CLIP_TYPES = ("mp4", "mov", "avi", "webm")
+MAX_PHOTO_MB = 50
+MAX_CLIP_MB = 200  # also server.maxUploadSize in .streamlit/config.toml, the server's hard limit
+MAX_PHOTO_MEGAPIXELS = 50  # larger photos are refused before they are decoded
+MAX_CLIP_SIZE = (3840, 2160)  # 4K: larger frames are refused (either orientation)
+MAX_CLIP_SECONDS = 60  # longer clips are analysed up to here
+MAX_CLIP_FRAMES = 1800  # ... and up to this many frames (high frame rates)
+DISPLAY_MAX_SIDE = 1600  # annotated photos are shown at most this large
+ANALYZERS_PER_SETTING = 2  # sessions analysing at the same time with the same options
+MEGABYTE = 1024 * 1024  # Streamlit's upload limits count in these
+
+MODEL_HELP = (
+    "Train and export the emotion model, then reload this page:\n\n"
+    "```\n"
+    "python -m models.train --data ../shared/datasets/fer2013 --output-dir runs/emotion_cnn\n"
+    "python -m export --model runs/emotion_cnn/best.keras --output models/emotion_cnn.onnx "
+    "--data ../shared/datasets/fer2013 --int8\n"
+    "```\n\n"
+    f"or point the `{MODEL_ENV}` environment variable at an exported `.onnx` model."
+)
+
+
+class UploadError(Exception):
+    """An upload cannot be analysed; the message is one line for the page and names the file."""
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """The page's analysis settings (each combination gets its own analyzers)."""
+
+    detector_range: str = "full"
+    min_confidence: float = 0.5
+    smoothing: float = 0.6
+
+
+def resolve_model_path() -> Path:
+    """The model the app uses: ``$EMOTION_TRACER_MODEL`` when set, else the runtime's default.
+
+    Raises ModelError when there is none.
+    """
+    override = os.environ.get(MODEL_ENV, "").strip()
+    if not override:
+        return default_model_path()
+    path = Path(override).expanduser()
+    if not path.is_file():
+        raise ModelError(f"{MODEL_ENV}={override}: no such model file")
+    return path
+
+
+class AnalyzerPool:
+    """Up to ``size`` EmotionAnalyzers with the same options, each used by one thread at a time.
+
+    MediaPipe's detector and the face tracker keep state and are not thread-safe, so a session
+    borrows an analyzer for a whole photo or clip; more sessions than ``size`` wait their turn. The
+    first analyzer is made at once, so a bad model fails here.
+    """
+
+    def __init__(self, model_path: Path | str, options: AnalysisOptions, size: int = ANALYZERS_PER_SETTING):
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        self.model_path = Path(model_path)
+        self.options = options
+        self.size = size
+        self._condition = threading.Condition()
+        self._closed = False
+        first = self._create()
+        self._idle: list[EmotionAnalyzer] = [first]
+        self._created = 1
+        self.classes: list[str] = first.classes
+        self.metadata: ModelMetadata = first.metadata
+
+    def _create(self) -> EmotionAnalyzer:
+        return EmotionAnalyzer(self.model_path, detector_range=self.options.detector_range,
+                               min_confidence=self.options.min_confidence, smoothing=self.options.smoothing)
+
+    @contextmanager
+    def borrow(self) -> Iterator[EmotionAnalyzer]:
+        """An analyzer for this thread alone until the ``with`` block ends."""
+        with self._condition:
+            while not self._idle and self._created >= self.size:
+                self._condition.wait()
+            analyzer = self._idle.pop() if self._idle else None
+            if analyzer is None:
+                self._created += 1
+        if analyzer is None:
+            try:
+                analyzer = self._create()
+            except BaseException:
+                with self._condition:
+                    self._created -= 1
+                    self._condition.notify()
+                raise
+        try:
+            yield analyzer
+        finally:
+            with self._condition:
+                if self._closed:
+                    self._created -= 1
+                    analyzer.close()
+                else:
+                    self._idle.append(analyzer)
+                self._condition.notify()
+
+    def close(self) -> None:
+        """Close the idle analyzers now and the borrowed ones when they come back."""
+        with self._condition:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._created -= len(idle)
+            self._condition.notify_all()
+        for analyzer in idle:
+            analyzer.close()
+
+
+def model_facts(metadata: ModelMetadata, model_path: Path) -> list[tuple[str, str]]:
+    """(name, value) rows describing the model, from its file name and metadata."""
+    facts = metadata.facts
+    rows = [("file", model_path.name), ("emotions", ", ".join(metadata.classes)),
+            ("input", f"{metadata.input_size[1]}x{metadata.input_size[0]} {metadata.color} face crop")]
+    if "publictest_accuracy" in facts:
+        faces = f" of {facts['publictest_samples']:,} faces" if "publictest_samples" in facts else ""
+        rows.append(("FER2013 PublicTest accuracy", f"{facts['publictest_accuracy']:.1%}{faces}"))
+    formats = (("publictest_accuracy_flip_tta", "PublicTest accuracy, flip averaged", "{:.1%}"),
+               ("publictest_macro_f1", "PublicTest macro-F1", "{:.3f}"),
+               ("validation_accuracy", "validation accuracy", "{:.1%}"),
+               ("dataset", "trained on", "{}"),
+               ("architecture", "architecture", "{}"),
+               ("parameters", "parameters", "{:,}"),
+               ("precision", "precision", "{}"))
+    for key, name, pattern in formats:
+        if key in facts:
+            try:
+                rows.append((name, pattern.format(facts[key])))
+            except (ValueError, TypeError):  # a fact of an unexpected type is shown as it is
+                rows.append((name, str(facts[key])))
+    return rows
+
+
+def emotion_hex(label: str) -> str:
+    """The annotator's colour for an emotion as "#rrggbb", so charts match the boxes."""
+    blue, green, red = emotion_colour(label)
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def check_upload(name: str, size: int, allowed_types: tuple[str, ...], max_mb: int) -> str:
+    """The upload's lower-case suffix (".jpg") after checking its type and size; UploadError otherwise."""
+    suffix = Path(name).suffix.lower()
+    if suffix.lstrip(".") not in allowed_types:
+        kinds = ", ".join(kind.upper() for kind in allowed_types)
+        raise UploadError(f"{name}: not a supported file type (use {kinds})")
+    if size > max_mb * MEGABYTE:
+        raise UploadError(f"{name}: {size / MEGABYTE:.1f} MB is more than the {max_mb} MB allowed")
+    return suffix
+
+
+def download_stem(name: str, fallback: str) -> str:
+    """A safe file-name stem for downloads, derived from an uploaded file's name."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._")
+    return stem[:80] or fallback
+
+
+@contextmanager
+def private_folder() -> Iterator[Path]:
+    """A temporary folder only this process can read, deleted with everything in it afterwards."""
+    with tempfile.TemporaryDirectory(prefix="emotion-tracer-") as folder:
+        yield Path(folder)
+
+
+def _save(folder: Path, data: bytes, suffix: str) -> Path:
+    path = folder / f"upload{suffix}"
+    path.write_bytes(data)
+    return path
+
+
+def _renamed(error: Exception, path: Path, name: str) -> UploadError:
+    """The error's one-line message with the temporary ``path`` replaced by the upload's ``name``."""
+    message = str(error).replace(str(path) + os.sep, name).replace(str(path), name)
+    return UploadError(" ".join(message.split()))
+
+
+def _check_photo_pixels(path: Path, name: str) -> None:
+    """Refuse photos over MAX_PHOTO_MEGAPIXELS from their header, before anything is decoded."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        raise UploadError(f"photo {name}: too many pixels (possible decompression bomb)") from None
+    except (OSError, SyntaxError, ValueError):
+        return  # not an image Pillow recognises: read_image reports why
+    if width * height > MAX_PHOTO_MEGAPIXELS * 1_000_000:
+        raise UploadError(f"photo {name}: {width}x{height} is {width * height / 1e6:.0f} megapixels; "
+                          f"photos up to {MAX_PHOTO_MEGAPIXELS} megapixels are accepted")
+
+
+@dataclass
+class PhotoAnalysis:
+    """One analysed photo: the annotated image (RGB, at most DISPLAY_MAX_SIDE) and its faces."""
+
+    name: str
+    image_rgb: np.ndarray
+    faces: list[FaceResult]
+    classes: list[str]
+
+    def table(self) -> pd.DataFrame:
+        """One row per face: id, emotion, confidence, detection score and box."""
+        return pd.DataFrame({
+            "face": [face.face_id for face in self.faces],
+            "emotion": [face.label for face in self.faces],
+            "confidence": [round(float(face.confidence), 3) for face in self.faces],
+            "detection score": [round(float(face.detection_score), 3) for face in self.faces],
+            "box (x1, y1, x2, y2)": [", ".join(str(int(v)) for v in face.box) for face in self.faces],
+        })
+
+    def probabilities(self, face: FaceResult) -> pd.DataFrame:
+        """The face's probability of every emotion, in the model's class order, with chart colours."""
+        return pd.DataFrame({
+            "emotion": self.classes,
+            "probability": [round(float(p), 4) for p in face.probabilities],
+            "colour": [emotion_hex(label) for label in self.classes],
+        })
+
+
+def display_rgb(image_bgr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
+    """An RGB copy of a BGR image, shrunk so its longer side is at most ``max_side``."""
+    height, width = image_bgr.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+
+
+def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
+    """Detect, classify and annotate the faces of an uploaded photo; UploadError for bad input."""
+    suffix = check_upload(name, len(data), PHOTO_TYPES, MAX_PHOTO_MB)
+    with private_folder() as folder:
+        path = _save(folder, data, suffix)
+        _check_photo_pixels(path, name)
+        try:
+            with ImageSource(path) as source, pool.borrow() as analyzer:
+                processed = list(process_source(source, analyzer, annotator=EmotionAnnotator(), source_name=name))
+        except SourceError as error:
+            raise _renamed(error, path, name) from None
+    photo = processed[0]
+    return PhotoAnalysis(name, display_rgb(photo.annotated), photo.result.faces, pool.classes)
+
+
+def example_photo() -> tuple[str, bytes]:
+    """A sample face photo that an installed package ships: scikit-image's astronaut, as PNG bytes."""
+    from skimage.data import astronaut
+
+    ok, data = cv2.imencode(".png", cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("cannot encode the example photo")
+    return "astronaut.png", data.tobytes()
+
+
+@dataclass
+class ClipAnalysis:
+    """One analysed clip: the annotated H.264 video and per-face CSV (bytes), and what was seen."""
+
+    name: str
+    video: bytes
+    csv: bytes
+    video_file_name: str
+    csv_file_name: str
+    frames: int
+    seconds: float  # length of the analysed part
+    truncated: bool  # the clip was longer than the limits; only its start was analysed
+    summary: RunSummary
+    classes: list[str]  # the model's emotions, in its order
+
+    @property
+    def faces_found(self) -> bool:
+        """Whether any frame had a face."""
+        return self.summary.faces > 0
+
+    def faces_table(self) -> pd.DataFrame:
+        """One row per tracked face: id, frames seen, dominant emotion and its share of those frames."""
+        rows = []
+        for face in self.summary.tracked.values():
+            label, share = face.dominant
+            rows.append({"face": face.face_id, "frames seen": face.frames, "dominant emotion": label,
+                         "share of its frames": f"{share:.0%}"})
+        return pd.DataFrame(rows, columns=["face", "frames seen", "dominant emotion", "share of its frames"])
+
+    def timeline(self) -> pd.DataFrame:
+        """Each face's emotion over time, one row per face per frame (from the CSV, so they agree)."""
+        return face_timeline(self.csv)
+
+
+def face_timeline(csv_data: bytes) -> pd.DataFrame:
+    """Columns time (s), frame, face ("face 3"), emotion, confidence, from ResultsWriter CSV bytes."""
+    table = pd.read_csv(io.BytesIO(csv_data))
+    return pd.DataFrame({
+        "time": table["time"].astype(float),
+        "frame": table["frame"].astype(int),
+        "face": "face " + table["face_id"].astype(int).astype(str),
+        "emotion": table["label"].astype(str),
+        "confidence": table["confidence"].astype(float),
+    })
+
+
+def clip_frame_limit(fps: float) -> int:
+    """Frames analysed at most: MAX_CLIP_SECONDS of the clip, and never more than MAX_CLIP_FRAMES."""
+    return max(1, min(MAX_CLIP_FRAMES, math.ceil(MAX_CLIP_SECONDS * fps)))
+
+
+ProgressCallback = Callable[[int, "int | None"], None]  # (frames done, frames expected or None)
+
+
+def analyze_clip(data: bytes, name: str, pool: AnalyzerPool,
+                 on_progress: ProgressCallback | None = None) -> ClipAnalysis:
+    """Annotate an uploaded clip (H.264, audio kept) and tabulate its faces; UploadError for bad input.
+
+    ``on_progress(done, expected)`` is called after every frame. Clips longer than the limits are
+    analysed up to MAX_CLIP_SECONDS (at most MAX_CLIP_FRAMES frames) and marked ``truncated``.
+    """
+    suffix = check_upload(name, len(data), CLIP_TYPES, MAX_CLIP_MB)
+    with private_folder() as folder:
+        path = _save(folder, data, suffix)
+        try:
+            with VideoFileSource(path) as source:
+                return _analyze_video(source, name, folder, pool, on_progress, audio_source=path)
+        except SourceError as error:
+            raise _renamed(error, path, name) from None
+        except OutputError as error:  # writing the results in the private folder failed
+            detail = _renamed(error, folder, "")
+            raise UploadError(f"video {name}: cannot write the annotated results ({detail})") from None
+
+
+def analyze_demo_clip(pool: AnalyzerPool, on_progress: ProgressCallback | None = None) -> ClipAnalysis:
+    """The built-in demo clip (a pan over scikit-image's astronaut photo), analysed like an upload."""
+    from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
+
+    with private_folder() as folder, demo_source() as source:
+        return _analyze_video(source, "demo clip", folder, pool, on_progress, audio_source=None)
+
+
+def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progress: ProgressCallback | None,
+                   audio_source: Path | None) -> ClipAnalysis:
+    info = source.info
+    longest, shortest = max(info.width, info.height), min(info.width, info.height)
+    if longest > max(MAX_CLIP_SIZE) or shortest > min(MAX_CLIP_SIZE):
+        raise UploadError(f"video {name}: {info.width}x{info.height} frames are larger than the "
+                          f"{MAX_CLIP_SIZE[0]}x{MAX_CLIP_SIZE[1]} allowed")
+    limit = clip_frame_limit(info.fps)
+    expected = min(info.total_frames, limit) if info.total_frames else None
+    video_path, csv_path = folder / "annotated.mp4", folder / "faces.csv"
+    summary = RunSummary()
+    frames, seconds = 0, 0.0
+    with pool.borrow() as analyzer, \
+            H264VideoWriter(video_path, info, audio_source=audio_source) as video_writer, \
+            ResultsWriter(csv_path, analyzer.classes) as results_writer:
+        for processed in process_source(source, analyzer, annotator=EmotionAnnotator(), video_writer=video_writer,
+                                        results_writer=results_writer, summary=summary, source_name=name,
+                                        max_frames=limit):
+            frames += 1
+            seconds = processed.frame.timestamp + 1.0 / info.fps
+            if on_progress is not None:
+                on_progress(frames, expected)
+    truncated = frames == limit and (info.total_frames is None or info.total_frames > limit)
+    stem = download_stem(name, "clip")
+    return ClipAnalysis(name=name, video=video_path.read_bytes(), csv=csv_path.read_bytes(),
+                        video_file_name=f"{stem}_emotions.mp4", csv_file_name=f"{stem}_faces.csv",
+                        frames=frames, seconds=seconds, truncated=truncated, summary=summary,
+                        classes=pool.classes)

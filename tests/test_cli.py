@@ -1,0 +1,321 @@
+"""The command line end to end: real media in, annotated video/images and results out, clean errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+import realtime.classifier
+import realtime.cli
+import realtime.pipeline
+from realtime.cli import main
+from realtime.detector import FaceDetector
+from realtime.sources import CameraSource, Frame, VideoInfo, read_image
+from tests.conftest import SHARED_MEDIA
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def video_facts(path: Path) -> tuple[int, int, int, float, str]:
+    """(decoded frames, width, height, fps, codec) of a video file."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, stream.width, stream.height, float(stream.average_rate), stream.codec_context.name
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def one_line_error(captured) -> str:
+    """The only line on stderr: "error: ..."."""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    return lines[0]
+
+
+def final_error(captured) -> str:
+    """After a progress bar: the last stderr line is the only "error: ..." line, and no traceback."""
+    lines = captured.err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error:") for line in lines) == 1
+    assert "Traceback" not in captured.err
+    return lines[-1]
+
+
+def test_video_to_annotated_video_and_csv(media, tiny_model, tmp_path, capsys):
+    out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
+    code = main(["--video", str(media / "single_face.mp4"), "--output", str(out), "--results", str(results),
+                 "--model", str(tiny_model)])
+    assert code == 0
+    assert video_facts(out) == (72, 640, 360, 30.0, "h264")
+    with av.open(str(out)) as container:
+        assert len(container.streams.audio) == 1  # the source's audio is kept
+    rows = read_csv(results)
+    assert len(rows) == 72  # one face in every frame
+    assert [int(row["frame"]) for row in rows] == list(range(72))
+    assert {row["face_id"] for row in rows} == {"1"} and {row["source"] for row in rows} == {"single_face.mp4"}
+    assert {"happy", "neutral", "sad"} <= set(rows[0])  # a probability column per class
+    out_text = capsys.readouterr().out
+    assert "72 frames" in out_text and "dominant emotion" in out_text
+
+
+def test_video_without_faces_gives_a_full_video_and_no_rows(media, tiny_model, tmp_path):
+    out, results = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    assert main(["--video", str(media / "no_face.mp4"), "-o", str(out), "-r", str(results),
+                 "--model", str(tiny_model)]) == 0
+    decodable = video_facts(media / "no_face.mp4")[0]  # 95: its header says 98, three frames do not decode
+    assert video_facts(out)[:3] == (decodable, 960, 540)
+    assert results.read_text() == ""
+
+
+def test_jsonl_rows_carry_probabilities(media, tiny_model, tmp_path):
+    results = tmp_path / "r.jsonl"
+    assert main(["--image", str(media / "multi_face.jpg"), "-r", str(results), "--model", str(tiny_model)]) == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(row["face_id"] for row in rows) == [1, 2, 3, 4, 5]
+    assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-2 for row in rows)
+
+
+@pytest.mark.parametrize("name, faces", [("single_face.jpg", 1), ("couple.jpg", 2), ("Image_with_alpha.png", 1),
+                                         ("BWPictureHuman.jpg", None), ("no-faces.jpg", 0)])
+def test_photo_to_annotated_photo(media, tiny_model, tmp_path, name, faces):
+    out, results = tmp_path / "annotated.png", tmp_path / "r.csv"
+    assert main(["--image", str(media / name), "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) == 0
+    annotated = cv2.imread(str(out))
+    original = cv2.imread(str(media / name))
+    assert annotated.shape == original.shape
+    if faces is not None:
+        assert len(read_csv(results)) == faces
+
+
+def test_folder_of_images_and_videos(media, tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("couple.jpg", "single_face.mp4", "no-faces.jpg"):
+        (folder / name).symlink_to(media / name)
+    (folder / "notes.txt").write_text("ignored")
+    out, results = tmp_path / "out", tmp_path / "r.csv"
+    assert main([str(folder), "-o", str(out), "-r", str(results), "--model", str(tiny_model),
+                 "--max-frames", "10"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["couple.jpg", "no-faces.jpg", "single_face.mp4"]
+    assert video_facts(out / "single_face.mp4")[0] == 10
+    rows = read_csv(results)
+    assert sorted({row["source"] for row in rows}) == ["couple.jpg", "single_face.mp4"]
+    assert "source" in capsys.readouterr().out  # the summary names the file of each face
+
+
+def test_an_unreadable_file_in_a_folder_is_skipped(media, tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").symlink_to(media / "justin.jpg")
+    (folder / "b.mp4").write_bytes(b"not a video at all")
+    assert main([str(folder), "--model", str(tiny_model)]) == 1
+    err = capsys.readouterr().err
+    assert "skipped" in err and "b.mp4" in err and "Traceback" not in err
+
+
+def test_demo_clip(tiny_model, tmp_path):
+    out = tmp_path / "demo.mp4"
+    assert main(["--demo", "-o", str(out), "--max-frames", "15", "--model", str(tiny_model), "--no-display"]) == 0
+    assert video_facts(out)[:3] == (15, 640, 360)
+
+
+def test_smooth_zero_and_flip_tta_are_accepted(media, tiny_model, tmp_path):
+    results = tmp_path / "r.csv"
+    assert main(["--video", str(media / "test.mp4"), "--smooth", "0", "--flip-tta", "--detector", "short",
+                 "--max-frames", "5", "-r", str(results), "--model", str(tiny_model)]) == 0
+    assert len(read_csv(results)) == 5
+
+
+def test_show_without_a_display_runs_headless(media, tiny_model, monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert main(["--image", str(media / "justin.jpg"), "--show", "--model", str(tiny_model)]) == 0
+    assert "no display" in capsys.readouterr().err
+
+
+class FakeCamera(CameraSource):
+    """A camera that delivers a photo 20 times, 0.1 s apart (as if frames were dropped), without hardware."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.image = read_image(SHARED_MEDIA / "single_face.jpg")[:360, :480].copy()
+        self.info = VideoInfo(480, 360, 30.0, None, f"camera {index}")
+
+    def __iter__(self):
+        for index in range(20):
+            yield Frame(index, index * 0.1, self.image)
+
+    def close(self) -> None:
+        pass
+
+
+def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media, tiny_model, tmp_path,
+                                                                            monkeypatch, capsys):
+    monkeypatch.setattr(realtime.cli, "CameraSource", FakeCamera)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    ranges = []
+    monkeypatch.setattr(realtime.pipeline, "FaceDetector",
+                        lambda model_range, min_confidence: ranges.append(model_range) or FaceDetector(model_range))
+    out, results = tmp_path / "live.mp4", tmp_path / "live.csv"
+    assert main(["--camera", "0", "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) == 0
+    assert ranges == ["short"]
+    assert "Ctrl-C" in capsys.readouterr().err
+    frames, width, height, _, _ = video_facts(out)
+    assert (frames, width, height) == (20, 480, 360)
+    with av.open(str(out)) as container:  # 20 frames 0.1 s apart last 2 s, not 20/30 s
+        assert float(container.duration / av.time_base) == pytest.approx(2.0, abs=0.1)
+    rows = read_csv(results)
+    assert len(rows) == 20 and {row["source"] for row in rows} == {"camera 0"}
+
+
+@pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "output_folder_missing",
+                                  "results_folder_missing", "bad_suffix", "bad_results_suffix", "output_is_input",
+                                  "bad_camera", "missing_model", "not_a_model", "empty_folder",
+                                  "folder_to_a_file"])
+def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
+    out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("hello, I am not a video")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((60, 80, 3), 200, np.uint8))
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "folder").mkdir()
+    cv2.imwrite(str(tmp_path / "folder" / "photo.png"), np.full((60, 80, 3), 200, np.uint8))
+    model = ["--model", str(tiny_model)]
+    argv = {
+        "missing": ["--video", str(tmp_path / "missing.mp4"), "-o", str(out), "-r", str(results), *model],
+        "not_a_video": ["--video", str(fake), "-o", str(out), "-r", str(results), *model],
+        "empty": [str(empty), "-o", str(out), "-r", str(results), *model],
+        "output_folder_missing": ["--demo", "-o", str(tmp_path / "no" / "out.mp4"), "-r", str(results), *model],
+        "results_folder_missing": ["--demo", "-o", str(out), "-r", str(tmp_path / "no" / "r.csv"), *model],
+        "bad_suffix": ["--image", str(photo), "-o", str(out), "-r", str(results), *model],
+        "bad_results_suffix": ["--demo", "-o", str(out), "-r", str(tmp_path / "r.xlsx"), *model],
+        "output_is_input": ["--video", str(fake), "-o", str(fake), *model],
+        "bad_camera": ["--camera", "99", "-o", str(out), "-r", str(results), *model],
+        "missing_model": ["--demo", "-o", str(out), "-r", str(results), "--model", str(tmp_path / "none.onnx")],
+        "not_a_model": ["--demo", "-o", str(out), "-r", str(results), "--model", str(fake)],
+        "empty_folder": [str(tmp_path / "nothing"), "-o", str(tmp_path / "o"), *model],
+        "folder_to_a_file": [str(tmp_path / "folder"), "-o", str(tmp_path / "all.mp4"), *model],
+    }[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    one_line_error(capsys.readouterr())
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, not even a temp file
+
+
+def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(realtime.classifier, "MODELS_DIR", tmp_path)
+    assert main(["--demo", "-o", str(tmp_path / "out.mp4")]) == 2
+    assert "no emotion model" in one_line_error(capsys.readouterr())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [[], ["--camera", "0", "--demo"], ["--demo", "--smooth", "1"],
+                                  ["--demo", "--min-confidence", "-0.1"], ["--demo", "--detector", "far"],
+                                  ["--demo", "--max-frames", "0"], ["--camera", "front"]])
+def test_bad_options_give_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    one_line_error(capsys.readouterr())
+
+
+def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model, tmp_path, monkeypatch, capsys):
+    analyze = realtime.pipeline.EmotionAnalyzer.analyze
+
+    def interrupted_at_frame_20(self, frame):
+        if frame.index == 20:
+            raise KeyboardInterrupt
+        return analyze(self, frame)
+
+    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "analyze", interrupted_at_frame_20)
+    out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
+    assert main(["--video", str(media / "single_face.mp4"), "-o", str(out), "-r", str(results),
+                 "--model", str(tiny_model)]) == 130
+    assert video_facts(out)[0] == 20
+    assert len(read_csv(results)) == 20
+    assert "20 frames" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "r.csv"]
+
+
+def test_failure_part_way_leaves_no_output(media, tiny_model, tmp_path, monkeypatch, capsys):
+    analyze = realtime.pipeline.EmotionAnalyzer.analyze
+
+    def broken_at_frame_20(self, frame):
+        if frame.index == 20:
+            raise RuntimeError("simulated failure\nwith a second line")
+        return analyze(self, frame)
+
+    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "analyze", broken_at_frame_20)
+    argv = ["--video", str(media / "single_face.mp4"), "-o", str(tmp_path / "out.mp4"),
+            "-r", str(tmp_path / "r.csv"), "--model", str(tiny_model)]
+    assert main(argv) == 1
+    assert "simulated failure with a second line" in final_error(capsys.readouterr())
+    assert list(tmp_path.iterdir()) == []
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "realtime", *args], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_help_explains_the_options_with_examples():
+    completed = run_cli("--help")
+    assert completed.returncode == 0
+    for option in ("--camera", "--video", "--image", "--demo", "--output", "--results", "--detector",
+                   "--min-confidence", "--smooth", "--model", "--flip-tta", "--show", "--no-display",
+                   "--max-frames", "examples:", "python -m realtime --camera 0"):
+        assert option in completed.stdout
+
+
+def test_subprocess_end_to_end_and_error(media, tiny_model, tmp_path):
+    out = tmp_path / "out.mp4"
+    completed = run_cli("--video", str(media / "test.mp4"), "-o", str(out), "--model", str(tiny_model))
+    assert completed.returncode == 0, completed.stderr
+    assert video_facts(out)[:3] == (115, 596, 336)
+    assert "Traceback" not in completed.stderr and "W0000" not in completed.stderr  # MediaPipe's log is quiet
+    missing = run_cli("--video", str(tmp_path / "missing.mp4"), "--model", str(tiny_model))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [f"error: video {tmp_path / 'missing.mp4'}: no such file"]
+
+
+def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(12):  # long enough to be interrupted in the middle
+        (folder / f"clip{index:02}.mov").symlink_to(media / "noface_face.mov")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "realtime", str(folder), "-o", str(out),
+                                "--model", str(tiny_model)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "clip00.mp4").exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)  # clip00 finished: the run is under way
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert "frames" in stdout  # the summary
+    written = sorted(p.name for p in out.iterdir())
+    assert "clip00.mp4" in written and all(not name.startswith(".") for name in written)
+    for name in written:
+        assert video_facts(out / name)[0] > 0  # every file, even the interrupted one, plays

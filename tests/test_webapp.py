@@ -1,0 +1,369 @@
+"""The web app: its logic (realtime.webapp) directly, and the page (streamlit_app.py) through AppTest."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tempfile
+import threading
+import zlib
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from realtime import webapp
+from realtime.classifier import ModelError
+from realtime.model_metadata import ModelMetadata
+from tests.conftest import EMOTIONS, PROJECT_ROOT
+
+APP = str(PROJECT_ROOT / "streamlit_app.py")
+APP_TIMEOUT_S = 300  # a guard against a hung run on a slow machine, not a speed requirement
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_model):
+    """Analyzers with the tiny test model."""
+    analyzers = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions())
+    yield analyzers
+    analyzers.close()
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """Where the app's private temporary folders go during the test (to check they are removed)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def png_bytes(image_bgr: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", image_bgr)
+    assert ok
+    return data.tobytes()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels but has no pixel data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) \
+        + chunk(b"IEND", b"")
+
+
+def clip_bytes(folder: Path, frames: int, header_only: bool = False) -> bytes:
+    """A small H.264 MP4 of grey frames (header first); with ``header_only`` cut after the header."""
+    path = folder / f"clip{frames}.mp4"
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(frames):
+            image = np.full((48, 64, 3), 20 * index, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode(None))
+    data = path.read_bytes()
+    if header_only:
+        data = data[: data.index(b"mdat") + 4]
+    return data
+
+
+def decoded_frames(video: bytes) -> tuple[str, int]:
+    """(codec name, number of frames) of an MP4 held in memory."""
+    with av.open(io.BytesIO(video)) as container:
+        codec = container.streams.video[0].codec_context.name
+        return codec, sum(1 for _ in container.decode(video=0))
+
+
+# --- logic -------------------------------------------------------------------------------------------
+
+
+def test_check_upload_accepts_known_types_and_refuses_others_and_oversize():
+    assert webapp.check_upload("Holiday.JPG", 10, webapp.PHOTO_TYPES, 1) == ".jpg"
+    assert webapp.check_upload("talk.webm", 10, webapp.CLIP_TYPES, 1) == ".webm"
+    with pytest.raises(webapp.UploadError, match=r"notes\.txt: not a supported file type"):
+        webapp.check_upload("notes.txt", 10, webapp.PHOTO_TYPES, 1)
+    with pytest.raises(webapp.UploadError, match=r"clip\.mp4: not a supported"):
+        webapp.check_upload("clip.mp4", 10, webapp.PHOTO_TYPES, 1)
+    with pytest.raises(webapp.UploadError, match=r"big\.png: 2\.0 MB is more than the 1 MB allowed"):
+        webapp.check_upload("big.png", 2 * webapp.MEGABYTE, webapp.PHOTO_TYPES, 1)
+
+
+def test_download_stem_is_safe():
+    assert webapp.download_stem("my clip (1).mp4", "clip") == "my_clip_1"
+    assert webapp.download_stem("../../etc/passwd.mp4", "clip") == "passwd"
+    assert webapp.download_stem("...mp4", "clip") == "clip"
+
+
+def test_resolve_model_path_honours_the_environment(monkeypatch, tiny_model, tmp_path):
+    monkeypatch.setenv(webapp.MODEL_ENV, str(tiny_model))
+    assert webapp.resolve_model_path() == tiny_model
+    monkeypatch.setenv(webapp.MODEL_ENV, str(tmp_path / "missing.onnx"))
+    with pytest.raises(ModelError, match=f"{webapp.MODEL_ENV}=.*missing.onnx: no such model file"):
+        webapp.resolve_model_path()
+
+
+def test_model_facts_reads_the_metadata():
+    metadata = ModelMetadata(classes=EMOTIONS, facts={"publictest_accuracy": 0.6166, "publictest_samples": 3589,
+                                                      "publictest_macro_f1": 0.5698, "parameters": 1767207,
+                                                      "precision": "int8"})
+    facts = dict(webapp.model_facts(metadata, Path("models/emotion_cnn_int8.onnx")))
+    assert facts["file"] == "emotion_cnn_int8.onnx"
+    assert facts["emotions"] == ", ".join(EMOTIONS)
+    assert facts["FER2013 PublicTest accuracy"] == "61.7% of 3,589 faces"
+    assert facts["PublicTest macro-F1"] == "0.570"
+    assert facts["parameters"] == "1,767,207"
+    assert facts["precision"] == "int8"
+
+
+def test_emotion_hex_matches_the_annotator_colours():
+    assert webapp.emotion_hex("angry") == "#e62828"  # BGR (40, 40, 230)
+    assert webapp.emotion_hex("some new class").startswith("#")
+
+
+def test_example_photo_has_one_face_with_all_probabilities(pool, private_tmp):
+    name, data = webapp.example_photo()
+    photo = webapp.analyze_photo(data, name, pool)
+    assert len(photo.faces) == 1
+    assert photo.image_rgb.shape == (512, 512, 3)
+    table = photo.table()
+    assert list(table["face"]) == [1]
+    assert table["emotion"][0] in EMOTIONS
+    probabilities = photo.probabilities(photo.faces[0])
+    assert list(probabilities["emotion"]) == EMOTIONS
+    assert probabilities["probability"].sum() == pytest.approx(1.0, abs=1e-3)
+    assert list(private_tmp.iterdir()) == []  # the private folder is gone
+
+
+def test_real_photos_faces_and_no_faces(pool, media):
+    couple = webapp.analyze_photo((media / "couple.jpg").read_bytes(), "couple.jpg", pool)
+    assert len(couple.faces) == 2
+    assert max(couple.image_rgb.shape[:2]) == webapp.DISPLAY_MAX_SIDE  # shown smaller than the 2400 px original
+    rgba = webapp.analyze_photo((media / "Image_with_alpha.png").read_bytes(), "alpha.png", pool)
+    assert len(rgba.faces) == 1
+    assert webapp.analyze_photo((media / "no-faces.jpg").read_bytes(), "no-faces.jpg", pool).faces == []
+
+
+def test_plain_image_has_no_faces(pool):
+    photo = webapp.analyze_photo(png_bytes(np.full((240, 320, 3), 128, np.uint8)), "grey.png", pool)
+    assert photo.faces == []
+    assert photo.table().empty
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("garbage.jpg", b"this is not a picture at all", r"image garbage\.jpg: not an image file"),
+    ("empty.png", b"", r"image empty\.png: file is empty"),
+    ("cut.png", None, r"image cut\.png: cannot decode it"),
+    ("bomb.png", png_header(30_000, 30_000), r"bomb\.png: too many pixels \(possible decompression bomb\)"),
+    ("huge.png", png_header(9_000, 7_000), r"huge\.png: 9000x7000 is 63 megapixels; photos up to 50"),
+    ("photo.gif", b"GIF89a", r"photo\.gif: not a supported file type"),
+])
+def test_bad_photos_give_one_line_errors_naming_the_upload(pool, private_tmp, name, data, message):
+    if data is None:  # a truncated PNG
+        whole = png_bytes(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+        data = whole[: len(whole) // 2]
+    with pytest.raises(webapp.UploadError, match=message) as raised:
+        webapp.analyze_photo(data, name, pool)
+    assert "\n" not in str(raised.value)
+    assert str(private_tmp) not in str(raised.value)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_demo_clip_gives_a_playable_h264_video_csv_and_timeline(pool, private_tmp):
+    progress = []
+    clip = webapp.analyze_demo_clip(pool, on_progress=lambda done, expected: progress.append((done, expected)))
+    assert clip.frames == 120 and not clip.truncated
+    assert progress == [(done, 120) for done in range(1, 121)]
+    assert decoded_frames(clip.video) == ("h264", 120)
+    assert clip.video_file_name == "demo_clip_emotions.mp4" and clip.csv_file_name == "demo_clip_faces.csv"
+    table = pd.read_csv(io.BytesIO(clip.csv))
+    assert list(table.columns[-len(EMOTIONS):]) == EMOTIONS
+    assert clip.faces_found and set(table["face_id"]) == {1}
+    timeline = clip.timeline()
+    assert list(timeline.columns) == ["time", "frame", "face", "emotion", "confidence"]
+    assert len(timeline) == len(table) and set(timeline["face"]) == {"face 1"}
+    assert timeline["time"].is_monotonic_increasing and set(timeline["emotion"]) <= set(EMOTIONS)
+    faces = clip.faces_table()
+    assert list(faces["face"]) == [1] and faces["frames seen"][0] == len(table)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_real_clip(pool, media):
+    clip = webapp.analyze_clip((media / "single_face.mp4").read_bytes(), "single_face.mp4", pool)
+    assert clip.frames == 72 and not clip.truncated
+    assert clip.seconds == pytest.approx(2.4, abs=0.05)  # 72 frames at 30 fps
+    assert decoded_frames(clip.video) == ("h264", 72)
+    assert clip.faces_found and len(clip.faces_table()) == 1
+    assert clip.video_file_name == "single_face_emotions.mp4"
+
+
+def test_clip_without_faces(pool, tmp_path):
+    clip = webapp.analyze_clip(clip_bytes(tmp_path, 8), "grey.mp4", pool)
+    assert clip.frames == 8 and not clip.faces_found
+    assert clip.timeline().empty and clip.faces_table().empty
+    assert decoded_frames(clip.video) == ("h264", 8)
+
+
+def test_long_clip_is_cut_at_the_limit(pool, monkeypatch, tmp_path):
+    monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 10)
+    clip = webapp.analyze_clip(clip_bytes(tmp_path, 25), "long.mp4", pool)
+    assert clip.truncated and clip.frames == 10
+    assert decoded_frames(clip.video) == ("h264", 10)
+    assert webapp.clip_frame_limit(1000.0) == 10
+    monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 1800)
+    assert webapp.clip_frame_limit(30.0) == 30 * webapp.MAX_CLIP_SECONDS
+
+
+def test_oversized_clip_frames_are_refused(pool, monkeypatch, tmp_path, private_tmp):
+    monkeypatch.setattr(webapp, "MAX_CLIP_SIZE", (32, 24))
+    with pytest.raises(webapp.UploadError, match=r"video small\.mp4: 64x48 frames are larger than the 32x24"):
+        webapp.analyze_clip(clip_bytes(tmp_path, 3), "small.mp4", pool)
+    assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("garbage.mp4", b"\x00\x01 definitely not a video" * 50, r"video garbage\.mp4: not a video file"),
+    ("empty.mov", b"", r"video empty\.mov: file is empty"),
+    ("header_only.mp4", None, r"video header_only\.mp4: has no frames"),
+    ("movie.mkv", b"whatever", r"movie\.mkv: not a supported file type"),
+])
+def test_bad_clips_give_one_line_errors_naming_the_upload(pool, tmp_path, private_tmp, name, data, message):
+    data = clip_bytes(tmp_path, 5, header_only=True) if data is None else data
+    with pytest.raises(webapp.UploadError, match=message) as raised:
+        webapp.analyze_clip(data, name, pool)
+    assert "\n" not in str(raised.value) and str(private_tmp) not in str(raised.value)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_analyzer_pool_lends_each_analyzer_to_one_user_at_a_time(tiny_model):
+    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(), size=1)
+    second_got = []
+
+    def borrow_second() -> None:
+        with pool.borrow() as second:
+            second_got.append(second)
+
+    try:
+        with pool.borrow() as first:
+            waiter = threading.Thread(target=borrow_second)
+            waiter.start()
+            waiter.join(timeout=0.5)
+            assert waiter.is_alive() and second_got == []  # waits while the only analyzer is lent
+        waiter.join(timeout=APP_TIMEOUT_S)
+        assert second_got == [first]  # and gets the same one back, not a new one
+    finally:
+        pool.close()
+
+
+def test_analyzer_pool_grows_to_its_size_and_closes(tiny_model):
+    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(detector_range="short", smoothing=0.0), size=2)
+    with pool.borrow() as first, pool.borrow() as second:
+        assert first is not second
+        assert second.detector.model_range == "short" and second.tracker.smoothing == 0.0
+    pool.close()
+    assert first.detector._detector is None and second.detector._detector is None
+
+
+# --- the page (AppTest) ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(monkeypatch, tiny_model) -> AppTest:
+    """The page with the tiny model, run once."""
+    monkeypatch.setenv(webapp.MODEL_ENV, str(tiny_model))
+    page = AppTest.from_file(APP, default_timeout=APP_TIMEOUT_S)
+    page.run()
+    assert not page.exception
+    return page
+
+
+def face_headlines(page: AppTest) -> list[str]:
+    return [markdown.value for markdown in page.markdown if markdown.value.startswith("**Face ")]
+
+
+def test_page_shows_options_model_and_prompts(app):
+    assert app.title[0].value == "Emotion Tracer"
+    assert [radio.label for radio in app.sidebar.radio] == ["Face detector range"]
+    assert [slider.label for slider in app.sidebar.slider] == ["Face detection confidence", "Smoothing (videos)"]
+    model = app.sidebar.markdown[0].value
+    assert "tiny.onnx" in model and "angry, disgust, fear, happy, neutral, sad, surprise" in model
+    assert "none: random test weights" in model
+    assert len(app.info) == 2 and not app.error
+
+
+def test_page_example_photo(app):
+    [example] = [toggle for toggle in app.toggle if toggle.label == "Try the example photo"]
+    example.set_value(True).run()
+    assert not app.exception and not app.error
+    assert app.subheader[0].value == "astronaut.png"
+    [headline] = face_headlines(app)
+    assert headline.split(":")[1].split("**")[0].strip() in EMOTIONS
+    assert list(app.dataframe[0].value.columns)[:3] == ["face", "emotion", "confidence"]
+    assert len(app.get("image")) == 1 and len(app.get("vega_lite_chart")) == 1
+
+
+def test_page_real_photo_upload(app, media):
+    app.file_uploader(key="photos").set_value(("couple.jpg", (media / "couple.jpg").read_bytes(), "image/jpeg"))
+    app.run()
+    assert not app.exception and not app.error
+    assert len(face_headlines(app)) == 2
+    assert len(app.dataframe[0].value) == 2
+
+
+def test_page_no_face_and_bad_uploads_then_keeps_working(app):
+    uploader = app.file_uploader(key="photos")
+    uploader.set_value([
+        ("grey.png", png_bytes(np.full((120, 160, 3), 90, np.uint8)), "image/png"),
+        ("garbage.jpg", b"not a jpeg", "image/jpeg"),
+        ("empty.jpg", b"", "image/jpeg"),
+    ]).run()
+    assert not app.exception
+    assert [warning.value.split(".")[0] for warning in app.warning] == ["No face found in grey"]
+    assert [error.value for error in app.error] == ["image garbage.jpg: not an image file Pillow can read",
+                                                    "image empty.jpg: file is empty"]
+    name, data = webapp.example_photo()
+    app.file_uploader(key="photos").set_value((name, data, "image/png")).run()
+    assert not app.exception and not app.error and len(face_headlines(app)) == 1
+
+
+def test_page_demo_clip_shows_video_chart_and_downloads(app):
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(True).run()
+    assert not app.exception and not app.error
+    assert len(app.get("video")) == 1
+    assert [button.label for button in app.get("download_button")] == [
+        "Download the annotated video", "Download the per-face CSV"]
+    assert len(app.get("vega_lite_chart")) == 1  # each face's emotion over time
+    assert list(app.dataframe[0].value["face"]) == [1]
+
+
+def test_page_real_clip_upload(app, media):
+    app.file_uploader(key="clip").set_value(
+        ("single_face.mp4", (media / "single_face.mp4").read_bytes(), "video/mp4")).run()
+    assert not app.exception and not app.error
+    assert any(markdown.value.startswith("**72 frames** (2.4 s)") for markdown in app.markdown)
+    assert len(app.get("video")) == 1 and len(app.get("download_button")) == 2
+
+
+def test_page_bad_clip_shows_an_error(app):
+    app.file_uploader(key="clip").set_value(("broken.mp4", b"\x00" * 1000, "video/mp4")).run()
+    assert not app.exception
+    [error] = app.error
+    assert error.value.startswith("video broken.mp4: not a video file PyAV can read")
+    assert "emotion-tracer-" not in error.value  # no temporary path
+    assert not app.get("video")
+
+
+def test_page_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.setenv(webapp.MODEL_ENV, str(tmp_path / "nothing.onnx"))
+    page = AppTest.from_file(APP, default_timeout=APP_TIMEOUT_S)
+    page.run()
+    assert not page.exception
+    assert page.error[0].value.startswith("No usable emotion model: EMOTION_TRACER_MODEL=")
+    assert any("python -m export" in markdown.value for markdown in page.markdown)
+    assert not page.tabs
