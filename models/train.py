@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             validation_data=val_data,
             epochs=args.epochs,
             initial_epoch=state["epochs_done"],
+            shuffle=False,  # the dataset reshuffles itself every epoch
             verbose=0,
             callbacks=[
                 keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),

@@ -240,13 +240,12 @@ class PhotoAnalysis:
     classes: list[str]
 
     def table(self) -> pd.DataFrame:
-        """One row per face: id, emotion, confidence, detection score and box."""
+        """One row per face: id, emotion, confidence and detection score."""
         return pd.DataFrame({
             "face": [face.face_id for face in self.faces],
             "emotion": [face.label for face in self.faces],
             "confidence": [round(float(face.confidence), 3) for face in self.faces],
             "detection score": [round(float(face.detection_score), 3) for face in self.faces],
-            "box (x1, y1, x2, y2)": [", ".join(str(int(v)) for v in face.box) for face in self.faces],
         })
 
     def probabilities(self, face: FaceResult) -> pd.DataFrame:
@@ -304,6 +303,7 @@ class ClipAnalysis:
     csv_file_name: str
     frames: int
     seconds: float  # length of the analysed part
+    fps: float
     truncated: bool  # the clip was longer than the limits; only its start was analysed
     summary: RunSummary
     classes: list[str]  # the model's emotions, in its order
@@ -324,14 +324,17 @@ class ClipAnalysis:
 
     def timeline(self) -> pd.DataFrame:
         """Each face's emotion over time, one row per face per frame (from the CSV, so they agree)."""
-        return face_timeline(self.csv)
+        return face_timeline(self.csv, 1.0 / self.fps)
 
 
-def face_timeline(csv_data: bytes) -> pd.DataFrame:
-    """Columns time (s), frame, face ("face 3"), emotion, confidence, from ResultsWriter CSV bytes."""
+def face_timeline(csv_data: bytes, frame_seconds: float) -> pd.DataFrame:
+    """From ResultsWriter CSV bytes, one row per face per frame: time and until (the frame's start and
+    end, s), frame, face ("face 3"), emotion, confidence."""
     table = pd.read_csv(io.BytesIO(csv_data))
+    time = table["time"].astype(float)
     return pd.DataFrame({
-        "time": table["time"].astype(float),
+        "time": time,
+        "until": time + frame_seconds,
         "frame": table["frame"].astype(int),
         "face": "face " + table["face_id"].astype(int).astype(str),
         "emotion": table["label"].astype(str),
@@ -401,5 +404,5 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
     stem = download_stem(name, "clip")
     return ClipAnalysis(name=name, video=video_path.read_bytes(), csv=csv_path.read_bytes(),
                         video_file_name=f"{stem}_emotions.mp4", csv_file_name=f"{stem}_faces.csv",
-                        frames=frames, seconds=seconds, truncated=truncated, summary=summary,
+                        frames=frames, seconds=seconds, fps=info.fps, truncated=truncated, summary=summary,
                         classes=pool.classes)

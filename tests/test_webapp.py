@@ -185,7 +185,8 @@ def test_demo_clip_gives_a_playable_h264_video_csv_and_timeline(pool, private_tm
     assert list(table.columns[-len(EMOTIONS):]) == EMOTIONS
     assert clip.faces_found and set(table["face_id"]) == {1}
     timeline = clip.timeline()
-    assert list(timeline.columns) == ["time", "frame", "face", "emotion", "confidence"]
+    assert list(timeline.columns) == ["time", "until", "frame", "face", "emotion", "confidence"]
+    assert (timeline["until"] - timeline["time"]).round(6).eq(round(1 / 30, 6)).all()
     assert len(timeline) == len(table) and set(timeline["face"]) == {"face 1"}
     assert timeline["time"].is_monotonic_increasing and set(timeline["emotion"]) <= set(EMOTIONS)
     faces = clip.faces_table()
@@ -294,6 +295,13 @@ def test_page_shows_options_model_and_prompts(app):
     assert "tiny.onnx" in model and "angry, disgust, fear, happy, neutral, sad, surprise" in model
     assert "none: random test weights" in model
     assert len(app.info) == 2 and not app.error
+
+
+def test_page_camera_snapshot_is_offered_on_request(app):
+    assert not app.get("camera_input")  # the browser asks for the camera only when the user wants it
+    [camera] = [toggle for toggle in app.toggle if toggle.label == "Take a snapshot with the camera"]
+    camera.set_value(True).run()
+    assert not app.exception and len(app.get("camera_input")) == 1
 
 
 def test_page_example_photo(app):

@@ -1,0 +1,208 @@
+"""Emotion Tracer in the browser: ``streamlit run streamlit_app.py``.
+
+Page layout only; the analysis is the command line's pipeline, reached through realtime.webapp.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import altair as alt
+import streamlit as st
+
+from realtime import webapp
+from realtime.classifier import ModelError
+
+LOG = logging.getLogger("emotion_tracer.webapp")
+
+
+@st.cache_resource(max_entries=4, on_release=webapp.AnalyzerPool.close,
+                   show_spinner="Loading the face detector and the emotion model...")
+def analyzer_pool(model_path: str, detector_range: str, min_confidence: float, smoothing: float) -> webapp.AnalyzerPool:
+    """Analyzers shared by every session of this server, one pool per combination of options."""
+    return webapp.AnalyzerPool(model_path, webapp.AnalysisOptions(detector_range, min_confidence, smoothing))
+
+
+def run_safely(name: str, analysis, *args, **kwargs) -> tuple[object | None, str | None]:
+    """(``analysis(*args, **kwargs)``, None), or (None, a one-line message): never a traceback."""
+    try:
+        return analysis(*args, **kwargs), None
+    except (webapp.UploadError, ModelError) as error:
+        return None, str(error)
+    except Exception as error:  # a bug or an environment problem: logged in full, one line on the page
+        LOG.exception("analysing %s failed", name)
+        return None, f"{name}: the analysis failed ({type(error).__name__}: {' '.join(str(error).split())})"
+
+
+def sidebar_options() -> webapp.AnalysisOptions:
+    """The analysis options in the sidebar."""
+    sidebar = st.sidebar
+    sidebar.header("Options")
+    detector_range = sidebar.radio(
+        "Face detector range", ("full", "short"), horizontal=True,
+        help="full: faces at any distance (photos, videos). short: faces within about 2 m (webcam), fastest.")
+    min_confidence = sidebar.slider(
+        "Face detection confidence", 0.1, 0.95, 0.5, 0.05,
+        help="Faces the detector is less sure about are ignored. Lower it if faces are missed.")
+    smoothing = sidebar.slider(
+        "Smoothing (videos)", 0.0, 0.9, 0.6, 0.1,
+        help="How much each face's emotion follows its previous frames; 0 turns smoothing off.")
+    return webapp.AnalysisOptions(detector_range, round(min_confidence, 2), round(smoothing, 2))
+
+
+def sidebar_model(pool: webapp.AnalyzerPool) -> None:
+    """What the model is, from its metadata."""
+    st.sidebar.header("Model")
+    st.sidebar.markdown("\n".join(f"- **{name}**: {value}"
+                                  for name, value in webapp.model_facts(pool.metadata, pool.model_path)))
+
+
+def show_photo(name: str, data: bytes, pool: webapp.AnalyzerPool) -> None:
+    """One photo: annotated image, a table of its faces and each face's probabilities."""
+    st.subheader(name)
+    photo, error = run_safely(name, webapp.analyze_photo, data, name, pool)
+    if error is not None:
+        st.error(error)
+        return
+    if not photo.faces:
+        st.image(photo.image_rgb)
+        st.warning(f"No face found in {name}. Faces that are small, turned away or partly hidden can be "
+                   "missed: try another photo, or lower the detection confidence in the sidebar.")
+        return
+    picture, details = st.columns([3, 2])
+    picture.image(photo.image_rgb)
+    details.dataframe(photo.table(), hide_index=True, column_config={
+        "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+        "detection score": st.column_config.NumberColumn(format="%.2f")})
+    for face in photo.faces:
+        details.markdown(f"**Face {face.face_id}: {face.label}** ({face.confidence:.0%} confident)")
+        details.altair_chart(probability_chart(photo.probabilities(face)), width="stretch")
+
+
+def probability_chart(probabilities) -> alt.Chart:
+    """Horizontal bars of a face's emotion probabilities, in the annotator's colours, on a 0-100% axis."""
+    emotions = list(probabilities["emotion"])
+    return alt.Chart(probabilities).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+        y=alt.Y("emotion:N", sort=emotions, title=None),
+        color=alt.Color("emotion:N", scale=alt.Scale(domain=emotions, range=list(probabilities["colour"])),
+                        legend=None),
+        tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
+    ).properties(height=190)
+
+
+def photo_tab(pool: webapp.AnalyzerPool) -> None:
+    """Photos: uploads, a camera snapshot or the example photo."""
+    uploads = st.file_uploader(
+        "Photos (JPG, JPEG, PNG or WebP)", type=list(webapp.PHOTO_TYPES), accept_multiple_files=True,
+        max_upload_size=webapp.MAX_PHOTO_MB, key="photos")
+    camera, example = st.columns(2)
+    photos = [(upload.name, upload.getvalue()) for upload in uploads]
+    if camera.toggle("Take a snapshot with the camera"):
+        snapshot = st.camera_input("Snapshot")
+        if snapshot is not None:
+            photos.append(("snapshot.jpg", snapshot.getvalue()))
+    if example.toggle("Try the example photo", help="scikit-image's astronaut photo (Eileen Collins)"):
+        photos.append(webapp.example_photo())
+    if not photos:
+        st.info("Upload photos, take a snapshot or try the example photo: every face gets a box and "
+                "its emotion.")
+    for name, data in photos:
+        show_photo(name, data, pool)
+
+
+def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None:
+    """A short video: progress while it runs, then the annotated video, a timeline and downloads."""
+    upload = st.file_uploader(
+        "A short video (MP4, MOV, AVI or WebM)", type=list(webapp.CLIP_TYPES),
+        max_upload_size=webapp.MAX_CLIP_MB, key="clip")
+    demo = st.toggle("Try the demo clip", help="a 4 s pan over scikit-image's astronaut photo")
+    st.caption(f"Clips are analysed up to their first {webapp.MAX_CLIP_SECONDS} s "
+               f"(at most {webapp.MAX_CLIP_FRAMES} frames).")
+    if upload is None and not demo:
+        st.info("Upload a video to follow each face's emotion over time.")
+        return
+    name = upload.name if upload is not None else "demo clip"
+    # Reruns (any widget change) reuse the finished analysis instead of redoing the whole clip.
+    key = (upload.file_id if upload is not None else "demo", str(pool.model_path), options)
+    cached = st.session_state.get("clip_analysis")
+    if cached is not None and cached[0] == key:
+        clip, error = cached[1]
+    else:
+        bar = st.progress(0.0, text=f"Analysing {name}...")
+        shown = {"percent": -1}
+
+        def progress(done: int, expected: int | None) -> None:
+            percent = min(99, 100 * done // expected) if expected else 0
+            if percent != shown["percent"] or not expected:
+                shown["percent"] = percent
+                text = f"Analysing {name}: frame {done}" + (f" of {expected}" if expected else "")
+                bar.progress(percent / 100, text=text)
+
+        if upload is not None:
+            clip, error = run_safely(name, webapp.analyze_clip, upload.getvalue(), name, pool, on_progress=progress)
+        else:
+            clip, error = run_safely(name, webapp.analyze_demo_clip, pool, on_progress=progress)
+        bar.empty()
+        st.session_state["clip_analysis"] = (key, (clip, error))
+    if error is not None:
+        st.error(error)
+        return
+    show_clip(clip)
+
+
+def show_clip(clip: webapp.ClipAnalysis) -> None:
+    """The annotated video, each face's emotion over time and the downloads."""
+    if clip.truncated:
+        st.warning(f"{clip.name} is longer than the web app takes: only its first {clip.frames} frames "
+                   f"({clip.seconds:.1f} s) were analysed. The command line (python -m realtime) takes any length.")
+    st.video(clip.video, format="video/mp4")
+    summary = clip.summary
+    st.markdown(f"**{clip.frames} frames** ({clip.seconds:.1f} s), faces in {summary.frames_with_faces} of them, "
+                f"{len(summary.tracked)} face{'s' * (len(summary.tracked) != 1)} tracked.")
+    if not clip.faces_found:
+        st.warning(f"No face found in {clip.name}.")
+    else:
+        st.altair_chart(timeline_chart(clip), width="stretch")
+        st.dataframe(clip.faces_table(), hide_index=True)
+    video, table = st.columns(2)
+    video.download_button("Download the annotated video", clip.video, file_name=clip.video_file_name,
+                          mime="video/mp4", on_click="ignore")
+    table.download_button("Download the per-face CSV", clip.csv, file_name=clip.csv_file_name,
+                          mime="text/csv", on_click="ignore")
+
+
+def timeline_chart(clip: webapp.ClipAnalysis) -> alt.Chart:
+    """One strip per face along the clip, each frame coloured by the face's emotion (as in the video)."""
+    timeline = clip.timeline()
+    colours = alt.Scale(domain=clip.classes, range=[webapp.emotion_hex(label) for label in clip.classes])
+    return alt.Chart(timeline, title="Each face's emotion over time").mark_rect().encode(
+        x=alt.X("time:Q", title="time (s)", scale=alt.Scale(domain=[0, clip.seconds], nice=False)),
+        x2="until:Q",
+        y=alt.Y("face:N", title=None, sort=sorted(set(timeline["face"]), key=lambda face: int(face.split()[1]))),
+        color=alt.Color("emotion:N", scale=colours, title=None,
+                        legend=alt.Legend(orient="bottom", direction="horizontal")),
+        tooltip=["face", alt.Tooltip("time:Q", title="time (s)", format=".2f"), "frame", "emotion",
+                 alt.Tooltip("confidence:Q", format=".0%")],
+    ).properties(height=alt.Step(36))
+
+
+st.set_page_config(page_title="Emotion Tracer", page_icon=":performing_arts:", layout="wide")
+st.title("Emotion Tracer")
+st.caption("Finds the faces in a photo or a short video (MediaPipe) and tells each one's emotion with a CNN "
+           "trained on FER2013.")
+analysis_options = sidebar_options()
+try:
+    model_path = webapp.resolve_model_path()
+    analyzers = analyzer_pool(str(model_path), analysis_options.detector_range, analysis_options.min_confidence,
+                              analysis_options.smoothing)
+except ModelError as model_error:
+    st.error(f"No usable emotion model: {model_error}")
+    st.markdown(webapp.MODEL_HELP)
+    st.stop()
+sidebar_model(analyzers)
+photos_tab, video_tab = st.tabs(["Photo", "Video clip"])
+with photos_tab:
+    photo_tab(analyzers)
+with video_tab:
+    clip_tab(analyzers, analysis_options)

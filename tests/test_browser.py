@@ -1,0 +1,120 @@
+"""End to end in a real browser: the Streamlit server, headless Chromium (Playwright), a photo upload.
+
+Skipped without /usr/bin/chromium (Debian: apt-get install chromium chromium-driver) or Playwright's
+Python client. The server uses $EMOTION_TRACER_MODEL when set, else the tiny test model. With
+EMOTION_TRACER_SCREENSHOT=PATH the screenshot is also saved there, e.g. for the README:
+
+    EMOTION_TRACER_MODEL=models/emotion_cnn_int8.onnx EMOTION_TRACER_SCREENSHOT=docs/webapp.png \\
+        python -m pytest tests/test_browser.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from realtime import webapp
+from tests.conftest import EMOTIONS, PROJECT_ROOT, SHARED_MEDIA
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT_ENV = "EMOTION_TRACER_SCREENSHOT"
+START_TIMEOUT_S = 180  # guards against a server that never comes up, not a speed requirement
+RESULT_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    """Playwright's sync API, or skip."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install chromium chromium-driver)")
+    return pytest.importorskip("playwright.sync_api", reason="playwright's Python client is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(server: subprocess.Popen, url: str, log: Path) -> None:
+    """Poll the server's health endpoint until it answers; fail with its log if it exits or never answers."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with code {server.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not start within {START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+def test_photo_upload_in_a_real_browser(playwright_api, tiny_model, tmp_path):
+    photo = SHARED_MEDIA / "couple.jpg"
+    if not photo.is_file():  # a fresh machine without ../shared: the photo scikit-image ships
+        name, data = webapp.example_photo()
+        photo = tmp_path / name
+        photo.write_bytes(data)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, webapp.MODEL_ENV: os.environ.get(webapp.MODEL_ENV) or str(tiny_model)}
+    log = tmp_path / "streamlit.log"
+    with open(log, "wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(server, url, log)
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto(url)
+                uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]').first
+                uploader.wait_for(state="attached", timeout=RESULT_TIMEOUT_MS)
+                uploader.set_input_files(str(photo))
+                headline = page.get_by_text(re.compile(rf"Face 1: ({'|'.join(EMOTIONS)})")).first
+                headline.wait_for(timeout=RESULT_TIMEOUT_MS)
+                page.locator('[data-testid="stImage"] img').first.wait_for(timeout=RESULT_TIMEOUT_MS)
+                page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=RESULT_TIMEOUT_MS)
+                page.wait_for_function("() => [...document.images].every(image => image.complete)",
+                                       timeout=RESULT_TIMEOUT_MS)
+                # served by the server's media route and decoded by the browser (a broken image is "complete" too)
+                widths = page.evaluate("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+                                       ".map(image => image.naturalWidth)")
+                assert len(widths) == 1 and widths[0] > 0
+                assert page.get_by_text(photo.name, exact=True).count() >= 1
+                assert page.locator('[data-testid="stException"]').count() == 0
+                assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+                screenshot = tmp_path / "webapp.png"
+                page.screenshot(path=str(screenshot))
+            finally:
+                browser.close()
+        assert screenshot.stat().st_size > 0
+        target = os.environ.get(SCREENSHOT_ENV)
+        if target:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(screenshot, target)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
