@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="mixed_bfloat16",
                         help="mixed_bfloat16 is much faster on CPUs with AMX/AVX512-BF16")
     parser.add_argument("--max-train-samples", type=int, default=0, help="use only this many training faces (quick trials)")
+    parser.add_argument("--init-weights", help="start from this trained inference model (.keras) of the same width, "
+                                               "e.g. for a second, warm-restarted cosine cycle")
     parser.add_argument("--seed", type=int, default=42)
     return parser.parse_args(argv)
 
@@ -178,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         state = {"epochs_done": 0, "best_val_accuracy": 0.0}
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         model = build_training_model(args, steps_per_epoch)
+        if args.init_weights:
+            classifier_of(model).set_weights(keras.models.load_model(args.init_weights, compile=False).get_weights())
+            print(f"starting from the weights of {args.init_weights}", flush=True)
         print(f"{classifier_of(model).count_params():,} parameters, {args.precision}", flush=True)
 
     if state["epochs_done"] < args.epochs:

@@ -103,3 +103,33 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
 def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "run")]) == 2
     assert "dataset not found" in capsys.readouterr().err
+
+
+def test_init_weights_starts_from_a_trained_model(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    common = ["--data", str(data), "--width", "4", "--batch-size", "16", "--precision", "float32",
+              "--val-fraction", "0.34"]
+    assert train.main(common + ["--output-dir", str(tmp_path / "first"), "--epochs", "1"]) == 0
+    first = keras.models.load_model(tmp_path / "first" / "best.keras")
+
+    captured = {}
+    original = train.build_training_model
+
+    def record_initial_weights(*args, **kwargs):
+        model = original(*args, **kwargs)
+        captured["classifier"] = train.classifier_of(model)
+        return model
+
+    train.build_training_model = record_initial_weights
+    try:
+        second = ["--output-dir", str(tmp_path / "second"), "--epochs", "1", "--learning-rate", "0",
+                  "--warmup-epochs", "0", "--weight-decay", "0", "--init-weights", str(tmp_path / "first" / "best.keras")]
+        assert train.main(common + second) == 0
+    finally:
+        train.build_training_model = original
+    assert "starting from the weights of" in capsys.readouterr().out
+    # with a zero learning rate the trainable weights stay those of the first model
+    for before, after in zip(first.trainable_weights, captured["classifier"].trainable_weights):
+        assert np.allclose(np.asarray(before), np.asarray(after), atol=1e-6)
