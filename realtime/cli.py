@@ -117,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--model", type=Path, metavar="PATH",
                           help="exported .onnx emotion model (default: models/emotion_cnn_int8.onnx, "
                                "else models/emotion_cnn.onnx)")
-    analysis.add_argument("--flip-tta", action="store_true",
-                          help="also classify each face mirrored and average the two (steadier; the emotion "
-                               "model does twice the work)")
+    analysis.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
+                          help="also classify each face mirrored and average the two, in the same batch: "
+                               "+1.3 points of FER2013 PublicTest accuracy for twice the (small) emotion "
+                               "model work; --no-flip-tta turns it off (default: on)")
     analysis.add_argument("--threads", type=_positive_int, metavar="N",
                           help="CPU threads for the emotion model (default: onnxruntime's choice)")
     analysis.add_argument("--max-frames", type=_positive_int, metavar="N",

@@ -35,11 +35,11 @@ class EmotionAnalyzer:
     ``detector_range``: "short" (webcam distance, fastest) or "full" (faces at any distance).
     ``min_confidence``: minimum face detection score.
     ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off.
-    ``flip_tta``: also classify each face mirrored and average (about twice the classifier cost).
+    ``flip_tta``: also classify each face mirrored and average (more accurate; twice the classifier work).
     """
 
     def __init__(self, model_path: str | Path | None = None, detector_range: str = "full",
-                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = False,
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
                  threads: int | None = None):
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing)

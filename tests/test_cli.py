@@ -132,11 +132,16 @@ def test_demo_clip(tiny_model, tmp_path):
     assert video_facts(out)[:3] == (15, 640, 360)
 
 
-def test_smooth_zero_and_flip_tta_are_accepted(media, tiny_model, tmp_path):
-    results = tmp_path / "r.csv"
-    assert main(["--video", str(media / "test.mp4"), "--smooth", "0", "--flip-tta", "--detector", "short",
-                 "--max-frames", "5", "-r", str(results), "--model", str(tiny_model)]) == 0
-    assert len(read_csv(results)) == 5
+def test_flip_tta_is_on_by_default_and_can_be_turned_off(media, tiny_model, tmp_path):
+    runs = {}
+    for name, options in (("default", []), ("flip", ["--flip-tta"]), ("no_flip", ["--no-flip-tta"])):
+        results = tmp_path / f"{name}.csv"
+        assert main(["--video", str(media / "test.mp4"), "--smooth", "0", "--detector", "short",
+                     "--max-frames", "5", "-r", str(results), "--model", str(tiny_model), *options]) == 0
+        runs[name] = [row["confidence"] for row in read_csv(results)]
+    assert len(runs["default"]) == 5
+    assert runs["default"] == runs["flip"]
+    assert runs["no_flip"] != runs["flip"]  # the tiny model is not mirror-symmetric
 
 
 def test_show_without_a_display_runs_headless(media, tiny_model, monkeypatch, capsys):
