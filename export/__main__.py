@@ -49,9 +49,9 @@ def training_facts(model_path: Path) -> dict:
     config, state = model_path.parent / "config.json", model_path.parent / "state.json"
     if config.is_file():
         settings = json.loads(config.read_text())
-        facts["training"] = {key: settings[key] for key in ("width", "epochs", "batch_size", "learning_rate",
-                                                            "weight_decay", "label_smoothing", "class_weight_power",
-                                                            "val_fraction", "precision", "seed") if key in settings}
+        recorded = ("width", "epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
+                    "class_weight_power", "val_fraction", "precision", "seed", "split_seed", "init_weights")
+        facts["training"] = {key: settings[key] for key in recorded if key in settings}
     if state.is_file():
         facts["validation_accuracy"] = round(json.loads(state.read_text())["best_val_accuracy"], 4)
     return facts

@@ -49,7 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-train-samples", type=int, default=0, help="use only this many training faces (quick trials)")
     parser.add_argument("--init-weights", help="start from this trained inference model (.keras) of the same width, "
                                                "e.g. for a second, warm-restarted cosine cycle")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seeds initialisation, shuffling and augmentation")
+    parser.add_argument("--split-seed", type=int, default=42,
+                        help="picks the validation split; keep it across runs that continue one another "
+                             "(--init-weights), so validation faces are never trained on")
     return parser.parse_args(argv)
 
 
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    train, val = stratified_split(splits["train"], args.val_fraction, args.seed)
+    train, val = stratified_split(splits["train"], args.val_fraction, args.split_seed)
     if args.max_train_samples:
         train = train.subset(np.random.default_rng(args.seed).permutation(len(train))[: args.max_train_samples])
     weights = class_weights(train.class_counts(), args.class_weight_power)
