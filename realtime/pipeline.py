@@ -36,11 +36,13 @@ class EmotionAnalyzer:
     ``min_confidence``: minimum face detection score.
     ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off.
     ``flip_tta``: also classify each face mirrored and average (more accurate; twice the classifier work).
+    ``threads``: onnxruntime threads for the classifier; 1 (the default) leaves the other cores to the
+    video decoder and encoder threads (None: onnxruntime's choice).
     """
 
     def __init__(self, model_path: str | Path | None = None, detector_range: str = "full",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
-                 threads: int | None = None):
+                 threads: int | None = 1):
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing)
         self.detector = FaceDetector(detector_range, min_confidence)
