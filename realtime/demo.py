@@ -22,7 +22,8 @@ _FACE_CENTER = (226.0, 120.0)  # in the 512 x 512 photo
 _CLOSEST_CROP_WIDTH = 300.0  # crop width at the tightest zoom (the photo is 512 wide)
 
 
-def _photo_bgr() -> np.ndarray:
+def sample_photo_bgr() -> np.ndarray:
+    """The face photo scikit-image ships (its astronaut), as BGR: input for the demo clip and example photo."""
     from skimage.data import astronaut
 
     return cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
@@ -32,7 +33,7 @@ def demo_frames(
     size: tuple[int, int] = DEMO_SIZE, fps: float = DEMO_FPS, seconds: float = DEMO_SECONDS
 ) -> Iterator[Frame]:
     """Frames of the demo clip: zoom in on the face and back out, with a gentle sideways sway."""
-    photo = _photo_bgr()
+    photo = sample_photo_bgr()
     photo_height, photo_width = photo.shape[:2]
     width, height = size
     n_frames = round(fps * seconds)

@@ -284,9 +284,9 @@ def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
 
 def example_photo() -> tuple[str, bytes]:
     """A sample face photo that an installed package ships: scikit-image's astronaut, as PNG bytes."""
-    from skimage.data import astronaut
+    from realtime.demo import sample_photo_bgr  # scikit-image is imported only when asked
 
-    ok, data = cv2.imencode(".png", cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
+    ok, data = cv2.imencode(".png", sample_photo_bgr())
     if not ok:
         raise RuntimeError("cannot encode the example photo")
     return "astronaut.png", data.tobytes()
