@@ -6,6 +6,8 @@ Holds out a stratified validation split of train/ for model selection (test/ is 
 logs one line per epoch, checkpoints every epoch and resumes from the checkpoint when rerun with
 the same --output-dir. The best epoch by validation accuracy is saved as a float32 inference model
 in <output-dir>/best.keras, ready for `python -m models.evaluate` and `python -m export`.
+With --swa-start-epoch the running average of the weights of every epoch from then on (stochastic
+weight averaging, usually with --lr-schedule constant) competes for best.keras as well.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ BEST_NAME = "best.keras"
 STATE_NAME = "state.json"
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.csv"
+AVERAGE_NAME = "swa_average.npz"
+RECALIBRATION_FACES = 8192
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=56)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (cosine decay after warm-up)")
+    parser.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                        help="after warm-up: cosine decay to 1%% of the peak, or constant (for weight averaging)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decoupled weight decay")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
@@ -49,6 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-train-samples", type=int, default=0, help="use only this many training faces (quick trials)")
     parser.add_argument("--init-weights", help="start from this trained inference model (.keras) of the same width, "
                                                "e.g. for a second, warm-restarted cosine cycle")
+    parser.add_argument("--swa-start-epoch", type=int, default=0,
+                        help="from this epoch on, average the weights of every epoch (stochastic weight averaging); "
+                             "the average, with batch-norm statistics recomputed, competes for best.keras on "
+                             "validation accuracy; 0 turns averaging off")
     parser.add_argument("--seed", type=int, default=42, help="seeds initialisation, shuffling and augmentation")
     parser.add_argument("--split-seed", type=int, default=42,
                         help="picks the validation split; keep it across runs that continue one another "
@@ -81,7 +91,7 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None, sh
 
 
 def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
-    """Augmentation + classifier, compiled with AdamW, warm-up + cosine decay and label smoothing."""
+    """Augmentation + classifier, compiled with AdamW, warm-up + cosine decay (or constant) and label smoothing."""
     import keras
 
     from models.architecture import build_augmentation, build_classifier
@@ -94,7 +104,7 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.learning_rate / 10,
         decay_steps=max(1, args.epochs * steps_per_epoch - warmup_steps),
-        alpha=0.01,
+        alpha=0.01 if args.lr_schedule == "cosine" else 1.0,
         warmup_target=args.learning_rate,
         warmup_steps=warmup_steps,
     )
@@ -111,8 +121,43 @@ def classifier_of(training_model):
     return next(layer for layer in training_model.layers if layer.name.startswith("emotion_cnn"))
 
 
-def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float):
-    """Per-epoch console line, checkpoint (with optimizer state) and best-model saving."""
+class EpochAveraging:
+    """Stochastic weight averaging during training: folds each epoch's weights into a running mean
+    (saved beside the checkpoint, so it resumes), recomputes batch-norm statistics for the mean on
+    training faces, and scores it on the validation split."""
+
+    def __init__(self, start_epoch: int, width: int, path: Path, recalibration: FaceSet, validation: FaceSet):
+        from models.averaging import WeightAverage
+
+        self.start_epoch, self.width, self.path = start_epoch, width, path
+        self.recalibration_images = recalibration.images[..., None].astype(np.float32) * INPUT_SCALE
+        self.validation_images = validation.images[..., None].astype(np.float32) * INPUT_SCALE
+        self.validation_labels = validation.labels
+        self.average = WeightAverage.load(path)
+
+    def after_epoch(self, classifier, epoch: int):
+        """(validation accuracy, float32 averaged model) once averaging has started, else None."""
+        from models.architecture import build_classifier
+        from models.averaging import recalibrate_batch_norm
+
+        if epoch < self.start_epoch:
+            return None
+        self.average.add(classifier.get_weights(), epoch)
+        self.average.save(self.path)
+        averaged = build_classifier(self.width, dtype_policy="float32")
+        averaged.set_weights([w.astype(np.float32) for w in self.average.weights])
+        recalibrate_batch_norm(averaged, self.recalibration_images)
+        probabilities = averaged.predict(self.validation_images, batch_size=256, verbose=0)
+        return float((probabilities.argmax(axis=1) == self.validation_labels).mean()), averaged
+
+
+def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
+                        averaging: EpochAveraging | None = None):
+    """Per-epoch console line, checkpoint (with optimizer state) and best-model saving.
+
+    With `averaging`, the weight average is scored after every epoch too (logged as
+    swa_val_accuracy) and saved as best.keras whenever it beats every model so far.
+    """
     import keras
 
     from models.architecture import float32_copy
@@ -127,21 +172,30 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float):
             self.started = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
+            logs = logs if logs is not None else {}
             learning_rate = float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate if not callable(self.model.optimizer._learning_rate)
                 else self.model.optimizer._learning_rate(self.model.optimizer.iterations)))
             val_accuracy = float(logs.get("val_accuracy", 0.0))
-            improved = val_accuracy > self.best
-            if improved:
-                self.best = val_accuracy
+            best_note = ""
+            if val_accuracy > self.best:
+                self.best, best_note = val_accuracy, "  *best*"
                 float32_copy(classifier_of(self.model), width).save(output_dir / BEST_NAME)
+            average_note = ""
+            if averaging is not None:
+                scored = averaging.after_epoch(classifier_of(self.model), epoch + 1)
+                logs["swa_val_accuracy"] = scored[0] if scored else float("nan")
+                if scored:
+                    average_note = f"  swa of {averaging.average.count} val_acc {scored[0]:.4f}"
+                    if scored[0] > self.best:
+                        self.best, best_note = scored[0], "  *best: swa*"
+                        scored[1].save(output_dir / BEST_NAME)
             self.model.save(output_dir / CHECKPOINT_NAME)
             (output_dir / STATE_NAME).write_text(json.dumps(
                 {"epochs_done": epoch + 1, "best_val_accuracy": self.best}))
             print(f"epoch {epoch + 1:3d}  loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  "
-                  f"val_loss {logs.get('val_loss', 0):.4f}  val_acc {val_accuracy:.4f}  lr {learning_rate:.2e}  "
-                  f"{time.monotonic() - self.started:.0f}s{'  *best*' if improved else ''}", flush=True)
+                  f"val_loss {logs.get('val_loss', 0):.4f}  val_acc {val_accuracy:.4f}  lr {learning_rate:.2e}"
+                  f"{average_note}  {time.monotonic() - self.started:.0f}s{best_note}", flush=True)
 
     return EpochCheckpoint()
 
@@ -181,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resuming after epoch {state['epochs_done']} (best val_acc {state['best_val_accuracy']:.4f})", flush=True)
     else:
         state = {"epochs_done": 0, "best_val_accuracy": 0.0}
+        (output_dir / AVERAGE_NAME).unlink(missing_ok=True)
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         model = build_training_model(args, steps_per_epoch)
         if args.init_weights:
@@ -188,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"starting from the weights of {args.init_weights}", flush=True)
         print(f"{classifier_of(model).count_params():,} parameters, {args.precision}", flush=True)
 
+    averaging = None
+    if args.swa_start_epoch:
+        recalibration = train.subset(np.random.default_rng(args.seed).permutation(len(train))[:RECALIBRATION_FACES])
+        averaging = EpochAveraging(args.swa_start_epoch, args.width, output_dir / AVERAGE_NAME, recalibration, val)
     if state["epochs_done"] < args.epochs:
         model.fit(
             train_data,
@@ -197,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
             shuffle=False,  # the dataset reshuffles itself every epoch
             verbose=0,
             callbacks=[
+                # first, so that the CSV logger sees the swa_val_accuracy it adds to the epoch's logs
+                make_epoch_callback(output_dir, args.width, state["best_val_accuracy"], averaging),
                 keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),
-                make_epoch_callback(output_dir, args.width, state["best_val_accuracy"]),
             ],
         )
     best = json.loads(state_file.read_text())["best_val_accuracy"]
