@@ -133,3 +133,73 @@ def test_init_weights_starts_from_a_trained_model(tmp_path, capsys):
     # with a zero learning rate the trainable weights stay those of the first model
     for before, after in zip(first.trainable_weights, captured["classifier"].trainable_weights):
         assert np.allclose(np.asarray(before), np.asarray(after), atol=1e-6)
+
+
+def test_weight_average_is_the_running_mean_and_survives_a_restart(tmp_path):
+    from models.averaging import WeightAverage
+
+    rng = np.random.default_rng(0)
+    epochs = [[rng.normal(size=(3, 2)), rng.normal(size=4)] for _ in range(3)]
+    average = WeightAverage()
+    average.add(epochs[0], epoch=1)
+    average.add(epochs[1], epoch=2)
+    average.save(tmp_path / "average.npz")
+
+    resumed = WeightAverage.load(tmp_path / "average.npz")
+    resumed.add(epochs[1], epoch=2)  # an epoch redone after an interruption is not counted twice
+    resumed.add(epochs[2], epoch=3)
+    assert resumed.count == 3 and resumed.last_epoch == 3
+    for index in range(2):
+        assert np.allclose(resumed.weights[index], np.mean([weights[index] for weights in epochs], axis=0))
+    assert WeightAverage.load(tmp_path / "missing.npz").count == 0
+
+
+def test_batch_norm_recalibration_measures_the_data_with_dropout_off():
+    import keras
+
+    from models.averaging import recalibrate_batch_norm
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.BatchNormalization(momentum=0.99)(inputs)
+    hidden = keras.layers.Dropout(0.5)(hidden)
+    hidden = keras.layers.Dense(3, kernel_initializer="ones")(hidden)
+    outputs = keras.layers.BatchNormalization(momentum=0.99)(hidden)
+    model = keras.Model(inputs, outputs)
+    first, dropout, dense, last = model.layers[1:]
+
+    images = np.random.default_rng(1).normal(loc=[1, 2, 3, 4], scale=[1, 2, 3, 4], size=(96, 4)).astype("float32")
+    recalibrate_batch_norm(model, images, batch_size=32)
+
+    batches = images.reshape(3, 32, 4)
+    assert np.allclose(np.asarray(first.moving_mean), images.mean(axis=0), atol=1e-5)
+    assert np.allclose(np.asarray(first.moving_variance), batches.var(axis=1).mean(axis=0), rtol=1e-4)
+    # the second layer saw the first layer's normalised output, undropped
+    normalised = (batches - batches.mean(axis=1, keepdims=True)) / np.sqrt(batches.var(axis=1, keepdims=True) + 1e-3)
+    dense_out = normalised @ np.asarray(dense.kernel) + np.asarray(dense.bias)
+    assert np.allclose(np.asarray(last.moving_mean), dense_out.mean(axis=(0, 1)), atol=1e-4)
+    assert np.allclose(np.asarray(last.moving_variance), dense_out.var(axis=1).mean(axis=0), rtol=1e-3)
+    assert first.momentum == 0.99 and last.momentum == 0.99 and dropout.rate == 0.5
+
+
+def test_weight_averaging_run_scores_the_average_and_keeps_the_best(tmp_path, capsys):
+    import csv
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    arguments = ["--data", str(data), "--output-dir", str(run_dir), "--width", "4", "--batch-size", "16",
+                 "--val-fraction", "0.34", "--precision", "float32", "--warmup-epochs", "0",
+                 "--lr-schedule", "constant", "--learning-rate", "1e-3", "--swa-start-epoch", "2", "--epochs", "3"]
+    assert train.main(arguments) == 0
+    out = capsys.readouterr().out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert all("lr 1.00e-03" in line for line in epoch_lines)  # constant after (no) warm-up
+    assert "swa of 1 " in epoch_lines[1] and "swa of 2 " in epoch_lines[2] and "swa" not in epoch_lines[0]
+
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert rows[0]["swa_val_accuracy"] == "nan"
+    scores = [float(row["val_accuracy"]) for row in rows] + [float(row["swa_val_accuracy"]) for row in rows[1:]]
+    assert json.loads((run_dir / "state.json").read_text())["best_val_accuracy"] == pytest.approx(max(scores))
+    from models.averaging import WeightAverage
+
+    average = WeightAverage.load(run_dir / "swa_average.npz")
+    assert average.count == 2 and average.last_epoch == 3
