@@ -50,7 +50,8 @@ def training_facts(model_path: Path) -> dict:
     if config.is_file():
         settings = json.loads(config.read_text())
         recorded = ("width", "epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
-                    "class_weight_power", "val_fraction", "precision", "seed", "split_seed", "init_weights")
+                    "class_weight_power", "val_fraction", "precision", "seed", "split_seed", "init_weights",
+                    "lr_schedule", "swa_start_epoch")
         facts["training"] = {key: settings[key] for key in recorded if key in settings}
     if state.is_file():
         facts["validation_accuracy"] = round(json.loads(state.read_text())["best_val_accuracy"], 4)

@@ -1,0 +1,50 @@
+"""The trained models in models/: what they say about themselves holds, and they get real faces right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.classifier import EmotionClassifier, default_model_path
+from realtime.demo import sample_photo_bgr
+from realtime.pipeline import EmotionAnalyzer
+from realtime.sources import Frame
+from tests.conftest import EMOTIONS, PROJECT_ROOT
+
+SHIPPED = [PROJECT_ROOT / "models" / "emotion_cnn_int8.onnx", PROJECT_ROOT / "models" / "emotion_cnn.onnx"]
+
+
+def test_the_runtime_loads_the_shipped_int8_model_by_default():
+    assert default_model_path() == SHIPPED[0]
+
+
+@pytest.mark.parametrize("model_path", SHIPPED, ids=lambda path: path.name)
+def test_shipped_model_metadata(model_path):
+    metadata = EmotionClassifier(model_path).metadata
+    assert metadata.classes == EMOTIONS
+    assert (metadata.input_size, metadata.color, metadata.scale) == ((48, 48), "gray", 1 / 255)
+    facts = metadata.facts
+    assert facts["dataset"] == "FER2013" and facts["publictest_samples"] == 3589
+    assert facts["precision"] == ("int8" if "int8" in model_path.name else "float32")
+    assert facts["publictest_accuracy"] >= 0.64 and facts["publictest_accuracy_flip_tta"] >= 0.65
+
+
+def test_the_astronaut_sample_photo_is_happy():
+    """Golden result on the real photo the demo uses (it ships with scikit-image, so no ../shared needed)."""
+    with EmotionAnalyzer(smoothing=0) as analyzer:
+        faces = analyzer.analyze(Frame(index=0, timestamp=0.0, image=sample_photo_bgr())).faces
+    assert len(faces) == 1
+    assert faces[0].label == "happy" and faces[0].confidence > 0.8
+
+
+@pytest.mark.parametrize("model_path", SHIPPED, ids=lambda path: path.name)
+def test_publictest_accuracy_in_the_metadata_is_reproduced(model_path, fer2013):
+    """Running the model on FER2013 PublicTest gives exactly the accuracy it claims."""
+    from models.data import load_fer2013
+
+    test = load_fer2013(fer2013)["test"]
+    classifier = EmotionClassifier(model_path)
+    crops = test.images[..., None].astype(np.float32) * classifier.metadata.scale
+    predicted = np.concatenate([classifier.predict(crops[start:start + 512]) for start in range(0, len(crops), 512)])
+    accuracy = float((predicted.argmax(axis=1) == test.labels).mean())
+    assert accuracy == pytest.approx(classifier.metadata.facts["publictest_accuracy"], abs=1e-4)
