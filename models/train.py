@@ -90,6 +90,14 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None, sh
     return dataset.batch(batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def continues_run(saved: dict, requested: dict) -> bool:
+    """Whether the requested settings may resume the run saved with `saved`: the same settings, except
+    that a constant-learning-rate run may be given more epochs (its schedule does not depend on them)."""
+    if requested.get("lr_schedule") == "constant":
+        saved, requested = {**saved, "epochs": None}, {**requested, "epochs": None}
+    return saved == requested
+
+
 def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     """Augmentation + classifier, compiled with AdamW, warm-up + cosine decay (or constant) and label smoothing."""
     import keras
@@ -228,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint.exists() and state_file.exists():
         state = json.loads(state_file.read_text())
         saved_config = json.loads((output_dir / CONFIG_NAME).read_text())
-        if saved_config != vars(args):
+        if not continues_run(saved_config, vars(args)):
             print(f"error: {output_dir} holds a run with different settings; use another --output-dir", file=sys.stderr)
             return 2
+        (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         model = keras.models.load_model(checkpoint)
         print(f"resuming after epoch {state['epochs_done']} (best val_acc {state['best_val_accuracy']:.4f})", flush=True)
     else:

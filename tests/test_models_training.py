@@ -203,3 +203,20 @@ def test_weight_averaging_run_scores_the_average_and_keeps_the_best(tmp_path, ca
 
     average = WeightAverage.load(run_dir / "swa_average.npz")
     assert average.count == 2 and average.last_epoch == 3
+
+
+def test_a_constant_rate_run_can_be_extended_but_a_cosine_run_cannot(tmp_path, capsys):
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    common = ["--data", str(data), "--width", "4", "--batch-size", "16", "--precision", "float32",
+              "--val-fraction", "0.34", "--warmup-epochs", "0"]
+    constant = common + ["--output-dir", str(tmp_path / "constant"), "--lr-schedule", "constant"]
+    assert train.main(constant + ["--epochs", "1"]) == 0
+    assert train.main(constant + ["--epochs", "2"]) == 0
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert json.loads((tmp_path / "constant" / "state.json").read_text())["epochs_done"] == 2
+    assert json.loads((tmp_path / "constant" / "config.json").read_text())["epochs"] == 2
+
+    cosine = common + ["--output-dir", str(tmp_path / "cosine")]
+    assert train.main(cosine + ["--epochs", "1"]) == 0
+    assert train.main(cosine + ["--epochs", "2"]) == 2
+    assert "different settings" in capsys.readouterr().err
