@@ -73,21 +73,32 @@ def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
     return (weights * counts.sum() / (weights * counts).sum()).astype(np.float32)
 
 
-def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None, shuffle_seed: int | None):
-    """A tf.data pipeline of (images in [0, 1], one-hot labels[, sample weights]) batches."""
+def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = None, shuffle_seed: int | None = None,
+                 epochs: range | None = None):
+    """A tf.data pipeline of (images in [0, 1], one-hot labels[, sample weights]) batches.
+
+    With `shuffle_seed` and `epochs`: the batches of those epochs one after another, each epoch in an
+    order seeded by (shuffle_seed, epoch), so a resumed run sees the order an uninterrupted one would.
+    """
     import tensorflow as tf
 
     images = faces.images[..., None]
     one_hot = np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
     tensors = (images, one_hot) if weights is None else (images, one_hot, weights[faces.labels])
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(faces), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if shuffle_seed is not None and epochs is not None:
+        def epoch_batches(epoch):
+            order_seed = tf.constant(shuffle_seed, tf.int64) * 1_000_003 + epoch
+            return dataset.shuffle(len(faces), seed=order_seed).batch(batch_size)
+
+        batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
+    else:
+        batches = dataset.batch(batch_size)
 
     def scale(image, *rest):
         return (tf.cast(image, tf.float32) * INPUT_SCALE, *rest)
 
-    return dataset.batch(batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return batches.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def continues_run(saved: dict, requested: dict) -> bool:
@@ -159,6 +170,33 @@ class EpochAveraging:
         return float((probabilities.argmax(axis=1) == self.validation_labels).mean()), averaged
 
 
+def random_states(model) -> list[list[int]]:
+    """States of the model's random seed generators (augmentation, dropout), in layer order;
+    checkpoints do not keep them."""
+    return [[int(v) for v in keras_numpy(generator.state)] for generator in seed_generators(model)]
+
+
+def restore_random_states(model, states: list[list[int]]) -> None:
+    """Put the seed generators back where `random_states` found them."""
+    generators = seed_generators(model)
+    if len(generators) == len(states):
+        for generator, state in zip(generators, states):
+            generator.state.assign(np.array(state, dtype=generator.state.dtype))
+
+
+def seed_generators(model) -> list:
+    import keras
+
+    return [value for layer in model._flatten_layers() for value in vars(layer).values()
+            if isinstance(value, keras.random.SeedGenerator)]
+
+
+def keras_numpy(tensor) -> np.ndarray:
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)
+
+
 def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
                         averaging: EpochAveraging | None = None):
     """Per-epoch console line, checkpoint (with optimizer state) and best-model saving.
@@ -200,7 +238,7 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
                         scored[1].save(output_dir / BEST_NAME)
             self.model.save(output_dir / CHECKPOINT_NAME)
             (output_dir / STATE_NAME).write_text(json.dumps(
-                {"epochs_done": epoch + 1, "best_val_accuracy": self.best}))
+                {"epochs_done": epoch + 1, "best_val_accuracy": self.best, "random_states": random_states(self.model)}))
             print(f"epoch {epoch + 1:3d}  loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  "
                   f"val_loss {logs.get('val_loss', 0):.4f}  val_acc {val_accuracy:.4f}  lr {learning_rate:.2e}"
                   f"{average_note}  {time.monotonic() - self.started:.0f}s{best_note}", flush=True)
@@ -228,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = class_weights(train.class_counts(), args.class_weight_power)
     print(f"train {len(train)} faces, validation {len(val)}; class weights "
           + ", ".join(f"{name} {w:.2f}" for name, w in zip(EMOTIONS, weights)), flush=True)
-    train_data = make_dataset(train, args.batch_size, weights, shuffle_seed=args.seed)
-    val_data = make_dataset(val, 256, None, shuffle_seed=None)
+    val_data = make_dataset(val, 256)
     steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
 
     state_file, checkpoint = output_dir / STATE_NAME, output_dir / CHECKPOINT_NAME
@@ -241,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         model = keras.models.load_model(checkpoint)
+        # continue the augmentation and dropout draws of an uninterrupted run instead of replaying epoch 1's
+        restore_random_states(model, state.get("random_states", []))
         print(f"resuming after epoch {state['epochs_done']} (best val_acc {state['best_val_accuracy']:.4f})", flush=True)
     else:
         state = {"epochs_done": 0, "best_val_accuracy": 0.0}
@@ -257,12 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         recalibration = train.subset(np.random.default_rng(args.seed).permutation(len(train))[:RECALIBRATION_FACES])
         averaging = EpochAveraging(args.swa_start_epoch, args.width, output_dir / AVERAGE_NAME, recalibration, val)
     if state["epochs_done"] < args.epochs:
+        train_data = make_dataset(train, args.batch_size, weights, shuffle_seed=args.seed,
+                                  epochs=range(state["epochs_done"], args.epochs))
         model.fit(
             train_data,
+            steps_per_epoch=steps_per_epoch,
             validation_data=val_data,
             epochs=args.epochs,
             initial_epoch=state["epochs_done"],
-            shuffle=False,  # the dataset reshuffles itself every epoch
+            shuffle=False,  # the dataset shuffles every epoch in its own seeded order
             verbose=0,
             callbacks=[
                 # first, so that the CSV logger sees the swa_val_accuracy it adds to the epoch's logs

@@ -99,6 +99,14 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
     resumed = keras.models.load_model(run_dir / "checkpoint.keras")
     assert int(resumed.optimizer.iterations) == 3 * steps_after_one_epoch
 
+    # the resumed run continued the shuffling and augmentation streams instead of replaying them:
+    # it ends where the same run without the interruption ends
+    uninterrupted_dir = tmp_path / "uninterrupted"
+    assert train.main([*arguments[:3], str(uninterrupted_dir), *arguments[4:]]) == 0
+    uninterrupted = keras.models.load_model(uninterrupted_dir / "checkpoint.keras")
+    for after_resume, straight in zip(resumed.get_weights(), uninterrupted.get_weights()):
+        assert np.allclose(after_resume, straight, atol=1e-5)
+
 
 def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "run")]) == 2
