@@ -173,7 +173,9 @@ class EpochAveraging:
 def random_states(model) -> list[list[int]]:
     """States of the model's random seed generators (augmentation, dropout), in layer order;
     checkpoints do not keep them."""
-    return [[int(v) for v in keras_numpy(generator.state)] for generator in seed_generators(model)]
+    import keras
+
+    return [[int(v) for v in keras.ops.convert_to_numpy(generator.state)] for generator in seed_generators(model)]
 
 
 def restore_random_states(model, states: list[list[int]]) -> None:
@@ -185,16 +187,11 @@ def restore_random_states(model, states: list[list[int]]) -> None:
 
 
 def seed_generators(model) -> list:
+    """The model's keras.random.SeedGenerator objects, in layer order."""
     import keras
 
     return [value for layer in model._flatten_layers() for value in vars(layer).values()
             if isinstance(value, keras.random.SeedGenerator)]
-
-
-def keras_numpy(tensor) -> np.ndarray:
-    import keras
-
-    return keras.ops.convert_to_numpy(tensor)
 
 
 def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
