@@ -22,7 +22,7 @@ import numpy as np
 from export.onnx_export import (OPSET, ExportError, check_parity, keras_to_onnx, model_metadata, set_metadata,
                                 write_atomically)
 from models.data import DatasetError, load_fer2013
-from models.emotions import INPUT_SCALE
+from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.predictor import onnx_predictor
 
@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
         rng = np.random.default_rng(0)
         train_faces = splits["train"].images
         calibration = train_faces[rng.permutation(len(train_faces))[: args.calibration_faces]]
-        int8_proto = onnx.load_from_string(quantize_int8(float_bytes, (calibration * np.float32(INPUT_SCALE))[..., None]
-                                                         .astype(np.float32)))
+        int8_proto = onnx.load_from_string(quantize_int8(float_bytes, model_inputs(calibration)))
         int8_facts = {**facts, "precision": "int8"}
         int8_facts.update(evaluated_facts(with_facts(int8_proto, int8_facts), test_faces))
         loss = 100 * (facts["publictest_accuracy"] - int8_facts["publictest_accuracy"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE
+from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE, model_inputs
 from realtime.model_metadata import METADATA_KEY, ModelMetadata
 
 OPSET = 17
@@ -72,7 +72,7 @@ def check_parity(keras_model, model_bytes: bytes, faces: np.ndarray) -> dict:
 
     Agreement means every probability within PARITY_TOLERANCE and the same argmax for every face.
     """
-    inputs = (faces.astype(np.float32) * INPUT_SCALE)[..., None]
+    inputs = model_inputs(faces)
     expected = np.asarray(keras_model.predict(inputs, batch_size=256, verbose=0))
     session = onnx_session(model_bytes)
     actual = session.run(None, {session.get_inputs()[0].name: inputs})[0]

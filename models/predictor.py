@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.emotions import INPUT_SCALE
+from models.emotions import model_inputs
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -56,8 +56,7 @@ def _keras_predictor(model_path: Path, batch_size: int) -> Predictor:
     model = keras.models.load_model(model_path, compile=False)
 
     def predict(faces: np.ndarray) -> np.ndarray:
-        inputs = (faces.astype(np.float32) * INPUT_SCALE)[..., None]
-        return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), dtype=np.float32)
+        return np.asarray(model.predict(model_inputs(faces), batch_size=batch_size, verbose=0), dtype=np.float32)
 
     return predict
 

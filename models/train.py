@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
-from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE
+from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE, model_inputs
 
 CHECKPOINT_NAME = "checkpoint.keras"
 BEST_NAME = "best.keras"
@@ -149,8 +149,8 @@ class EpochAveraging:
         from models.averaging import WeightAverage
 
         self.start_epoch, self.width, self.path = start_epoch, width, path
-        self.recalibration_images = recalibration.images[..., None].astype(np.float32) * INPUT_SCALE
-        self.validation_images = validation.images[..., None].astype(np.float32) * INPUT_SCALE
+        self.recalibration_images = model_inputs(recalibration.images)
+        self.validation_images = model_inputs(validation.images)
         self.validation_labels = validation.labels
         self.average = WeightAverage.load(path)
 
