@@ -1,6 +1,6 @@
 """Emotion Tracer in the browser: ``streamlit run streamlit_app.py``.
 
-Page layout only; the analysis is the command line's pipeline, reached through realtime.webapp.
+Page layout only; the analysis is the command line's pipeline, reached through webapp/analysis.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import logging
 import altair as alt
 import streamlit as st
 
-from realtime import webapp
-from realtime.classifier import ModelError
+import webapp.analysis as webapp
+from realtime.errors import ModelError
 
 LOG = logging.getLogger("emotion_tracer.webapp")
 

@@ -7,7 +7,7 @@ Converts with tf2onnx (fixed opset, dynamic batch), checks on real test faces th
 onnxruntime agree (every probability within 1e-4, same labels) and fails without writing anything
 otherwise, evaluates the ONNX model on FER2013 PublicTest and writes the classes, input format,
 normalisation and those numbers into the model's metadata. With --int8 it also writes
-<output>_int8.onnx, an INT8-quantised copy, but only if it loses less than --max-int8-loss points.
+an INT8-quantised copy (--int8-output, default <output>_int8.onnx), but only if it loses less than --max-int8-loss points.
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True,
                         help="FER2013 folder or fer2013.csv: real faces for the parity check and the evaluation")
     parser.add_argument("--parity-faces", type=int, default=512, help="test faces used for the parity check")
-    parser.add_argument("--int8", action="store_true", help="also write an INT8-quantised <output>_int8.onnx")
+    parser.add_argument("--int8", action="store_true", help="also write an INT8-quantised copy")
+    parser.add_argument("--int8-output",
+                        help="where the INT8 copy goes (default: <output>_int8.onnx beside --output; the runtime "
+                             "ships realtime/model/emotion_cnn_int8.onnx)")
     parser.add_argument("--max-int8-loss", type=float, default=0.5,
                         help="largest PublicTest accuracy loss (points) for which the INT8 model is written")
     parser.add_argument("--calibration-faces", type=int, default=2048, help="training faces to calibrate INT8 on")
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         int8_facts = {**facts, "precision": "int8"}
         int8_facts.update(evaluated_facts(with_facts(int8_proto, int8_facts), test_faces))
         loss = 100 * (facts["publictest_accuracy"] - int8_facts["publictest_accuracy"])
-        int8_output = output.with_name(f"{output.stem}_int8.onnx")
+        int8_output = Path(args.int8_output) if args.int8_output else output.with_name(f"{output.stem}_int8.onnx")
         if loss < args.max_int8_loss:
             rows.append(("int8", int8_output, int8_facts))
         else:

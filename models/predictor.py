@@ -30,21 +30,15 @@ def load_predictor(model_path: str | Path, batch_size: int = 256) -> Predictor:
 
 
 def onnx_predictor(model: Path | bytes, batch_size: int = 256) -> Predictor:
-    """Predictor for an ONNX model file or serialised model, normalising as its metadata says."""
-    import onnxruntime
+    """Predictor for an ONNX model file or serialised model through the runtime's own classifier
+    (its normalisation from the model's metadata), so measured accuracy is what users get."""
+    from realtime.classifier import EmotionClassifier
 
-    from realtime.model_metadata import read_metadata
-
-    source = "model" if isinstance(model, bytes) else str(model)
-    session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model),
-                                           providers=["CPUExecutionProvider"])
-    metadata = read_metadata(session.get_modelmeta().custom_metadata_map, source)
-    input_name = session.get_inputs()[0].name
+    classifier = EmotionClassifier(model, threads=None)
 
     def predict(faces: np.ndarray) -> np.ndarray:
-        inputs = ((faces.astype(np.float32) * metadata.scale - metadata.mean) / metadata.std)[..., None]
-        return np.concatenate([session.run(None, {input_name: inputs[start:start + batch_size]})[0]
-                               for start in range(0, len(inputs), batch_size)])
+        return np.concatenate([classifier.predict_faces(faces[start:start + batch_size])
+                               for start in range(0, len(faces), batch_size)])
 
     return predict
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from realtime.results import FrameResult
+from realtime.types import FrameResult
 
 # BGR colours for the FER2013 emotions; other class names get one from PALETTE.
 EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -118,20 +118,25 @@ class EmotionAnnotator:
             cv2.putText(canvas, label.text, (left + label.padding, bottom - label.padding - label.baseline), FONT,
                         label.font_scale, text_colour(colour), label.thickness, cv2.LINE_AA)
         if fps is not None:
-            self.draw_fps(canvas, fps, in_place=True)
+            _draw_fps_in_place(canvas, fps)
         return canvas
 
-    def draw_fps(self, image: np.ndarray, fps: float, in_place: bool = False) -> np.ndarray:
-        """The image with "12.3 fps" in its top-right corner (a copy unless ``in_place``)."""
-        canvas = image if in_place else image.copy()
-        font_scale, thickness = self.style(canvas.shape)
-        padding = max(2, thickness * 2)
-        text = f"{fps:.1f} fps"
-        (text_w, text_h), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
-        right = canvas.shape[1]
-        left = max(0, right - text_w - 2 * padding)
-        bottom = min(canvas.shape[0], text_h + baseline + 2 * padding)
-        cv2.rectangle(canvas, (left, 0), (right - 1, bottom - 1), (0, 0, 0), cv2.FILLED)
-        cv2.putText(canvas, text, (left + padding, bottom - padding - baseline), FONT, font_scale,
-                    (255, 255, 255), thickness, cv2.LINE_AA)
-        return canvas
+
+def draw_fps(image: np.ndarray, fps: float) -> np.ndarray:
+    """A copy of the image with "12.3 fps" in its top-right corner."""
+    canvas = image.copy()
+    _draw_fps_in_place(canvas, fps)
+    return canvas
+
+
+def _draw_fps_in_place(canvas: np.ndarray, fps: float) -> None:
+    font_scale, thickness = EmotionAnnotator.style(canvas.shape)
+    padding = max(2, thickness * 2)
+    text = f"{fps:.1f} fps"
+    (text_w, text_h), baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+    right = canvas.shape[1]
+    left = max(0, right - text_w - 2 * padding)
+    bottom = min(canvas.shape[0], text_h + baseline + 2 * padding)
+    cv2.rectangle(canvas, (left, 0), (right - 1, bottom - 1), (0, 0, 0), cv2.FILLED)
+    cv2.putText(canvas, text, (left + padding, bottom - padding - baseline), FONT, font_scale,
+                (255, 255, 255), thickness, cv2.LINE_AA)

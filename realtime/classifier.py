@@ -6,47 +6,44 @@ the file itself; the runtime has no list of emotions of its own.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from realtime.crops import prepare_crops
+from realtime.crops import normalize_faces, prepare_crops
+from realtime.errors import ModelError
 from realtime.model_metadata import ModelMetadata, ModelMetadataError, read_metadata
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = PROJECT_ROOT / "models"
-DEFAULT_MODEL_NAMES = ("emotion_cnn_int8.onnx", "emotion_cnn.onnx")  # preferred first
+SHIPPED_MODEL = "emotion_cnn_int8.onnx"  # inside the package's model/ folder
 
 
-class ModelError(Exception):
-    """The emotion model is missing, unreadable or not an Emotion Tracer model (one-line message)."""
-
-
-def default_model_path(models_dir: Path | None = None) -> Path:
-    """models/emotion_cnn_int8.onnx when present, else models/emotion_cnn.onnx."""
-    models_dir = MODELS_DIR if models_dir is None else models_dir
-    for name in DEFAULT_MODEL_NAMES:
-        if (models_dir / name).is_file():
-            return models_dir / name
-    raise ModelError(f"no emotion model in {models_dir} (looked for {' or '.join(DEFAULT_MODEL_NAMES)}); "
-                     "export one with `python -m export` or pass --model PATH")
+def default_model_path() -> Path:
+    """The INT8 model shipped inside the installed package."""
+    path = Path(str(resources.files("realtime") / "model" / SHIPPED_MODEL))
+    if not path.is_file():
+        raise ModelError(f"the shipped model {path} is missing; reinstall emotion-tracer or pass --model PATH", path)
+    return path
 
 
 class EmotionClassifier:
     """Emotion probabilities for face crops; all faces of a frame go through one batched run.
 
-    ``model_path``: an exported .onnx model, by default ``default_model_path()``.
+    ``model_path``: an exported .onnx model (a path, or the serialised model as bytes), by default
+    the shipped one (``default_model_path()``).
     ``threads``: onnxruntime intra-op threads (None: onnxruntime's default).
     ``flip_tta``: average each face's probabilities with those of its mirror image.
     """
 
-    def __init__(self, model_path: str | Path | None = None, threads: int | None = None,
+    def __init__(self, model_path: str | Path | bytes | None = None, threads: int | None = None,
                  flip_tta: bool = False):
-        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        model = model_path if isinstance(model_path, bytes) else None
+        self.model_path = Path("model") if model is not None else \
+            Path(model_path) if model_path is not None else default_model_path()
         self.flip_tta = flip_tta
-        if not self.model_path.is_file():
-            raise ModelError(f"model file not found: {self.model_path}")
+        if model is None and not self.model_path.is_file():
+            raise ModelError(f"model file not found: {self.model_path}", self.model_path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         if threads is not None:
@@ -54,7 +51,8 @@ class EmotionClassifier:
                 raise ValueError(f"threads must be at least 1, got {threads}")
             options.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(self.model_path), sess_options=options,
+            self._session = ort.InferenceSession(model if model is not None else str(self.model_path),
+                                                 sess_options=options,
                                                  providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -94,6 +92,11 @@ class EmotionClassifier:
     def infer(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         """Probabilities (n_boxes, n_classes) for the faces at ``boxes`` in a BGR frame."""
         return self.predict(self._preprocess(image_bgr, boxes))
+
+    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (n, n_classes) for uint8 faces already cut to the model's input size, (n, H, W)
+        gray or (n, H, W, 3) BGR: the path evaluation takes, with the runtime's normalisation."""
+        return self.predict(normalize_faces(faces, self.metadata))
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities (n, n_classes) float32 for prepared crops (n, H, W, C); one run for all n."""

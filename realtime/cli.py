@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime.annotator import EmotionAnnotator
-from realtime.classifier import ModelError
 from realtime.detector import DEFAULT_MIN_CONFIDENCE
+from realtime.errors import EmotionTracerError, OutputError, SourceError
+from realtime.io.files import check_output_path
+from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
+from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
+from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, H264VideoWriter
+from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import EmotionAnalyzer, process_source
-from realtime.sinks import (IMAGE_OUTPUT_SUFFIXES, RESULTS_SUFFIXES, VIDEO_OUTPUT_SUFFIXES, DisplayWindow,
-                            H264VideoWriter, OutputError, ResultsWriter, check_output_path, display_available,
-                            write_image)
-from realtime.sources import (CameraSource, ImageSource, SourceError, VideoFileSource, list_media, media_kind,
-                              parse_source)
+from realtime.sources import list_media, media_kind, open_source, parse_source
 from realtime.summary import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -115,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="how much each face's emotion follows its past frames, 0 <= S < 1; "
                                "0 turns smoothing off (default: 0.6)")
     analysis.add_argument("--model", type=Path, metavar="PATH",
-                          help="exported .onnx emotion model (default: models/emotion_cnn_int8.onnx, "
-                               "else models/emotion_cnn.onnx)")
+                          help="exported .onnx emotion model (default: the INT8 model shipped in the "
+                               "package, realtime/model/emotion_cnn_int8.onnx)")
     analysis.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
                           help="also classify each face mirrored and average the two, in the same batch: "
                                "+1.3 points of FER2013 PublicTest accuracy for twice the (small) emotion "
@@ -206,17 +207,6 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
     return jobs
 
 
-def _open(job: Job):
-    if job.kind == "camera":
-        return CameraSource(job.spec)
-    if job.kind == "demo":
-        from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
-        return demo_source()
-    if job.kind == "image":
-        return ImageSource(job.spec)
-    return VideoFileSource(job.spec)
-
-
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
              notes: list[str]) -> None:
@@ -225,21 +215,21 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
     ``notes`` are printed (and emptied) once the source is open.
     """
     with ExitStack() as stack:
-        source = stack.enter_context(_open(job))
+        source = stack.enter_context(open_source(job.spec, job.kind))
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()
-        video_writer = window = None
+        sinks = [summary]
+        if results_writer is not None:
+            sinks.append(results_writer)
         if job.output is not None and job.kind != "image":
-            audio = job.spec if job.kind == "video" else None
-            video_writer = stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=audio))
-        if show_window:
-            window = stack.enter_context(DisplayWindow(WINDOW_TITLE))
+            sinks.append(stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path)))
+        window = stack.enter_context(DisplayWindow(WINDOW_TITLE)) if show_window else None
+        if window is not None:
+            sinks.append(window)
         last = None
-        for last in process_source(source, analyzer, annotator=annotator, video_writer=video_writer,
-                                   results_writer=results_writer, window=window, summary=summary,
-                                   source_name=source_name, max_frames=args.max_frames,
-                                   progress=job.kind != "image"):
+        for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,
+                                   max_frames=args.max_frames, progress=job.kind != "image"):
             pass
         if job.kind == "image" and job.output is not None and last is not None:
             write_image(job.output, last.annotated)
@@ -266,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("note: no display available, running without a window")
         if live and not show_window:
             notes.append("note: press Ctrl-C to stop")
-    except (SourceError, OutputError) as error:
+    except EmotionTracerError as error:
         _error(error)
         return EXIT_USAGE
 
@@ -295,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: outputs written so far are kept", file=sys.stderr)
         print(summary.format())
         return EXIT_INTERRUPTED
-    except (SourceError, OutputError, ModelError) as error:
+    except EmotionTracerError as error:
         _error(error)
         return EXIT_FAILED if summary.frames else EXIT_USAGE  # bad input, or a failure part way
     except Exception as error:  # a failure while processing: one line; unfinished outputs are discarded

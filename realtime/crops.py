@@ -63,20 +63,34 @@ def prepare_crops(image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]],
     """Model inputs for the faces in a BGR frame: float32 (n, H, W, C), normalised as the metadata says.
 
     Each crop is converted to the model's colour, resized to ``metadata.input_size`` (height, width)
-    and normalised as ``(pixel * scale - mean) / std``. No boxes give shape (0, H, W, C).
+    and normalised by ``normalize_faces``. No boxes give shape (0, H, W, C).
     """
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"prepare_crops needs a BGR image, got shape {image_bgr.shape}")
     input_height, input_width = metadata.input_size
     channels = 1 if metadata.color == "gray" else 3
-    batch = np.empty((len(boxes), input_height, input_width, channels), dtype=np.float32)
+    faces = np.empty((len(boxes), input_height, input_width, channels), dtype=np.uint8)
     for row, box in enumerate(boxes):
         crop = crop_square(image_bgr, box, margin)
         crop = _to_model_colour(crop, metadata.color)
         shrinking = crop.shape[0] > input_height
         crop = cv2.resize(crop, (input_width, input_height),
                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        batch[row] = crop.reshape(input_height, input_width, channels)
+        faces[row] = crop.reshape(input_height, input_width, channels)
+    return normalize_faces(faces, metadata)
+
+
+def normalize_faces(faces: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
+    """Model inputs float32 (n, H, W, C) from uint8 faces (n, H, W) or (n, H, W, C) of the model's colour
+    and size: ``(pixel * scale - mean) / std`` as the metadata says."""
+    input_height, input_width = metadata.input_size
+    channels = 1 if metadata.color == "gray" else 3
+    if faces.ndim == 3:
+        faces = faces[..., None]
+    if faces.shape[1:] != (input_height, input_width, channels):
+        raise ValueError(f"faces of shape {faces.shape[1:]} do not fit the model's input "
+                         f"({input_height}, {input_width}, {channels})")
+    batch = faces.astype(np.float32)
     batch *= np.float32(metadata.scale)
     batch -= np.float32(metadata.mean)
     batch /= np.float32(metadata.std)

@@ -12,7 +12,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from realtime.sources import Frame, VideoInfo
+from realtime.types import Frame, VideoInfo
 
 DEMO_SIZE = (640, 360)  # width, height
 DEMO_FPS = 30.0
@@ -56,8 +56,8 @@ def demo_frames(
 class DemoSource:
     """The demo clip with the same interface as VideoFileSource (`.info`, iterate Frames, `with`)."""
 
-    has_audio = False
-    path = None
+    live = False
+    audio_path = None
 
     def __init__(self, size: tuple[int, int] = DEMO_SIZE, fps: float = DEMO_FPS, seconds: float = DEMO_SECONDS):
         self._args = (size, fps, seconds)

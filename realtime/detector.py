@@ -15,7 +15,7 @@ import threading
 import cv2
 import numpy as np
 
-from realtime.results import FaceDetection
+from realtime.types import FaceDetection
 
 MODEL_RANGES = {"short": 0, "full": 1}  # name -> MediaPipe model_selection
 # MediaPipe's own default is 0.5, but on the project's test media it then "finds" faces in skin-coloured

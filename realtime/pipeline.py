@@ -1,17 +1,16 @@
 """The analysis pipeline (detect -> crop -> classify in one batch -> track and smooth) and the frame loop
-that the command line and the web app share.
+that the command line, the web app and the Python API share.
 
 Inference (``EmotionAnalyzer``) is kept apart from drawing (``EmotionAnnotator``) and from the
-sinks: ``process_source`` wires them together for any source, writing to whichever sinks it is given.
+sinks: ``process_source`` hands every analysed frame of a source to whichever sinks it is given.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -19,19 +18,20 @@ from tqdm import tqdm
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector
+from realtime.io.images import read_image
 from realtime.model_metadata import ModelMetadata
-from realtime.results import FrameResult
-from realtime.sources import CameraSource, Frame
-from realtime.summary import RunSummary
+from realtime.sinks import Sink
+from realtime.sources import Source, open_source
 from realtime.tracker import FaceTracker
+from realtime.types import AnalyzedFrame, FaceResult, Frame, FrameResult
 
 FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
 
 
 class EmotionAnalyzer:
-    """Emotions of the faces in a stream of frames.
+    """Emotions of the faces in photos and in streams of frames.
 
-    ``model_path``: exported .onnx model (default: the one in models/).
+    ``model_path``: exported .onnx model (default: the INT8 model shipped inside the package).
     ``detector_range``: "short" (webcam distance, fastest) or "full" (faces at any distance).
     ``min_confidence``: minimum face detection score.
     ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off.
@@ -57,12 +57,55 @@ class EmotionAnalyzer:
         """What the model says about itself (classes, input, training facts)."""
         return self.classifier.metadata
 
-    def analyze(self, frame: Frame) -> FrameResult:
-        """Faces of one frame with ids, smoothed probabilities and labels (frames in order, one source)."""
+    def analyze(self, image: np.ndarray | str | Path) -> FrameResult:
+        """The faces of one photo: a BGR uint8 array (OpenCV's order) or an image file's path.
+
+        Faces are numbered 1, 2, ... best detection first; nothing is tracked or smoothed, so calls
+        are independent of each other and of any stream.
+        """
+        source = ""
+        if not isinstance(image, np.ndarray):
+            source = str(image)
+            image = read_image(Path(image))
+        image = _as_bgr(image)
+        started = time.perf_counter()
+        detections = self.detector.detect(image)
+        detected = time.perf_counter()
+        probabilities = self.classifier.infer(image, [face.box for face in detections])
+        classified = time.perf_counter()
+        classes = tuple(self.classes)
+        faces = [FaceResult(face_id=number, box=detection.box, detection_score=detection.score,
+                            probabilities=row, label=classes[int(np.argmax(row))], confidence=float(np.max(row)),
+                            classes=classes)
+                 for number, (detection, row) in enumerate(zip(detections, probabilities), start=1)]
+        return FrameResult(index=0, timestamp=0.0, faces=faces, source=source,
+                           speed={"detect": 1000 * (detected - started), "classify": 1000 * (classified - detected)})
+
+    def track(self, frame: Frame, source_name: str = "") -> FrameResult:
+        """The next frame of a stream: faces with ids kept across frames and smoothed probabilities."""
+        started = time.perf_counter()
         detections = self.detector.detect(frame.image)
+        detected = time.perf_counter()
         probabilities = self.classifier.infer(frame.image, [face.box for face in detections])
+        classified = time.perf_counter()
         faces = self.tracker.update(detections, probabilities)
-        return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces)
+        tracked = time.perf_counter()
+        return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces, source=source_name,
+                           speed={"detect": 1000 * (detected - started), "classify": 1000 * (classified - detected),
+                                  "track": 1000 * (tracked - classified)})
+
+    def stream(self, source: Source | str | int | Path, max_frames: int | None = None) -> Iterator[FrameResult]:
+        """One FrameResult per frame of a video file, a camera index or an open Source, ids tracked.
+
+        A source given by name or index is opened here and closed when the iteration ends.
+        """
+        if isinstance(source, Source):
+            for analyzed in process_source(source, self, max_frames=max_frames):
+                yield analyzed.result
+            return
+        with open_source(source) as opened:
+            for analyzed in process_source(opened, self, max_frames=max_frames):
+                yield analyzed.result
 
     def reset(self) -> None:
         """Forget tracked faces before a new source (ids restart at 1, no smoothing across sources)."""
@@ -79,38 +122,36 @@ class EmotionAnalyzer:
         self.close()
 
 
-@dataclass
-class ProcessedFrame:
-    """One frame after the pipeline: the source frame, its results, the annotated image (when an
-    annotator was given) and the processing rate so far (frames per second, smoothed)."""
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    """A (H, W, 3) uint8 image from a BGR, BGRA or gray uint8 array; anything else is refused."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"expected a (H, W, 3) BGR image, got shape {image.shape}")
 
-    frame: Frame
-    result: FrameResult
-    annotated: np.ndarray | None
-    fps: float
 
+def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable[Sink] = (),
+                   annotator: EmotionAnnotator | None = None, source_name: str | None = None,
+                   max_frames: int | None = None, progress: bool = False) -> Iterator[AnalyzedFrame]:
+    """Run every frame of an open ``source`` through ``analyzer`` and hand it to each of ``sinks``.
 
-def process_source(source, analyzer: EmotionAnalyzer, *, annotator: EmotionAnnotator | None = None,
-                   video_writer=None, results_writer=None, window=None, summary: RunSummary | None = None,
-                   source_name: str | None = None, max_frames: int | None = None,
-                   progress: bool = False) -> Iterator[ProcessedFrame]:
-    """Run every frame of an open ``source`` through ``analyzer`` and hand it to the sinks given.
-
-    Yields a ProcessedFrame per frame. Annotated frames go to ``video_writer`` (``.write(image, timestamp)``;
-    camera frames keep their capture times, file frames their frame rate)
-    and, with an FPS readout, to ``window`` (``.show(image) -> bool``; False stops the run, as when
-    the user presses q). Results go to ``results_writer`` (``.write(source_name, frame_result)``)
-    and are added to ``summary``. ``max_frames`` stops early; ``progress`` shows a tqdm bar on
-    stderr. The tracker is reset first, so ids start at 1 for each source. Closing the sinks and the
-    source is the caller's job (``with`` blocks), which also makes Ctrl-C leave finished files.
+    Yields an AnalyzedFrame per frame, annotated when an ``annotator`` is given (sinks that show or
+    write images need one). A sink returning False from ``write_frame`` stops the run (the user
+    pressed q). ``source_name`` (default: the source's file name) goes into every result;
+    ``max_frames`` stops early; ``progress`` shows a tqdm bar on stderr. The tracker is reset first,
+    so ids start at 1 for each source. Closing the sinks and the source is the caller's job (``with``
+    blocks), which also makes Ctrl-C leave finished files.
     """
-    if (video_writer is not None or window is not None) and annotator is None:
-        raise ValueError("a video writer or window needs an annotator")
+    sinks = list(sinks)
     name = source_name if source_name is not None else Path(source.info.source).name
     total = source.info.total_frames
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
-    live = isinstance(source, CameraSource)  # live frames are written at their capture times
     analyzer.reset()
     fps = 0.0
     frames = iter(source)
@@ -122,22 +163,18 @@ def process_source(source, analyzer: EmotionAnalyzer, *, annotator: EmotionAnnot
             frame = next(frames, None)
             if frame is None:
                 break
-            result = analyzer.analyze(frame)
+            result = analyzer.track(frame, name)
             annotated = annotator.annotate(frame.image, result) if annotator is not None else None
-            if video_writer is not None:
-                video_writer.write(annotated, timestamp=frame.timestamp if live else None)
-            if results_writer is not None:
-                results_writer.write(name, result)
             seconds = time.perf_counter() - started
             if seconds > 0:
                 fps = 1.0 / seconds if fps == 0 else FPS_SMOOTHING * fps + (1 - FPS_SMOOTHING) / seconds
-            if summary is not None:
-                summary.add(result, name, seconds)
+            analyzed = AnalyzedFrame(frame, result, annotated, fps, seconds, source.live)
+            keep_going = True
+            for sink in sinks:
+                if sink.write_frame(analyzed) is False:
+                    keep_going = False
             count += 1
             bar.update(1)
-            keep_going = True
-            if window is not None:
-                keep_going = window.show(annotator.draw_fps(annotated, fps))
-            yield ProcessedFrame(frame, result, annotated, fps)
+            yield analyzed
             if not keep_going:
                 break

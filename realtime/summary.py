@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from realtime.results import FrameResult
+from realtime.types import AnalyzedFrame, FrameResult
 
 
 @dataclass
@@ -52,6 +52,10 @@ class RunSummary:
             if key not in self.tracked:
                 self.tracked[key] = FaceSummary(source, face.face_id)
             self.tracked[key].labels[face.label] += 1
+
+    def write_frame(self, analyzed: AnalyzedFrame) -> None:
+        """Sink: count one analysed frame."""
+        self.add(analyzed.result, analyzed.result.source, analyzed.seconds)
 
     @property
     def fps(self) -> float:

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.results import FaceDetection, FaceResult
-
-Box = tuple[int, int, int, int]
+from realtime.types import Box, FaceDetection, FaceResult
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -99,7 +97,7 @@ class FaceTracker:
             best = int(np.argmax(track.probabilities))
             results.append(FaceResult(face_id=track.face_id, box=detection.box, detection_score=detection.score,
                                       probabilities=track.probabilities.copy(), label=self.classes[best],
-                                      confidence=float(track.probabilities[best])))
+                                      confidence=float(track.probabilities[best]), classes=self.classes))
         for track in self._tracks:
             if track.face_id not in seen:
                 track.missed += 1

@@ -6,13 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.annotator import EMOTION_COLOURS, FONT, MIN_FONT_SCALE, EmotionAnnotator, emotion_colour
-from realtime.results import FaceResult, FrameResult
+from realtime.annotator import EMOTION_COLOURS, FONT, MIN_FONT_SCALE, EmotionAnnotator, draw_fps, emotion_colour
+from realtime.types import FaceResult, FrameResult
+from tests.conftest import EMOTIONS
 
 
 def face(face_id, box, label="happy", confidence=0.87):
     return FaceResult(face_id=face_id, box=box, detection_score=0.9, probabilities=np.zeros(7, np.float32),
-                      label=label, confidence=confidence)
+                      label=label, confidence=confidence, classes=EMOTIONS)
 
 
 def label_geometry(annotator, image_shape, result):
@@ -86,7 +87,7 @@ def test_no_faces_leaves_the_frame_unchanged_and_fps_is_drawn_top_right():
     annotator = EmotionAnnotator()
     image = np.full((360, 640, 3), 128, np.uint8)
     np.testing.assert_array_equal(annotator.annotate(image, FrameResult(0, 0.0, [])), image)
-    with_fps = annotator.draw_fps(image, 23.4)
+    with_fps = draw_fps(image, 23.4)
     changed = np.argwhere(np.any(with_fps != image, axis=2))
     assert len(changed) > 0 and changed[:, 0].max() < 60 and changed[:, 1].min() > 500
     assert np.array_equal(annotator.annotate(image, FrameResult(0, 0.0, []), fps=23.4), with_fps)

@@ -4,7 +4,7 @@ Skipped without /usr/bin/chromium (Debian: apt-get install chromium chromium-dri
 Python client. The server uses $EMOTION_TRACER_MODEL when set, else the tiny test model. With
 EMOTION_TRACER_SCREENSHOT=PATH the screenshot is also saved there, e.g. for the README:
 
-    EMOTION_TRACER_MODEL=models/emotion_cnn_int8.onnx EMOTION_TRACER_SCREENSHOT=docs/webapp.png \\
+    EMOTION_TRACER_MODEL=realtime/model/emotion_cnn_int8.onnx EMOTION_TRACER_SCREENSHOT=docs/webapp.png \\
         python -m pytest tests/test_browser.py
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime import webapp
+from webapp import analysis as webapp
 from tests.conftest import EMOTIONS, PROJECT_ROOT, SHARED_MEDIA
 
 CHROMIUM = Path("/usr/bin/chromium")

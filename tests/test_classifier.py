@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 
-from realtime.classifier import EmotionClassifier, ModelError, default_model_path
+import realtime
+from realtime.classifier import EmotionClassifier, default_model_path
+from realtime.errors import ModelError
 from tests.conftest import EMOTIONS
 
 
@@ -115,11 +119,9 @@ def test_metadata_that_disagrees_with_the_model(tiny_model, tmp_path):
         EmotionClassifier(wrong)
 
 
-def test_default_model_prefers_int8(tmp_path):
-    with pytest.raises(ModelError, match="no emotion model"):
-        default_model_path(tmp_path)
-    (tmp_path / "emotion_cnn.onnx").write_bytes(b"x")
-    assert default_model_path(tmp_path) == tmp_path / "emotion_cnn.onnx"
-    (tmp_path / "emotion_cnn_int8.onnx").write_bytes(b"x")
-    assert default_model_path(tmp_path) == tmp_path / "emotion_cnn_int8.onnx"
+def test_default_model_is_the_int8_model_inside_the_package():
+    path = default_model_path()
+    assert path.name == "emotion_cnn_int8.onnx" and path.parent.name == "model"
+    assert path.parent.parent == Path(realtime.__file__).parent
+    assert EmotionClassifier().model_path == path
 

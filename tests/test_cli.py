@@ -18,9 +18,12 @@ import pytest
 import realtime.classifier
 import realtime.cli
 import realtime.pipeline
+import realtime.sources
 from realtime.cli import main
 from realtime.detector import FaceDetector
-from realtime.sources import CameraSource, Frame, VideoInfo, read_image
+from realtime.io.camera import CameraSource
+from realtime.io.images import read_image
+from realtime.types import Frame, VideoInfo
 from tests.conftest import SHARED_MEDIA
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +171,7 @@ class FakeCamera(CameraSource):
 
 def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media, tiny_model, tmp_path,
                                                                             monkeypatch, capsys):
-    monkeypatch.setattr(realtime.cli, "CameraSource", FakeCamera)
+    monkeypatch.setattr(realtime.sources, "CameraSource", FakeCamera)
     monkeypatch.delenv("DISPLAY", raising=False)
     ranges = []
     monkeypatch.setattr(realtime.pipeline, "FaceDetector",
@@ -223,9 +226,9 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
 
 
 def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(realtime.classifier, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(realtime.classifier, "SHIPPED_MODEL", "missing.onnx")
     assert main(["--demo", "-o", str(tmp_path / "out.mp4")]) == 2
-    assert "no emotion model" in one_line_error(capsys.readouterr())
+    assert "reinstall emotion-tracer or pass --model" in one_line_error(capsys.readouterr())
     assert list(tmp_path.iterdir()) == []
 
 
@@ -240,14 +243,14 @@ def test_bad_options_give_one_line_and_exit_2(argv, capsys):
 
 
 def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model, tmp_path, monkeypatch, capsys):
-    analyze = realtime.pipeline.EmotionAnalyzer.analyze
+    track = realtime.pipeline.EmotionAnalyzer.track
 
-    def interrupted_at_frame_20(self, frame):
+    def interrupted_at_frame_20(self, frame, source_name=""):
         if frame.index == 20:
             raise KeyboardInterrupt
-        return analyze(self, frame)
+        return track(self, frame, source_name)
 
-    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "analyze", interrupted_at_frame_20)
+    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "track", interrupted_at_frame_20)
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     assert main(["--video", str(media / "single_face.mp4"), "-o", str(out), "-r", str(results),
                  "--model", str(tiny_model)]) == 130
@@ -258,14 +261,14 @@ def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model,
 
 
 def test_failure_part_way_leaves_no_output(media, tiny_model, tmp_path, monkeypatch, capsys):
-    analyze = realtime.pipeline.EmotionAnalyzer.analyze
+    track = realtime.pipeline.EmotionAnalyzer.track
 
-    def broken_at_frame_20(self, frame):
+    def broken_at_frame_20(self, frame, source_name=""):
         if frame.index == 20:
             raise RuntimeError("simulated failure\nwith a second line")
-        return analyze(self, frame)
+        return track(self, frame, source_name)
 
-    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "analyze", broken_at_frame_20)
+    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "track", broken_at_frame_20)
     argv = ["--video", str(media / "single_face.mp4"), "-o", str(tmp_path / "out.mp4"),
             "-r", str(tmp_path / "r.csv"), "--model", str(tiny_model)]
     assert main(argv) == 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, relative_to_pixel_box
-from realtime.sources import read_image
+from realtime.io.images import read_image
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_face_cut_by_the_frame_edge_gets_a_clamped_box(media, full_range):
 
 
 def test_default_confidence_ignores_face_like_shapes_in_a_video_without_faces(media, full_range):
-    from realtime.sources import VideoFileSource
+    from realtime.io.video import VideoFileSource
     with VideoFileSource(media / "no_face.mp4") as source:
         frames = [frame.image for frame in source]
     assert sum(len(full_range.detect(image)) for image in frames[70:]) == 0

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from realtime.annotator import EmotionAnnotator
 from realtime.crops import prepare_crops
 from realtime.pipeline import EmotionAnalyzer, process_source
-from realtime.sources import Frame, ImageSource, VideoFileSource, VideoInfo, read_image
+from realtime.io.images import ImageSource, read_image
+from realtime.io.video import H264VideoWriter, VideoFileSource
+from realtime.rows import RESULT_COLUMNS
+from realtime.types import AnalyzedFrame, Frame, VideoInfo
 from realtime.summary import RunSummary
 from tests.conftest import EMOTIONS
 
@@ -22,6 +26,9 @@ def analyzer(tiny_model):
 class StillSource:
     """A synthetic source: the same image ``n`` times."""
 
+    live = False
+    audio_path = None
+
     def __init__(self, image: np.ndarray, n: int, name: str = "still.mp4"):
         self.image = image
         self.n = n
@@ -31,24 +38,26 @@ class StillSource:
         for index in range(self.n):
             yield Frame(index, index / 25.0, self.image)
 
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 class RecordingSink:
-    """Stands in for the video writer, results writer and window; records what it was given."""
+    """A sink that records the analysed frames it was given and can ask the loop to stop."""
 
     def __init__(self, stop_after: int | None = None):
-        self.images: list[np.ndarray] = []
-        self.results: list[tuple[str, object]] = []
+        self.frames: list[AnalyzedFrame] = []
         self.stop_after = stop_after
 
-    def write(self, *args, **kwargs):
-        if len(args) == 2:  # ResultsWriter.write(source_name, frame_result)
-            self.results.append(args)
-        else:  # H264VideoWriter.write(image, timestamp=...)
-            self.images.append(args[0])
-
-    def show(self, image) -> bool:
-        self.images.append(image)
-        return self.stop_after is None or len(self.images) < self.stop_after
+    def write_frame(self, analyzed: AnalyzedFrame) -> bool:
+        self.frames.append(analyzed)
+        return self.stop_after is None or len(self.frames) < self.stop_after
 
 
 def test_analyzer_exposes_the_model_classes_and_metadata(analyzer):
@@ -56,23 +65,53 @@ def test_analyzer_exposes_the_model_classes_and_metadata(analyzer):
     assert analyzer.metadata.input_size == (48, 48)
 
 
-def test_analyze_finds_and_classifies_every_face(media, analyzer):
-    analyzer.reset()
-    image = read_image(media / "multi_face.jpg")
-    result = analyzer.analyze(Frame(7, 1.5, image))
-    assert (result.index, result.timestamp) == (7, 1.5)
-    assert sorted(face.face_id for face in result.faces) == [1, 2, 3, 4, 5]
+def test_analyze_finds_and_classifies_every_face_of_a_photo(media, analyzer):
+    result = analyzer.analyze(media / "multi_face.jpg")
+    assert result.source == str(media / "multi_face.jpg")
+    assert [face.face_id for face in result.faces] == [1, 2, 3, 4, 5]
+    scores = [face.detection_score for face in result.faces]
+    assert scores == sorted(scores, reverse=True)
     for face in result.faces:
         assert face.probabilities.shape == (len(EMOTIONS),)
         assert face.probabilities.sum() == pytest.approx(1.0, abs=1e-4)
         assert face.label == EMOTIONS[int(np.argmax(face.probabilities))]
         assert face.confidence == pytest.approx(face.probabilities.max())
+        assert list(face.emotions) == EMOTIONS
+        assert face.emotions[face.label] == pytest.approx(face.confidence)
+        assert face.box.width > 0 and face.box.height > 0
+    assert set(result.speed) == {"detect", "classify"} and all(ms >= 0 for ms in result.speed.values())
+
+
+def test_analyze_takes_arrays_and_is_independent_of_streams(media, analyzer):
+    image = read_image(media / "couple.jpg")
+    from_path = analyzer.analyze(media / "couple.jpg")
+    list(process_source(StillSource(image[:, ::-1].copy(), 3), analyzer))  # a stream in between
+    from_array = analyzer.analyze(image)
+    assert [f.box for f in from_array.faces] == [f.box for f in from_path.faces]
+    np.testing.assert_allclose([f.probabilities for f in from_array.faces],
+                               [f.probabilities for f in from_path.faces], rtol=1e-6)
+    gray = analyzer.analyze(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    assert len(gray.faces) == 2
+    with pytest.raises(ValueError, match="uint8"):
+        analyzer.analyze(image.astype(np.float32))
+
+
+def test_results_become_rows_and_a_dataframe(media, analyzer):
+    result = analyzer.analyze(media / "couple.jpg")
+    rows = result.to_rows()
+    assert [row["face_id"] for row in rows] == [1, 2]
+    assert list(rows[0]) == [*RESULT_COLUMNS, *EMOTIONS]
+    assert rows[0]["label"] == result.faces[0].label
+    table = result.to_dataframe()
+    assert list(table.columns) == [*RESULT_COLUMNS, *EMOTIONS] and len(table) == 2
+    assert table["happy"].tolist() == [row["happy"] for row in rows]
 
 
 def test_without_smoothing_the_labels_are_the_classifier_output(media, tiny_model):
     image = read_image(media / "couple.jpg")
     with EmotionAnalyzer(tiny_model, smoothing=0.0) as raw:
-        result = raw.analyze(Frame(0, 0.0, image))
+        (analyzed,) = process_source(StillSource(image, 1), raw)
+        result = analyzed.result
         crops = prepare_crops(image, [face.box for face in result.faces], raw.metadata)
         expected = raw.classifier.predict(crops)
     assert len(result.faces) == 2
@@ -87,12 +126,20 @@ def test_face_keeps_its_id_through_a_real_video(media, analyzer):
     assert {p.result.faces[0].face_id for p in processed} == {1}
     assert [p.result.index for p in processed] == list(range(72))
     assert all(p.annotated is None for p in processed)  # no annotator, no drawing
+    assert {p.result.source for p in processed} == {"single_face.mp4"}
+
+
+def test_stream_opens_a_file_by_name_and_tracks_ids(media, analyzer):
+    results = list(analyzer.stream(str(media / "single_face.mp4"), max_frames=20))
+    assert len(results) == 20 and [r.index for r in results] == list(range(20))
+    assert {face.face_id for r in results for face in r.faces} == {1}
+    assert all(set(r.speed) == {"detect", "classify", "track"} for r in results)
 
 
 def test_face_appearing_later_gets_found(media, analyzer):
     summary = RunSummary()
     with VideoFileSource(media / "noface_face.mov") as source:
-        counts = [len(p.result.faces) for p in process_source(source, analyzer, summary=summary)]
+        counts = [len(p.result.faces) for p in process_source(source, analyzer, sinks=[summary])]
     assert counts[0] == 0 and max(counts) == 1
     first_face = counts.index(1)
     assert sum(counts[first_face:]) > 0.8 * len(counts[first_face:])
@@ -101,15 +148,14 @@ def test_face_appearing_later_gets_found(media, analyzer):
 
 def test_process_source_feeds_every_sink(media, analyzer):
     image = read_image(media / "single_face.jpg")
-    video, results, window, summary = RecordingSink(), RecordingSink(), RecordingSink(), RunSummary()
-    processed = list(process_source(StillSource(image, 5), analyzer, annotator=EmotionAnnotator(),
-                                    video_writer=video, results_writer=results, window=window, summary=summary))
-    assert len(processed) == len(video.images) == len(results.results) == len(window.images) == 5
-    assert all(name == "still.mp4" for name, _ in results.results)
-    assert [r.index for _, r in results.results] == [0, 1, 2, 3, 4]
-    assert all(image.shape == frame.shape and not np.array_equal(image, frame) for frame in video.images)
-    assert np.array_equal(processed[0].annotated, video.images[0])  # the video gets no FPS readout...
-    assert not np.array_equal(window.images[-1], video.images[-1])  # ...the window does
+    first, second, summary = RecordingSink(), RecordingSink(), RunSummary()
+    processed = list(process_source(StillSource(image, 5), analyzer, sinks=[first, second, summary],
+                                    annotator=EmotionAnnotator()))
+    assert processed == first.frames == second.frames
+    assert [a.result.index for a in processed] == [0, 1, 2, 3, 4]
+    assert all(a.result.source == "still.mp4" and not a.live for a in processed)
+    assert all(a.annotated.shape == image.shape and not np.array_equal(a.annotated, image) for a in processed)
+    assert all(a.fps > 0 and a.seconds > 0 for a in processed)
     assert summary.frames == 5 and summary.faces == 5
     assert list(summary.tracked) == [("still.mp4", 1)]
 
@@ -122,11 +168,11 @@ def test_ids_restart_for_each_source(media, analyzer):
     assert sorted(f.face_id for f in second[0].result.faces) == [1, 2]
 
 
-def test_max_frames_and_the_window_stop_a_run(media, analyzer):
+def test_max_frames_and_a_sink_stop_a_run(media, analyzer):
     image = read_image(media / "single_face.jpg")
     assert len(list(process_source(StillSource(image, 10), analyzer, max_frames=3))) == 3
     window = RecordingSink(stop_after=4)  # the user presses q on the 4th frame
-    processed = list(process_source(StillSource(image, 10), analyzer, annotator=EmotionAnnotator(), window=window))
+    processed = list(process_source(StillSource(image, 10), analyzer, sinks=[window]))
     assert len(processed) == 4
 
 
@@ -137,16 +183,19 @@ def test_a_photo_is_one_frame(media, analyzer):
     assert processed.annotated.shape == (source.info.height, source.info.width, 3)
 
 
-def test_drawing_sinks_need_an_annotator(analyzer):
-    with pytest.raises(ValueError):
-        list(process_source(StillSource(np.zeros((10, 10, 3), np.uint8), 1), analyzer, video_writer=RecordingSink()))
+def test_drawing_sinks_need_an_annotator(analyzer, tmp_path):
+    source = StillSource(np.zeros((10, 10, 3), np.uint8), 1)
+    with pytest.raises(ValueError, match="annotator"):
+        with H264VideoWriter(tmp_path / "out.mp4", source.info) as writer:
+            list(process_source(source, analyzer, sinks=[writer]))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_summary_reports_the_dominant_emotion_of_each_face():
-    from realtime.results import FaceResult, FrameResult
+    from realtime.types import FaceResult, FrameResult
 
     def result(index, *labels):
-        return FrameResult(index, 0.0, [FaceResult(i + 1, (0, 0, 1, 1), 0.9, np.zeros(2), label, 0.5)
+        return FrameResult(index, 0.0, [FaceResult(i + 1, (0, 0, 1, 1), 0.9, np.zeros(2), label, 0.5, ("a", "b"))
                                         for i, label in enumerate(labels)])
     summary = RunSummary()
     for index, labels in enumerate([("happy", "sad"), ("happy", "sad"), ("neutral", "sad"), ("happy",)]):

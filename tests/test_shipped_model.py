@@ -8,10 +8,9 @@ import pytest
 from realtime.classifier import EmotionClassifier, default_model_path
 from realtime.demo import sample_photo_bgr
 from realtime.pipeline import EmotionAnalyzer
-from realtime.sources import Frame
 from tests.conftest import EMOTIONS, PROJECT_ROOT
 
-SHIPPED = [PROJECT_ROOT / "models" / "emotion_cnn_int8.onnx", PROJECT_ROOT / "models" / "emotion_cnn.onnx"]
+SHIPPED = [PROJECT_ROOT / "realtime" / "model" / "emotion_cnn_int8.onnx", PROJECT_ROOT / "models" / "emotion_cnn.onnx"]
 
 
 def test_the_runtime_loads_the_shipped_int8_model_by_default():
@@ -32,7 +31,7 @@ def test_shipped_model_metadata(model_path):
 def test_the_astronaut_sample_photo_is_happy():
     """Golden result on the real photo the demo uses (it ships with scikit-image, so no ../shared needed)."""
     with EmotionAnalyzer(smoothing=0) as analyzer:
-        faces = analyzer.analyze(Frame(index=0, timestamp=0.0, image=sample_photo_bgr())).faces
+        faces = analyzer.analyze(sample_photo_bgr()).faces
     assert len(faces) == 1
     assert faces[0].label == "happy" and faces[0].confidence > 0.8
 

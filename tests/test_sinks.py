@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,18 +14,15 @@ import av
 import numpy as np
 import pytest
 
-from realtime.results import FaceResult, FrameResult
-from realtime.sinks import (
-    RESULT_COLUMNS,
-    DisplayWindow,
-    H264VideoWriter,
-    OutputError,
-    ResultsWriter,
-    check_output_path,
-    display_available,
-    write_image,
-)
-from realtime.sources import VideoFileSource, VideoInfo, read_image
+from realtime.types import FaceResult, FrameResult
+from realtime.errors import OutputError
+from realtime.io.files import check_output_path
+from realtime.io.images import read_image, write_image
+from realtime.io.results_file import ResultsWriter
+from realtime.io.video import H264VideoWriter, VideoFileSource
+from realtime.io.window import DisplayWindow, display_available
+from realtime.rows import RESULT_COLUMNS
+from realtime.types import VideoInfo
 from tests.test_sources import make_clip
 
 CLASSES = ["angry", "happy", "neutral"]
@@ -251,7 +249,7 @@ def test_write_image_errors(tmp_path):
 def face(face_id: int, box, probabilities) -> FaceResult:
     probabilities = np.asarray(probabilities, np.float32)
     best = int(probabilities.argmax())
-    return FaceResult(face_id, box, 0.91, probabilities, CLASSES[best], float(probabilities[best]))
+    return FaceResult(face_id, box, 0.91, probabilities, CLASSES[best], float(probabilities[best]), CLASSES)
 
 
 FRAMES = [
@@ -265,7 +263,7 @@ def test_results_csv_round_trip(tmp_path):
     path = tmp_path / "results.csv"
     with ResultsWriter(path, CLASSES) as writer:
         for frame in FRAMES:
-            writer.write("clip.mp4", frame)
+            writer.write(replace(frame, source="clip.mp4"))
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == [*RESULT_COLUMNS, *CLASSES]
@@ -284,7 +282,7 @@ def test_results_jsonl_round_trip(tmp_path):
     path = tmp_path / "results.jsonl"
     with ResultsWriter(path, CLASSES) as writer:
         for frame in FRAMES:
-            writer.write("cam", frame)
+            writer.write(replace(frame, source="cam"))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 3
     assert set(rows[0]) == {*RESULT_COLUMNS, "probabilities"}
@@ -296,13 +294,13 @@ def test_results_jsonl_round_trip(tmp_path):
 def test_results_keep_partial_rows_on_ctrl_c_and_nothing_on_errors(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with ResultsWriter(tmp_path / "partial.csv", CLASSES) as writer:
-            writer.write("clip", FRAMES[0])
+            writer.write(replace(FRAMES[0], source="clip"))
             raise KeyboardInterrupt
     with open(tmp_path / "partial.csv", newline="") as file:
         assert len(list(csv.DictReader(file))) == 2
     with pytest.raises(RuntimeError):
         with ResultsWriter(tmp_path / "failed.jsonl", CLASSES) as writer:
-            writer.write("clip", FRAMES[0])
+            writer.write(replace(FRAMES[0], source="clip"))
             raise RuntimeError("boom")
     assert leftovers(tmp_path) == ["partial.csv"]
 
@@ -314,7 +312,7 @@ def test_results_writer_checks_its_input(tmp_path):
         ResultsWriter(tmp_path / "results.csv", ["label", "happy"])
     with pytest.raises(ValueError, match="3 classes"):
         with ResultsWriter(tmp_path / "results.csv", CLASSES) as writer:
-            writer.write("clip", FrameResult(0, 0.0, [face(1, (0, 0, 1, 1), [0.5, 0.5])]))
+            writer.write(replace(FrameResult(0, 0.0, [face(1, (0, 0, 1, 1), [0.5, 0.5])]), source="clip"))
     assert leftovers(tmp_path) == []
 
 

@@ -15,19 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realtime.sources import (
-    DEFAULT_FPS,
-    CameraSource,
-    ImageSource,
-    SourceError,
-    VideoFileSource,
-    VideoInfo,
-    list_media,
-    media_kind,
-    open_source,
-    parse_source,
-    read_image,
-)
+from realtime.errors import SourceError
+from realtime.io.camera import CameraSource
+from realtime.io.images import ImageSource, read_image
+from realtime.io.video import VideoFileSource
+from realtime.sources import list_media, media_kind, open_source, parse_source
+from realtime.types import DEFAULT_FPS, VideoInfo
 
 
 def make_clip(
@@ -230,7 +223,7 @@ def test_video_file_source_info_frames_and_timestamps(tmp_path):
     with open_source(str(clip)) as source:
         assert isinstance(source, VideoFileSource)
         assert source.info == VideoInfo(70, 48, 25.0, 12, str(clip))
-        assert source.has_audio is False
+        assert source.audio_path is None
         frames = list(source)
     assert [f.index for f in frames] == list(range(12))
     assert [f.timestamp for f in frames] == pytest.approx([i / 25 for i in range(12)], abs=1e-6)
@@ -260,7 +253,7 @@ def test_video_file_source_stops_cleanly_when_closed_early(tmp_path):
 
 def test_video_file_source_reports_audio(tmp_path):
     with VideoFileSource(make_clip(tmp_path / "sound.mp4", audio="aac")) as source:
-        assert source.has_audio is True
+        assert source.audio_path == source.path
 
 
 def test_video_file_source_rejects_bad_files(tmp_path):
@@ -299,7 +292,7 @@ def test_real_video_info_and_timestamps(media):
     with VideoFileSource(media / "single_face.mp4") as source:
         assert (source.info.width, source.info.height, source.info.total_frames) == (640, 360, 72)
         assert source.info.fps == pytest.approx(30.0)
-        assert source.has_audio
+        assert source.audio_path is not None
         times = [frame.timestamp for frame in source]
     assert len(times) == 72 and times[0] == 0.0
     assert all(b > a for a, b in zip(times, times[1:]))
@@ -356,7 +349,7 @@ def test_camera_source_hands_out_the_newest_frame(monkeypatch):
         captures.append(FakeCapture(index))
         return captures[-1]
 
-    monkeypatch.setattr("realtime.sources.cv2.VideoCapture", open_capture)
+    monkeypatch.setattr("realtime.io.camera.cv2.VideoCapture", open_capture)
     with CameraSource(0) as camera:
         fake = captures[0]
         assert camera.info == VideoInfo(8, 6, DEFAULT_FPS, None, "camera 0")
@@ -372,7 +365,7 @@ def test_camera_source_hands_out_the_newest_frame(monkeypatch):
 
 
 def test_camera_source_ends_when_the_camera_stops(monkeypatch):
-    monkeypatch.setattr("realtime.sources.cv2.VideoCapture", lambda index: FakeCapture(index, frames=5))
+    monkeypatch.setattr("realtime.io.camera.cv2.VideoCapture", lambda index: FakeCapture(index, frames=5))
     with CameraSource(0) as camera:
         values = [counter(frame) for frame in camera]
     assert 1 <= len(values) <= 5 and values == sorted(set(values)) and values[-1] == 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.results import FaceDetection
+from realtime.types import FaceDetection
 from realtime.tracker import FaceTracker, box_iou
 
 CLASSES = ["happy", "sad", "neutral"]

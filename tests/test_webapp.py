@@ -1,4 +1,4 @@
-"""The web app: its logic (realtime.webapp) directly, and the page (streamlit_app.py) through AppTest."""
+"""The web app: its logic (webapp/analysis.py) directly, and the page (streamlit_app.py) through AppTest."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from realtime import webapp
-from realtime.classifier import ModelError
+from webapp import analysis as webapp
+from realtime.errors import ModelError
 from realtime.model_metadata import ModelMetadata
 from tests.conftest import EMOTIONS, PROJECT_ROOT
 

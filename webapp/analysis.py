@@ -9,7 +9,6 @@ one-line message naming the file as the user called it.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -26,13 +25,16 @@ import pandas as pd
 from PIL import Image
 
 from realtime.annotator import EmotionAnnotator, emotion_colour
-from realtime.classifier import ModelError, default_model_path
+from realtime.classifier import default_model_path
+from realtime.errors import ModelError, OutputError, SourceError
+from realtime.io.images import read_image
+from realtime.io.results_file import ResultsWriter
+from realtime.io.video import H264VideoWriter, VideoFileSource
 from realtime.model_metadata import ModelMetadata
 from realtime.pipeline import EmotionAnalyzer, process_source
-from realtime.results import FaceResult
-from realtime.sinks import H264VideoWriter, OutputError, ResultsWriter
-from realtime.sources import ImageSource, SourceError, VideoFileSource
+from realtime.rows import face_rows, results_rows
 from realtime.summary import RunSummary
+from realtime.types import FaceResult, FrameResult
 
 MODEL_ENV = "EMOTION_TRACER_MODEL"  # overrides the default model path
 PHOTO_TYPES = ("jpg", "jpeg", "png", "webp")
@@ -236,16 +238,22 @@ class PhotoAnalysis:
 
     name: str
     image_rgb: np.ndarray
-    faces: list[FaceResult]
+    result: FrameResult
     classes: list[str]
 
+    @property
+    def faces(self) -> list[FaceResult]:
+        """The faces found, best detection first."""
+        return self.result.faces
+
     def table(self) -> pd.DataFrame:
-        """One row per face: id, emotion, confidence and detection score."""
+        """One row per face: id, emotion, confidence and detection score (from the results rows)."""
+        rows = pd.DataFrame(face_rows(self.result), columns=["face_id", "label", "confidence", "detection_score"])
         return pd.DataFrame({
-            "face": [face.face_id for face in self.faces],
-            "emotion": [face.label for face in self.faces],
-            "confidence": [round(float(face.confidence), 3) for face in self.faces],
-            "detection score": [round(float(face.detection_score), 3) for face in self.faces],
+            "face": rows["face_id"].astype(int),
+            "emotion": rows["label"].astype(str),
+            "confidence": rows["confidence"].astype(float).round(3),
+            "detection score": rows["detection_score"].astype(float).round(3),
         })
 
     def probabilities(self, face: FaceResult) -> pd.DataFrame:
@@ -274,12 +282,14 @@ def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
         path = _save(folder, data, suffix)
         _check_photo_pixels(path, name)
         try:
-            with ImageSource(path) as source, pool.borrow() as analyzer:
-                processed = list(process_source(source, analyzer, annotator=EmotionAnnotator(), source_name=name))
+            image = read_image(path)
         except SourceError as error:
             raise _renamed(error, path, name) from None
-    photo = processed[0]
-    return PhotoAnalysis(name, display_rgb(photo.annotated), photo.result.faces, pool.classes)
+    with pool.borrow() as analyzer:
+        result = analyzer.analyze(image)
+    result.source = name
+    annotated = EmotionAnnotator().annotate(image, result)
+    return PhotoAnalysis(name, display_rgb(annotated), result, pool.classes)
 
 
 def example_photo() -> tuple[str, bytes]:
@@ -301,6 +311,7 @@ class ClipAnalysis:
     csv: bytes
     video_file_name: str
     csv_file_name: str
+    rows: list[dict]  # the results rows (realtime.rows), one per face per frame
     frames: int
     seconds: float  # length of the analysed part
     fps: float
@@ -324,13 +335,13 @@ class ClipAnalysis:
 
     def timeline(self) -> pd.DataFrame:
         """Each face's emotion over time, one row per face per frame (from the CSV, so they agree)."""
-        return face_timeline(self.csv, 1.0 / self.fps)
+        return face_timeline(self.rows, 1.0 / self.fps)
 
 
-def face_timeline(csv_data: bytes, frame_seconds: float) -> pd.DataFrame:
-    """From ResultsWriter CSV bytes, one row per face per frame: time and until (the frame's start and
-    end, s), frame, face ("face 3"), emotion, confidence."""
-    table = pd.read_csv(io.BytesIO(csv_data))
+def face_timeline(rows: list[dict], frame_seconds: float) -> pd.DataFrame:
+    """From results rows, one row per face per frame: time and until (the frame's start and end, s),
+    frame, face ("face 3"), emotion, confidence."""
+    table = pd.DataFrame(rows, columns=["time", "frame", "face_id", "label", "confidence"])
     time = table["time"].astype(float)
     return pd.DataFrame({
         "time": time,
@@ -390,19 +401,21 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
     video_path, csv_path = folder / "annotated.mp4", folder / "faces.csv"
     summary = RunSummary()
     frames, seconds = 0, 0.0
+    results: list[FrameResult] = []
     with pool.borrow() as analyzer, \
             H264VideoWriter(video_path, info, audio_source=audio_source) as video_writer, \
             ResultsWriter(csv_path, analyzer.classes) as results_writer:
-        for processed in process_source(source, analyzer, annotator=EmotionAnnotator(), video_writer=video_writer,
-                                        results_writer=results_writer, summary=summary, source_name=name,
-                                        max_frames=limit):
+        for analyzed in process_source(source, analyzer, sinks=[video_writer, results_writer, summary],
+                                       annotator=EmotionAnnotator(), source_name=name, max_frames=limit):
             frames += 1
-            seconds = processed.frame.timestamp + 1.0 / info.fps
+            results.append(analyzed.result)
+            seconds = analyzed.frame.timestamp + 1.0 / info.fps
             if on_progress is not None:
                 on_progress(frames, expected)
     truncated = frames == limit and (info.total_frames is None or info.total_frames > limit)
     stem = download_stem(name, "clip")
     return ClipAnalysis(name=name, video=video_path.read_bytes(), csv=csv_path.read_bytes(),
                         video_file_name=f"{stem}_emotions.mp4", csv_file_name=f"{stem}_faces.csv",
+                        rows=results_rows(results),
                         frames=frames, seconds=seconds, fps=info.fps, truncated=truncated, summary=summary,
                         classes=pool.classes)

@@ -1,7 +1,7 @@
 """Speed benchmark (not a test): frames per second of each pipeline stage, and classifier cost per face.
 
-    python -m realtime.benchmark                       # ../shared/media clips when present, else the demo clip
-    python -m realtime.benchmark clip.mp4 --detector short
+    python -m benchmarks.pipeline                       # ../shared/media clips when present, else the demo clip
+    python -m benchmarks.pipeline clip.mp4 --detector short
 
 For each video and detector range: decode only; decode + face detection; the full pipeline
 (detect, classify, track, annotate) without writing; the full pipeline writing H.264. Each is the
@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from realtime.annotator import EmotionAnnotator
-from realtime.classifier import DEFAULT_MODEL_NAMES, MODELS_DIR, EmotionClassifier
+from realtime.classifier import EmotionClassifier, default_model_path
 from realtime.demo import demo_source
 from realtime.detector import FaceDetector
+from realtime.io.video import H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source
-from realtime.sinks import H264VideoWriter
-from realtime.sources import VideoFileSource
 
-SHARED_CLIPS = [Path(__file__).resolve().parents[2] / "shared" / "media" / name
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CLASSIFIER_MODELS = (PROJECT_ROOT / "models" / "emotion_cnn.onnx", default_model_path())  # float32, shipped INT8
+SHARED_CLIPS = [PROJECT_ROOT.parent / "shared" / "media" / name
                 for name in ("single_face.mp4", "test.mp4")]
 STAGES = ("decode only", "decode + detect", "full, no writing", "full + H.264")
 
@@ -51,7 +52,7 @@ def time_stage(stage: str, path: Path | None, analyzer: EmotionAnalyzer, detecto
             frames = sum(1 for _ in process_source(source, analyzer, annotator=annotator))
         else:
             with H264VideoWriter(Path(folder) / "out.mp4", source.info) as writer:
-                frames = sum(1 for _ in process_source(source, analyzer, annotator=annotator, video_writer=writer))
+                frames = sum(1 for _ in process_source(source, analyzer, sinks=[writer], annotator=annotator))
         return frames, time.perf_counter() - started
 
 
@@ -77,8 +78,7 @@ def benchmark_pipeline(clips: list[Path | None], detector_ranges: list[str], rep
 def benchmark_classifier(batch_sizes: tuple[int, ...] = (1, 8, 32), runs: int = 300) -> None:
     """Print milliseconds per face on one onnxruntime thread for each shipped model and batch size."""
     print(f"\n{'model (1 CPU thread)':<26}" + "".join(f"{f'batch {b}':>14}" for b in batch_sizes))
-    for name in DEFAULT_MODEL_NAMES:
-        path = MODELS_DIR / name
+    for path in CLASSIFIER_MODELS:
         if not path.is_file():
             continue
         classifier = EmotionClassifier(path, threads=1)
@@ -94,11 +94,11 @@ def benchmark_classifier(batch_sizes: tuple[int, ...] = (1, 8, 32), runs: int = 
             for _ in range(count):
                 classifier.predict(crops)
             costs.append((time.perf_counter() - started) / count / batch * 1000)
-        print(f"{name:<26}" + "".join(f"{cost:>11.3f} ms" for cost in costs), flush=True)
+        print(f"{path.name:<26}" + "".join(f"{cost:>11.3f} ms" for cost in costs), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime.benchmark", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="*", type=Path, help="clips to time (default: ../shared/media clips)")
     parser.add_argument("--detector", choices=("short", "full", "both"), default="both")

@@ -1,0 +1,1 @@
+"""Speed benchmarks; they read ../shared and print tables (tests never time anything)."""

@@ -1,0 +1,64 @@
+"""File checks and atomic writing shared by every file source and sink."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Iterable
+
+from realtime.errors import OutputError, SourceError, one_line
+
+
+def check_input_file(path: Path, kind: str) -> None:
+    """Raise SourceError unless ``path`` is an existing, readable, non-empty file."""
+    if not path.exists():
+        raise SourceError(f"{kind} {path}: no such file", path)
+    if not path.is_file():
+        raise SourceError(f"{kind} {path}: not a file", path)
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"{kind} {path}: permission denied", path)
+    if path.stat().st_size == 0:
+        raise SourceError(f"{kind} {path}: file is empty", path)
+
+
+def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path:
+    """Check, before any work starts, that ``path`` can be written: known suffix, existing writable folder."""
+    path = Path(path).expanduser()
+    allowed = tuple(allowed_suffixes)
+    if path.suffix.lower() not in allowed:
+        raise OutputError(f"{path}: unsupported output type {path.suffix or '(none)'!r}; use {', '.join(allowed)}",
+                          path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, not a file name", path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"{path}: folder {folder} does not exist", path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: folder {folder} is not writable", path)
+    return path
+
+
+def partial_path(path: Path) -> Path:
+    """A hidden, unique file name beside ``path`` (same file system, so the final rename is atomic)."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete ``path`` if it exists."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a partial file renamed into place: never a half-written file."""
+    temp = partial_path(path)
+    try:
+        with open(temp, "xb") as file:
+            file.write(data)
+        os.replace(temp, path)
+    except OSError as error:
+        remove_quietly(temp)
+        raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error

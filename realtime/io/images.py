@@ -1,0 +1,96 @@
+"""Photos: reading any image Pillow can open as upright BGR, a photo as a one-frame source, writing images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from realtime.errors import OutputError, SourceError, one_line
+from realtime.io.files import check_input_file, check_output_path, write_atomically
+from realtime.types import DEFAULT_FPS, Frame, VideoInfo
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 BGR, upright per its EXIF orientation.
+
+    Transparency is composited onto white, grayscale and 16-bit images become 8-bit BGR.
+    Images larger than Pillow's MAX_IMAGE_PIXELS are refused before they are decoded.
+    """
+    path = Path(path)
+    check_input_file(path, "image")
+    try:
+        with Image.open(path) as image:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and image.width * image.height > limit:
+                raise SourceError(
+                    f"image {path}: {image.width}x{image.height} pixels is more than the {limit} allowed "
+                    "(possible decompression bomb)"
+                )
+            return _pil_to_bgr(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as error:
+        raise SourceError(f"image {path}: too many pixels (possible decompression bomb)") from error
+    except UnidentifiedImageError as error:
+        raise SourceError(f"image {path}: not an image file Pillow can read") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
+
+
+def _pil_to_bgr(image: Image.Image) -> np.ndarray:
+    """Pillow image of any mode -> C-contiguous (H, W, 3) uint8 BGR."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit samples: map 0..65535 onto 0..255.
+        wide = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
+        gray = np.rint(wide / 257.0).astype(np.uint8)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    if image.mode in ("1", "L", "F"):
+        return cv2.cvtColor(np.asarray(image.convert("L")), cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+
+
+class ImageSource:
+    """A single image file as a one-frame source."""
+
+    live = False
+    audio_path = None
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._image = read_image(self.path)
+        height, width = self._image.shape[:2]
+        self.info = VideoInfo(width, height, DEFAULT_FPS, 1, str(self.path))
+
+    def __iter__(self) -> Iterator[Frame]:
+        yield Frame(0, 0.0, self._image)
+
+    def close(self) -> None:
+        """Nothing to release; present so every source can be closed the same way."""
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_image(path: Path | str, image_bgr: np.ndarray) -> Path:
+    """Write a BGR image atomically, in the format its suffix names. Returns the path."""
+    path = check_output_path(path, IMAGE_OUTPUT_SUFFIXES)
+    try:
+        ok, data = cv2.imencode(path.suffix.lower(), image_bgr)
+    except cv2.error as error:
+        raise OutputError(f"{path}: cannot encode the image ({one_line(error)})", path) from error
+    if not ok:
+        raise OutputError(f"{path}: cannot encode the image", path)
+    write_atomically(path, data.tobytes())
+    return path

@@ -1,0 +1,53 @@
+"""The one place results become flat rows: results files, web tables, timelines and DataFrames use it.
+
+A row is one face in one frame: ``RESULT_COLUMNS`` and then one probability column per class.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from realtime.types import FrameResult
+
+RESULT_COLUMNS = (
+    "source", "frame", "time", "face_id", "x1", "y1", "x2", "y2", "detection_score", "label", "confidence",
+)
+PROBABILITY_DECIMALS = 4
+
+
+def face_rows(result: FrameResult) -> list[dict]:
+    """One dict per face of ``result``: the RESULT_COLUMNS, then each class's probability (rounded)."""
+    rows = []
+    for face in result.faces:
+        clashes = set(face.classes) & set(RESULT_COLUMNS)
+        if clashes:
+            raise ValueError(f"class names clash with result columns: {sorted(clashes)}")
+        score = None if face.detection_score is None else round(float(face.detection_score), PROBABILITY_DECIMALS)
+        row = {
+            "source": result.source,
+            "frame": int(result.index),
+            "time": round(float(result.timestamp), 3),
+            "face_id": int(face.face_id),
+            "x1": face.box.x1, "y1": face.box.y1, "x2": face.box.x2, "y2": face.box.y2,
+            "detection_score": score,
+            "label": face.label,
+            "confidence": round(float(face.confidence), PROBABILITY_DECIMALS),
+        }
+        row.update((name, round(p, PROBABILITY_DECIMALS)) for name, p in face.emotions.items())
+        rows.append(row)
+    return rows
+
+
+def results_rows(results: Iterable[FrameResult]) -> list[dict]:
+    """The rows of many frames, in order."""
+    return [row for result in results for row in face_rows(result)]
+
+
+def rows_dataframe(rows: list[dict], classes: Iterable[str] = ()):
+    """A pandas DataFrame of rows (columns RESULT_COLUMNS + classes even when there are no rows)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_dataframe() needs pandas: pip install pandas") from None
+    columns = list(rows[0]) if rows else [*RESULT_COLUMNS, *classes]
+    return pd.DataFrame(rows, columns=columns)
