@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from realtime.crops import normalize_faces, prepare_crops
 from realtime.errors import ModelError
-from realtime.model_metadata import ModelMetadata, ModelMetadataError, read_metadata
+from realtime.model_metadata import ModelMetadata, read_metadata
 
 SHIPPED_MODEL = "emotion_cnn_int8.onnx"  # inside the package's model/ folder
 
@@ -57,11 +57,8 @@ class EmotionClassifier:
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelError(f"{self.model_path}: not a readable ONNX model ({detail[:200]})") from None
-        try:
-            self.metadata: ModelMetadata = read_metadata(
-                self._session.get_modelmeta().custom_metadata_map, str(self.model_path))
-        except ModelMetadataError as error:
-            raise ModelError(str(error)) from None
+        self.metadata: ModelMetadata = read_metadata(self._session.get_modelmeta().custom_metadata_map,
+                                                     str(self.model_path))
         model_input = self._session.get_inputs()[0]
         self.input_name: str = model_input.name
         self.input_shape: list = list(model_input.shape)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from realtime.errors import ModelError
+
 METADATA_KEY = "emotion_tracer"
 
 
-class ModelMetadataError(ValueError):
+class ModelMetadataError(ModelError):
     """The model file lacks the metadata the runtime needs, or it is malformed."""
 
 
