@@ -108,8 +108,8 @@ class WorkersLost(Exception):
 
 @dataclass(frozen=True)
 class Video:
-    """One video of the corpus: absolute path, its name in the ``source`` column, and the stem of its
-    output files (unique per path)."""
+    """One video of the corpus: absolute path, its ``source`` column (the path as given) and the stem
+    of its output files (unique per absolute path)."""
 
     path: str
     source: str
@@ -139,7 +139,11 @@ def output_name(path: Path) -> str:
 
 
 def collect_videos(inputs: list[str]) -> list[Video]:
-    """The videos named by files, folders (recursively) and .txt lists, each once, largest first."""
+    """The videos named by files, folders (recursively) and .txt lists, each once, largest first.
+
+    A video's ``source`` is its path as given (joined to its folder or list's folder), so that rows
+    of equal file names in different folders stay apart.
+    """
     found: dict[str, Video] = {}
     for text in inputs:
         path = Path(text).expanduser()
@@ -147,12 +151,12 @@ def collect_videos(inputs: list[str]) -> list[Video]:
             entries = _listed_paths(path)
             if not entries:
                 raise SourceError(f"list {path}: no paths in it")
-            pairs = [pair for entry in entries for pair in _videos_at(entry)]
+            video_paths = [video for entry in entries for video in _videos_at(entry)]
         else:
-            pairs = _videos_at(path)
-        for video_path, source in pairs:
+            video_paths = _videos_at(path)
+        for video_path in video_paths:
             absolute = video_path.resolve()
-            found.setdefault(str(absolute), Video(str(absolute), source, output_name(absolute)))
+            found.setdefault(str(absolute), Video(str(absolute), str(video_path), output_name(absolute)))
     return sorted(found.values(), key=lambda video: os.path.getsize(video.path), reverse=True)
 
 
@@ -166,22 +170,21 @@ def _listed_paths(list_file: Path) -> list[Path]:
             if line.strip() and not line.strip().startswith("#")]
 
 
-def _videos_at(path: Path) -> list[tuple[Path, str]]:
-    """(video, source name) pairs for a file or a folder; folders are searched recursively."""
+def _videos_at(path: Path) -> list[Path]:
+    """A video file, or the videos in a folder and its subfolders (hidden ones skipped), sorted."""
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder")
     if path.is_dir():
-        videos = sorted(
-            (file, file.relative_to(path).as_posix()) for file in path.rglob("*")
-            if file.suffix.lower() in VIDEO_SUFFIXES and file.is_file()
-            and not any(part.startswith(".") for part in file.relative_to(path).parts))
+        videos = sorted(file for file in path.rglob("*")
+                        if file.suffix.lower() in VIDEO_SUFFIXES and file.is_file()
+                        and not any(part.startswith(".") for part in file.relative_to(path).parts))
         if not videos:
             raise SourceError(f"folder {path}: no videos in it")
         return videos
     if media_kind(path) == "image":
         raise SourceError(f"{path}: is a photo; python -m realtime.batch analyses videos (python -m realtime "
                           "analyses photos)")
-    return [(path, path.name)]
+    return [path]
 
 
 def result_schema(classes: list[str]) -> pa.Schema:
@@ -306,8 +309,8 @@ class VideoAnalyst:
         return self.number
 
     def analyse(self, video: Video, results_dir: str, videos_dir: str | None, write_rows: bool) -> VideoOutcome:
-        """Analyse one video into its Parquet file (unless ``write_rows`` is False because it exists)
-        and, with ``videos_dir``, an annotated copy; then mark it complete. Failures are returned."""
+        """Analyse one video into its Parquet file (unless ``write_rows`` is False: it is complete) and,
+        with ``videos_dir``, an annotated copy; then mark its rows complete. Failures are returned."""
         outcome = VideoOutcome(video.name, video.source, video.path, "done", started=time.time(),
                                worker=self.number, node=self.node)
         summary = RunSummary()
@@ -372,12 +375,13 @@ class BatchRun:
             self.videos_dir.mkdir(exist_ok=True)
         todo = deque()
         for video in self.videos:
-            complete = self.is_complete(video)
-            if complete and (self.videos_dir is None or (self.videos_dir / f"{video.name}.mp4").is_file()):
+            write_rows = not self.is_complete(video)
+            write_video = self.videos_dir is not None and not (self.videos_dir / f"{video.name}.mp4").is_file()
+            if write_rows or write_video:
+                todo.append((video, write_rows, write_video))
+            else:
                 marker = json.loads((self.results_dir / DONE_FOLDER / f"{video.name}.json").read_text())
                 self.outcomes.append(VideoOutcome(**{**marker, "status": "skipped"}))
-            else:
-                todo.append((video, not complete))
         if not todo:
             return
         counter_name = f"emotion-tracer-frames-{secrets.token_hex(4)}"
@@ -402,9 +406,9 @@ class BatchRun:
             while todo or pending:
                 while idle and todo:
                     analyst = idle.pop()
-                    video, write_rows = todo.popleft()
+                    video, write_rows, write_video = todo.popleft()
                     reference = analyst.analyse.remote(video, str(self.results_dir),
-                                                       str(self.videos_dir) if self.videos_dir else None, write_rows)
+                                                       str(self.videos_dir) if write_video else None, write_rows)
                     pending[reference] = (video, analyst)
                 finished, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL_S)
                 frames_bar.update(ray.get(counter.take.remote()))
@@ -542,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         results_dir.mkdir(exist_ok=True)
-        _write_json_atomically(results_dir / SETTINGS_NAME, settings)
+        if not (results_dir / SETTINGS_NAME).is_file():
+            _write_json_atomically(results_dir / SETTINGS_NAME, settings)
         batch = BatchRun(videos, results_dir, videos_dir, settings, workers)
         return _run(batch)
     finally:
