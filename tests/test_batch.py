@@ -27,7 +27,6 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pd = pytest.importorskip("pandas")
 ray = pytest.importorskip("ray")
-psutil = pytest.importorskip("psutil")
 
 from realtime.batch import (DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME, collect_videos, connect_ray,  # noqa: E402
                             main, output_name)
@@ -290,11 +289,15 @@ def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media
     assert len(list(results.glob("*.parquet"))) == 1
 
 
-def _ray_worker_processes() -> list[psutil.Process]:
+def _video_analyst_pids() -> list[int]:
+    """Processes whose command line Ray has set to a VideoAnalyst actor's (Linux /proc)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any("VideoAnalyst" in part for part in process.info["cmdline"] or []):
-            found.append(process)
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and b"VideoAnalyst" in (process / "cmdline").read_bytes():
+                found.append(int(process.name))
+        except OSError:  # ended meanwhile
+            continue
     return found
 
 
@@ -308,9 +311,12 @@ def test_a_worker_killed_mid_video_is_retried(local_ray, media, tmp_path, capsys
         deadline = time.monotonic() + RAY_COMMAND_TIMEOUT_S
         while time.monotonic() < deadline and not killed:
             if results.is_dir() and list(results.glob(f".{output_name(video)}.parquet.*.part")):
-                for process in _ray_worker_processes():
-                    process.send_signal(signal.SIGKILL)
-                    killed.append(process.pid)
+                for pid in _video_analyst_pids():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                    except ProcessLookupError:
+                        continue
             time.sleep(0.005)
 
     killer = threading.Thread(target=kill_the_worker_once_it_writes)
@@ -322,7 +328,7 @@ def test_a_worker_killed_mid_video_is_retried(local_ray, media, tmp_path, capsys
     assert killed, "the worker was never seen analysing the video"
     assert code == 0
     assert "videos: 1 done, 0 skipped (complete before), 0 failed, of 1" in capsys.readouterr().out
-    assert not any(psutil.pid_exists(pid) for pid in killed)
+    assert not set(killed) & set(_video_analyst_pids())
     expected = sorted_rows(cli_rows(video, tmp_path / "cli.csv").assign(source=str(video)))
     pd.testing.assert_frame_equal(sorted_rows(pd.read_parquet(results)), expected, check_dtype=False)
     assert not list(results.glob(".*"))  # the killed worker's partial file was removed by the retry

@@ -128,6 +128,7 @@ class VideoOutcome:
     faces: int = 0
     started: float = 0.0  # time.time() on the worker when analysis began
     seconds: float = 0.0  # analysis time on the worker
+    cpu_seconds: float = 0.0  # CPU time of the worker process (all its threads) for this video
     worker: int = 0
     node: str = ""
     error: str = ""
@@ -314,13 +315,14 @@ class VideoAnalyst:
         outcome = VideoOutcome(video.name, video.source, video.path, "done", started=time.time(),
                                worker=self.number, node=self.node)
         summary = RunSummary()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             self._analyse(video, Path(results_dir), Path(videos_dir) if videos_dir else None, write_rows, summary)
         except Exception as error:  # isolated: reported for this video, the worker goes on with others
             outcome.status, outcome.error = "failed", one_line(error)
         outcome.frames, outcome.faces = summary.frames, summary.faces
         outcome.seconds = time.perf_counter() - started
+        outcome.cpu_seconds = time.process_time() - cpu_started
         if outcome.status == "done" and write_rows:
             _write_json_atomically(Path(results_dir) / DONE_FOLDER / f"{video.name}.json", asdict(outcome))
         return outcome
@@ -438,23 +440,25 @@ class BatchRun:
         _write_json_atomically(self.results_dir / MANIFEST_NAME, self.manifest())
 
     def format_summary(self) -> str:
-        """Videos done/skipped/failed, frames, faces, frames per second overall and per worker."""
+        """Videos done/skipped/failed, frames, faces, frames per second overall and per worker (per
+        second of analysis, and per CPU-second of the worker's process, which other load does not skew)."""
         counts = {status: sum(o.status == status for o in self.outcomes) for status in ("done", "skipped", "failed")}
         done = [o for o in self.outcomes if o.status == "done"]
-        frames, faces = sum(o.frames for o in done), sum(o.faces for o in done)
         lines = [f"videos: {counts['done']} done, {counts['skipped']} skipped (complete before), "
                  f"{counts['failed']} failed, of {len(self.videos)}"]
         if done:
+            frames, faces = sum(o.frames for o in done), sum(o.faces for o in done)
             span = max(o.started + o.seconds for o in done) - min(o.started for o in done)
             lines.append(f"frames: {frames}, faces: {faces}; {frames / span:.1f} frames/s overall over {span:.1f} s "
                          f"of analysis ({time.time() - self.started:.1f} s with starting the workers)")
-            lines.append("worker  node      videos  frames  seconds  frames/s")
+            lines.append("worker  node      videos  frames  seconds  frames/s  cpu s  frames/cpu-s")
             for number in sorted({o.worker for o in done}):
                 mine = [o for o in done if o.worker == number]
-                seconds = sum(o.seconds for o in mine)
                 worker_frames = sum(o.frames for o in mine)
+                seconds, cpu_seconds = sum(o.seconds for o in mine), sum(o.cpu_seconds for o in mine)
                 lines.append(f"{number:<6}  {mine[0].node:<8}  {len(mine):>6}  {worker_frames:>6}  {seconds:>7.1f}  "
-                             f"{worker_frames / seconds if seconds else 0:>8.1f}")
+                             f"{worker_frames / seconds if seconds else 0:>8.1f}  {cpu_seconds:>5.1f}  "
+                             f"{worker_frames / cpu_seconds if cpu_seconds else 0:>12.1f}")
         for outcome in self.outcomes:
             if outcome.status == "failed":
                 lines.append(f"failed: {outcome.path}: {outcome.error}")
