@@ -140,12 +140,17 @@ def test_ray_tests_run_in_a_loopback_only_namespace(media):
                            text=True, timeout=60)
     if probe.returncode != 0:
         pytest.skip(f"cannot make a loopback-only namespace here: {' '.join(probe.stderr.split())}")
-    env = {**os.environ, NAMESPACE_VARIABLE: "1", "RAY_USAGE_STATS_ENABLED": "0",
+    ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sessions and logs, removed afterwards
+    env = {**os.environ, NAMESPACE_VARIABLE: "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_temp,
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # Ray's token, so that nothing is written to ~/.ray
-    run = subprocess.run(
-        [*_namespace_command(), "sh", "-c", 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -rs "$1" -k "not loopback_only_namespace"',
-         sys.executable, str(Path(__file__).relative_to(PROJECT_ROOT))],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=NAMESPACE_RUN_TIMEOUT_S)
+    try:
+        run = subprocess.run(
+            [*_namespace_command(), "sh", "-c",
+             'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -rs "$1" -k "not loopback_only_namespace"',
+             sys.executable, str(Path(__file__).relative_to(PROJECT_ROOT))],
+            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=NAMESPACE_RUN_TIMEOUT_S)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
     print(run.stdout[-6000:])
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert " passed" in run.stdout.splitlines()[-1] and "skipped" not in run.stdout.splitlines()[-1], run.stdout
