@@ -95,7 +95,7 @@ def test_inputs_come_from_files_folders_and_lists_and_equal_names_stay_apart(tmp
 
 @pytest.mark.parametrize("case", ["missing input", "photo", "empty folder", "empty list", "results parent missing",
                                   "results is a file", "videos is results", "zero workers", "missing model",
-                                  "other settings"])
+                                  "other settings", "address not host:port", "no cluster at address"])
 def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, tmp_path, capsys):
     results = tmp_path / "results"
     video = str(media / "single_face.mp4")
@@ -113,6 +113,8 @@ def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, t
         "zero workers": [video, "--results", str(results), "--workers", "0"],
         "missing model": [video, "--results", str(results), "--model", str(tmp_path / "none.onnx")],
         "other settings": [video, "--results", str(results), "--smooth", "0.3"],
+        "address not host:port": [video, "--results", str(results), "--address", "head-node"],
+        "no cluster at address": [video, "--results", str(results), "--address", f"127.0.0.1:{_free_port()}"],
     }[case]
     if case == "other settings":  # a folder holding results made with the default smoothing
         results.mkdir()

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import sys
 import time
 from collections import deque
@@ -48,6 +49,7 @@ ROW_GROUP_ROWS = 65_536  # rows buffered per Parquet row group
 TASK_RETRIES = 2  # a video whose worker process dies is analysed again by a restarted worker, twice at most
 PROGRESS_INTERVAL_S = 0.5  # how often workers report frames to the progress bar
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # only small outcome records travel through Ray's object store
+CONNECT_TIMEOUT_S = 10  # for the first connection to a cluster's head
 ACTOR_READY_TIMEOUT_S = 600  # a restarted worker that has not loaded its model by then counts as lost
 
 EXAMPLES = """\
@@ -520,8 +522,18 @@ def connect_ray(address: str | None, workers: int | None) -> tuple[int, bool]:
                      include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                      log_to_driver=False, logging_level=logging.WARNING)
         else:
+            _check_reachable(address)
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     return workers or max(1, int(ray.cluster_resources().get("CPU", 1))), connected
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (ray.init retries for minutes) unless ``address`` is host:port and accepts connections."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{address!r} is not host:port, e.g. 10.0.0.1:6379")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+        pass
 
 
 def _error(message) -> None:
