@@ -95,7 +95,8 @@ def test_inputs_come_from_files_folders_and_lists_and_equal_names_stay_apart(tmp
 
 @pytest.mark.parametrize("case", ["missing input", "photo", "empty folder", "empty list", "results parent missing",
                                   "results is a file", "videos is results", "zero workers", "missing model",
-                                  "other settings", "address not host:port", "no cluster at address"])
+                                  "other settings", "address not host:port", "no cluster at address",
+                                  "videos inside results", "only earlier outputs"])
 def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, tmp_path, capsys):
     results = tmp_path / "results"
     video = str(media / "single_face.mp4")
@@ -115,10 +116,17 @@ def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, t
         "other settings": [video, "--results", str(results), "--smooth", "0.3"],
         "address not host:port": [video, "--results", str(results), "--address", "head-node"],
         "no cluster at address": [video, "--results", str(results), "--address", f"127.0.0.1:{_free_port()}"],
+        "videos inside results": [video, "--results", str(results), "--videos", str(results / "annotated")],
+        "only earlier outputs": [str(tmp_path), "--results", str(results), "--videos", str(tmp_path / "annotated")],
     }[case]
     if case == "other settings":  # a folder holding results made with the default smoothing
         results.mkdir()
         (results / SETTINGS_NAME).write_text(json.dumps({"smoothing": 0.6}))
+    if case == "videos inside results":
+        results.mkdir()
+    if case == "only earlier outputs":  # the input folder holds nothing but an earlier run's annotated copy
+        (tmp_path / "annotated").mkdir()
+        shutil.copy(media / "single_face.mp4", tmp_path / "annotated" / "single_face-0123abcd.mp4")
     before = sorted(tmp_path.rglob("*"))
     assert exit_code(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -547,8 +547,13 @@ def main(argv: list[str] | None = None) -> int:
         videos = collect_videos(args.inputs)
         results_dir = check_folder(args.results, "--results")
         videos_dir = check_folder(args.videos, "--videos") if args.videos is not None else None
-        if videos_dir is not None and videos_dir.resolve() == results_dir.resolve():
-            raise OutputError(f"--videos {videos_dir}: is the --results folder; give the videos a folder of their own")
+        if videos_dir is not None and videos_dir.resolve().is_relative_to(results_dir.resolve()):
+            raise OutputError(f"--videos {videos_dir}: is inside the --results folder, where pandas.read_parquet "
+                              "would take the videos for Parquet files; give them a folder of their own")
+        outputs = [folder.resolve() for folder in (results_dir, videos_dir) if folder is not None]
+        videos = [video for video in videos if not any(Path(video.path).is_relative_to(o) for o in outputs)]
+        if not videos:
+            raise SourceError("no videos to analyse outside the output folders")
         settings = analysis_settings(args)
         check_settings(results_dir, settings)
     except (SourceError, OutputError, ModelError) as error:
