@@ -24,9 +24,11 @@ from pathlib import Path
 
 import pytest
 
-pa = pytest.importorskip("pyarrow")
-pd = pytest.importorskip("pandas")
-ray = pytest.importorskip("ray")
+for _package in ("ray", "pyarrow", "pandas"):
+    pytest.importorskip(_package, reason="batch analysis needs requirements-batch.txt (in requirements-dev.txt)")
+
+import pandas as pd  # noqa: E402
+import ray  # noqa: E402
 
 from realtime.batch import (DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME, collect_videos, connect_ray,  # noqa: E402
                             main, output_name)
@@ -153,11 +155,10 @@ def test_ray_tests_run_in_a_loopback_only_namespace(media):
     ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sessions and logs, removed afterwards
     env = {**os.environ, NAMESPACE_VARIABLE: "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_temp,
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # Ray's token, so that nothing is written to ~/.ray
+    inner = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -rs "$1" -k "not loopback_only_namespace"'
     try:
         run = subprocess.run(
-            [*_namespace_command(), "sh", "-c",
-             'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -rs "$1" -k "not loopback_only_namespace"',
-             sys.executable, str(Path(__file__).relative_to(PROJECT_ROOT))],
+            [*_namespace_command(), "sh", "-c", inner, sys.executable, str(Path(__file__).relative_to(PROJECT_ROOT))],
             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=NAMESPACE_RUN_TIMEOUT_S)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)

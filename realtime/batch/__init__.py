@@ -337,7 +337,9 @@ class VideoAnalyst:
             _remove_unfinished(videos_dir, f"{video.name}.mp4")
         with ExitStack() as stack:
             source = stack.enter_context(VideoFileSource(video.path))
-            rows = stack.enter_context(ParquetResultsWriter(parquet_path, self.analyzer.classes)) if write_rows else None
+            rows = None
+            if write_rows:
+                rows = stack.enter_context(ParquetResultsWriter(parquet_path, self.analyzer.classes))
             annotated = None
             if videos_dir is not None:
                 annotated = stack.enter_context(H264VideoWriter(videos_dir / f"{video.name}.mp4", source.info,
