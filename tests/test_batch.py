@@ -286,12 +286,13 @@ def test_rerun_rewrites_nothing_and_redoes_what_was_cut_off(first_run, media, tm
 
 
 @in_namespace
-def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys):
+def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys, monkeypatch):
     (tmp_path / "not_a_video.mp4").write_bytes(b"these bytes are no video at all\n" * 100)
     (tmp_path / "cut_short.mp4").write_bytes((media / "test.mp4").read_bytes()[:4000])
     results = tmp_path / "results"
+    monkeypatch.chdir(tmp_path)  # a relative results folder: the workers do not share this current folder
     code = main([str(tmp_path / "not_a_video.mp4"), str(media / "single_face.mp4"), str(tmp_path / "cut_short.mp4"),
-                 "--results", str(results)])
+                 "--results", "results"])
     assert code == 1
     out = capsys.readouterr().out
     assert "videos: 1 done, 0 skipped (complete before), 2 failed, of 3" in out

@@ -488,8 +488,9 @@ def analysis_settings(args: argparse.Namespace) -> dict:
 
 
 def check_folder(path: Path, option: str) -> Path:
-    """An output folder that exists or can be created (its parent exists); nothing is created yet."""
-    path = path.expanduser()
+    """An output folder that exists or can be created (its parent exists), as an absolute path (workers
+    do not share the driver's current folder); nothing is created yet."""
+    path = path.expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise OutputError(f"{option} {path}: is a file, not a folder")
     if not path.exists() and not path.parent.is_dir():
