@@ -155,7 +155,8 @@ def test_ray_tests_run_in_a_loopback_only_namespace(media):
     ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sessions and logs, removed afterwards
     env = {**os.environ, NAMESPACE_VARIABLE: "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_temp,
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # Ray's token, so that nothing is written to ~/.ray
-    inner = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider -rs "$1" -k "not loopback_only_namespace"'
+    # no exec: the shell stays the namespace's first process, which reaps the processes Ray leaves orphaned
+    inner = 'ip link set lo up && "$0" -m pytest -q -p no:cacheprovider -rs "$1" -k "not loopback_only_namespace"'
     try:
         run = subprocess.run(
             [*_namespace_command(), "sh", "-c", inner, sys.executable, str(Path(__file__).relative_to(PROJECT_ROOT))],
