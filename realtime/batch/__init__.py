@@ -452,7 +452,7 @@ class BatchRun:
                  f"{counts['failed']} failed, of {len(self.videos)}"]
         if done:
             frames, faces = sum(o.frames for o in done), sum(o.faces for o in done)
-            span = max(o.started + o.seconds for o in done) - min(o.started for o in done)
+            span = max(max(o.started + o.seconds for o in done) - min(o.started for o in done), 1e-6)
             lines.append(f"frames: {frames}, faces: {faces}; {frames / span:.1f} frames/s overall over {span:.1f} s "
                          f"of analysis ({time.time() - self.started:.1f} s with starting the workers)")
             lines.append("worker  node      videos  frames  seconds  frames/s  cpu s  frames/cpu-s")
