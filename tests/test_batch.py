@@ -1,0 +1,352 @@
+"""Batch analysis on Ray (python -m realtime.batch): real Ray, real videos, loopback only.
+
+The tests that start Ray run in a private network and PID namespace whose only interface is
+loopback: outside one, test_ray_tests_run_in_a_loopback_only_namespace reruns this file inside
+``unshare -n -p -f --mount-proc`` (``unshare -r ...`` for users other than root) with
+EMOTION_TRACER_LOOPBACK_NAMESPACE=1, and those tests skip here; inside, they run. Every Ray process
+is stopped by the tests, and the kernel ends anything left in the namespace when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+for _package in ("ray", "pyarrow", "pandas"):
+    pytest.importorskip(_package, reason="batch analysis needs requirements-batch.txt (in requirements-dev.txt)")
+
+import pandas as pd  # noqa: E402
+import ray  # noqa: E402
+
+from realtime.batch import (DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME, collect_videos, connect_ray,  # noqa: E402
+                            main, output_name)
+from realtime.cli import main as cli_main  # noqa: E402
+from tests.test_cli import video_facts  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE_VARIABLE = "EMOTION_TRACER_LOOPBACK_NAMESPACE"
+IN_NAMESPACE = os.environ.get(NAMESPACE_VARIABLE) == "1"
+NAMESPACE_RUN_TIMEOUT_S = 1500
+RAY_COMMAND_TIMEOUT_S = 180
+in_namespace = pytest.mark.skipif(
+    not IN_NAMESPACE, reason="starts Ray: runs inside the loopback-only namespace that "
+                             "test_ray_tests_run_in_a_loopback_only_namespace creates")
+
+
+def cli_rows(video: Path, results: Path) -> pd.DataFrame:
+    """The single-process command line's rows for one video."""
+    assert cli_main(["--video", str(video), "--results", str(results)]) == 0
+    return pd.read_csv(results)
+
+
+def exit_code(argv: list[str]) -> int:
+    """The command's exit code, also when the option parser exits."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+def sorted_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["frame", "face_id"]).reset_index(drop=True)
+
+
+def file_states(*folders: Path) -> dict[Path, tuple[int, int]]:
+    """(inode, modification time in ns) of every file under the folders."""
+    return {path: (path.stat().st_ino, path.stat().st_mtime_ns)
+            for folder in folders for path in folder.rglob("*") if path.is_file()}
+
+
+def manifest(results: Path) -> dict[str, dict]:
+    """The last run's outcomes by source."""
+    return {video["source"]: video for video in json.loads((results / MANIFEST_NAME).read_text())["videos"]}
+
+
+# Without Ray: inputs and bad input.
+
+def test_inputs_come_from_files_folders_and_lists_and_equal_names_stay_apart(tmp_path, monkeypatch):
+    (tmp_path / "a" / "deeper").mkdir(parents=True)
+    (tmp_path / "b" / ".hidden").mkdir(parents=True)
+    for path, size in [("a/clip.mp4", 30), ("a/deeper/long.mkv", 90), ("a/notes.md", 10), ("b/clip.mp4", 60),
+                       ("b/.hidden/skip.mp4", 10), ("b/.skip.mp4", 10), ("solo.mov", 20)]:
+        (tmp_path / path).write_bytes(b"x" * size)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "corpus.txt").write_text("# the corpus\n../solo.mov\n\n../a/clip.mp4\n")
+    monkeypatch.chdir(tmp_path)
+    videos = collect_videos(["a", "b", "lists/corpus.txt", "solo.mov"])
+    assert [video.source for video in videos] == ["a/deeper/long.mkv", "b/clip.mp4", "a/clip.mp4",
+                                                  "lists/../solo.mov"]  # largest first, each file once
+    assert [Path(video.path) for video in videos] == [(tmp_path / name).resolve() for name in
+                                                      ("a/deeper/long.mkv", "b/clip.mp4", "a/clip.mp4", "solo.mov")]
+    names = [video.name for video in videos]
+    assert len(set(names)) == 4 and names[1].startswith("clip-") and names[2].startswith("clip-")
+    assert names[1] == output_name((tmp_path / "b" / "clip.mp4").resolve())
+
+
+@pytest.mark.parametrize("case", ["missing input", "photo", "empty folder", "empty list", "results parent missing",
+                                  "results is a file", "videos is results", "zero workers", "missing model",
+                                  "other settings", "address not host:port", "no cluster at address",
+                                  "videos inside results", "only earlier outputs"])
+def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, tmp_path, capsys):
+    results = tmp_path / "results"
+    video = str(media / "single_face.mp4")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.txt").write_text("# nothing yet\n")
+    (tmp_path / "file").write_text("x")
+    argv = {
+        "missing input": [str(tmp_path / "nope.mp4"), "--results", str(results)],
+        "photo": [str(media / "couple.jpg"), "--results", str(results)],
+        "empty folder": [str(tmp_path / "empty"), "--results", str(results)],
+        "empty list": [str(tmp_path / "empty.txt"), "--results", str(results)],
+        "results parent missing": [video, "--results", str(tmp_path / "no" / "results")],
+        "results is a file": [video, "--results", str(tmp_path / "file")],
+        "videos is results": [video, "--results", str(results), "--videos", str(results)],
+        "zero workers": [video, "--results", str(results), "--workers", "0"],
+        "missing model": [video, "--results", str(results), "--model", str(tmp_path / "none.onnx")],
+        "other settings": [video, "--results", str(results), "--smooth", "0.3"],
+        "address not host:port": [video, "--results", str(results), "--address", "head-node"],
+        "no cluster at address": [video, "--results", str(results), "--address", f"127.0.0.1:{_free_port()}"],
+        "videos inside results": [video, "--results", str(results), "--videos", str(results / "annotated")],
+        "only earlier outputs": [str(tmp_path), "--results", str(results), "--videos", str(tmp_path / "annotated")],
+    }[case]
+    if case == "other settings":  # a folder holding results made with the default smoothing
+        results.mkdir()
+        (results / SETTINGS_NAME).write_text(json.dumps({"smoothing": 0.6}))
+    if case == "videos inside results":
+        results.mkdir()
+    if case == "only earlier outputs":  # the input folder holds nothing but an earlier run's annotated copy
+        (tmp_path / "annotated").mkdir()
+        shutil.copy(media / "single_face.mp4", tmp_path / "annotated" / "single_face-0123abcd.mp4")
+    before = sorted(tmp_path.rglob("*"))
+    assert exit_code(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert sorted(tmp_path.rglob("*")) == before
+    assert not ray.is_initialized()
+
+
+# Ray in a loopback-only namespace.
+
+def _namespace_command() -> list[str]:
+    unshare = ["unshare", "-n", "-p", "-f", "--mount-proc"]
+    return unshare if os.geteuid() == 0 else [unshare[0], "-r", *unshare[1:]]
+
+
+@pytest.mark.skipif(IN_NAMESPACE, reason="already inside the namespace")
+def test_ray_tests_run_in_a_loopback_only_namespace(media):
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2) to make a loopback-only namespace")
+    probe = subprocess.run([*_namespace_command(), "sh", "-c", "ip link set lo up"], capture_output=True,
+                           text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a loopback-only namespace here: {' '.join(probe.stderr.split())}")
+    ray_temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's sessions and logs, removed afterwards
+    env = {**os.environ, NAMESPACE_VARIABLE: "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_temp,
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # Ray's token, so that nothing is written to ~/.ray
+    # no exec: the shell stays the namespace's first process, which reaps the processes Ray leaves orphaned
+    inner = 'ip link set lo up && "$0" -m pytest -q -p no:cacheprovider -rs "$1" -k "not loopback_only_namespace"'
+    try:
+        run = subprocess.run(
+            [*_namespace_command(), "sh", "-c", inner, sys.executable, str(Path(__file__).relative_to(PROJECT_ROOT))],
+            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=NAMESPACE_RUN_TIMEOUT_S)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    print(run.stdout[-6000:])
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert " passed" in run.stdout.splitlines()[-1] and "skipped" not in run.stdout.splitlines()[-1], run.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _ray(*arguments: str, env: dict) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "ray"), *arguments]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=RAY_COMMAND_TIMEOUT_S)
+    assert done.returncode == 0, f"{' '.join(command)}: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+    return done
+
+
+@in_namespace
+def test_two_node_cluster_on_loopback_through_address(media, tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    results = tmp_path / "results"
+    try:
+        _ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
+             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp_dir, env=env)
+        _ray("start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", env=env)
+        run = subprocess.run([sys.executable, "-m", "realtime.batch", str(media / "single_face.mp4"),
+                              str(media / "test.mp4"), "--results", str(results), "--address", f"127.0.0.1:{port}"],
+                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=RAY_COMMAND_TIMEOUT_S)
+    finally:
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], env=env, capture_output=True,
+                       timeout=RAY_COMMAND_TIMEOUT_S)  # only this namespace's Ray processes are visible
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    outcomes = manifest(results)
+    assert {outcome["status"] for outcome in outcomes.values()} == {"done"} and len(outcomes) == 2
+    assert len({outcome["node"] for outcome in outcomes.values()}) == 2  # one worker per node, one CPU each
+    assert len(pd.read_parquet(results)) == 72 + 115  # one face in every frame
+    assert "videos: 2 done, 0 skipped (complete before), 0 failed, of 2" in run.stdout
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray on this machine as the command starts it (two CPUs), shared by the tests of this module."""
+    if not IN_NAMESPACE:
+        pytest.skip("starts Ray: runs inside the loopback-only namespace")
+    connect_ray(None, 2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def first_run(local_ray, media, tmp_path_factory):
+    """A run of two workers over real clips given as files, two folders holding equal names, and an
+    annotated copy of each; returns (inputs folder, results, annotated videos, exit code, stdout)."""
+    base = tmp_path_factory.mktemp("batch")
+    for folder, clip in (("a", "single_face.mp4"), ("b", "test.mp4")):
+        (base / folder).mkdir()
+        shutil.copy(media / clip, base / folder / "clip.mp4")
+    results, annotated = base / "results", base / "annotated"
+    old_directory = Path.cwd()
+    os.chdir(media)  # files given by name get the source name the single-process command line gives them
+    try:
+        code = main(["single_face.mp4", "test.mp4", str(base / "a"), str(base / "b"), "--results", str(results),
+                     "--videos", str(annotated), "--workers", "2"])
+    finally:
+        os.chdir(old_directory)
+    return base, results, annotated, code
+
+
+@in_namespace
+def test_local_run_rows_equal_the_single_process_cli_rows(first_run, media, tmp_path, capfd):
+    base, results, annotated, code = first_run
+    assert code == 0
+    corpus = pd.read_parquet(results)  # the whole corpus in one call
+    assert sorted(corpus["source"].unique()) == sorted(["single_face.mp4", "test.mp4", str(base / "a" / "clip.mp4"),
+                                                        str(base / "b" / "clip.mp4")])
+    for clip in ("single_face.mp4", "test.mp4"):
+        expected = sorted_rows(cli_rows(media / clip, tmp_path / f"{clip}.csv"))
+        pd.testing.assert_frame_equal(sorted_rows(corpus[corpus["source"] == clip]), expected, check_dtype=False)
+    # equal names in two folders: two files, neither overwritten
+    assert len(corpus[corpus["source"] == str(base / "a" / "clip.mp4")]) == 72
+    assert len(corpus[corpus["source"] == str(base / "b" / "clip.mp4")]) == 115
+    assert len(list(results.glob("*.parquet"))) == 4 and len(list((results / DONE_FOLDER).glob("*.json"))) == 4
+    copies = sorted(video_facts(path)[:3] for path in annotated.glob("*.mp4"))
+    assert copies == [(72, 640, 360), (72, 640, 360), (115, 596, 336), (115, 596, 336)]
+    outcomes = manifest(results)
+    assert {outcome["worker"] for outcome in outcomes.values()} == {1, 2}
+    assert not list(results.glob(".*")) and not list(annotated.glob(".*"))  # no unfinished files
+
+
+@in_namespace
+def test_rerun_rewrites_nothing_and_redoes_what_was_cut_off(first_run, media, tmp_path, capsys):
+    base, first_results, first_annotated, _ = first_run
+    results, annotated = tmp_path / "results", tmp_path / "annotated"
+    shutil.copytree(first_results, results)
+    shutil.copytree(first_annotated, annotated)
+    argv = [str(media / "single_face.mp4"), str(base / "a"), str(base / "b"), "--results", str(results),
+            "--videos", str(annotated)]
+    before = file_states(results, annotated)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "videos: 0 done, 3 skipped (complete before), 0 failed, of 3" in capsys.readouterr().out
+    after = file_states(results, annotated)
+    assert {path for path in after if after[path] != before.get(path)} == {results / MANIFEST_NAME}
+
+    # cut off after its Parquet file was in place but before its marker, with a partial file left over
+    cut = output_name((base / "a" / "clip.mp4").resolve())
+    (results / DONE_FOLDER / f"{cut}.json").unlink()
+    (results / f".{cut}.parquet.0000dead.part").write_bytes(b"partial")
+    before = file_states(results, annotated)
+    assert main(argv) == 0
+    assert "videos: 1 done, 2 skipped (complete before), 0 failed, of 3" in capsys.readouterr().out
+    after = file_states(results, annotated)
+    changed = {path.name for path in after if after[path] != before.get(path)}
+    assert changed == {f"{cut}.parquet", f"{cut}.json", MANIFEST_NAME}  # its finished annotated copy is kept
+    assert not list(results.glob(".*"))
+    assert manifest(results)[str(base / "a" / "clip.mp4")]["status"] == "done"
+    assert len(pd.read_parquet(results)) == 2 * 72 + 2 * 115
+
+
+@in_namespace
+def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys, monkeypatch):
+    (tmp_path / "not_a_video.mp4").write_bytes(b"these bytes are no video at all\n" * 100)
+    (tmp_path / "cut_short.mp4").write_bytes((media / "test.mp4").read_bytes()[:4000])
+    results = tmp_path / "results"
+    monkeypatch.chdir(tmp_path)  # a relative results folder: the workers do not share this current folder
+    code = main([str(tmp_path / "not_a_video.mp4"), str(media / "single_face.mp4"), str(tmp_path / "cut_short.mp4"),
+                 "--results", "results"])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "videos: 1 done, 0 skipped (complete before), 2 failed, of 3" in out
+    outcomes = manifest(results)
+    for name in ("not_a_video.mp4", "cut_short.mp4"):
+        failed = outcomes[str(tmp_path / name)]
+        assert failed["status"] == "failed" and name in failed["error"]
+        assert f"failed: {tmp_path / name}: video" in out
+    assert outcomes[str(media / "single_face.mp4")]["status"] == "done"
+    assert len(pd.read_parquet(results)) == 72
+    assert len(list(results.glob("*.parquet"))) == 1
+
+
+def _video_analyst_pids() -> list[int]:
+    """Processes whose command line Ray has set to a VideoAnalyst actor's (Linux /proc)."""
+    found = []
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and b"VideoAnalyst" in (process / "cmdline").read_bytes():
+                found.append(int(process.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+@in_namespace
+def test_a_worker_killed_mid_video_is_retried(local_ray, media, tmp_path, capsys):
+    results = tmp_path / "results"
+    video = media / "noface_face.mov"
+    killed: list[int] = []
+
+    def kill_the_worker_once_it_writes():
+        deadline = time.monotonic() + RAY_COMMAND_TIMEOUT_S
+        while time.monotonic() < deadline and not killed:
+            if results.is_dir() and list(results.glob(f".{output_name(video)}.parquet.*.part")):
+                for pid in _video_analyst_pids():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                    except ProcessLookupError:
+                        continue
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_the_worker_once_it_writes)
+    killer.start()
+    try:
+        code = main([str(video), "--results", str(results), "--workers", "1"])
+    finally:
+        killer.join()
+    assert killed, "the worker was never seen analysing the video"
+    assert code == 0
+    assert "videos: 1 done, 0 skipped (complete before), 0 failed, of 1" in capsys.readouterr().out
+    assert not set(killed) & set(_video_analyst_pids())
+    expected = sorted_rows(cli_rows(video, tmp_path / "cli.csv").assign(source=str(video)))
+    pd.testing.assert_frame_equal(sorted_rows(pd.read_parquet(results)), expected, check_dtype=False)
+    assert not list(results.glob(".*"))  # the killed worker's partial file was removed by the retry
