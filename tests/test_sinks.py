@@ -126,10 +126,10 @@ def test_writer_places_frames_at_given_timestamps(tmp_path):
     path = tmp_path / "timed.mp4"
     info = VideoInfo(32, 32, 30.0, None, "camera")
     with H264VideoWriter(path, info) as writer:
-        for index, timestamp in enumerate([0.0, 0.1, 0.5, 0.51]):
+        for index, timestamp in enumerate([0.0, 0.1, 0.5, 0.51, 0.51]):
             writer.write(solid(32, 32, index), timestamp=timestamp)
-    # 0.51 s falls in the same 1/30 s slot as 0.5 s, so that frame moves to the next slot
-    assert probe(path)["times"] == pytest.approx([0.0, 0.1, 0.5, 0.5 + 1 / 30], abs=1e-3)
+    # times are kept to 1/90000 s; a time that does not move forward moves by one tick
+    assert probe(path)["times"] == pytest.approx([0.0, 0.1, 0.5, 0.51, 0.51 + 1 / 90000], abs=1e-6)
 
 
 def test_writer_rejects_frames_of_the_wrong_size(tmp_path):
@@ -145,14 +145,15 @@ def test_writer_refuses_a_bad_path_before_writing(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_exception_mid_write_leaves_no_file(tmp_path):
+def test_exception_mid_write_keeps_the_frames_written(tmp_path):
     info = VideoInfo(32, 32, 30.0, None, "test")
     with pytest.raises(RuntimeError):
         with H264VideoWriter(tmp_path / "out.mp4", info) as writer:
             for index in range(5):
                 writer.write(solid(32, 32, index))
             raise RuntimeError("boom")
-    assert leftovers(tmp_path) == []
+    assert probe(tmp_path / "out.mp4")["frames"] == 5
+    assert leftovers(tmp_path) == ["out.mp4"]
 
 
 def test_ctrl_c_mid_write_keeps_a_playable_file(tmp_path):
@@ -332,7 +333,7 @@ def test_no_display_on_linux_without_display(monkeypatch):
     assert display_available() is True
 
 
-def test_encoder_failure_is_reported_and_leaves_no_file(tmp_path):
+def test_encoder_failure_is_reported_and_keeps_only_what_reached_the_disk(tmp_path):
     class FullDisk:
         """Wraps the writer's container; muxing fails after a few packets, as on a full disk."""
 
@@ -354,4 +355,4 @@ def test_encoder_failure_is_reported_and_leaves_no_file(tmp_path):
         with writer:
             for index in range(300):
                 writer.write(solid(32, 32, index))
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []  # the muxer failed before its first packet, so no file was begun
