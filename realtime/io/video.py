@@ -8,6 +8,7 @@ if the run is killed, and finishes the file whatever ends the run.
 
 from __future__ import annotations
 
+import heapq
 import os
 import threading
 import time
@@ -66,7 +67,9 @@ class VideoFileSource:
             if not self._container.streams.video:
                 raise SourceError(f"video {self.path}: has no video track")
             stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # slice threads only: frame threads report a damaged packet's error packets later, on
+            # packets after the next keyframe, and a whole extra keyframe interval would be dropped
+            stream.thread_type = "SLICE"
             self.audio_path = self.path if self._container.streams.audio else None
             fps = usable_fps(stream.average_rate or stream.guessed_rate or stream.base_rate)
             self._frames = self._decode(stream, fps)
@@ -95,12 +98,19 @@ class VideoFileSource:
                 errors += 1
 
     def _decode(self, stream, fps: float) -> Iterator[Frame]:
-        """Decode frames in order, upright, with seconds since the first frame; note what is skipped."""
+        """Decode frames in order, upright, with seconds since the first frame; note what is lost.
+
+        Every packet read is expected to give the frame of its pts; frames that never come out
+        between two that do are one gap, those after the last frame are lost at the end.
+        """
         origin = None
         previous = -1.0 / fps  # time of the last frame handed out
         damaged = False  # a packet failed: drop packets up to the next keyframe
+        expected: list[int] = []  # heap of the pts of packets read whose frames are not out yet
         index = 0
         for packet in self._packets(stream):
+            if packet.dts is not None and packet.pts is not None:
+                heapq.heappush(expected, packet.pts)
             if damaged and packet.dts is not None and not packet.is_keyframe:
                 continue
             try:
@@ -108,7 +118,11 @@ class VideoFileSource:
             except (av.FFmpegError, ValueError):
                 damaged = True
                 continue
+            damaged = False
             for av_frame in decoded:
+                lost = 0
+                while av_frame.pts is not None and expected and expected[0] <= av_frame.pts:
+                    lost += heapq.heappop(expected) != av_frame.pts
                 image = np.ascontiguousarray(_upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation))
                 if av_frame.time is None:
                     timestamp = previous + 1.0 / fps
@@ -117,37 +131,36 @@ class VideoFileSource:
                     timestamp = av_frame.time - origin
                     if timestamp <= previous:  # broken or missing pts: keep time moving forward
                         timestamp = previous + 1.0 / fps
-                if damaged:
-                    self._note_gap(previous + 1.0 / fps, timestamp, fps)
-                    damaged = False
+                if lost:
+                    self._note_gap(previous + 1.0 / fps, timestamp, lost)
                 previous = timestamp
                 yield Frame(index, timestamp, image)
                 index += 1
-        self._note_short_end(stream, previous, fps, damaged)
+        self._note_end(stream, previous, fps, len(expected))
 
-    def _note_gap(self, start: float, after: float, fps: float) -> None:
-        """One issue for the damaged stretch from ``start`` up to the frame at ``after``."""
-        lost = max(1, round((after - start) * fps))
+    def _note_gap(self, start: float, after: float, lost: int) -> None:
+        """One issue for ``lost`` frames from ``start`` up to the frame at ``after``."""
         self.frames_lost += lost
         self.issues.append(f"video {self.path.name}: damaged data from {start:.2f} s to {after:.2f} s skipped "
-                           f"(about {lost} frame{'s' * (lost != 1)} lost)")
+                           f"({lost} frame{'s' * (lost != 1)} lost)")
 
-    def _note_short_end(self, stream, last: float, fps: float, damaged: bool) -> None:
-        """One issue when the frames end (the last at ``last``) before the duration the header gives."""
-        if stream.duration is not None:
-            expected = float(stream.duration * stream.time_base)
-        elif self._container.duration is not None:
-            expected = self._container.duration / av.time_base
-        else:
-            return
+    def _note_end(self, stream, last: float, fps: float, unreadable: int) -> None:
+        """One issue when frames are missing after the last one (at ``last``): ``unreadable`` read but
+        not decoded, or fewer than the duration in the file's header needs (a cut-short file)."""
         end = last + 1.0 / fps
-        lost = round((expected - end) * fps)
-        if lost < 2:
+        if stream.duration is not None:
+            header = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            header = self._container.duration / av.time_base
+        else:
+            header = end
+        missing = round((header - end) * fps)
+        lost = max(unreadable, missing if missing >= 2 else 0)
+        if not lost:
             return
         self.frames_lost += lost
-        reason = "damaged data to the end" if damaged else "the file is cut short"
-        self.issues.append(f"video {self.path.name}: frames end at {end:.2f} s but its header says "
-                           f"{expected:.2f} s: {reason} (about {lost} frames lost)")
+        self.issues.append(f"video {self.path.name}: frames end at {end:.2f} s but the file says {max(header, end):.2f} s: "
+                           f"it is cut short or damaged at the end ({lost} frame{'s' * (lost != 1)} lost)")
 
     def _produce(self) -> None:
         """Background thread: move decoded frames into the bounded queue until the end or close()."""
