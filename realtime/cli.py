@@ -280,11 +280,10 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()
-        sinks = [summary]
+        video_writer = None
         if job.output is not None and job.kind != "image":
-            sinks.append(stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path)))
-        if results_writer() is not None:
-            sinks.append(results_writer())
+            video_writer = stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path))
+        sinks = [sink for sink in (summary, results_writer(), video_writer) if sink is not None]  # rows first
         window = stack.enter_context(DisplayWindow(WINDOW_TITLE)) if show_window else None
         if window is not None:
             sinks.append(window)

@@ -1,7 +1,7 @@
 """Fault injection on real media, encoders and processes: what was analysed is kept (docs/reliability.md).
 
 Signals go to a real ``python -m realtime``; damaged, cut-short and variable-frame-rate videos are
-made here from ../shared/media; the full disk is a real 2 MB tmpfs (skipped where mounting is not
+made here from ../shared/media; the full disk is a real 512 KB tmpfs (skipped where mounting is not
 allowed); the stalling camera stands in for cv2.VideoCapture only.
 """
 
@@ -300,10 +300,10 @@ def test_a_folder_keeps_every_file_when_one_fails_part_way(media, tiny_model, tm
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 2 MB tmpfs, or skip where mounting is not allowed."""
+    """A real 512 KB tmpfs, or skip where mounting is not allowed."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or mounted.returncode}")

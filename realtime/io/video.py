@@ -109,7 +109,7 @@ class VideoFileSource:
         expected: list[int] = []  # heap of the pts of packets read whose frames are not out yet
         index = 0
         for packet in self._packets(stream):
-            if packet.dts is not None and packet.pts is not None:
+            if packet.dts is not None and packet.pts is not None and not packet.is_discard:  # (edit lists)
                 heapq.heappush(expected, packet.pts)
             if damaged and packet.dts is not None and not packet.is_keyframe:
                 continue
@@ -422,7 +422,9 @@ class H264VideoWriter:
         if self.frames_written == 0:
             remove_quietly(self.path)
             raise OutputError(f"{self.path}: no frames were written")
-        self._raise_if_failed()
+        if self._error is not None:
+            _drop_incomplete_fragment(self.path)
+            self._raise_if_failed()
         _rewrite_with_index_in_front(self.path)
 
     def _close_container(self) -> None:
@@ -469,6 +471,28 @@ class _PeriodicSync:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _drop_incomplete_fragment(path: Path) -> None:
+    """Cut a fragmented MP4 whose writing failed (e.g. a full disk) after its last complete fragment,
+    so that it plays to its end."""
+    try:
+        with open(path, "r+b") as file:
+            size = os.fstat(file.fileno()).st_size
+            position = complete = 0
+            while position + 8 <= size:
+                file.seek(position)
+                length, kind = int.from_bytes(file.read(4), "big"), file.read(4)
+                if length == 1:
+                    length = int.from_bytes(file.read(8), "big")
+                if length < 8 or position + length > size:
+                    break
+                position += length
+                if kind != b"moof":  # a fragment is complete once its mdat is
+                    complete = position
+            file.truncate(complete)
+    except OSError:  # the file stays as it is; players stop at the damaged end
+        pass
 
 
 def _rewrite_with_index_in_front(path: Path) -> None:
