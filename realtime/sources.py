@@ -4,9 +4,9 @@ Every source is a context manager with ``info`` (a ``VideoInfo``), ``live`` (fra
 now, so the loop keeps their capture times and never waits for old ones), ``audio_path`` (a file
 whose audio an annotated copy can carry, or None) and iterates ``Frame``s. Files are checked before
 a decoder sees them and the first frame is read up front, so a bad source fails immediately with a
-one-line ``SourceError`` that names it. Video files and cameras also have ``issues`` (a line for
-each damaged stretch skipped, a cut-short end, a camera outage) and ``frames_lost``, complete once
-the iteration has ended.
+one-line ``SourceError`` that names it. Video files and cameras also have ``issues``: a line for
+each damaged stretch skipped, a cut-short end or a camera outage, complete once the iteration has
+ended (video files count the frames lost in ``frames_lost``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import av
 import numpy as np
 import pytest
 
+import realtime.io.video
 import realtime.sources
 from realtime.cli import main
 from realtime.io.camera import CameraSource
@@ -296,6 +297,35 @@ def test_a_folder_keeps_every_file_when_one_fails_part_way(media, tiny_model, tm
     problems = captured.out.split("incomplete (2 problems; everything analysed is kept in the outputs):")[1]
     assert "b.mp4" in problems and "cut short" in problems and "skipped" in problems and "d.mp4" in problems
     assert len(warnings(captured.err)) == 2
+
+
+def test_a_decoder_failure_part_way_keeps_that_files_frames_and_the_next_files(media, tiny_model, tmp_path,
+                                                                              monkeypatch, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (folder / name).symlink_to(media / "single_face.mp4")
+    upright, calls = realtime.io.video._upright, []
+
+    def failing_at_frame_30_of_b(image, rotation):
+        calls.append(None)
+        if len(calls) == 72 + 30:  # files are decoded one after the other
+            raise RuntimeError("simulated decoder failure")
+        return upright(image, rotation)
+
+    monkeypatch.setattr(realtime.io.video, "_upright", failing_at_frame_30_of_b)
+    out, results = tmp_path / "out", tmp_path / "all.csv"
+    assert main([str(folder), "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) \
+        == EXIT_CODES["folder file fails part way"]
+    captured = capsys.readouterr()
+    [warning] = warnings(captured.err)
+    assert warning.startswith("warning: b.mp4: stopped after 29 frames (video ") and "simulated" in warning
+    assert [len(played(out / name)) for name in ("a.mp4", "b.mp4", "c.mp4")] == [72, 29, 72]
+    counts = {}
+    for row in rows(results):
+        counts[row["source"]] = counts.get(row["source"], 0) + 1
+    assert counts == {"a.mp4": 72, "b.mp4": 29, "c.mp4": 72}
+    assert "incomplete (1 problem" in captured.out and "b.mp4: stopped after 29 frames" in captured.out
 
 
 @pytest.fixture

@@ -67,7 +67,6 @@ class CameraSource:
         self.frame_timeout = frame_timeout
         self.reconnect_for = reconnect_for
         self.issues: list[str] = []
-        self.frames_lost = 0  # frames are not counted while a camera is away; outages are in ``issues``
         capture, image = self._open()
         if capture is None:
             others = [i for i in available_cameras() if i != index]
