@@ -292,18 +292,16 @@ def test_results_jsonl_round_trip(tmp_path):
     assert (rows[2]["x1"], rows[2]["y2"], rows[2]["source"]) == (12, 71, "cam")
 
 
-def test_results_keep_partial_rows_on_ctrl_c_and_nothing_on_errors(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        with ResultsWriter(tmp_path / "partial.csv", CLASSES) as writer:
-            writer.write(replace(FRAMES[0], source="clip"))
-            raise KeyboardInterrupt
-    with open(tmp_path / "partial.csv", newline="") as file:
+def test_results_keep_the_rows_written_whatever_ends_the_run(tmp_path):
+    for name, stop in [("interrupted.csv", KeyboardInterrupt()), ("failed.jsonl", RuntimeError("boom"))]:
+        with pytest.raises(type(stop)):
+            with ResultsWriter(tmp_path / name, CLASSES) as writer:
+                writer.write(replace(FRAMES[0], source="clip"))
+                raise stop
+    with open(tmp_path / "interrupted.csv", newline="") as file:
         assert len(list(csv.DictReader(file))) == 2
-    with pytest.raises(RuntimeError):
-        with ResultsWriter(tmp_path / "failed.jsonl", CLASSES) as writer:
-            writer.write(replace(FRAMES[0], source="clip"))
-            raise RuntimeError("boom")
-    assert leftovers(tmp_path) == ["partial.csv"]
+    assert len((tmp_path / "failed.jsonl").read_text().splitlines()) == 2
+    assert leftovers(tmp_path) == ["failed.jsonl", "interrupted.csv"]
 
 
 def test_results_writer_checks_its_input(tmp_path):
@@ -311,10 +309,11 @@ def test_results_writer_checks_its_input(tmp_path):
         ResultsWriter(tmp_path / "results.txt", CLASSES)
     with pytest.raises(ValueError, match="clash"):
         ResultsWriter(tmp_path / "results.csv", ["label", "happy"])
+    assert leftovers(tmp_path) == []
     with pytest.raises(ValueError, match="3 classes"):
         with ResultsWriter(tmp_path / "results.csv", CLASSES) as writer:
             writer.write(replace(FrameResult(0, 0.0, [face(1, (0, 0, 1, 1), [0.5, 0.5])]), source="clip"))
-    assert leftovers(tmp_path) == []
+    assert (tmp_path / "results.csv").read_text().splitlines() == [",".join([*RESULT_COLUMNS, *CLASSES])]
 
 
 # --- window --------------------------------------------------------------------------------------
