@@ -14,7 +14,7 @@ from pathlib import Path
 from realtime.annotator import EmotionAnnotator
 from realtime.detector import DEFAULT_MIN_CONFIDENCE
 from realtime.errors import EmotionTracerError, OutputError, SourceError
-from realtime.io.camera import CAMERA_RECONNECT_S
+from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="stop after N frames of each source")
     cameras = parser.add_argument_group("cameras")
     cameras.add_argument("--reconnect-for", type=_seconds, default=CAMERA_RECONNECT_S, metavar="SECONDS",
-                         help="how long a camera that stalls (no frame for 5 s) or goes away is reopened "
+                         help=f"how long a camera that stalls (no frame for {CAMERA_FRAME_TIMEOUT_S:g} s) or goes away is reopened "
                               "before the run ends, keeping what was recorded; 0 gives up at once "
                               f"(default: {CAMERA_RECONNECT_S:g})")
     return parser

@@ -305,8 +305,8 @@ class H264VideoWriter:
     variable frame rates and gaps in the source stay as they were and the audio stays in sync.
     Odd widths or heights are padded by one replicated pixel row/column, as 4:2:0 H.264 needs even
     sizes. With ``audio_source``, that file's first audio track (if any) is copied in, trimmed to
-    the written video. Whatever ends the ``with`` block, the frames written so far are kept; only
-    a writer that got no frame leaves no file.
+    the written video. Whatever ends the ``with`` block, the frames written so far are kept; a
+    writer that got no frame makes no file.
     """
 
     def __init__(
@@ -347,8 +347,7 @@ class H264VideoWriter:
             if audio_source is not None and has_audio(Path(audio_source)):
                 self._audio = _AudioTrack(Path(audio_source), self._container)
         except (av.FFmpegError, OSError, ValueError) as error:
-            self._close_container()
-            remove_quietly(self.path)
+            self._close_container()  # nothing was muxed, so the file was not touched
             raise OutputError(f"{self.path}: cannot set up the encoder ({one_line(error)})") from error
         self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
         self._thread.start()
@@ -408,7 +407,7 @@ class H264VideoWriter:
         """Encode what is queued, finish the file and rewrite it with its index in front.
 
         Raises OutputError, keeping what was written, when writing failed; with no frame at all
-        the file is removed.
+        no file is made (one already at ``path`` stays as it was).
         """
         if self._finished:
             return
@@ -419,8 +418,7 @@ class H264VideoWriter:
             self._close_container()
         except (av.FFmpegError, OSError) as error:
             self._error = self._error or error
-        if self.frames_written == 0:
-            remove_quietly(self.path)
+        if self.frames_written == 0:  # the muxer creates the file with its first packet: none was made
             raise OutputError(f"{self.path}: no frames were written")
         if self._error is not None:
             _drop_incomplete_fragment(self.path)
