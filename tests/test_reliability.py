@@ -357,14 +357,17 @@ def test_a_full_disk_fails_the_run_and_keeps_what_was_written(long_clip, tiny_mo
     assert [int(row["frame"]) for row in rows(results)] == list(range(frames))
 
 
-@pytest.mark.parametrize("option", ["-o", "-r"])
-def test_an_unwritable_output_is_refused_before_any_work(media, tiny_model, option, capsys):
-    target = "/proc/emotion_tracer_out" + (".mp4" if option == "-o" else ".csv")
-    assert main(["--video", str(media / "single_face.mp4"), option, target, "--model", str(tiny_model)]) \
-        == EXIT_CODES["unwritable output"]
+@pytest.mark.parametrize("case", ["video", "results", "folder"])
+def test_an_unwritable_output_is_refused_before_any_work(media, tiny_model, tmp_path, case, capsys):
+    source, target = str(media / "single_face.mp4"), "/proc/emotion_tracer_out"
+    argv = {"video": [source, "-o", f"{target}.mp4"], "results": [source, "-r", f"{target}.csv"],
+            "folder": [str(tmp_path), "-o", f"{target}/"]}[case]  # /proc accepts no new folder either
+    (tmp_path / "a.mp4").symlink_to(media / "single_face.mp4")
+    assert main([*argv, "--model", str(tiny_model)]) == EXIT_CODES["unwritable output"]
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"error: {target}: cannot write it") and captured.err.count("\n") == 1
-    assert captured.out == ""
+    assert captured.err.startswith(f"error: {target}") and "cannot" in captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
 
 
 def test_the_exit_codes_are_in_the_help_and_the_fault_table_matches_the_tests():
