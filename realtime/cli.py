@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,8 +367,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                     _problem(summary, f"skipped {error}")  # one unreadable file does not stop a folder
     except KeyboardInterrupt as stop:
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"
-        print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
-        print(summary.format())
+        with suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
+            print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
+            print(summary.format())
         return 128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED
     except Exception as error:  # a failure while processing: outputs kept, one error line
         if not summary.frames and isinstance(error, EmotionTracerError):
