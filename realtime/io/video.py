@@ -136,7 +136,7 @@ class VideoFileSource:
                 previous = timestamp
                 yield Frame(index, timestamp, image)
                 index += 1
-        self._note_end(stream, previous, fps, len(expected))
+        self._note_end(stream, previous, index, fps, len(expected))
 
     def _note_gap(self, start: float, after: float, lost: int) -> None:
         """One issue for ``lost`` frames from ``start`` up to the frame at ``after``."""
@@ -144,17 +144,21 @@ class VideoFileSource:
         self.issues.append(f"video {self.path.name}: damaged data from {start:.2f} s to {after:.2f} s skipped "
                            f"({lost} frame{'s' * (lost != 1)} lost)")
 
-    def _note_end(self, stream, last: float, fps: float, unreadable: int) -> None:
-        """One issue when frames are missing after the last one (at ``last``): ``unreadable`` read but
-        not decoded, or fewer than the duration in the file's header needs (a cut-short file)."""
-        end = last + 1.0 / fps
+    def _note_end(self, stream, last: float, frames: int, fps: float, unreadable: int) -> None:
+        """One issue when frames are missing after the last of ``frames`` (at ``last``): ``unreadable``
+        read but not decoded, or fewer than the duration in the file's header needs (a cut-short file).
+
+        The missing frames are counted at the rate of the frames decoded (the header's rate can be wrong).
+        """
+        interval = last / (frames - 1) if frames > 1 and last > 0 else 1.0 / fps
+        end = last + interval
         if stream.duration is not None:
             header = float(stream.duration * stream.time_base)
         elif self._container.duration is not None:
             header = self._container.duration / av.time_base
         else:
             header = end
-        missing = round((header - end) * fps)
+        missing = round((header - end) / interval)
         lost = max(unreadable, missing if missing >= 2 else 0)
         if not lost:
             return
