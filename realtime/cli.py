@@ -297,8 +297,9 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
             done = last.frame.index + 1 if last is not None else 0
             _problem(summary, f"{name}: stopped after {done} frame{'s' * (done != 1)} ({error}); "
                               "the outputs keep those frames")
-        for issue in getattr(source, "issues", ()):
-            _problem(summary, issue)
+        finally:  # also when interrupted: what was lost before is reported
+            for issue in getattr(source, "issues", ()):
+                _problem(summary, issue)
         if job.kind == "image" and job.output is not None and last is not None:
             write_image(job.output, last.annotated)
         if window is not None and job.kind == "image" and last is not None:
