@@ -310,7 +310,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
 def _problem(summary: RunSummary, problem: str) -> None:
     """A warning now and a line in the summary's problems."""
     summary.note(problem)
-    print(f"warning: {summary.problems[-1]}", file=sys.stderr)
+    with suppress(OSError):  # a terminal closed (SIGHUP) must not turn a warning into a failure
+        print(f"warning: {summary.problems[-1]}", file=sys.stderr)
 
 
 def _error(message: str) -> None:
