@@ -282,7 +282,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         notes.clear()
         video_writer = None
         if job.output is not None and job.kind != "image":
-            video_writer = stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path))
+            video_writer = stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path,
+                                                               live=source.live))
         sinks = [sink for sink in (summary, results_writer(), video_writer) if sink is not None]  # rows first
         window = stack.enter_context(DisplayWindow(WINDOW_TITLE)) if show_window else None
         if window is not None:

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+import time
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -130,6 +131,26 @@ def test_writer_places_frames_at_given_timestamps(tmp_path):
             writer.write(solid(32, 32, index), timestamp=timestamp)
     # times are kept to 1/90000 s; a time that does not move forward moves by one tick
     assert probe(path)["times"] == pytest.approx([0.0, 0.1, 0.5, 0.51, 0.51 + 1 / 90000], abs=1e-6)
+
+
+def frames_on_disk(path: Path) -> int:
+    """How many frames a player decodes from a file being written (0 before its first fragment)."""
+    try:
+        return probe(path)["frames"]
+    except (av.FFmpegError, OSError):
+        return 0
+
+
+def test_a_slow_live_recording_is_on_disk_within_about_a_second(tmp_path):
+    path = tmp_path / "live.mp4"
+    with H264VideoWriter(path, VideoInfo(64, 48, 30.0, None, "camera"), live=True) as writer:
+        for index in range(30):  # 6 s of a camera that gives 5 frames a second
+            writer.write(solid(64, 48, index), timestamp=index * 0.2)
+        deadline = time.monotonic() + 60  # the encoder thread catching up, not a speed requirement
+        while frames_on_disk(path) < 25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert frames_on_disk(path) >= 25  # all but the last second, while the file is still open
+    assert probe(path)["frames"] == 30
 
 
 def test_writer_rejects_frames_of_the_wrong_size(tmp_path):

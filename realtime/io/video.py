@@ -31,7 +31,9 @@ VIDEO_SUFFIXES = frozenset(
 VIDEO_OUTPUT_SUFFIXES = (".mp4",)
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3"})  # copied as they are; other audio is re-encoded to AAC
 TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source's frame times
-FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+# while writing: a fragment at each keyframe and at least every second of video, written out at once
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
+                  "flush_packets": "1"}
 SYNC_SECONDS = 1.0  # written data is fsynced at least this often
 MAX_READ_ERRORS = 100  # consecutive unreadable packets after which a file is given up as cut short
 _END = object()
@@ -309,7 +311,8 @@ class H264VideoWriter:
     variable frame rates and gaps in the source stay as they were and the audio stays in sync.
     Odd widths or heights are padded by one replicated pixel row/column, as 4:2:0 H.264 needs even
     sizes. With ``audio_source``, that file's first audio track (if any) is copied in, trimmed to
-    the written video. Whatever ends the ``with`` block, the frames written so far are kept; a
+    the written video. ``live`` (a camera) encodes without look-ahead, so that frames are on disk
+    within about a second even when they come slowly. Whatever ends the ``with`` block, the frames written so far are kept; a
     writer that got no frame makes no file.
     """
 
@@ -321,6 +324,7 @@ class H264VideoWriter:
         preset: str = "veryfast",
         crf: int = 23,
         queue_size: int = 8,
+        live: bool = False,
     ):
         self.path = check_output_path(path, VIDEO_OUTPUT_SUFFIXES)
         self.info = info
@@ -343,6 +347,8 @@ class H264VideoWriter:
             # a keyframe, and so a fragment, every second; no B-frames, whose delay would shift every
             # frame's time in a fragmented MP4 (it has no edit list to take it back)
             options = {"preset": preset, "crf": str(crf), "g": str(max(1, round(info.fps))), "bf": "0"}
+            if live:  # no look-ahead: a slow live source's frames reach the file without waiting for ~11 more
+                options["tune"] = "zerolatency"
             self._video = self._container.add_stream("libx264", rate=self._rate, options=options)
             self._video.width = info.width + self._pad[1]
             self._video.height = info.height + self._pad[0]
