@@ -35,7 +35,6 @@ TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source'
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
                   "flush_packets": "1"}
 SYNC_SECONDS = 1.0  # written data is fsynced at least this often
-MAX_READ_ERRORS = 100  # consecutive unreadable packets after which a file is given up as cut short
 _END = object()
 _STOP = None
 
@@ -46,8 +45,8 @@ class VideoFileSource:
     Frames come out upright (rotation metadata applied) with timestamps from their pts, so gaps
     and variable frame rates show. Damaged stretches are skipped: a packet that does not decode
     is dropped with everything up to the next keyframe. Each skipped stretch, and a file that
-    ends before the duration its header gives, adds one line to ``issues`` and its estimated
-    frames to ``frames_lost`` (both complete once the iteration has ended). Iterate once;
+    ends before the duration its header gives, adds one line to ``issues`` and the frames it
+    lost to ``frames_lost`` (both complete once the iteration has ended). Iterate once;
     ``close()`` (or the ``with`` block) stops the decoder.
     """
 
@@ -69,8 +68,8 @@ class VideoFileSource:
             if not self._container.streams.video:
                 raise SourceError(f"video {self.path}: has no video track")
             stream = self._container.streams.video[0]
-            # slice threads only: frame threads report a damaged packet's error packets later, on
-            # packets after the next keyframe, and a whole extra keyframe interval would be dropped
+            # slice threads only: frame threads report a damaged packet's error late, on a packet
+            # after the next keyframe, and a whole extra keyframe interval would be dropped
             stream.thread_type = "SLICE"
             self.audio_path = self.path if self._container.streams.audio else None
             fps = usable_fps(stream.average_rate or stream.guessed_rate or stream.base_rate)
@@ -88,16 +87,11 @@ class VideoFileSource:
         self._thread.start()
 
     def _packets(self, stream) -> Iterator[av.Packet]:
-        """The stream's packets; a read error skips ahead, too many in a row end the file."""
-        errors = 0
-        while errors < MAX_READ_ERRORS:
-            try:
-                for packet in self._container.demux(stream):
-                    errors = 0
-                    yield packet
-                return
-            except av.FFmpegError:
-                errors += 1
+        """The stream's packets, up to the end of the file or up to where it can no longer be read."""
+        try:
+            yield from self._container.demux(stream)
+        except av.FFmpegError:  # what was read stays; _note_end reports the rest as lost
+            return
 
     def _decode(self, stream, fps: float) -> Iterator[Frame]:
         """Decode frames in order, upright, with seconds since the first frame; note what is lost.
@@ -301,19 +295,20 @@ class _AudioTrack:
 class H264VideoWriter:
     """Writes BGR frames to a browser-playable MP4: H.264 (libx264, yuv420p), index in front.
 
-    While frames come in, the file at ``path`` is a fragmented MP4 with a keyframe and a fragment
-    about every second, each flushed to disk as soon as it is complete: a run that is killed (even
-    with kill -9) leaves a file that plays up to its last fragment. ``close()`` rewrites it as a
-    normal MP4 with the index in front (+faststart, a stream copy); when that rewrite cannot be
-    done (disk full), the fragmented file is kept, which plays as well.
+    While frames come in, the file at ``path`` is a fragmented MP4 with a keyframe every second
+    and a fragment at least every second of video, each written out as soon as it is complete and
+    fsynced about once a second: a run that is killed (even with kill -9) leaves a file that plays
+    up to its last fragment. ``close()`` rewrites it as a normal MP4 with the index in front
+    (+faststart, a stream copy); when that rewrite cannot be done (disk full), the fragmented
+    file is kept, which plays as well.
 
     Frames are encoded in a background thread (bounded queue). Frames keep their timestamps, so
     variable frame rates and gaps in the source stay as they were and the audio stays in sync.
     Odd widths or heights are padded by one replicated pixel row/column, as 4:2:0 H.264 needs even
     sizes. With ``audio_source``, that file's first audio track (if any) is copied in, trimmed to
     the written video. ``live`` (a camera) encodes without look-ahead, so that frames are on disk
-    within about a second even when they come slowly. Whatever ends the ``with`` block, the frames written so far are kept; a
-    writer that got no frame makes no file.
+    within about a second even when they come slowly. Whatever ends the ``with`` block, the
+    frames written so far are kept; a writer that got no frame makes no file.
     """
 
     def __init__(
@@ -344,8 +339,8 @@ class H264VideoWriter:
             raise OutputError(f"{self.path}: cannot create it ({one_line(error)})") from error
         self._sync = _PeriodicSync(self.path)
         try:
-            # a keyframe, and so a fragment, every second; no B-frames, whose delay would shift every
-            # frame's time in a fragmented MP4 (it has no edit list to take it back)
+            # a keyframe every second; no B-frames, whose delay would shift every frame's time in a
+            # fragmented MP4 (it has no edit list to take it back)
             options = {"preset": preset, "crf": str(crf), "g": str(max(1, round(info.fps))), "bf": "0"}
             if live:  # no look-ahead: a slow live source's frames reach the file without waiting for ~11 more
                 options["tune"] = "zerolatency"
@@ -366,7 +361,7 @@ class H264VideoWriter:
         """Queue one (H, W, 3) uint8 BGR frame of the size in ``info``.
 
         The frame is shown at ``timestamp`` (seconds since the start); without one, frames are
-        spaced 1/fps apart. A timestamp that does not move forward moves to the next tick.
+        spaced 1/fps apart. A timestamp that does not move forward moves to the next tick (1/90000 s).
         """
         expected = (self.info.height, self.info.width, 3)
         if image_bgr.shape != expected or image_bgr.dtype != np.uint8:
