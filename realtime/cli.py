@@ -48,7 +48,7 @@ What was analysed is always kept: outputs are written as the run goes (a killed 
 playable video and the rows up to its last second) and are finished whatever ends the run.
 
 exit codes:
-  0    done: every frame of every source analysed
+  0    done: every frame asked for analysed, nothing lost
   1    failed part way (e.g. disk full): outputs kept up to the failure, the error says why
   2    bad input or options, refused before any work: nothing written
   3    done with problems: damaged stretches skipped, a video cut short, a camera lost, files of a
