@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from realtime.annotator import EmotionAnnotator
 from realtime.detector import DEFAULT_MIN_CONFIDENCE
 from realtime.errors import EmotionTracerError, OutputError, SourceError
-from realtime.io.files import check_output_path
+from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
+from realtime.io.files import check_output_folder, check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, H264VideoWriter
@@ -21,7 +24,8 @@ from realtime.pipeline import EmotionAnalyzer, process_source
 from realtime.sources import list_media, media_kind, open_source, parse_source
 from realtime.summary import RunSummary
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 WINDOW_TITLE = "Emotion Tracer (q or Esc quits)"
 
 EXAMPLES = """\
@@ -40,8 +44,17 @@ examples:
       a short clip built from a sample face photo, no camera or file needed
 
 Without --output nothing is written except --results; a summary of the faces is printed at the end.
-Exit codes: 0 done, 1 failed while processing, 2 bad input or options, 130 interrupted (Ctrl-C;
-outputs written so far are finished and kept).
+What was analysed is always kept: outputs are written as the run goes (a killed run leaves a
+playable video and the rows up to its last second) and are finished whatever ends the run.
+
+exit codes:
+  0    done: every frame asked for analysed, nothing lost
+  1    failed part way (e.g. disk full): outputs kept up to the failure, the error says why
+  2    bad input or options, refused before any work: nothing written
+  3    done with problems: damaged stretches skipped, a video cut short, a camera lost, files of a
+       folder that could not be read; the summary lists them, everything analysed is kept
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM (kill, timeout, docker stop); 129 by SIGHUP
+       (terminal closed): outputs finished and kept, summary printed
 """
 
 
@@ -68,6 +81,16 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds >= 0")
+    return value
 
 
 def _camera_index(text: str) -> int:
@@ -127,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "decoding and encoding, which run alongside (default: 1)")
     analysis.add_argument("--max-frames", type=_positive_int, metavar="N",
                           help="stop after N frames of each source")
+    cameras = parser.add_argument_group("cameras")
+    cameras.add_argument("--reconnect-for", type=_seconds, default=CAMERA_RECONNECT_S, metavar="SECONDS",
+                         help=f"how long a camera that stalls (no frame for {CAMERA_FRAME_TIMEOUT_S:g} s) or goes away is reopened "
+                              "before the run ends, keeping what was recorded; 0 gives up at once "
+                              f"(default: {CAMERA_RECONNECT_S:g})")
     return parser
 
 
@@ -189,6 +217,7 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
             raise OutputError(f"{output}: folder {output.parent} does not exist")
         if output.exists() and _same_file(output, folder):
             raise OutputError(f"{output}: is the input folder; choose another output folder")
+        check_output_folder(output)
     jobs, targets = [], {}
     for path in files:
         kind = media_kind(path)
@@ -207,30 +236,71 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
     return jobs
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, taken like Ctrl-C: the outputs are finished, then the exit code is 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_signals():
+    """Within the block, SIGTERM and SIGHUP raise Stopped in the main thread; once, so that a repeat
+    does not break off finishing the outputs (SIGKILL still does; the outputs stay playable)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
              notes: list[str]) -> None:
-    """Process one source into its outputs; Ctrl-C finishes the outputs and propagates.
+    """Process one source into its outputs, which are finished (kept) whatever ends it.
 
-    ``notes`` are printed (and emptied) once the source is open.
+    ``notes`` are printed (and emptied) once the source is open; ``results_writer()`` gives the
+    results writer, created then. A source that fails part way, and what a source reports as lost
+    (``issues``), become warnings and problems in ``summary``. A SourceError means the source
+    could not be opened: nothing of it was analysed.
     """
     with ExitStack() as stack:
-        source = stack.enter_context(open_source(job.spec, job.kind))
+        source = stack.enter_context(open_source(job.spec, job.kind, reconnect_for=args.reconnect_for))
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()
-        sinks = [summary]
-        if results_writer is not None:
-            sinks.append(results_writer)
+        video_writer = None
         if job.output is not None and job.kind != "image":
-            sinks.append(stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path)))
+            video_writer = stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path,
+                                                               live=source.live))
+        sinks = [sink for sink in (summary, results_writer(), video_writer) if sink is not None]  # rows first
         window = stack.enter_context(DisplayWindow(WINDOW_TITLE)) if show_window else None
         if window is not None:
             sinks.append(window)
+        name = source_name or Path(source.info.source).name
         last = None
-        for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,
-                                   max_frames=args.max_frames, progress=job.kind != "image"):
-            pass
+        try:
+            for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,
+                                       max_frames=args.max_frames, progress=job.kind != "image"):
+                pass
+        except SourceError as error:  # failed part way: what was analysed before is kept
+            done = last.frame.index + 1 if last is not None else 0
+            _problem(summary, f"{name}: stopped after {done} frame{'s' * (done != 1)} ({error}); "
+                              "the outputs keep those frames")
+        finally:  # also when interrupted: what was lost before is reported
+            for issue in getattr(source, "issues", ()):
+                _problem(summary, issue)
         if job.kind == "image" and job.output is not None and last is not None:
             write_image(job.output, last.annotated)
         if window is not None and job.kind == "image" and last is not None:
@@ -238,12 +308,19 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
                 time.sleep(0.05)
 
 
+def _problem(summary: RunSummary, problem: str) -> None:
+    """A warning now and a line in the summary's problems."""
+    summary.note(problem)
+    with suppress(OSError):  # a terminal closed (SIGHUP) must not turn a warning into a failure
+        print(f"warning: {summary.problems[-1]}", file=sys.stderr)
+
+
 def _error(message: str) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (see EXAMPLES)."""
     args = build_parser().parse_args(argv)
     try:
         jobs, folder = _plan(args)
@@ -259,17 +336,28 @@ def main(argv: list[str] | None = None) -> int:
     except EmotionTracerError as error:
         _error(error)
         return EXIT_USAGE
+    with _stop_signals():
+        return _run(args, jobs, folder, detector_range, show_window, notes)
 
+
+def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range: str, show_window: bool,
+         notes: list[str]) -> int:
+    """Run the planned jobs; every ending finishes the outputs and prints the summary once work has begun."""
     summary = RunSummary()
-    skipped: list[str] = []
     try:
         with ExitStack() as stack:
             analyzer = stack.enter_context(EmotionAnalyzer(
                 args.model, detector_range=detector_range, min_confidence=args.min_confidence,
                 smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads))
             annotator = EmotionAnnotator()
-            results_writer = (stack.enter_context(ResultsWriter(args.results, analyzer.classes))
-                              if args.results is not None else None)
+            opened = []
+
+            def results_writer() -> ResultsWriter | None:
+                """The results file, created once the first source is open (bad input writes nothing)."""
+                if args.results is not None and not opened:
+                    opened.append(stack.enter_context(ResultsWriter(args.results, analyzer.classes)))
+                return opened[0] if opened else None
+
             if folder and args.output is not None:
                 args.output.mkdir(exist_ok=True)
             for job in jobs:
@@ -279,20 +367,23 @@ def main(argv: list[str] | None = None) -> int:
                 except SourceError as error:
                     if not folder:
                         raise
-                    skipped.append(job.spec.name)  # one unreadable file does not stop a folder
-                    print(f"warning: skipped {' '.join(str(error).split())}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\ninterrupted: outputs written so far are kept", file=sys.stderr)
-        print(summary.format())
-        return EXIT_INTERRUPTED
-    except EmotionTracerError as error:
-        _error(error)
-        return EXIT_FAILED if summary.frames else EXIT_USAGE  # bad input, or a failure part way
-    except Exception as error:  # a failure while processing: one line; unfinished outputs are discarded
-        _error(f"{type(error).__name__}: {error}")
+                    _problem(summary, f"skipped {error}")  # one unreadable file does not stop a folder
+    except KeyboardInterrupt as stop:
+        name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"
+        with suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
+            print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
+            print(summary.format())
+        return 128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED
+    except Exception as error:  # a failure while processing: outputs kept, one error line
+        if not summary.frames and isinstance(error, EmotionTracerError):
+            _error(error)
+            return EXIT_USAGE  # bad input found on opening it: nothing was written
+        if summary.frames:
+            print(summary.format())
+        _error(error if isinstance(error, EmotionTracerError) else f"{type(error).__name__}: {error}")
         return EXIT_FAILED
     print(summary.format())
-    if skipped:
-        _error(f"{len(skipped)} of {len(jobs)} files could not be read: {', '.join(skipped)}")
+    if summary.problems and not summary.frames:
+        _error(f"nothing could be analysed: {summary.problems[-1]}")
         return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_PARTIAL if summary.problems else EXIT_OK

@@ -2,7 +2,8 @@
 
 Sinks: ``realtime.io.video.H264VideoWriter`` (annotated video), ``realtime.io.results_file.ResultsWriter``
 (CSV/JSONL rows), ``realtime.io.window.DisplayWindow`` (on screen) and ``realtime.summary.RunSummary``.
-File sinks are context managers that finish their file on success and on Ctrl-C.
+File sinks are context managers that finish their file whatever ends the ``with`` block, keeping
+what was written (see docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Every source is a context manager with ``info`` (a ``VideoInfo``), ``live`` (fra
 now, so the loop keeps their capture times and never waits for old ones), ``audio_path`` (a file
 whose audio an annotated copy can carry, or None) and iterates ``Frame``s. Files are checked before
 a decoder sees them and the first frame is read up front, so a bad source fails immediately with a
-one-line ``SourceError`` that names it.
+one-line ``SourceError`` that names it. Video files and cameras also have ``issues``: a line for
+each damaged stretch skipped, a cut-short end or a camera outage, complete once the iteration has
+ended (video files count the frames lost in ``frames_lost``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Iterator, Protocol, runtime_checkable
 from PIL import Image
 
 from realtime.errors import SourceError
-from realtime.io.camera import CameraSource
+from realtime.io.camera import CAMERA_RECONNECT_S, CameraSource
 from realtime.io.images import IMAGE_SUFFIXES, ImageSource
 from realtime.io.video import VIDEO_SUFFIXES, VideoFileSource
 from realtime.types import Frame, VideoInfo
@@ -75,12 +77,14 @@ def list_media(folder: Path | str) -> list[Path]:
     return files
 
 
-def open_source(spec: str | int | Path, kind: str | None = None) -> Source:
+def open_source(spec: str | int | Path, kind: str | None = None,
+                reconnect_for: float = CAMERA_RECONNECT_S) -> Source:
     """Open a camera index, a photo, a video file or the demo clip: the one place a source is interpreted.
 
     ``kind`` ("camera", "image", "video" or "demo") forces how ``spec`` is read, as the command
     line's --camera/--image/--video/--demo do; without it, digits mean a camera and files are
-    told apart by ``media_kind``.
+    told apart by ``media_kind``. A camera that stalls or goes away is reopened for up to
+    ``reconnect_for`` seconds before its recording ends.
     """
     if kind == "demo":
         from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
@@ -91,7 +95,7 @@ def open_source(spec: str | int | Path, kind: str | None = None) -> Source:
     if kind is None:
         kind = "camera" if isinstance(spec, int) else media_kind(spec)
     if kind == "camera":
-        return CameraSource(int(spec))
+        return CameraSource(int(spec), reconnect_for=reconnect_for)
     path = Path(spec)
     if path.is_dir():
         raise SourceError(f"{path}: is a folder; list its files with list_media() and open them one by one", path)

@@ -38,6 +38,11 @@ class RunSummary:
     seconds: float = 0.0  # time spent reading and processing frames
     sources: list[str] = field(default_factory=list)
     tracked: dict[tuple[str, int], FaceSummary] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # what was lost, skipped or cut short, a line each
+
+    def note(self, problem: str) -> None:
+        """Record one thing the run could not analyse (a damaged stretch, a skipped file, an outage)."""
+        self.problems.append(" ".join(problem.split()))
 
     def add(self, result: FrameResult, source: str = "", seconds: float = 0.0) -> None:
         """Count one processed frame of ``source`` that took ``seconds``."""
@@ -63,13 +68,22 @@ class RunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def format(self) -> str:
-        """A short plain-text report: totals, then one row per tracked face."""
+        """A short plain-text report: totals, one row per tracked face, then the problems, if any."""
         lines = [f"{self.frames} frame{'s' * (self.frames != 1)}, {self.faces} face detection"
                  f"{'s' * (self.faces != 1)} in {self.frames_with_faces} frame{'s' * (self.frames_with_faces != 1)}"
                  + (f", {self.fps:.1f} frames/s" if self.seconds > 0 else "")]
         if not self.tracked:
             lines.append("no faces found")
-            return "\n".join(lines)
+        else:
+            lines.extend(self._face_table())
+        if self.problems:
+            lines.append(f"incomplete ({len(self.problems)} problem{'s' * (len(self.problems) != 1)}; everything "
+                         "analysed is kept in the outputs):")
+            lines.extend(f"  {problem}" for problem in self.problems)
+        return "\n".join(lines)
+
+    def _face_table(self) -> list[str]:
+        """One line per tracked face under a header, columns aligned."""
         several_sources = len(self.sources) > 1
         header = (["source"] if several_sources else []) + ["face", "frames", "dominant emotion", "share"]
         rows = []
@@ -78,6 +92,4 @@ class RunSummary:
             rows.append(([face.source] if several_sources else [])
                         + [str(face.face_id), str(face.frames), label, f"{share * 100:.0f}%"])
         widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-        for row in [header, *rows]:
-            lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-        return "\n".join(lines)
+        return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]

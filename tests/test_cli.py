@@ -124,9 +124,11 @@ def test_an_unreadable_file_in_a_folder_is_skipped(media, tiny_model, tmp_path, 
     folder.mkdir()
     (folder / "a.jpg").symlink_to(media / "justin.jpg")
     (folder / "b.mp4").write_bytes(b"not a video at all")
-    assert main([str(folder), "--model", str(tiny_model)]) == 1
-    err = capsys.readouterr().err
-    assert "skipped" in err and "b.mp4" in err and "Traceback" not in err
+    assert main([str(folder), "--model", str(tiny_model)]) == 3  # partial success
+    captured = capsys.readouterr()
+    assert "skipped" in captured.err and "b.mp4" in captured.err and "Traceback" not in captured.err
+    assert "1 frame," in captured.out and "incomplete (1 problem" in captured.out
+    assert main([str(folder / "b.mp4"), str(folder / "b.mp4")][:1] + ["--model", str(tiny_model)]) == 2
 
 
 def test_demo_clip(tiny_model, tmp_path):
@@ -156,8 +158,9 @@ def test_show_without_a_display_runs_headless(media, tiny_model, monkeypatch, ca
 class FakeCamera(CameraSource):
     """A camera that delivers a photo 20 times, 0.1 s apart (as if frames were dropped), without hardware."""
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, reconnect_for: float):
         self.index = index
+        self.issues = []
         self.image = read_image(SHARED_MEDIA / "single_face.jpg")[:360, :480].copy()
         self.info = VideoInfo(480, 360, 30.0, None, f"camera {index}")
 
@@ -234,7 +237,8 @@ def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, ca
 
 @pytest.mark.parametrize("argv", [[], ["--camera", "0", "--demo"], ["--demo", "--smooth", "1"],
                                   ["--demo", "--min-confidence", "-0.1"], ["--demo", "--detector", "far"],
-                                  ["--demo", "--max-frames", "0"], ["--camera", "front"]])
+                                  ["--demo", "--max-frames", "0"], ["--camera", "front"],
+                                  ["--camera", "0", "--reconnect-for", "-1"], ["--camera", "0", "--reconnect-for", "nan"]])
 def test_bad_options_give_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -260,7 +264,7 @@ def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "r.csv"]
 
 
-def test_failure_part_way_leaves_no_output(media, tiny_model, tmp_path, monkeypatch, capsys):
+def test_failure_part_way_keeps_what_was_analysed(media, tiny_model, tmp_path, monkeypatch, capsys):
     track = realtime.pipeline.EmotionAnalyzer.track
 
     def broken_at_frame_20(self, frame, source_name=""):
@@ -272,8 +276,12 @@ def test_failure_part_way_leaves_no_output(media, tiny_model, tmp_path, monkeypa
     argv = ["--video", str(media / "single_face.mp4"), "-o", str(tmp_path / "out.mp4"),
             "-r", str(tmp_path / "r.csv"), "--model", str(tiny_model)]
     assert main(argv) == 1
-    assert "simulated failure with a second line" in final_error(capsys.readouterr())
-    assert list(tmp_path.iterdir()) == []
+    captured = capsys.readouterr()
+    assert "simulated failure with a second line" in final_error(captured)
+    assert "20 frames" in captured.out  # the summary
+    assert video_facts(tmp_path / "out.mp4")[0] == 20
+    assert len(read_csv(tmp_path / "r.csv")) == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "r.csv"]
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:

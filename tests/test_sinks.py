@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+import time
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -126,10 +127,30 @@ def test_writer_places_frames_at_given_timestamps(tmp_path):
     path = tmp_path / "timed.mp4"
     info = VideoInfo(32, 32, 30.0, None, "camera")
     with H264VideoWriter(path, info) as writer:
-        for index, timestamp in enumerate([0.0, 0.1, 0.5, 0.51]):
+        for index, timestamp in enumerate([0.0, 0.1, 0.5, 0.51, 0.51]):
             writer.write(solid(32, 32, index), timestamp=timestamp)
-    # 0.51 s falls in the same 1/30 s slot as 0.5 s, so that frame moves to the next slot
-    assert probe(path)["times"] == pytest.approx([0.0, 0.1, 0.5, 0.5 + 1 / 30], abs=1e-3)
+    # times are kept to 1/90000 s; a time that does not move forward moves by one tick
+    assert probe(path)["times"] == pytest.approx([0.0, 0.1, 0.5, 0.51, 0.51 + 1 / 90000], abs=1e-6)
+
+
+def frames_on_disk(path: Path) -> int:
+    """How many frames a player decodes from a file being written (0 before its first fragment)."""
+    try:
+        return probe(path)["frames"]
+    except (av.FFmpegError, OSError):
+        return 0
+
+
+def test_a_slow_live_recording_is_on_disk_within_about_a_second(tmp_path):
+    path = tmp_path / "live.mp4"
+    with H264VideoWriter(path, VideoInfo(64, 48, 30.0, None, "camera"), live=True) as writer:
+        for index in range(30):  # 6 s of a camera that gives 5 frames a second
+            writer.write(solid(64, 48, index), timestamp=index * 0.2)
+        deadline = time.monotonic() + 60  # the encoder thread catching up, not a speed requirement
+        while frames_on_disk(path) < 25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert frames_on_disk(path) >= 25  # all but the last second, while the file is still open
+    assert probe(path)["frames"] == 30
 
 
 def test_writer_rejects_frames_of_the_wrong_size(tmp_path):
@@ -145,14 +166,15 @@ def test_writer_refuses_a_bad_path_before_writing(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_exception_mid_write_leaves_no_file(tmp_path):
+def test_exception_mid_write_keeps_the_frames_written(tmp_path):
     info = VideoInfo(32, 32, 30.0, None, "test")
     with pytest.raises(RuntimeError):
         with H264VideoWriter(tmp_path / "out.mp4", info) as writer:
             for index in range(5):
                 writer.write(solid(32, 32, index))
             raise RuntimeError("boom")
-    assert leftovers(tmp_path) == []
+    assert probe(tmp_path / "out.mp4")["frames"] == 5
+    assert leftovers(tmp_path) == ["out.mp4"]
 
 
 def test_ctrl_c_mid_write_keeps_a_playable_file(tmp_path):
@@ -291,18 +313,16 @@ def test_results_jsonl_round_trip(tmp_path):
     assert (rows[2]["x1"], rows[2]["y2"], rows[2]["source"]) == (12, 71, "cam")
 
 
-def test_results_keep_partial_rows_on_ctrl_c_and_nothing_on_errors(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        with ResultsWriter(tmp_path / "partial.csv", CLASSES) as writer:
-            writer.write(replace(FRAMES[0], source="clip"))
-            raise KeyboardInterrupt
-    with open(tmp_path / "partial.csv", newline="") as file:
+def test_results_keep_the_rows_written_whatever_ends_the_run(tmp_path):
+    for name, stop in [("interrupted.csv", KeyboardInterrupt()), ("failed.jsonl", RuntimeError("boom"))]:
+        with pytest.raises(type(stop)):
+            with ResultsWriter(tmp_path / name, CLASSES) as writer:
+                writer.write(replace(FRAMES[0], source="clip"))
+                raise stop
+    with open(tmp_path / "interrupted.csv", newline="") as file:
         assert len(list(csv.DictReader(file))) == 2
-    with pytest.raises(RuntimeError):
-        with ResultsWriter(tmp_path / "failed.jsonl", CLASSES) as writer:
-            writer.write(replace(FRAMES[0], source="clip"))
-            raise RuntimeError("boom")
-    assert leftovers(tmp_path) == ["partial.csv"]
+    assert len((tmp_path / "failed.jsonl").read_text().splitlines()) == 2
+    assert leftovers(tmp_path) == ["failed.jsonl", "interrupted.csv"]
 
 
 def test_results_writer_checks_its_input(tmp_path):
@@ -310,10 +330,11 @@ def test_results_writer_checks_its_input(tmp_path):
         ResultsWriter(tmp_path / "results.txt", CLASSES)
     with pytest.raises(ValueError, match="clash"):
         ResultsWriter(tmp_path / "results.csv", ["label", "happy"])
+    assert leftovers(tmp_path) == []
     with pytest.raises(ValueError, match="3 classes"):
         with ResultsWriter(tmp_path / "results.csv", CLASSES) as writer:
             writer.write(replace(FrameResult(0, 0.0, [face(1, (0, 0, 1, 1), [0.5, 0.5])]), source="clip"))
-    assert leftovers(tmp_path) == []
+    assert (tmp_path / "results.csv").read_text().splitlines() == [",".join([*RESULT_COLUMNS, *CLASSES])]
 
 
 # --- window --------------------------------------------------------------------------------------
@@ -332,7 +353,7 @@ def test_no_display_on_linux_without_display(monkeypatch):
     assert display_available() is True
 
 
-def test_encoder_failure_is_reported_and_leaves_no_file(tmp_path):
+def test_encoder_failure_is_reported_and_keeps_only_what_reached_the_disk(tmp_path):
     class FullDisk:
         """Wraps the writer's container; muxing fails after a few packets, as on a full disk."""
 
@@ -354,4 +375,4 @@ def test_encoder_failure_is_reported_and_leaves_no_file(tmp_path):
         with writer:
             for index in range(300):
                 writer.write(solid(32, 32, index))
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []  # the muxer failed before its first packet, so no file was begun

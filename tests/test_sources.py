@@ -364,8 +364,18 @@ def test_camera_source_hands_out_the_newest_frame(monkeypatch):
     assert second.timestamp > first.timestamp >= 0
 
 
-def test_camera_source_ends_when_the_camera_stops(monkeypatch):
-    monkeypatch.setattr("realtime.io.camera.cv2.VideoCapture", lambda index: FakeCapture(index, frames=5))
-    with CameraSource(0) as camera:
+class ClosedCapture(FakeCapture):
+    """A camera index that does not open (unplugged)."""
+
+    def isOpened(self):
+        return False
+
+
+def test_camera_source_ends_when_the_camera_stops_and_does_not_come_back(monkeypatch):
+    captures = iter([FakeCapture(0, frames=5)])
+    monkeypatch.setattr("realtime.io.camera.cv2.VideoCapture", lambda index: next(captures, ClosedCapture(index)))
+    with CameraSource(0, reconnect_for=0.3) as camera:
         values = [counter(frame) for frame in camera]
     assert 1 <= len(values) <= 5 and values == sorted(set(values)) and values[-1] == 4
+    assert len(camera.issues) == 1 and "stopped delivering frames" in camera.issues[0]
+    assert "did not open again within 0.3 s" in camera.issues[0]

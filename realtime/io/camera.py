@@ -1,4 +1,4 @@
-"""Local cameras (OpenCV): always the newest frame, a grabber thread drops stale ones."""
+"""Local cameras (OpenCV): always the newest frame, a grabber thread drops stale ones; stalls are retried."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from realtime.errors import SourceError
 from realtime.types import Frame, VideoInfo
 
 CAMERA_PROBE_INDICES = range(10)
-CAMERA_FRAME_TIMEOUT_S = 5.0
+CAMERA_FRAME_TIMEOUT_S = 5.0  # a camera that gives no frame for this long has stalled
+CAMERA_RECONNECT_S = 10.0  # how long a stalled or lost camera is reopened before the run ends
+RECONNECT_PAUSE_S = 0.5  # between attempts to reopen it
 
 
 def available_cameras(indices=CAMERA_PROBE_INDICES) -> list[int]:
@@ -48,72 +50,136 @@ class CameraSource:
     """A live camera. A grabber thread keeps only the newest frame, so a slow consumer never lags:
     each iteration returns the latest frame and stale ones are dropped. Timestamps are seconds on a
     monotonic clock since the source opened; indices count the frames handed out.
+
+    A camera that stalls (no frame for ``frame_timeout`` seconds) or stops delivering is reopened,
+    again and again for up to ``reconnect_for`` seconds; meanwhile nothing is recorded, and the
+    frames after it keep their real times. Each outage adds a line to ``issues``; a camera that
+    does not come back ends the iteration normally, so everything recorded so far is kept.
     """
 
     live = True
     audio_path = None
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, frame_timeout: float = CAMERA_FRAME_TIMEOUT_S,
+                 reconnect_for: float = CAMERA_RECONNECT_S):
         self.index = index
         self.path = None
-        with _quiet_opencv():
-            self._capture = cv2.VideoCapture(index)
-            ok, image = self._capture.read() if self._capture.isOpened() else (False, None)
-        if not ok or image is None:
-            self._capture.release()
+        self.frame_timeout = frame_timeout
+        self.reconnect_for = reconnect_for
+        self.issues: list[str] = []
+        capture, image = self._open()
+        if capture is None:
             others = [i for i in available_cameras() if i != index]
             hint = f"cameras that open: {', '.join(map(str, others))}" if others else "no camera found"
             raise SourceError(f"camera {index}: cannot open it or read a frame ({hint})")
-        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._start = time.monotonic()
         height, width = image.shape[:2]
-        self.info = VideoInfo(width, height, self._capture.get(cv2.CAP_PROP_FPS), None, f"camera {index}")
+        self.info = VideoInfo(width, height, capture.get(cv2.CAP_PROP_FPS), None, f"camera {index}")
         self._condition = threading.Condition()
-        self._latest: tuple[np.ndarray, float] | None = (image, 0.0)
+        self._latest: tuple[np.ndarray, float] = (image, 0.0)
         self._grabbed = 1  # frames read from the camera so far
-        self._running = True
-        self._thread = threading.Thread(target=self._grab, name=f"camera {index}", daemon=True)
-        self._thread.start()
+        self._failed = False  # the current capture stopped delivering
+        self._closed = False
+        self._generation = 0  # bumped for each capture; a grabber of an older one stops
+        self._thread = self._start_grabber(capture)
 
-    def _grab(self) -> None:
-        """Background thread: read frames as fast as the camera delivers, keep only the newest."""
-        while self._running:
-            ok, image = self._capture.read()
-            with self._condition:
-                if not ok:
-                    self._running = False
-                else:
+    def _open(self) -> tuple[cv2.VideoCapture | None, np.ndarray | None]:
+        """A capture that delivered a first frame, and that frame; (None, None) when it does not open."""
+        with _quiet_opencv():
+            capture = cv2.VideoCapture(self.index)
+            ok, image = capture.read() if capture.isOpened() else (False, None)
+        if not ok or image is None:
+            capture.release()
+            return None, None
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return capture, image
+
+    def _start_grabber(self, capture: cv2.VideoCapture) -> threading.Thread:
+        self._generation += 1
+        thread = threading.Thread(target=self._grab, args=(capture, self._generation),
+                                  name=f"camera {self.index}", daemon=True)
+        thread.start()
+        return thread
+
+    def _grab(self, capture: cv2.VideoCapture, generation: int) -> None:
+        """Background thread: read frames as fast as the camera delivers, keep only the newest.
+
+        Ends, releasing its capture, when the camera fails, the source closes or a newer capture
+        replaced it (a stalled read returns late, if ever).
+        """
+        try:
+            while True:
+                ok, image = capture.read()
+                with self._condition:
+                    if self._closed or generation != self._generation:
+                        return
+                    if not ok or image is None:
+                        self._failed = True
+                        self._condition.notify_all()
+                        return
                     self._latest = (image, time.monotonic() - self._start)
                     self._grabbed += 1
-                self._condition.notify_all()
+                    self._condition.notify_all()
+        finally:
+            capture.release()
 
     def __iter__(self) -> Iterator[Frame]:
         seen = 0
         index = 0
         while True:
             with self._condition:
-                if not self._condition.wait_for(
-                    lambda: self._grabbed > seen or not self._running, timeout=CAMERA_FRAME_TIMEOUT_S
-                ):
-                    raise SourceError(f"camera {self.index}: no frame for {CAMERA_FRAME_TIMEOUT_S:.0f} s")
-                if self._grabbed == seen:  # stopped: the camera went away or close() was called
+                self._condition.wait_for(lambda: self._grabbed > seen or self._failed or self._closed,
+                                         timeout=self.frame_timeout)
+                if self._closed:
                     return
-                seen = self._grabbed
-                image, timestamp = self._latest
-            yield Frame(index, timestamp, image)
-            index += 1
+                fresh = self._grabbed > seen
+                if fresh:
+                    seen = self._grabbed
+                    image, timestamp = self._latest
+                else:
+                    reason = "stopped delivering frames" if self._failed else \
+                        f"no frame for {self.frame_timeout:g} s"
+                    self._generation += 1  # the stalled grabber, if it ever wakes, stops
+            if fresh:
+                yield Frame(index, timestamp, image)
+                index += 1
+            elif not self._reconnect(reason):
+                return
+
+    def _reconnect(self, reason: str) -> bool:
+        """Reopen the camera for up to ``reconnect_for`` s; False (and an issue) when it does not come back."""
+        lost_at = time.monotonic()
+        last_frame = self._latest[1]
+        while True:
+            capture, image = self._open()
+            now = time.monotonic()
+            if capture is not None:
+                with self._condition:
+                    if self._closed:
+                        capture.release()
+                        return False
+                    self._latest = (image, now - self._start)
+                    self._grabbed += 1
+                    self._failed = False
+                    self._thread = self._start_grabber(capture)
+                self.issues.append(f"camera {self.index}: {reason} after {last_frame:.1f} s; reopened it "
+                                   f"{now - lost_at:.1f} s later (nothing recorded in between)")
+                return True
+            if now - lost_at >= self.reconnect_for or self._closed:
+                self.issues.append(f"camera {self.index}: {reason} after {last_frame:.1f} s; it did not open "
+                                   f"again within {self.reconnect_for:g} s, so the recording ends there")
+                return False
+            time.sleep(min(RECONNECT_PAUSE_S, max(0.0, self.reconnect_for - (now - lost_at))))
 
     def close(self) -> None:
-        """Stop the grabber thread and release the camera."""
+        """Stop the grabber thread, which releases the camera (a grabber stuck in a stalled read is left)."""
         with self._condition:
-            self._running = False
+            self._closed = True
             self._condition.notify_all()
-        self._thread.join(timeout=CAMERA_FRAME_TIMEOUT_S)
-        self._capture.release()
+        self._thread.join(timeout=RECONNECT_PAUSE_S)
 
     def __enter__(self) -> CameraSource:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-

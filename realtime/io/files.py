@@ -36,7 +36,38 @@ def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path
         raise OutputError(f"{path}: folder {folder} does not exist", path)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: folder {folder} is not writable", path)
+    _try_writing(path)
     return path
+
+
+def check_output_folder(folder: Path) -> None:
+    """Check, before any work starts, that files can be created in ``folder`` (or that it can be made)."""
+    if folder.is_dir():
+        _try_writing(folder / f".{secrets.token_hex(4)}.probe")
+        return
+    try:
+        folder.mkdir()
+        folder.rmdir()
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot create the folder ({one_line(error)})", folder) from error
+
+
+def _try_writing(path: Path) -> None:
+    """Open ``path`` for writing without changing it (a new file is removed again), or raise OutputError.
+
+    Catches what permission bits do not show: read-only or special file systems (/proc), root's
+    writes refused, a file that is in the way.
+    """
+    try:
+        if path.exists():
+            with open(path, "ab"):
+                pass
+        else:
+            with open(path, "xb"):
+                pass
+            path.unlink()
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error
 
 
 def partial_path(path: Path) -> Path:

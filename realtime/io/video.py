@@ -1,14 +1,17 @@
 """All PyAV video code: reading video files (decoded in a background thread) and writing H.264 MP4.
 
-File sinks write to a hidden partial file beside the target and rename it into place when they
-finish, so a failed run never leaves a corrupt output. Ctrl-C (KeyboardInterrupt) is not a
-failure: what was written so far is finalised into a valid file.
+Nothing analysed is thrown away. The reader skips damaged stretches (bad packets are dropped and
+decoding resumes at the next keyframe) and notes each gap, and a file that ends before its header
+says, in ``issues``. The writer writes to its final path as it goes, in a form that stays playable
+if the run is killed, and finishes the file whatever ends the run.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +30,11 @@ VIDEO_SUFFIXES = frozenset(
 )
 VIDEO_OUTPUT_SUFFIXES = (".mp4",)
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3"})  # copied as they are; other audio is re-encoded to AAC
+TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source's frame times
+# while writing: a fragment at each keyframe and at least every second of video, written out at once
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
+                  "flush_packets": "1"}
+SYNC_SECONDS = 1.0  # written data is fsynced at least this often
 _END = object()
 _STOP = None
 
@@ -34,8 +42,12 @@ _STOP = None
 class VideoFileSource:
     """A video file decoded by PyAV in a background thread (bounded queue, flat memory).
 
-    Frames come out upright (rotation metadata applied) with timestamps from their pts.
-    Iterate once; `close()` (or the `with` block) stops the decoder.
+    Frames come out upright (rotation metadata applied) with timestamps from their pts, so gaps
+    and variable frame rates show. Damaged stretches are skipped: a packet that does not decode
+    is dropped with everything up to the next keyframe. Each skipped stretch, and a file that
+    ends before the duration its header gives, adds one line to ``issues`` and the frames it
+    lost to ``frames_lost`` (both complete once the iteration has ended). Iterate once;
+    ``close()`` (or the ``with`` block) stops the decoder.
     """
 
     live = False
@@ -43,6 +55,8 @@ class VideoFileSource:
     def __init__(self, path: Path | str, queue_size: int = 4):
         self.path = Path(path)
         check_input_file(self.path, "video")
+        self.issues: list[str] = []
+        self.frames_lost = 0
         self._handoff = Handoff(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,16 +68,16 @@ class VideoFileSource:
             if not self._container.streams.video:
                 raise SourceError(f"video {self.path}: has no video track")
             stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # slice threads only: frame threads report a damaged packet's error late, on a packet
+            # after the next keyframe, and a whole extra keyframe interval would be dropped
+            stream.thread_type = "SLICE"
             self.audio_path = self.path if self._container.streams.audio else None
             fps = usable_fps(stream.average_rate or stream.guessed_rate or stream.base_rate)
             self._frames = self._decode(stream, fps)
-            try:
-                self._first = next(self._frames, None)
-            except av.FFmpegError as error:
-                raise SourceError(f"video {self.path}: cannot decode it ({one_line(error)})") from error
+            self._first = next(self._frames, None)
             if self._first is None:
-                raise SourceError(f"video {self.path}: has no frames")
+                raise SourceError(f"video {self.path}: has no frames it can decode"
+                                  + (f" ({self.issues[0]})" if self.issues else ""))
         except BaseException:
             self._container.close()
             raise
@@ -72,21 +86,81 @@ class VideoFileSource:
         self._thread = threading.Thread(target=self._produce, name=f"decode {self.path.name}", daemon=True)
         self._thread.start()
 
+    def _packets(self, stream) -> Iterator[av.Packet]:
+        """The stream's packets, up to the end of the file or up to where it can no longer be read."""
+        try:
+            yield from self._container.demux(stream)
+        except av.FFmpegError:  # what was read stays; _note_end reports the rest as lost
+            return
+
     def _decode(self, stream, fps: float) -> Iterator[Frame]:
-        """Decode frames in order, upright, with seconds since the first frame."""
+        """Decode frames in order, upright, with seconds since the first frame; note what is lost.
+
+        Every packet read is expected to give the frame of its pts; frames that never come out
+        between two that do are one gap, those after the last frame are lost at the end.
+        """
         origin = None
-        previous = -1.0 / fps
-        for index, av_frame in enumerate(self._container.decode(stream)):
-            image = np.ascontiguousarray(_upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation))
-            if av_frame.time is None:
-                timestamp = previous + 1.0 / fps
-            else:
-                origin = av_frame.time if origin is None else origin
-                timestamp = av_frame.time - origin
-                if timestamp <= previous:  # broken or missing pts: keep time moving forward
+        previous = -1.0 / fps  # time of the last frame handed out
+        damaged = False  # a packet failed: drop packets up to the next keyframe
+        expected: list[int] = []  # heap of the pts of packets read whose frames are not out yet
+        index = 0
+        for packet in self._packets(stream):
+            if packet.dts is not None and packet.pts is not None and not packet.is_discard:  # (edit lists)
+                heapq.heappush(expected, packet.pts)
+            if damaged and packet.dts is not None and not packet.is_keyframe:
+                continue
+            try:
+                decoded = packet.decode()
+            except (av.FFmpegError, ValueError):
+                damaged = True
+                continue
+            damaged = False
+            for av_frame in decoded:
+                lost = 0
+                while av_frame.pts is not None and expected and expected[0] <= av_frame.pts:
+                    lost += heapq.heappop(expected) != av_frame.pts
+                image = np.ascontiguousarray(_upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation))
+                if av_frame.time is None:
                     timestamp = previous + 1.0 / fps
-            previous = timestamp
-            yield Frame(index, timestamp, image)
+                else:
+                    origin = av_frame.time if origin is None else origin
+                    timestamp = av_frame.time - origin
+                    if timestamp <= previous:  # broken or missing pts: keep time moving forward
+                        timestamp = previous + 1.0 / fps
+                if lost:
+                    self._note_gap(previous + 1.0 / fps, timestamp, lost)
+                previous = timestamp
+                yield Frame(index, timestamp, image)
+                index += 1
+        self._note_end(stream, previous, index, fps, len(expected))
+
+    def _note_gap(self, start: float, after: float, lost: int) -> None:
+        """One issue for ``lost`` frames from ``start`` up to the frame at ``after``."""
+        self.frames_lost += lost
+        self.issues.append(f"video {self.path.name}: damaged data from {start:.2f} s to {after:.2f} s skipped "
+                           f"({lost} frame{'s' * (lost != 1)} lost)")
+
+    def _note_end(self, stream, last: float, frames: int, fps: float, unreadable: int) -> None:
+        """One issue when frames are missing after the last of ``frames`` (at ``last``): ``unreadable``
+        read but not decoded, or fewer than the duration in the file's header needs (a cut-short file).
+
+        The missing frames are counted at the rate of the frames decoded (the header's rate can be wrong).
+        """
+        interval = last / (frames - 1) if frames > 1 and last > 0 else 1.0 / fps
+        end = last + interval
+        if stream.duration is not None:
+            header = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            header = self._container.duration / av.time_base
+        else:
+            header = end
+        missing = round((header - end) / interval)
+        lost = max(unreadable, missing if missing >= 2 else 0)
+        if not lost:
+            return
+        self.frames_lost += lost
+        self.issues.append(f"video {self.path.name}: frames end at {end:.2f} s but the file says {max(header, end):.2f} s: "
+                           f"it is cut short or damaged at the end ({lost} frame{'s' * (lost != 1)} lost)")
 
     def _produce(self) -> None:
         """Background thread: move decoded frames into the bounded queue until the end or close()."""
@@ -162,8 +236,18 @@ class _AudioTrack:
             raise
 
     def _source_packets(self, stream) -> Iterator[av.Packet]:
-        """Output-ready packets, in order: copies of the source's, or freshly encoded AAC."""
-        for packet in self._input.demux(stream):
+        """Output-ready packets, in order: copies of the source's, or freshly encoded AAC.
+
+        Packets that do not decode are left out; the audio ends where the source cannot be read further.
+        """
+        packets = self._input.demux(stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.FFmpegError:  # a damaged or cut-short source: keep the audio read so far
+                break
+            if packet is None:
+                break
             if packet.dts is None:  # demuxer flush marker
                 continue
             if self._remux:
@@ -171,21 +255,32 @@ class _AudioTrack:
                 packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
                 packet.stream = self._output
                 yield packet
-            else:
-                for frame in packet.decode():
-                    if frame.pts is not None:
-                        frame.pts -= round(self._offset / frame.time_base)
-                    yield from self._output.encode(frame)
+                continue
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue
+            for frame in frames:
+                if frame.pts is not None:
+                    frame.pts -= round(self._offset / frame.time_base)
+                yield from self._output.encode(frame)
         if not self._remux:
             yield from self._output.encode(None)
 
     def mux_until(self, container: av.container.OutputContainer, seconds: float) -> None:
-        """Mux the audio packets that start before `seconds`."""
+        """Mux the audio packets that start before `seconds`.
+
+        Packets before time 0 (encoder priming, a few ms) are left out: a fragmented MP4 cannot
+        hold negative times, and the muxer would shift later video frames to make room.
+        """
         while True:
             if self._pending is None:
                 self._pending = next(self._packets, None)
                 if self._pending is None:
                     return
+                if self._pending.pts is not None and self._pending.pts < 0:
+                    self._pending = None
+                    continue
             if self._pending.pts is not None and float(self._pending.pts * self._pending.time_base) >= seconds:
                 return
             container.mux(self._pending)
@@ -198,13 +293,22 @@ class _AudioTrack:
 
 
 class H264VideoWriter:
-    """Writes BGR frames to a browser-playable MP4: H.264 (libx264, yuv420p), +faststart.
+    """Writes BGR frames to a browser-playable MP4: H.264 (libx264, yuv420p), index in front.
 
-    Frames are encoded in a background thread (bounded queue) so encoding overlaps with the work
-    that produces them. Odd widths or heights are padded by one replicated pixel row/column, as
-    4:2:0 H.264 needs even sizes. With `audio_source`, that file's first audio track (if any) is
-    copied in, trimmed to the written video. Ctrl-C inside the `with` block keeps a playable file
-    with the frames written so far; any other exception leaves no file.
+    While frames come in, the file at ``path`` is a fragmented MP4 with a keyframe every second
+    and a fragment at least every second of video, each written out as soon as it is complete and
+    fsynced about once a second: a run that is killed (even with kill -9) leaves a file that plays
+    up to its last fragment. ``close()`` rewrites it as a normal MP4 with the index in front
+    (+faststart, a stream copy); when that rewrite cannot be done (disk full), the fragmented
+    file is kept, which plays as well.
+
+    Frames are encoded in a background thread (bounded queue). Frames keep their timestamps, so
+    variable frame rates and gaps in the source stay as they were and the audio stays in sync.
+    Odd widths or heights are padded by one replicated pixel row/column, as 4:2:0 H.264 needs even
+    sizes. With ``audio_source``, that file's first audio track (if any) is copied in, trimmed to
+    the written video. ``live`` (a camera) encodes without look-ahead, so that frames are on disk
+    within about a second even when they come slowly. Whatever ends the ``with`` block, the
+    frames written so far are kept; a writer that got no frame makes no file.
     """
 
     def __init__(
@@ -215,49 +319,49 @@ class H264VideoWriter:
         preset: str = "veryfast",
         crf: int = 23,
         queue_size: int = 8,
+        live: bool = False,
     ):
         self.path = check_output_path(path, VIDEO_OUTPUT_SUFFIXES)
         self.info = info
         self.frames_written = 0
         self._rate = Fraction(info.fps).limit_denominator(1001)
-        self._time_base = 1 / self._rate
         self._pad = (info.height % 2, info.width % 2)
         self._last_pts = -1
         self._end_time = 0.0
         self._error: BaseException | None = None
-        self._cancel = threading.Event()
         self._finished = False
         self._handoff = Handoff(queue_size)
-        self._temp = partial_path(self.path)
         self._audio: _AudioTrack | None = None
         self._thread: threading.Thread | None = None
         try:
-            self._container = av.open(str(self._temp), "w", format="mp4", options={"movflags": "+faststart"})
+            self._container = av.open(str(self.path), "w", format="mp4", options=FRAGMENTED_MP4)
         except (av.FFmpegError, OSError) as error:
-            remove_quietly(self._temp)
             raise OutputError(f"{self.path}: cannot create it ({one_line(error)})") from error
+        self._sync = _PeriodicSync(self.path)
         try:
-            self._video = self._container.add_stream(
-                "libx264", rate=self._rate, options={"preset": preset, "crf": str(crf)}
-            )
+            # a keyframe every second; no B-frames, whose delay would shift every frame's time in a
+            # fragmented MP4 (it has no edit list to take it back)
+            options = {"preset": preset, "crf": str(crf), "g": str(max(1, round(info.fps))), "bf": "0"}
+            if live:  # no look-ahead: a slow live source's frames reach the file without waiting for ~11 more
+                options["tune"] = "zerolatency"
+            self._video = self._container.add_stream("libx264", rate=self._rate, options=options)
             self._video.width = info.width + self._pad[1]
             self._video.height = info.height + self._pad[0]
             self._video.pix_fmt = "yuv420p"
-            self._video.codec_context.time_base = self._time_base
+            self._video.codec_context.time_base = TIME_BASE
             if audio_source is not None and has_audio(Path(audio_source)):
                 self._audio = _AudioTrack(Path(audio_source), self._container)
         except (av.FFmpegError, OSError, ValueError) as error:
-            self._abandon()
+            self._close_container()  # nothing was muxed, so the file was not touched
             raise OutputError(f"{self.path}: cannot set up the encoder ({one_line(error)})") from error
         self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
         self._thread.start()
 
     def write(self, image_bgr: np.ndarray, timestamp: float | None = None) -> None:
-        """Queue one (H, W, 3) uint8 BGR frame of the size in `info`.
+        """Queue one (H, W, 3) uint8 BGR frame of the size in ``info``.
 
-        Without `timestamp` frames are spaced 1/fps apart (constant frame rate); with it (seconds,
-        e.g. `Frame.timestamp` from a camera) the frame is shown at that time, so dropped frames
-        do not speed the video up.
+        The frame is shown at ``timestamp`` (seconds since the start); without one, frames are
+        spaced 1/fps apart. A timestamp that does not move forward moves to the next tick (1/90000 s).
         """
         expected = (self.info.height, self.info.width, 3)
         if image_bgr.shape != expected or image_bgr.dtype != np.uint8:
@@ -265,39 +369,39 @@ class H264VideoWriter:
         if any(self._pad):
             image_bgr = cv2.copyMakeBorder(image_bgr, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")  # copies the pixels
-        pts = self._last_pts + 1 if timestamp is None else max(self._last_pts + 1, round(timestamp / self._time_base))
-        frame.pts, frame.time_base = pts, self._time_base
+        if timestamp is None:
+            timestamp = self.frames_written / self._rate
+        pts = max(self._last_pts + 1, round(timestamp / TIME_BASE))
+        frame.pts, frame.time_base = pts, TIME_BASE
         self._last_pts = pts
-        self._end_time = float((pts + 1) * self._time_base)
+        self._end_time = float(pts * TIME_BASE + 1 / self._rate)
         self._put(frame)
         self.frames_written += 1
 
     def write_frame(self, analyzed: AnalyzedFrame) -> None:
-        """Sink: write the annotated frame (live frames at their capture times)."""
+        """Sink: write the annotated frame at its source time."""
         if analyzed.annotated is None:
             raise ValueError("the video writer needs annotated frames (give the frame loop an annotator)")
-        self.write(analyzed.annotated, timestamp=analyzed.frame.timestamp if analyzed.live else None)
+        self.write(analyzed.annotated, timestamp=analyzed.frame.timestamp)
 
     def _put(self, item) -> None:
-        """Hand `item` to the encoder thread; raise OutputError if that thread has failed."""
+        """Hand ``item`` to the encoder thread; raise OutputError if that thread has failed."""
         self._handoff.put(item, lambda: self._error is not None)
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise OutputError(f"{self.path}: encoding failed ({one_line(self._error)})") from self._error
+            raise OutputError(f"{self.path}: writing failed ({one_line(self._error)}); the video is kept "
+                              "up to its last complete second") from self._error
 
     def _encode_loop(self) -> None:
         """Background thread: encode and mux queued frames, interleaving audio; flush at the end."""
         try:
             while (frame := self._handoff.get()) is not _STOP:
-                if self._cancel.is_set():
-                    return
                 self._container.mux(self._video.encode(frame))
                 if self._audio is not None:
                     self._audio.mux_until(self._container, float(frame.time))
-            if self._cancel.is_set():
-                return
+                self._sync.maybe()
             self._container.mux(self._video.encode(None))
             if self._audio is not None:
                 self._audio.mux_until(self._container, self._end_time)
@@ -305,59 +409,117 @@ class H264VideoWriter:
             self._error = error
 
     def close(self) -> None:
-        """Finish encoding, finalise the MP4 and move it into place. No frames -> OutputError, no file."""
+        """Encode what is queued, finish the file and rewrite it with its index in front.
+
+        Raises OutputError, keeping what was written, when writing failed; with no frame at all
+        no file is made (one already at ``path`` stays as it was).
+        """
         if self._finished:
             return
         self._finished = True
+        self._handoff.put(_STOP, lambda: self._error is not None)
+        self._thread.join()
         try:
-            self._put(_STOP)
-            self._thread.join()
-            self._raise_if_failed()
-            if self.frames_written == 0:
-                raise OutputError(f"{self.path}: no frames were written")
             self._close_container()
-            os.replace(self._temp, self.path)
-        except BaseException as error:  # including a second Ctrl-C while finishing
-            self._abandon()
-            if isinstance(error, (av.FFmpegError, OSError)):
-                raise OutputError(f"{self.path}: cannot finish it ({one_line(error)})") from error
-            raise
-
-    def discard(self) -> None:
-        """Stop encoding and delete the partial output."""
-        if not self._finished:
-            self._finished = True
-            self._abandon()
+        except (av.FFmpegError, OSError) as error:
+            self._error = self._error or error
+        if self.frames_written == 0:  # the muxer creates the file with its first packet: none was made
+            raise OutputError(f"{self.path}: no frames were written")
+        if self._error is not None:
+            _drop_incomplete_fragment(self.path)
+            self._raise_if_failed()
+        _rewrite_with_index_in_front(self.path)
 
     def _close_container(self) -> None:
         try:
             self._container.close()
         finally:
+            self._sync.close()
             if self._audio is not None:
                 self._audio.close()
-
-    def _abandon(self) -> None:
-        """Stop the encoder thread (dropping queued frames), close everything and delete the temp file."""
-        if self._thread is not None and self._thread.is_alive():
-            self._cancel.set()
-            self._handoff.clear()
-            self._handoff.put(_STOP, lambda: False)
-            self._thread.join()
-        try:
-            self._close_container()
-        except Exception:  # the file is deleted anyway; the original error is what matters
-            pass
-        remove_quietly(self._temp)
 
     def __enter__(self) -> H264VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
-        if exc_type is None or (interrupted and self.frames_written):
+        if exc_type is None:
             self.close()
-        else:
-            self.discard()
+            return
+        try:  # the exception that ended the block is the one to report; the frames are kept
+            self.close()
+        except OutputError:
+            pass
+
+
+class _PeriodicSync:
+    """Asks the OS to put a file's written data on disk at most once a second (against power cuts)."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._fd: int | None = None  # opened once the muxer has created the file
+        self._last = time.monotonic()
+
+    def maybe(self) -> None:
+        """fsync when a second has passed since the last time."""
+        if time.monotonic() - self._last < SYNC_SECONDS:
+            return
+        if self._fd is None:
+            if not self._path.exists():  # nothing muxed yet
+                return
+            self._fd = os.open(self._path, os.O_WRONLY)
+        os.fsync(self._fd)
+        self._last = time.monotonic()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _drop_incomplete_fragment(path: Path) -> None:
+    """Cut a fragmented MP4 whose writing failed (e.g. a full disk) after its last complete fragment,
+    so that it plays to its end."""
+    try:
+        with open(path, "r+b") as file:
+            size = os.fstat(file.fileno()).st_size
+            position = complete = 0
+            while position + 8 <= size:
+                file.seek(position)
+                length, kind = int.from_bytes(file.read(4), "big"), file.read(4)
+                if length == 1:
+                    length = int.from_bytes(file.read(8), "big")
+                if length < 8 or position + length > size:
+                    break
+                position += length
+                if kind != b"moof":  # a fragment is complete once its mdat is
+                    complete = position
+            file.truncate(complete)
+    except OSError:  # the file stays as it is; players stop at the damaged end
+        pass
+
+
+def _rewrite_with_index_in_front(path: Path) -> None:
+    """Remux a fragmented MP4 into a normal one with the index in front (stream copy, then rename).
+
+    If that fails (e.g. a full disk) the fragmented file stays, which plays as well.
+    """
+    temp = partial_path(path)
+    try:
+        with av.open(str(path)) as source, av.open(str(temp), "w", format="mp4",
+                                                   options={"movflags": "+faststart"}) as target:
+            streams = [stream for stream in source.streams if stream.type in ("video", "audio")]
+            copies = {stream.index: target.add_stream_from_template(stream) for stream in streams}
+            for packet in source.demux(streams):
+                if packet.dts is None:  # demuxer flush marker
+                    continue
+                packet.stream = copies[packet.stream.index]
+                target.mux(packet)
+        os.replace(temp, path)
+    except (av.FFmpegError, OSError):
+        remove_quietly(temp)
+    except BaseException:  # a second Ctrl-C while rewriting: the fragmented file stays
+        remove_quietly(temp)
+        raise
 
 
 def has_audio(path: Path) -> bool:
