@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, whole_image_face
 from realtime.model_metadata import ModelMetadata
 from realtime.results import FrameResult
 from realtime.sources import CameraSource, Frame
@@ -32,20 +32,24 @@ class EmotionAnalyzer:
     """Emotions of the faces in a stream of frames.
 
     ``model_path``: exported .onnx model (default: the one in models/).
-    ``detector_range``: "short" (webcam distance, fastest) or "full" (faces at any distance).
+    ``detector_range``: "short" (webcam distance, fastest), "full" (faces at any distance) or "auto"
+    (both, plus faces cut by the frame's edge and close-ups; see ``FaceDetector``).
     ``min_confidence``: minimum face detection score.
     ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off.
     ``flip_tta``: also classify each face mirrored and average (more accurate; twice the classifier work).
     ``threads``: onnxruntime threads for the classifier; 1 (the default) leaves the other cores to the
     video decoder and encoder threads (None: onnxruntime's choice).
+    ``whole_image``: classify each whole frame as one face (pictures that are face crops already),
+    without detection; such faces have no detection score (None).
     """
 
-    def __init__(self, model_path: str | Path | None = None, detector_range: str = "full",
+    def __init__(self, model_path: str | Path | None = None, detector_range: str = "auto",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
-                 threads: int | None = 1):
+                 threads: int | None = 1, whole_image: bool = False):
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing)
         self.detector = FaceDetector(detector_range, min_confidence)
+        self.whole_image = whole_image
 
     @property
     def classes(self) -> list[str]:
@@ -59,7 +63,7 @@ class EmotionAnalyzer:
 
     def analyze(self, frame: Frame) -> FrameResult:
         """Faces of one frame with ids, smoothed probabilities and labels (frames in order, one source)."""
-        detections = self.detector.detect(frame.image)
+        detections = [whole_image_face(frame.image)] if self.whole_image else self.detector.detect(frame.image)
         probabilities = self.classifier.infer(frame.image, [face.box for face in detections])
         faces = self.tracker.update(detections, probabilities)
         return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces)
@@ -67,6 +71,7 @@ class EmotionAnalyzer:
     def reset(self) -> None:
         """Forget tracked faces before a new source (ids restart at 1, no smoothing across sources)."""
         self.tracker.reset()
+        self.detector.reset()
 
     def close(self) -> None:
         """Release the face detector."""

@@ -9,10 +9,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FaceDetection:
-    """One detected face: pixel box (x1, y1, x2, y2), clamped to the frame, and detector score."""
+    """One detected face: pixel box (x1, y1, x2, y2), clamped to the frame, and detector score
+    (None for a whole image taken as a face without detection)."""
 
     box: tuple[int, int, int, int]
-    score: float
+    score: float | None
 
 
 @dataclass
@@ -21,7 +22,7 @@ class FaceResult:
 
     face_id: int
     box: tuple[int, int, int, int]
-    detection_score: float
+    detection_score: float | None  # None: the whole image taken as a face, not detected
     probabilities: np.ndarray  # (n_classes,) float32, smoothed when smoothing is on
     label: str
     confidence: float

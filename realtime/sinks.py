@@ -364,7 +364,7 @@ class ResultsWriter:
                 "time": round(float(frame.timestamp), 3),
                 "face_id": int(face.face_id),
                 "x1": x1, "y1": y1, "x2": x2, "y2": y2,
-                "detection_score": round(float(face.detection_score), 4),
+                "detection_score": None if face.detection_score is None else round(float(face.detection_score), 4),
                 "label": face.label,
                 "confidence": round(float(face.confidence), 4),
             }

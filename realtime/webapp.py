@@ -66,7 +66,7 @@ class UploadError(Exception):
 class AnalysisOptions:
     """The page's analysis settings (each combination gets its own analyzers)."""
 
-    detector_range: str = "full"
+    detector_range: str = "auto"
     min_confidence: float = 0.5
     smoothing: float = 0.6
 
@@ -245,7 +245,8 @@ class PhotoAnalysis:
             "face": [face.face_id for face in self.faces],
             "emotion": [face.label for face in self.faces],
             "confidence": [round(float(face.confidence), 3) for face in self.faces],
-            "detection score": [round(float(face.detection_score), 3) for face in self.faces],
+            "detection score": [None if face.detection_score is None else round(float(face.detection_score), 3)
+                                for face in self.faces],
         })
 
     def probabilities(self, face: FaceResult) -> pd.DataFrame:
