@@ -31,7 +31,8 @@ EDGE_PADDING = 0.25
 # FULL_RANGE_INTERVAL-th frame, and on every frame while it finds faces the plain short-range pass misses.
 FULL_RANGE_INTERVAL = 5
 SAME_FACE_OVERLAP = 0.3  # two passes' boxes overlapping this much (IoU, or share of the smaller box) are one face
-WHOLE_IMAGE_MAX_SIDE = 160  # an image this small (longer side, pixels) without a detected face is one whole face
+WHOLE_IMAGE_MAX_SIDE = 160  # an image this small (longer side, pixels) without a detected face is one whole face,
+WHOLE_IMAGE_MIN_CONTRAST = 8.0  # unless it is flat: standard deviation of its gray levels below this
 
 _native_stderr_lock = threading.Lock()
 
@@ -148,8 +149,8 @@ class FaceDetector:
 
     ``min_confidence``: detections scoring below it are dropped.
     Any range: an image no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
-    found is taken as one whole face without a score (``whole_image_face``): a picture that already
-    is a face crop, like FER2013's 48x48 faces.
+    found, and which is not flat (WHOLE_IMAGE_MIN_CONTRAST), is taken as one whole face without a
+    score (``whole_image_face``): a picture that already is a face crop, like FER2013's 48x48 faces.
     """
 
     def __init__(self, model_range: str = "short", min_confidence: float = DEFAULT_MIN_CONFIDENCE):
@@ -210,7 +211,7 @@ class FaceDetector:
 
     def detect(self, image_bgr: np.ndarray) -> list[FaceDetection]:
         """Faces in a BGR (or gray/BGRA) uint8 image, best score first; [] when there are none."""
-        if not self._models:
+        if self.closed:
             raise RuntimeError("FaceDetector is closed")
         if image_bgr.size == 0:
             return []
@@ -219,10 +220,16 @@ class FaceDetector:
             faces = self._detect_auto(rgb)
         else:
             faces = self._run(self.model_range, rgb)
-        if not faces and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE:
+        if not faces and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE \
+                and rgb.std() >= WHOLE_IMAGE_MIN_CONTRAST:
             return [whole_image_face(image_bgr)]
         faces.sort(key=lambda face: face.score, reverse=True)
         return faces
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has released the MediaPipe graphs."""
+        return not self._models
 
     def close(self) -> None:
         """Release the MediaPipe graphs; safe to call twice."""
