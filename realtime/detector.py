@@ -2,7 +2,8 @@
 
 mediapipe 0.10.21 ships both models inside the wheel: "short" range (faces within about 2 m,
 webcam distance, fastest) and "full" range (faces up to about 5 m, small faces in photos and
-videos). Nothing is downloaded.
+videos). Nothing is downloaded. "auto" combines them (and a mirrored-padding pass for faces at the
+frame's edge and close-ups); `python -m benchmarks.faces` measures what each finds.
 """
 
 from __future__ import annotations
@@ -142,8 +143,8 @@ class FaceDetector:
     - "auto" (the default for files): three passes, fused: the short-range model on the image;
       the short-range model on the image padded by EDGE_PADDING on every side with its mirror
       image, which finds faces cut by the frame's edge, close-ups and pre-cropped faces (where the
-      full-range model finds few); the full-range model for small and distant faces. Where passes agree, the box of the
-      earlier pass is kept. The first image of a new size (every photo) gets all three; on a video
+      full-range model finds few); the full-range model for small and distant faces. Where passes
+      agree, the box of the earlier pass is kept. The first image of a new size (every photo) gets all three; on a video
       (frames of one size in a row) the last two run on every FULL_RANGE_INTERVAL-th frame, and on
       every frame while they find faces the first pass misses. ``reset()`` starts over for a new source.
 

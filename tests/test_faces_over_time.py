@@ -61,7 +61,8 @@ def test_a_one_frame_false_detection_on_a_real_clip_never_reaches_the_output(med
 def test_labels_on_a_real_clip_of_small_faces_flicker_less_than_before(media, shipped_classifier):
     """test.mp4 at half size (faces ~50 px): the label only follows the one real change, sad -> happy,
     with perhaps one short detour, where the settings before issue 12 flipped back and forth."""
-    frames = [cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for image in clip(media, "test.mp4")]
+    frames = [cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+              for image in clip(media, "test.mp4")]
     with FaceDetector("auto") as detector:
         recorded = raw_results(frames, detector, shipped_classifier)
     now = replay(FaceTracker(shipped_classifier.classes), recorded)
