@@ -23,7 +23,7 @@ from realtime.model_metadata import ModelMetadata
 from realtime.results import FrameResult
 from realtime.sources import CameraSource, Frame
 from realtime.summary import RunSummary
-from realtime.tracker import FaceTracker
+from realtime.tracker import LABEL_MARGIN, FaceTracker
 
 FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
 
@@ -35,7 +35,8 @@ class EmotionAnalyzer:
     ``detector_range``: "short" (webcam distance, fastest), "full" (faces at any distance) or "auto"
     (both, plus faces cut by the frame's edge and close-ups; see ``FaceDetector``).
     ``min_confidence``: minimum face detection score.
-    ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off.
+    ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off
+    (then the label has no hysteresis either: every frame's own label).
     ``flip_tta``: also classify each face mirrored and average (more accurate; twice the classifier work).
     ``threads``: onnxruntime threads for the classifier; 1 (the default) leaves the other cores to the
     video decoder and encoder threads (None: onnxruntime's choice).
@@ -47,7 +48,8 @@ class EmotionAnalyzer:
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
                  threads: int | None = 1, whole_image: bool = False):
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
-        self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing)
+        self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing,
+                                   label_margin=LABEL_MARGIN if smoothing else 0.0)
         self.detector = FaceDetector(detector_range, min_confidence)
         self.whole_image = whole_image
 

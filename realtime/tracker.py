@@ -21,6 +21,10 @@ Box = tuple[int, int, int, int]
 # many of its box sides from its last centre, and whose size is within REACQUIRE_SIZE_RATIO of it.
 REACQUIRE_DISTANCE = 1.0
 REACQUIRE_SIZE_RATIO = 1.5
+# Default hysteresis of the displayed label (see FaceTracker): on FER2013 faces with jittered boxes it cut
+# label changes on steady faces from 17 to 4 and showed a real change 2.3 frames after it on average
+# (3.5 without); `python -m benchmarks.faces reaction flicker`.
+LABEL_MARGIN = 0.15
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -70,7 +74,7 @@ class FaceTracker:
     """
 
     def __init__(self, classes: list[str], smoothing: float = 0.6, iou_threshold: float = 0.3,
-                 max_missed: int = 45, min_hits: int = 3, label_margin: float = 0.15):
+                 max_missed: int = 45, min_hits: int = 3, label_margin: float = LABEL_MARGIN):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         if not 0.0 < iou_threshold <= 1.0:
