@@ -142,13 +142,15 @@ class FaceDetector:
 
     - "short": MediaPipe's short-range model (faces within about 2 m; fastest, the camera's default);
     - "full": the full-range model (faces up to about 5 m);
-    - "auto" (the default for files): three passes, fused: the short-range model on the image;
-      the short-range model on the image padded by EDGE_PADDING on every side with its mirror
-      image, which finds faces cut by the frame's edge, close-ups and pre-cropped faces (where the
-      full-range model finds few); the full-range model for small and distant faces. Where passes
-      agree, the box of the earlier pass is kept. The first image of a new size (every photo) gets all three; on a video
-      (frames of one size in a row) the last two run on every FULL_RANGE_INTERVAL-th frame, and on
-      every frame while they find faces the first pass misses. ``reset()`` starts over for a new source.
+    - "auto" (the default for files): passes of both models, fused: the short-range model on the
+      image; the short-range model on the image padded by EDGE_PADDING on every side with its
+      mirror image, which finds faces cut by the frame's edge, close-ups and pre-cropped faces
+      (where the full-range model finds few); the full-range model for small and distant faces;
+      for the first image of a new size (every photo) also the full-range model on the padded
+      image (smaller faces cut by the edge). Where passes agree, the box of the earlier pass is
+      kept. On a video (frames of one size in a row) the second and third passes run on every
+      FULL_RANGE_INTERVAL-th frame, and on every frame while they find faces the first pass
+      misses. ``reset()`` starts over for a new source.
 
     ``min_confidence``: detections scoring below it are dropped.
     Any range: an image no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
@@ -210,6 +212,8 @@ class FaceDetector:
         padded = cv2.copyMakeBorder(rgb, padding, padding, padding, padding, cv2.BORDER_REFLECT)
         fused = fuse(fuse(short, self._run("short", padded, padding)), self._run("full", rgb))
         self._more_in_view = len(fused) > len(short)
+        if new_source:  # a photo (or a video's first frame) can afford the full range on the padded image too
+            fused = fuse(fused, self._run("full", padded, padding))
         return fused
 
     def detect(self, image_bgr: np.ndarray) -> list[FaceDetection]:
