@@ -130,7 +130,7 @@ def test_small_images_without_a_face_are_one_whole_face_unless_flat(short_range)
     assert short_range.detect(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)) == []  # not small
 
 
-def test_auto_on_a_video_runs_the_full_pass_on_every_kth_frame_and_while_it_finds_more(media, auto, short_range):
+def test_auto_on_a_video_keeps_finding_faces_that_only_its_full_pass_finds(media, auto, short_range):
     group = read_image(media / "multi_face.jpg")  # the short-range model alone finds none of these faces
     assert short_range.detect(group) == []
     auto.reset()
