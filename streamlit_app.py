@@ -39,8 +39,9 @@ def sidebar_options() -> webapp.AnalysisOptions:
     sidebar = st.sidebar
     sidebar.header("Options")
     detector_range = sidebar.radio(
-        "Face detector range", ("full", "short"), horizontal=True,
-        help="full: faces at any distance (photos, videos). short: faces within about 2 m (webcam), fastest.")
+        "Face detector range", ("auto", "full", "short"), horizontal=True,
+        help="auto: both models, also faces cut by the edge and close-ups. full: faces at any distance. "
+             "short: faces within about 2 m (webcam), fastest.")
     min_confidence = sidebar.slider(
         "Face detection confidence", 0.1, 0.95, 0.5, 0.05,
         help="Faces the detector is less sure about are ignored. Lower it if faces are missed.")

@@ -23,7 +23,7 @@ import numpy as np
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier, default_model_path
 from realtime.demo import demo_source
-from realtime.detector import FaceDetector
+from realtime.detector import DETECTOR_CHOICES, FaceDetector
 from realtime.io.video import H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="*", type=Path, help="clips to time (default: ../shared/media clips)")
-    parser.add_argument("--detector", choices=("short", "full", "both"), default="both")
+    parser.add_argument("--detector", choices=(*DETECTOR_CHOICES, "all"), default="all")
     parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the fastest counts")
     args = parser.parse_args(argv)
     clips = args.videos or [clip for clip in SHARED_CLIPS if clip.is_file()] or [None]
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no such video: {missing[0]}", file=sys.stderr)
         return 2
     print(f"{os.cpu_count()} CPU cores; frames per second, best of {args.repeat} runs\n")
-    benchmark_pipeline(clips, ["short", "full"] if args.detector == "both" else [args.detector], args.repeat)
+    benchmark_pipeline(clips, list(DETECTOR_CHOICES) if args.detector == "all" else [args.detector], args.repeat)
     benchmark_classifier()
     return 0
 

@@ -40,6 +40,11 @@ class LabelLayout:
     rectangle: tuple[int, int, int, int]  # (x1, y1, x2, y2), always inside the frame
 
 
+def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """Area shared by two (x1, y1, x2, y2) rectangles."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def emotion_colour(label: str) -> tuple[int, int, int]:
     """The BGR colour of an emotion; unknown names get a fixed colour derived from the name."""
     if label in EMOTION_COLOURS:
@@ -72,12 +77,14 @@ class EmotionAnnotator:
         text = f"{face.label} {face.confidence * 100:.0f}%"
         return f"id {face.face_id} {text}" if self.show_ids else text
 
-    def layout_label(self, face, image_shape: tuple[int, ...]) -> LabelLayout:
+    def layout_label(self, face, image_shape: tuple[int, ...],
+                     taken: list[tuple[int, int, int, int]] | None = None) -> LabelLayout:
         """Text, size and place of a face's label.
 
         The font follows the frame size, but shrinks (down to MIN_FONT_SCALE) when the label would be
         more than LABEL_MAX_BOX_WIDTHS times as wide as the face, so small faces side by side in a
-        photo do not get labels covering each other.
+        photo do not get labels covering each other. ``taken``: rectangles the label should not cover
+        (other labels and faces); the first place of ``label_rectangles`` that covers least of them wins.
         """
         font_scale, thickness = self.style(image_shape)
         text = self.label_text(face)
@@ -88,31 +95,59 @@ class EmotionAnnotator:
             font_scale, thickness = font_scale * shrink, max(1, int(round(thickness * shrink)))
         padding = max(2, thickness * 2)
         text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
-        rectangle = self.label_rectangle(face.box, text_size, baseline, padding, image_shape)
+        places = self.label_rectangles(face.box, text_size, baseline, padding, image_shape)
+        rectangle = min(places, key=lambda place: sum(_intersection(place, other) for other in taken or []))
         return LabelLayout(text, font_scale, thickness, padding, baseline, text_size, rectangle)
+
+    def layout_labels(self, faces, image_shape: tuple[int, ...]) -> list[LabelLayout]:
+        """Labels of all faces of a frame, placed one after another so that none covers an earlier label
+        or another face where a free place exists (above, inside the top, below or inside the bottom
+        of its box, moved sideways by up to the label's width)."""
+        layouts = []
+        for index, face in enumerate(faces):
+            others = [other.box for position, other in enumerate(faces) if position != index]
+            layouts.append(self.layout_label(face, image_shape, [layout.rectangle for layout in layouts] + others))
+        return layouts
 
     @staticmethod
     def label_rectangle(box: tuple[int, int, int, int], text_size: tuple[int, int], baseline: int,
                         padding: int, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """Where a label goes: above the box when there is room, else just inside its top; always in the frame."""
+        """Where a label goes on a frame of its own: above the box when there is room, else just inside
+        its top; always in the frame."""
+        return EmotionAnnotator.label_rectangles(box, text_size, baseline, padding, image_shape)[0]
+
+    @staticmethod
+    def label_rectangles(box: tuple[int, int, int, int], text_size: tuple[int, int], baseline: int,
+                         padding: int, image_shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+        """Places for a label, best first, all inside the frame: above the box (just inside its top when
+        there is no room above), below it (or inside its bottom), then the same moved left and right."""
         height, width = image_shape[:2]
         label_w = min(text_size[0] + 2 * padding, width)
         label_h = min(text_size[1] + baseline + 2 * padding, height)
-        x1, y1 = box[0], box[1]
-        top = y1 - label_h if y1 - label_h >= 0 else y1
-        top = min(max(top, 0), height - label_h)
-        left = min(max(x1, 0), width - label_w)
-        return left, top, left + label_w, top + label_h
+        x1, y1, _, y2 = box
+        above = y1 - label_h if y1 - label_h >= 0 else y1
+        below = y2 if y2 + label_h <= height else y2 - label_h
+        places = []
+        for shift in (0, -label_w // 2, label_w // 2, -label_w, label_w):
+            for top in (above, below):
+                top = min(max(top, 0), height - label_h)
+                left = min(max(x1 + shift, 0), width - label_w)
+                place = (left, top, left + label_w, top + label_h)
+                if place not in places:
+                    places.append(place)
+        return places
 
     def annotate(self, image: np.ndarray, frame_result: FrameResult, fps: float | None = None) -> np.ndarray:
-        """A copy of the BGR ``image`` with every face's box and label (and the FPS when given)."""
+        """A copy of the BGR ``image`` with every face's box and label (and the FPS when given); labels
+        are drawn after all boxes and kept off each other (``layout_labels``)."""
         canvas = image.copy()
         box_thickness = self.style(canvas.shape)[1] + 1
         for face in frame_result.faces:
-            colour = emotion_colour(face.label)
             x1, y1, x2, y2 = face.box
-            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, box_thickness)
-            label = self.layout_label(face, canvas.shape)
+            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), emotion_colour(face.label),
+                          box_thickness)
+        for face, label in zip(frame_result.faces, self.layout_labels(frame_result.faces, canvas.shape)):
+            colour = emotion_colour(face.label)
             left, top, right, bottom = label.rectangle
             cv2.rectangle(canvas, (left, top), (right - 1, bottom - 1), colour, cv2.FILLED)
             cv2.putText(canvas, label.text, (left + label.padding, bottom - label.padding - label.baseline), FONT,

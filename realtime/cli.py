@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime.annotator import EmotionAnnotator
-from realtime.detector import DEFAULT_MIN_CONFIDENCE
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import EmotionTracerError, OutputError, SourceError
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path
@@ -129,9 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="never open a window, even for the camera (automatic when there is no display)")
 
     analysis = parser.add_argument_group("analysis")
-    analysis.add_argument("--detector", choices=("short", "full"),
-                          help="face detector range: 'short' for faces within ~2 m (fastest), 'full' for "
-                               "faces up to ~5 m (default: short for the camera, full otherwise)")
+    analysis.add_argument("--detector", choices=DETECTOR_CHOICES,
+                          help="face detector: 'short' for faces within ~2 m (fastest), 'full' for faces up "
+                               "to ~5 m, 'auto' for both plus faces cut by the frame's edge and close-ups "
+                               "(default: short for the camera, auto otherwise)")
+    analysis.add_argument("--whole-image", action="store_true",
+                          help="each image (or frame) is one face already, e.g. a face crop: classify it "
+                               "whole, without face detection (small images where no face is found are "
+                               "taken whole anyway)")
     analysis.add_argument("--min-confidence", type=_fraction(below_one=False),
                           default=DEFAULT_MIN_CONFIDENCE, metavar="P", help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or "
                                             f"dim faces, at the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         jobs, folder = _plan(args)
         live = jobs[0].kind == "camera"
-        detector_range = args.detector or ("short" if live else "full")
+        detector_range = args.detector or ("short" if live else "auto")
         want_window = args.show or (live and not args.no_display)
         show_window = want_window and display_available()
         notes = []  # printed once the first source is open, so bad input gets only its error line
@@ -348,7 +353,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
         with ExitStack() as stack:
             analyzer = stack.enter_context(EmotionAnalyzer(
                 args.model, detector_range=detector_range, min_confidence=args.min_confidence,
-                smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads))
+                smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads, whole_image=args.whole_image))
             annotator = EmotionAnnotator()
             opened = []
 

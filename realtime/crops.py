@@ -11,6 +11,9 @@ margins from 0 to 0.3 were within noise of each other, 0.4 fell to 63.5%.
 Parts of the square outside the frame (faces at the edges) are filled by replicating the border
 pixels rather than shrinking the square, so a face keeps the same scale and position in its crop
 whether or not it touches the edge of the frame.
+
+A box that is the whole image (``detector.whole_image_face``: the picture already is a face, as
+FER2013's are) is taken as it is, without margin: a square image is the crop itself.
 """
 
 from __future__ import annotations
@@ -39,8 +42,12 @@ def square_box(box: tuple[int, int, int, int], margin: float = CROP_MARGIN,
 
 def crop_square(image: np.ndarray, box: tuple[int, int, int, int], margin: float = CROP_MARGIN,
                 shift_up: float = CROP_SHIFT_UP) -> np.ndarray:
-    """The square crop around a face box; where it leaves the frame the border pixels are replicated."""
+    """The square crop around a face box; where it leaves the frame the border pixels are replicated.
+
+    A box covering the whole image gets no margin (the image is a face crop already)."""
     height, width = image.shape[:2]
+    if tuple(box) == (0, 0, width, height):  # the whole image is the face
+        margin, shift_up = 0.0, 0.0
     left, top, right, bottom = square_box(box, margin, shift_up)
     inside = image[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
     if inside.size == 0:  # the square misses the frame entirely (cannot happen for clamped boxes)

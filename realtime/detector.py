@@ -2,7 +2,8 @@
 
 mediapipe 0.10.21 ships both models inside the wheel: "short" range (faces within about 2 m,
 webcam distance, fastest) and "full" range (faces up to about 5 m, small faces in photos and
-videos). Nothing is downloaded.
+videos). Nothing is downloaded. "auto" combines them (and a mirrored-padding pass for faces at the
+frame's edge and close-ups); `python -m benchmarks.faces` measures what each finds.
 """
 
 from __future__ import annotations
@@ -18,9 +19,23 @@ import numpy as np
 from realtime.types import FaceDetection
 
 MODEL_RANGES = {"short": 0, "full": 1}  # name -> MediaPipe model_selection
+DETECTOR_CHOICES = ("short", "full", "auto")  # "auto": both models, fused (see FaceDetector)
 # MediaPipe's own default is 0.5, but on the project's test media it then "finds" faces in skin-coloured
 # blurry shapes (scores 0.51-0.69) while real faces score 0.73 and up (most above 0.85).
 DEFAULT_MIN_CONFIDENCE = 0.7
+# "auto": a second short-range pass sees the image with this share of its longer side added on every
+# side, mirrored: a face cut by the frame's edge is completed by its mirror image (faces are nearly
+# symmetric), and one that fills a close-up gets the room around it that the model expects. (On every
+# frame this pass would lose faces of middle size, which shrink in the model's 128x128 input.)
+EDGE_PADDING = 0.25
+# "auto" on a video: the full pass (full range and padded short range, ~8 ms at 640x360 against ~2 ms for
+# the short range alone) runs on every FULL_RANGE_INTERVAL-th frame (a third of a second at 30 fps: how late
+# a distant face that walks in may show), and on every frame while it finds faces the plain short-range
+# pass misses.
+FULL_RANGE_INTERVAL = 10
+SAME_FACE_OVERLAP = 0.3  # two passes' boxes overlapping this much (IoU, or share of the smaller box) are one face
+WHOLE_IMAGE_MAX_SIDE = 160  # an image this small (longer side, pixels) without a detected face is one whole face,
+WHOLE_IMAGE_MIN_CONTRAST = 8.0  # unless it is flat: standard deviation of its gray levels below this
 
 _native_stderr_lock = threading.Lock()
 
@@ -93,52 +108,141 @@ def relative_to_pixel_box(xmin: float, ymin: float, width: float, height: float,
     return x1, y1, x2, y2
 
 
+def whole_image_face(image: np.ndarray) -> FaceDetection:
+    """The whole image as one face (a picture that already is a face crop); it has no detection score."""
+    height, width = image.shape[:2]
+    return FaceDetection(box=(0, 0, width, height), score=None)
+
+
+def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """The larger of IoU and the share of the smaller box covered by the other (0 when apart)."""
+    inter_w = min(a[2], b[2]) - max(a[0], b[0])
+    inter_h = min(a[3], b[3]) - max(a[1], b[1])
+    if inter_w <= 0 or inter_h <= 0:
+        return 0.0
+    intersection = inter_w * inter_h
+    area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
+    return max(intersection / (area_a + area_b - intersection), intersection / min(area_a, area_b))
+
+
+def fuse(preferred: list[FaceDetection], others: list[FaceDetection]) -> list[FaceDetection]:
+    """All faces of ``preferred`` plus those of ``others`` that are not one of them (best score first)."""
+    fused = list(preferred)
+    for face in sorted(others, key=lambda face: face.score, reverse=True):
+        if all(overlap(face.box, kept.box) < SAME_FACE_OVERLAP for kept in fused):
+            fused.append(face)
+    fused.sort(key=lambda face: face.score, reverse=True)
+    return fused
+
+
 class FaceDetector:
     """Finds faces in BGR images; boxes are pixel coordinates clamped to the image.
 
-    ``model_range``: "short" (close faces, webcams) or "full" (faces at any distance, files).
+    ``model_range``:
+
+    - "short": MediaPipe's short-range model (faces within about 2 m; fastest, the camera's default);
+    - "full": the full-range model (faces up to about 5 m);
+    - "auto" (the default for files): passes of both models, fused: the short-range model on the
+      image; the short-range model on the image padded by EDGE_PADDING on every side with its
+      mirror image, which finds faces cut by the frame's edge, close-ups and pre-cropped faces
+      (where the full-range model finds few); the full-range model for small and distant faces;
+      for the first image of a new size (every photo) also the full-range model on the padded
+      image (smaller faces cut by the edge). Where passes agree, the box of the earlier pass is
+      kept. On a video (frames of one size in a row) the second and third passes run on every
+      FULL_RANGE_INTERVAL-th frame, and on every frame while they find faces the first pass
+      misses. ``reset()`` starts over for a new source.
+
     ``min_confidence``: detections scoring below it are dropped.
+    Any range: an image no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
+    found, and which is not flat (WHOLE_IMAGE_MIN_CONTRAST), is taken as one whole face without a
+    score (``whole_image_face``): a picture that already is a face crop, like FER2013's 48x48 faces.
     """
 
     def __init__(self, model_range: str = "short", min_confidence: float = DEFAULT_MIN_CONFIDENCE):
-        if model_range not in MODEL_RANGES:
-            raise ValueError(f"model_range must be one of {sorted(MODEL_RANGES)}, got {model_range!r}")
+        if model_range not in DETECTOR_CHOICES:
+            raise ValueError(f"model_range must be one of {sorted(DETECTOR_CHOICES)}, got {model_range!r}")
         if not 0.0 <= min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be between 0 and 1, got {min_confidence}")
         self.model_range = model_range
         self.min_confidence = min_confidence
+        ranges = ["short", "full"] if model_range == "auto" else [model_range]
+        self._models = {}
         with _quiet_native_stderr():
-            self._detector = _mp_face_detection.FaceDetection(
-                model_selection=MODEL_RANGES[model_range], min_detection_confidence=min_confidence)
-            # The graph starts (and logs) on its first image: do that now, quietly.
-            self._detector.process(np.zeros((64, 64, 3), dtype=np.uint8))
+            for name in ranges:
+                self._models[name] = _mp_face_detection.FaceDetection(
+                    model_selection=MODEL_RANGES[name], min_detection_confidence=min_confidence)
+                # The graph starts (and logs) on its first image: do that now, quietly.
+                self._models[name].process(np.zeros((64, 64, 3), dtype=np.uint8))
+        self._frames_since_full = 0  # "auto" on a video: frames since the last full pass
+        self._more_in_view = False  # "auto": the last full pass found faces the plain short-range pass missed
+        self._last_shape: tuple[int, ...] | None = None
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceDetection]:
-        """Faces in a BGR (or gray/BGRA) uint8 image, best score first; [] when there are none."""
-        if self._detector is None:
-            raise RuntimeError("FaceDetector is closed")
-        if image_bgr.size == 0:
-            return []
-        height, width = image_bgr.shape[:2]
-        output = self._detector.process(_as_rgb(image_bgr))
+    def reset(self) -> None:
+        """Start over for a new source: the next image gets every pass."""
+        self._last_shape = None
+
+    def _run(self, model_range: str, rgb: np.ndarray, padding: int = 0) -> list[FaceDetection]:
+        """One model's faces above ``min_confidence`` in an RGB image that was padded by ``padding`` pixels."""
+        output = self._models[model_range].process(rgb)
+        height, width = rgb.shape[0] - 2 * padding, rgb.shape[1] - 2 * padding
         faces = []
         for detection in output.detections or []:
             score = float(detection.score[0])
             if score < self.min_confidence:  # MediaPipe's full-range graph lets some lower scores through
                 continue
             relative = detection.location_data.relative_bounding_box
-            box = relative_to_pixel_box(relative.xmin, relative.ymin, relative.width, relative.height,
+            # Relative to the padded image; moved and rescaled to the unpadded one.
+            box = relative_to_pixel_box((relative.xmin * rgb.shape[1] - padding) / width,
+                                        (relative.ymin * rgb.shape[0] - padding) / height,
+                                        relative.width * rgb.shape[1] / width, relative.height * rgb.shape[0] / height,
                                         width, height)
             if box is not None:
                 faces.append(FaceDetection(box=box, score=score))
+        return faces
+
+    def _detect_auto(self, rgb: np.ndarray) -> list[FaceDetection]:
+        short = self._run("short", rgb)
+        new_source = rgb.shape != self._last_shape
+        self._last_shape = rgb.shape
+        self._frames_since_full += 1
+        if not (new_source or self._more_in_view or self._frames_since_full >= FULL_RANGE_INTERVAL):
+            return short
+        self._frames_since_full = 0
+        padding = int(round(EDGE_PADDING * max(rgb.shape[:2])))
+        padded = cv2.copyMakeBorder(rgb, padding, padding, padding, padding, cv2.BORDER_REFLECT)
+        fused = fuse(fuse(short, self._run("short", padded, padding)), self._run("full", rgb))
+        self._more_in_view = len(fused) > len(short)
+        if new_source:  # a photo (or a video's first frame) can afford the full range on the padded image too
+            fused = fuse(fused, self._run("full", padded, padding))
+        return fused
+
+    def detect(self, image_bgr: np.ndarray) -> list[FaceDetection]:
+        """Faces in a BGR (or gray/BGRA) uint8 image, best score first; [] when there are none."""
+        if self.closed:
+            raise RuntimeError("FaceDetector is closed")
+        if image_bgr.size == 0:
+            return []
+        rgb = _as_rgb(image_bgr)
+        if self.model_range == "auto":
+            faces = self._detect_auto(rgb)
+        else:
+            faces = self._run(self.model_range, rgb)
+        if not faces and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE \
+                and rgb.std() >= WHOLE_IMAGE_MIN_CONTRAST:
+            return [whole_image_face(image_bgr)]
         faces.sort(key=lambda face: face.score, reverse=True)
         return faces
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has released the MediaPipe graphs."""
+        return not self._models
+
     def close(self) -> None:
-        """Release the MediaPipe graph; safe to call twice."""
-        if self._detector is not None:
-            self._detector.close()
-            self._detector = None
+        """Release the MediaPipe graphs; safe to call twice."""
+        for model in self._models.values():
+            model.close()
+        self._models = {}
 
     def __enter__(self) -> "FaceDetector":
         return self

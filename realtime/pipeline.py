@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, whole_image_face
 from realtime.io.images import read_image
 from realtime.model_metadata import ModelMetadata
 from realtime.sinks import Sink
 from realtime.sources import Source, open_source
-from realtime.tracker import FaceTracker
+from realtime.tracker import LABEL_MARGIN, FaceTracker
 from realtime.types import AnalyzedFrame, FaceResult, Frame, FrameResult
 
 FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
@@ -32,20 +32,26 @@ class EmotionAnalyzer:
     """Emotions of the faces in photos and in streams of frames.
 
     ``model_path``: exported .onnx model (default: the INT8 model shipped inside the package).
-    ``detector_range``: "short" (webcam distance, fastest) or "full" (faces at any distance).
+    ``detector_range``: "short" (webcam distance, fastest), "full" (faces at any distance) or "auto"
+    (both, plus faces cut by the frame's edge and close-ups; see ``FaceDetector``).
     ``min_confidence``: minimum face detection score.
-    ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off.
+    ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off
+    (then the label has no hysteresis either: every frame's own label).
     ``flip_tta``: also classify each face mirrored and average (more accurate; twice the classifier work).
     ``threads``: onnxruntime threads for the classifier; 1 (the default) leaves the other cores to the
     video decoder and encoder threads (None: onnxruntime's choice).
+    ``whole_image``: classify each whole frame as one face (pictures that are face crops already),
+    without detection; such faces have no detection score (None).
     """
 
-    def __init__(self, model_path: str | Path | None = None, detector_range: str = "full",
+    def __init__(self, model_path: str | Path | None = None, detector_range: str = "auto",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
-                 threads: int | None = 1):
+                 threads: int | None = 1, whole_image: bool = False):
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
-        self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing)
+        self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing,
+                                   label_margin=LABEL_MARGIN if smoothing else 0.0)
         self.detector = FaceDetector(detector_range, min_confidence)
+        self.whole_image = whole_image
 
     @property
     def classes(self) -> list[str]:
@@ -69,7 +75,8 @@ class EmotionAnalyzer:
             image = read_image(Path(image))
         image = _as_bgr(image)
         started = time.perf_counter()
-        detections = self.detector.detect(image)
+        self.detector.reset()  # a photo gets every detection pass
+        detections = self._detect(image)
         detected = time.perf_counter()
         probabilities = self.classifier.infer(image, [face.box for face in detections])
         classified = time.perf_counter()
@@ -84,7 +91,7 @@ class EmotionAnalyzer:
     def track(self, frame: Frame, source_name: str = "") -> FrameResult:
         """The next frame of a stream: faces with ids kept across frames and smoothed probabilities."""
         started = time.perf_counter()
-        detections = self.detector.detect(frame.image)
+        detections = self._detect(frame.image)
         detected = time.perf_counter()
         probabilities = self.classifier.infer(frame.image, [face.box for face in detections])
         classified = time.perf_counter()
@@ -93,6 +100,9 @@ class EmotionAnalyzer:
         return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces, source=source_name,
                            speed={"detect": 1000 * (detected - started), "classify": 1000 * (classified - detected),
                                   "track": 1000 * (tracked - classified)})
+
+    def _detect(self, image: np.ndarray):
+        return [whole_image_face(image)] if self.whole_image else self.detector.detect(image)
 
     def stream(self, source: Source | str | int | Path, max_frames: int | None = None) -> Iterator[FrameResult]:
         """One FrameResult per frame of a video file, a camera index or an open Source, ids tracked.
@@ -110,6 +120,7 @@ class EmotionAnalyzer:
     def reset(self) -> None:
         """Forget tracked faces before a new source (ids restart at 1, no smoothing across sources)."""
         self.tracker.reset()
+        self.detector.reset()
 
     def close(self) -> None:
         """Release the face detector."""

@@ -1,4 +1,11 @@
-"""Stable face ids across frames (greedy IoU matching) and per-face smoothing of the probabilities."""
+"""Stable face ids across frames and per-face smoothing of the probabilities and of the label.
+
+A face earns its id: a detection starts a tentative track, which gets an id and reaches the output
+only once it has been found in ``min_hits`` frames in a row, so a false detection in one frame
+never shows (faces in a source's first frame, such as a photo's, are shown at once). A face with
+an id survives ``max_missed`` frames without a detection (a hand in front of it, a turn of the
+head) and takes its id back when it reappears where it was, or near it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from realtime.types import Box, FaceDetection, FaceResult
+
+# A lost face (missed in the last frame) is taken back by a detection whose centre lies within this
+# many of its box sides from its last centre, and whose size is within REACQUIRE_SIZE_RATIO of it.
+REACQUIRE_DISTANCE = 1.0
+REACQUIRE_SIZE_RATIO = 1.5
+# Default hysteresis of the displayed label (see FaceTracker): on FER2013 faces with jittered boxes it cut
+# label changes on steady faces from 17 to 4 and showed a real change 2.3 frames after it on average
+# (3.5 without); `python -m benchmarks.faces reaction flicker`.
+LABEL_MARGIN = 0.15
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -20,86 +36,137 @@ def box_iou(a: Box, b: Box) -> float:
     return intersection / union if union > 0 else 0.0
 
 
+def near_enough(lost: Box, box: Box) -> float:
+    """How well ``box`` fits as the reappearance of a face lost at ``lost``: in (0, 1], or 0 when not."""
+    side_lost = max(lost[2] - lost[0], lost[3] - lost[1], 1)
+    side = max(box[2] - box[0], box[3] - box[1], 1)
+    if not 1 / REACQUIRE_SIZE_RATIO <= side / side_lost <= REACQUIRE_SIZE_RATIO:
+        return 0.0
+    distance = np.hypot((box[0] + box[2] - lost[0] - lost[2]) / 2, (box[1] + box[3] - lost[1] - lost[3]) / 2)
+    return max(0.0, 1.0 - distance / (REACQUIRE_DISTANCE * side_lost))
+
+
 @dataclass
 class _Track:
-    face_id: int
     box: Box
-    probabilities: np.ndarray
+    probabilities: np.ndarray  # smoothed
+    label: int  # index of the displayed class
+    face_id: int | None = None  # None while tentative
+    hits: int = 1  # frames in a row with a detection, counted up to confirmation
     missed: int = 0
 
 
 class FaceTracker:
-    """Gives each face an id that stays the same while it moves, and smooths its probabilities.
+    """Gives each face an id that stays the same while it moves, and smooths its probabilities and label.
 
     ``classes``: names of the probability columns.
     ``smoothing``: weight of the past in the exponential moving average of each face's
     probabilities, in [0, 1); 0 turns smoothing off (every frame's own probabilities).
-    ``iou_threshold``: a detection continues a track when their boxes overlap at least this much.
-    ``max_missed``: a track is forgotten after this many consecutive frames without its face.
+    ``iou_threshold``: a detection continues a track when their boxes overlap at least this much
+    (a lost track is also continued by a detection near it, see REACQUIRE_DISTANCE).
+    ``max_missed``: a face is forgotten after this many consecutive frames without it (45: 1.5 s at 30 fps).
+    ``min_hits``: frames in a row a new face must be found in before it gets an id and is reported
+    (1: at once); faces in the first frame after ``reset()`` are reported at once.
+    ``label_margin``: the displayed label changes only when another emotion's smoothed probability
+    exceeds the displayed one's by this much (hysteresis; 0: the label is always the most likely).
     """
 
     def __init__(self, classes: list[str], smoothing: float = 0.6, iou_threshold: float = 0.3,
-                 max_missed: int = 15):
+                 max_missed: int = 45, min_hits: int = 3, label_margin: float = LABEL_MARGIN):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         if max_missed < 0:
             raise ValueError(f"max_missed must be at least 0, got {max_missed}")
+        if min_hits < 1:
+            raise ValueError(f"min_hits must be at least 1, got {min_hits}")
+        if not 0.0 <= label_margin < 1.0:
+            raise ValueError(f"label_margin must be in [0, 1), got {label_margin}")
         self.classes = list(classes)
         self.smoothing = smoothing
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
-        self._tracks: list[_Track] = []
-        self._next_id = 1
+        self.min_hits = min_hits
+        self.label_margin = label_margin
+        self.reset()
 
     def reset(self) -> None:
         """Forget all faces (a new source starts); ids start again at 1."""
-        self._tracks = []
+        self._tracks: list[_Track] = []
         self._next_id = 1
+        self._first_frame = True
 
     def _match(self, detections: list[FaceDetection]) -> dict[int, _Track]:
-        """Detection index -> existing track, pairing the highest overlaps first."""
-        pairs = sorted(((box_iou(track.box, detection.box), d_index, t_index)
-                        for t_index, track in enumerate(self._tracks)
-                        for d_index, detection in enumerate(detections)), reverse=True)
+        """Detection index -> existing track: overlapping pairs first (highest IoU first), then lost
+        faces with detections near them; faces with ids before tentative ones."""
+        pairs = []
+        for t_index, track in enumerate(self._tracks):
+            for d_index, detection in enumerate(detections):
+                iou = box_iou(track.box, detection.box)
+                if iou >= self.iou_threshold:
+                    fit = 1.0 + iou
+                elif track.missed and track.face_id is not None:
+                    fit = near_enough(track.box, detection.box)
+                else:
+                    continue
+                if fit > 0:
+                    pairs.append((fit, track.face_id is not None, d_index, t_index))
         matches: dict[int, _Track] = {}
         used_tracks: set[int] = set()
-        for iou, d_index, t_index in pairs:
-            if iou < self.iou_threshold:
-                break
+        for _, _, d_index, t_index in sorted(pairs, reverse=True):
             if d_index not in matches and t_index not in used_tracks:
                 matches[d_index] = self._tracks[t_index]
                 used_tracks.add(t_index)
         return matches
 
+    def _displayed_label(self, track: _Track) -> int:
+        """The track's label after hysteresis: the most likely class once it leads the shown one by the margin."""
+        best = int(np.argmax(track.probabilities))
+        if track.probabilities[best] - track.probabilities[track.label] > self.label_margin:
+            return best
+        return track.label
+
     def update(self, detections: list[FaceDetection], probabilities: np.ndarray) -> list[FaceResult]:
-        """Results for one frame's faces (same order as ``detections``), with ids and smoothed labels."""
+        """Results for one frame's reported faces (in the order of ``detections``, tentative ones left
+        out), with ids and smoothed labels."""
         probabilities = np.asarray(probabilities, dtype=np.float32)
         if probabilities.shape != (len(detections), len(self.classes)):
             raise ValueError(f"expected probabilities of shape {(len(detections), len(self.classes))}, "
                              f"got {probabilities.shape}")
         matches = self._match(detections)
-        seen: set[int] = set()
+        matched: set[int] = set()
         results = []
         for index, detection in enumerate(detections):
             track = matches.get(index)
             if track is None:
-                track = _Track(self._next_id, detection.box, probabilities[index].copy())
-                self._next_id += 1
+                track = _Track(detection.box, probabilities[index].copy(), int(np.argmax(probabilities[index])))
                 self._tracks.append(track)
             else:
                 track.box = detection.box
                 track.probabilities = (self.smoothing * track.probabilities
                                        + (1.0 - self.smoothing) * probabilities[index]).astype(np.float32)
+                track.label = self._displayed_label(track)
+                track.hits += 1
                 track.missed = 0
-            seen.add(track.face_id)
-            best = int(np.argmax(track.probabilities))
-            results.append(FaceResult(face_id=track.face_id, box=detection.box, detection_score=detection.score,
-                                      probabilities=track.probabilities.copy(), label=self.classes[best],
-                                      confidence=float(track.probabilities[best]), classes=self.classes))
+            matched.add(id(track))
+            if track.face_id is None and (self._first_frame or track.hits >= self.min_hits):
+                track.face_id = self._next_id
+                self._next_id += 1
+            if track.face_id is not None:
+                results.append(FaceResult(face_id=track.face_id, box=detection.box, detection_score=detection.score,
+                                          probabilities=track.probabilities.copy(),
+                                          label=self.classes[track.label],
+                                          confidence=float(track.probabilities[track.label]),
+                                          classes=self.classes))
+        kept = []
         for track in self._tracks:
-            if track.face_id not in seen:
+            if id(track) not in matched:
                 track.missed += 1
-        self._tracks = [track for track in self._tracks if track.missed <= self.max_missed]
+                track.hits = 0
+            # A tentative face missed once is dropped: it never had an id.
+            if id(track) in matched or (track.face_id is not None and track.missed <= self.max_missed):
+                kept.append(track)
+        self._tracks = kept
+        self._first_frame = False
         return results

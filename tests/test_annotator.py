@@ -91,3 +91,41 @@ def test_no_faces_leaves_the_frame_unchanged_and_fps_is_drawn_top_right():
     changed = np.argwhere(np.any(with_fps != image, axis=2))
     assert len(changed) > 0 and changed[:, 0].max() < 60 and changed[:, 1].min() > 500
     assert np.array_equal(annotator.annotate(image, FrameResult(0, 0.0, []), fps=23.4), with_fps)
+
+
+def labels_clash(layouts, faces) -> tuple[int, int]:
+    """(label pairs that overlap, labels that cover another face's box)."""
+    def overlaps(a, b):
+        return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+    rectangles = [layout.rectangle for layout in layouts]
+    pairs = sum(overlaps(a, b) for i, a in enumerate(rectangles) for b in rectangles[i + 1:])
+    covering = sum(overlaps(rectangle, other.box) for rectangle, own in zip(rectangles, faces)
+                   for other in faces if other is not own)
+    return pairs, covering
+
+
+def test_labels_of_a_crowded_row_of_faces_do_not_cover_each_other_or_other_faces():
+    annotator = EmotionAnnotator()
+    shape = (360, 640, 3)
+    # A row of eight faces 50 px wide, 10 px apart: each label is about twice as wide as its face.
+    results = [face(i + 1, (20 + 60 * i, 100, 70 + 60 * i, 150), "surprise", 0.99) for i in range(8)]
+    plain = [annotator.layout_label(result, shape) for result in results]
+    assert labels_clash(plain, results) != (0, 0)  # each on its own, labels would collide
+    layouts = annotator.layout_labels(results, shape)
+    assert labels_clash(layouts, results) == (0, 0)
+    for layout in layouts:
+        left, top, right, bottom = layout.rectangle
+        assert 0 <= left < right <= 640 and 0 <= top < bottom <= 360
+
+
+def test_labels_on_a_real_group_photo_stay_apart(media):
+    from realtime.detector import FaceDetector
+    from realtime.io.images import read_image
+
+    image = cv2.resize(read_image(media / "multi_face.jpg"), (640, 427), interpolation=cv2.INTER_AREA)
+    with FaceDetector("auto") as detector:
+        results = [face(i + 1, detection.box, "surprise", 0.99) for i, detection in enumerate(detector.detect(image))]
+    assert len(results) == 5
+    annotator = EmotionAnnotator()
+    assert labels_clash([annotator.layout_label(result, image.shape) for result in results], results) != (0, 0)
+    assert labels_clash(annotator.layout_labels(results, image.shape), results) == (0, 0)

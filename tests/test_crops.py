@@ -43,7 +43,7 @@ def test_crop_inside_the_frame_is_the_exact_region():
     (0, 280, 70, 360),         # bottom-left corner
     (570, 270, 640, 360),      # bottom-right corner
     (300, 0, 380, 40),         # cut by the top edge
-    (0, 0, 640, 360),          # face bigger than the frame
+    (0, 0, 640, 350),          # face bigger than the frame but for a few rows
 ])
 def test_crop_at_the_edges_keeps_its_size_and_replicates_the_border(box):
     image = gradient_image()
@@ -60,6 +60,18 @@ def test_crop_at_the_edges_keeps_its_size_and_replicates_the_border(box):
     assert left < 0 or top < 0 or right > 640 or bottom > 360
     expected = image[np.clip(np.arange(top, bottom), 0, 359)][:, np.clip(np.arange(left, right), 0, 639)]
     np.testing.assert_array_equal(crop, expected)
+
+
+def test_a_box_that_is_the_whole_image_is_taken_without_margin():
+    square = gradient_image(48, 48)
+    np.testing.assert_array_equal(crop_square(square, (0, 0, 48, 48)), square)
+    wide = gradient_image(40, 60)  # squared by replicating the top and bottom rows, the face not shrunk
+    crop = crop_square(wide, (0, 0, 60, 40))
+    assert crop.shape == (60, 60, 3)
+    np.testing.assert_array_equal(crop[10:50], wide)
+    # A 48x48 gray face goes to the model exactly as it is.
+    batch = prepare_crops(cv2.cvtColor(square[..., 0], cv2.COLOR_GRAY2BGR), [(0, 0, 48, 48)], GRAY_48)
+    np.testing.assert_allclose(batch[0, :, :, 0], square[..., 0] / 255, rtol=1e-6)
 
 
 def test_prepare_crops_converts_resizes_and_normalises_like_the_metadata():

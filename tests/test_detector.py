@@ -1,4 +1,5 @@
-"""FaceDetector on real photos (the `media` fixture) and on synthetic edge cases."""
+"""FaceDetector on real photos (the `media` fixture) and on synthetic edge cases: faces a person sees,
+none on faceless media, close-ups, faces cut by the frame's edge, pre-cropped faces."""
 
 from __future__ import annotations
 
@@ -7,13 +8,22 @@ import sys
 import numpy as np
 import pytest
 
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, relative_to_pixel_box
+from benchmarks.faces import close_up, cut_at_edge
+from realtime.detector import (DEFAULT_MIN_CONFIDENCE, FULL_RANGE_INTERVAL, FaceDetector, fuse, overlap,
+                               relative_to_pixel_box, whole_image_face)
 from realtime.io.images import read_image
+from realtime.types import FaceDetection
 
 
 @pytest.fixture(scope="module")
 def full_range():
     with FaceDetector("full") as detector:
+        yield detector
+
+
+@pytest.fixture(scope="module")
+def auto():
+    with FaceDetector("auto") as detector:
         yield detector
 
 
@@ -37,6 +47,104 @@ def test_full_range_counts_faces_in_photos(media, full_range, name, expected):
         assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
         assert DEFAULT_MIN_CONFIDENCE <= face.score <= 1.0
     assert [face.score for face in faces] == sorted((face.score for face in faces), reverse=True)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("single_face.jpg", 1), ("justin.jpg", 1), ("img1.jpg", 1), ("img2.jpg", 1), ("img5.jpg", 1), ("img12.jpg", 1),
+    ("multi_face.jpg", 5), ("couple.jpg", 2), ("no-faces.jpg", 0), ("free-mountain-vector-01.jpg", 0),
+])
+def test_auto_finds_the_faces_a_person_sees_in_photos(media, auto, name, expected):
+    auto.reset()
+    image = read_image(media / name)
+    faces = auto.detect(image)
+    assert len(faces) == expected
+    assert all(face.score >= DEFAULT_MIN_CONFIDENCE for face in faces)
+    assert all(overlap(a.box, b.box) < 0.3 for i, a in enumerate(faces) for b in faces[i + 1:])  # no doubles
+
+
+def test_auto_finds_no_face_in_a_video_without_faces_and_the_face_in_every_frame_of_a_clip(media, auto):
+    from realtime.io.video import VideoFileSource
+    for clip, frames_with_a_face in (("no_face.mp4", 0), ("single_face.mp4", 72)):
+        auto.reset()
+        with VideoFileSource(media / clip) as source:
+            counts = [len(auto.detect(frame.image)) for frame in source]
+        assert sum(count > 0 for count in counts) == frames_with_a_face and max(counts) <= 1
+
+
+@pytest.mark.parametrize("name", ["single_face.jpg", "justin.jpg", "img5.jpg", "img12.jpg", "couple.jpg"])
+def test_auto_finds_close_ups_that_fill_a_small_gray_frame(media, auto, full_range, name):
+    image = read_image(media / name)
+    close_ups = [close_up(image, face.box, margin=0.2) for face in full_range.detect(image)]
+    for picture in close_ups:
+        assert picture.shape == (256, 256)
+        auto.reset()
+        (face,) = auto.detect(picture)
+        x1, y1, x2, y2 = face.box
+        assert face.score is not None and x2 - x1 > 128  # detected, and it is the big face
+
+
+def test_full_range_misses_close_ups_that_auto_finds(media, auto, full_range):
+    close_ups = [close_up(read_image(media / name), face.box, margin=0.2)
+                 for name in ("single_face.jpg", "justin.jpg", "img5.jpg", "img12.jpg", "couple.jpg")
+                 for face in full_range.detect(read_image(media / name))]
+    assert sum(len(full_range.detect(picture)) for picture in close_ups) < len(close_ups)
+
+
+@pytest.mark.parametrize("edge", ["left", "right", "top", "bottom"])
+def test_auto_finds_a_face_moved_half_out_of_the_frame(media, auto, full_range, short_range, edge):
+    image = read_image(media / "single_face.jpg")
+    (face,) = full_range.detect(image)
+    cut = cut_at_edge(image, face.box, keep=0.4, edge=edge)  # 60% of the face is beyond the edge
+    auto.reset()
+    (found,) = auto.detect(cut)
+    height, width = cut.shape[:2]
+    reaches = {"left": found.box[0] == 0, "right": found.box[2] == width,
+               "top": found.box[1] == 0, "bottom": found.box[3] == height}
+    assert reaches[edge]
+    assert full_range.detect(cut) == [] or short_range.detect(cut) == []  # one model alone misses it
+
+
+def test_pre_cropped_fer2013_faces_are_found_or_taken_whole(fer2013, auto, full_range):
+    paths = [path for folder in sorted((fer2013 / "test").iterdir()) for path in sorted(folder.glob("*.jpg"))[:10]]
+    detected = 0
+    for path in paths:
+        image = read_image(path)
+        auto.reset()
+        faces = auto.detect(image)
+        assert len(faces) == 1
+        if faces[0].score is None:
+            assert faces[0] == whole_image_face(image)
+        else:
+            detected += 1
+    assert detected > len(paths) // 2  # the mirrored-padding pass finds most of them
+    full_range_detected = sum(any(face.score is not None for face in full_range.detect(read_image(path)))
+                              for path in paths)
+    assert full_range_detected < len(paths) // 4
+
+
+def test_small_images_without_a_face_are_one_whole_face_unless_flat(short_range):
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    assert short_range.detect(texture) == [FaceDetection(box=(0, 0, 48, 48), score=None)]
+    assert short_range.detect(np.full((48, 48, 3), 128, np.uint8)) == []  # flat: nothing there
+    assert short_range.detect(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)) == []  # not small
+
+
+def test_auto_on_a_video_keeps_finding_faces_that_only_its_full_pass_finds(media, auto, short_range):
+    group = read_image(media / "multi_face.jpg")  # the short-range model alone finds none of these faces
+    assert short_range.detect(group) == []
+    auto.reset()
+    assert [len(auto.detect(group)) for _ in range(2 * FULL_RANGE_INTERVAL)] == [5] * (2 * FULL_RANGE_INTERVAL)
+    portrait = read_image(media / "single_face.jpg")  # a new size starts over; the short range finds this one
+    boxes = [[face.box for face in auto.detect(portrait)] for _ in range(2 * FULL_RANGE_INTERVAL)]
+    assert all(len(frame_boxes) == 1 for frame_boxes in boxes)
+
+
+def test_fuse_keeps_the_preferred_box_of_a_face_found_twice():
+    short = [FaceDetection((100, 100, 200, 200), 0.8)]
+    full = [FaceDetection((105, 95, 205, 195), 0.95), FaceDetection((300, 100, 340, 140), 0.9),
+            FaceDetection((310, 105, 335, 135), 0.75)]  # inside the one before: the same face
+    assert fuse(short, full) == [full[1], short[0]]
 
 
 def test_short_range_finds_a_close_face(media, short_range):
@@ -77,6 +185,8 @@ def test_blank_and_empty_images_have_no_faces(full_range):
 
 
 def test_bad_arguments_and_images_are_refused(full_range):
+    with pytest.raises(ValueError):
+        FaceDetector("both")
     with pytest.raises(ValueError):
         FaceDetector("medium")
     with pytest.raises(ValueError):

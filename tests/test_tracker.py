@@ -1,4 +1,5 @@
-"""FaceTracker: stable ids for moving faces, new and vanishing faces, smoothing of the labels."""
+"""FaceTracker: stable ids for moving faces, new, vanishing and returning faces, one-frame false
+detections, smoothing and hysteresis of the labels."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_ids_follow_moving_faces_even_when_the_order_changes():
 
 
 def test_new_face_gets_a_new_id_and_a_vanished_face_is_forgotten():
-    tracker = FaceTracker(CLASSES, smoothing=0.0, max_missed=2)
+    tracker = FaceTracker(CLASSES, smoothing=0.0, max_missed=2, min_hits=1)
     a, b = (0, 0, 100, 100), (300, 0, 400, 100)
     assert [r.face_id for r in tracker.update(faces(a), probs(HAPPY))] == [1]
     assert [r.face_id for r in tracker.update(faces(a, b), probs(HAPPY, SAD))] == [1, 2]
@@ -57,9 +58,43 @@ def test_new_face_gets_a_new_id_and_a_vanished_face_is_forgotten():
 
 
 def test_a_face_that_jumps_away_is_a_new_face():
-    tracker = FaceTracker(CLASSES, smoothing=0.0)
+    tracker = FaceTracker(CLASSES, smoothing=0.0, min_hits=1)
     tracker.update(faces((0, 0, 100, 100)), probs(HAPPY))
     assert tracker.update(faces((500, 300, 600, 400)), probs(HAPPY))[0].face_id == 2
+    # Even once the first face is lost: the jump is too far to be the same face.
+    assert tracker.update(faces((500, 300, 600, 400)), probs(HAPPY))[0].face_id == 2
+
+
+def test_a_new_face_earns_its_id_in_three_frames_and_one_frame_false_faces_never_show():
+    tracker = FaceTracker(CLASSES, smoothing=0.0)  # min_hits=3
+    a, false_face, b = (0, 0, 100, 100), (300, 0, 400, 100), (300, 200, 400, 300)
+    assert [r.face_id for r in tracker.update(faces(a), probs(HAPPY))] == [1]  # the first frame: at once
+    assert [r.face_id for r in tracker.update(faces(a, false_face), probs(HAPPY, SAD))] == [1]
+    assert [r.face_id for r in tracker.update(faces(a, b), probs(HAPPY, SAD))] == [1]
+    assert [r.face_id for r in tracker.update(faces(a, b), probs(HAPPY, SAD))] == [1]
+    # b's third frame: it gets id 2, as the false face consumed none.
+    assert [r.face_id for r in tracker.update(faces(a, b), probs(HAPPY, SAD))] == [1, 2]
+
+
+def test_a_face_hidden_for_a_second_and_a_half_keeps_its_id_also_when_it_comes_back_moved():
+    tracker = FaceTracker(CLASSES, smoothing=0.0)  # max_missed=45: 1.5 s at 30 fps
+    face_box, other = (200, 100, 300, 200), (500, 100, 600, 200)
+    for _ in range(5):
+        tracker.update(faces(face_box, other), probs(HAPPY, SAD))
+    for _ in range(45):  # a hand covers the first face
+        assert [r.face_id for r in tracker.update(faces(other), probs(SAD))] == [2]
+    moved = (250, 130, 350, 230)  # IoU with where it was: 0.27, below iou_threshold
+    assert box_iou(face_box, moved) < tracker.iou_threshold
+    assert [r.face_id for r in tracker.update(faces(moved, other), probs(HAPPY, SAD))] == [1, 2]
+
+
+def test_a_face_gone_longer_than_max_missed_comes_back_as_a_new_face_after_the_delay():
+    tracker = FaceTracker(CLASSES, smoothing=0.0, max_missed=10)
+    box = (200, 100, 300, 200)
+    tracker.update(faces(box), probs(HAPPY))
+    for _ in range(11):
+        tracker.update([], probs())
+    assert [tracker.update(faces(box), probs(HAPPY)) for _ in range(3)][-1][0].face_id == 2
 
 
 def test_no_faces_gives_no_results():
@@ -79,6 +114,20 @@ def test_smoothing_stops_a_single_frame_flicker():
     for result, p in zip(raw_results, sequence):
         np.testing.assert_allclose(result.probabilities, p, rtol=1e-6)
         assert result.confidence == pytest.approx(max(p))
+
+
+def test_hysteresis_keeps_the_label_through_a_near_tie_but_follows_a_clear_change():
+    box = (0, 0, 100, 100)
+    near_tie = [[0.45, 0.1, 0.45]] * 2 + [[0.40, 0.1, 0.50], [0.50, 0.1, 0.40]] * 6  # happy ~ neutral
+    plain = FaceTracker(CLASSES, smoothing=0.0, label_margin=0.0)
+    steady = FaceTracker(CLASSES, smoothing=0.0, label_margin=0.15)
+    plain_labels = [plain.update(faces(box), probs(p))[0].label for p in near_tie]
+    steady_results = [steady.update(faces(box), probs(p))[0] for p in near_tie]
+    assert sum(a != b for a, b in zip(plain_labels, plain_labels[1:])) == 12
+    assert {r.label for r in steady_results} == {"happy"}
+    # The confidence shown is the displayed label's probability.
+    assert [r.confidence for r in steady_results[2:4]] == pytest.approx([0.40, 0.50])
+    assert steady.update(faces(box), probs(SAD))[0].label == "sad"  # a clear lead switches at once
 
 
 def test_smoothing_is_an_exponential_moving_average_and_follows_a_lasting_change():
@@ -111,5 +160,9 @@ def test_reset_starts_ids_again():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         FaceTracker(CLASSES, smoothing=1.0)
+    with pytest.raises(ValueError):
+        FaceTracker(CLASSES, min_hits=0)
+    with pytest.raises(ValueError):
+        FaceTracker(CLASSES, label_margin=1.0)
     with pytest.raises(ValueError):
         FaceTracker(CLASSES).update(faces((0, 0, 10, 10)), np.zeros((2, 3), np.float32))

@@ -267,7 +267,7 @@ def test_analyzer_pool_grows_to_its_size_and_closes(tiny_model):
         assert first is not second
         assert second.detector.model_range == "short" and second.tracker.smoothing == 0.0
     pool.close()
-    assert first.detector._detector is None and second.detector._detector is None
+    assert first.detector.closed and second.detector.closed
 
 
 # --- the page (AppTest) ------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class UploadError(Exception):
 class AnalysisOptions:
     """The page's analysis settings (each combination gets its own analyzers)."""
 
-    detector_range: str = "full"
+    detector_range: str = "auto"
     min_confidence: float = 0.5
     smoothing: float = 0.6
 

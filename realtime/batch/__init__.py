@@ -35,7 +35,7 @@ from tqdm import tqdm
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
 from realtime.cli import _fraction, _positive_int
-from realtime.detector import DEFAULT_MIN_CONFIDENCE
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import ModelError, OutputError, SourceError, one_line
 from realtime.io.files import partial_path, write_atomically
 from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", metavar="ADDR",
                         help="an existing Ray cluster, e.g. 10.0.0.1:6379 (default: start Ray on this machine)")
     analysis = parser.add_argument_group("analysis (as in python -m realtime)")
-    analysis.add_argument("--detector", choices=("short", "full"), default="full",
-                          help="face detector range (default: full)")
+    analysis.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
+                          help="face detector (default: auto, as for files in python -m realtime)")
     analysis.add_argument("--min-confidence", type=_fraction(below_one=False), default=DEFAULT_MIN_CONFIDENCE,
                           metavar="P", help=f"minimum face detection score (default: {DEFAULT_MIN_CONFIDENCE})")
     analysis.add_argument("--smooth", type=_fraction(below_one=True), default=0.6, metavar="S",

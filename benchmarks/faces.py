@@ -1,0 +1,399 @@
+"""Faces found, kept and labelled: measurements on ../shared (not a test; prints tables, asserts nothing).
+
+    python -m benchmarks.faces                      # every table
+    python -m benchmarks.faces photos edges         # some of them: photos closeups edges fer timing
+                                                    # flicker reaction occlusion
+
+photos     faces found in the ../shared photos and faceless media by each detector choice
+closeups   each face of the photos cropped to itself and scaled to 256x256 gray
+edges      each face of the photos moved partly out of the frame (left, right, top, bottom)
+fer        FER2013 PublicTest faces (48x48): found by each detector; accuracy through the command line
+           with --whole-image and with the automatic whole-image fallback
+timing     detector milliseconds per frame on the clips
+flicker    label changes on the clips (also scaled down), the tracker settings before issue 12 and now
+reaction   frames a real change (a neutral face replaced by a surprised one) takes to show
+occlusion  a face blanked out for 30 frames of a clip: does it keep its id
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from realtime.classifier import EmotionClassifier
+from realtime.crops import crop_square
+from realtime.detector import DETECTOR_CHOICES, FaceDetector
+from realtime.types import FaceDetection
+from realtime.io.images import read_image
+from realtime.io.video import VideoFileSource
+from realtime.tracker import FaceTracker
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MEDIA = SHARED / "media"
+FER2013_TEST = SHARED / "datasets" / "fer2013" / "test"
+# Faces a person points at in each photo (BWPictureHuman: one soldier, face turned and shouting).
+PHOTO_FACES = {"single_face.jpg": 1, "justin.jpg": 1, "img1.jpg": 1, "img2.jpg": 1, "img5.jpg": 1, "img12.jpg": 1,
+               "multi_face.jpg": 5, "couple.jpg": 2, "BWPictureHuman.jpg": 1, "no-faces.jpg": 0,
+               "free-mountain-vector-01.jpg": 0}
+FACE_PHOTOS = ["single_face.jpg", "justin.jpg", "img1.jpg", "img2.jpg", "img5.jpg", "img12.jpg", "couple.jpg",
+               "multi_face.jpg"]
+CLIPS = ["single_face.mp4", "test.mp4", "noface_face.mov"]
+# The tracker as it was before issue 12: no initialisation delay, 15 frames of survival, no hysteresis.
+TRACKER_BEFORE = dict(smoothing=0.6, max_missed=15, min_hits=1, label_margin=0.0)
+CLOSE_UP_SIDE = 256
+
+
+def close_up(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:
+    """The face at ``box`` cropped to a square (``margin``: extra share of its side) as 256x256 gray."""
+    crop = crop_square(image, box, margin, 0.0)
+    return cv2.cvtColor(cv2.resize(crop, (CLOSE_UP_SIDE, CLOSE_UP_SIDE), interpolation=cv2.INTER_AREA),
+                        cv2.COLOR_BGR2GRAY)
+
+
+def cut_at_edge(image: np.ndarray, box: tuple[int, int, int, int], keep: float, edge: str) -> np.ndarray:
+    """The image cut so that only ``keep`` of the face at ``box`` is left, the rest beyond ``edge``
+    ("left", "right", "top" or "bottom"), as if the face had moved out of the frame."""
+    x1, y1, x2, y2 = box
+    if edge == "left":
+        cut = image[:, int(round(x2 - keep * (x2 - x1))):]
+    elif edge == "right":
+        cut = image[:, :int(round(x1 + keep * (x2 - x1)))]
+    elif edge == "top":
+        cut = image[int(round(y2 - keep * (y2 - y1))):]
+    elif edge == "bottom":
+        cut = image[:int(round(y1 + keep * (y2 - y1)))]
+    else:
+        raise ValueError(f"edge must be left, right, top or bottom, got {edge!r}")
+    return np.ascontiguousarray(cut)
+
+
+def label_changes(labels_by_face: dict[int, list[str]]) -> int:
+    """How often the label of a face differs from its label in the face's previous result."""
+    return sum(sum(a != b for a, b in zip(labels, labels[1:])) for labels in labels_by_face.values())
+
+
+def replay(tracker: FaceTracker, frames: list[tuple[list[FaceDetection], np.ndarray]]) -> dict[int, list[str]]:
+    """Feed per-frame detections and raw probabilities to ``tracker``; each face id's labels in order."""
+    labels: dict[int, list[str]] = {}
+    for detections, probabilities in frames:
+        for face in tracker.update(detections, probabilities):
+            labels.setdefault(face.face_id, []).append(face.label)
+    return labels
+
+
+def clip_frames(path: Path) -> tuple[list[np.ndarray], float]:
+    """All frames of a clip and its frame rate."""
+    with VideoFileSource(path) as source:
+        return [frame.image for frame in source], source.info.fps
+
+
+def raw_results(frames: list[np.ndarray], detector: FaceDetector,
+                classifier: EmotionClassifier) -> list[tuple[list[FaceDetection], np.ndarray]]:
+    """Each frame's detections and unsmoothed probabilities."""
+    detector.reset()
+    results = []
+    for image in frames:
+        detections = detector.detect(image)
+        results.append((detections, classifier.infer(image, [face.box for face in detections])))
+    return results
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+    print(flush=True)
+
+
+def count_faces(detector: FaceDetector, image: np.ndarray) -> int:
+    """Detected faces in a photo (a whole-image fallback is not a detection)."""
+    detector.reset()
+    return sum(face.score is not None for face in detector.detect(image))
+
+
+def table_photos(detectors: dict[str, FaceDetector]) -> None:
+    print("## Faces found in the ../shared photos (min_confidence 0.7)\n")
+    rows = []
+    for name, expected in PHOTO_FACES.items():
+        image = read_image(MEDIA / name)
+        rows.append([name, f"{image.shape[1]}x{image.shape[0]}", expected,
+                     *(count_faces(detector, image) for detector in detectors.values())])
+    print_table(["photo", "size", "a person sees", *detectors], rows)
+    rows = []
+    for clip in ("no_face.mp4", "noface_face.mov"):
+        frames, _ = clip_frames(MEDIA / clip)
+        row = [clip, len(frames)]
+        for detector in detectors.values():
+            detector.reset()
+            counts = [sum(face.score is not None for face in detector.detect(image)) for image in frames]
+            row.append(f"{sum(c > 0 for c in counts)} ({max(counts)} at most)")
+        rows.append(row)
+    print("Frames with faces found in the clips (no_face.mp4 has none; noface_face.mov has one face in its "
+          "last 72 frames)\n")
+    print_table(["clip", "frames", *detectors], rows)
+
+
+def photo_faces() -> list[tuple[str, np.ndarray, tuple[int, int, int, int]]]:
+    """(photo name, photo, face box) for every face the full-range model finds in the face photos."""
+    faces = []
+    with FaceDetector("full") as detector:
+        for name in FACE_PHOTOS:
+            image = read_image(MEDIA / name)
+            faces.extend((name, image, face.box) for face in detector.detect(image))
+    return faces
+
+
+def table_closeups(detectors: dict[str, FaceDetector]) -> None:
+    faces = photo_faces()
+    print(f"## Close-ups: the {len(faces)} faces of the photos, each cropped to a square around its box "
+          f"(plus a margin) and scaled to {CLOSE_UP_SIDE}x{CLOSE_UP_SIDE} gray: close-ups found\n")
+    rows = []
+    for margin in (0.0, 0.2, 0.5):
+        images = [close_up(image, box, margin) for _, image, box in faces]
+        rows.append([f"{margin:.0%}", *(f"{sum(count_faces(d, im) > 0 for im in images)} of {len(images)}"
+                                        for d in detectors.values())])
+    print_table(["margin", *detectors], rows)
+
+
+def table_edges(detectors: dict[str, FaceDetector]) -> None:
+    faces = photo_faces()
+    edges = ("left", "right", "top", "bottom")
+    print(f"## Faces cut by the frame's edge: each of the {len(faces)} faces of the photos moved out of the "
+          f"frame over each of the 4 edges until only a share of its box is left; faces found\n")
+    rows = []
+    for keep in (0.3, 0.4, 0.5, 0.6, 0.75):
+        images = [cut_at_edge(image, box, keep, edge) for _, image, box in faces for edge in edges]
+        rows.append([f"{keep:.0%}", *(f"{sum(count_faces(d, im) > 0 for im in images)} of {len(images)}"
+                                      for d in detectors.values())])
+    print_table(["face left in the frame", *detectors], rows)
+
+
+def run_cli(arguments: list[str]) -> None:
+    """``python -m realtime`` in this process, its summary swallowed."""
+    from realtime.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = main(arguments)
+    if code != 0:
+        raise RuntimeError(f"python -m realtime {' '.join(arguments)} exited with {code}")
+
+
+def cli_accuracy(folder: Path, arguments: list[str]) -> tuple[float, int, int]:
+    """(accuracy, faces with a detection score, rows) of ``python -m realtime`` on every class folder."""
+    correct = rows = detected = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+            results = Path(scratch) / f"{class_folder.name}.csv"
+            run_cli([str(class_folder), "--results", str(results), *arguments])
+            with open(results, newline="") as file:
+                for row in csv.DictReader(file):
+                    rows += 1
+                    correct += row["label"] == class_folder.name
+                    detected += row["detection_score"] != ""
+    return correct / rows, detected, rows
+
+
+def table_fer(detectors: dict[str, FaceDetector], per_class: int | None) -> None:
+    files = {c.name: sorted(c.glob("*.jpg"))[:per_class] for c in sorted(FER2013_TEST.iterdir()) if c.is_dir()}
+    total = sum(len(paths) for paths in files.values())
+    print(f"## FER2013 PublicTest faces (48x48 gray, {total} images): faces detected\n")
+    rows = []
+    for name, detector in detectors.items():
+        found = sum(count_faces(detector, read_image(path)) > 0 for paths in files.values() for path in paths)
+        rows.append([name, f"{found} of {total} ({found / total:.1%})"])
+    print_table(["detector", "faces detected"], rows)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for name, paths in files.items():  # the command line gets a folder per class with the sample
+            (folder / name).mkdir()
+            for path in paths:
+                shutil.copy(path, folder / name / path.name)
+        print(f"Accuracy of `python -m realtime <class folder> --results x.csv ...` over the {total} faces "
+              f"(label == folder)\n")
+        rows = []
+        for arguments in (["--whole-image", "--no-flip-tta"], ["--whole-image"], ["--no-flip-tta"], []):
+            accuracy, detected, count = cli_accuracy(folder, arguments)
+            rows.append([" ".join(arguments) or "(defaults)", f"{accuracy:.1%}", count, detected])
+        print_table(["options", "accuracy", "faces", "of them detected (the rest taken whole)"], rows)
+
+
+def table_timing(repeat: int = 3) -> None:
+    print(f"## Detector cost, milliseconds per frame (best of {repeat})\n")
+    rows = []
+    for clip in CLIPS + ["no_face.mp4"]:
+        frames, _ = clip_frames(MEDIA / clip)
+        row = [clip, f"{frames[0].shape[1]}x{frames[0].shape[0]}"]
+        for choice in DETECTOR_CHOICES:
+            with FaceDetector(choice) as detector:
+                best = float("inf")
+                for _ in range(repeat):
+                    detector.reset()
+                    started = time.perf_counter()
+                    for image in frames:
+                        detector.detect(image)
+                    best = min(best, (time.perf_counter() - started) / len(frames) * 1000)
+            row.append(f"{best:.2f}")
+        rows.append(row)
+    print_table(["clip", "size", *DETECTOR_CHOICES], rows)
+
+
+def tracker_settings() -> dict[str, dict]:
+    return {"before (smoothing 0.6, no hysteresis)": TRACKER_BEFORE,
+            "smoothing 0.6, margin 0.10": dict(label_margin=0.10),
+            "now: smoothing 0.6, margin 0.15": {},
+            "smoothing 0.6, margin 0.25": dict(label_margin=0.25),
+            "smoothing 0.8, no hysteresis": dict(smoothing=0.8, label_margin=0.0)}
+
+
+def table_flicker(classifier: EmotionClassifier, scales: tuple[float, ...] = (1.0, 0.5, 0.25)) -> None:
+    print("## Label changes on the clips, as they are and scaled down (smaller, noisier faces); "
+          "detector auto, shipped model with flip averaging\n")
+    recorded = []
+    with FaceDetector("auto") as detector:
+        for clip in CLIPS:
+            frames, fps = clip_frames(MEDIA / clip)
+            for scale in scales:
+                scaled = frames if scale == 1 else [cv2.resize(image, None, fx=scale, fy=scale,
+                                                               interpolation=cv2.INTER_AREA) for image in frames]
+                name = clip if scale == 1 else f"{clip} x{scale:g}"
+                recorded.append((name, raw_results(scaled, detector, classifier), fps))
+    rows = []
+    for name, settings in tracker_settings().items():
+        row, changes_all, minutes_all = [name], 0, 0.0
+        for clip, results, fps in recorded:
+            labels = replay(FaceTracker(classifier.classes, **settings), results)
+            changes = label_changes(labels)
+            minutes = sum(len(face_labels) for face_labels in labels.values()) / fps / 60
+            row.append(str(changes))
+            changes_all, minutes_all = changes_all + changes, minutes_all + minutes
+        rows.append([*row, f"{changes_all / minutes_all:.0f}"])
+    print_table(["tracker", *(clip for clip, _, _ in recorded), "per minute, all"], rows)
+
+
+def change_sequences(classifier: EmotionClassifier, pairs: int, frames_each: int = 30,
+                     seed: int = 0) -> list[list[np.ndarray]]:
+    """Per pair, per-frame probabilities of a neutral FER2013 face followed by a surprised one.
+
+    Each face (one the model labels right) is upscaled to 144x144 and classified in every frame from a box
+    moved and resized by a few pixels, as a detector's box jitters on a still face.
+    """
+    rng = np.random.default_rng(seed)
+
+    def recognised(folder: str) -> list[np.ndarray]:
+        faces = []
+        for path in sorted((FER2013_TEST / folder).glob("*.jpg")):
+            image = cv2.resize(read_image(path), (144, 144), interpolation=cv2.INTER_CUBIC)
+            if classifier.classes[int(np.argmax(classifier.infer(image, [(24, 30, 120, 126)])[0]))] == folder:
+                faces.append(image)
+            if len(faces) == pairs:
+                return faces
+        return faces
+
+    def jittered(image: np.ndarray) -> np.ndarray:
+        boxes = []
+        for _ in range(frames_each):
+            dx, dy, grow = rng.integers(-4, 5), rng.integers(-4, 5), rng.integers(-4, 5)
+            boxes.append((24 + dx - grow, 30 + dy - grow, 120 + dx + grow, 126 + dy + grow))
+        return list(classifier.infer(image, boxes))
+
+    return [jittered(neutral) + jittered(surprise)
+            for neutral, surprise in zip(recognised("neutral"), recognised("surprise"))]
+
+
+def reaction_frames(tracker: FaceTracker, sequence: list[np.ndarray], change_at: int) -> int | None:
+    """Frames after ``change_at`` until the label is "surprise" and stays so; None if it never settles."""
+    box = (24, 30, 120, 126)
+    labels = [tracker.update([FaceDetection(box, 0.9)], probabilities[None])[0].label for probabilities in sequence]
+    for index in range(change_at, len(labels)):
+        if all(label == "surprise" for label in labels[index:]):
+            return index - change_at + 1
+    return None
+
+
+def table_reaction(classifier: EmotionClassifier, pairs: int = 20) -> None:
+    sequences = change_sequences(classifier, pairs)
+    print(f"## Reaction to a real change: {len(sequences)} neutral FER2013 faces, each followed by a surprised "
+          f"one (30 jittered frames each); frames until the label shows surprise for good\n")
+    rows = []
+    for name, settings in tracker_settings().items():
+        frames = [reaction_frames(FaceTracker(classifier.classes, **settings), sequence, 30)
+                  for sequence in sequences]
+        settled = [f for f in frames if f is not None]
+        flips_before = sum(label_changes(replay(FaceTracker(classifier.classes, **settings),
+                                                [([FaceDetection((24, 30, 120, 126), 0.9)], p[None])
+                                                 for p in sequence[:30]])) for sequence in sequences)
+        rows.append([name, f"{np.mean(settled):.1f}", max(settled), len(frames) - len(settled), flips_before])
+    print_table(["tracker", "mean frames", "most", "never settled", "label changes on the neutral parts"], rows)
+
+
+def table_occlusion() -> None:
+    frames, fps = clip_frames(MEDIA / "single_face.mp4")
+    with FaceDetector("auto") as detector:
+        (face,) = detector.detect(frames[20])
+        x1, y1, x2, y2 = face.box
+        hidden = [image.copy() for image in frames]
+        for image in hidden[20:50]:  # 30 frames: the face is covered
+            image[max(0, y1 - 20):y2 + 20, max(0, x1 - 20):x2 + 20] = 0
+        recorded = [(detector.detect(image), None) for image in hidden]
+    print(f"## single_face.mp4 with the face blanked in frames 20-49 (30 frames, {30 / fps:.1f} s)\n")
+    rows = []
+    for name, settings in {"before": TRACKER_BEFORE, "now": {}}.items():
+        tracker = FaceTracker(["x"], **settings)
+        ids = [[r.face_id for r in tracker.update(d, np.ones((len(d), 1), np.float32))] for d, _ in recorded]
+        rows.append([name, sorted({i for frame_ids in ids[:20] for i in frame_ids}),
+                     sorted({i for frame_ids in ids[50:] for i in frame_ids})])
+    print_table(["tracker", "ids before", "ids after"], rows)
+
+
+TABLES = ("photos", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.faces", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tables", nargs="*", metavar="TABLE",
+                        help=f"tables to print: {', '.join(TABLES)} (default: all)")
+    parser.add_argument("--fer-per-class", type=int, metavar="N",
+                        help="first N FER2013 PublicTest faces per class (default: all 3,589)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.tables) - set(TABLES))
+    if unknown:
+        parser.error(f"no such table: {', '.join(unknown)} (choose from {', '.join(TABLES)})")
+    if not MEDIA.is_dir() or not FER2013_TEST.is_dir():
+        print(f"error: needs {MEDIA} and {FER2013_TEST}", file=sys.stderr)
+        return 2
+    tables = args.tables or TABLES
+    detectors = {choice: FaceDetector(choice) for choice in DETECTOR_CHOICES}
+    classifier = EmotionClassifier(threads=1, flip_tta=True)
+    for table in tables:
+        if table == "photos":
+            table_photos(detectors)
+        elif table == "closeups":
+            table_closeups(detectors)
+        elif table == "edges":
+            table_edges(detectors)
+        elif table == "fer":
+            table_fer(detectors, args.fer_per_class)
+        elif table == "timing":
+            table_timing()
+        elif table == "flicker":
+            table_flicker(classifier)
+        elif table == "reaction":
+            table_reaction(classifier)
+        elif table == "occlusion":
+            table_occlusion()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
