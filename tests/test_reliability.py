@@ -1,4 +1,4 @@
-"""Fault injection on real media, encoders and processes: what was analysed is kept (docs/reliability.md).
+"""Fault injection on real media, encoders and processes: what was analysed is kept (README: What happens when something goes wrong).
 
 Signals go to a real ``python -m realtime``; damaged, cut-short and variable-frame-rate videos are
 made here from ../shared/media; the full disk is a real 512 KB tmpfs (skipped where mounting is not
@@ -31,7 +31,7 @@ from tests.conftest import PROJECT_ROOT, SHARED_MEDIA
 from realtime.io.images import read_image
 from tests.test_sources import ClosedCapture, FakeCapture
 
-# fault -> exit code, as in the table of docs/reliability.md (None: the process is killed, no code)
+# fault -> exit code, as in the README's table of faults (None: the process is killed, no code)
 EXIT_CODES = {
     "SIGTERM": 143, "SIGHUP": 129, "SIGKILL": None, "damaged stretch": 3, "cut short": 3, "camera stall": 3,
     "folder file fails part way": 3, "disk full": 1, "unwritable output": 2,
@@ -374,7 +374,7 @@ def test_the_exit_codes_are_in_the_help_and_the_fault_table_matches_the_tests():
                                text=True, timeout=60).stdout
     for code in ("0 ", "1 ", "2 ", "3 ", "130", "143", "129"):
         assert f"\n  {code}" in help_text or f"; {code} by" in help_text, code
-    table = (PROJECT_ROOT / "docs" / "reliability.md").read_text()
+    table = (PROJECT_ROOT / "README.md").read_text()
     documented = {}
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
