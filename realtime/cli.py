@@ -15,6 +15,7 @@ from realtime.errors import EmotionTracerError, OutputError, SourceError
 from realtime.io.files import check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
+from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, LatencyMeter, check_stream_url
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import EmotionAnalyzer, process_source
@@ -30,6 +31,9 @@ examples:
       live webcam in a window with FPS; q or Esc quits
   python -m realtime --camera 0 --output session.mp4 --results session.csv --max-frames 900
       record about 30 s of annotated webcam video and a row per face per frame
+  python -m realtime --camera rtsp://user:pass@192.168.1.20:554/stream1 --output door.mp4 --no-display
+      a network camera (also http(s):// MJPEG or HLS, udp://, tcp://, srt://); a dropped
+      stream is reopened for --reconnect-for seconds, and the recording is kept
   python -m realtime --video interview.mp4 --output interview_emotions.mp4 --results faces.jsonl
       annotate a video file (audio kept), with a progress bar and ETA
   python -m realtime --image group.jpg --output group_emotions.jpg
@@ -70,10 +74,27 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _camera_index(text: str) -> int:
+def _camera(text: str) -> int | str:
+    """A camera index (digits) or a stream URL."""
+    if "://" in text:
+        try:
+            return check_stream_url(text)
+        except SourceError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
     if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"camera index must be a whole number like 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"camera must be an index like 0 or a stream URL like rtsp://host/path, "
+                                         f"got {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{value:g} s is not a positive number of seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
     source.add_argument("input", nargs="?", metavar="SOURCE",
-                        help="a video, a photo, a folder of them, or a camera index (digits)")
-    source.add_argument("--camera", type=_camera_index, metavar="INDEX", help="camera index, usually 0")
+                        help="a video, a photo, a folder of them, a camera index (digits) or a stream URL")
+    source.add_argument("--camera", type=_camera, metavar="INDEX|URL",
+                        help="camera index, usually 0, or a network camera / live stream URL: rtsp://, "
+                             "http(s):// (MJPEG, HLS), udp://, tcp://, srt://")
     source.add_argument("--video", type=Path, metavar="PATH", help="a video file (mp4, mov, mkv, webm, avi...)")
     source.add_argument("--image", type=Path, metavar="PATH", help="a photo (jpg, png, webp, bmp, tif...)")
     source.add_argument("--demo", action="store_true",
@@ -127,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "decoding and encoding, which run alongside (default: 1)")
     analysis.add_argument("--max-frames", type=_positive_int, metavar="N",
                           help="stop after N frames of each source")
+
+    network = parser.add_argument_group("network cameras (--camera URL)")
+    network.add_argument("--open-timeout", type=_seconds, metavar="S",
+                         help=f"give up when the stream sends no frame for S seconds after opening "
+                              f"(default: {DEFAULT_OPEN_TIMEOUT_S:g})")
+    network.add_argument("--reconnect-for", type=_seconds, metavar="S",
+                         help=f"reopen a lost stream for up to S seconds, with back-off, before ending the run "
+                              f"(default: {DEFAULT_RECONNECT_FOR_S:g})")
     return parser
 
 
@@ -145,6 +176,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
     """The jobs to run and whether the input is a folder; checks every output path before any work."""
+    camera = args.camera if args.camera is not None or args.input is None else parse_source(args.input)
+    if (args.open_timeout is not None or args.reconnect_for is not None) and not isinstance(camera, str):
+        raise SourceError("--open-timeout and --reconnect-for apply to a network camera only (--camera URL)")
     if args.camera is not None:
         jobs, folder = [Job("camera", args.camera, args.output)], False
     elif args.demo:
@@ -155,7 +189,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
         jobs, folder = [Job("image", args.image, args.output)], False
     else:
         spec = parse_source(args.input)
-        if isinstance(spec, int):
+        if isinstance(spec, (int, str)):
             jobs, folder = [Job("camera", spec, args.output)], False
         elif spec.is_dir():
             jobs, folder = _folder_jobs(spec, args.output), True
@@ -209,17 +243,24 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
 
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
-             notes: list[str]) -> None:
+             notes: list[str], latencies: list[LatencyMeter]) -> None:
     """Process one source into its outputs; Ctrl-C finishes the outputs and propagates.
 
-    ``notes`` are printed (and emptied) once the source is open.
+    ``notes`` are printed (and emptied) once the source is open; a live source that tells its
+    capture clock gets a latency meter, added to ``latencies``.
     """
     with ExitStack() as stack:
-        source = stack.enter_context(open_source(job.spec, job.kind))
+        stream_options = {name: value for name in ("open_timeout", "reconnect_for")
+                          if (value := getattr(args, name)) is not None}
+        source = stack.enter_context(open_source(job.spec, job.kind, **stream_options))
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()
-        sinks = [summary]
+        sinks = []
+        if getattr(source, "clock_origin", None) is not None:
+            latencies.append(LatencyMeter(source.clock_origin))
+            sinks.append(latencies[-1])  # first: measures until the annotated frame is ready
+        sinks.append(summary)
         if results_writer is not None:
             sinks.append(results_writer)
         if job.output is not None and job.kind != "image":
@@ -231,11 +272,21 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,
                                    max_frames=args.max_frames, progress=job.kind != "image"):
             pass
+        if getattr(source, "lost", None):
+            print(f"warning: {source.lost}", file=sys.stderr)
         if job.kind == "image" and job.output is not None and last is not None:
             write_image(job.output, last.annotated)
         if window is not None and job.kind == "image" and last is not None:
             while window.show(last.annotated):  # a photo stays up until q/Esc or the window is closed
                 time.sleep(0.05)
+
+
+def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
+    """Print the run's summary, and the latency of live sources."""
+    print(summary.format())
+    for meter in latencies:
+        if meter.frames:
+            print(meter.format())
 
 
 def _error(message: str) -> None:
@@ -261,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     summary = RunSummary()
+    latencies: list[LatencyMeter] = []
     skipped: list[str] = []
     try:
         with ExitStack() as stack:
@@ -275,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             for job in jobs:
                 try:
                     _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
-                             job.spec.name if folder else None, notes)
+                             job.spec.name if folder else None, notes, latencies)
                 except SourceError as error:
                     if not folder:
                         raise
@@ -283,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"warning: skipped {' '.join(str(error).split())}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ninterrupted: outputs written so far are kept", file=sys.stderr)
-        print(summary.format())
+        _report(summary, latencies)
         return EXIT_INTERRUPTED
     except EmotionTracerError as error:
         _error(error)
@@ -291,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a failure while processing: one line; unfinished outputs are discarded
         _error(f"{type(error).__name__}: {error}")
         return EXIT_FAILED
-    print(summary.format())
+    _report(summary, latencies)
     if skipped:
         _error(f"{len(skipped)} of {len(jobs)} files could not be read: {', '.join(skipped)}")
         return EXIT_FAILED
