@@ -4,7 +4,7 @@
     python -m benchmarks.stream_sender clip.mp4 "tcp://127.0.0.1:5000?listen=1"
 
 A stand-in for an IP camera when there is none: the latency benchmark and the stream tests use it.
-``--pause-after N --pause S`` stops sending for S seconds after N frames (a network hiccup).
+Like a camera, it never catches up on frames it could not send in time (e.g. while stopped with SIGSTOP).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import av
 
 from realtime.types import usable_fps
 
+LATE_S = 0.5  # further behind schedule than this, sending restarts from now
 
-def send(clip: Path, url: str, loop: bool = False, pause_after: int | None = None, pause: float = 0.0,
-         max_frames: int | None = None) -> int:
+
+def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None) -> int:
     """Send ``clip`` to ``url`` in real time; returns the frames sent."""
     with av.open(str(clip)) as source:
         stream = source.streams.video[0]
@@ -38,10 +39,10 @@ def send(clip: Path, url: str, loop: bool = False, pause_after: int | None = Non
                 for frame in source.decode(video=0):
                     if max_frames is not None and sent >= max_frames:
                         break
-                    if sent == pause_after:
-                        time.sleep(pause)
-                        started += pause
-                    time.sleep(max(0.0, started + sent / fps - time.monotonic()))
+                    late = time.monotonic() - (started + sent / fps)
+                    if late > LATE_S:  # a live source skips ahead rather than bursting old frames
+                        started += late
+                    time.sleep(max(0.0, -late))
                     out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
                     out.pts, out.time_base = sent, 1 / rate
                     output.mux(video.encode(out))
@@ -58,10 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("url", help="where to send it, e.g. udp://127.0.0.1:5000")
     parser.add_argument("--loop", action="store_true", help="start the clip again at its end, forever")
     parser.add_argument("--frames", type=int, help="stop after this many frames (the clip repeats as needed)")
-    parser.add_argument("--pause-after", type=int, metavar="N", help="pause after N frames")
-    parser.add_argument("--pause", type=float, default=2.0, metavar="S", help="seconds to pause (default: 2)")
     args = parser.parse_args(argv)
-    send(args.clip, args.url, loop=args.loop, pause_after=args.pause_after, pause=args.pause, max_frames=args.frames)
+    send(args.clip, args.url, loop=args.loop, max_frames=args.frames)
 
 
 if __name__ == "__main__":

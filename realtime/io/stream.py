@@ -86,23 +86,11 @@ class StreamSource:
         self.url = check_stream_url(url)
         self.path = None
         self.name = redacted(self.url)
+        self.open_timeout = open_timeout
         self.reconnect_for = reconnect_for
         self.read_timeout = read_timeout
         self.lost: str | None = None
-        deadline = time.monotonic() + open_timeout
-        container, frames = self._open(timeout=(open_timeout, min(read_timeout, open_timeout)))
-        try:
-            first = next(self._until(frames, deadline), None)
-        except av.ExitError as error:
-            container.close()
-            raise SourceError(f"stream {self.name}: no video frame within {open_timeout:g} s") from error
-        except (av.FFmpegError, OSError) as error:
-            container.close()
-            detail = one_line(error).replace(self.url, self.name)
-            raise SourceError(f"stream {self.name}: no video frame ({detail})") from error
-        if first is None:
-            container.close()
-            raise SourceError(f"stream {self.name}: no video frame within {open_timeout:g} s")
+        first, container, frames = self._first_frame(time.monotonic() + open_timeout)
         self.clock_origin = time.monotonic()
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -115,6 +103,26 @@ class StreamSource:
                                         daemon=True)
         self._thread.start()
 
+    def _first_frame(self, deadline: float):
+        """Open the stream and decode its first frame before ``deadline`` (monotonic); SourceError if not.
+
+        Returns the frame, the container and its remaining frames."""
+        while True:
+            container, frames = self._open(timeout=(max(deadline - time.monotonic(), 0.1), self.read_timeout))
+            try:
+                first = next(self._until(frames, deadline), None)
+            except av.ExitError:  # silent for read_timeout: open again while time is left
+                first = None
+            except (av.FFmpegError, OSError) as error:
+                container.close()
+                detail = one_line(error).replace(self.url, self.name)
+                raise SourceError(f"stream {self.name}: no video frame ({detail})") from error
+            if first is not None:
+                return first, container, frames
+            container.close()
+            if time.monotonic() >= deadline:
+                raise SourceError(f"stream {self.name}: no video frame within {self.open_timeout:g} s")
+
     def _open(self, timeout: tuple[float, float]) -> tuple[av.container.InputContainer, Iterator[av.VideoFrame]]:
         """Open the stream and return the container and its decoded video frames; SourceError if it fails."""
         scheme = urlsplit(self.url).scheme.lower()
@@ -122,7 +130,7 @@ class StreamSource:
         try:
             container = av.open(self.url, options=options, timeout=timeout)
         except av.ExitError as error:
-            raise SourceError(f"stream {self.name}: no answer within {timeout[0]:g} s") from error
+            raise SourceError(f"stream {self.name}: no answer within {timeout[0]:.3g} s") from error
         except (av.FFmpegError, OSError) as error:
             detail = one_line(error).replace(self.url, self.name)  # FFmpeg's message repeats the URL
             raise SourceError(f"stream {self.name}: cannot open it ({detail})") from error
@@ -193,7 +201,7 @@ class StreamSource:
                 if not self._running:
                     return None
             try:
-                opened = self._open(timeout=(min(self.read_timeout, max(left, 0.1)), self.read_timeout))
+                opened = self._open(timeout=(min(self.open_timeout, max(left, 0.1)), self.read_timeout))
                 LOG.warning("warning: stream %s reopened", self.name)
                 return opened
             except SourceError as error:
