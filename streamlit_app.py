@@ -263,10 +263,12 @@ except ModelError as model_error:
     st.markdown(webapp.MODEL_HELP)
     st.stop()
 sidebar_model(analyzers)
-photos_tab, video_tab, camera_tab = st.tabs(["Photo", "Video clip", "Live camera"])
+# Choosing a tab reruns the page, so the camera's component exists only while its tab is open.
+photos_tab, video_tab, camera_tab = st.tabs(["Photo", "Video clip", "Live camera"], key="tab", on_change="rerun")
 with photos_tab:
     photo_tab(analyzers)
 with video_tab:
     clip_tab(analyzers, analysis_options)
-with camera_tab:
-    live_tab(str(model_path), analysis_options, analyzers.classes)
+if camera_tab.open:
+    with camera_tab:
+        live_tab(str(model_path), analysis_options, analyzers.classes)
