@@ -201,8 +201,8 @@ def live_tab(model_path: str, options: webapp.AnalysisOptions, classes: list[str
         st.error(str(error))
         return
     st.caption("Press START and allow the camera: each frame goes to this server, comes back annotated, and "
-               "your faces' emotions are charted as they change. Nothing is stored once you leave: download "
-               "the results when you stop.")
+               "your faces' emotions are charted as they change (short-range detector: faces within about 2 m). "
+               "Nothing is stored once you leave: download the results when you stop.")
     live_options = webapp.AnalysisOptions("short", options.min_confidence, options.smoothing)
     context = webrtc_streamer(
         key="live-camera", mode=WebRtcMode.SENDRECV, rtc_configuration=rtc,
@@ -231,8 +231,8 @@ def show_live(snapshot: live.LiveSnapshot, classes: list[str]) -> None:
     if not snapshot.frames:
         st.info("Waiting for the first frame...")
         return
-    latency = (f", {snapshot.latency_ms[0]:.0f} ms per frame (p50; p95 {snapshot.latency_ms[1]:.0f} ms)"
-               if snapshot.latency_ms else "")
+    latency = (f"; from arrival to annotated frame: p50 {snapshot.latency_ms[0]:.0f} ms, "
+               f"p95 {snapshot.latency_ms[1]:.0f} ms" if snapshot.latency_ms else "")
     st.markdown(f"**{snapshot.frames} frames** analysed{latency}.")
     if snapshot.timeline.empty:
         st.warning("No face found yet: face the camera, in good light.")

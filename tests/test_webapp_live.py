@@ -82,6 +82,18 @@ def test_the_chart_keeps_only_the_recent_past(media, tiny_model, monkeypatch):
     session.on_ended()
 
 
+def test_each_strip_of_the_chart_lasts_until_the_faces_next_frame(media, tiny_model):
+    session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
+    for pause, frame in zip([0.1, 0.1, live.STRIP_MAX_SECONDS + 0.2, 0.0], clip_frames(media / "single_face.mp4", 4)):
+        session.recv(frame)
+        time.sleep(pause)
+    timeline = session.snapshot().timeline
+    assert len(timeline) == 4
+    assert list(timeline["until"][:2]) == list(timeline["time"][1:3])  # dropped frames leave no holes
+    assert timeline["until"][2] < timeline["time"][3]  # but a face gone for longer does
+    session.on_ended()
+
+
 def test_a_session_without_faces_gives_a_csv_with_the_header_only(tiny_model):
     session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
     frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")

@@ -30,14 +30,14 @@ from realtime.io.stream import LatencyMeter
 from realtime.pipeline import EmotionAnalyzer
 from realtime.rows import face_rows
 from realtime.summary import RunSummary
-from realtime.types import Frame
+from realtime.types import DEFAULT_FPS, Frame
 from webapp.analysis import AnalysisOptions, face_timeline
 
 ICE_SERVERS_ENV = "EMOTION_TRACER_ICE_SERVERS"  # JSON list of RTCIceServer dicts, for remote use
 SOURCE_NAME = "live camera"
 CHART_SECONDS = 30  # the live chart shows this much of the recent past
 CHART_MAX_ROWS = 20_000  # bound on the rows kept for it (many faces at a high frame rate)
-ASSUMED_FPS = 30.0  # frame length in the chart's strips
+STRIP_MAX_SECONDS = 1.0  # a face unseen for longer leaves a gap in its strip
 
 
 def rtc_configuration() -> dict:
@@ -69,6 +69,16 @@ class LiveSnapshot:
     latency_ms: tuple[float, float] | None  # (p50, p95) from frame arrival to annotated frame, once measured
     csv: bytes | None  # the session's results, once the stream has stopped
     finished: bool
+
+
+def _strips(rows: list[dict]) -> pd.DataFrame:
+    """``face_timeline`` of the rows, each face's strip lasting until its next analysed frame (frames
+    are dropped when the analysis is slower than the camera), unless the face was gone longer than
+    STRIP_MAX_SECONDS."""
+    timeline = face_timeline(rows, 1.0 / DEFAULT_FPS)
+    following = timeline.groupby("face")["time"].shift(-1)
+    timeline["until"] = following.where(following - timeline["time"] <= STRIP_MAX_SECONDS, timeline["until"])
+    return timeline
 
 
 class LiveSession:
@@ -159,5 +169,5 @@ class LiveSession:
         return LiveSnapshot(
             frames=frames,
             faces=pd.DataFrame(faces, columns=["face", "frames seen", "dominant emotion", "share of its frames"]),
-            timeline=face_timeline(rows, 1.0 / ASSUMED_FPS),
+            timeline=_strips(rows),
             latency_ms=latency, csv=csv, finished=finished)
