@@ -256,6 +256,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()
+        if isinstance(job.spec, str):  # a stream: its whole address (password hidden) names it in the results
+            source_name = source.info.source
         sinks = []
         if getattr(source, "clock_origin", None) is not None:
             latencies.append(LatencyMeter(source.clock_origin))

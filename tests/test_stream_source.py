@@ -7,16 +7,19 @@ Every test that opens a socket runs in a loopback-only network namespace (tests/
 from __future__ import annotations
 
 import csv
+import http.server
 import logging
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -157,6 +160,62 @@ def test_camera_url_analyses_and_records_a_live_udp_stream(media, tiny_model, tm
     stamps = sorted({float(row["time"]) for row in rows})
     assert len(stamps) >= 40 and all(b > a for a, b in zip(stamps, stamps[1:]))  # capture times, increasing
     assert stamps[-1] - stamps[0] >= 1.0  # ~1.5 s of a stream sent in real time, not a burst
+
+
+class MjpegServer:
+    """An HTTP MJPEG camera (multipart/x-mixed-replace JPEGs, as most IP cameras serve) of a clip, in a thread."""
+
+    def __init__(self, clip: Path, fps: float = 30.0):
+        with av.open(str(clip)) as container:
+            jpegs = [cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"))[1].tobytes()
+                     for frame in container.decode(video=0)]
+        stopping = self.stopping = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                try:
+                    while not stopping.is_set():
+                        jpeg = jpegs[index % len(jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                         % len(jpeg) + jpeg + b"\r\n")
+                        index += 1
+                        time.sleep(1 / fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "MjpegServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@loopback_only
+def test_camera_url_reads_an_http_mjpeg_camera(media, tiny_model, tmp_path):
+    results = tmp_path / "mjpeg.csv"
+    with MjpegServer(media / CLIP) as camera:
+        run = run_cli("--camera", camera.url, "--results", str(results), "--max-frames", "20",
+                      "--model", str(tiny_model))
+    assert run.returncode == 0, run.stderr
+    assert "20 frames" in run.stdout and "over 20 frames" in run.stdout
+    rows = csv_rows(results)
+    assert len({row["frame"] for row in rows}) >= 15  # the face is found in (nearly) every frame
+    assert {row["source"] for row in rows} == {camera.url}
 
 
 @loopback_only

@@ -131,6 +131,9 @@ class StreamSource:
             container = av.open(self.url, options=options, timeout=timeout)
         except av.ExitError as error:
             raise SourceError(f"stream {self.name}: no answer within {timeout[0]:.3g} s") from error
+        except av.ProtocolNotFoundError as error:
+            raise SourceError(f"stream {self.name}: the FFmpeg inside this PyAV cannot read {scheme}:// "
+                              f"(PyAV built against an FFmpeg with that protocol can)") from error
         except (av.FFmpegError, OSError) as error:
             detail = one_line(error).replace(self.url, self.name)  # FFmpeg's message repeats the URL
             raise SourceError(f"stream {self.name}: cannot open it ({detail})") from error
