@@ -3,8 +3,9 @@ start (a stream, a WebRTC peer gathering candidates on every interface) can reac
 
 ``@loopback_only`` re-runs the decorated test under ``unshare -n`` with only ``lo`` up (plus
 127.0.0.2, which aioice needs as a host candidate: it skips 127.0.0.1) and reports its outcome;
-inside the namespace (``EMOTION_TRACER_NETNS`` set) the test body runs. Where ``unshare`` is not
-permitted (not root, no user namespaces), the test is skipped with the reason.
+inside the namespace (``EMOTION_TRACER_NETNS`` set) the test body runs. As root the namespace is
+made directly, otherwise inside a user namespace (``unshare -r``); where neither is permitted, the
+test is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ INSIDE_ENV = "EMOTION_TRACER_NETNS"
 RUN_TIMEOUT_S = 600  # guards against a hung test inside the namespace
 
 
+def unshare_command() -> list[str]:
+    """``unshare -n``, in a user namespace of its own (-r) when not root."""
+    return ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
+
+
 @functools.cache
 def unshare_problem() -> str | None:
     """Why a loopback-only namespace cannot be made here, or None when it can."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "unshare or ip (util-linux, iproute2) is not installed"
     try:
-        probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True,
-                               timeout=30)
+        probe = subprocess.run([*unshare_command(), "ip", "link", "set", "lo", "up"], capture_output=True,
+                               text=True, timeout=30)
     except subprocess.TimeoutExpired:
         return "unshare -n did not finish within 30 s"
     if probe.returncode != 0:
@@ -47,7 +53,7 @@ def run_in_namespace(node_id: str) -> None:
     command = (f"ip link set lo up && ip addr add 127.0.0.2/8 dev lo && exec {sys.executable} -m pytest -q -rs "
                f"-p no:cacheprovider '{node_id}'")
     try:
-        run = subprocess.run(["unshare", "-n", "sh", "-c", command], cwd=PROJECT_ROOT, capture_output=True,
+        run = subprocess.run([*unshare_command(), "sh", "-c", command], cwd=PROJECT_ROOT, capture_output=True,
                              text=True, env={**os.environ, INSIDE_ENV: "1"}, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"{node_id} did not finish within {RUN_TIMEOUT_S} s in the namespace:\n{error.stdout or ''}")
