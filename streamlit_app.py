@@ -9,7 +9,6 @@ import logging
 
 import altair as alt
 import streamlit as st
-from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 import webapp.analysis as webapp
 import webapp.live as live
@@ -195,6 +194,10 @@ def emotion_strips(timeline, classes: list[str], span: tuple[float, float], titl
 
 def live_tab(model_path: str, options: webapp.AnalysisOptions, classes: list[str]) -> None:
     """The browser's camera, annotated live, with a live chart; the session's CSV once it stops."""
+    # Imported only when the tab opens: aiortc's SRTP library crashes the process when it is loaded
+    # after TensorFlow (as in the test suite), and the other tabs do not need it.
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
     try:
         rtc = live.rtc_configuration()
     except ValueError as error:
