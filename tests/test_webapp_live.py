@@ -94,6 +94,16 @@ def test_each_strip_of_the_chart_lasts_until_the_faces_next_frame(media, tiny_mo
     session.on_ended()
 
 
+def test_memory_stays_bounded_while_the_csv_keeps_every_row(media, tiny_model, monkeypatch):
+    monkeypatch.setattr(live, "CHART_MAX_ROWS", 3)
+    session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
+    for frame in clip_frames(media / "single_face.mp4", 8):
+        session.recv(frame)
+    assert len(session.snapshot().timeline) == 3  # the chart's rows are capped
+    session.on_ended()
+    assert session.snapshot().csv.decode().count("\n") == 1 + 8  # the results are on disk, all of them
+
+
 def test_a_session_without_faces_gives_a_csv_with_the_header_only(tiny_model):
     session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
     frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")
