@@ -11,6 +11,7 @@ import altair as alt
 import streamlit as st
 
 import webapp.analysis as webapp
+import webapp.live as live
 from realtime.errors import ModelError
 
 LOG = logging.getLogger("emotion_tracer.webapp")
@@ -175,10 +176,14 @@ def show_clip(clip: webapp.ClipAnalysis) -> None:
 
 def timeline_chart(clip: webapp.ClipAnalysis) -> alt.Chart:
     """One strip per face along the clip, each frame coloured by the face's emotion (as in the video)."""
-    timeline = clip.timeline()
-    colours = alt.Scale(domain=clip.classes, range=[webapp.emotion_hex(label) for label in clip.classes])
-    return alt.Chart(timeline, title="Each face's emotion over time").mark_rect().encode(
-        x=alt.X("time:Q", title="time (s)", scale=alt.Scale(domain=[0, clip.seconds], nice=False)),
+    return emotion_strips(clip.timeline(), clip.classes, (0, clip.seconds), "Each face's emotion over time")
+
+
+def emotion_strips(timeline, classes: list[str], span: tuple[float, float], title: str) -> alt.Chart:
+    """One strip per face over ``span`` (seconds), each frame coloured by the face's emotion."""
+    colours = alt.Scale(domain=classes, range=[webapp.emotion_hex(label) for label in classes])
+    return alt.Chart(timeline, title=title).mark_rect().encode(
+        x=alt.X("time:Q", title="time (s)", scale=alt.Scale(domain=list(span), nice=False)),
         x2="until:Q",
         y=alt.Y("face:N", title=None, sort=sorted(set(timeline["face"]), key=lambda face: int(face.split()[1]))),
         color=alt.Color("emotion:N", scale=colours, title=None,
@@ -186,6 +191,66 @@ def timeline_chart(clip: webapp.ClipAnalysis) -> alt.Chart:
         tooltip=["face", alt.Tooltip("time:Q", title="time (s)", format=".2f"), "frame", "emotion",
                  alt.Tooltip("confidence:Q", format=".0%")],
     ).properties(height=alt.Step(36))
+
+
+def live_tab(model_path: str, options: webapp.AnalysisOptions, classes: list[str]) -> None:
+    """The browser's camera, annotated live, with a live chart; the session's CSV once it stops."""
+    # Imported only when the tab opens: aiortc's SRTP library crashes the process when it is loaded
+    # after TensorFlow (as in the test suite), and the other tabs do not need it.
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    try:
+        rtc = live.rtc_configuration()
+    except ValueError as error:
+        st.error(str(error))
+        return
+    st.caption("Press START and allow the camera: each frame goes to this server, comes back annotated, and "
+               "your faces' emotions are charted as they change (short-range detector: faces within about 2 m). "
+               "Nothing is stored once you leave: download the results when you stop.")
+    live_options = webapp.AnalysisOptions("short", options.min_confidence, options.smoothing)
+    context = webrtc_streamer(
+        key="live-camera", mode=WebRtcMode.SENDRECV, rtc_configuration=rtc,
+        video_processor_factory=lambda: live.LiveSession(model_path, live_options),
+        media_stream_constraints={"video": True, "audio": False}, async_processing=True)
+    if context.video_processor is not None:
+        st.session_state["live_session"] = context.video_processor
+    session: live.LiveSession | None = st.session_state.get("live_session")
+    if session is None:
+        return
+    if context.state.playing:
+        live_panel(session, classes)
+    elif not context.state.signalling:  # stopped (not still connecting): finish the session's results
+        session.on_ended()
+        show_live(session.snapshot(), classes)
+
+
+@st.fragment(run_every=1.0)
+def live_panel(session: live.LiveSession, classes: list[str]) -> None:
+    """Redrawn every second while the camera streams."""
+    show_live(session.snapshot(), classes)
+
+
+def show_live(snapshot: live.LiveSnapshot, classes: list[str]) -> None:
+    """The live chart, each face's dominant emotion, the latency and, after the stream, the CSV."""
+    if not snapshot.frames:
+        st.info("Waiting for the first frame...")
+        return
+    latency = (f"; from arrival to annotated frame: p50 {snapshot.latency_ms[0]:.0f} ms, "
+               f"p95 {snapshot.latency_ms[1]:.0f} ms" if snapshot.latency_ms else "")
+    st.markdown(f"**{snapshot.frames} frames** analysed{latency}.")
+    if snapshot.timeline.empty:
+        st.warning("No face found yet: face the camera, in good light.")
+    else:
+        end = float(snapshot.timeline["until"].max())
+        start = max(0.0, end - live.CHART_SECONDS)
+        st.altair_chart(emotion_strips(snapshot.timeline, classes, (start, end),
+                                       f"Each face's emotion, last {live.CHART_SECONDS} s"), width="stretch")
+    st.markdown("\n".join(f"- **Face {face['face']}: mostly {face['dominant emotion']}** "
+                           f"({face['share of its frames']} of its {face['frames seen']} frames)"
+                           for face in snapshot.faces.to_dict("records")))
+    if snapshot.csv is not None:
+        st.download_button("Download this session's results (CSV)", snapshot.csv, file_name="live_camera_faces.csv",
+                           mime="text/csv", on_click="ignore")
 
 
 st.set_page_config(page_title="Emotion Tracer", page_icon=":performing_arts:", layout="wide")
@@ -202,8 +267,12 @@ except ModelError as model_error:
     st.markdown(webapp.MODEL_HELP)
     st.stop()
 sidebar_model(analyzers)
-photos_tab, video_tab = st.tabs(["Photo", "Video clip"])
+# Choosing a tab reruns the page, so the camera's component exists only while its tab is open.
+photos_tab, video_tab, camera_tab = st.tabs(["Photo", "Video clip", "Live camera"], key="tab", on_change="rerun")
 with photos_tab:
     photo_tab(analyzers)
 with video_tab:
     clip_tab(analyzers, analysis_options)
+if camera_tab.open:
+    with camera_tab:
+        live_tab(str(model_path), analysis_options, analyzers.classes)

@@ -18,6 +18,7 @@ from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
+from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, LatencyMeter, check_stream_url
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import EmotionAnalyzer, process_source
@@ -34,6 +35,9 @@ examples:
       live webcam in a window with FPS; q or Esc quits
   python -m realtime --camera 0 --output session.mp4 --results session.csv --max-frames 900
       record about 30 s of annotated webcam video and a row per face per frame
+  python -m realtime --camera rtsp://user:pass@192.168.1.20:554/stream1 --output door.mp4 --no-display
+      a network camera (also http(s):// MJPEG or HLS, udp://, tcp://, srt://); a dropped
+      stream is reopened for --reconnect-for seconds, and the recording is kept
   python -m realtime --video interview.mp4 --output interview_emotions.mp4 --results faces.jsonl
       annotate a video file (audio kept), with a progress bar and ETA
   python -m realtime --image group.jpg --output group_emotions.jpg
@@ -93,10 +97,27 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _camera_index(text: str) -> int:
+def _camera(text: str) -> int | str:
+    """A camera index (digits) or a stream URL."""
+    if "://" in text:
+        try:
+            return check_stream_url(text)
+        except SourceError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
     if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"camera index must be a whole number like 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"camera must be an index like 0 or a stream URL like rtsp://host/path, "
+                                         f"got {text!r}")
     return int(text)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"{value:g} s is not a positive number of seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
     source.add_argument("input", nargs="?", metavar="SOURCE",
-                        help="a video, a photo, a folder of them, or a camera index (digits)")
-    source.add_argument("--camera", type=_camera_index, metavar="INDEX", help="camera index, usually 0")
+                        help="a video, a photo, a folder of them, a camera index (digits) or a stream URL")
+    source.add_argument("--camera", type=_camera, metavar="INDEX|URL",
+                        help="camera index, usually 0, or a network camera / live stream URL: rtsp://, "
+                             "http(s):// (MJPEG, HLS), udp://, tcp://, srt://")
     source.add_argument("--video", type=Path, metavar="PATH", help="a video file (mp4, mov, mkv, webm, avi...)")
     source.add_argument("--image", type=Path, metavar="PATH", help="a photo (jpg, png, webp, bmp, tif...)")
     source.add_argument("--demo", action="store_true",
@@ -155,11 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "decoding and encoding, which run alongside (default: 1)")
     analysis.add_argument("--max-frames", type=_positive_int, metavar="N",
                           help="stop after N frames of each source")
-    cameras = parser.add_argument_group("cameras")
-    cameras.add_argument("--reconnect-for", type=_seconds, default=CAMERA_RECONNECT_S, metavar="SECONDS",
-                         help=f"how long a camera that stalls (no frame for {CAMERA_FRAME_TIMEOUT_S:g} s) or goes away is reopened "
-                              "before the run ends, keeping what was recorded; 0 gives up at once "
-                              f"(default: {CAMERA_RECONNECT_S:g})")
+    cameras = parser.add_argument_group("cameras (local and network)")
+    cameras.add_argument("--reconnect-for", type=_seconds, metavar="SECONDS",
+                         help=f"how long a camera that stalls (no frame for {CAMERA_FRAME_TIMEOUT_S:g} s) or goes "
+                              "away is reopened (streams with back-off) before the run ends, keeping what was "
+                              f"recorded; 0 gives up at once (default: {CAMERA_RECONNECT_S:g} for a local camera, "
+                              f"{DEFAULT_RECONNECT_FOR_S:g} for a stream)")
+    cameras.add_argument("--open-timeout", type=_positive_seconds, metavar="SECONDS",
+                         help=f"give up when a stream sends no frame for this long after opening "
+                              f"(default: {DEFAULT_OPEN_TIMEOUT_S:g})")
     return parser
 
 
@@ -178,6 +205,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
     """The jobs to run and whether the input is a folder; checks every output path before any work."""
+    camera = args.camera if args.camera is not None or args.input is None else parse_source(args.input)
+    if args.open_timeout is not None and not isinstance(camera, str):
+        raise SourceError("--open-timeout applies to a network camera only (--camera URL)")
+    if args.reconnect_for is not None and camera is None:
+        raise SourceError("--reconnect-for applies to a camera only (--camera INDEX or URL)")
     if args.camera is not None:
         jobs, folder = [Job("camera", args.camera, args.output)], False
     elif args.demo:
@@ -188,7 +220,7 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
         jobs, folder = [Job("image", args.image, args.output)], False
     else:
         spec = parse_source(args.input)
-        if isinstance(spec, int):
+        if isinstance(spec, (int, str)):
             jobs, folder = [Job("camera", spec, args.output)], False
         elif spec.is_dir():
             jobs, folder = _folder_jobs(spec, args.output), True
@@ -272,24 +304,34 @@ def _stop_signals():
 
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
-             notes: list[str]) -> None:
+             notes: list[str], latencies: list[LatencyMeter]) -> None:
     """Process one source into its outputs, which are finished (kept) whatever ends it.
 
     ``notes`` are printed (and emptied) once the source is open; ``results_writer()`` gives the
     results writer, created then. A source that fails part way, and what a source reports as lost
     (``issues``), become warnings and problems in ``summary``. A SourceError means the source
-    could not be opened: nothing of it was analysed.
+    could not be opened: nothing of it was analysed. A live source that tells its capture clock
+    gets a latency meter, added to ``latencies``.
     """
     with ExitStack() as stack:
-        source = stack.enter_context(open_source(job.spec, job.kind, reconnect_for=args.reconnect_for))
+        source_options = {name: value for name in ("open_timeout", "reconnect_for")
+                          if (value := getattr(args, name)) is not None}
+        source = stack.enter_context(open_source(job.spec, job.kind, **source_options))
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()
+        if isinstance(job.spec, str):  # a stream: its whole address (password hidden) names it in the results
+            source_name = source.info.source
+        meter = None
+        if getattr(source, "clock_origin", None) is not None:
+            meter = LatencyMeter(source.clock_origin)
+            latencies.append(meter)
         video_writer = None
         if job.output is not None and job.kind != "image":
             video_writer = stack.enter_context(H264VideoWriter(job.output, source.info, audio_source=source.audio_path,
                                                                live=source.live))
-        sinks = [sink for sink in (summary, results_writer(), video_writer) if sink is not None]  # rows first
+        # the latency meter first (it measures until the annotated frame is ready), then rows before the video
+        sinks = [sink for sink in (meter, summary, results_writer(), video_writer) if sink is not None]
         window = stack.enter_context(DisplayWindow(WINDOW_TITLE)) if show_window else None
         if window is not None:
             sinks.append(window)
@@ -318,6 +360,14 @@ def _problem(summary: RunSummary, problem: str) -> None:
     summary.note(problem)
     with suppress(OSError):  # a terminal closed (SIGHUP) must not turn a warning into a failure
         print(f"warning: {summary.problems[-1]}", file=sys.stderr)
+
+
+def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
+    """Print the run's summary, and the latency of live sources."""
+    print(summary.format())
+    for meter in latencies:
+        if meter.frames:
+            print(meter.format())
 
 
 def _error(message: str) -> None:
@@ -349,6 +399,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
          notes: list[str]) -> int:
     """Run the planned jobs; every ending finishes the outputs and prints the summary once work has begun."""
     summary = RunSummary()
+    latencies: list[LatencyMeter] = []
     try:
         with ExitStack() as stack:
             analyzer = stack.enter_context(EmotionAnalyzer(
@@ -368,7 +419,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             for job in jobs:
                 try:
                     _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
-                             job.spec.name if folder else None, notes)
+                             job.spec.name if folder else None, notes, latencies)
                 except SourceError as error:
                     if not folder:
                         raise
@@ -377,17 +428,17 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"
         with suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
             print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
-            print(summary.format())
+            _report(summary, latencies)
         return 128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED
     except Exception as error:  # a failure while processing: outputs kept, one error line
         if not summary.frames and isinstance(error, EmotionTracerError):
             _error(error)
             return EXIT_USAGE  # bad input found on opening it: nothing was written
         if summary.frames:
-            print(summary.format())
+            _report(summary, latencies)
         _error(error if isinstance(error, EmotionTracerError) else f"{type(error).__name__}: {error}")
         return EXIT_FAILED
-    print(summary.format())
+    _report(summary, latencies)
     if summary.problems and not summary.frames:
         _error(f"nothing could be analysed: {summary.problems[-1]}")
         return EXIT_FAILED

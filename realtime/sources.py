@@ -19,6 +19,7 @@ from PIL import Image
 from realtime.errors import SourceError
 from realtime.io.camera import CAMERA_RECONNECT_S, CameraSource
 from realtime.io.images import IMAGE_SUFFIXES, ImageSource
+from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, StreamSource, is_stream_url, redacted
 from realtime.io.video import VIDEO_SUFFIXES, VideoFileSource
 from realtime.types import Frame, VideoInfo
 
@@ -40,11 +41,13 @@ class Source(Protocol):
     def __exit__(self, *exc) -> None: ...
 
 
-def parse_source(text: str) -> int | Path:
-    """Digits mean a camera index, anything else a file path."""
+def parse_source(text: str) -> int | str | Path:
+    """Digits mean a camera index, ``scheme://...`` a network stream (kept as text), anything else a file path."""
     text = str(text).strip()
     if not text:
-        raise SourceError("no source given: pass a camera index (e.g. 0) or a file path")
+        raise SourceError("no source given: pass a camera index (e.g. 0), a stream URL or a file path")
+    if is_stream_url(text):
+        return text
     return int(text) if text.isdigit() else Path(text).expanduser()
 
 
@@ -77,14 +80,16 @@ def list_media(folder: Path | str) -> list[Path]:
     return files
 
 
-def open_source(spec: str | int | Path, kind: str | None = None,
-                reconnect_for: float = CAMERA_RECONNECT_S) -> Source:
-    """Open a camera index, a photo, a video file or the demo clip: the one place a source is interpreted.
+def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout: float | None = None,
+                reconnect_for: float | None = None) -> Source:
+    """Open a camera index, a stream URL, a photo, a video file or the demo clip: the one place a source
+    is interpreted.
 
     ``kind`` ("camera", "image", "video" or "demo") forces how ``spec`` is read, as the command
-    line's --camera/--image/--video/--demo do; without it, digits mean a camera and files are
-    told apart by ``media_kind``. A camera that stalls or goes away is reopened for up to
-    ``reconnect_for`` seconds before its recording ends.
+    line's --camera/--image/--video/--demo do; without it, digits mean a camera, ``scheme://...``
+    a network camera or stream, and files are told apart by ``media_kind``. A stream waits at most
+    ``open_timeout`` seconds for its first frame; a camera or stream that stalls or goes away is
+    reopened for up to ``reconnect_for`` seconds before its recording ends (None: each kind's default).
     """
     if kind == "demo":
         from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
@@ -92,10 +97,15 @@ def open_source(spec: str | int | Path, kind: str | None = None,
         return demo_source()
     if isinstance(spec, str):
         spec = parse_source(spec)
+    if isinstance(spec, str):
+        if kind not in (None, "camera"):
+            raise SourceError(f"{redacted(spec)}: a stream URL is a camera, not {'an' if kind == 'image' else 'a'} {kind}")
+        return StreamSource(spec, open_timeout=DEFAULT_OPEN_TIMEOUT_S if open_timeout is None else open_timeout,
+                            reconnect_for=DEFAULT_RECONNECT_FOR_S if reconnect_for is None else reconnect_for)
     if kind is None:
         kind = "camera" if isinstance(spec, int) else media_kind(spec)
     if kind == "camera":
-        return CameraSource(int(spec), reconnect_for=reconnect_for)
+        return CameraSource(int(spec), reconnect_for=CAMERA_RECONNECT_S if reconnect_for is None else reconnect_for)
     path = Path(spec)
     if path.is_dir():
         raise SourceError(f"{path}: is a folder; list its files with list_media() and open them one by one", path)

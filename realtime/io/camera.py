@@ -73,6 +73,7 @@ class CameraSource:
             hint = f"cameras that open: {', '.join(map(str, others))}" if others else "no camera found"
             raise SourceError(f"camera {index}: cannot open it or read a frame ({hint})")
         self._start = time.monotonic()
+        self.clock_origin = self._start  # the monotonic clock's reading at timestamp 0
         height, width = image.shape[:2]
         self.info = VideoInfo(width, height, capture.get(cv2.CAP_PROP_FPS), None, f"camera {index}")
         self._condition = threading.Condition()

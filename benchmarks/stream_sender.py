@@ -1,0 +1,67 @@
+"""Stream a video file as a live camera would: H.264 in MPEG-TS, paced at the clip's frame rate.
+
+    python -m benchmarks.stream_sender clip.mp4 udp://127.0.0.1:5000 --loop
+    python -m benchmarks.stream_sender clip.mp4 "tcp://127.0.0.1:5000?listen=1"
+
+A stand-in for an IP camera when there is none: the latency benchmark and the stream tests use it.
+Like a camera, it never catches up on frames it could not send in time (e.g. while stopped with SIGSTOP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from realtime.types import usable_fps
+
+LATE_S = 0.5  # further behind schedule than this, sending restarts from now
+
+
+def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None) -> int:
+    """Send ``clip`` to ``url`` in real time; returns the frames sent."""
+    with av.open(str(clip)) as source:
+        stream = source.streams.video[0]
+        fps = usable_fps(stream.average_rate)
+        rate = Fraction(fps).limit_denominator(1001)
+        width, height = stream.width, stream.height
+    with av.open(url, "w", format="mpegts") as output:
+        video = output.add_stream("libx264", rate=rate, options={
+            "preset": "ultrafast", "tune": "zerolatency", "g": str(round(fps)), "repeat-headers": "1"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sent = 0
+        started = time.monotonic()
+        while max_frames is None or sent < max_frames:
+            with av.open(str(clip)) as source:
+                for frame in source.decode(video=0):
+                    if max_frames is not None and sent >= max_frames:
+                        break
+                    late = time.monotonic() - (started + sent / fps)
+                    if late > LATE_S:  # a live source skips ahead rather than bursting old frames
+                        started += late
+                    time.sleep(max(0.0, -late))
+                    out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+                    out.pts, out.time_base = sent, 1 / rate
+                    output.mux(video.encode(out))
+                    sent += 1
+            if not loop and max_frames is None:
+                break
+        output.mux(video.encode(None))
+    return sent
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stream_sender", description=__doc__.split("\n")[0])
+    parser.add_argument("clip", type=Path, help="a video file")
+    parser.add_argument("url", help="where to send it, e.g. udp://127.0.0.1:5000")
+    parser.add_argument("--loop", action="store_true", help="start the clip again at its end, forever")
+    parser.add_argument("--frames", type=int, help="stop after this many frames (the clip repeats as needed)")
+    args = parser.parse_args(argv)
+    send(args.clip, args.url, loop=args.loop, max_frames=args.frames)
+
+
+if __name__ == "__main__":
+    main()

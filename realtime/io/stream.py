@@ -1,0 +1,283 @@
+"""Network cameras and live streams (RTSP, HTTP MJPEG/HLS, UDP, TCP, SRT) through FFmpeg (PyAV).
+
+Same live semantics as a local camera: a reader thread decodes as fast as the stream delivers and
+keeps only the newest frame, so latency never builds up; frames carry their capture (arrival) times.
+A gap in the stream is waited out; a stream that breaks is reopened with back-off until no frame has
+come for ``reconnect_for`` seconds, after which the iteration ends and what was recorded is kept.
+``LatencyMeter`` measures, per frame, the time from capture to the annotated frame being ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import av
+import cv2
+import numpy as np
+
+from realtime.errors import SourceError, one_line
+from realtime.types import AnalyzedFrame, Frame, VideoInfo, usable_fps
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+DEFAULT_OPEN_TIMEOUT_S = 10.0  # bound on waiting for a stream's first frame
+DEFAULT_RECONNECT_FOR_S = 30.0  # how long a lost stream is reopened before the run ends
+READ_TIMEOUT_S = 5.0  # silence after which a stream counts as lost and is reopened
+FIRST_RETRY_S, MAX_RETRY_S = 0.5, 8.0  # back-off between reopening attempts
+LATENCY_BIN_MS, LATENCY_MAX_MS = 1, 60_000  # latency histogram: 1 ms bins up to a minute (flat memory)
+# Low-latency demuxing: no input buffering, a short probe of the stream's format.
+LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "1000000", "probesize": "1000000"}
+SCHEME_OPTIONS = {
+    "rtsp": {"rtsp_transport": "tcp"},  # no lost packets (torn frames) on busy networks
+    "rtsps": {"rtsp_transport": "tcp"},
+    "udp": {"overrun_nonfatal": "1", "fifo_size": "1000000"},
+}
+
+LOG = logging.getLogger("emotion_tracer.stream")
+
+
+def is_stream_url(text: str) -> bool:
+    """Whether ``text`` looks like a network stream address (``scheme://...``)."""
+    return "://" in str(text)
+
+
+def redacted(url: str) -> str:
+    """The URL without a password, for messages (``rtsp://user:***@host/...``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def check_stream_url(url: str) -> str:
+    """``url`` when its scheme is one FFmpeg streams from and it names a host; SourceError otherwise."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in STREAM_SCHEMES:
+        raise SourceError(f"stream {redacted(url)}: unsupported scheme {scheme + '://' if scheme else '(none)'} "
+                          f"(use {', '.join(s + '://' for s in STREAM_SCHEMES)})")
+    try:
+        port = parts.port
+    except ValueError:
+        raise SourceError(f"stream {redacted(url)}: the port is not a number from 0 to 65535") from None
+    if not parts.hostname and not (scheme == "udp" and port):
+        raise SourceError(f"stream {redacted(url)}: no host in the address")
+    return url.strip()
+
+
+class StreamSource:
+    """A live network stream, newest frame first. Opening waits at most ``open_timeout`` seconds for
+    the first frame (SourceError otherwise); timestamps are seconds since then on the monotonic
+    clock, whose reading at time 0 is ``clock_origin``. After the iteration ends, ``issues`` says why
+    when the stream was lost for good (empty when it was closed or stopped normally).
+    """
+
+    live = True
+    audio_path = None
+
+    def __init__(self, url: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
+                 reconnect_for: float = DEFAULT_RECONNECT_FOR_S, read_timeout: float = READ_TIMEOUT_S):
+        self.url = check_stream_url(url)
+        self.path = None
+        self.name = redacted(self.url)
+        self.open_timeout = open_timeout
+        self.reconnect_for = reconnect_for
+        self.read_timeout = read_timeout
+        self.issues: list[str] = []
+        first, container, frames = self._first_frame(time.monotonic() + open_timeout)
+        self.clock_origin = time.monotonic()
+        stream = container.streams.video[0]
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        self.info = VideoInfo(first.width, first.height, usable_fps(fps), None, self.name)
+        self._condition = threading.Condition()
+        self._latest: tuple[av.VideoFrame, float] = (first, 0.0)
+        self._received = 1  # frames decoded from the stream so far
+        self._running = True
+        self._thread = threading.Thread(target=self._read, args=(container, frames), name=f"stream {self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _first_frame(self, deadline: float):
+        """Open the stream and decode its first frame before ``deadline`` (monotonic); SourceError if not.
+
+        Returns the frame, the container and its remaining frames."""
+        while True:
+            container, frames = self._open(timeout=(max(deadline - time.monotonic(), 0.1), self.read_timeout))
+            try:
+                first = next(self._until(frames, deadline), None)
+            except av.ExitError:  # silent for read_timeout: open again while time is left
+                first = None
+            except (av.FFmpegError, OSError) as error:
+                container.close()
+                detail = one_line(error).replace(self.url, self.name)
+                raise SourceError(f"stream {self.name}: no video frame ({detail})") from error
+            if first is not None:
+                return first, container, frames
+            container.close()
+            if time.monotonic() >= deadline:
+                raise SourceError(f"stream {self.name}: no video frame within {self.open_timeout:g} s")
+
+    def _open(self, timeout: tuple[float, float]) -> tuple[av.container.InputContainer, Iterator[av.VideoFrame]]:
+        """Open the stream and return the container and its decoded video frames; SourceError if it fails."""
+        scheme = urlsplit(self.url).scheme.lower()
+        options = {**LIVE_OPTIONS, **SCHEME_OPTIONS.get(scheme, {})}
+        try:
+            container = av.open(self.url, options=options, timeout=timeout)
+        except av.ExitError as error:
+            raise SourceError(f"stream {self.name}: no answer within {timeout[0]:.3g} s") from error
+        except av.ProtocolNotFoundError as error:
+            raise SourceError(f"stream {self.name}: the FFmpeg inside this PyAV cannot read {scheme}:// "
+                              f"(PyAV built against an FFmpeg with that protocol can)") from error
+        except (av.FFmpegError, OSError) as error:
+            detail = one_line(error).replace(self.url, self.name)  # FFmpeg's message repeats the URL
+            raise SourceError(f"stream {self.name}: cannot open it ({detail})") from error
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"stream {self.name}: has no video")
+        return container, self._decode(container, container.streams.video[0])
+
+    @staticmethod
+    def _decode(container, stream) -> Iterator[av.VideoFrame]:
+        """Decoded frames; a damaged packet (lost datagrams) is skipped, a broken connection raises."""
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.InvalidDataError:
+                continue
+
+    @staticmethod
+    def _until(frames: Iterator[av.VideoFrame], deadline: float) -> Iterator[av.VideoFrame]:
+        """``frames`` until ``deadline`` (monotonic) passes."""
+        for frame in frames:
+            yield frame
+            if time.monotonic() > deadline:
+                return
+
+    def _read(self, container, frames: Iterator[av.VideoFrame]) -> None:
+        """Reader thread: keep the newest frame; reopen a lost stream with back-off until reconnect_for."""
+        last_frame = time.monotonic()
+        while True:
+            try:
+                for frame in frames:
+                    with self._condition:
+                        if not self._running:
+                            return
+                        last_frame = time.monotonic()
+                        self._latest = (frame, last_frame - self.clock_origin)
+                        self._received += 1
+                        self._condition.notify_all()
+                reason = "the stream ended"
+            except av.ExitError:
+                reason = f"no data for {self.read_timeout:g} s"
+            except (av.FFmpegError, OSError) as error:
+                reason = one_line(error).replace(self.url, self.name)
+            finally:
+                container.close()
+            opened = self._reopen(last_frame, reason)
+            if opened is None:
+                return
+            container, frames = opened
+
+    def _reopen(self, last_frame: float, reason: str):
+        """(container, frames) of the reopened stream, or None once closed or given up (``lost`` set)."""
+        delay = FIRST_RETRY_S
+        LOG.warning("warning: stream %s lost (%s); reopening it for up to %g s", self.name, reason,
+                    self.reconnect_for)
+        while True:
+            left = last_frame + self.reconnect_for - time.monotonic()
+            with self._condition:
+                if not self._running:
+                    return None
+                if left <= 0:
+                    self.issues.append(f"stream {self.name}: lost ({reason}) and not back within "
+                                       f"{self.reconnect_for:g} s; what was received is kept")
+                    self._running = False
+                    self._condition.notify_all()
+                    return None
+                self._condition.wait(timeout=min(delay, left))
+                if not self._running:
+                    return None
+            try:
+                opened = self._open(timeout=(min(self.open_timeout, max(left, 0.1)), self.read_timeout))
+                LOG.warning("warning: stream %s reopened", self.name)
+                return opened
+            except SourceError as error:
+                reason = str(error).removeprefix(f"stream {self.name}: ")
+                delay = min(2 * delay, MAX_RETRY_S)
+
+    def __iter__(self) -> Iterator[Frame]:
+        seen = 0
+        index = 0
+        bound = self.read_timeout + self.reconnect_for + MAX_RETRY_S + 5  # the reader gives up before this
+        while True:
+            with self._condition:
+                if not self._condition.wait_for(lambda: self._received > seen or not self._running, timeout=bound):
+                    raise SourceError(f"stream {self.name}: no frame for {bound:.0f} s")
+                if self._received == seen:  # stopped: lost for good, or close() was called
+                    return
+                seen = self._received
+                frame, timestamp = self._latest
+            yield Frame(index, timestamp, self._image(frame))
+            index += 1
+
+    def _image(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame as BGR at the stream's first size (a reopened stream may come back at another)."""
+        image = frame.to_ndarray(format="bgr24")
+        if image.shape[:2] != (self.info.height, self.info.width):
+            image = cv2.resize(image, (self.info.width, self.info.height), interpolation=cv2.INTER_AREA)
+        return image
+
+    def close(self) -> None:
+        """Stop the reader thread (it closes the stream; a blocked read ends within read_timeout)."""
+        with self._condition:
+            self._running = False
+            self._condition.notify_all()
+        self._thread.join(timeout=self.read_timeout + 1)
+
+    def __enter__(self) -> StreamSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LatencyMeter:
+    """Sink: per frame, milliseconds from capture (``clock_origin`` + the frame's timestamp, monotonic
+    clock) to the annotated frame being ready. Put it first among the sinks, so no other sink's work
+    counts. Keeps a histogram of 1 ms bins, so memory stays flat however long the stream runs.
+    """
+
+    def __init__(self, clock_origin: float):
+        self.clock_origin = clock_origin
+        self.counts = np.zeros(LATENCY_MAX_MS // LATENCY_BIN_MS + 1, np.int64)
+
+    def add(self, milliseconds: float) -> None:
+        """Count one frame's latency (values past a minute count as a minute)."""
+        self.counts[min(max(int(milliseconds // LATENCY_BIN_MS), 0), len(self.counts) - 1)] += 1
+
+    def write_frame(self, analyzed: AnalyzedFrame) -> None:
+        """Sink: the latency of one analysed frame, measured now."""
+        self.add(1000 * (time.monotonic() - self.clock_origin - analyzed.frame.timestamp))
+
+    @property
+    def frames(self) -> int:
+        """Frames measured."""
+        return int(self.counts.sum())
+
+    def percentile(self, percent: float) -> float:
+        """The latency (ms, to the bin's upper edge) that ``percent`` % of frames were within."""
+        if not self.frames:
+            raise ValueError("no frames measured")
+        rank = max(1, int(np.ceil(percent / 100 * self.frames)))
+        return float((np.searchsorted(np.cumsum(self.counts), rank) + 1) * LATENCY_BIN_MS)
+
+    def format(self) -> str:
+        """One line: p50 and p95 latency over the frames measured."""
+        return (f"latency from capture to annotated frame: p50 {self.percentile(50):.0f} ms, "
+                f"p95 {self.percentile(95):.0f} ms over {self.frames} frames")

@@ -1,0 +1,315 @@
+"""Network cameras: a real live MPEG-TS stream of a ../shared clip over UDP on loopback, analysed by
+``python -m realtime --camera udp://...`` and by StreamSource, with pauses, losses and dead URLs.
+
+Every test that opens a socket runs in a loopback-only network namespace (tests/netns.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from realtime.cli import main
+from realtime.errors import SourceError
+from realtime.io.stream import LATENCY_MAX_MS, LatencyMeter, StreamSource, check_stream_url, redacted
+from realtime.sources import open_source, parse_source
+from tests.conftest import PROJECT_ROOT
+from tests.netns import loopback_only
+
+CLIP = "single_face.mp4"  # 640x360, 30 fps, one face throughout
+RUN_TIMEOUT_S = 180  # bounds every command-line run (a hang fails the test); not a speed requirement
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def sender(clip: Path, url: str, *options: str):
+    """A live stream of ``clip`` to ``url`` (benchmarks/stream_sender.py in its own process)."""
+    process = subprocess.Popen([sys.executable, "-m", "benchmarks.stream_sender", str(clip), url, *options],
+                               cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "realtime", *argv], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT_S)
+
+
+def start_cli(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "realtime", *argv], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_recording(output: Path, run: subprocess.Popen) -> None:
+    """Wait until the run has opened the stream and written the first data of the video ``output``."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (output.is_file() and output.stat().st_size > 0):
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "the recording never started"
+        time.sleep(0.05)
+
+
+def video_times(path: Path) -> tuple[tuple[int, int], list[float]]:
+    """(width, height) and the presentation time of every frame of a video file."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return (stream.width, stream.height), [float(frame.time) for frame in container.decode(stream)]
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+# --- addresses and the latency meter (no sockets) ----------------------------------------------------
+
+
+def test_stream_urls_are_told_from_cameras_and_files():
+    assert parse_source("rtsp://cam.local:554/live") == "rtsp://cam.local:554/live"
+    assert parse_source("0") == 0
+    assert parse_source("clip.mp4") == Path("clip.mp4")
+    assert check_stream_url(" udp://127.0.0.1:5000 ") == "udp://127.0.0.1:5000"
+    assert check_stream_url("udp://:5000") == "udp://:5000"  # listen on a port, any sender
+    for bad, reason in [("ftp://host/x", "unsupported scheme ftp://"), ("rtsp://host:99999/x", "port"),
+                        ("http:///path", "no host")]:
+        with pytest.raises(SourceError, match=reason):
+            check_stream_url(bad)
+    with pytest.raises(SourceError, match="a stream URL is a camera, not a video"):
+        open_source("rtsp://cam.local/live", "video")
+
+
+def test_passwords_never_appear_in_messages():
+    assert redacted("rtsp://admin:hunter2@10.0.0.7:554/s1") == "rtsp://admin:***@10.0.0.7:554/s1"
+    assert redacted("http://10.0.0.7/mjpeg") == "http://10.0.0.7/mjpeg"
+    with pytest.raises(SourceError) as error:
+        check_stream_url("gopher://admin:hunter2@10.0.0.7/")
+    assert "hunter2" not in str(error.value)
+
+
+def test_latency_meter_percentiles_and_flat_memory():
+    meter = LatencyMeter(clock_origin=0.0)
+    size = meter.counts.nbytes
+    for milliseconds in [*range(1, 101), 10 * LATENCY_MAX_MS]:  # 1..100 ms, then one far too late
+        meter.add(milliseconds - 0.5)
+    assert meter.frames == 101
+    assert meter.percentile(50) == 51
+    assert meter.percentile(95) == 96
+    assert meter.percentile(100) == LATENCY_MAX_MS + 1  # clipped into the last bin, not a bigger array
+    assert meter.counts.nbytes == size
+    assert meter.format() == "latency from capture to annotated frame: p50 51 ms, p95 96 ms over 101 frames"
+    with pytest.raises(ValueError):
+        LatencyMeter(0.0).percentile(50)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--camera", "ftp://host/x"], "unsupported scheme ftp://"),
+    (["--camera", "camera-one"], "camera must be an index like 0 or a stream URL"),
+    (["--camera", "udp://127.0.0.1:5000", "--open-timeout", "0"], "not a positive number of seconds"),
+    (["--camera", "udp://127.0.0.1:5000", "--reconnect-for", "soon"], "not a number of seconds"),
+    (["--demo", "--reconnect-for", "5"], "applies to a camera only"),
+    (["--camera", "0", "--open-timeout", "5"], "applies to a network camera only"),
+])
+def test_bad_stream_options_give_one_line_and_exit_2(argv, message, capsys):
+    try:
+        code = main(argv)  # options checked after parsing return the code
+    except SystemExit as exit_info:  # the parser's own errors exit
+        code = exit_info.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+# --- real streams on loopback ---------------------------------------------------------------------------
+
+
+@loopback_only
+def test_camera_url_analyses_and_records_a_live_udp_stream(media, tiny_model, tmp_path):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    output, results = tmp_path / "live.mp4", tmp_path / "live.csv"
+    with sender(media / CLIP, url, "--frames", "3000"):
+        run = run_cli("--camera", url, "--output", str(output), "--results", str(results), "--max-frames", "45",
+                      "--model", str(tiny_model))
+    assert run.returncode == 0, run.stderr
+    assert "45 frames" in run.stdout
+    assert "latency from capture to annotated frame: p50 " in run.stdout and " ms over 45 frames" in run.stdout
+    size, times = video_times(output)
+    assert size == (640, 360) and len(times) == 45
+    rows = csv_rows(results)
+    assert {row["face_id"] for row in rows} == {"1"}  # one face, tracked throughout
+    stamps = sorted({float(row["time"]) for row in rows})
+    assert len(stamps) >= 40 and all(b > a for a, b in zip(stamps, stamps[1:]))  # capture times, increasing
+    assert stamps[-1] - stamps[0] >= 1.0  # ~1.5 s of a stream sent in real time, not a burst
+
+
+class MjpegServer:
+    """An HTTP MJPEG camera (multipart/x-mixed-replace JPEGs, as most IP cameras serve) of a clip, in a thread."""
+
+    def __init__(self, clip: Path, fps: float = 30.0):
+        with av.open(str(clip)) as container:
+            jpegs = [cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"))[1].tobytes()
+                     for frame in container.decode(video=0)]
+        stopping = self.stopping = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                try:
+                    while not stopping.is_set():
+                        jpeg = jpegs[index % len(jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                         % len(jpeg) + jpeg + b"\r\n")
+                        index += 1
+                        time.sleep(1 / fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "MjpegServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@loopback_only
+def test_camera_url_reads_an_http_mjpeg_camera(media, tiny_model, tmp_path):
+    results = tmp_path / "mjpeg.csv"
+    with MjpegServer(media / CLIP) as camera:
+        run = run_cli("--camera", camera.url, "--results", str(results), "--max-frames", "20",
+                      "--model", str(tiny_model))
+    assert run.returncode == 0, run.stderr
+    assert "20 frames" in run.stdout and "over 20 frames" in run.stdout
+    rows = csv_rows(results)
+    assert len({row["frame"] for row in rows}) >= 15  # the face is found in (nearly) every frame
+    assert {row["source"] for row in rows} == {camera.url}
+
+
+@loopback_only
+def test_a_two_second_pause_in_the_stream_does_not_end_the_run(media, tiny_model, tmp_path):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    output, results = tmp_path / "paused.mp4", tmp_path / "paused.csv"
+    with sender(media / CLIP, url, "--frames", "3000") as stream:
+        run = start_cli("--camera", url, "--output", str(output), "--results", str(results), "--max-frames", "90",
+                        "--model", str(tiny_model))
+        wait_for_recording(output, run)
+        time.sleep(0.5)
+        stream.send_signal(signal.SIGSTOP)  # the network goes quiet for 2 s
+        time.sleep(2.0)
+        stream.send_signal(signal.SIGCONT)
+        stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, stderr
+    assert "90 frames" in stdout and "lost" not in stderr
+    _, times = video_times(output)
+    assert len(times) == 90
+    gaps = np.diff(times)
+    assert gaps.max() >= 1.5  # the pause stays in the recording (frames keep their capture times)
+    assert np.sum(gaps >= 1.5) == 1
+
+
+@loopback_only
+def test_a_stream_lost_for_good_ends_the_run_and_keeps_the_recording(media, tiny_model, tmp_path):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    output, results = tmp_path / "lost.mp4", tmp_path / "lost.csv"
+    with sender(media / CLIP, url, "--frames", "3000") as stream:
+        run = start_cli("--camera", url, "--output", str(output), "--results", str(results), "--reconnect-for", "2",
+                        "--model", str(tiny_model))
+        wait_for_recording(output, run)
+        time.sleep(1.0)
+        stream.kill()  # the camera goes away for good
+        stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 3, stderr  # done with a problem: the camera was lost
+    assert "warning: stream " + url + " lost" in stderr and "what was received is kept" in stderr
+    assert "1 face" in stdout or "face  frames" in stdout
+    _, times = video_times(output)
+    assert len(times) >= 10
+    assert len({row["frame"] for row in csv_rows(results)}) == len(times)
+
+
+@loopback_only
+def test_a_lost_stream_is_reopened_when_it_comes_back(media, caplog):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    frames = []
+    with caplog.at_level(logging.WARNING, logger="emotion_tracer.stream"):
+        with sender(media / CLIP, url, "--frames", "60") as first:
+            source = StreamSource(url, open_timeout=20, reconnect_for=30, read_timeout=0.5)
+            first.wait(timeout=30)
+        time.sleep(2.0)  # the camera is away for longer than the read timeout
+        with source, sender(media / CLIP, url, "--frames", "3000"):  # the camera is back
+            for frame in source:
+                frames.append(frame)
+                if frame.timestamp > frames[0].timestamp + 3 and len(frames) >= 40:
+                    break
+    assert source.issues == []
+    assert any("reopening" in message for message in caplog.messages)
+    assert any("reopened" in message for message in caplog.messages)
+    gaps = np.diff([frame.timestamp for frame in frames])
+    assert gaps.max() >= 1.0  # the outage, then frames again
+    assert [frame.index for frame in frames] == list(range(len(frames)))
+    assert all(frame.image.shape == (360, 640, 3) for frame in frames)
+
+
+@loopback_only
+def test_a_slow_reader_always_gets_the_newest_frame(media):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    with sender(media / CLIP, url, "--frames", "3000"), StreamSource(url, open_timeout=20) as source:
+        lags, stamps = [], []
+        for frame in source:
+            lags.append(time.monotonic() - source.clock_origin - frame.timestamp)
+            stamps.append(frame.timestamp)
+            if len(stamps) == 12:
+                break
+            time.sleep(0.2)  # a consumer far slower than the 30 fps stream
+    # A queue would fall 12 * (0.2 - 1/30) = 2 s behind; the newest frame is at most a few frames old.
+    assert max(lags[1:]) < 0.5
+    assert min(np.diff(stamps)) >= 0.1  # stale frames were dropped, not handed out late
+
+
+@loopback_only
+def test_a_url_that_never_answers_gives_one_line_and_exit_2(tiny_model, tmp_path):
+    silent = f"udp://127.0.0.1:{free_udp_port()}"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused = f"tcp://127.0.0.1:{closed.getsockname()[1]}"  # bound, not listening: refused
+    for url in (silent, refused):
+        output, results = tmp_path / "none.mp4", tmp_path / "none.csv"
+        run = run_cli("--camera", url, "--open-timeout", "2", "--output", str(output), "--results", str(results),
+                      "--model", str(tiny_model))
+        assert run.returncode == 2
+        assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"error: stream {url}: "), run.stderr
+        assert run.stdout == ""
+        assert list(tmp_path.iterdir()) == []
