@@ -82,12 +82,12 @@ def show_photo(name: str, data: bytes, pool: webapp.AnalyzerPool) -> None:
 
 
 def probability_chart(probabilities) -> alt.Chart:
-    """Horizontal bars of a face's emotion probabilities, in the annotator's colours, on a 0-100% axis."""
+    """Horizontal bars of a face's emotion probabilities, in the annotator's colors, on a 0-100% axis."""
     emotions = list(probabilities["emotion"])
     return alt.Chart(probabilities).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
         y=alt.Y("emotion:N", sort=emotions, title=None),
-        color=alt.Color("emotion:N", scale=alt.Scale(domain=emotions, range=list(probabilities["colour"])),
+        color=alt.Color("emotion:N", scale=alt.Scale(domain=emotions, range=list(probabilities["color"])),
                         legend=None),
         tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
     ).properties(height=190)
@@ -175,18 +175,18 @@ def show_clip(clip: webapp.ClipAnalysis) -> None:
 
 
 def timeline_chart(clip: webapp.ClipAnalysis) -> alt.Chart:
-    """One strip per face along the clip, each frame coloured by the face's emotion (as in the video)."""
+    """One strip per face along the clip, each frame colored by the face's emotion (as in the video)."""
     return emotion_strips(clip.timeline(), clip.classes, (0, clip.seconds), "Each face's emotion over time")
 
 
 def emotion_strips(timeline, classes: list[str], span: tuple[float, float], title: str) -> alt.Chart:
-    """One strip per face over ``span`` (seconds), each frame coloured by the face's emotion."""
-    colours = alt.Scale(domain=classes, range=[webapp.emotion_hex(label) for label in classes])
+    """One strip per face over ``span`` (seconds), each frame colored by the face's emotion."""
+    colors = alt.Scale(domain=classes, range=[webapp.emotion_hex(label) for label in classes])
     return alt.Chart(timeline, title=title).mark_rect().encode(
         x=alt.X("time:Q", title="time (s)", scale=alt.Scale(domain=list(span), nice=False)),
         x2="until:Q",
         y=alt.Y("face:N", title=None, sort=sorted(set(timeline["face"]), key=lambda face: int(face.split()[1]))),
-        color=alt.Color("emotion:N", scale=colours, title=None,
+        color=alt.Color("emotion:N", scale=colors, title=None,
                         legend=alt.Legend(orient="bottom", direction="horizontal")),
         tooltip=["face", alt.Tooltip("time:Q", title="time (s)", format=".2f"), "frame", "emotion",
                  alt.Tooltip("confidence:Q", format=".0%")],

@@ -10,8 +10,8 @@ import numpy as np
 
 from realtime.types import FrameResult
 
-# BGR colours for the FER2013 emotions; other class names get one from PALETTE.
-EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
+# BGR colors for the FER2013 emotions; other class names get one from PALETTE.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
     "angry": (40, 40, 230),      # red
     "disgust": (40, 140, 40),    # dark green
     "fear": (170, 60, 150),      # purple
@@ -45,14 +45,14 @@ def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) ->
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def emotion_colour(label: str) -> tuple[int, int, int]:
-    """The BGR colour of an emotion; unknown names get a fixed colour derived from the name."""
-    if label in EMOTION_COLOURS:
-        return EMOTION_COLOURS[label]
+def emotion_color(label: str) -> tuple[int, int, int]:
+    """The BGR color of an emotion; unknown names get a fixed color derived from the name."""
+    if label in EMOTION_COLORS:
+        return EMOTION_COLORS[label]
     return PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
 
 
-def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+def text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black or white, whichever reads better on ``background`` (BGR)."""
     blue, green, red = background
     return (0, 0, 0) if 0.114 * blue + 0.587 * green + 0.299 * red > 140 else (255, 255, 255)
@@ -144,14 +144,14 @@ class EmotionAnnotator:
         box_thickness = self.style(canvas.shape)[1] + 1
         for face in frame_result.faces:
             x1, y1, x2, y2 = face.box
-            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), emotion_colour(face.label),
+            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), emotion_color(face.label),
                           box_thickness)
         for face, label in zip(frame_result.faces, self.layout_labels(frame_result.faces, canvas.shape)):
-            colour = emotion_colour(face.label)
+            color = emotion_color(face.label)
             left, top, right, bottom = label.rectangle
-            cv2.rectangle(canvas, (left, top), (right - 1, bottom - 1), colour, cv2.FILLED)
+            cv2.rectangle(canvas, (left, top), (right - 1, bottom - 1), color, cv2.FILLED)
             cv2.putText(canvas, label.text, (left + label.padding, bottom - label.padding - label.baseline), FONT,
-                        label.font_scale, text_colour(colour), label.thickness, cv2.LINE_AA)
+                        label.font_scale, text_color(color), label.thickness, cv2.LINE_AA)
         if fps is not None:
             _draw_fps_in_place(canvas, fps)
         return canvas

@@ -1,6 +1,6 @@
 """Emotion classification of face crops with the exported ONNX model (onnxruntime, CPU).
 
-Everything about the model (input name and shape, classes, colour, normalisation) is read from
+Everything about the model (input name and shape, classes, color, normalisation) is read from
 the file itself; the runtime has no list of emotions of its own.
 """
 

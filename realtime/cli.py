@@ -68,7 +68,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see python -m realtime --help)\n")
 
 
-def _fraction(below_one: bool):
+def fraction_type(below_one: bool):
     """Parser for a number in [0, 1], or in [0, 1) when ``below_one``."""
     def parse(text: str) -> float:
         try:
@@ -81,7 +81,8 @@ def _fraction(below_one: bool):
     return parse
 
 
-def _positive_int(text: str) -> int:
+def positive_int_type(text: str) -> int:
+    """Parser for a whole number of at least 1 (argparse type)."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return int(text)
@@ -160,10 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="each image (or frame) is one face already, e.g. a face crop: classify it "
                                "whole, without face detection (small images where no face is found are "
                                "taken whole anyway)")
-    analysis.add_argument("--min-confidence", type=_fraction(below_one=False),
+    analysis.add_argument("--min-confidence", type=fraction_type(below_one=False),
                           default=DEFAULT_MIN_CONFIDENCE, metavar="P", help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or "
                                             f"dim faces, at the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
-    analysis.add_argument("--smooth", type=_fraction(below_one=True), default=0.6, metavar="S",
+    analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
                           help="how much each face's emotion follows its past frames, 0 <= S < 1; "
                                "0 turns smoothing off (default: 0.6)")
     analysis.add_argument("--model", type=Path, metavar="PATH",
@@ -173,10 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also classify each face mirrored and average the two, in the same batch: "
                                "+1.3 points of FER2013 PublicTest accuracy for twice the (small) emotion "
                                "model work; --no-flip-tta turns it off (default: on)")
-    analysis.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+    analysis.add_argument("--threads", type=positive_int_type, default=1, metavar="N",
                           help="CPU threads for the emotion model; one leaves the other cores to video "
                                "decoding and encoding, which run alongside (default: 1)")
-    analysis.add_argument("--max-frames", type=_positive_int, metavar="N",
+    analysis.add_argument("--max-frames", type=positive_int_type, metavar="N",
                           help="stop after N frames of each source")
     cameras = parser.add_argument_group("cameras (local and network)")
     cameras.add_argument("--reconnect-for", type=_seconds, metavar="SECONDS",

@@ -59,17 +59,17 @@ def crop_square(image: np.ndarray, box: tuple[int, int, int, int], margin: float
     return inside
 
 
-def _to_model_colour(crop_bgr: np.ndarray, colour: str) -> np.ndarray:
-    if colour == "gray":
+def _to_model_color(crop_bgr: np.ndarray, color: str) -> np.ndarray:
+    if color == "gray":
         return cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
-    return crop_bgr  # "bgr": already in the model's colour order
+    return crop_bgr  # "bgr": already in the model's color order
 
 
 def prepare_crops(image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]], metadata: ModelMetadata,
                   margin: float = CROP_MARGIN) -> np.ndarray:
     """Model inputs for the faces in a BGR frame: float32 (n, H, W, C), normalised as the metadata says.
 
-    Each crop is converted to the model's colour, resized to ``metadata.input_size`` (height, width)
+    Each crop is converted to the model's color, resized to ``metadata.input_size`` (height, width)
     and normalised by ``normalize_faces``. No boxes give shape (0, H, W, C).
     """
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
@@ -79,7 +79,7 @@ def prepare_crops(image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]],
     faces = np.empty((len(boxes), input_height, input_width, channels), dtype=np.uint8)
     for row, box in enumerate(boxes):
         crop = crop_square(image_bgr, box, margin)
-        crop = _to_model_colour(crop, metadata.color)
+        crop = _to_model_color(crop, metadata.color)
         shrinking = crop.shape[0] > input_height
         crop = cv2.resize(crop, (input_width, input_height),
                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
@@ -88,7 +88,7 @@ def prepare_crops(image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]],
 
 
 def normalize_faces(faces: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
-    """Model inputs float32 (n, H, W, C) from uint8 faces (n, H, W) or (n, H, W, C) of the model's colour
+    """Model inputs float32 (n, H, W, C) from uint8 faces (n, H, W) or (n, H, W, C) of the model's color
     and size: ``(pixel * scale - mean) / std`` as the metadata says."""
     input_height, input_width = metadata.input_size
     channels = 1 if metadata.color == "gray" else 3

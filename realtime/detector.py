@@ -20,7 +20,7 @@ from realtime.types import FaceDetection
 
 MODEL_RANGES = {"short": 0, "full": 1}  # name -> MediaPipe model_selection
 DETECTOR_CHOICES = ("short", "full", "auto")  # "auto": both models, fused (see FaceDetector)
-# MediaPipe's own default is 0.5, but on the project's test media it then "finds" faces in skin-coloured
+# MediaPipe's own default is 0.5, but on the project's test media it then "finds" faces in skin-colored
 # blurry shapes (scores 0.51-0.69) while real faces score 0.73 and up (most above 0.85).
 DEFAULT_MIN_CONFIDENCE = 0.7
 # "auto": a second short-range pass sees the image with this share of its longer side added on every

@@ -1,6 +1,6 @@
 """What an exported emotion model says about itself, stored as JSON in the ONNX metadata.
 
-The export tool writes it, the runtime reads it: class names, input size, colour and
+The export tool writes it, the runtime reads it: class names, input size, color and
 normalisation are never hard-coded in the runtime.
 """
 

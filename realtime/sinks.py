@@ -3,7 +3,7 @@
 Sinks: ``realtime.io.video.H264VideoWriter`` (annotated video), ``realtime.io.results_file.ResultsWriter``
 (CSV/JSONL rows), ``realtime.io.window.DisplayWindow`` (on screen) and ``realtime.summary.RunSummary``.
 File sinks are context managers that finish their file whatever ends the ``with`` block, keeping
-what was written (see docs/reliability.md).
+what was written (README: What happens when something goes wrong).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EmotionAnnotator: boxes and labels drawn inside the frame at any size, colours per emotion."""
+"""EmotionAnnotator: boxes and labels drawn inside the frame at any size, colors per emotion."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.annotator import EMOTION_COLOURS, FONT, MIN_FONT_SCALE, EmotionAnnotator, draw_fps, emotion_colour
+from realtime.annotator import EMOTION_COLORS, FONT, MIN_FONT_SCALE, EmotionAnnotator, draw_fps, emotion_color
 from realtime.types import FaceResult, FrameResult
 from tests.conftest import EMOTIONS
 
@@ -36,13 +36,13 @@ def test_labels_of_faces_at_every_edge_stay_inside_the_frame(height, width):
         (text_w, text_h), (left, top, right, bottom) = label_geometry(annotator, image.shape, result)
         assert 0 <= left < right <= width and 0 <= top < bottom <= height
         assert right - left > text_w and bottom - top > text_h  # the whole text fits on its background
-        # The label background really is drawn there, in the emotion's colour.
+        # The label background really is drawn there, in the emotion's color.
         region = annotated[top:bottom, left:right].reshape(-1, 3)
-        share = np.mean(np.all(region == emotion_colour(result.label), axis=1))
+        share = np.mean(np.all(region == emotion_color(result.label), axis=1))
         assert share > 0.4
     # The box outline is drawn along the face's edges.
     x1, y1, x2, y2 = boxes[4]
-    assert np.all(annotated[y2 - 1, x1 + 5:x2 - 5] == emotion_colour("neutral"))
+    assert np.all(annotated[y2 - 1, x1 + 5:x2 - 5] == emotion_color("neutral"))
 
 
 def test_label_goes_above_the_box_when_there_is_room_and_inside_at_the_top():
@@ -78,9 +78,9 @@ def test_label_text():
     assert EmotionAnnotator(show_ids=False).label_text(result) == "happy 87%"
 
 
-def test_every_emotion_has_its_own_colour_and_unknown_labels_get_a_stable_one():
-    assert len(set(EMOTION_COLOURS.values())) == len(EMOTION_COLOURS)
-    assert emotion_colour("contempt") == emotion_colour("contempt")
+def test_every_emotion_has_its_own_color_and_unknown_labels_get_a_stable_one():
+    assert len(set(EMOTION_COLORS.values())) == len(EMOTION_COLORS)
+    assert emotion_color("contempt") == emotion_color("contempt")
 
 
 def test_no_faces_leaves_the_frame_unchanged_and_fps_is_drawn_top_right():

@@ -1,4 +1,4 @@
-"""Face crops: square geometry, faces at the frame edges, colour, size and normalisation."""
+"""Face crops: square geometry, faces at the frame edges, color, size and normalisation."""
 
 from __future__ import annotations
 

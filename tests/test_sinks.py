@@ -27,15 +27,15 @@ from realtime.types import VideoInfo
 from tests.test_sources import make_clip
 
 CLASSES = ["angry", "happy", "neutral"]
-COLOURS = [(200, 30, 60), (20, 180, 90), (90, 60, 220)]  # BGR
+COLORS = [(200, 30, 60), (20, 180, 90), (90, 60, 220)]  # BGR
 
 
 def solid(width: int, height: int, index: int) -> np.ndarray:
-    return np.full((height, width, 3), COLOURS[index % len(COLOURS)], np.uint8)
+    return np.full((height, width, 3), COLORS[index % len(COLORS)], np.uint8)
 
 
 def probe(path: Path) -> dict:
-    """Read back what a player sees: streams, frame count, size, rate and mean colours."""
+    """Read back what a player sees: streams, frame count, size, rate and mean colors."""
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -47,7 +47,7 @@ def probe(path: Path) -> dict:
             "rate": video.average_rate,
             "frames": len(frames),
             "times": [float(frame.time) for frame in frames],
-            "colours": [frame.to_ndarray(format="bgr24").mean(axis=(0, 1)) for frame in frames],
+            "colors": [frame.to_ndarray(format="bgr24").mean(axis=(0, 1)) for frame in frames],
             "audio": audio.codec_context.codec.canonical_name if audio else None,
             "audio_seconds": float(audio.duration * audio.time_base) if audio and audio.duration else None,
         }
@@ -95,7 +95,7 @@ def write_frames(path: Path, info: VideoInfo, count: int, **kwargs) -> None:
             writer.write(solid(info.width, info.height, index))
 
 
-def test_writer_keeps_frames_size_rate_and_colours(tmp_path):
+def test_writer_keeps_frames_size_rate_and_colors(tmp_path):
     path = tmp_path / "out.mp4"
     write_frames(path, VideoInfo(96, 64, 25.0, None, "test"), 9)
     result = probe(path)
@@ -104,8 +104,8 @@ def test_writer_keeps_frames_size_rate_and_colours(tmp_path):
     assert result["frames"] == 9
     assert result["rate"] == 25
     assert result["audio"] is None
-    for index, colour in enumerate(result["colours"]):
-        assert np.abs(colour - COLOURS[index % 3]).max() < 6
+    for index, color in enumerate(result["colors"]):
+        assert np.abs(color - COLORS[index % 3]).max() < 6
     assert leftovers(tmp_path) == ["out.mp4"]
 
 
@@ -120,7 +120,7 @@ def test_writer_pads_odd_sizes_to_even(tmp_path):
     write_frames(path, VideoInfo(65, 49, 30.0, None, "test"), 3)
     result = probe(path)
     assert result["size"] == (66, 50) and result["frames"] == 3
-    assert np.abs(result["colours"][0] - COLOURS[0]).max() < 6  # padding repeats the edge
+    assert np.abs(result["colors"][0] - COLORS[0]).max() < 6  # padding repeats the edge
 
 
 def test_writer_places_frames_at_given_timestamps(tmp_path):

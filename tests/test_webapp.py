@@ -121,7 +121,7 @@ def test_model_facts_reads_the_metadata():
     assert facts["precision"] == "int8"
 
 
-def test_emotion_hex_matches_the_annotator_colours():
+def test_emotion_hex_matches_the_annotator_colors():
     assert webapp.emotion_hex("angry") == "#e62828"  # BGR (40, 40, 230)
     assert webapp.emotion_hex("some new class").startswith("#")
 

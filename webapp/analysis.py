@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from realtime.annotator import EmotionAnnotator, emotion_colour
+from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
 from realtime.errors import ModelError, OutputError, SourceError
 from realtime.io.images import read_image
@@ -177,8 +177,8 @@ def model_facts(metadata: ModelMetadata, model_path: Path) -> list[tuple[str, st
 
 
 def emotion_hex(label: str) -> str:
-    """The annotator's colour for an emotion as "#rrggbb", so charts match the boxes."""
-    blue, green, red = emotion_colour(label)
+    """The annotator's color for an emotion as "#rrggbb", so charts match the boxes."""
+    blue, green, red = emotion_color(label)
     return f"#{red:02x}{green:02x}{blue:02x}"
 
 
@@ -257,11 +257,11 @@ class PhotoAnalysis:
         })
 
     def probabilities(self, face: FaceResult) -> pd.DataFrame:
-        """The face's probability of every emotion, in the model's class order, with chart colours."""
+        """The face's probability of every emotion, in the model's class order, with chart colors."""
         return pd.DataFrame({
             "emotion": self.classes,
             "probability": [round(float(p), 4) for p in face.probabilities],
-            "colour": [emotion_hex(label) for label in self.classes],
+            "color": [emotion_hex(label) for label in self.classes],
         })
 
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.cli import _fraction, _positive_int
+from realtime.cli import fraction_type, positive_int_type
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import ModelError, OutputError, SourceError, one_line
 from realtime.io.files import partial_path, write_atomically
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, required=True, metavar="DIR",
                         help="folder for one Parquet file per video (created if missing; its parent must exist)")
     parser.add_argument("--videos", type=Path, metavar="DIR", help="also write annotated H.264 copies here")
-    parser.add_argument("--workers", type=_positive_int, metavar="N",
+    parser.add_argument("--workers", type=positive_int_type, metavar="N",
                         help="Ray actors analysing videos side by side (default: one per CPU core of this "
                              "machine, or of the cluster with --address)")
     parser.add_argument("--address", metavar="ADDR",
@@ -97,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     analysis = parser.add_argument_group("analysis (as in python -m realtime)")
     analysis.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
                           help="face detector (default: auto, as for files in python -m realtime)")
-    analysis.add_argument("--min-confidence", type=_fraction(below_one=False), default=DEFAULT_MIN_CONFIDENCE,
+    analysis.add_argument("--min-confidence", type=fraction_type(below_one=False), default=DEFAULT_MIN_CONFIDENCE,
                           metavar="P", help=f"minimum face detection score (default: {DEFAULT_MIN_CONFIDENCE})")
-    analysis.add_argument("--smooth", type=_fraction(below_one=True), default=0.6, metavar="S",
+    analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
                           help="weight of each face's past in its probabilities, 0 <= S < 1 (default: 0.6)")
     analysis.add_argument("--model", type=Path, metavar="PATH", help="exported .onnx emotion model")
     analysis.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
