@@ -33,10 +33,10 @@ import numpy as np
 from realtime.classifier import EmotionClassifier
 from realtime.crops import crop_square
 from realtime.detector import DETECTOR_CHOICES, FaceDetector
-from realtime.types import FaceDetection
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
 from realtime.tracker import FaceTracker
+from realtime.types import FaceDetection
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MEDIA = SHARED / "media"
@@ -270,7 +270,7 @@ def table_flicker(classifier: EmotionClassifier, scales: tuple[float, ...] = (1.
     rows = []
     for name, settings in tracker_settings().items():
         row, changes_all, minutes_all = [name], 0, 0.0
-        for clip, results, fps in recorded:
+        for _clip, results, fps in recorded:
             labels = replay(FaceTracker(classifier.classes, **settings), results)
             changes = label_changes(labels)
             minutes = sum(len(face_labels) for face_labels in labels.values()) / fps / 60

@@ -19,8 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_export import (OPSET, ExportError, check_parity, keras_to_onnx, model_metadata, set_metadata,
-                                write_atomically)
+from export.onnx_export import (
+    OPSET,
+    ExportError,
+    check_parity,
+    keras_to_onnx,
+    model_metadata,
+    set_metadata,
+    write_atomically,
+)
 from models.data import DatasetError, load_fer2013
 from models.emotions import model_inputs
 from models.evaluate import evaluate

@@ -46,7 +46,7 @@ def _rename_output(model_proto, new_name: str) -> None:
 
 
 def model_metadata(facts: dict) -> ModelMetadata:
-    """The metadata the runtime needs: classes, input size, colour, normalisation; plus ``facts``."""
+    """The metadata the runtime needs: classes, input size, color, normalisation; plus ``facts``."""
     return ModelMetadata(classes=list(EMOTIONS), input_size=(IMAGE_SIZE, IMAGE_SIZE), color="gray",
                          scale=INPUT_SCALE, mean=0.0, std=1.0, facts=facts)
 

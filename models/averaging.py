@@ -39,7 +39,7 @@ class WeightAverage:
         os.replace(temporary, path)
 
     @classmethod
-    def load(cls, path: Path) -> "WeightAverage":
+    def load(cls, path: Path) -> WeightAverage:
         """The average saved by `save`, or an empty one when the file does not exist."""
         if not path.exists():
             return cls()

@@ -30,7 +30,7 @@ class FaceSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: np.ndarray) -> "FaceSet":
+    def subset(self, indices: np.ndarray) -> FaceSet:
         """The samples at ``indices``, in that order."""
         return FaceSet(self.images[indices], self.labels[indices], [self.names[i] for i in indices])
 

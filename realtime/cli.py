@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "whole, without face detection (small images where no face is found are "
                                "taken whole anyway)")
     analysis.add_argument("--min-confidence", type=fraction_type(below_one=False),
-                          default=DEFAULT_MIN_CONFIDENCE, metavar="P", help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or "
-                                            f"dim faces, at the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
+                          default=DEFAULT_MIN_CONFIDENCE, metavar="P",
+                          help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or dim faces, at "
+                               f"the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
     analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
                           help="how much each face's emotion follows its past frames, 0 <= S < 1; "
                                "0 turns smoothing off (default: 0.6)")
@@ -339,7 +340,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         name = source_name or Path(source.info.source).name
         last = None
         try:
-            for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,
+            for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,  # noqa: B007 (the last frame is used after the loop)
                                        max_frames=args.max_frames, progress=job.kind != "image"):
                 pass
         except SourceError as error:  # failed part way: what was analysed before is kept

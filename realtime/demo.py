@@ -7,7 +7,7 @@ one face picture that an installed package ships.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np

@@ -244,7 +244,7 @@ class FaceDetector:
             model.close()
         self._models = {}
 
-    def __enter__(self) -> "FaceDetector":
+    def __enter__(self) -> FaceDetector:
         return self
 
     def __exit__(self, *exc_info) -> None:

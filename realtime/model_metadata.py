@@ -40,7 +40,7 @@ class ModelMetadata:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMetadata":
+    def from_json(cls, text: str) -> ModelMetadata:
         """Parse what ``to_json`` wrote, checking the fields the runtime depends on."""
         try:
             data = json.loads(text)

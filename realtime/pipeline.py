@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -126,7 +126,7 @@ class EmotionAnalyzer:
         """Release the face detector."""
         self.detector.close()
 
-    def __enter__(self) -> "EmotionAnalyzer":
+    def __enter__(self) -> EmotionAnalyzer:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -5,7 +5,7 @@ A row is one face in one frame: ``RESULT_COLUMNS`` and then one probability colu
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from realtime.types import FrameResult
 

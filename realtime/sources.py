@@ -11,8 +11,9 @@ ended (video files count the frames lost in ``frames_lost``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -36,7 +37,7 @@ class Source(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> "Source": ...
+    def __enter__(self) -> Source: ...
 
     def __exit__(self, *exc) -> None: ...
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from webapp import analysis as webapp
 from tests.conftest import EMOTIONS, PROJECT_ROOT, SHARED_MEDIA
+from webapp import analysis as webapp
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from benchmarks.faces import close_up, cut_at_edge
-from realtime.detector import (DEFAULT_MIN_CONFIDENCE, FULL_RANGE_INTERVAL, FaceDetector, fuse, overlap,
-                               relative_to_pixel_box, whole_image_face)
+from realtime.detector import (
+    DEFAULT_MIN_CONFIDENCE,
+    FULL_RANGE_INTERVAL,
+    FaceDetector,
+    fuse,
+    overlap,
+    relative_to_pixel_box,
+    whole_image_face,
+)
 from realtime.io.images import read_image
 from realtime.types import FaceDetection
 

@@ -21,7 +21,6 @@ from tests.fer_fixtures import make_fer_folder  # noqa: E402
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     """A small trained-for-a-moment Keras model and the tiny dataset it saw."""
-    import keras
 
     from models.architecture import build_classifier
 

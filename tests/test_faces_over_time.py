@@ -9,17 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.faces import (TRACKER_BEFORE, change_sequences, label_changes, raw_results, reaction_frames,
-                              replay)
+from benchmarks.faces import TRACKER_BEFORE, change_sequences, label_changes, raw_results, reaction_frames, replay
 from realtime.classifier import EmotionClassifier
 from realtime.cli import main
 from realtime.detector import FaceDetector
-from realtime.pipeline import EmotionAnalyzer
-from realtime.types import FaceDetection
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
-from realtime.types import Frame
+from realtime.pipeline import EmotionAnalyzer
 from realtime.tracker import FaceTracker
+from realtime.types import FaceDetection, Frame
 
 
 def clip(media, name: str) -> list[np.ndarray]:

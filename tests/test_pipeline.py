@@ -8,12 +8,12 @@ import pytest
 
 from realtime.annotator import EmotionAnnotator
 from realtime.crops import prepare_crops
-from realtime.pipeline import EmotionAnalyzer, process_source
 from realtime.io.images import ImageSource, read_image
 from realtime.io.video import H264VideoWriter, VideoFileSource
+from realtime.pipeline import EmotionAnalyzer, process_source
 from realtime.rows import RESULT_COLUMNS
-from realtime.types import AnalyzedFrame, Frame, VideoInfo
 from realtime.summary import RunSummary
+from realtime.types import AnalyzedFrame, Frame, VideoInfo
 from tests.conftest import EMOTIONS
 
 

@@ -1,4 +1,5 @@
-"""Fault injection on real media, encoders and processes: what was analysed is kept (README: What happens when something goes wrong).
+"""Fault injection on real media, encoders and processes: what was analysed is kept (README: "What happens
+when something goes wrong").
 
 Signals go to a real ``python -m realtime``; damaged, cut-short and variable-frame-rate videos are
 made here from ../shared/media; the full disk is a real 512 KB tmpfs (skipped where mounting is not
@@ -26,9 +27,9 @@ import realtime.io.video
 import realtime.sources
 from realtime.cli import main
 from realtime.io.camera import CameraSource
+from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
 from tests.conftest import PROJECT_ROOT, SHARED_MEDIA
-from realtime.io.images import read_image
 from tests.test_sources import ClosedCapture, FakeCapture
 
 # fault -> exit code, as in the README's table of faults (None: the process is killed, no code)

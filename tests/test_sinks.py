@@ -15,7 +15,6 @@ import av
 import numpy as np
 import pytest
 
-from realtime.types import FaceResult, FrameResult
 from realtime.errors import OutputError
 from realtime.io.files import check_output_path
 from realtime.io.images import read_image, write_image
@@ -23,7 +22,7 @@ from realtime.io.results_file import ResultsWriter
 from realtime.io.video import H264VideoWriter, VideoFileSource
 from realtime.io.window import DisplayWindow, display_available
 from realtime.rows import RESULT_COLUMNS
-from realtime.types import VideoInfo
+from realtime.types import FaceResult, FrameResult, VideoInfo
 from tests.test_sources import make_clip
 
 CLASSES = ["angry", "happy", "neutral"]

@@ -163,7 +163,8 @@ def test_read_image_rejects_missing_empty_folder_and_garbage(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "garbage.jpg").write_text("this is not a picture")
     (tmp_path / "folder.jpg").mkdir()
-    cases = [("missing.jpg", "no such file"), ("empty.jpg", "empty"), ("garbage.jpg", "not an image"), ("folder.jpg", "not a file")]
+    cases = [("missing.jpg", "no such file"), ("empty.jpg", "empty"), ("garbage.jpg", "not an image"),
+             ("folder.jpg", "not a file")]
     for name, reason in cases:
         with pytest.raises(SourceError, match=reason) as error:
             read_image(tmp_path / name)

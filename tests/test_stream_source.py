@@ -196,7 +196,7 @@ class MjpegServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/video.mjpg"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "MjpegServer":
+    def __enter__(self) -> MjpegServer:
         self.thread.start()
         return self
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.types import FaceDetection
 from realtime.tracker import FaceTracker, box_iou
+from realtime.types import FaceDetection
 
 CLASSES = ["happy", "sad", "neutral"]
 HAPPY = [0.8, 0.1, 0.1]

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from webapp import analysis as webapp
 from realtime.errors import ModelError
 from realtime.model_metadata import ModelMetadata
 from tests.conftest import EMOTIONS, PROJECT_ROOT
+from webapp import analysis as webapp
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 APP_TIMEOUT_S = 300  # a guard against a hung run on a slow machine, not a speed requirement

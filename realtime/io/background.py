@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from typing import Callable
+from collections.abc import Callable
 
 POLL_SECONDS = 0.1
 

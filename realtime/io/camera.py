@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -129,7 +129,7 @@ class CameraSource:
         index = 0
         while True:
             with self._condition:
-                self._condition.wait_for(lambda: self._grabbed > seen or self._failed or self._closed,
+                self._condition.wait_for(lambda: self._grabbed > seen or self._failed or self._closed,  # noqa: B023 (waited on at once)
                                          timeout=self.frame_timeout)
                 if self._closed:
                     return

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from realtime.errors import OutputError, SourceError, one_line
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -217,7 +217,7 @@ class StreamSource:
         bound = self.read_timeout + self.reconnect_for + MAX_RETRY_S + 5  # the reader gives up before this
         while True:
             with self._condition:
-                if not self._condition.wait_for(lambda: self._received > seen or not self._running, timeout=bound):
+                if not self._condition.wait_for(lambda: self._received > seen or not self._running, timeout=bound):  # noqa: B023
                     raise SourceError(f"stream {self.name}: no frame for {bound:.0f} s")
                 if self._received == seen:  # stopped: lost for good, or close() was called
                     return

@@ -12,9 +12,9 @@ import heapq
 import os
 import threading
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import cv2
