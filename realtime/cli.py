@@ -28,6 +28,7 @@ from realtime.summary import RunSummary
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 WINDOW_TITLE = "Emotion Tracer (q or Esc quits)"
+MAX_SECONDS = 1e6  # longer waits are typing mistakes
 
 EXAMPLES = """\
 examples:
@@ -62,10 +63,11 @@ exit codes:
 """
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit 2, without a usage dump."""
+
     def error(self, message: str):
-        """One line, no usage dump."""
-        self.exit(EXIT_USAGE, f"error: {message} (see python -m realtime --help)\n")
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 def fraction_type(below_one: bool):
@@ -88,14 +90,18 @@ def positive_int_type(text: str) -> int:
     return int(text)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds >= 0")
-    return value
+def seconds_type(positive: bool):
+    """Parser for a number of seconds (argparse type): above 0 when ``positive``, else 0 or more."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not ((0 < value) if positive else (0 <= value)) or not value < MAX_SECONDS:
+            raise argparse.ArgumentTypeError(f"{text} is not a {'positive ' if positive else ''}number of seconds"
+                                             f"{'' if positive else ' (0 or more)'}")
+        return value
+    return parse
 
 
 def _camera(text: str) -> int | str:
@@ -111,19 +117,9 @@ def _camera(text: str) -> int | str:
     return int(text)
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"{value:g} s is not a positive number of seconds")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help)."""
-    parser = _Parser(
+    parser = OneLineErrorParser(
         prog="python -m realtime",
         description="Emotion Tracer: finds faces (MediaPipe) and classifies their emotions (an ONNX CNN\n"
                     "trained on FER2013) in a live camera, a video file, a photo or a whole folder.",
@@ -181,12 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--max-frames", type=positive_int_type, metavar="N",
                           help="stop after N frames of each source")
     cameras = parser.add_argument_group("cameras (local and network)")
-    cameras.add_argument("--reconnect-for", type=_seconds, metavar="SECONDS",
+    cameras.add_argument("--reconnect-for", type=seconds_type(positive=False), metavar="SECONDS",
                          help=f"how long a camera that stalls (no frame for {CAMERA_FRAME_TIMEOUT_S:g} s) or goes "
                               "away is reopened (streams with back-off) before the run ends, keeping what was "
                               f"recorded; 0 gives up at once (default: {CAMERA_RECONNECT_S:g} for a local camera, "
                               f"{DEFAULT_RECONNECT_FOR_S:g} for a stream)")
-    cameras.add_argument("--open-timeout", type=_positive_seconds, metavar="SECONDS",
+    cameras.add_argument("--open-timeout", type=seconds_type(positive=True), metavar="SECONDS",
                          help=f"give up when a stream sends no frame for this long after opening "
                               f"(default: {DEFAULT_OPEN_TIMEOUT_S:g})")
     return parser

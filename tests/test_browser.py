@@ -19,6 +19,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,36 @@ def wait_until_serving(server: subprocess.Popen, url: str, log: Path) -> None:
     pytest.fail(f"streamlit did not start within {START_TIMEOUT_S} s:\n{log.read_text()}")
 
 
+@contextmanager
+def streamlit_server(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``streamlit run streamlit_app.py`` on a free loopback port with ``env``; yields its URL, then stops it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(server, url, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def keep_screenshot(screenshot: Path, env_name: str) -> None:
+    """Copy the screenshot to the path in $``env_name``, when set (for the README)."""
+    target = os.environ.get(env_name)
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, target)
+
+
 def test_photo_upload_in_a_real_browser(playwright_api, tiny_model, tmp_path):
     photo = SHARED_MEDIA / "couple.jpg"
     # without ../shared, and for the README's screenshot (../shared is never published): the photo
@@ -72,17 +104,9 @@ def test_photo_upload_in_a_real_browser(playwright_api, tiny_model, tmp_path):
         name, data = webapp.example_photo()
         photo = tmp_path / name
         photo.write_bytes(data)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, webapp.MODEL_ENV: os.environ.get(webapp.MODEL_ENV) or str(tiny_model)}
     log = tmp_path / "streamlit.log"
-    with open(log, "wb") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(server, url, log)
+    with streamlit_server(env, log) as url:
         with playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
@@ -109,14 +133,4 @@ def test_photo_upload_in_a_real_browser(playwright_api, tiny_model, tmp_path):
             finally:
                 browser.close()
         assert screenshot.stat().st_size > 0
-        target = os.environ.get(SCREENSHOT_ENV)
-        if target:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(screenshot, target)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        keep_screenshot(screenshot, SCREENSHOT_ENV)

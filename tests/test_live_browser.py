@@ -14,9 +14,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -25,9 +22,9 @@ import numpy as np
 import pytest
 
 from realtime.detector import FaceDetector
-from tests.conftest import EMOTIONS, PROJECT_ROOT
+from tests.conftest import EMOTIONS
 from tests.netns import loopback_only
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, wait_until_serving
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, keep_screenshot, streamlit_server
 from webapp import analysis as webapp
 
 SCREENSHOT_ENV = "EMOTION_TRACER_SCREENSHOT_LIVE"
@@ -83,18 +80,10 @@ def test_live_camera_tab_sends_back_annotated_frames(media, tiny_model, tmp_path
     with FaceDetector("short", 0.5) as detector:
         faces = [detector.detect(image) for image in sent]
     assert all(len(found) == 1 for found in faces)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, webapp.MODEL_ENV: os.environ.get(webapp.MODEL_ENV) or str(tiny_model)}
     env.pop("EMOTION_TRACER_ICE_SERVERS", None)  # no STUN/TURN: loopback only
     log = tmp_path / "streamlit.log"
-    with open(log, "wb") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(server, url, log)
+    with streamlit_server(env, log) as url:
         with playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM),
@@ -135,14 +124,4 @@ def test_live_camera_tab_sends_back_annotated_frames(media, tiny_model, tmp_path
         assert drawn[near].sum() >= 300, f"{drawn[near].sum()} drawn pixels around the face"
         assert drawn[~near].mean() < 0.01, f"{drawn[~near].mean():.1%} of the pixels away from the face changed"
         assert "Error occurred in the WebRTC thread" not in log.read_text()
-        target = os.environ.get(SCREENSHOT_ENV)
-        if target:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(screenshot, target)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        keep_screenshot(screenshot, SCREENSHOT_ENV)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.cli import fraction_type, positive_int_type
+from realtime.cli import OneLineErrorParser, fraction_type, positive_int_type
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import ModelError, OutputError, SourceError, one_line
 from realtime.io.files import partial_path, write_atomically
@@ -70,15 +70,9 @@ and in results/_manifest.json), 2 bad input or options (nothing written), 130 in
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        """One line, no usage dump."""
-        self.exit(EXIT_USAGE, f"error: {message} (see python -m realtime.batch --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help)."""
-    parser = _Parser(
+    parser = OneLineErrorParser(
         prog="python -m realtime.batch",
         description="Emotion Tracer batch analysis: every face in every frame of a corpus of videos, on\n"
                     "all cores of this machine or all nodes of a Ray cluster, one Parquet file per video.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -93,3 +94,27 @@ def write_atomically(path: Path, data: bytes) -> None:
     except OSError as error:
         remove_quietly(temp)
         raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error
+
+
+class KeptOutput(ABC):
+    """Base of the file sinks that keep what they wrote whatever ends their ``with`` block.
+
+    On a clean exit ``close()`` finishes the file and its errors propagate; when an exception ends the
+    block, the file is finished just the same and that exception is the one reported.
+    """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish the file (it stays playable / readable)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except OutputError:
+            pass

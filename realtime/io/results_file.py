@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from realtime.errors import OutputError, one_line
-from realtime.io.files import check_output_path
+from realtime.io.files import KeptOutput, check_output_path
 from realtime.rows import RESULT_COLUMNS, face_rows
 from realtime.types import AnalyzedFrame, FrameResult
 
@@ -17,7 +17,7 @@ RESULTS_SUFFIXES = (".csv", ".jsonl")
 FLUSH_SECONDS = 1.0  # rows reach the file (and the disk) at least this often
 
 
-class ResultsWriter:
+class ResultsWriter(KeptOutput):
     """Streams the rows of ``realtime.rows`` to CSV or JSONL, straight into ``path``.
 
     Rows are flushed and fsynced at least once a second, so a run that is killed (even with
@@ -87,15 +87,3 @@ class ResultsWriter:
                 self._file.close()
             except OSError:  # the flush above already reported what could not be written
                 pass
-
-    def __enter__(self) -> ResultsWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:  # the exception that ended the block is the one to report; the rows are kept
-            self.close()
-        except OutputError:
-            pass

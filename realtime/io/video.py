@@ -22,7 +22,7 @@ import numpy as np
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.background import Handoff
-from realtime.io.files import check_input_file, check_output_path, partial_path, remove_quietly
+from realtime.io.files import KeptOutput, check_input_file, check_output_path, partial_path, remove_quietly
 from realtime.types import AnalyzedFrame, Frame, VideoInfo, usable_fps
 
 VIDEO_SUFFIXES = frozenset(
@@ -292,7 +292,7 @@ class _AudioTrack:
 
 
 
-class H264VideoWriter:
+class H264VideoWriter(KeptOutput):
     """Writes BGR frames to a browser-playable MP4: H.264 (libx264, yuv420p), index in front.
 
     While frames come in, the file at ``path`` is a fragmented MP4 with a keyframe every second
@@ -438,17 +438,6 @@ class H264VideoWriter:
             if self._audio is not None:
                 self._audio.close()
 
-    def __enter__(self) -> H264VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:  # the exception that ended the block is the one to report; the frames are kept
-            self.close()
-        except OutputError:
-            pass
 
 
 class _PeriodicSync:
@@ -529,5 +518,3 @@ def has_audio(path: Path) -> bool:
             return bool(container.streams.audio)
     except (av.FFmpegError, OSError):
         return False
-
-
