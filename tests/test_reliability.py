@@ -237,7 +237,7 @@ class StallingCapture(FakeCapture):
         self.released.set()
 
 
-def test_a_camera_that_stalls_is_reopened_and_its_frames_keep_their_times(monkeypatch):
+def test_a_camera_that_stalls_is_reopened_and_its_frames_keep_their_times(media, monkeypatch):
     captures = [StallingCapture(0, frames=10), StallingCapture(0, frames=10)]
     opened = iter([captures[0], ClosedCapture(0), captures[1]])  # the second attempt fails, the third works
     monkeypatch.setattr("realtime.io.camera.cv2.VideoCapture", lambda index: next(opened, ClosedCapture(0)))
