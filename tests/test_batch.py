@@ -30,7 +30,7 @@ for _package in ("ray", "pyarrow", "pandas"):
 import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 
-from realtime.batch import DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME, collect_videos, connect_ray, main, output_name  # noqa: E402
+from realtime.batch.corpus import DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME, collect_videos, connect_ray, main, output_name  # noqa: E402
 from realtime.cli import main as cli_main  # noqa: E402
 from tests.test_cli import video_facts  # noqa: E402
 

@@ -90,6 +90,9 @@ def test_installed_wheel_runs_the_api_example_cli_and_demo_outside_the_repositor
     assert "site-packages" in where.stdout and str(PROJECT_ROOT) not in where.stdout
     no_tensorflow = subprocess.run([str(python), "-c", "import tensorflow"], **run)
     assert no_tensorflow.returncode != 0 and "No module named 'tensorflow'" in no_tensorflow.stderr
+    batch = subprocess.run([str(python), "-m", "realtime.batch", "--help"], **run)
+    assert batch.returncode == 1 and batch.stderr.startswith("error: batch analysis needs Ray and pyarrow")
+    assert batch.stderr.count("\n") == 1
     for generic in ("models", "export"):
         absent = subprocess.run([str(python), "-c", f"import {generic}"], **run)
         assert absent.returncode != 0, f"the wheel installed a top-level '{generic}' package"

@@ -1,7 +1,13 @@
-"""``python -m realtime.batch``: analyse a corpus of videos on Ray (see realtime/batch/__init__.py)."""
+"""``python -m realtime.batch``: analyse a corpus of videos on Ray (see realtime/batch/corpus.py)."""
 
 import sys
 
-from realtime.batch import main
+try:
+    from realtime.batch.corpus import main
+except ModuleNotFoundError as missing:  # the runtime installs without the [batch] extra
+    if missing.name not in ("ray", "pyarrow"):
+        raise
+    sys.exit(f"error: batch analysis needs Ray and pyarrow ({missing.name} is not installed): "
+             "pip install \"emotion-tracer[batch]\" or pip install -r requirements-batch.txt")
 
 sys.exit(main())

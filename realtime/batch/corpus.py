@@ -1,0 +1,580 @@
+"""Batch analysis of a corpus of videos on Ray, on one machine or a cluster, results in Parquet.
+
+``python -m realtime.batch INPUT... --results DIR`` hands whole videos to Ray actors (one per core
+by default), each of which loads the face detector and the emotion model once. Every video gets
+``DIR/<stem>-<id>.parquet`` (the CSV's columns; ``<id>``: 8 hex digits of the video's absolute
+path, so equal names in two folders do not collide) and, once that file is in place, a completion
+marker ``DIR/_done/<stem>-<id>.json`` written atomically. A rerun skips videos that have both, redoes
+the rest and never rewrites finished results. ``pandas.read_parquet(DIR)`` reads the whole corpus
+(it ignores names starting with ``_`` or ``.``). ``DIR/_manifest.json`` lists the last run's videos,
+with the error of each one that failed; ``DIR/_batch.json`` keeps the analysis settings, so that a
+rerun with other settings is refused instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from tqdm import tqdm
+
+from realtime.annotator import EmotionAnnotator
+from realtime.classifier import EmotionClassifier
+from realtime.cli import OneLineErrorParser, fraction_type, positive_int_type
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
+from realtime.errors import ModelError, OutputError, SourceError, one_line
+from realtime.io.files import partial_path, write_atomically
+from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
+from realtime.pipeline import EmotionAnalyzer, process_source
+from realtime.rows import RESULT_COLUMNS, face_rows
+from realtime.sources import media_kind
+from realtime.summary import RunSummary
+from realtime.types import AnalyzedFrame, FrameResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LIST_SUFFIXES = (".txt",)
+DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME = "_done", "_manifest.json", "_batch.json"
+ROW_GROUP_ROWS = 65_536  # rows buffered per Parquet row group
+TASK_RETRIES = 2  # a video whose worker process dies is analysed again by a restarted worker, twice at most
+PROGRESS_INTERVAL_S = 0.5  # how often workers report frames to the progress bar
+LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # only small outcome records travel through Ray's object store
+CONNECT_TIMEOUT_S = 10  # for the first connection to a cluster's head
+ACTOR_READY_TIMEOUT_S = 600  # a restarted worker that has not loaded its model by then counts as lost
+
+EXAMPLES = """\
+examples:
+  python -m realtime.batch ../shared/media --results results/
+      every video under the folder (recursively), one worker per core, Parquet in results/
+  python -m realtime.batch clips.txt --results results/ --videos annotated/ --workers 2
+      the videos listed in clips.txt (one path a line), with annotated H.264 copies
+  python -m realtime.batch /data/corpus --results /data/results --address 10.0.0.1:6379
+      on an existing Ray cluster (ray start --head ... / ray start --address ...)
+
+Rerunning the same command skips finished videos and redoes the rest. Read the results with
+pandas.read_parquet("results/"). Exit codes: 0 all videos done, 1 some failed (listed in the summary
+and in results/_manifest.json), 2 bad input or options (nothing written), 130 interrupted.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help)."""
+    parser = OneLineErrorParser(
+        prog="python -m realtime.batch",
+        description="Emotion Tracer batch analysis: every face in every frame of a corpus of videos, on\n"
+                    "all cores of this machine or all nodes of a Ray cluster, one Parquet file per video.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="video files, folders (searched recursively) or .txt files listing paths, one a line "
+                             "(relative paths are relative to the list)")
+    parser.add_argument("--results", type=Path, required=True, metavar="DIR",
+                        help="folder for one Parquet file per video (created if missing; its parent must exist)")
+    parser.add_argument("--videos", type=Path, metavar="DIR", help="also write annotated H.264 copies here")
+    parser.add_argument("--workers", type=positive_int_type, metavar="N",
+                        help="Ray actors analysing videos side by side (default: one per CPU core of this "
+                             "machine, or of the cluster with --address)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="an existing Ray cluster, e.g. 10.0.0.1:6379 (default: start Ray on this machine)")
+    analysis = parser.add_argument_group("analysis (as in python -m realtime)")
+    analysis.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
+                          help="face detector (default: auto, as for files in python -m realtime)")
+    analysis.add_argument("--min-confidence", type=fraction_type(below_one=False), default=DEFAULT_MIN_CONFIDENCE,
+                          metavar="P", help=f"minimum face detection score (default: {DEFAULT_MIN_CONFIDENCE})")
+    analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
+                          help="weight of each face's past in its probabilities, 0 <= S < 1 (default: 0.6)")
+    analysis.add_argument("--model", type=Path, metavar="PATH", help="exported .onnx emotion model")
+    analysis.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
+                          help="average each face with its mirror image (default: on)")
+    return parser
+
+
+class WorkersLost(Exception):
+    """No worker is left to analyse the remaining videos."""
+
+
+@dataclass(frozen=True)
+class Video:
+    """One video of the corpus: absolute path, its ``source`` column (the path as given) and the stem
+    of its output files (unique per absolute path)."""
+
+    path: str
+    source: str
+    name: str
+
+
+@dataclass
+class VideoOutcome:
+    """What happened to one video: status "done", "skipped" (complete before this run) or "failed"."""
+
+    name: str
+    source: str
+    path: str
+    status: str
+    frames: int = 0
+    faces: int = 0
+    started: float = 0.0  # time.time() on the worker when analysis began
+    seconds: float = 0.0  # analysis time on the worker
+    cpu_seconds: float = 0.0  # CPU time of the worker process (all its threads) for this video
+    worker: int = 0
+    node: str = ""
+    error: str = ""
+
+
+def output_name(path: Path) -> str:
+    """Stem of a video's output files: its own stem and 8 hex digits of its absolute path."""
+    return f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
+def collect_videos(inputs: list[str]) -> list[Video]:
+    """The videos named by files, folders (recursively) and .txt lists, each once, largest first.
+
+    A video's ``source`` is its path as given (joined to its folder or list's folder), so that rows
+    of equal file names in different folders stay apart.
+    """
+    found: dict[str, Video] = {}
+    for text in inputs:
+        path = Path(text).expanduser()
+        if path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            entries = _listed_paths(path)
+            if not entries:
+                raise SourceError(f"list {path}: no paths in it")
+            video_paths = [video for entry in entries for video in _videos_at(entry)]
+        else:
+            video_paths = _videos_at(path)
+        for video_path in video_paths:
+            absolute = video_path.resolve()
+            found.setdefault(str(absolute), Video(str(absolute), str(video_path), output_name(absolute)))
+    return sorted(found.values(), key=lambda video: os.path.getsize(video.path), reverse=True)
+
+
+def _listed_paths(list_file: Path) -> list[Path]:
+    """The paths in a list file, one a line; blank lines and lines starting with # are skipped."""
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(f"list {list_file}: cannot read it ({one_line(error)})") from error
+    return [list_file.parent / Path(line.strip()).expanduser() for line in lines
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def _videos_at(path: Path) -> list[Path]:
+    """A video file, or the videos in a folder and its subfolders (hidden ones skipped), sorted."""
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir():
+        videos = sorted(file for file in path.rglob("*")
+                        if file.suffix.lower() in VIDEO_SUFFIXES and file.is_file()
+                        and not any(part.startswith(".") for part in file.relative_to(path).parts))
+        if not videos:
+            raise SourceError(f"folder {path}: no videos in it")
+        return videos
+    if media_kind(path) == "image":
+        raise SourceError(f"{path}: is a photo; python -m realtime.batch analyses videos (python -m realtime "
+                          "analyses photos)")
+    return [path]
+
+
+def result_schema(classes: list[str]) -> pa.Schema:
+    """The Parquet columns: those of the CSV results, then one probability column per class."""
+    types = {"source": pa.string(), "frame": pa.int64(), "time": pa.float64(), "face_id": pa.int64(),
+             "x1": pa.int64(), "y1": pa.int64(), "x2": pa.int64(), "y2": pa.int64(),
+             "detection_score": pa.float64(), "label": pa.string(), "confidence": pa.float64()}
+    return pa.schema([(column, types[column]) for column in RESULT_COLUMNS]
+                     + [(name, pa.float64()) for name in classes])
+
+
+def _write_json_atomically(path: Path, data) -> None:
+    write_atomically(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+
+
+def _remove_unfinished(folder: Path, file_name: str) -> None:
+    """Delete hidden partial copies of ``file_name`` left by a worker that was cut off."""
+    for part in folder.glob(f".{file_name}.*.part"):
+        part.unlink(missing_ok=True)
+
+
+class ParquetResultsWriter:
+    """One row per face into a Parquet file, written under a hidden name and renamed into place when
+    closed; any exception inside the ``with`` block (Ctrl-C included) leaves no file."""
+
+    def __init__(self, path: Path, classes: list[str]):
+        self.path = path
+        self.schema = result_schema(classes)
+        self.rows_written = 0
+        self._rows: list[dict] = []
+        self._temp = partial_path(path)
+        self._writer = pq.ParquetWriter(self._temp, self.schema)
+
+    def write(self, result: FrameResult) -> None:
+        """Add the rows of one frame (``realtime.rows``, as in the CSV results)."""
+        self._rows.extend(face_rows(result))
+        if len(self._rows) >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def write_frame(self, analyzed: AnalyzedFrame) -> None:
+        """Sink: the rows of one analysed frame."""
+        self.write(analyzed.result)
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(pa.table([pa.array([row[field.name] for row in self._rows], type=field.type)
+                                               for field in self.schema], schema=self.schema))
+            self.rows_written += len(self._rows)
+            self._rows = []
+
+    def close(self) -> None:
+        """Write the last rows and move the file into place (a valid empty table when no face was seen)."""
+        try:
+            self._flush()
+            self._writer.close()
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self._temp.unlink(missing_ok=True)
+            raise
+
+    def discard(self) -> None:
+        """Delete the partial file."""
+        self._writer.close()
+        self._temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ParquetResultsWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+@ray.remote(num_cpus=0)
+class FrameCounter:
+    """Frames analysed by all workers since the driver last asked (for the progress bar)."""
+
+    def __init__(self):
+        self.frames = 0
+
+    def add(self, frames: int) -> None:
+        self.frames += frames
+
+    def take(self) -> int:
+        frames, self.frames = self.frames, 0
+        return frames
+
+
+@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=TASK_RETRIES)
+class VideoAnalyst:
+    """A worker: loads the face detector and emotion model once, then analyses whole videos.
+
+    When its process dies, Ray starts a new one and gives it the video again (``TASK_RETRIES``).
+    """
+
+    def __init__(self, number: int, settings: dict, counter_name: str):
+        self.number = number
+        self.node = ray.get_runtime_context().get_node_id()[:8]
+        self.analyzer = EmotionAnalyzer(settings["model"], detector_range=settings["detector"],
+                                        min_confidence=settings["min_confidence"],
+                                        smoothing=settings["smoothing"], flip_tta=settings["flip_tta"], threads=1)
+        self.annotator = EmotionAnnotator()
+        self.counter = ray.get_actor(counter_name)
+
+    def ready(self) -> int:
+        """The worker's number, once its model is loaded."""
+        return self.number
+
+    def analyse(self, video: Video, results_dir: str, videos_dir: str | None, write_rows: bool) -> VideoOutcome:
+        """Analyse one video into its Parquet file (unless ``write_rows`` is False: it is complete) and,
+        with ``videos_dir``, an annotated copy; then mark its rows complete. Failures are returned."""
+        outcome = VideoOutcome(video.name, video.source, video.path, "done", started=time.time(),
+                               worker=self.number, node=self.node)
+        summary = RunSummary()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            self._analyse(video, Path(results_dir), Path(videos_dir) if videos_dir else None, write_rows, summary)
+        except Exception as error:  # isolated: reported for this video, the worker goes on with others
+            outcome.status, outcome.error = "failed", one_line(error)
+        outcome.frames, outcome.faces = summary.frames, summary.faces
+        outcome.seconds = time.perf_counter() - started
+        outcome.cpu_seconds = time.process_time() - cpu_started
+        if outcome.status == "done" and write_rows:
+            _write_json_atomically(Path(results_dir) / DONE_FOLDER / f"{video.name}.json", asdict(outcome))
+        return outcome
+
+    def _analyse(self, video: Video, results_dir: Path, videos_dir: Path | None, write_rows: bool,
+                 summary: RunSummary) -> None:
+        parquet_path = results_dir / f"{video.name}.parquet"
+        _remove_unfinished(results_dir, parquet_path.name)
+        if videos_dir is not None:
+            _remove_unfinished(videos_dir, f"{video.name}.mp4")
+        with ExitStack() as stack:
+            source = stack.enter_context(VideoFileSource(video.path))
+            rows = None
+            if write_rows:
+                rows = stack.enter_context(ParquetResultsWriter(parquet_path, self.analyzer.classes))
+            annotated = None
+            if videos_dir is not None:
+                annotated = stack.enter_context(H264VideoWriter(videos_dir / f"{video.name}.mp4", source.info,
+                                                                audio_source=video.path))
+            reported, last_report = 0, time.monotonic()
+            sinks = [sink for sink in (annotated, rows, summary) if sink is not None]
+            for _ in process_source(source, self.analyzer, sinks=sinks,
+                                    annotator=self.annotator if annotated else None, source_name=video.source):
+                if time.monotonic() - last_report >= PROGRESS_INTERVAL_S:
+                    self.counter.add.remote(summary.frames - reported)
+                    reported, last_report = summary.frames, time.monotonic()
+            self.counter.add.remote(summary.frames - reported)
+
+
+@dataclass
+class BatchRun:
+    """One run over a corpus: what to do, and the outcome of each video so far."""
+
+    videos: list[Video]
+    results_dir: Path
+    videos_dir: Path | None
+    settings: dict
+    workers: int
+    progress: bool = True
+
+    def __post_init__(self):
+        self.outcomes: list[VideoOutcome] = []
+        self.started = time.time()
+
+    def is_complete(self, video: Video) -> bool:
+        """Whether a finished Parquet file and its completion marker are there."""
+        return ((self.results_dir / DONE_FOLDER / f"{video.name}.json").is_file()
+                and (self.results_dir / f"{video.name}.parquet").is_file())
+
+    def run(self) -> None:
+        """Skip complete videos, analyse the others on ``workers`` Ray actors (Ray must be connected)."""
+        (self.results_dir / DONE_FOLDER).mkdir(parents=True, exist_ok=True)
+        if self.videos_dir is not None:
+            self.videos_dir.mkdir(exist_ok=True)
+        todo = deque()
+        for video in self.videos:
+            write_rows = not self.is_complete(video)
+            write_video = self.videos_dir is not None and not (self.videos_dir / f"{video.name}.mp4").is_file()
+            if write_rows or write_video:
+                todo.append((video, write_rows, write_video))
+            else:
+                marker = json.loads((self.results_dir / DONE_FOLDER / f"{video.name}.json").read_text())
+                self.outcomes.append(VideoOutcome(**{**marker, "status": "skipped"}))
+        if not todo:
+            return
+        counter_name = f"emotion-tracer-frames-{secrets.token_hex(4)}"
+        counter = FrameCounter.options(name=counter_name).remote()
+        analysts = [VideoAnalyst.options(scheduling_strategy="SPREAD").remote(number, self.settings, counter_name)
+                    for number in range(1, min(self.workers, len(todo)) + 1)]
+        try:
+            self._dispatch(todo, analysts, counter)
+        finally:
+            for actor in [*analysts, counter]:
+                ray.kill(actor)
+
+    def _dispatch(self, todo: deque, analysts: list, counter) -> None:
+        """Keep every worker busy with one video until all are analysed; update the progress bars."""
+        idle, pending = list(analysts), {}
+        with ExitStack() as bars:
+            videos_bar = bars.enter_context(tqdm(total=len(self.videos), desc="videos", unit="video",
+                                                 disable=not self.progress, file=sys.stderr, dynamic_ncols=True))
+            frames_bar = bars.enter_context(tqdm(desc="frames", unit="frame", disable=not self.progress,
+                                                 file=sys.stderr, dynamic_ncols=True))
+            videos_bar.update(len(self.outcomes))
+            while todo or pending:
+                while idle and todo:
+                    analyst = idle.pop()
+                    video, write_rows, write_video = todo.popleft()
+                    reference = analyst.analyse.remote(video, str(self.results_dir),
+                                                       str(self.videos_dir) if write_video else None, write_rows)
+                    pending[reference] = (video, analyst)
+                finished, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL_S)
+                frames_bar.update(ray.get(counter.take.remote()))
+                for reference in finished:
+                    video, analyst = pending.pop(reference)
+                    try:
+                        outcome = ray.get(reference)
+                    except ray.exceptions.RayActorError as error:
+                        outcome = VideoOutcome(video.name, video.source, video.path, "failed",
+                                               error=f"its worker process died {TASK_RETRIES + 1} times "
+                                                     f"({one_line(error)[:200]})")
+                        if not _responds(analyst):
+                            analysts.remove(analyst)
+                            if not analysts:
+                                raise WorkersLost("every worker was lost; rerun to finish the corpus") from error
+                            continue
+                    self.outcomes.append(outcome)
+                    videos_bar.update(1)
+                    idle.append(analyst)
+
+    def manifest(self) -> dict:
+        """Every video of this run with its outcome."""
+        return {"results": str(self.results_dir), "settings": self.settings,
+                "videos": [asdict(outcome) for outcome in self.outcomes]}
+
+    def write_manifest(self) -> None:
+        _write_json_atomically(self.results_dir / MANIFEST_NAME, self.manifest())
+
+    def format_summary(self) -> str:
+        """Videos done/skipped/failed, frames, faces, frames per second overall and per worker (per
+        second of analysis, and per CPU-second of the worker's process, which other load does not skew)."""
+        counts = {status: sum(o.status == status for o in self.outcomes) for status in ("done", "skipped", "failed")}
+        done = [o for o in self.outcomes if o.status == "done"]
+        lines = [f"videos: {counts['done']} done, {counts['skipped']} skipped (complete before), "
+                 f"{counts['failed']} failed, of {len(self.videos)}"]
+        if done:
+            frames, faces = sum(o.frames for o in done), sum(o.faces for o in done)
+            span = max(max(o.started + o.seconds for o in done) - min(o.started for o in done), 1e-6)
+            lines.append(f"frames: {frames}, faces: {faces}; {frames / span:.1f} frames/s overall over {span:.1f} s "
+                         f"of analysis ({time.time() - self.started:.1f} s with starting the workers)")
+            lines.append("worker  node      videos  frames  seconds  frames/s  cpu s  frames/cpu-s")
+            for number in sorted({o.worker for o in done}):
+                mine = [o for o in done if o.worker == number]
+                worker_frames = sum(o.frames for o in mine)
+                seconds, cpu_seconds = sum(o.seconds for o in mine), sum(o.cpu_seconds for o in mine)
+                lines.append(f"{number:<6}  {mine[0].node:<8}  {len(mine):>6}  {worker_frames:>6}  {seconds:>7.1f}  "
+                             f"{worker_frames / seconds if seconds else 0:>8.1f}  {cpu_seconds:>5.1f}  "
+                             f"{worker_frames / cpu_seconds if cpu_seconds else 0:>12.1f}")
+        for outcome in self.outcomes:
+            if outcome.status == "failed":
+                lines.append(f"failed: {outcome.path}: {outcome.error}")
+        return "\n".join(lines)
+
+
+def _responds(actor) -> bool:
+    """Whether a worker is alive (restarted if need be) and has its model loaded."""
+    try:
+        ray.get(actor.ready.remote(), timeout=ACTOR_READY_TIMEOUT_S)
+        return True
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        return False
+
+
+def analysis_settings(args: argparse.Namespace) -> dict:
+    """What decides the rows: the model (path and content hash) and the analysis options."""
+    classifier = EmotionClassifier(args.model)  # raises ModelError for a missing or bad model
+    model_path = classifier.model_path.resolve()
+    return {"model": str(model_path), "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+            "classes": classifier.classes, "detector": args.detector, "min_confidence": args.min_confidence,
+            "smoothing": args.smooth, "flip_tta": args.flip_tta}
+
+
+def check_folder(path: Path, option: str) -> Path:
+    """An output folder that exists or can be created (its parent exists), as an absolute path (workers
+    do not share the driver's current folder); nothing is created yet."""
+    path = path.expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path}: is a file, not a folder")
+    if not path.exists() and not path.parent.is_dir():
+        raise OutputError(f"{option} {path}: folder {path.parent} does not exist")
+    if not os.access(path if path.exists() else path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: not writable")
+    return path
+
+
+def check_settings(results_dir: Path, settings: dict) -> None:
+    """Refuse to add results made with other settings than those already in ``results_dir``."""
+    settings_file = results_dir / SETTINGS_NAME
+    if not settings_file.is_file():
+        return
+    previous = json.loads(settings_file.read_text(encoding="utf-8"))
+    changed = [key for key in settings if key != "model" and previous.get(key) != settings[key]]
+    if changed:
+        raise OutputError(f"--results {results_dir}: holds results made with other settings "
+                          f"({', '.join(f'{key} {previous.get(key)!r}' for key in changed)}); "
+                          "use those settings or another folder")
+
+
+def connect_ray(address: str | None, workers: int | None) -> tuple[int, bool]:
+    """Connect to the cluster at ``address``, or start Ray on this machine (127.0.0.1 only, no
+    dashboard, no usage stats); a connection this process already has is used as it is.
+    Returns the number of workers to start and whether this call connected."""
+    connected = not ray.is_initialized()
+    if connected:
+        if address is None:
+            os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+            ray.init(num_cpus=max(os.cpu_count() or 1, workers or 1), _node_ip_address="127.0.0.1",
+                     include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            _check_reachable(address)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1))), connected
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (ray.init retries for minutes) unless ``address`` is host:port and accepts connections."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{address!r} is not host:port, e.g. 10.0.0.1:6379")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+        pass
+
+
+def _error(message) -> None:
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        videos = collect_videos(args.inputs)
+        results_dir = check_folder(args.results, "--results")
+        videos_dir = check_folder(args.videos, "--videos") if args.videos is not None else None
+        if videos_dir is not None and videos_dir.resolve().is_relative_to(results_dir.resolve()):
+            raise OutputError(f"--videos {videos_dir}: is inside the --results folder, where pandas.read_parquet "
+                              "would take the videos for Parquet files; give them a folder of their own")
+        outputs = [folder.resolve() for folder in (results_dir, videos_dir) if folder is not None]
+        videos = [video for video in videos if not any(Path(video.path).is_relative_to(o) for o in outputs)]
+        if not videos:
+            raise SourceError("no videos to analyse outside the output folders")
+        settings = analysis_settings(args)
+        check_settings(results_dir, settings)
+    except (SourceError, OutputError, ModelError) as error:
+        _error(error)
+        return EXIT_USAGE
+    try:
+        workers, connected = connect_ray(args.address, args.workers)
+    except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError for a bad address
+        _error(f"cannot {'connect to the Ray cluster at ' + args.address if args.address else 'start Ray'} "
+               f"({one_line(error)})")
+        return EXIT_USAGE
+    try:
+        results_dir.mkdir(exist_ok=True)
+        if not (results_dir / SETTINGS_NAME).is_file():
+            _write_json_atomically(results_dir / SETTINGS_NAME, settings)
+        batch = BatchRun(videos, results_dir, videos_dir, settings, workers)
+        return _run(batch)
+    finally:
+        if connected:
+            ray.shutdown()
+
+
+def _run(batch: BatchRun) -> int:
+    """Run the batch, write its manifest and print its summary; returns the exit code."""
+    try:
+        batch.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished videos are kept; rerun to do the others", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except WorkersLost as error:
+        _error(error)
+        code = EXIT_FAILED
+    else:
+        code = EXIT_FAILED if any(o.status == "failed" for o in batch.outcomes) else EXIT_OK
+    batch.write_manifest()
+    print(batch.format_summary())
+    return code
