@@ -1,6 +1,7 @@
 """Export (parity, metadata, INT8, nothing written on failure) and evaluation outputs."""
 
 import json
+import shutil
 
 import numpy as np
 import onnxruntime
@@ -15,6 +16,7 @@ from models.data import load_fer2013  # noqa: E402
 from models.emotions import EMOTIONS  # noqa: E402
 from models.metrics import classification_report, confusion_matrix  # noqa: E402
 from realtime.model_metadata import METADATA_KEY, ModelMetadata, read_metadata  # noqa: E402
+from tests.conftest import build_tiny_onnx_model  # noqa: E402
 from tests.fer_fixtures import make_fer_folder  # noqa: E402
 
 
@@ -96,15 +98,75 @@ def test_export_bad_paths_are_one_line_errors(small_model, tmp_path, capsys):
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
 
 
-def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path):
+def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path, capsys):
     model_path, data = small_model
     output = tmp_path / "model.onnx"
     assert export_cli.main(["--model", str(model_path), "--output", str(output), "--data", str(data), "--int8",
                             "--max-int8-loss", "100", "--calibration-faces", "32"]) == 0
+    assert "from training defaults (no config.json beside the model)" in capsys.readouterr().out
     int8 = onnxruntime.InferenceSession(str(tmp_path / "model_int8.onnx"), providers=["CPUExecutionProvider"])
-    facts = read_metadata(int8.get_modelmeta().custom_metadata_map, "int8")
-    assert facts.facts["precision"] == "int8"
+    facts = read_metadata(int8.get_modelmeta().custom_metadata_map, "int8").facts
+    assert facts["precision"] == "int8"
+    # training's default split of 6 faces per class: 1 per class held out
+    assert facts["validation_split"] == {"fraction": 0.1, "split_seed": 42, "samples": 7,
+                                         "from": "training defaults (no config.json beside the model)"}
+    assert 0 <= facts["validation_accuracy_int8"] <= 1 and 0 <= facts["validation_accuracy_float32"] <= 1
     assert any(node.op_type == "DequantizeLinear" for node in __import__("onnx").load(tmp_path / "model_int8.onnx").graph.node)
+
+
+def always_happy_model(folder) -> bytes:
+    """An ONNX emotion model (with metadata) that calls every face happy."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(build_tiny_onnx_model(folder / "happy.onnx"))
+    bias = next(tensor for tensor in model.graph.initializer if tensor.name == "bias")
+    bias.CopyFrom(numpy_helper.from_array(100 * np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("happy")], "bias"))
+    return model.SerializeToString()
+
+
+def save_stripe_reader(path) -> None:
+    """A Keras model that reads the class from the bright stripe of the fixture faces (right on all of them)."""
+    import keras
+
+    weights = np.zeros((48, 48, len(EMOTIONS)), dtype=np.float32)
+    for label in range(len(EMOTIONS)):
+        weights[4 + 6 * label:9 + 6 * label, 8:40, label] = 0.1  # where synthetic_face draws the stripe
+    model = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(len(EMOTIONS), activation="softmax")])
+    model.layers[-1].set_weights([weights.reshape(-1, len(EMOTIONS)), np.zeros(len(EMOTIONS), dtype=np.float32)])
+    model.save(path)
+
+
+@pytest.mark.parametrize("happy_only, written", [("test", False), ("train", True)])
+def test_int8_gate_decides_on_the_training_runs_validation_split_not_on_publictest(
+        tmp_path, monkeypatch, capsys, happy_only, written):
+    """An "INT8" model that calls every face happy: where only PublicTest is all happy it gains there and loses on
+    validation (not written); where only train/ (so validation) is all happy it is the reverse (written)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_stripe_reader(run_dir / "best.keras")
+    (run_dir / "config.json").write_text(json.dumps({"val_fraction": 0.5, "split_seed": 3, "seed": 1}))
+    data = make_fer_folder(tmp_path / "fer", per_class=6, seed=1)
+    for emotion in EMOTIONS:
+        if emotion != "happy":
+            shutil.rmtree(data / happy_only / emotion)
+    monkeypatch.setattr(export_cli, "quantize_int8", lambda model_bytes, calibration: always_happy_model(tmp_path))
+
+    output = tmp_path / "model.onnx"
+    assert export_cli.main(["--model", str(run_dir / "best.keras"), "--output", str(output), "--data", str(data),
+                            "--int8", "--max-int8-loss", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "from config.json" in printed
+    assert (tmp_path / "model_int8.onnx").exists() == written
+    assert ("int8 not written: it loses" in printed) != written
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    facts = read_metadata(session.get_modelmeta().custom_metadata_map, "float32").facts
+    train = load_fer2013(data)["train"]
+    expected = export_cli.stratified_split(train, 0.5, 3)[1]  # the split training drew with those settings
+    assert facts["validation_split"] == {"fraction": 0.5, "split_seed": 3, "samples": len(expected), "from": "config.json"}
+    assert facts["publictest_samples"] == len(load_fer2013(data)["test"])
+    assert facts["validation_accuracy_float32"] == facts["publictest_accuracy"] == 1.0
 
 
 def test_metadata_round_trip_and_rejection():
