@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
 import onnxruntime
 import pytest
@@ -12,12 +13,14 @@ pytest.importorskip("tensorflow", reason="export needs the training requirements
 from export import __main__ as export_cli  # noqa: E402
 from export.onnx_export import ExportError, check_parity, keras_to_onnx  # noqa: E402
 from models import evaluate as evaluate_cli  # noqa: E402
-from models.data import load_fer2013  # noqa: E402
+from models.data import FaceSet, load_fer2013  # noqa: E402
 from models.emotions import EMOTIONS  # noqa: E402
 from models.metrics import classification_report, confusion_matrix  # noqa: E402
+from realtime.crops import crop_square  # noqa: E402
+from realtime.demo import sample_photo_bgr  # noqa: E402
 from realtime.model_metadata import METADATA_KEY, ModelMetadata, read_metadata  # noqa: E402
-from tests.conftest import build_tiny_onnx_model  # noqa: E402
-from tests.fer_fixtures import make_fer_folder  # noqa: E402
+from tests.conftest import PROJECT_ROOT, build_tiny_onnx_model  # noqa: E402
+from tests.fer_fixtures import make_fer_folder, synthetic_face  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +212,42 @@ def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
     assert metrics["split"] == "FER2013 PublicTest"
     assert "FER2013 PublicTest: accuracy" in capsys.readouterr().out
     assert evaluate_cli.main(["--model", str(tmp_path / "missing.onnx"), "--data", str(data)]) == 2
+
+
+def test_evaluation_through_the_pipeline_counts_detected_whole_image_and_missing_faces(small_model, tiny_model,
+                                                                                      tmp_path, capsys):
+    """The fixture's striped faces hold no face MediaPipe finds: up to 160 pixels the runtime takes each whole
+    (at 48x48 that is the face itself, so the plain accuracy exactly), above it nothing is reported."""
+    _, data = small_model
+    numbers = {}
+    for size in (None, 48, 192):
+        output_dir = tmp_path / str(size)
+        size_args = [] if size is None else ["--pipeline-size", str(size)]
+        assert evaluate_cli.main(["--model", str(tiny_model), "--data", str(data), "--output-dir", str(output_dir),
+                                  "--through-pipeline", *size_args]) == 0
+        metrics = json.loads((output_dir / "metrics.json").read_text())
+        numbers[size] = metrics["through_pipeline"]
+        assert numbers[size]["plain_accuracy"] == pytest.approx(metrics["plain"]["accuracy"])
+    assert "through the pipeline (192x192): face detected in 0 of 42, whole image 0, none 42" in capsys.readouterr().out
+    assert (numbers[None]["image_size"], numbers[None]["whole_image"], numbers[None]["detected"]) == (160, 42, 0)
+    assert numbers[48]["whole_image"] == 42 and numbers[48]["accuracy"] == numbers[48]["plain_accuracy"]
+    assert numbers[192]["no_face"] == 42 and numbers[192]["accuracy"] == 0.0
+    assert numbers[192]["accuracy_detected"] is None
+    keras_model, _ = small_model
+    assert evaluate_cli.main(["--model", str(keras_model), "--data", str(data), "--through-pipeline"]) == 2
+    assert "needs an exported .onnx model" in capsys.readouterr().err
+
+
+def test_evaluation_through_the_pipeline_detects_a_real_face():
+    """A real (happy) face cut to 48x48 gray among the fixture faces: the detector finds it at 192x192, the
+    others give no face."""
+    astronaut = cv2.cvtColor(crop_square(sample_photo_bgr(), (178, 83, 273, 178)), cv2.COLOR_BGR2GRAY)
+    rng = np.random.default_rng(0)
+    images = np.stack([cv2.resize(astronaut, (48, 48), interpolation=cv2.INTER_AREA)]
+                      + [synthetic_face(label, rng) for label in range(len(EMOTIONS))])
+    faces = FaceSet(images, np.array([EMOTIONS.index("happy"), *range(len(EMOTIONS))]), ["astronaut"] + ["striped"] * 7)
+    numbers = evaluate_cli.evaluate_through_pipeline(PROJECT_ROOT / "realtime" / "model" / "emotion_cnn_int8.onnx",
+                                                     faces, 192)
+    assert (numbers["detected"], numbers["whole_image"], numbers["no_face"]) == (1, 0, 7)
+    assert numbers["accuracy_detected"] == numbers["plain_accuracy_detected"] == 1.0
+    assert numbers["accuracy"] == pytest.approx(1 / 8)
