@@ -3,11 +3,14 @@
     python -m export --model runs/emotion_cnn_w32/best.keras --output models/emotion_cnn.onnx \\
         --data ../shared/datasets/fer2013 --int8
 
-Converts with tf2onnx (fixed opset, dynamic batch), checks on real test faces that Keras and
+Converts with tf2onnx (fixed opset, dynamic batch), checks on real validation faces that Keras and
 onnxruntime agree (every probability within 1e-4, same labels) and fails without writing anything
-otherwise, evaluates the ONNX model on FER2013 PublicTest and writes the classes, input format,
-normalisation and those numbers into the model's metadata. With --int8 it also writes
-an INT8-quantised copy (--int8-output, default <output>_int8.onnx), but only if it loses less than --max-int8-loss points.
+otherwise, and writes the classes, input format, normalisation and the model's numbers into its metadata.
+The validation split is the one the training run held out of train/ (--val-fraction and --split-seed
+from the config.json beside the model; training's defaults without one): it decides everything here.
+FER2013 PublicTest is only evaluated, for the reported final numbers.
+With --int8 it also writes an INT8-quantised copy (--int8-output, default <output>_int8.onnx), calibrated
+on the rest of train/, but only if it loses less than --max-int8-loss points of validation accuracy.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from export.onnx_export import (
     set_metadata,
     write_atomically,
 )
-from models.data import DatasetError, load_fer2013
+from export.quantize import quantize_int8
+from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.predictor import onnx_predictor
+from models.train import CONFIG_NAME
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,14 +45,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="trained inference model (.keras), e.g. <run>/best.keras")
     parser.add_argument("--output", required=True, help="ONNX file to write, e.g. models/emotion_cnn.onnx")
     parser.add_argument("--data", required=True,
-                        help="FER2013 folder or fer2013.csv: real faces for the parity check and the evaluation")
-    parser.add_argument("--parity-faces", type=int, default=512, help="test faces used for the parity check")
+                        help="FER2013 folder or fer2013.csv: the validation split of train/ for the checks, "
+                             "PublicTest for the reported numbers")
+    parser.add_argument("--parity-faces", type=int, default=512, help="validation faces used for the parity check")
     parser.add_argument("--int8", action="store_true", help="also write an INT8-quantised copy")
     parser.add_argument("--int8-output",
                         help="where the INT8 copy goes (default: <output>_int8.onnx beside --output; the runtime "
                              "ships realtime/model/emotion_cnn_int8.onnx)")
     parser.add_argument("--max-int8-loss", type=float, default=0.5,
-                        help="largest PublicTest accuracy loss (points) for which the INT8 model is written")
+                        help="largest validation accuracy loss (points) for which the INT8 model is written")
     parser.add_argument("--calibration-faces", type=int, default=2048, help="training faces to calibrate INT8 on")
     parser.add_argument("--opset", type=int, default=OPSET)
     return parser.parse_args(argv)
@@ -56,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def training_facts(model_path: Path) -> dict:
     """What the training run beside the model recorded (settings, best validation accuracy)."""
     facts = {}
-    config, state = model_path.parent / "config.json", model_path.parent / "state.json"
+    config, state = model_path.parent / CONFIG_NAME, model_path.parent / "state.json"
     if config.is_file():
         settings = json.loads(config.read_text())
         recorded = ("width", "epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
@@ -68,10 +74,26 @@ def training_facts(model_path: Path) -> dict:
     return facts
 
 
-def evaluated_facts(model_bytes: bytes, test_faces) -> dict:
-    """PublicTest numbers for a serialised ONNX model that already carries its metadata."""
-    metrics = evaluate(onnx_predictor(model_bytes), test_faces)["metrics"]
+def validation_split(model_path: Path) -> dict:
+    """How the training run beside the model drew its validation split from train/: fraction and seed from
+    its config.json (runs from before --split-seed split with --seed), else training's defaults."""
+    config = model_path.parent / CONFIG_NAME
+    if not config.is_file():
+        return {"fraction": DEFAULT_VAL_FRACTION, "split_seed": DEFAULT_SPLIT_SEED,
+                "from": f"training defaults (no {CONFIG_NAME} beside the model)"}
+    settings = json.loads(config.read_text())
+    return {"fraction": settings.get("val_fraction", DEFAULT_VAL_FRACTION),
+            "split_seed": settings.get("split_seed", settings.get("seed", DEFAULT_SPLIT_SEED)), "from": CONFIG_NAME}
+
+
+def evaluated_facts(model_bytes: bytes, precision: str, validation: FaceSet, test_faces: FaceSet) -> dict:
+    """Validation accuracy (what export decides on) and PublicTest numbers (reported only) for a serialised
+    ONNX model that already carries its metadata."""
+    predict = onnx_predictor(model_bytes)
+    validation_accuracy = float((predict(validation.images).argmax(axis=1) == validation.labels).mean())
+    metrics = evaluate(predict, test_faces)["metrics"]
     return {
+        f"validation_accuracy_{precision}": round(validation_accuracy, 4),
         "publictest_accuracy": round(metrics["plain"]["accuracy"], 4),
         "publictest_macro_f1": round(metrics["plain"]["macro_f1"], 4),
         "publictest_accuracy_flip_tta": round(metrics["flip_tta"]["accuracy"], 4),
@@ -95,42 +117,47 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError(f"{output}: output must be a .onnx file in an existing folder")
     splits = load_fer2013(args.data)
     if "test" not in splits:
-        raise ExportError(f"{args.data}: no test split to check and evaluate on")
+        raise ExportError(f"{args.data}: no test split (PublicTest) to evaluate on")
     test_faces = splits["test"]
+    split = validation_split(model_path)
+    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    if not len(validation):
+        raise ExportError(f"{args.data}: the validation split (fraction {split['fraction']}) holds no faces")
+    print(f"validation: {len(validation)} faces of train/, fraction {split['fraction']}, split seed "
+          f"{split['split_seed']}, from {split['from']}")
 
     import keras
 
     keras_model = keras.models.load_model(model_path, compile=False)
     model_proto = keras_to_onnx(keras_model, args.opset)
     facts = {"dataset": "FER2013", "architecture": keras_model.name, "parameters": keras_model.count_params(),
-             "opset": args.opset, "precision": "float32", **training_facts(model_path)}
-    parity = check_parity(keras_model, with_facts(model_proto, facts), test_faces.images[: args.parity_faces])
-    print(f"parity: {parity['faces']} PublicTest faces, max |keras - onnxruntime| {parity['max_abs_difference']:.1e}, "
+             "opset": args.opset, "precision": "float32", **training_facts(model_path),
+             "validation_split": {**split, "samples": len(validation)}}
+    parity = check_parity(keras_model, with_facts(model_proto, facts), validation.images[: args.parity_faces])
+    print(f"parity: {parity['faces']} validation faces, max |keras - onnxruntime| {parity['max_abs_difference']:.1e}, "
           "same labels")
-    facts.update(evaluated_facts(with_facts(model_proto, facts), test_faces))
+    facts.update(evaluated_facts(with_facts(model_proto, facts), "float32", validation, test_faces))
     float_bytes = with_facts(model_proto, facts)
     rows = [("float32", output, facts)]
 
     if args.int8:
-        from export.quantize import quantize_int8
-
         rng = np.random.default_rng(0)
-        train_faces = splits["train"].images
-        calibration = train_faces[rng.permutation(len(train_faces))[: args.calibration_faces]]
+        calibration = training_part.images[rng.permutation(len(training_part))[: args.calibration_faces]]
         int8_proto = onnx.load_from_string(quantize_int8(float_bytes, model_inputs(calibration)))
         int8_facts = {**facts, "precision": "int8"}
-        int8_facts.update(evaluated_facts(with_facts(int8_proto, int8_facts), test_faces))
-        loss = 100 * (facts["publictest_accuracy"] - int8_facts["publictest_accuracy"])
+        int8_facts.update(evaluated_facts(with_facts(int8_proto, int8_facts), "int8", validation, test_faces))
+        loss = 100 * (facts["validation_accuracy_float32"] - int8_facts["validation_accuracy_int8"])
         int8_output = Path(args.int8_output) if args.int8_output else output.with_name(f"{output.stem}_int8.onnx")
         if loss < args.max_int8_loss:
             rows.append(("int8", int8_output, int8_facts))
         else:
-            print(f"int8 not written: it loses {loss:.2f} points of PublicTest accuracy (limit {args.max_int8_loss})")
+            print(f"int8 not written: it loses {loss:.2f} points of validation accuracy (limit {args.max_int8_loss})")
 
     for precision, path, model_facts in rows:
         data = float_bytes if precision == "float32" else with_facts(int8_proto, model_facts)
         write_atomically(path, data)
-        print(f"{precision:8s} {path}  {len(data) / 1e6:.1f} MB  PublicTest accuracy "
+        print(f"{precision:8s} {path}  {len(data) / 1e6:.1f} MB  validation accuracy "
+              f"{model_facts[f'validation_accuracy_{precision}']:.2%}; PublicTest accuracy "
               f"{model_facts['publictest_accuracy']:.2%} (flip averaging {model_facts['publictest_accuracy_flip_tta']:.2%}), "
               f"macro-F1 {model_facts['publictest_macro_f1']:.4f}")
     return 0

@@ -13,6 +13,8 @@ from models.emotions import CSV_LABEL_TO_INDEX, EMOTIONS, IMAGE_SIZE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 CSV_USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "test", "PrivateTest": "private_test"}
+DEFAULT_VAL_FRACTION = 0.1  # share of train/ that training holds out for validation (models.train --val-fraction)
+DEFAULT_SPLIT_SEED = 42  # seed of that split (models.train --split-seed)
 
 
 class DatasetError(ValueError):

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
+from models.data import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_VAL_FRACTION,
+    DatasetError,
+    FaceSet,
+    load_fer2013,
+    stratified_split,
+)
 from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE, model_inputs
 
 CHECKPOINT_NAME = "checkpoint.keras"
@@ -49,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--class-weight-power", type=float, default=0.5,
                         help="weight class c by (N / (K * n_c)) ** power; 0 turns class weighting off")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of train/ held out for validation")
+    parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                        help="share of train/ held out for validation")
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="mixed_bfloat16",
                         help="mixed_bfloat16 is much faster on CPUs with AMX/AVX512-BF16")
     parser.add_argument("--max-train-samples", type=int, default=0, help="use only this many training faces (quick trials)")
@@ -60,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the average, with batch-norm statistics recomputed, competes for best.keras on "
                              "validation accuracy; 0 turns averaging off")
     parser.add_argument("--seed", type=int, default=42, help="seeds initialisation, shuffling and augmentation")
-    parser.add_argument("--split-seed", type=int, default=42,
+    parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
                         help="picks the validation split; keep it across runs that continue one another "
                              "(--init-weights), so validation faces are never trained on")
     return parser.parse_args(argv)

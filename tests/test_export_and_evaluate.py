@@ -1,7 +1,9 @@
 """Export (parity, metadata, INT8, nothing written on failure) and evaluation outputs."""
 
 import json
+import shutil
 
+import cv2
 import numpy as np
 import onnxruntime
 import pytest
@@ -11,11 +13,14 @@ pytest.importorskip("tensorflow", reason="export needs the training requirements
 from export import __main__ as export_cli  # noqa: E402
 from export.onnx_export import ExportError, check_parity, keras_to_onnx  # noqa: E402
 from models import evaluate as evaluate_cli  # noqa: E402
-from models.data import load_fer2013  # noqa: E402
+from models.data import FaceSet, load_fer2013  # noqa: E402
 from models.emotions import EMOTIONS  # noqa: E402
 from models.metrics import classification_report, confusion_matrix  # noqa: E402
+from realtime.crops import crop_square  # noqa: E402
+from realtime.demo import sample_photo_bgr  # noqa: E402
 from realtime.model_metadata import METADATA_KEY, ModelMetadata, read_metadata  # noqa: E402
-from tests.fer_fixtures import make_fer_folder  # noqa: E402
+from tests.conftest import PROJECT_ROOT, build_tiny_onnx_model  # noqa: E402
+from tests.fer_fixtures import make_fer_folder, synthetic_face  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +101,75 @@ def test_export_bad_paths_are_one_line_errors(small_model, tmp_path, capsys):
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
 
 
-def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path):
+def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path, capsys):
     model_path, data = small_model
     output = tmp_path / "model.onnx"
     assert export_cli.main(["--model", str(model_path), "--output", str(output), "--data", str(data), "--int8",
                             "--max-int8-loss", "100", "--calibration-faces", "32"]) == 0
+    assert "from training defaults (no config.json beside the model)" in capsys.readouterr().out
     int8 = onnxruntime.InferenceSession(str(tmp_path / "model_int8.onnx"), providers=["CPUExecutionProvider"])
-    facts = read_metadata(int8.get_modelmeta().custom_metadata_map, "int8")
-    assert facts.facts["precision"] == "int8"
+    facts = read_metadata(int8.get_modelmeta().custom_metadata_map, "int8").facts
+    assert facts["precision"] == "int8"
+    # training's default split of 6 faces per class: 1 per class held out
+    assert facts["validation_split"] == {"fraction": 0.1, "split_seed": 42, "samples": 7,
+                                         "from": "training defaults (no config.json beside the model)"}
+    assert 0 <= facts["validation_accuracy_int8"] <= 1 and 0 <= facts["validation_accuracy_float32"] <= 1
     assert any(node.op_type == "DequantizeLinear" for node in __import__("onnx").load(tmp_path / "model_int8.onnx").graph.node)
+
+
+def always_happy_model(folder) -> bytes:
+    """An ONNX emotion model (with metadata) that calls every face happy."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(build_tiny_onnx_model(folder / "happy.onnx"))
+    bias = next(tensor for tensor in model.graph.initializer if tensor.name == "bias")
+    bias.CopyFrom(numpy_helper.from_array(100 * np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index("happy")], "bias"))
+    return model.SerializeToString()
+
+
+def save_stripe_reader(path) -> None:
+    """A Keras model that reads the class from the bright stripe of the fixture faces (right on all of them)."""
+    import keras
+
+    weights = np.zeros((48, 48, len(EMOTIONS)), dtype=np.float32)
+    for label in range(len(EMOTIONS)):
+        weights[4 + 6 * label:9 + 6 * label, 8:40, label] = 0.1  # where synthetic_face draws the stripe
+    model = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(len(EMOTIONS), activation="softmax")])
+    model.layers[-1].set_weights([weights.reshape(-1, len(EMOTIONS)), np.zeros(len(EMOTIONS), dtype=np.float32)])
+    model.save(path)
+
+
+@pytest.mark.parametrize("happy_only, written", [("test", False), ("train", True)])
+def test_int8_gate_decides_on_the_training_runs_validation_split_not_on_publictest(
+        tmp_path, monkeypatch, capsys, happy_only, written):
+    """An "INT8" model that calls every face happy: where only PublicTest is all happy it gains there and loses on
+    validation (not written); where only train/ (so validation) is all happy it is the reverse (written)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_stripe_reader(run_dir / "best.keras")
+    (run_dir / "config.json").write_text(json.dumps({"val_fraction": 0.5, "split_seed": 3, "seed": 1}))
+    data = make_fer_folder(tmp_path / "fer", per_class=6, seed=1)
+    for emotion in EMOTIONS:
+        if emotion != "happy":
+            shutil.rmtree(data / happy_only / emotion)
+    monkeypatch.setattr(export_cli, "quantize_int8", lambda model_bytes, calibration: always_happy_model(tmp_path))
+
+    output = tmp_path / "model.onnx"
+    assert export_cli.main(["--model", str(run_dir / "best.keras"), "--output", str(output), "--data", str(data),
+                            "--int8", "--max-int8-loss", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "from config.json" in printed
+    assert (tmp_path / "model_int8.onnx").exists() == written
+    assert ("int8 not written: it loses" in printed) != written
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    facts = read_metadata(session.get_modelmeta().custom_metadata_map, "float32").facts
+    train = load_fer2013(data)["train"]
+    expected = export_cli.stratified_split(train, 0.5, 3)[1]  # the split training drew with those settings
+    assert facts["validation_split"] == {"fraction": 0.5, "split_seed": 3, "samples": len(expected), "from": "config.json"}
+    assert facts["publictest_samples"] == len(load_fer2013(data)["test"])
+    assert facts["validation_accuracy_float32"] == facts["publictest_accuracy"] == 1.0
 
 
 def test_metadata_round_trip_and_rejection():
@@ -147,3 +212,42 @@ def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
     assert metrics["split"] == "FER2013 PublicTest"
     assert "FER2013 PublicTest: accuracy" in capsys.readouterr().out
     assert evaluate_cli.main(["--model", str(tmp_path / "missing.onnx"), "--data", str(data)]) == 2
+
+
+def test_evaluation_through_the_pipeline_counts_detected_whole_image_and_missing_faces(small_model, tiny_model,
+                                                                                      tmp_path, capsys):
+    """The fixture's striped faces hold no face MediaPipe finds: up to 160 pixels the runtime takes each whole
+    (at 48x48 that is the face itself, so the plain accuracy exactly), above it nothing is reported."""
+    _, data = small_model
+    numbers = {}
+    for size in (None, 48, 192):
+        output_dir = tmp_path / str(size)
+        size_args = [] if size is None else ["--pipeline-size", str(size)]
+        assert evaluate_cli.main(["--model", str(tiny_model), "--data", str(data), "--output-dir", str(output_dir),
+                                  "--through-pipeline", *size_args]) == 0
+        metrics = json.loads((output_dir / "metrics.json").read_text())
+        numbers[size] = metrics["through_pipeline"]
+        assert numbers[size]["plain_accuracy"] == pytest.approx(metrics["plain"]["accuracy"])
+    assert "through the pipeline (192x192): face detected in 0 of 42, whole image 0, none 42" in capsys.readouterr().out
+    assert (numbers[None]["image_size"], numbers[None]["whole_image"], numbers[None]["detected"]) == (160, 42, 0)
+    assert numbers[48]["whole_image"] == 42 and numbers[48]["accuracy"] == numbers[48]["plain_accuracy"]
+    assert numbers[192]["no_face"] == 42 and numbers[192]["accuracy"] == 0.0
+    assert numbers[192]["accuracy_detected"] is None
+    keras_model, _ = small_model
+    assert evaluate_cli.main(["--model", str(keras_model), "--data", str(data), "--through-pipeline"]) == 2
+    assert "needs an exported .onnx model" in capsys.readouterr().err
+
+
+def test_evaluation_through_the_pipeline_detects_a_real_face():
+    """A real (happy) face cut to 48x48 gray among the fixture faces: the detector finds it at 192x192, the
+    others give no face."""
+    astronaut = cv2.cvtColor(crop_square(sample_photo_bgr(), (178, 83, 273, 178)), cv2.COLOR_BGR2GRAY)
+    rng = np.random.default_rng(0)
+    images = np.stack([cv2.resize(astronaut, (48, 48), interpolation=cv2.INTER_AREA)]
+                      + [synthetic_face(label, rng) for label in range(len(EMOTIONS))])
+    faces = FaceSet(images, np.array([EMOTIONS.index("happy"), *range(len(EMOTIONS))]), ["astronaut"] + ["striped"] * 7)
+    numbers = evaluate_cli.evaluate_through_pipeline(PROJECT_ROOT / "realtime" / "model" / "emotion_cnn_int8.onnx",
+                                                     faces, 192)
+    assert (numbers["detected"], numbers["whole_image"], numbers["no_face"]) == (1, 0, 7)
+    assert numbers["accuracy_detected"] == numbers["plain_accuracy_detected"] == 1.0
+    assert numbers["accuracy"] == pytest.approx(1 / 8)
