@@ -110,13 +110,6 @@ class EmotionAnnotator:
         return layouts
 
     @staticmethod
-    def label_rectangle(box: tuple[int, int, int, int], text_size: tuple[int, int], baseline: int,
-                        padding: int, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """Where a label goes on a frame of its own: above the box when there is room, else just inside
-        its top; always in the frame."""
-        return EmotionAnnotator.label_rectangles(box, text_size, baseline, padding, image_shape)[0]
-
-    @staticmethod
     def label_rectangles(box: tuple[int, int, int, int], text_size: tuple[int, int], baseline: int,
                          padding: int, image_shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
         """Places for a label, best first, all inside the frame: above the box (just inside its top when
