@@ -21,7 +21,7 @@ from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, LatencyMeter, check_stream_url
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
-from realtime.pipeline import EmotionAnalyzer, process_source
+from realtime.pipeline import EmotionAnalyzer, process_source, source_label
 from realtime.sources import list_media, media_kind, open_source, parse_source
 from realtime.summary import RunSummary
 
@@ -318,8 +318,6 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()
-        if isinstance(job.spec, str):  # a stream: its whole address (password hidden) names it in the results
-            source_name = source.info.source
         meter = None
         if getattr(source, "clock_origin", None) is not None:
             meter = LatencyMeter(source.clock_origin)
@@ -333,7 +331,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         window = stack.enter_context(DisplayWindow(WINDOW_TITLE)) if show_window else None
         if window is not None:
             sinks.append(window)
-        name = source_name or Path(source.info.source).name
+        name = source_name or source_label(source)
         last = None
         try:
             for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,  # noqa: B007 (the last frame is used after the loop)

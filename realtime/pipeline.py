@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -74,47 +75,42 @@ class EmotionAnalyzer:
             source = str(image)
             image = read_image(Path(image))
         image = _as_bgr(image)
-        started = time.perf_counter()
         self.detector.reset()  # a photo gets every detection pass
-        detections = self._detect(image)
-        detected = time.perf_counter()
-        probabilities = self.classifier.infer(image, [face.box for face in detections])
-        classified = time.perf_counter()
+        detections, probabilities, speed = self._detect_and_classify(image)
         classes = tuple(self.classes)
         faces = [FaceResult(face_id=number, box=detection.box, detection_score=detection.score,
                             probabilities=row, label=classes[int(np.argmax(row))], confidence=float(np.max(row)),
                             classes=classes)
                  for number, (detection, row) in enumerate(zip(detections, probabilities), start=1)]
-        return FrameResult(index=0, timestamp=0.0, faces=faces, source=source,
-                           speed={"detect": 1000 * (detected - started), "classify": 1000 * (classified - detected)})
+        return FrameResult(index=0, timestamp=0.0, faces=faces, source=source, speed=speed)
 
     def track(self, frame: Frame, source_name: str = "") -> FrameResult:
         """The next frame of a stream: faces with ids kept across frames and smoothed probabilities."""
+        detections, probabilities, speed = self._detect_and_classify(frame.image)
         started = time.perf_counter()
-        detections = self._detect(frame.image)
-        detected = time.perf_counter()
-        probabilities = self.classifier.infer(frame.image, [face.box for face in detections])
-        classified = time.perf_counter()
         faces = self.tracker.update(detections, probabilities)
-        tracked = time.perf_counter()
-        return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces, source=source_name,
-                           speed={"detect": 1000 * (detected - started), "classify": 1000 * (classified - detected),
-                                  "track": 1000 * (tracked - classified)})
+        speed["track"] = 1000 * (time.perf_counter() - started)
+        return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces, source=source_name, speed=speed)
 
-    def _detect(self, image: np.ndarray):
-        return [whole_image_face(image)] if self.whole_image else self.detector.detect(image)
+    def _detect_and_classify(self, image: np.ndarray) -> tuple[list, np.ndarray, dict[str, float]]:
+        """The image's faces (or the whole image as one), their probabilities, and each stage's milliseconds."""
+        started = time.perf_counter()
+        detections = [whole_image_face(image)] if self.whole_image else self.detector.detect(image)
+        detected = time.perf_counter()
+        probabilities = self.classifier.infer(image, [face.box for face in detections])
+        classified = time.perf_counter()
+        return detections, probabilities, {"detect": 1000 * (detected - started),
+                                           "classify": 1000 * (classified - detected)}
 
     def stream(self, source: Source | str | int | Path, max_frames: int | None = None) -> Iterator[FrameResult]:
         """One FrameResult per frame of a video file, a camera index or an open Source, ids tracked.
 
         A source given by name or index is opened here and closed when the iteration ends.
         """
-        if isinstance(source, Source):
+        with ExitStack() as stack:
+            if not isinstance(source, Source):
+                source = stack.enter_context(open_source(source))
             for analyzed in process_source(source, self, max_frames=max_frames):
-                yield analyzed.result
-            return
-        with open_source(source) as opened:
-            for analyzed in process_source(opened, self, max_frames=max_frames):
                 yield analyzed.result
 
     def reset(self) -> None:
@@ -146,6 +142,12 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a (H, W, 3) BGR image, got shape {image.shape}")
 
 
+def source_label(source: Source) -> str:
+    """How results name a source: a file by its name; a camera or stream as its info says ("camera 0",
+    or the stream's address with any password hidden)."""
+    return source.info.source if source.live else Path(source.info.source).name
+
+
 def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable[Sink] = (),
                    annotator: EmotionAnnotator | None = None, source_name: str | None = None,
                    max_frames: int | None = None, progress: bool = False) -> Iterator[AnalyzedFrame]:
@@ -159,7 +161,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     blocks), which also makes Ctrl-C leave finished files.
     """
     sinks = list(sinks)
-    name = source_name if source_name is not None else Path(source.info.source).name
+    name = source_name if source_name is not None else source_label(source)
     total = source.info.total_frames
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames

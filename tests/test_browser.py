@@ -1,5 +1,7 @@
 """End to end in a real browser: the Streamlit server, headless Chromium (Playwright), a photo upload.
 
+Runs in a loopback-only network namespace (tests/netns.py).
+
 Skipped without /usr/bin/chromium (Debian: apt-get install chromium chromium-driver) or Playwright's
 Python client. The server uses $EMOTION_TRACER_MODEL when set, else the tiny test model. With
 EMOTION_TRACER_SCREENSHOT=PATH the screenshot is also saved there, e.g. for the README:
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EMOTIONS, PROJECT_ROOT, SHARED_MEDIA
+from tests.netns import loopback_only
 from webapp import analysis as webapp
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -96,6 +99,7 @@ def keep_screenshot(screenshot: Path, env_name: str) -> None:
         shutil.copyfile(screenshot, target)
 
 
+@loopback_only
 def test_photo_upload_in_a_real_browser(playwright_api, tiny_model, tmp_path):
     photo = SHARED_MEDIA / "couple.jpg"
     # without ../shared, and for the README's screenshot (../shared is never published): the photo
