@@ -37,6 +37,7 @@ STATE_NAME = "state.json"
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.csv"
 AVERAGE_NAME = "swa_average.npz"
+TEACHER_TARGETS_NAME = "teacher_targets.npz"
 RECALIBRATION_FACES = 8192
 
 
@@ -67,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="from this epoch on, average the weights of every epoch (stochastic weight averaging); "
                              "the average, with batch-norm statistics recomputed, competes for best.keras on "
                              "validation accuracy; 0 turns averaging off")
+    parser.add_argument("--teacher", help="distil from this trained inference model (.keras): every training face's "
+                                           "target becomes a blend of its label and the teacher's mirror-averaged "
+                                           "probabilities (computed once, cached in the output folder)")
+    parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teacher in the target")
+    parser.add_argument("--mixup", type=float, default=0.0,
+                        help="mixup: blend each face and its target with another face of the batch, with a share "
+                             "drawn from Beta(a, a) for this a; 0 turns mixup off")
     parser.add_argument("--seed", type=int, default=42, help="seeds initialisation, shuffling and augmentation")
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
                         help="picks the validation split; keep it across runs that continue one another "
@@ -81,32 +89,66 @@ def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
     return (weights * counts.sum() / (weights * counts).sum()).astype(np.float32)
 
 
-def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = None, shuffle_seed: int | None = None,
-                 epochs: range | None = None):
-    """A tf.data pipeline of (images in [0, 1], one-hot labels[, sample weights]) batches.
+def label_targets(faces: FaceSet) -> np.ndarray:
+    """One-hot targets (n, 7) for the faces' labels."""
+    return np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
 
+
+def teacher_targets(teacher, faces: FaceSet, teacher_weight: float) -> np.ndarray:
+    """Targets (n, 7) blending each face's one-hot label with the teacher's probabilities, averaged over
+    the face and its mirror image (the augmentation flips, so the target should not depend on the side)."""
+    inputs = model_inputs(faces.images)
+    probabilities = (teacher.predict(inputs, batch_size=256, verbose=0)
+                     + teacher.predict(inputs[:, :, ::-1], batch_size=256, verbose=0)) / 2
+    return (teacher_weight * probabilities + (1 - teacher_weight) * label_targets(faces)).astype(np.float32)
+
+
+def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = None, shuffle_seed: int | None = None,
+                 epochs: range | None = None, targets: np.ndarray | None = None, mixup: float = 0.0):
+    """A tf.data pipeline of (images in [0, 1], targets[, sample weights]) batches.
+
+    Targets are one-hot labels unless given (e.g. blended with a teacher's probabilities).
     With `shuffle_seed` and `epochs`: the batches of those epochs one after another, each epoch in an
     order seeded by (shuffle_seed, epoch), so a resumed run sees the order an uninterrupted one would.
+    With `mixup` (and those), every face, target and weight is blended with the batch's face in the
+    mirrored position, by a share from Beta(mixup, mixup) drawn from a seed of (shuffle_seed, epoch, batch).
     """
     import tensorflow as tf
 
     images = faces.images[..., None]
-    one_hot = np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
-    tensors = (images, one_hot) if weights is None else (images, one_hot, weights[faces.labels])
+    targets = label_targets(faces) if targets is None else targets
+    tensors = (images, targets) if weights is None else (images, targets, weights[faces.labels])
     dataset = tf.data.Dataset.from_tensor_slices(tensors)
-    if shuffle_seed is not None and epochs is not None:
-        def epoch_batches(epoch):
-            order_seed = tf.constant(shuffle_seed, tf.int64) * 1_000_003 + epoch
-            return dataset.shuffle(len(faces), seed=order_seed).batch(batch_size)
-
-        batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
-    else:
-        batches = dataset.batch(batch_size)
 
     def scale(image, *rest):
         return (tf.cast(image, tf.float32) * INPUT_SCALE, *rest)
 
-    return batches.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    def mix(batch_seed, image, *rest):
+        shape = tf.shape(image)[:1]
+        first = tf.random.stateless_gamma(shape, seed=batch_seed, alpha=mixup)
+        second = tf.random.stateless_gamma(shape, seed=batch_seed + 1, alpha=mixup)
+        share = first / (first + second)
+        # keep the larger share on the face itself, so its own label stays the stronger one
+        share = tf.maximum(share, 1 - share)
+        blended = [share[:, None, None, None] * image + (1 - share[:, None, None, None]) * tf.reverse(image, [0])]
+        for tensor in rest:
+            shape_share = tf.reshape(share, [-1] + [1] * (len(tensor.shape) - 1))
+            blended.append(shape_share * tensor + (1 - shape_share) * tf.reverse(tensor, [0]))
+        return tuple(blended)
+
+    if shuffle_seed is not None and epochs is not None:
+        def epoch_batches(epoch):
+            order_seed = tf.constant(shuffle_seed, tf.int64) * 1_000_003 + epoch
+            batches = dataset.shuffle(len(faces), seed=order_seed).batch(batch_size).map(scale)
+            if mixup:
+                batch_seeds = tf.data.Dataset.range(1_000_000).map(lambda index: tf.stack([order_seed, 2 * index]))
+                batches = tf.data.Dataset.zip(batch_seeds, batches).map(lambda seed, batch: mix(seed, *batch))
+            return batches
+
+        batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
+    else:
+        batches = dataset.batch(batch_size).map(scale)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def continues_run(saved: dict, requested: dict) -> bool:
@@ -300,9 +342,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.swa_start_epoch:
         recalibration = train.subset(np.random.default_rng(args.seed).permutation(len(train))[:RECALIBRATION_FACES])
         averaging = EpochAveraging(args.swa_start_epoch, args.width, output_dir / AVERAGE_NAME, recalibration, val)
+    targets = None
+    if args.teacher:
+        targets_file = output_dir / TEACHER_TARGETS_NAME
+        if targets_file.exists():
+            with np.load(targets_file) as saved:
+                targets = saved["targets"]
+        else:
+            targets = teacher_targets(keras.models.load_model(args.teacher, compile=False), train, args.teacher_weight)
+            np.savez(targets_file, targets=targets)
+        teacher_choice = (targets - (1 - args.teacher_weight) * label_targets(train)).argmax(axis=1)
+        print(f"distilling from {args.teacher} (weight {args.teacher_weight}); the teacher agrees with "
+              f"the labels on {(teacher_choice == train.labels).mean():.1%} of training faces", flush=True)
     if state["epochs_done"] < args.epochs:
         train_data = make_dataset(train, args.batch_size, weights, shuffle_seed=args.seed,
-                                  epochs=range(state["epochs_done"], args.epochs))
+                                  epochs=range(state["epochs_done"], args.epochs), targets=targets, mixup=args.mixup)
         model.fit(
             train_data,
             steps_per_epoch=steps_per_epoch,

@@ -83,12 +83,15 @@ class EmotionClassifier:
             raise ModelError(f"{self.model_path}: output shape {output_shape} does not match its "
                              f"{len(self.metadata.classes)} classes")
 
-    def _preprocess(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-        return prepare_crops(image_bgr, boxes, self.metadata)
+    def _preprocess(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]],
+                    rolls: list[float] | None) -> np.ndarray:
+        return prepare_crops(image_bgr, boxes, self.metadata, rolls=rolls)
 
-    def infer(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
-        """Probabilities (n_boxes, n_classes) for the faces at ``boxes`` in a BGR frame."""
-        return self.predict(self._preprocess(image_bgr, boxes))
+    def infer(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]],
+              rolls: list[float] | None = None) -> np.ndarray:
+        """Probabilities (n_boxes, n_classes) for the faces at ``boxes`` in a BGR frame; ``rolls`` (degrees,
+        one per box) turns tilted heads upright in their crops."""
+        return self.predict(self._preprocess(image_bgr, boxes, rolls))
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (n, n_classes) for uint8 faces already cut to the model's input size, (n, H, W)

@@ -25,6 +25,7 @@ from realtime.model_metadata import ModelMetadata
 
 CROP_MARGIN = 0.2  # extra side length, as a fraction of the box's longer side
 CROP_SHIFT_UP = 0.05  # centre moved up by this fraction of the box height
+ROLL_MIN_DEGREES = 5.0  # heads tilted less than this are cropped as they are
 
 
 def square_box(box: tuple[int, int, int, int], margin: float = CROP_MARGIN,
@@ -41,14 +42,22 @@ def square_box(box: tuple[int, int, int, int], margin: float = CROP_MARGIN,
 
 
 def crop_square(image: np.ndarray, box: tuple[int, int, int, int], margin: float = CROP_MARGIN,
-                shift_up: float = CROP_SHIFT_UP) -> np.ndarray:
+                shift_up: float = CROP_SHIFT_UP, roll: float = 0.0) -> np.ndarray:
     """The square crop around a face box; where it leaves the frame the border pixels are replicated.
 
+    ``roll`` (degrees, ``FaceDetection.roll``): a head tilted by at least ROLL_MIN_DEGREES is turned
+    upright about the square's centre, so its eyes lie level as in the training faces.
     A box covering the whole image gets no margin (the image is a face crop already)."""
     height, width = image.shape[:2]
     if tuple(box) == (0, 0, width, height):  # the whole image is the face
         margin, shift_up = 0.0, 0.0
     left, top, right, bottom = square_box(box, margin, shift_up)
+    if abs(roll) >= ROLL_MIN_DEGREES:
+        side = right - left
+        centre = ((left + right - 1) / 2.0, (top + bottom - 1) / 2.0)
+        turn = cv2.getRotationMatrix2D(centre, roll, 1.0)  # positive: counter-clockwise on screen
+        turn[:, 2] += ((side - 1) / 2.0 - centre[0], (side - 1) / 2.0 - centre[1])
+        return cv2.warpAffine(image, turn, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = image[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
     if inside.size == 0:  # the square misses the frame entirely (cannot happen for clamped boxes)
         raise ValueError(f"face box {box} lies outside the {width}x{height} frame")
@@ -66,19 +75,23 @@ def _to_model_color(crop_bgr: np.ndarray, color: str) -> np.ndarray:
 
 
 def prepare_crops(image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]], metadata: ModelMetadata,
-                  margin: float = CROP_MARGIN) -> np.ndarray:
+                  margin: float = CROP_MARGIN, rolls: list[float] | None = None) -> np.ndarray:
     """Model inputs for the faces in a BGR frame: float32 (n, H, W, C), normalised as the metadata says.
 
-    Each crop is converted to the model's color, resized to ``metadata.input_size`` (height, width)
-    and normalised by ``normalize_faces``. No boxes give shape (0, H, W, C).
+    ``rolls``: each face's head tilt in degrees (``FaceDetection.roll``), turned upright in its crop;
+    None crops every face as it is. Each crop is converted to the model's color, resized to
+    ``metadata.input_size`` (height, width) and normalised by ``normalize_faces``. No boxes give shape (0, H, W, C).
     """
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"prepare_crops needs a BGR image, got shape {image_bgr.shape}")
     input_height, input_width = metadata.input_size
     channels = 1 if metadata.color == "gray" else 3
     faces = np.empty((len(boxes), input_height, input_width, channels), dtype=np.uint8)
-    for row, box in enumerate(boxes):
-        crop = crop_square(image_bgr, box, margin)
+    rolls = [0.0] * len(boxes) if rolls is None else rolls
+    if len(rolls) != len(boxes):
+        raise ValueError(f"{len(rolls)} rolls for {len(boxes)} face boxes")
+    for row, (box, roll) in enumerate(zip(boxes, rolls)):
+        crop = crop_square(image_bgr, box, margin, roll=roll)
         crop = _to_model_color(crop, metadata.color)
         shrinking = crop.shape[0] > input_height
         crop = cv2.resize(crop, (input_width, input_height),

@@ -197,7 +197,10 @@ class FaceDetector:
                                         relative.width * rgb.shape[1] / width, relative.height * rgb.shape[0] / height,
                                         width, height)
             if box is not None:
-                faces.append(FaceDetection(box=box, score=score))
+                # keypoints 0 and 1: the person's right and left eye, relative to the padded image
+                eyes = tuple((point.x * rgb.shape[1] - padding, point.y * rgb.shape[0] - padding)
+                             for point in detection.location_data.relative_keypoints[:2])
+                faces.append(FaceDetection(box=box, score=score, eyes=eyes if len(eyes) == 2 else None))
         return faces
 
     def _detect_auto(self, rgb: np.ndarray) -> list[FaceDetection]:

@@ -43,16 +43,18 @@ class EmotionAnalyzer:
     video decoder and encoder threads (None: onnxruntime's choice).
     ``whole_image``: classify each whole frame as one face (pictures that are face crops already),
     without detection; such faces have no detection score (None).
+    ``roll_correction``: turn tilted heads upright (eye line level) in their crops before classifying.
     """
 
     def __init__(self, model_path: str | Path | None = None, detector_range: str = "auto",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
-                 threads: int | None = 1, whole_image: bool = False):
+                 threads: int | None = 1, whole_image: bool = False, roll_correction: bool = True):
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing,
                                    label_margin=LABEL_MARGIN if smoothing else 0.0)
         self.detector = FaceDetector(detector_range, min_confidence)
         self.whole_image = whole_image
+        self.roll_correction = roll_correction
 
     @property
     def classes(self) -> list[str]:
@@ -97,7 +99,8 @@ class EmotionAnalyzer:
         started = time.perf_counter()
         detections = [whole_image_face(image)] if self.whole_image else self.detector.detect(image)
         detected = time.perf_counter()
-        probabilities = self.classifier.infer(image, [face.box for face in detections])
+        rolls = [face.roll for face in detections] if self.roll_correction else None
+        probabilities = self.classifier.infer(image, [face.box for face in detections], rolls)
         classified = time.perf_counter()
         return detections, probabilities, {"detect": 1000 * (detected - started),
                                            "classify": 1000 * (classified - detected)}

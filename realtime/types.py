@@ -69,15 +69,26 @@ class Frame:
 
 @dataclass(frozen=True)
 class FaceDetection:
-    """One detected face: pixel box, clamped to the frame, and the detector's score."""
+    """One detected face: pixel box, clamped to the frame, the detector's score and, where the detector
+    gives them, the pixel centres (x, y) of the person's right and left eye (MediaPipe's first two keypoints)."""
 
     box: Box
-    score: float
+    score: float | None
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "box", Box(*(int(v) for v in self.box)))
         if self.box.width <= 0 or self.box.height <= 0:
             raise ValueError(f"empty face box {tuple(self.box)}")
+
+    @property
+    def roll(self) -> float:
+        """How far the head is tilted, in degrees: the angle of the line from the right to the left eye
+        against the horizontal, positive when the left eye (on the image's right) is lower; 0 without eyes."""
+        if self.eyes is None:
+            return 0.0
+        (right_x, right_y), (left_x, left_y) = self.eyes
+        return math.degrees(math.atan2(left_y - right_y, left_x - right_x))
 
 
 @dataclass

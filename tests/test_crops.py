@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.crops import CROP_MARGIN, CROP_SHIFT_UP, crop_square, prepare_crops, square_box
+from realtime.crops import CROP_MARGIN, CROP_SHIFT_UP, ROLL_MIN_DEGREES, crop_square, prepare_crops, square_box
 from realtime.model_metadata import ModelMetadata
+from realtime.types import FaceDetection
 
 GRAY_48 = ModelMetadata(classes=["a", "b"], input_size=(48, 48), color="gray", scale=1 / 255, mean=0.0, std=1.0)
 
@@ -108,3 +109,51 @@ def test_no_faces_give_an_empty_batch_of_the_right_shape():
 def test_non_bgr_frames_are_refused():
     with pytest.raises(ValueError):
         prepare_crops(np.zeros((10, 10), np.uint8), [(0, 0, 5, 5)], GRAY_48)
+
+
+def two_eyes_image(right_eye, left_eye, size=200) -> np.ndarray:
+    """A gray square with two bright dots, as BGR."""
+    image = np.full((size, size), 60, np.uint8)
+    for x, y in (right_eye, left_eye):
+        cv2.circle(image, (int(x), int(y)), 4, 255, -1)
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+
+
+def dot_centres(crop: np.ndarray) -> list[tuple[float, float]]:
+    """Centres (x, y) of the bright dots in a crop, left to right."""
+    count, _, _, centres = cv2.connectedComponentsWithStats((crop[..., 0] > 160).astype(np.uint8))
+    return sorted(tuple(c) for c in centres[1:count])
+
+
+def test_roll_is_the_angle_of_the_eye_line():
+    assert FaceDetection((0, 0, 10, 10), 0.9).roll == 0.0
+    tilted = FaceDetection((0, 0, 10, 10), 0.9, eyes=((100.0, 100.0), (140.0, 140.0)))
+    assert tilted.roll == pytest.approx(45.0)  # the left eye (image right) lower: positive
+    assert FaceDetection((0, 0, 10, 10), 0.9, eyes=((100.0, 120.0), (140.0, 100.0))).roll < 0
+
+
+@pytest.mark.parametrize("degrees", [-30, -12, 20, 35])
+def test_roll_correction_levels_the_eyes_in_the_crop(degrees):
+    centre, half_gap = np.array([100.0, 95.0]), 25.0
+    direction = np.array([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))])
+    right_eye, left_eye = centre - half_gap * direction, centre + half_gap * direction
+    image = two_eyes_image(right_eye, left_eye)
+    face = FaceDetection((50, 60, 150, 170), 0.9, eyes=(tuple(right_eye), tuple(left_eye)))
+    assert face.roll == pytest.approx(degrees)
+    as_cut, corrected = crop_square(image, face.box), crop_square(image, face.box, roll=face.roll)
+    assert as_cut.shape == corrected.shape
+    (ax, ay), (bx, by) = dot_centres(corrected)
+    assert abs(ay - by) < 1.5 and bx - ax == pytest.approx(2 * half_gap, abs=2)
+    (_, ay), (_, by) = dot_centres(as_cut)
+    assert abs(ay - by) > 10  # as cut, they are not level
+
+
+def test_small_tilts_are_cropped_as_they_are():
+    image = gradient_image()
+    box = (200, 100, 300, 200)
+    small = ROLL_MIN_DEGREES - 0.5
+    np.testing.assert_array_equal(crop_square(image, box, roll=small), crop_square(image, box))
+    batch = prepare_crops(image, [box, box], GRAY_48, rolls=[0.0, 25.0])
+    assert not np.array_equal(batch[0], batch[1])
+    with pytest.raises(ValueError, match="rolls"):
+        prepare_crops(image, [box], GRAY_48, rolls=[0.0, 1.0])

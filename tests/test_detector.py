@@ -224,3 +224,26 @@ def test_runtime_does_not_import_tensorflow():
             "sys.exit(1 if any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True,
                           cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
+def test_detected_eyes_measure_how_far_a_real_face_is_tilted(auto):
+    import cv2
+
+    from realtime.demo import sample_photo_bgr
+
+    photo = sample_photo_bgr()  # the astronaut: her head tilted a little (left eye lower)
+    height, width = photo.shape[:2]
+    rolls = {}
+    for degrees in (0, 20, -25):
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)  # counter-clockwise on screen
+        auto.reset()
+        face = auto.detect(cv2.warpAffine(photo, turn, (width, height), borderMode=cv2.BORDER_REFLECT))[0]
+        (right_x, right_y), (left_x, left_y) = face.eyes
+        assert face.box.x1 <= right_x < left_x <= face.box.x2 and face.box.y1 <= min(right_y, left_y) <= face.box.y2
+        rolls[degrees] = face.roll
+    assert 0 < rolls[0] < 10
+    # turning the picture counter-clockwise lifts the left eye (on the image's right): the roll falls by about
+    # as much (BlazeFace's eye keypoints follow 60-90% of a turn)
+    for degrees in (20, -25):
+        assert 0.5 * abs(degrees) <= abs(rolls[degrees] - rolls[0]) <= 1.5 * abs(degrees)
+        assert np.sign(rolls[degrees] - rolls[0]) == -np.sign(degrees)

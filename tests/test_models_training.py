@@ -228,3 +228,59 @@ def test_a_constant_rate_run_can_be_extended_but_a_cosine_run_cannot(tmp_path, c
     assert train.main(cosine + ["--epochs", "1"]) == 0
     assert train.main(cosine + ["--epochs", "2"]) == 2
     assert "different settings" in capsys.readouterr().err
+
+
+def test_mixup_blends_faces_and_targets_within_a_batch_the_same_way_on_every_run():
+    from models.data import FaceSet
+
+    rng = np.random.default_rng(0)
+    faces = FaceSet(rng.integers(0, 256, (32, 48, 48), dtype=np.uint8), np.arange(32) % 7, [str(i) for i in range(32)])
+    weights = np.linspace(0.5, 2.0, 7).astype(np.float32)
+
+    def first_batch():
+        dataset = train.make_dataset(faces, 8, weights, shuffle_seed=3, epochs=range(0, 1), mixup=0.4)
+        return [np.asarray(t) for t in next(iter(dataset))]
+
+    images, targets, sample_weights = first_batch()
+    for again, before in zip(first_batch(), (images, targets, sample_weights)):
+        np.testing.assert_array_equal(again, before)  # seeded by (seed, epoch, batch): resumes exactly
+    assert np.allclose(targets.sum(axis=1), 1, atol=1e-6)
+    share = targets.max(axis=1)
+    assert np.all(share >= 0.5 - 1e-6) and np.any(share < 0.99)  # the face's own label stays the larger part
+    # each image is the same blend of itself and the batch's mirrored member as its target
+    plain_images, plain_targets, _ = [np.asarray(t) for t in next(iter(
+        train.make_dataset(faces, 8, weights, shuffle_seed=3, epochs=range(0, 1))))]
+    own = np.sum(targets * plain_targets, axis=1)  # share of the face's own one-hot label
+    expected = own[:, None, None, None] * plain_images + (1 - own[:, None, None, None]) * plain_images[::-1]
+    np.testing.assert_allclose(images, expected, atol=1e-5)
+
+
+def test_distillation_blends_labels_with_the_teachers_mirror_averaged_probabilities(tmp_path, capsys):
+    import keras
+
+    from models.architecture import build_classifier
+    from models.data import FaceSet
+
+    teacher = build_classifier(width=4, dtype_policy="float32")
+    faces = FaceSet(np.random.default_rng(1).integers(0, 256, (10, 48, 48), dtype=np.uint8), np.arange(10) % 7,
+                    [str(i) for i in range(10)])
+    targets = train.teacher_targets(teacher, faces, teacher_weight=0.3)
+    inputs = faces.images[..., None].astype(np.float32) / 255
+    mirror_averaged = (np.asarray(teacher(inputs)) + np.asarray(teacher(inputs[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(targets, 0.3 * mirror_averaged + 0.7 * np.eye(7)[faces.labels], atol=1e-5)
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    teacher_path = tmp_path / "teacher.keras"
+    teacher.save(teacher_path)
+    arguments = ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--width", "4", "--batch-size", "16",
+                 "--val-fraction", "0.34", "--precision", "float32", "--teacher", str(teacher_path),
+                 "--mixup", "0.2", "--lr-schedule", "constant", "--epochs", "1"]
+    assert train.main(arguments) == 0
+    assert "distilling from" in capsys.readouterr().out
+    with np.load(tmp_path / "run" / "teacher_targets.npz") as saved:
+        cached = saved["targets"]
+    teacher_path.unlink()  # a resumed run reads the cached targets, not the teacher
+    assert train.main(arguments[:-1] + ["2"]) == 0
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert cached.shape[1] == 7 and np.allclose(cached.sum(axis=1), 1, atol=1e-5)
+    assert isinstance(keras.models.load_model(tmp_path / "run" / "best.keras"), keras.Model)
