@@ -9,8 +9,8 @@ is cropped and classified by the shipped model (or --model), without flip averag
 
 margin    crop margin (``realtime.crops.CROP_MARGIN``): accuracy on the faces found, upright
 tilt      faces turned by 0-30 degrees (alternately left and right): found, and accuracy without roll
-          correction and with it (``FaceDetection.roll``: the eye line turned level in the crop) from
-          several smallest tilts (``realtime.crops.ROLL_MIN_DEGREES``)
+          correction and with it (``FaceDetection.roll``: the crop turned by the tilt beyond a tolerance,
+          ``realtime.crops.ROLL_TOLERANCE``) for several tolerances
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from benchmarks.faces import SHARED
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, load_fer2013, stratified_split
 from models.emotions import EMOTIONS
 from realtime.classifier import EmotionClassifier
-from realtime.crops import CROP_MARGIN, ROLL_MIN_DEGREES, prepare_crops
+from realtime.crops import CROP_MARGIN, ROLL_TOLERANCE, prepare_crops
 from realtime.detector import FaceDetector
 
 IMAGE_SIDE = 160
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.4)
 TILTS = (0, 10, 20, 30)
-ROLL_THRESHOLDS = (5, 10, 15, 20)
+ROLL_TOLERANCES = (0, 5, 10, 15)
 
 
 def tilted(face: np.ndarray, degrees: float) -> np.ndarray:
@@ -57,14 +57,14 @@ def detect_all(detector: FaceDetector, faces: np.ndarray, degrees: float) -> lis
 
 
 def accuracy(classifier: EmotionClassifier, found: list, labels: np.ndarray, margin: float,
-             roll_from: float | None) -> float:
-    """Accuracy on the faces that were detected; heads tilted by ``roll_from`` degrees or more are turned
-    upright (None: none are)."""
+             roll_tolerance: float | None) -> float:
+    """Accuracy on the faces that were detected, heads turned by their tilt beyond ``roll_tolerance``
+    degrees (None: no roll correction)."""
     correct = []
     for (image, face), label in zip(found, labels):
         if face is not None:
-            rolls = None if roll_from is None or abs(face.roll) < roll_from else [face.roll]
-            crops = prepare_crops(image, [face.box], classifier.metadata, margin, rolls)
+            rolls = None if roll_tolerance is None else [face.roll]
+            crops = prepare_crops(image, [face.box], classifier.metadata, margin, rolls, roll_tolerance or 0.0)
             correct.append(int(np.argmax(classifier.predict(crops)[0])) == label)
     return float(np.mean(correct)) if correct else float("nan")
 
@@ -86,22 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         by_tilt = {degrees: detect_all(detector, faces, degrees) for degrees in TILTS}
 
     upright = by_tilt[0]
-    print(f"\nmargin (upright faces, roll correction from {ROLL_MIN_DEGREES:g} degrees; "
+    print(f"\nmargin (upright faces, roll tolerance {ROLL_TOLERANCE:g} degrees; "
           f"{sum(face is not None for _, face in upright)} found)")
     print(f"{'margin':>8}{'accuracy':>10}")
     for margin in MARGINS:
         note = "  <- CROP_MARGIN" if margin == CROP_MARGIN else ""
-        print(f"{margin:>8.1f}{accuracy(classifier, upright, labels, margin, ROLL_MIN_DEGREES):>10.2%}{note}")
+        print(f"{margin:>8.1f}{accuracy(classifier, upright, labels, margin, ROLL_TOLERANCE):>10.2%}{note}")
 
-    print(f"\ntilt (margin {CROP_MARGIN}): accuracy as cut, and with roll correction from N degrees "
-          f"(ROLL_MIN_DEGREES is {ROLL_MIN_DEGREES:g})")
+    print(f"\ntilt (margin {CROP_MARGIN}): accuracy as cut, and with the crop turned by the tilt beyond "
+          f"a tolerance of N degrees (ROLL_TOLERANCE is {ROLL_TOLERANCE:g})")
     print(f"{'degrees':>8}{'found':>8}{'|roll| median':>15}{'as cut':>9}"
-          + "".join(f"{f'from {t}':>9}" for t in ROLL_THRESHOLDS))
+          + "".join(f"{f'N = {t}':>9}" for t in ROLL_TOLERANCES))
     for degrees, found in by_tilt.items():
         rolls = [abs(face.roll) for _, face in found if face is not None]
         print(f"{degrees:>8d}{len(rolls) / len(found):>8.1%}{np.median(rolls):>14.1f}°"
               f"{accuracy(classifier, found, labels, CROP_MARGIN, None):>9.2%}"
-              + "".join(f"{accuracy(classifier, found, labels, CROP_MARGIN, t):>9.2%}" for t in ROLL_THRESHOLDS))
+              + "".join(f"{accuracy(classifier, found, labels, CROP_MARGIN, t):>9.2%}" for t in ROLL_TOLERANCES))
     return 0
 
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.crops import CROP_MARGIN, CROP_SHIFT_UP, ROLL_MIN_DEGREES, crop_square, prepare_crops, square_box
+from realtime.crops import CROP_MARGIN, CROP_SHIFT_UP, ROLL_TOLERANCE, crop_square, prepare_crops, square_box
 from realtime.model_metadata import ModelMetadata
 from realtime.types import FaceDetection
 
@@ -132,27 +132,40 @@ def test_roll_is_the_angle_of_the_eye_line():
     assert FaceDetection((0, 0, 10, 10), 0.9, eyes=((100.0, 120.0), (140.0, 100.0))).roll < 0
 
 
-@pytest.mark.parametrize("degrees", [-30, -12, 20, 35])
-def test_roll_correction_levels_the_eyes_in_the_crop(degrees):
-    centre, half_gap = np.array([100.0, 95.0]), 25.0
+def tilted_eyes(degrees: float, half_gap: float = 25.0) -> tuple[np.ndarray, FaceDetection]:
+    """A picture of two eyes whose line is tilted by ``degrees``, and its face detection."""
+    centre = np.array([100.0, 95.0])
     direction = np.array([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))])
     right_eye, left_eye = centre - half_gap * direction, centre + half_gap * direction
-    image = two_eyes_image(right_eye, left_eye)
-    face = FaceDetection((50, 60, 150, 170), 0.9, eyes=(tuple(right_eye), tuple(left_eye)))
+    return two_eyes_image(right_eye, left_eye), FaceDetection((50, 60, 150, 170), 0.9, eyes=(tuple(right_eye), tuple(left_eye)))
+
+
+def eye_line_angle(crop: np.ndarray) -> float:
+    (ax, ay), (bx, by) = dot_centres(crop)
+    return float(np.degrees(np.arctan2(by - ay, bx - ax)))
+
+
+@pytest.mark.parametrize("degrees", [-30, -12, 20, 35])
+def test_roll_correction_turns_the_crop_by_the_tilt_beyond_the_tolerance(degrees):
+    image, face = tilted_eyes(degrees)
     assert face.roll == pytest.approx(degrees)
-    as_cut, corrected = crop_square(image, face.box), crop_square(image, face.box, roll=face.roll)
-    assert as_cut.shape == corrected.shape
-    (ax, ay), (bx, by) = dot_centres(corrected)
-    assert abs(ay - by) < 1.5 and bx - ax == pytest.approx(2 * half_gap, abs=2)
-    (_, ay), (_, by) = dot_centres(as_cut)
-    assert abs(ay - by) > 10  # as cut, they are not level
+    as_cut = crop_square(image, face.box)
+    levelled = crop_square(image, face.box, roll=face.roll, roll_tolerance=0.0)
+    assert as_cut.shape == levelled.shape
+    assert eye_line_angle(as_cut) == pytest.approx(degrees, abs=1.5)
+    assert eye_line_angle(levelled) == pytest.approx(0, abs=1.5)
+    (ax, _), (bx, _) = dot_centres(levelled)
+    assert bx - ax == pytest.approx(50, abs=2)  # turned, not scaled
+    # by default a tilt is kept up to ROLL_TOLERANCE degrees, like the training faces' own tilts
+    default = crop_square(image, face.box, roll=face.roll)
+    assert eye_line_angle(default) == pytest.approx(np.sign(degrees) * ROLL_TOLERANCE, abs=1.5)
 
 
-def test_small_tilts_are_cropped_as_they_are():
+def test_tilts_within_the_tolerance_are_cropped_as_they_are():
     image = gradient_image()
     box = (200, 100, 300, 200)
-    small = ROLL_MIN_DEGREES - 0.5
-    np.testing.assert_array_equal(crop_square(image, box, roll=small), crop_square(image, box))
+    within = ROLL_TOLERANCE - 0.5
+    np.testing.assert_array_equal(crop_square(image, box, roll=-within), crop_square(image, box))
     batch = prepare_crops(image, [box, box], GRAY_48, rolls=[0.0, 25.0])
     assert not np.array_equal(batch[0], batch[1])
     with pytest.raises(ValueError, match="rolls"):

@@ -112,7 +112,11 @@ def test_without_smoothing_the_labels_are_the_classifier_output(media, tiny_mode
     with EmotionAnalyzer(tiny_model, smoothing=0.0) as raw:
         (analyzed,) = process_source(StillSource(image, 1), raw)
         result = analyzed.result
-        crops = prepare_crops(image, [face.box for face in result.faces], raw.metadata)
+        raw.detector.reset()
+        detections = raw.detector.detect(image)
+        assert [face.box for face in detections] == [face.box for face in result.faces]
+        crops = prepare_crops(image, [face.box for face in detections], raw.metadata,
+                              rolls=[face.roll for face in detections])
         expected = raw.classifier.predict(crops)
     assert len(result.faces) == 2
     np.testing.assert_allclose(np.stack([face.probabilities for face in result.faces]), expected, rtol=1e-6)
