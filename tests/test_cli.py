@@ -335,3 +335,22 @@ def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
     assert "clip00.mp4" in written and all(not name.startswith(".") for name in written)
     for name in written:
         assert video_facts(out / name)[0] > 0  # every file, even the interrupted one, plays
+
+
+def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_path):
+    from realtime.demo import sample_photo_bgr
+
+    photo = sample_photo_bgr()
+    height, width = photo.shape[:2]
+    turned = cv2.warpAffine(photo, cv2.getRotationMatrix2D((width / 2, height / 2), 30, 1.0), (width, height),
+                            borderMode=cv2.BORDER_REFLECT)
+    cv2.imwrite(str(tmp_path / "tilted.png"), turned)
+    runs = {}
+    for name, options in (("default", []), ("on", ["--roll-correction"]), ("off", ["--no-roll-correction"])):
+        results = tmp_path / f"{name}.csv"
+        assert main(["--image", str(tmp_path / "tilted.png"), "-r", str(results), "--model", str(tiny_model),
+                     *options]) == 0
+        runs[name] = [(row["x1"], row["confidence"]) for row in read_csv(results)]
+    assert len(runs["default"]) == 1
+    assert runs["default"] == runs["on"]
+    assert runs["off"][0][0] == runs["on"][0][0] and runs["off"] != runs["on"]  # same face, another crop
