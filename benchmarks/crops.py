@@ -1,10 +1,10 @@
 """How the runtime's face crop should be cut: measured on training's validation faces (not a test; prints tables).
 
-    python -m benchmarks.crops [--limit N] [--model PATH]
+    python -m benchmarks.crops [--side PIXELS] [--limit N] [--model PATH]
 
 The faces are FER2013 train/ faces that training held out for validation (its default split), so the
-choices made here never look at PublicTest. Each 48x48 face is upscaled (bicubic) to 160x160, optionally
-tilted, and goes through the runtime's detector ("auto", every pass, as for a photo); the best face found
+choices made here never look at PublicTest. Each 48x48 face is upscaled (bicubic) to 160x160 (--side),
+optionally tilted, and goes through the runtime's detector ("auto", every pass, as for a photo); the best face found
 is cropped and classified by the shipped model (or --model), without flip averaging.
 
 margin    crop margin (``realtime.crops.CROP_MARGIN``): accuracy on the faces found, upright
@@ -35,21 +35,20 @@ TILTS = (0, 10, 20, 30)
 ROLL_TOLERANCES = (0, 5, 10, 15)
 
 
-def tilted(face: np.ndarray, degrees: float) -> np.ndarray:
-    """A 48x48 gray face upscaled to IMAGE_SIDE, turned counter-clockwise by ``degrees``, as BGR."""
-    image = cv2.resize(face, (IMAGE_SIDE, IMAGE_SIDE), interpolation=cv2.INTER_CUBIC)
+def tilted(face: np.ndarray, degrees: float, side: int = IMAGE_SIDE) -> np.ndarray:
+    """A 48x48 gray face scaled to ``side`` pixels, turned counter-clockwise by ``degrees``, as BGR."""
+    image = face if side == face.shape[0] else cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
     if degrees:
-        turn = cv2.getRotationMatrix2D(((IMAGE_SIDE - 1) / 2, (IMAGE_SIDE - 1) / 2), degrees, 1.0)
-        image = cv2.warpAffine(image, turn, (IMAGE_SIDE, IMAGE_SIDE), flags=cv2.INTER_CUBIC,
-                               borderMode=cv2.BORDER_REFLECT)
+        turn = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), degrees, 1.0)
+        image = cv2.warpAffine(image, turn, (side, side), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
 
 
-def detect_all(detector: FaceDetector, faces: np.ndarray, degrees: float) -> list:
+def detect_all(detector: FaceDetector, faces: np.ndarray, degrees: float, side: int) -> list:
     """(image, best detected face or None) for every face, tilted alternately by +degrees and -degrees."""
     found = []
     for index, face in enumerate(tqdm(faces, desc=f"detect, tilt {degrees}", unit="face", leave=False)):
-        image = tilted(face, degrees if index % 2 else -degrees)
+        image = tilted(face, degrees if index % 2 else -degrees, side)
         detector.reset()  # every pass, as for a photo
         detections = [d for d in detector.detect(image) if d.score is not None]
         found.append((image, detections[0] if detections else None))
@@ -74,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(SHARED / "datasets" / "fer2013"), help="FER2013 folder")
     parser.add_argument("--model", help="exported .onnx model (default: the shipped INT8 model)")
+    parser.add_argument("--side", type=int, default=IMAGE_SIDE, help="pixels the faces are scaled to (default 160)")
     parser.add_argument("--limit", type=int, default=0, help="only N validation faces, drawn at random (0: all)")
     args = parser.parse_args(argv)
     _, validation = stratified_split(load_fer2013(args.data)["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     faces, labels = validation.images[order], validation.labels[order]
     classifier = EmotionClassifier(args.model, flip_tta=False)
     assert list(classifier.classes) == list(EMOTIONS)
-    print(f"{len(faces)} validation faces (FER2013 train/, training's held-out split), upscaled to {IMAGE_SIDE}x{IMAGE_SIDE}")
+    print(f"{len(faces)} validation faces (FER2013 train/, training's held-out split), scaled to {args.side}x{args.side}")
     with FaceDetector("auto") as detector:
-        by_tilt = {degrees: detect_all(detector, faces, degrees) for degrees in TILTS}
+        by_tilt = {degrees: detect_all(detector, faces, degrees, args.side) for degrees in TILTS}
 
     upright = by_tilt[0]
     found_upright = np.array([face is not None for _, face in upright])
