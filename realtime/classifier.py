@@ -90,7 +90,7 @@ class EmotionClassifier:
     def infer(self, image_bgr: np.ndarray, boxes: list[tuple[int, int, int, int]],
               rolls: list[float] | None = None) -> np.ndarray:
         """Probabilities (n_boxes, n_classes) for the faces at ``boxes`` in a BGR frame; ``rolls`` (degrees,
-        one per box) turns tilted heads upright in their crops."""
+        one per box) turns tilted heads towards upright in their crops (see ``realtime.crops.crop_square``)."""
         return self.predict(self._preprocess(image_bgr, boxes, rolls))
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime.annotator import EmotionAnnotator
+from realtime.crops import ROLL_TOLERANCE
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import EmotionTracerError, OutputError, SourceError
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "+0.9 points of FER2013 PublicTest accuracy for twice the (small) emotion "
                                "model work; --no-flip-tta turns it off (default: on)")
     analysis.add_argument("--roll-correction", action=argparse.BooleanOptionalAction, default=True,
-                          help="turn a head tilted by more than 10 degrees (its eye line) towards upright in "
+                          help=f"turn a head tilted by more than {ROLL_TOLERANCE:g} degrees (its eye line) towards upright in "
                                "its crop before classifying; --no-roll-correction crops faces as they are "
                                "(default: on)")
     analysis.add_argument("--threads", type=positive_int_type, default=1, metavar="N",
