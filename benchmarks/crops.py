@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the model on the stored 48x48 faces: {np.mean(classifier.predict_faces(faces).argmax(axis=1) == labels):.2%} "
           f"of all, {as_stored.mean():.2%} of the {found_upright.sum()} found upright")
     print(f"\nmargin (upright faces, roll tolerance {ROLL_TOLERANCE:g} degrees; "
-          f"{sum(face is not None for _, face in upright)} found)")
+          f"{found_upright.sum()} found)")
     print(f"{'margin':>8}{'accuracy':>10}")
     for margin in MARGINS:
         note = "  <- CROP_MARGIN" if margin == CROP_MARGIN else ""

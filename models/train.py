@@ -30,6 +30,7 @@ from models.data import (
     stratified_split,
 )
 from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE, model_inputs
+from models.predictor import Predictor, load_predictor, predict_with_flip
 
 CHECKPOINT_NAME = "checkpoint.keras"
 BEST_NAME = "best.keras"
@@ -68,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="from this epoch on, average the weights of every epoch (stochastic weight averaging); "
                              "the average, with batch-norm statistics recomputed, competes for best.keras on "
                              "validation accuracy; 0 turns averaging off")
-    parser.add_argument("--teacher", help="distil from this trained inference model (.keras): every training face's "
+    parser.add_argument("--teacher", help="distil from this trained model (.keras or .onnx): every training face's "
                                            "target becomes a blend of its label and the teacher's mirror-averaged "
                                            "probabilities (computed once, cached in the output folder)")
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teacher in the target")
@@ -94,12 +95,10 @@ def label_targets(faces: FaceSet) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
 
 
-def teacher_targets(teacher, faces: FaceSet, teacher_weight: float) -> np.ndarray:
+def teacher_targets(teacher: Predictor, faces: FaceSet, teacher_weight: float) -> np.ndarray:
     """Targets (n, 7) blending each face's one-hot label with the teacher's probabilities, averaged over
     the face and its mirror image (the augmentation flips, so the target should not depend on the side)."""
-    inputs = model_inputs(faces.images)
-    probabilities = (teacher.predict(inputs, batch_size=256, verbose=0)
-                     + teacher.predict(inputs[:, :, ::-1], batch_size=256, verbose=0)) / 2
+    probabilities = predict_with_flip(teacher, faces.images)
     return (teacher_weight * probabilities + (1 - teacher_weight) * label_targets(faces)).astype(np.float32)
 
 
@@ -132,8 +131,8 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = N
         share = tf.maximum(share, 1 - share)
         blended = [share[:, None, None, None] * image + (1 - share[:, None, None, None]) * tf.reverse(image, [0])]
         for tensor in rest:
-            shape_share = tf.reshape(share, [-1] + [1] * (len(tensor.shape) - 1))
-            blended.append(shape_share * tensor + (1 - shape_share) * tf.reverse(tensor, [0]))
+            tensor_share = tf.reshape(share, [-1] + [1] * (len(tensor.shape) - 1))
+            blended.append(tensor_share * tensor + (1 - tensor_share) * tf.reverse(tensor, [0]))
         return tuple(blended)
 
     if shuffle_seed is not None and epochs is not None:
@@ -141,8 +140,7 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = N
             order_seed = tf.constant(shuffle_seed, tf.int64) * 1_000_003 + epoch
             batches = dataset.shuffle(len(faces), seed=order_seed).batch(batch_size).map(scale)
             if mixup:
-                batch_seeds = tf.data.Dataset.range(1_000_000).map(lambda index: tf.stack([order_seed, 2 * index]))
-                batches = tf.data.Dataset.zip(batch_seeds, batches).map(lambda seed, batch: mix(seed, *batch))
+                batches = batches.enumerate().map(lambda index, batch: mix(tf.stack([order_seed, 2 * index]), *batch))
             return batches
 
         batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
@@ -349,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             with np.load(targets_file) as saved:
                 targets = saved["targets"]
         else:
-            targets = teacher_targets(keras.models.load_model(args.teacher, compile=False), train, args.teacher_weight)
+            targets = teacher_targets(load_predictor(args.teacher), train, args.teacher_weight)
             np.savez(targets_file, targets=targets)
         teacher_choice = (targets - (1 - args.teacher_weight) * label_targets(train)).argmax(axis=1)
         print(f"distilling from {args.teacher} (weight {args.teacher_weight}); the teacher agrees with "
