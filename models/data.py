@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +44,7 @@ class FaceSet:
 
 
 def load_fer2013(path: str | Path) -> dict[str, FaceSet]:
-    """Load FER2013 splits from a Kaggle-style folder or a fer2013.csv file.
+    """Load FER2013 splits from a Kaggle-style folder, a fer2013.csv file or a packed .npz (`save_npz`).
 
     Returns a dict with "train" and "test" (PublicTest) and, for the CSV, "private_test".
     """
@@ -56,7 +58,9 @@ def load_fer2013(path: str | Path) -> dict[str, FaceSet]:
         return load_folder(path)
     if path.suffix.lower() == ".csv":
         return load_csv(path)
-    raise DatasetError(f"{path}: expected a folder with train/ and test/ or a fer2013.csv file")
+    if path.name.lower().endswith((".npz", ".npz.xz")):
+        return load_npz(path)
+    raise DatasetError(f"{path}: expected a folder with train/ and test/, a fer2013.csv or a packed .npz / .npz.xz file")
 
 
 def load_folder(root: Path) -> dict[str, FaceSet]:
@@ -128,6 +132,36 @@ def load_csv(file: Path) -> dict[str, FaceSet]:
     return splits
 
 
+def save_npz(splits: dict[str, FaceSet], file: Path) -> None:
+    """Pack loaded splits into one .npz of decoded pixels (loading it gives the same faces); a name
+    ending in .npz.xz is LZMA-compressed, about a quarter smaller than the .npz's own compression."""
+    arrays = {}
+    for split, faces in splits.items():
+        arrays.update({f"{split}_images": faces.images, f"{split}_labels": faces.labels,
+                       f"{split}_names": np.asarray(faces.names)})
+    if file.name.endswith(".xz"):
+        packed = io.BytesIO()
+        np.savez(packed, **arrays)
+        file.write_bytes(lzma.compress(packed.getvalue(), preset=9))
+    else:
+        np.savez_compressed(file, **arrays)
+
+
+def load_npz(file: Path) -> dict[str, FaceSet]:
+    """Load the splits `save_npz` packed."""
+    try:
+        source = io.BytesIO(lzma.decompress(file.read_bytes())) if file.name.endswith(".xz") else file
+        with np.load(source) as packed:
+            splits = {key.removesuffix("_images"): FaceSet(packed[key], packed[key.replace("_images", "_labels")],
+                                                           packed[key.replace("_images", "_names")].tolist())
+                      for key in packed.files if key.endswith("_images")}
+    except (OSError, ValueError, KeyError, lzma.LZMAError) as error:
+        raise DatasetError(f"{file}: not a packed FER2013 file ({error})") from None
+    if "train" not in splits:
+        raise DatasetError(f"{file}: no train split")
+    return splits
+
+
 def stratified_split(faces: FaceSet, fraction: float, seed: int) -> tuple[FaceSet, FaceSet]:
     """Split off ``fraction`` of every class (seeded) as a validation set."""
     rng = np.random.default_rng(seed)
@@ -139,3 +173,32 @@ def stratified_split(faces: FaceSet, fraction: float, seed: int) -> tuple[FaceSe
     held_out_mask = np.zeros(len(faces), dtype=bool)
     held_out_mask[held_out] = True
     return faces.subset(np.flatnonzero(~held_out_mask)), faces.subset(np.flatnonzero(held_out_mask))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Pack a FER2013 folder or CSV into one .npz: quicker to load, and one file to carry to a training machine."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m models.data", description=main.__doc__)
+    parser.add_argument("source", help="FER2013 folder (train/, test/) or fer2013.csv")
+    parser.add_argument("packed", help="the .npz (or LZMA-compressed .npz.xz) to write")
+    parser.add_argument("--splits", nargs="+", help="pack only these splits (e.g. train)")
+    args = parser.parse_args(argv)
+    try:
+        splits = load_fer2013(args.source)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.splits or []) - set(splits))
+    if unknown:
+        print(f"error: {args.source} has no split {unknown[0]!r}; it has {sorted(splits)}", file=sys.stderr)
+        return 2
+    splits = {name: faces for name, faces in splits.items() if not args.splits or name in args.splits}
+    save_npz(splits, Path(args.packed))
+    print(f"{args.packed}: " + ", ".join(f"{split} {len(faces)}" for split, faces in splits.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

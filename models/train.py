@@ -29,7 +29,7 @@ from models.data import (
     load_fer2013,
     stratified_split,
 )
-from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE, model_inputs
+from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
 from models.predictor import Predictor, load_predictor, predict_with_flip
 
 CHECKPOINT_NAME = "checkpoint.keras"
@@ -69,9 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="from this epoch on, average the weights of every epoch (stochastic weight averaging); "
                              "the average, with batch-norm statistics recomputed, competes for best.keras on "
                              "validation accuracy; 0 turns averaging off")
-    parser.add_argument("--teacher", help="distil from this trained model (.keras or .onnx): every training face's "
-                                           "target becomes a blend of its label and the teacher's mirror-averaged "
-                                           "probabilities (computed once, cached in the output folder)")
+    parser.add_argument("--teacher", nargs="+", metavar="MODEL",
+                        help="distil from these trained models (.keras or .onnx): every training face's target "
+                             "becomes a blend of its label and the teachers' mean mirror-averaged probabilities "
+                             "(computed once, cached in the output folder)")
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teacher in the target")
     parser.add_argument("--mixup", type=float, default=0.0,
                         help="mixup: blend each face and its target with another face of the batch, with a share "
@@ -95,58 +96,48 @@ def label_targets(faces: FaceSet) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
 
 
-def teacher_targets(teacher: Predictor, faces: FaceSet, teacher_weight: float) -> np.ndarray:
-    """Targets (n, 7) blending each face's one-hot label with the teacher's probabilities, averaged over
-    the face and its mirror image (the augmentation flips, so the target should not depend on the side)."""
-    probabilities = predict_with_flip(teacher, faces.images)
+def teacher_targets(teachers: list[Predictor], faces: FaceSet, teacher_weight: float) -> np.ndarray:
+    """Targets (n, 7) blending each face's one-hot label with the teachers' mean probabilities, each
+    averaged over the face and its mirror image (the augmentation flips, so the target should not
+    depend on the side)."""
+    probabilities = np.mean([predict_with_flip(teacher, faces.images) for teacher in teachers], axis=0)
     return (teacher_weight * probabilities + (1 - teacher_weight) * label_targets(faces)).astype(np.float32)
 
 
-def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = None, shuffle_seed: int | None = None,
-                 epochs: range | None = None, targets: np.ndarray | None = None, mixup: float = 0.0):
-    """A tf.data pipeline of (images in [0, 1], targets[, sample weights]) batches.
+def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = None, shuffle_seed: int = 0,
+                 epochs: range = range(0, 1), targets: np.ndarray | None = None, mixup: float = 0.0):
+    """Batches (images in [0, 1], targets[, sample weights]) of the given epochs, one epoch after another.
 
-    Targets are one-hot labels unless given (e.g. blended with a teacher's probabilities).
-    With `shuffle_seed` and `epochs`: the batches of those epochs one after another, each epoch in an
-    order seeded by (shuffle_seed, epoch), so a resumed run sees the order an uninterrupted one would.
-    With `mixup` (and those), every face, target and weight is blended with the batch's face in the
-    mirrored position, by a share from Beta(mixup, mixup) drawn from a seed of (shuffle_seed, epoch, batch).
+    Plain NumPy, so training runs on any Keras backend (TensorFlow here, PyTorch on a GPU machine).
+    Targets are one-hot labels unless given (e.g. blended with a teacher's probabilities). Each epoch
+    visits the faces in an order seeded by (shuffle_seed, epoch), so a resumed run sees the order an
+    uninterrupted one would. With `mixup`, every face, target and weight is blended with the batch's
+    face in the mirrored position, by a share from Beta(mixup, mixup) seeded by (shuffle_seed, epoch, batch).
     """
-    import tensorflow as tf
-
-    images = faces.images[..., None]
     targets = label_targets(faces) if targets is None else targets
-    tensors = (images, targets) if weights is None else (images, targets, weights[faces.labels])
-    dataset = tf.data.Dataset.from_tensor_slices(tensors)
-
-    def scale(image, *rest):
-        return (tf.cast(image, tf.float32) * INPUT_SCALE, *rest)
-
-    def mix(batch_seed, image, *rest):
-        shape = tf.shape(image)[:1]
-        first = tf.random.stateless_gamma(shape, seed=batch_seed, alpha=mixup)
-        second = tf.random.stateless_gamma(shape, seed=batch_seed + 1, alpha=mixup)
-        share = first / (first + second)
-        # keep the larger share on the face itself, so its own label stays the stronger one
-        share = tf.maximum(share, 1 - share)
-        blended = [share[:, None, None, None] * image + (1 - share[:, None, None, None]) * tf.reverse(image, [0])]
-        for tensor in rest:
-            tensor_share = tf.reshape(share, [-1] + [1] * (len(tensor.shape) - 1))
-            blended.append(tensor_share * tensor + (1 - tensor_share) * tf.reverse(tensor, [0]))
-        return tuple(blended)
-
-    if shuffle_seed is not None and epochs is not None:
-        def epoch_batches(epoch):
-            order_seed = tf.constant(shuffle_seed, tf.int64) * 1_000_003 + epoch
-            batches = dataset.shuffle(len(faces), seed=order_seed).batch(batch_size).map(scale)
+    sample_weights = None if weights is None else weights[faces.labels]
+    for epoch in epochs:
+        order = np.random.default_rng([shuffle_seed, epoch]).permutation(len(faces))
+        for batch, start in enumerate(range(0, len(faces), batch_size)):
+            members = order[start:start + batch_size]
+            tensors = [model_inputs(faces.images[members]), targets[members]]
+            if sample_weights is not None:
+                tensors.append(sample_weights[members])
             if mixup:
-                batches = batches.enumerate().map(lambda index, batch: mix(tf.stack([order_seed, 2 * index]), *batch))
-            return batches
+                tensors = mix_with_mirrored_members(tensors, mixup, np.random.default_rng([shuffle_seed, epoch, batch]))
+            yield tuple(tensors)
 
-        batches = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
-    else:
-        batches = dataset.batch(batch_size).map(scale)
-    return batches.prefetch(tf.data.AUTOTUNE)
+
+def mix_with_mirrored_members(tensors: list[np.ndarray], mixup: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Blend every row of each tensor with the row in the mirrored batch position (mixup)."""
+    share = rng.beta(mixup, mixup, size=len(tensors[0])).astype(np.float32)
+    # keep the larger share on the face itself, so its own label stays the stronger one
+    share = np.maximum(share, 1 - share)
+    blended = []
+    for tensor in tensors:
+        tensor_share = share.reshape([-1] + [1] * (tensor.ndim - 1))
+        blended.append((tensor_share * tensor + (1 - tensor_share) * tensor[::-1]).astype(np.float32))
+    return blended
 
 
 def continues_run(saved: dict, requested: dict) -> bool:
@@ -286,7 +277,7 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
                 {"epochs_done": epoch + 1, "best_val_accuracy": self.best, "random_states": random_states(self.model)}))
             print(f"epoch {epoch + 1:3d}  loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  "
                   f"val_loss {logs.get('val_loss', 0):.4f}  val_acc {val_accuracy:.4f}  lr {learning_rate:.2e}"
-                  f"{average_note}  {time.monotonic() - self.started:.0f}s{best_note}", flush=True)
+                  f"{average_note}  {time.monotonic() - self.started:.1f}s{best_note}", flush=True)
 
     return EpochCheckpoint()
 
@@ -311,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = class_weights(train.class_counts(), args.class_weight_power)
     print(f"train {len(train)} faces, validation {len(val)}; class weights "
           + ", ".join(f"{name} {w:.2f}" for name, w in zip(EMOTIONS, weights)), flush=True)
-    val_data = make_dataset(val, 256)
+    val_data = (model_inputs(val.images), label_targets(val))
     steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
 
     state_file, checkpoint = output_dir / STATE_NAME, output_dir / CHECKPOINT_NAME
@@ -347,10 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             with np.load(targets_file) as saved:
                 targets = saved["targets"]
         else:
-            targets = teacher_targets(load_predictor(args.teacher), train, args.teacher_weight)
+            targets = teacher_targets([load_predictor(path) for path in args.teacher], train, args.teacher_weight)
             np.savez(targets_file, targets=targets)
         teacher_choice = (targets - (1 - args.teacher_weight) * label_targets(train)).argmax(axis=1)
-        print(f"distilling from {args.teacher} (weight {args.teacher_weight}); the teacher agrees with "
+        print(f"distilling from {', '.join(args.teacher)} (weight {args.teacher_weight}); the teacher agrees with "
               f"the labels on {(teacher_choice == train.labels).mean():.1%} of training faces", flush=True)
     if state["epochs_done"] < args.epochs:
         train_data = make_dataset(train, args.batch_size, weights, shuffle_seed=args.seed,
@@ -361,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             validation_data=val_data,
             epochs=args.epochs,
             initial_epoch=state["epochs_done"],
-            shuffle=False,  # the dataset shuffles every epoch in its own seeded order
+            validation_batch_size=256,
+            shuffle=False,  # the batches come in their own seeded order
             verbose=0,
             callbacks=[
                 # first, so that the CSV logger sees the swa_val_accuracy it adds to the epoch's logs

@@ -88,3 +88,29 @@ def test_real_fer2013_has_the_documented_class_counts(fer2013):
     splits = load_fer2013(fer2013)
     assert splits["train"].class_counts().tolist() == [3995, 436, 4097, 7215, 4965, 4830, 3171]
     assert len(splits["test"]) == 3589
+
+
+@pytest.mark.parametrize("name", ["fer.npz", "fer.npz.xz"])
+def test_packed_file_loads_the_same_faces_as_the_folder(tmp_path, name):
+    from models.data import main as pack
+
+    folder = make_fer_folder(tmp_path / "fer", per_class=3)
+    assert pack([str(folder), str(tmp_path / name), "--splits", "train"]) == 0
+    original, packed = load_fer2013(folder), load_fer2013(tmp_path / name)
+    assert set(packed) == {"train"}
+    np.testing.assert_array_equal(packed["train"].images, original["train"].images)
+    np.testing.assert_array_equal(packed["train"].labels, original["train"].labels)
+    assert packed["train"].names == original["train"].names
+
+
+def test_damaged_packed_file_and_unknown_split_are_clear_errors(tmp_path, capsys):
+    from models.data import main as pack
+
+    damaged = tmp_path / "fer.npz.xz"
+    damaged.write_bytes(b"not lzma")
+    with pytest.raises(DatasetError, match="not a packed FER2013 file"):
+        load_fer2013(damaged)
+    folder = make_fer_folder(tmp_path / "fer", per_class=1)
+    assert pack([str(folder), str(tmp_path / "out.npz"), "--splits", "validation"]) == 2
+    assert "no split 'validation'" in capsys.readouterr().err
+    assert not (tmp_path / "out.npz").exists()

@@ -268,7 +268,7 @@ def test_distillation_blends_labels_with_the_teachers_mirror_averaged_probabilit
     teacher = build_classifier(width=4, dtype_policy="float32")
     faces = FaceSet(np.random.default_rng(1).integers(0, 256, (10, 48, 48), dtype=np.uint8), np.arange(10) % 7,
                     [str(i) for i in range(10)])
-    targets = train.teacher_targets(lambda images: np.asarray(teacher(model_inputs(images))), faces, teacher_weight=0.3)
+    targets = train.teacher_targets([lambda images: np.asarray(teacher(model_inputs(images)))], faces, teacher_weight=0.3)
     inputs = faces.images[..., None].astype(np.float32) / 255
     mirror_averaged = (np.asarray(teacher(inputs)) + np.asarray(teacher(inputs[:, :, ::-1]))) / 2
     np.testing.assert_allclose(targets, 0.3 * mirror_averaged + 0.7 * np.eye(7)[faces.labels], atol=1e-5)

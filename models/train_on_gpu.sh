@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Train four width-64 teachers on one CUDA GPU, then distil their ensemble into width-32/36 students,
+# all with `python -m models.train` on Keras's PyTorch backend, inside a fixed time budget.
+#
+# Here (with ../shared):  python -m models.data ../shared/datasets/fer2013 .fer/fer2013_train.npz.xz --splits train
+# There (repository root): bash models/train_on_gpu.sh .fer/fer2013_train.npz.xz RESULTS_DIR [SECONDS]
+#
+# A 1-epoch probe of the four teachers in parallel measures the epoch time; the teachers' and the
+# students' epoch counts are then chosen to fill the budget (default 480 s; the chosen counts are in
+# each run's config.json). Every choice among the results is made on the validation split of train/.
+# RESULTS_DIR receives the students' best.keras, and results.tar.gz with every run's log, settings
+# and history, and the teachers' ensemble probabilities for the training and validation faces.
+set -uo pipefail
+data=$1 results=$2 budget=${3:-480}
+runs=${RUNS:-/tmp/gpu_runs}
+export KERAS_BACKEND=${KERAS_BACKEND:-torch} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+mkdir -p "$runs" "$results"
+start=$SECONDS
+common=(--data "$data" --batch-size 128 --learning-rate 2e-3 --precision mixed_bfloat16)
+teacher_seeds=(1 2 3 4)
+
+epoch_seconds() {  # the slowest epoch time printed in the given logs
+  grep -hoE "  [0-9]+\.[0-9]s" "$@" | tr -d ' s' | sort -g | tail -1
+}
+
+probe_teachers() {
+  for seed in "${teacher_seeds[@]}"; do
+    python3 -m models.train "${common[@]}" --output-dir "$runs/probe_$seed" --width 64 --epochs 1 \
+      --max-train-samples 12800 --seed "$seed" >"$runs/probe_$seed.log" 2>&1 &
+  done
+  wait
+  epoch_seconds "$runs"/probe_*.log
+}
+probe=$(probe_teachers)
+if [ -z "$probe" ] && [ "$KERAS_BACKEND" = torch ]; then  # fall back to Keras's JAX backend
+  tail -n 5 "$runs"/probe_1.log; rm -rf "$runs"/probe_*; export KERAS_BACKEND=jax; probe=$(probe_teachers)
+fi
+[ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
+echo "Keras backend: $KERAS_BACKEND"
+# the probe saw half the faces; a full epoch takes about twice as long, plus the validation pass
+teacher_epoch=$(python3 -c "print(2 * $probe)")
+left=$((budget - (SECONDS - start)))
+teacher_epochs=$(python3 -c "print(max(5, int(0.42 * $left / $teacher_epoch)))")
+echo "probe epoch ${probe}s; teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
+
+for seed in "${teacher_seeds[@]}"; do
+  python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \
+    --epochs "$teacher_epochs" --mixup 0.2 --seed "$seed" >"$runs/teacher_w64_s$seed.log" 2>&1 &
+done
+wait
+teachers=("$runs"/teacher_w64_s*/best.keras)
+tail -n 2 "$runs"/teacher_w64_s*.log
+
+# the ensemble's probabilities on training and validation faces, and its validation accuracy
+python3 - "$data" "$runs/ensemble_probabilities.npz" "${teachers[@]}" <<'EOF'
+import sys
+import numpy as np
+from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, load_fer2013, stratified_split
+from models.predictor import load_predictor, predict_with_flip
+train, val = stratified_split(load_fer2013(sys.argv[1])["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)
+teachers = [load_predictor(path) for path in sys.argv[3:]]
+val_each = [predict_with_flip(teacher, val.images) for teacher in teachers]
+for path, probabilities in zip(sys.argv[3:], val_each):
+    print(f"{path}: validation {(probabilities.argmax(1) == val.labels).mean():.4f} (flip-averaged)")
+val_mean = np.mean(val_each, axis=0)
+print(f"ensemble of {len(teachers)}: validation {(val_mean.argmax(1) == val.labels).mean():.4f} (flip-averaged)")
+train_mean = np.mean([predict_with_flip(teacher, train.images) for teacher in teachers], axis=0)
+np.savez(sys.argv[2], train=train_mean, validation=val_mean)
+EOF
+
+left=$((budget - (SECONDS - start)))
+student_epochs=$(python3 -c "print(max(5, int(($left - 40) / $(epoch_seconds "$runs"/teacher_w64_s*.log))))")
+echo "students: $student_epochs epochs"
+student() {  # name width teacher_weight mixup seed
+  python3 -m models.train "${common[@]}" --output-dir "$runs/$1" --width "$2" --epochs "$student_epochs" \
+    --teacher "${teachers[@]}" --teacher-weight "$3" --mixup "$4" --seed "$5" >"$runs/$1.log" 2>&1 &
+}
+student student_w32_tw07_mix02 32 0.7 0.2 11
+student student_w32_tw09_mix00 32 0.9 0.0 12
+student student_w32_tw05_mix02 32 0.5 0.2 13
+student student_w36_tw07_mix02 36 0.7 0.2 14
+wait
+tail -n 2 "$runs"/student_*.log
+
+for run in "$runs"/student_*/; do
+  cp "$run/best.keras" "$results/$(basename "$run").keras"
+done
+(cd "$runs" && tar czf "$results/results.tar.gz" ./*.log ./*/config.json ./*/history.csv ./*/state.json \
+  ensemble_probabilities.npz)
+echo "done in $((SECONDS - start))s"
