@@ -140,6 +140,24 @@ def mix_with_mirrored_members(tensors: list[np.ndarray], mixup: float, rng: np.r
     return blended
 
 
+def compute_device() -> str:
+    """Where the Keras backend computes: "gpu" when it sees one, else "cpu"."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend()
+    import tensorflow as tf
+
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+
+
 def continues_run(saved: dict, requested: dict) -> bool:
     """Whether the requested settings may resume the run saved with `saved`: the same settings, except
     that a constant-learning-rate run may be given more epochs (its schedule does not depend on them)."""
@@ -325,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.init_weights:
             classifier_of(model).set_weights(keras.models.load_model(args.init_weights, compile=False).get_weights())
             print(f"starting from the weights of {args.init_weights}", flush=True)
-        print(f"{classifier_of(model).count_params():,} parameters, {args.precision}", flush=True)
+        print(f"{classifier_of(model).count_params():,} parameters, {args.precision}, "
+              f"Keras on {keras.backend.backend()} ({compute_device()})", flush=True)
 
     averaging = None
     if args.swa_start_epoch:

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Train four width-64 teachers on one CUDA GPU, then distil their ensemble into width-32/36 students,
-# all with `python -m models.train` on Keras's PyTorch backend, inside a fixed time budget.
+# all with `python -m models.train` on Keras's JAX backend (PyTorch if JAX fails), inside a fixed time budget.
 #
 # Here (with ../shared):  python -m models.data ../shared/datasets/fer2013 .fer/fer2013_train.npz.xz --splits train
 # There (repository root): bash models/train_on_gpu.sh .fer/fer2013_train.npz.xz RESULTS_DIR [SECONDS]
+#   (Keras travels as wheels: keras, namex and optree; see README "Training on a GPU")
 #
 # A 1-epoch probe of the four teachers in parallel measures the epoch time; the teachers' and the
 # students' epoch counts are then chosen to fill the budget (default 480 s; the chosen counts are in
 # each run's config.json). Every choice among the results is made on the validation split of train/.
 # RESULTS_DIR receives the students' best.keras, and results.tar.gz with every run's log, settings
 # and history, and the teachers' ensemble probabilities for the training and validation faces.
+# If the probe shows that the teachers would get fewer than MIN_TEACHER_EPOCHS (20) epochs, it stops there.
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
 runs=${RUNS:-/tmp/gpu_runs}
-export KERAS_BACKEND=${KERAS_BACKEND:-torch} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 mkdir -p "$runs" "$results"
 start=$SECONDS
 common=(--data "$data" --batch-size 128 --learning-rate 2e-3 --precision mixed_bfloat16)
@@ -32,16 +34,19 @@ probe_teachers() {
   epoch_seconds "$runs"/probe_*.log
 }
 probe=$(probe_teachers)
-if [ -z "$probe" ] && [ "$KERAS_BACKEND" = torch ]; then  # fall back to Keras's JAX backend
-  tail -n 5 "$runs"/probe_1.log; rm -rf "$runs"/probe_*; export KERAS_BACKEND=jax; probe=$(probe_teachers)
+if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's PyTorch backend
+  tail -n 5 "$runs"/probe_1.log; rm -rf "$runs"/probe_*; export KERAS_BACKEND=torch; probe=$(probe_teachers)
 fi
 [ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
-echo "Keras backend: $KERAS_BACKEND"
+grep -h "parameters" "$runs"/probe_1.log
 # the probe saw half the faces; a full epoch takes about twice as long, plus the validation pass
 teacher_epoch=$(python3 -c "print(2 * $probe)")
 left=$((budget - (SECONDS - start)))
-teacher_epochs=$(python3 -c "print(max(5, int(0.42 * $left / $teacher_epoch)))")
+teacher_epochs=$(python3 -c "print(int(0.42 * $left / $teacher_epoch))")
 echo "probe epoch ${probe}s; teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
+if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
+  echo "too slow for this budget: stopping before the teachers"; exit 1
+fi
 
 for seed in "${teacher_seeds[@]}"; do
   python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \

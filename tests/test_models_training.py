@@ -39,7 +39,8 @@ def test_training_runs_checkpoints_and_resumes(tmp_path, capsys):
     assert (run_dir / "best.keras").is_file() and (run_dir / "checkpoint.keras").is_file()
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 3 and "val_accuracy" in history[0]
-    assert "epoch   2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "epoch   2" in out and "Keras on tensorflow (cpu)" in out  # says where it computes
 
     # rerunning the finished run resumes (nothing left to do) instead of starting over
     assert train.main(arguments + ["--epochs", "2"]) == 0
