@@ -6,7 +6,7 @@
 # There (repository root): bash models/train_on_gpu.sh .fer/fer2013_train.npz.xz RESULTS_DIR [SECONDS]
 #   (Keras travels as wheels: keras, namex and optree; see README "Training on a GPU")
 #
-# A 1-epoch probe of the four teachers in parallel measures the epoch time; the teachers' and the
+# A 2-epoch probe of the four teachers in parallel measures the epoch time; the teachers' and the
 # students' epoch counts are then chosen to fill the budget (default 480 s; the chosen counts are in
 # each run's config.json). Every choice among the results is made on the validation split of train/.
 # RESULTS_DIR receives the students' best.keras, and results.tar.gz with every run's log, settings
@@ -21,17 +21,18 @@ start=$SECONDS
 common=(--data "$data" --batch-size 128 --learning-rate 2e-3 --precision mixed_bfloat16)
 teacher_seeds=(1 2 3 4)
 
-epoch_seconds() {  # the slowest epoch time printed in the given logs
-  grep -hoE "  [0-9]+\.[0-9]s" "$@" | tr -d ' s' | sort -g | tail -1
+epoch_seconds() {  # the slowest time printed in the given logs for the epoch given first
+  local epoch=$1; shift
+  grep -h "^epoch *$epoch " "$@" | grep -oE "  [0-9]+\.[0-9]s" | tr -d ' s' | sort -g | tail -1
 }
 
 probe_teachers() {
   for seed in "${teacher_seeds[@]}"; do
-    python3 -m models.train "${common[@]}" --output-dir "$runs/probe_$seed" --width 64 --epochs 1 \
-      --max-train-samples 12800 --seed "$seed" >"$runs/probe_$seed.log" 2>&1 &
+    python3 -m models.train "${common[@]}" --output-dir "$runs/probe_$seed" --width 64 --epochs 2 \
+      --max-train-samples 6400 --seed "$seed" >"$runs/probe_$seed.log" 2>&1 &
   done
   wait
-  epoch_seconds "$runs"/probe_*.log
+  epoch_seconds 2 "$runs"/probe_*.log  # the second epoch: after the backend's compilation and warm-up
 }
 probe=$(probe_teachers)
 if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's PyTorch backend
@@ -39,8 +40,8 @@ if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's P
 fi
 [ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
 grep -h "parameters" "$runs"/probe_1.log
-# the probe saw half the faces; a full epoch takes about twice as long, plus the validation pass
-teacher_epoch=$(python3 -c "print(2 * $probe)")
+# the probe saw a quarter of the faces; a full epoch takes at most four times as long
+teacher_epoch=$(python3 -c "print(4 * $probe)")
 left=$((budget - (SECONDS - start)))
 teacher_epochs=$(python3 -c "print(int(0.42 * $left / $teacher_epoch))")
 echo "probe epoch ${probe}s; teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
@@ -74,7 +75,7 @@ np.savez(sys.argv[2], train=train_mean, validation=val_mean)
 EOF
 
 left=$((budget - (SECONDS - start)))
-student_epochs=$(python3 -c "print(max(5, int(($left - 40) / $(epoch_seconds "$runs"/teacher_w64_s*.log))))")
+student_epochs=$(python3 -c "print(max(5, int(($left - 40) / $(epoch_seconds 2 "$runs"/teacher_w64_s*.log))))")
 echo "students: $student_epochs epochs"
 student() {  # name width teacher_weight mixup seed
   python3 -m models.train "${common[@]}" --output-dir "$runs/$1" --width "$2" --epochs "$student_epochs" \
