@@ -81,7 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
                         help="picks the validation split; keep it across runs that continue one another "
                              "(--init-weights), so validation faces are never trained on")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    return args
 
 
 def class_weights(counts: np.ndarray, power: float) -> np.ndarray:

@@ -4,7 +4,7 @@
 #
 # Here (with ../shared):  python -m models.data ../shared/datasets/fer2013 .fer/fer2013_train.npz.xz --splits train
 # There (repository root): bash models/train_on_gpu.sh .fer/fer2013_train.npz.xz RESULTS_DIR [SECONDS]
-#   (Keras travels as wheels: keras, namex and optree; see README "Training on a GPU")
+#   (see README "Training on a GPU" for carrying Keras there as wheels)
 #
 # A 2-epoch probe of the four teachers in parallel measures the epoch time; the teachers' and the
 # students' epoch counts are then chosen to fill the budget (default 480 s; the chosen counts are in
@@ -43,7 +43,7 @@ grep -h "parameters" "$runs"/probe_1.log
 # the probe saw a quarter of the faces; a full epoch takes at most four times as long
 teacher_epoch=$(python3 -c "print(4 * $probe)")
 left=$((budget - (SECONDS - start)))
-teacher_epochs=$(python3 -c "print(int(0.42 * $left / $teacher_epoch))")
+teacher_epochs=$(python3 -c "print(max(1, int(0.42 * $left / $teacher_epoch)))")
 echo "probe epoch ${probe}s; teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
 if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
   echo "too slow for this budget: stopping before the teachers"; exit 1
@@ -75,7 +75,8 @@ np.savez(sys.argv[2], train=train_mean, validation=val_mean)
 EOF
 
 left=$((budget - (SECONDS - start)))
-student_epochs=$(python3 -c "print(max(5, int(($left - 40) / $(epoch_seconds 2 "$runs"/teacher_w64_s*.log))))")
+teacher_epoch_measured=$(epoch_seconds 2 "$runs"/teacher_w64_s*.log)  # a student's epoch costs at most this
+student_epochs=$(python3 -c "print(max(5, int(($left - 40) / ${teacher_epoch_measured:-$teacher_epoch})))")
 echo "students: $student_epochs epochs"
 student() {  # name width teacher_weight mixup seed
   python3 -m models.train "${common[@]}" --output-dir "$runs/$1" --width "$2" --epochs "$student_epochs" \

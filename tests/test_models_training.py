@@ -112,6 +112,10 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
 def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "run")]) == 2
     assert "dataset not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--data", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--epochs", "0"])
+    assert exit_info.value.code == 2 and "--epochs must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_init_weights_starts_from_a_trained_model(tmp_path, capsys):
