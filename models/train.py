@@ -143,6 +143,21 @@ def mix_with_mirrored_members(tensors: list[np.ndarray], mixup: float, rng: np.r
     return blended
 
 
+def compile_training_step(model) -> None:
+    """Under JAX, compile the whole training step, augmentation included, into one XLA program.
+
+    Keras marks its rotation, translation and zoom layers as not XLA-compilable, which holds for
+    TensorFlow's kernels but not for JAX's, and then runs JAX op by op: on an H200 a width-64 epoch
+    did not finish in a minute. (TensorFlow runs the step as a graph either way.)"""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return
+    for layer in model._flatten_layers():
+        layer.supports_jit = True
+    model.jit_compile = True
+
+
 def compute_device() -> str:
     """Where the Keras backend computes: "gpu" when it sees one, else "cpu"."""
     import keras
@@ -346,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.init_weights:
             classifier_of(model).set_weights(keras.models.load_model(args.init_weights, compile=False).get_weights())
             print(f"starting from the weights of {args.init_weights}", flush=True)
-        print(f"{classifier_of(model).count_params():,} parameters, {args.precision}, "
-              f"Keras on {keras.backend.backend()} ({compute_device()})", flush=True)
+        print(f"{classifier_of(model).count_params():,} parameters, {args.precision}", flush=True)
+    compile_training_step(model)
+    print(f"Keras on {keras.backend.backend()} ({compute_device()})"
+          + (", training step compiled with XLA" if model.jit_compile else ""), flush=True)
 
     averaging = None
     if args.swa_start_epoch:

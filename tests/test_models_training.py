@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("tensorflow", reason="training needs the training requirements (requirements-dev.txt)")
 
 from models import train  # noqa: E402
+from tests.conftest import PROJECT_ROOT  # noqa: E402
 from tests.fer_fixtures import make_fer_folder  # noqa: E402
 
 
@@ -293,3 +294,26 @@ def test_distillation_blends_labels_with_the_teachers_mirror_averaged_probabilit
     assert "resuming after epoch 1" in capsys.readouterr().out
     assert cached.shape[1] == 7 and np.allclose(cached.sum(axis=1), 1, atol=1e-5)
     assert isinstance(keras.models.load_model(tmp_path / "run" / "best.keras"), keras.Model)
+
+
+def test_training_runs_on_the_jax_backend_with_the_whole_step_compiled(tmp_path):
+    """The same command on Keras's JAX backend (what a GPU machine without TensorFlow uses): the training
+    step compiles, augmentation included, and its model loads here, on TensorFlow."""
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    pytest.importorskip("jax")
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, "-m", "models.train", "--data", str(data), "--output-dir", str(run_dir), "--width", "4",
+         "--batch-size", "16", "--val-fraction", "0.34", "--precision", "float32", "--mixup", "0.2", "--epochs", "1"],
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "Keras on jax (cpu), training step compiled with XLA" in completed.stdout
+    assert "epoch   1" in completed.stdout
+    assert keras.models.load_model(run_dir / "best.keras").output_shape == (None, 7)
