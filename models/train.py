@@ -111,7 +111,7 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = N
                  epochs: range = range(0, 1), targets: np.ndarray | None = None, mixup: float = 0.0):
     """Batches (images in [0, 1], targets[, sample weights]) of the given epochs, one epoch after another.
 
-    Plain NumPy, so training runs on any Keras backend (TensorFlow here, PyTorch on a GPU machine).
+    Plain NumPy, so training runs on any Keras backend (TensorFlow here, JAX or PyTorch on a GPU machine).
     Targets are one-hot labels unless given (e.g. blended with a teacher's probabilities). Each epoch
     visits the faces in an order seeded by (shuffle_seed, epoch), so a resumed run sees the order an
     uninterrupted one would. With `mixup`, every face, target and weight is blended with the batch's
