@@ -296,7 +296,7 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
                 else self.model.optimizer._learning_rate(self.model.optimizer.iterations)))
             val_accuracy = float(logs.get("val_accuracy", 0.0))
             best_note = ""
-            if val_accuracy > self.best:
+            if val_accuracy > self.best or not (output_dir / BEST_NAME).exists():  # the first epoch always counts
                 self.best, best_note = val_accuracy, "  *best*"
                 float32_copy(classifier_of(self.model), width).save(output_dir / BEST_NAME)
             average_note = ""
