@@ -39,7 +39,7 @@ if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's P
   tail -n 5 "$runs"/probe_1.log; rm -rf "$runs"/probe_*; export KERAS_BACKEND=torch; probe=$(probe_teachers)
 fi
 [ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
-grep -h "parameters" "$runs"/probe_1.log
+grep -h "parameters\|Keras on" "$runs"/probe_1.log
 # the probe saw a quarter of the faces; a full epoch takes at most four times as long
 teacher_epoch=$(python3 -c "print(4 * $probe)")
 left=$((budget - (SECONDS - start)))
