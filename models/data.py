@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 
 from models.emotions import CSV_LABEL_TO_INDEX, EMOTIONS, IMAGE_SIZE
+from realtime.errors import OutputError
+from realtime.io.files import write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 CSV_USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "test", "PrivateTest": "private_test"}
@@ -134,17 +136,19 @@ def load_csv(file: Path) -> dict[str, FaceSet]:
 
 def save_npz(splits: dict[str, FaceSet], file: Path) -> None:
     """Pack loaded splits into one .npz of decoded pixels (loading it gives the same faces); a name
-    ending in .npz.xz is LZMA-compressed, about a quarter smaller than the .npz's own compression."""
+    ending in .npz.xz is LZMA-compressed, about a quarter smaller than the .npz's own compression.
+    Written through a partial file, so an interrupted pack leaves nothing behind."""
     arrays = {}
     for split, faces in splits.items():
         arrays.update({f"{split}_images": faces.images, f"{split}_labels": faces.labels,
                        f"{split}_names": np.asarray(faces.names)})
+    packed = io.BytesIO()
     if file.name.endswith(".xz"):
-        packed = io.BytesIO()
         np.savez(packed, **arrays)
-        file.write_bytes(lzma.compress(packed.getvalue(), preset=9))
+        write_atomically(file, lzma.compress(packed.getvalue(), preset=9))
     else:
-        np.savez_compressed(file, **arrays)
+        np.savez_compressed(packed, **arrays)
+        write_atomically(file, packed.getvalue())
 
 
 def load_npz(file: Path) -> dict[str, FaceSet]:
@@ -195,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.source} has no split {unknown[0]!r}; it has {sorted(splits)}", file=sys.stderr)
         return 2
     splits = {name: faces for name, faces in splits.items() if not args.splits or name in args.splits}
-    save_npz(splits, Path(args.packed))
+    try:
+        save_npz(splits, Path(args.packed))
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"{args.packed}: " + ", ".join(f"{split} {len(faces)}" for split, faces in splits.items()))
     return 0
 

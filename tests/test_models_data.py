@@ -114,3 +114,6 @@ def test_damaged_packed_file_and_unknown_split_are_clear_errors(tmp_path, capsys
     assert pack([str(folder), str(tmp_path / "out.npz"), "--splits", "validation"]) == 2
     assert "no split 'validation'" in capsys.readouterr().err
     assert not (tmp_path / "out.npz").exists()
+    assert pack([str(folder), str(tmp_path / "missing" / "out.npz")]) == 2
+    assert "cannot write it" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
