@@ -136,7 +136,7 @@ def load_csv(file: Path) -> dict[str, FaceSet]:
 
 def save_npz(splits: dict[str, FaceSet], file: Path) -> None:
     """Pack loaded splits into one .npz of decoded pixels (loading it gives the same faces); a name
-    ending in .npz.xz is LZMA-compressed, about a quarter smaller than the .npz's own compression.
+    ending in .npz.xz is LZMA-compressed, smaller than the .npz's own compression.
     Written through a partial file, so an interrupted pack leaves nothing behind."""
     arrays = {}
     for split, faces in splits.items():

@@ -58,3 +58,8 @@ def _keras_predictor(model_path: Path, batch_size: int) -> Predictor:
 def predict_with_flip(predict: Predictor, faces: np.ndarray) -> np.ndarray:
     """Average of the predictions for the faces and their horizontal mirror images."""
     return (predict(faces) + predict(faces[:, :, ::-1].copy())) / 2
+
+
+def ensemble_probabilities(predictors: list[Predictor], faces: np.ndarray) -> np.ndarray:
+    """Mean of the predictors' mirror-averaged probabilities (an ensemble of teachers)."""
+    return np.mean([predict_with_flip(predict, faces) for predict in predictors], axis=0)

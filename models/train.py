@@ -30,7 +30,7 @@ from models.data import (
     stratified_split,
 )
 from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
-from models.predictor import Predictor, load_predictor, predict_with_flip
+from models.predictor import Predictor, ensemble_probabilities, load_predictor
 
 CHECKPOINT_NAME = "checkpoint.keras"
 BEST_NAME = "best.keras"
@@ -103,7 +103,7 @@ def teacher_targets(teachers: list[Predictor], faces: FaceSet, teacher_weight: f
     """Targets (n, 7) blending each face's one-hot label with the teachers' mean probabilities, each
     averaged over the face and its mirror image (the augmentation flips, so the target should not
     depend on the side)."""
-    probabilities = np.mean([predict_with_flip(teacher, faces.images) for teacher in teachers], axis=0)
+    probabilities = ensemble_probabilities(teachers, faces.images)
     return (teacher_weight * probabilities + (1 - teacher_weight) * label_targets(faces)).astype(np.float32)
 
 

@@ -62,7 +62,7 @@ python3 - "$data" "$runs/ensemble_probabilities.npz" "${teachers[@]}" <<'EOF'
 import sys
 import numpy as np
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, load_fer2013, stratified_split
-from models.predictor import load_predictor, predict_with_flip
+from models.predictor import ensemble_probabilities, load_predictor, predict_with_flip
 train, val = stratified_split(load_fer2013(sys.argv[1])["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)
 teachers = [load_predictor(path) for path in sys.argv[3:]]
 val_each = [predict_with_flip(teacher, val.images) for teacher in teachers]
@@ -70,7 +70,7 @@ for path, probabilities in zip(sys.argv[3:], val_each):
     print(f"{path}: validation {(probabilities.argmax(1) == val.labels).mean():.4f} (flip-averaged)")
 val_mean = np.mean(val_each, axis=0)
 print(f"ensemble of {len(teachers)}: validation {(val_mean.argmax(1) == val.labels).mean():.4f} (flip-averaged)")
-train_mean = np.mean([predict_with_flip(teacher, train.images) for teacher in teachers], axis=0)
+train_mean = ensemble_probabilities(teachers, train.images)
 np.savez(sys.argv[2], train=train_mean, validation=val_mean)
 EOF
 
