@@ -16,6 +16,8 @@ set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
 runs=${RUNS:-/tmp/gpu_runs}
 export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+# four processes share the GPU: JAX would otherwise take 75% of its memory in the first one
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 mkdir -p "$runs" "$results"
 start=$SECONDS
 common=(--data "$data" --batch-size 128 --learning-rate 2e-3 --precision mixed_bfloat16)
