@@ -6,7 +6,12 @@ Prints accuracy, macro-F1 and per-class precision/recall/F1, with and without ho
 test-time averaging, and writes beside them (default folder: models/evaluation):
 metrics.json, confusion_matrix.png, correct_examples.png and wrong_examples.png.
 
-With --through-pipeline (exported .onnx models) every face also goes through the runtime's own path
+`--split validation` evaluates on the validation split training holds out of train/ (the same faces
+models.train picks with its default --val-fraction and --split-seed): choose models there, not on
+PublicTest. Several --model paths are evaluated as an ensemble (the mean of their probabilities), after
+a line per model.
+
+With --through-pipeline (one exported .onnx model) every face also goes through the runtime's own path
 (upscaled, detected, cropped), and metrics.json gets those numbers as "through_pipeline".
 """
 
@@ -20,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.data import DatasetError, FaceSet, load_fer2013
+from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import EMOTIONS, IMAGE_SIZE
 from models.metrics import classification_report, confusion_matrix
-from models.predictor import load_predictor, predict_with_flip
+from models.predictor import Predictor, load_predictor, predict_with_flip
 
 EXAMPLES_PER_CLASS = 8
 
@@ -31,9 +36,12 @@ EXAMPLES_PER_CLASS = 8
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="trained model: .keras or exported .onnx")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="trained model: .keras or exported .onnx; several are evaluated as an ensemble")
     parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
-    parser.add_argument("--split", default="test", help="which split to evaluate (default: test = PublicTest)")
+    parser.add_argument("--split", default="test",
+                        help="which split to evaluate (default: test = PublicTest); 'validation' is the split "
+                             "that training holds out of train/")
     parser.add_argument("--output-dir", default="models/evaluation", help="where metrics.json and the figures go")
     parser.add_argument("--seed", type=int, default=0, help="seed for picking the example faces")
     parser.add_argument("--through-pipeline", action="store_true",
@@ -43,6 +51,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="side of the upscaled face images for --through-pipeline (default: the detector's "
                              "WHOLE_IMAGE_MAX_SIDE, 160, the largest size at which its whole-image fallback applies)")
     return parser.parse_args(argv)
+
+
+def split_faces(splits: dict[str, FaceSet], name: str, data: str) -> tuple[FaceSet, str]:
+    """The faces of split `name` and how reports call it; "validation" is training's held-out part of train/."""
+    if name == "validation" and "train" in splits:
+        validation = stratified_split(splits["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)[1]
+        return validation, f"validation ({DEFAULT_VAL_FRACTION:.0%} of train/, split seed {DEFAULT_SPLIT_SEED})"
+    if name not in splits:
+        raise DatasetError(f"{data}: no '{name}' split (has {sorted(splits)})")
+    return splits[name], {"test": "FER2013 PublicTest", "private_test": "FER2013 PrivateTest"}.get(name, name)
+
+
+def mean_predictor(predictors: list[Predictor]) -> Predictor:
+    """One predictor for an ensemble: the mean of the members' probabilities (one member: itself)."""
+    if len(predictors) == 1:
+        return predictors[0]
+    return lambda faces: np.mean([predict(faces) for predict in predictors], axis=0)
 
 
 def evaluate(predict, faces: FaceSet) -> dict:
@@ -172,29 +197,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         splits = load_fer2013(args.data)
-        if args.split not in splits:
-            raise DatasetError(f"{args.data}: no '{args.split}' split (has {sorted(splits)})")
-        predict = load_predictor(args.model)
-        if args.through_pipeline and Path(args.model).suffix != ".onnx":
-            raise ValueError(f"{args.model}: --through-pipeline runs the runtime, which needs an exported .onnx model")
+        faces, split_label = split_faces(splits, args.split, args.data)
+        predictors = [load_predictor(path) for path in args.model]
+        if args.through_pipeline and (len(args.model) > 1 or Path(args.model[0]).suffix != ".onnx"):
+            raise ValueError(f"{' '.join(args.model)}: --through-pipeline runs the runtime, which needs one exported "
+                             ".onnx model")
         if args.pipeline_size is not None and args.pipeline_size < IMAGE_SIZE:
             raise ValueError(f"--pipeline-size must be at least {IMAGE_SIZE}, got {args.pipeline_size}")
     except (DatasetError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    faces = splits[args.split]
-    split_label = {"test": "FER2013 PublicTest", "private_test": "FER2013 PrivateTest"}.get(args.split, args.split)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    evaluation = evaluate(predict, faces)
+    if len(predictors) > 1:
+        for path, predict in zip(args.model, predictors):
+            plain = predict(faces.images).argmax(axis=1) == faces.labels
+            flipped = predict_with_flip(predict, faces.images).argmax(axis=1) == faces.labels
+            print(f"{path}: accuracy {plain.mean():.2%}, with flip averaging {flipped.mean():.2%}")
+        split_label = f"{split_label}, ensemble of {len(predictors)}"
+    evaluation = evaluate(mean_predictor(predictors), faces)
     metrics = evaluation["metrics"]
-    report = {"model": str(args.model), "data": str(args.data), "split": split_label, "samples": len(faces),
+    report = {"model": " + ".join(args.model), "data": str(args.data), "split": split_label, "samples": len(faces),
               "classes": list(EMOTIONS), **metrics}
     if args.through_pipeline:
         from realtime.detector import WHOLE_IMAGE_MAX_SIDE
 
-        report["through_pipeline"] = evaluate_through_pipeline(args.model, faces, args.pipeline_size or WHOLE_IMAGE_MAX_SIDE)
+        report["through_pipeline"] = evaluate_through_pipeline(args.model[0], faces, args.pipeline_size or WHOLE_IMAGE_MAX_SIDE)
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     save_confusion_matrix(np.array(metrics["plain"]["confusion_matrix"]),
                           f"{split_label}: accuracy {metrics['plain']['accuracy']:.1%}", output_dir / "confusion_matrix.png")

@@ -13,9 +13,10 @@ pytest.importorskip("tensorflow", reason="export needs the training requirements
 from export import __main__ as export_cli  # noqa: E402
 from export.onnx_export import ExportError, check_parity, keras_to_onnx  # noqa: E402
 from models import evaluate as evaluate_cli  # noqa: E402
-from models.data import FaceSet, load_fer2013  # noqa: E402
+from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, FaceSet, load_fer2013, stratified_split  # noqa: E402
 from models.emotions import EMOTIONS  # noqa: E402
 from models.metrics import classification_report, confusion_matrix  # noqa: E402
+from models.predictor import load_predictor  # noqa: E402
 from realtime.crops import crop_square  # noqa: E402
 from realtime.demo import sample_photo_bgr  # noqa: E402
 from realtime.model_metadata import METADATA_KEY, ModelMetadata, read_metadata  # noqa: E402
@@ -214,6 +215,27 @@ def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
     assert evaluate_cli.main(["--model", str(tmp_path / "missing.onnx"), "--data", str(data)]) == 2
 
 
+def test_evaluation_on_training_validation_split_of_an_ensemble(small_model, tiny_model, tmp_path, capsys):
+    """--split validation is the part of train/ that training holds out; several models are one ensemble whose
+    accuracy is that of their mean probabilities, after a line per model."""
+    model_path, data = small_model
+    output_dir = tmp_path / "validation"
+    assert evaluate_cli.main(["--model", str(model_path), str(tiny_model), "--data", str(data), "--split",
+                              "validation", "--output-dir", str(output_dir)]) == 0
+    validation = stratified_split(load_fer2013(data)["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)[1]
+    members = [load_predictor(model_path), load_predictor(tiny_model)]
+    mean = (members[0](validation.images) + members[1](validation.images)) / 2
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["samples"] == len(validation) and metrics["split"].startswith("validation (10% of train/")
+    assert metrics["plain"]["accuracy"] == pytest.approx((mean.argmax(axis=1) == validation.labels).mean())
+    assert metrics["model"] == f"{model_path} + {tiny_model}"
+    out = capsys.readouterr().out
+    assert f"{model_path}: accuracy" in out and f"{tiny_model}: accuracy" in out and "ensemble of 2" in out
+    assert evaluate_cli.main(["--model", str(tiny_model), str(tiny_model), "--data", str(data),
+                              "--through-pipeline"]) == 2
+    assert "needs one exported .onnx model" in capsys.readouterr().err
+
+
 def test_evaluation_through_the_pipeline_counts_detected_whole_image_and_missing_faces(small_model, tiny_model,
                                                                                       tmp_path, capsys):
     """The fixture's striped faces hold no face MediaPipe finds: up to 160 pixels the runtime takes each whole
@@ -235,7 +257,7 @@ def test_evaluation_through_the_pipeline_counts_detected_whole_image_and_missing
     assert numbers[192]["accuracy_detected"] is None
     keras_model, _ = small_model
     assert evaluate_cli.main(["--model", str(keras_model), "--data", str(data), "--through-pipeline"]) == 2
-    assert "needs an exported .onnx model" in capsys.readouterr().err
+    assert "needs one exported .onnx model" in capsys.readouterr().err
 
 
 def test_evaluation_through_the_pipeline_detects_a_real_face():
