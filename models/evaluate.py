@@ -28,7 +28,7 @@ import numpy as np
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import EMOTIONS, IMAGE_SIZE
 from models.metrics import classification_report, confusion_matrix
-from models.predictor import Predictor, load_predictor, predict_with_flip
+from models.predictor import load_predictor, mean_predictor, predict_with_flip
 
 EXAMPLES_PER_CLASS = 8
 
@@ -61,13 +61,6 @@ def split_faces(splits: dict[str, FaceSet], name: str, data: str) -> tuple[FaceS
     if name not in splits:
         raise DatasetError(f"{data}: no '{name}' split (has {sorted(splits)})")
     return splits[name], {"test": "FER2013 PublicTest", "private_test": "FER2013 PrivateTest"}.get(name, name)
-
-
-def mean_predictor(predictors: list[Predictor]) -> Predictor:
-    """One predictor for an ensemble: the mean of the members' probabilities (one member: itself)."""
-    if len(predictors) == 1:
-        return predictors[0]
-    return lambda faces: np.mean([predict(faces) for predict in predictors], axis=0)
 
 
 def evaluate(predict, faces: FaceSet) -> dict:

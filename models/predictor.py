@@ -60,6 +60,13 @@ def predict_with_flip(predict: Predictor, faces: np.ndarray) -> np.ndarray:
     return (predict(faces) + predict(faces[:, :, ::-1].copy())) / 2
 
 
+def mean_predictor(predictors: list[Predictor]) -> Predictor:
+    """One predictor for an ensemble: the mean of the members' probabilities (one member: itself)."""
+    if len(predictors) == 1:
+        return predictors[0]
+    return lambda faces: np.mean([predict(faces) for predict in predictors], axis=0)
+
+
 def ensemble_probabilities(predictors: list[Predictor], faces: np.ndarray) -> np.ndarray:
     """Mean of the predictors' mirror-averaged probabilities (an ensemble of teachers)."""
-    return np.mean([predict_with_flip(predict, faces) for predict in predictors], axis=0)
+    return predict_with_flip(mean_predictor(predictors), faces)
