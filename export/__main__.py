@@ -32,11 +32,11 @@ from export.onnx_export import (
     write_atomically,
 )
 from export.quantize import quantize_int8
-from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
+from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.predictor import onnx_predictor
-from models.train import CONFIG_NAME
+from models.train import CONFIG_NAME, recorded_validation_split
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,18 +76,6 @@ def training_facts(model_path: Path) -> dict:
     return facts
 
 
-def validation_split(model_path: Path) -> dict:
-    """How the training run beside the model drew its validation split from train/: fraction and seed from
-    its config.json (runs from before --split-seed split with --seed), else training's defaults."""
-    config = model_path.parent / CONFIG_NAME
-    if not config.is_file():
-        return {"fraction": DEFAULT_VAL_FRACTION, "split_seed": DEFAULT_SPLIT_SEED,
-                "from": f"training defaults (no {CONFIG_NAME} beside the model)"}
-    settings = json.loads(config.read_text())
-    return {"fraction": settings.get("val_fraction", DEFAULT_VAL_FRACTION),
-            "split_seed": settings.get("split_seed", settings.get("seed", DEFAULT_SPLIT_SEED)), "from": CONFIG_NAME}
-
-
 def evaluated_facts(model_bytes: bytes, precision: str, validation: FaceSet, test_faces: FaceSet) -> dict:
     """Validation accuracy (what export decides on) and PublicTest numbers (reported only) for a serialised
     ONNX model that already carries its metadata."""
@@ -121,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if "test" not in splits:
         raise ExportError(f"{args.data}: no test split (PublicTest) to evaluate on")
     test_faces = splits["test"]
-    split = validation_split(model_path)
+    split = recorded_validation_split(model_path)
     training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
     if not len(validation):
         raise ExportError(f"{args.data}: the validation split (fraction {split['fraction']}) holds no faces")

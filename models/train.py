@@ -318,6 +318,18 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
     return EpochCheckpoint()
 
 
+def recorded_validation_split(model_path: Path) -> dict:
+    """How the training run beside the model drew its validation split from train/: fraction and seed from
+    its config.json (runs from before --split-seed split with --seed), else training's defaults."""
+    config = model_path.parent / CONFIG_NAME
+    if not config.is_file():
+        return {"fraction": DEFAULT_VAL_FRACTION, "split_seed": DEFAULT_SPLIT_SEED,
+                "from": f"training defaults (no {CONFIG_NAME} beside the model)"}
+    settings = json.loads(config.read_text())
+    return {"fraction": settings.get("val_fraction", DEFAULT_VAL_FRACTION),
+            "split_seed": settings.get("split_seed", settings.get("seed", DEFAULT_SPLIT_SEED)), "from": CONFIG_NAME}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)

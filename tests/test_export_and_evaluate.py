@@ -236,6 +236,51 @@ def test_evaluation_on_training_validation_split_of_an_ensemble(small_model, tin
     assert "needs one exported .onnx model" in capsys.readouterr().err
 
 
+def test_recalibration_recomputes_batch_norm_on_training_faces_outside_the_recorded_split(small_model, tmp_path,
+                                                                                          capsys):
+    """Statistics wrecked on purpose are measured anew on the chosen training faces of the run's own split
+    (config.json beside the model); every other weight stays; bad input is one line and writes nothing."""
+    import keras
+
+    from models import recalibrate as recalibrate_cli
+    from models.averaging import recalibrate_batch_norm
+    from models.emotions import model_inputs
+
+    model_path, data = small_model
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"val_fraction": 0.5, "split_seed": 3}))
+    wrecked = keras.models.load_model(model_path, compile=False)
+    for layer in wrecked.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(layer.moving_mean + 5.0)
+    wrecked.save(run_dir / "best.keras")
+    output = run_dir / "recalibrated.keras"
+    assert recalibrate_cli.main(["--model", str(run_dir / "best.keras"), "--data", str(data), "--output", str(output),
+                                 "--faces", "10", "--seed", "4"]) == 0
+
+    training_part, validation = stratified_split(load_fer2013(data)["train"], 0.5, 3)
+    expected = keras.models.load_model(run_dir / "best.keras", compile=False)
+    chosen = np.random.default_rng(4).permutation(len(training_part))[:10]
+    recalibrate_batch_norm(expected, model_inputs(training_part.images[chosen]))
+    written = keras.models.load_model(output, compile=False)
+    for got, want, before in zip(written.weights, expected.weights, wrecked.weights):
+        assert np.allclose(np.asarray(got), np.asarray(want), atol=1e-5), got.path
+        if "moving_mean" in got.path:
+            assert np.abs(np.asarray(got) - np.asarray(before)).max() > 1.0, got.path
+        elif "moving_variance" not in got.path:
+            assert np.array_equal(np.asarray(got), np.asarray(before)), got.path
+    out = capsys.readouterr().out
+    assert f"validation: {len(validation)} faces of train/ (fraction 0.5, split seed 3, from config.json)" in out
+    assert "as trained    validation accuracy" in out and "recalibrated  validation accuracy" in out
+
+    for bad_arguments in (["--model", str(run_dir / "missing.keras"), "--output", str(run_dir / "out.keras")],
+                          ["--model", str(run_dir / "best.keras"), "--output", str(run_dir / "out.onnx")]):
+        assert recalibrate_cli.main([*bad_arguments, "--data", str(data)]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert sorted(path.name for path in run_dir.iterdir()) == ["best.keras", "config.json", "recalibrated.keras"]
+
+
 def test_evaluation_through_the_pipeline_counts_detected_whole_image_and_missing_faces(small_model, tiny_model,
                                                                                       tmp_path, capsys):
     """The fixture's striped faces hold no face MediaPipe finds: up to 160 pixels the runtime takes each whole

@@ -1,0 +1,102 @@
+"""Recompute a trained model's batch-norm statistics on clean training faces.
+
+    python -m models.recalibrate --model runs/teacher_w48/best.keras --data ../shared/datasets/fer2013 \\
+        --output runs/teacher_w48/recalibrated.keras
+
+A run without weight averaging keeps the batch-norm statistics gathered during training, on augmented
+(with --mixup also blended) batches, which clean faces at inference do not match. This recomputes them on
+--faces training faces outside the validation split (the split the run beside the model held out, from
+its config.json, as export does), prints the validation accuracy before and after, plain and with flip
+averaging, and writes the recalibrated model (float32; every other weight unchanged). Which of the two to
+use is the caller's choice, made on those validation numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
+from models.emotions import model_inputs
+from models.predictor import predict_with_flip
+from models.train import RECALIBRATION_FACES, recorded_validation_split
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m models.recalibrate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="trained inference model (.keras), e.g. <run>/best.keras")
+    parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
+    parser.add_argument("--output", required=True,
+                        help="recalibrated model to write (.keras); beside --model, so that export finds the "
+                             "run's config.json")
+    parser.add_argument("--faces", type=int, default=RECALIBRATION_FACES,
+                        help="training faces (outside the validation split) to measure the statistics on")
+    parser.add_argument("--seed", type=int, default=0, help="picks those faces")
+    return parser.parse_args(argv)
+
+
+def validation_accuracies(model, validation: FaceSet) -> tuple[float, float]:
+    """Accuracy on the validation faces, plain and averaged with the mirror image."""
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return model.predict(model_inputs(images), batch_size=256, verbose=0)
+
+    plain, flipped = predict(validation.images), predict_with_flip(predict, validation.images)
+    return (float((plain.argmax(axis=1) == validation.labels).mean()),
+            float((flipped.argmax(axis=1) == validation.labels).mean()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    model_path, output = Path(args.model), Path(args.output)
+    problem = None
+    if not model_path.is_file() or model_path.suffix != ".keras":
+        problem = f"{model_path}: no such .keras model"
+    elif output.suffix != ".keras" or not output.parent.is_dir():
+        problem = f"{output}: output must be a .keras file in an existing folder"
+    elif args.faces < 1:
+        problem = f"--faces must be at least 1 (got {args.faces})"
+    if problem is None:
+        try:
+            splits = load_fer2013(args.data)
+        except DatasetError as error:
+            problem = str(error)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from models.averaging import recalibrate_batch_norm
+
+    split = recorded_validation_split(model_path)
+    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    chosen = np.random.default_rng(args.seed).permutation(len(training_part))[: args.faces]
+    print(f"validation: {len(validation)} faces of train/ (fraction {split['fraction']}, split seed "
+          f"{split['split_seed']}, from {split['from']}); statistics from {len(chosen)} other training faces")
+
+    model = keras.models.load_model(model_path, compile=False)
+    before = validation_accuracies(model, validation)
+    recalibrate_batch_norm(model, model_inputs(training_part.images[chosen]))
+    after = validation_accuracies(model, validation)
+    for name, (plain, flipped) in (("as trained", before), ("recalibrated", after)):
+        print(f"{name:<13} validation accuracy {plain:.2%}, with flip averaging {flipped:.2%}")
+
+    partial = output.with_name(f"{output.stem}.partial.keras")
+    try:
+        model.save(partial)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
