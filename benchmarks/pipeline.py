@@ -2,11 +2,12 @@
 
     python -m benchmarks.pipeline                       # ../shared/media clips when present, else the demo clip
     python -m benchmarks.pipeline clip.mp4 --detector short
+    python -m benchmarks.pipeline --classifier-only --models a_int8.onnx b_int8.onnx
 
 For each video and detector range: decode only; decode + face detection; the full pipeline
 (detect, classify, track, annotate) without writing; the full pipeline writing H.264. Each is the
 best of --repeat runs. Then the classifier alone on one CPU thread at several batch sizes, for every
-shipped model. Prints tables; asserts nothing.
+shipped model (or the --models given). Prints tables; asserts nothing.
 """
 
 from __future__ import annotations
@@ -75,12 +76,13 @@ def benchmark_pipeline(clips: list[Path | None], detector_ranges: list[str], rep
                   + f"{fps['full + H.264'] / fps['decode only']:>20.0%}", flush=True)
 
 
-def benchmark_classifier(batch_sizes: tuple[int, ...] = (1, 8, 32), runs: int = 300) -> None:
-    """Print milliseconds per face on one onnxruntime thread for each shipped model and batch size."""
-    print(f"\n{'model (1 CPU thread)':<26}" + "".join(f"{f'batch {b}':>14}" for b in batch_sizes))
-    for path in CLASSIFIER_MODELS:
-        if not path.is_file():
-            continue
+def benchmark_classifier(models: list[Path], batch_sizes: tuple[int, ...] = (1, 8, 32), runs: int = 300) -> None:
+    """Print milliseconds per face on one onnxruntime thread for each model and batch size."""
+    names = [path.name for path in models]
+    labels = names if len(set(names)) == len(names) else [str(path) for path in models]
+    column = max(26, *(len(label) + 2 for label in labels))
+    print(f"\n{'model (1 CPU thread)':<{column}}" + "".join(f"{f'batch {b}':>14}" for b in batch_sizes))
+    for path, label in zip(models, labels):
         classifier = EmotionClassifier(path, threads=1)
         height, width = classifier.metadata.input_size
         channels = 1 if classifier.metadata.color == "gray" else 3
@@ -94,7 +96,7 @@ def benchmark_classifier(batch_sizes: tuple[int, ...] = (1, 8, 32), runs: int = 
             for _ in range(count):
                 classifier.predict(crops)
             costs.append((time.perf_counter() - started) / count / batch * 1000)
-        print(f"{path.name:<26}" + "".join(f"{cost:>11.3f} ms" for cost in costs), flush=True)
+        print(f"{label:<{column}}" + "".join(f"{cost:>11.3f} ms" for cost in costs), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("videos", nargs="*", type=Path, help="clips to time (default: ../shared/media clips)")
     parser.add_argument("--detector", choices=(*DETECTOR_CHOICES, "all"), default="all")
     parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the fastest counts")
+    parser.add_argument("--models", nargs="+", type=Path,
+                        help="ONNX emotion models for the per-face table (default: the shipped float32 and INT8)")
+    parser.add_argument("--classifier-only", action="store_true", help="only the per-face table")
     args = parser.parse_args(argv)
+    models = args.models or [path for path in CLASSIFIER_MODELS if path.is_file()]
+    missing_models = [path for path in models if not path.is_file()]
+    if missing_models:
+        print(f"error: no such model: {missing_models[0]}", file=sys.stderr)
+        return 2
+    if args.classifier_only:
+        benchmark_classifier(models)
+        return 0
     clips = args.videos or [clip for clip in SHARED_CLIPS if clip.is_file()] or [None]
     missing = [clip for clip in clips if clip is not None and not clip.is_file()]
     if missing:
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{os.cpu_count()} CPU cores; frames per second, best of {args.repeat} runs\n")
     benchmark_pipeline(clips, list(DETECTOR_CHOICES) if args.detector == "all" else [args.detector], args.repeat)
-    benchmark_classifier()
+    benchmark_classifier(models)
     return 0
 
 
