@@ -5,7 +5,9 @@
 Holds out a stratified validation split of train/ for model selection (test/ is never looked at),
 logs one line per epoch, checkpoints every epoch and resumes from the checkpoint when rerun with
 the same --output-dir. The best epoch by validation accuracy is saved as a float32 inference model
-in <output-dir>/best.keras, ready for `python -m models.evaluate` and `python -m export`.
+in <output-dir>/best.keras, ready for `python -m models.evaluate` and `python -m export`; when the last
+epoch is done, its weights are saved the same way in <output-dir>/final.keras (for
+`python -m models.recalibrate`: the end of a cosine schedule often scores best with clean statistics).
 With --swa-start-epoch the running average of the weights of every epoch from then on (stochastic
 weight averaging, usually with --lr-schedule constant) competes for best.keras as well.
 """
@@ -34,6 +36,7 @@ from models.predictor import Predictor, ensemble_probabilities, load_predictor
 
 CHECKPOINT_NAME = "checkpoint.keras"
 BEST_NAME = "best.keras"
+FINAL_NAME = "final.keras"
 STATE_NAME = "state.json"
 CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.csv"
@@ -412,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                 keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),
             ],
         )
+        from models.architecture import float32_copy
+
+        float32_copy(classifier_of(model), args.width).save(output_dir / FINAL_NAME)
     best = json.loads(state_file.read_text())["best_val_accuracy"]
     print(f"done: best validation accuracy {best:.4f}; inference model {output_dir / BEST_NAME}")
     return 0

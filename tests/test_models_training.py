@@ -92,6 +92,7 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
     finally:
         train.make_epoch_callback = original_callback
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
+    assert not (run_dir / "final.keras").exists()  # only a finished run has a final model
     steps_after_one_epoch = int(keras.models.load_model(run_dir / "checkpoint.keras").optimizer.iterations)
 
     assert train.main(arguments) == 0
@@ -100,6 +101,9 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 3
     resumed = keras.models.load_model(run_dir / "checkpoint.keras")
     assert int(resumed.optimizer.iterations) == 3 * steps_after_one_epoch
+    final = keras.models.load_model(run_dir / "final.keras")  # the last epoch's weights as an inference model
+    for saved, trained in zip(final.get_weights(), train.classifier_of(resumed).get_weights()):
+        assert np.allclose(saved, trained, atol=1e-6)
 
     # the resumed run continued the shuffling and augmentation streams instead of replaying them:
     # it ends where the same run without the interruption ends
