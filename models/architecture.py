@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keras
 from keras import layers
 
@@ -53,3 +56,14 @@ def float32_copy(model: keras.Model, width: int) -> keras.Model:
     inference = build_classifier(width, dtype_policy="float32")
     inference.set_weights(model.get_weights())
     return inference
+
+
+def save_model(model: keras.Model, path: str | Path) -> None:
+    """Save ``model`` as ``path`` (.keras) through a partial file: an interrupted save leaves the old file or none."""
+    path = Path(path)
+    partial = path.with_name(f"{path.stem}.partial.keras")
+    try:
+        model.save(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

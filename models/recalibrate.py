@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
+    from models.architecture import save_model
     from models.averaging import recalibrate_batch_norm
 
     split = recorded_validation_split(model_path)
@@ -88,12 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (plain, flipped) in (("as trained", before), ("recalibrated", after)):
         print(f"{name:<13} validation accuracy {plain:.2%}, with flip averaging {flipped:.2%}")
 
-    partial = output.with_name(f"{output.stem}.partial.keras")
-    try:
-        model.save(partial)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    save_model(model, output)
     print(f"wrote {output}")
     return 0
 

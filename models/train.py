@@ -281,7 +281,7 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
     """
     import keras
 
-    from models.architecture import float32_copy
+    from models.architecture import float32_copy, save_model
 
     class EpochCheckpoint(keras.callbacks.Callback):
         def __init__(self):
@@ -301,7 +301,7 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
             best_note = ""
             if val_accuracy > self.best or not (output_dir / BEST_NAME).exists():  # the first epoch always counts
                 self.best, best_note = val_accuracy, "  *best*"
-                float32_copy(classifier_of(self.model), width).save(output_dir / BEST_NAME)
+                save_model(float32_copy(classifier_of(self.model), width), output_dir / BEST_NAME)
             average_note = ""
             if averaging is not None:
                 scored = averaging.after_epoch(classifier_of(self.model), epoch + 1)
@@ -310,8 +310,8 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
                     average_note = f"  swa of {averaging.average.count} val_acc {scored[0]:.4f}"
                     if scored[0] > self.best:
                         self.best, best_note = scored[0], "  *best: swa*"
-                        scored[1].save(output_dir / BEST_NAME)
-            self.model.save(output_dir / CHECKPOINT_NAME)
+                        save_model(scored[1], output_dir / BEST_NAME)
+            save_model(self.model, output_dir / CHECKPOINT_NAME)
             (output_dir / STATE_NAME).write_text(json.dumps(
                 {"epochs_done": epoch + 1, "best_val_accuracy": self.best, "random_states": random_states(self.model)}))
             print(f"epoch {epoch + 1:3d}  loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  "
@@ -415,9 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                 keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),
             ],
         )
-        from models.architecture import float32_copy
+        from models.architecture import float32_copy, save_model
 
-        float32_copy(classifier_of(model), args.width).save(output_dir / FINAL_NAME)
+        save_model(float32_copy(classifier_of(model), args.width), output_dir / FINAL_NAME)
     best = json.loads(state_file.read_text())["best_val_accuracy"]
     print(f"done: best validation accuracy {best:.4f}; inference model {output_dir / BEST_NAME}")
     return 0

@@ -321,3 +321,27 @@ def test_training_runs_on_the_jax_backend_with_the_whole_step_compiled(tmp_path)
     assert "Keras on jax (cpu), training step compiled with XLA" in completed.stdout
     assert "epoch   1" in completed.stdout
     assert keras.models.load_model(run_dir / "best.keras").output_shape == (None, 7)
+
+
+def test_an_interrupted_model_save_keeps_the_old_file_and_leaves_no_partial(tmp_path, monkeypatch):
+    """best.keras, checkpoint.keras and final.keras are written through a partial file: a save that fails
+    (here: the disk fills at the final rename) leaves the previous model loadable and nothing else."""
+    import keras
+
+    from models import architecture
+    from models.architecture import build_classifier, save_model
+
+    path = tmp_path / "best.keras"
+    first = build_classifier(width=4, dtype_policy="float32")
+    save_model(first, path)
+    assert sorted(tmp_path.iterdir()) == [path]
+
+    def disk_full(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(architecture.os, "replace", disk_full)
+    with pytest.raises(OSError):
+        save_model(build_classifier(width=4, dtype_policy="float32"), path)
+    assert sorted(tmp_path.iterdir()) == [path]
+    for kept, original in zip(keras.models.load_model(path).get_weights(), first.get_weights()):
+        assert np.array_equal(kept, original)
