@@ -29,7 +29,6 @@ from export.onnx_export import (
     keras_to_onnx,
     model_metadata,
     set_metadata,
-    write_atomically,
 )
 from export.quantize import quantize_int8
 from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
@@ -37,6 +36,8 @@ from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.predictor import onnx_predictor
 from models.train import CONFIG_NAME, recorded_validation_split
+from realtime.errors import OutputError
+from realtime.io.files import write_atomically
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ExportError, DatasetError) as error:
+    except (ExportError, DatasetError, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -82,13 +81,3 @@ def check_parity(keras_model, model_bytes: bytes, faces: np.ndarray) -> dict:
         raise ExportError(f"Keras and onnxruntime disagree on {len(faces)} faces: max |difference| "
                           f"{max_difference:.2e} (limit {PARITY_TOLERANCE:.0e}), {argmax_mismatches} different labels")
     return {"faces": len(faces), "max_abs_difference": max_difference}
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so a failure never leaves a partial file."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
