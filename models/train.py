@@ -33,6 +33,7 @@ from models.data import (
 )
 from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
 from models.predictor import Predictor, ensemble_probabilities, load_predictor
+from realtime.io.files import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.keras"
 BEST_NAME = "best.keras"
@@ -312,8 +313,9 @@ def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
                         self.best, best_note = scored[0], "  *best: swa*"
                         save_model(scored[1], output_dir / BEST_NAME)
             save_model(self.model, output_dir / CHECKPOINT_NAME)
-            (output_dir / STATE_NAME).write_text(json.dumps(
-                {"epochs_done": epoch + 1, "best_val_accuracy": self.best, "random_states": random_states(self.model)}))
+            write_atomically(output_dir / STATE_NAME, json.dumps(
+                {"epochs_done": epoch + 1, "best_val_accuracy": self.best,
+                 "random_states": random_states(self.model)}).encode())
             print(f"epoch {epoch + 1:3d}  loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  "
                   f"val_loss {logs.get('val_loss', 0):.4f}  val_acc {val_accuracy:.4f}  lr {learning_rate:.2e}"
                   f"{average_note}  {time.monotonic() - self.started:.1f}s{best_note}", flush=True)
