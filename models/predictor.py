@@ -47,7 +47,11 @@ def _keras_predictor(model_path: Path, batch_size: int) -> Predictor:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    model = keras.models.load_model(model_path, compile=False)
+    return keras_model_predictor(keras.models.load_model(model_path, compile=False), batch_size)
+
+
+def keras_model_predictor(model, batch_size: int = 256) -> Predictor:
+    """Predictor for a Keras model in memory, with the training normalisation."""
 
     def predict(faces: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(model_inputs(faces), batch_size=batch_size, verbose=0), dtype=np.float32)

@@ -22,7 +22,8 @@ import numpy as np
 
 from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import model_inputs
-from models.predictor import predict_with_flip
+from models.evaluate import evaluate
+from models.predictor import keras_model_predictor
 from models.train import RECALIBRATION_FACES, recorded_validation_split
 
 
@@ -42,13 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def validation_accuracies(model, validation: FaceSet) -> tuple[float, float]:
     """Accuracy on the validation faces, plain and averaged with the mirror image."""
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return model.predict(model_inputs(images), batch_size=256, verbose=0)
-
-    plain, flipped = predict(validation.images), predict_with_flip(predict, validation.images)
-    return (float((plain.argmax(axis=1) == validation.labels).mean()),
-            float((flipped.argmax(axis=1) == validation.labels).mean()))
+    metrics = evaluate(keras_model_predictor(model), validation)["metrics"]
+    return metrics["plain"]["accuracy"], metrics["flip_tta"]["accuracy"]
 
 
 def main(argv: list[str] | None = None) -> int:
