@@ -115,7 +115,12 @@ def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path, cap
     assert facts["validation_split"] == {"fraction": 0.1, "split_seed": 42, "samples": 7,
                                          "from": "training defaults (no config.json beside the model)"}
     assert 0 <= facts["validation_accuracy_int8"] <= 1 and 0 <= facts["validation_accuracy_float32"] <= 1
-    assert any(node.op_type == "DequantizeLinear" for node in __import__("onnx").load(tmp_path / "model_int8.onnx").graph.node)
+    graph = __import__("onnx").load(tmp_path / "model_int8.onnx").graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    # the one-channel first convolution keeps float32 weights; every later one reads INT8 weights
+    assert convolutions[0].input[1] in {tensor.name for tensor in graph.initializer}
+    assert len(convolutions) > 1 and all(conv.input[1] in dequantized for conv in convolutions[1:])
 
 
 def always_happy_model(folder) -> bytes:
