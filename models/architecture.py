@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -11,16 +12,33 @@ from keras import layers
 from models.emotions import EMOTIONS, IMAGE_SIZE
 
 
-def build_classifier(width: int = 32, dropout: float = 0.5, dtype_policy: str | None = None) -> keras.Model:
+def block_widths(width: int | Sequence[int]) -> tuple[int, ...]:
+    """Filters of the four blocks: one number doubles per block (32 -> 32, 64, 128, 256); four are taken as given."""
+    if isinstance(width, int):
+        return width, 2 * width, 4 * width, 8 * width
+    widths = tuple(int(filters) for filters in width)
+    if len(widths) != 4 or min(widths) < 1:
+        raise ValueError(f"width {list(widths)}: give one number or four positive ones (one per block)")
+    return widths
+
+
+def model_name(width: int | Sequence[int]) -> str:
+    """emotion_cnn_w32 for doubling widths, emotion_cnn_w32-80-160-320 for four given ones."""
+    widths = block_widths(width)
+    return f"emotion_cnn_w{widths[0]}" if widths == block_widths(widths[0]) else f"emotion_cnn_w{'-'.join(map(str, widths))}"
+
+
+def build_classifier(width: int | Sequence[int] = 32, dropout: float = 0.5, dtype_policy: str | None = None) -> keras.Model:
     """The inference network: (batch, 48, 48, 1) pixels scaled to [0, 1] -> 7 softmax probabilities.
 
-    Four blocks of two 3x3 conv + batch-norm + ReLU layers, each followed by 2x2 max pooling,
-    with widths width, 2*width, 4*width, 8*width; then a 256-unit dense layer and the classifier.
+    Four blocks of two 3x3 conv + batch-norm + ReLU layers, each followed by 2x2 max pooling, with
+    ``block_widths(width)`` filters (width, 2*width, 4*width, 8*width for one number); then a 256-unit
+    dense layer and the classifier.
     """
     policy = dtype_policy or keras.config.dtype_policy().name
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
     x = inputs
-    for block, filters in enumerate((width, 2 * width, 4 * width, 8 * width), start=1):
+    for block, filters in enumerate(block_widths(width), start=1):
         for conv in (1, 2):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, dtype=policy, name=f"block{block}_conv{conv}")(x)
             x = layers.BatchNormalization(dtype=policy, name=f"block{block}_bn{conv}")(x)
@@ -33,7 +51,7 @@ def build_classifier(width: int = 32, dropout: float = 0.5, dtype_policy: str | 
     x = layers.Activation("relu", dtype=policy, name="dense_relu")(x)
     x = layers.Dropout(dropout, dtype=policy, name="dense_dropout")(x)
     outputs = layers.Dense(len(EMOTIONS), activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name=f"emotion_cnn_w{width}")
+    return keras.Model(inputs, outputs, name=model_name(width))
 
 
 def build_augmentation(seed: int) -> keras.Sequential:
@@ -51,7 +69,7 @@ def build_augmentation(seed: int) -> keras.Sequential:
     )
 
 
-def float32_copy(model: keras.Model, width: int) -> keras.Model:
+def float32_copy(model: keras.Model, width: int | Sequence[int]) -> keras.Model:
     """The same trained weights in a float32 inference model (whatever precision it trained in)."""
     inference = build_classifier(width, dtype_policy="float32")
     inference.set_weights(model.get_weights())

@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
     parser.add_argument("--output-dir", default="runs/emotion_cnn", help="checkpoints, logs and best.keras go here")
-    parser.add_argument("--width", type=int, default=32, help="filters in the first block (doubling per block)")
+    parser.add_argument("--width", type=int, nargs="+", default=[32], metavar="FILTERS",
+                        help="filters per block: one number doubles per block (32: 32 64 128 256), or four numbers "
+                             "(e.g. 32 80 160 320)")
     parser.add_argument("--epochs", type=int, default=56)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (cosine decay after warm-up)")
@@ -88,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if len(args.width) not in (1, 4) or min(args.width) < 1:
+        parser.error("--width takes one number (doubling per block) or four, all positive")
+    args.width = args.width[0] if len(args.width) == 1 else args.width  # one number as before, so old runs resume
     return args
 
 
@@ -224,7 +229,7 @@ class EpochAveraging:
     (saved beside the checkpoint, so it resumes), recomputes batch-norm statistics for the mean on
     training faces, and scores it on the validation split."""
 
-    def __init__(self, start_epoch: int, width: int, path: Path, recalibration: FaceSet, validation: FaceSet):
+    def __init__(self, start_epoch: int, width: int | list[int], path: Path, recalibration: FaceSet, validation: FaceSet):
         from models.averaging import WeightAverage
 
         self.start_epoch, self.width, self.path = start_epoch, width, path
@@ -273,7 +278,7 @@ def seed_generators(model) -> list:
             if isinstance(value, keras.random.SeedGenerator)]
 
 
-def make_epoch_callback(output_dir: Path, width: int, best_val_accuracy: float,
+def make_epoch_callback(output_dir: Path, width: int | list[int], best_val_accuracy: float,
                         averaging: EpochAveraging | None = None):
     """Per-epoch console line, checkpoint (with optimizer state) and best-model saving.
 

@@ -21,6 +21,36 @@ def test_classifier_shape_and_probabilities():
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
+def test_block_widths_double_from_one_number_or_take_four():
+    from models.architecture import block_widths, model_name
+
+    assert block_widths(32) == (32, 64, 128, 256) and model_name(32) == "emotion_cnn_w32"
+    assert block_widths([32, 80, 160, 320]) == (32, 80, 160, 320)
+    assert model_name([32, 80, 160, 320]) == "emotion_cnn_w32-80-160-320"
+    assert model_name([8, 16, 32, 64]) == "emotion_cnn_w8"  # four doubling numbers name the same net as one
+    for wrong in ([32, 64], [32, 64, 128, 0]):
+        with pytest.raises(ValueError, match="one number or four"):
+            block_widths(wrong)
+
+
+def test_training_with_four_block_widths_builds_and_saves_that_net(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    arguments = ["--data", str(data), "--output-dir", str(run_dir), "--batch-size", "16", "--epochs", "1",
+                 "--val-fraction", "0.34", "--precision", "float32", "--warmup-epochs", "0"]
+    assert train.main(arguments + ["--width", "4", "6", "8", "10"]) == 0
+    assert json.loads((run_dir / "config.json").read_text())["width"] == [4, 6, 8, 10]
+    for name in ("best.keras", "final.keras"):
+        model = keras.models.load_model(run_dir / name, compile=False)
+        assert model.name == "emotion_cnn_w4-6-8-10"
+        assert [model.get_layer(f"block{block}_conv2").filters for block in (1, 2, 3, 4)] == [4, 6, 8, 10]
+    with pytest.raises(SystemExit):
+        train.parse_args(arguments + ["--width", "4", "6"])
+    assert "one number (doubling per block) or four" in capsys.readouterr().err
+
+
 def test_class_weights_favour_rare_classes_and_average_one():
     counts = np.array([3995, 436, 4097, 7215, 4965, 4830, 3171])
     weights = train.class_weights(counts, power=0.5)
