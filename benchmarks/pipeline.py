@@ -25,6 +25,7 @@ from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier, default_model_path
 from realtime.demo import demo_source
 from realtime.detector import DETECTOR_CHOICES, FaceDetector
+from realtime.errors import ModelError
 from realtime.io.video import H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source
 
@@ -76,14 +77,14 @@ def benchmark_pipeline(clips: list[Path | None], detector_ranges: list[str], rep
                   + f"{fps['full + H.264'] / fps['decode only']:>20.0%}", flush=True)
 
 
-def benchmark_classifier(models: list[Path], batch_sizes: tuple[int, ...] = (1, 8, 32), runs: int = 300) -> None:
-    """Print milliseconds per face on one onnxruntime thread for each model and batch size."""
-    names = [path.name for path in models]
-    labels = names if len(set(names)) == len(names) else [str(path) for path in models]
+def benchmark_classifier(classifiers: dict[Path, EmotionClassifier], batch_sizes: tuple[int, ...] = (1, 8, 32),
+                         runs: int = 300) -> None:
+    """Print milliseconds per face for each model (opened on one onnxruntime thread) and batch size."""
+    names = [path.name for path in classifiers]
+    labels = names if len(set(names)) == len(names) else [str(path) for path in classifiers]
     column = max(26, *(len(label) + 2 for label in labels))
     print(f"\n{'model (1 CPU thread)':<{column}}" + "".join(f"{f'batch {b}':>14}" for b in batch_sizes))
-    for path, label in zip(models, labels):
-        classifier = EmotionClassifier(path, threads=1)
+    for classifier, label in zip(classifiers.values(), labels):
         height, width = classifier.metadata.input_size
         channels = 1 if classifier.metadata.color == "gray" else 3
         costs = []
@@ -110,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier-only", action="store_true", help="only the per-face table")
     args = parser.parse_args(argv)
     models = args.models or [path for path in CLASSIFIER_MODELS if path.is_file()]
-    missing_models = [path for path in models if not path.is_file()]
-    if missing_models:
-        print(f"error: no such model: {missing_models[0]}", file=sys.stderr)
+    try:  # every model opens before anything is timed
+        classifiers = {path: EmotionClassifier(path, threads=1) for path in models}
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     if args.classifier_only:
-        benchmark_classifier(models)
+        benchmark_classifier(classifiers)
         return 0
     clips = args.videos or [clip for clip in SHARED_CLIPS if clip.is_file()] or [None]
     missing = [clip for clip in clips if clip is not None and not clip.is_file()]
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{os.cpu_count()} CPU cores; frames per second, best of {args.repeat} runs\n")
     benchmark_pipeline(clips, list(DETECTOR_CHOICES) if args.detector == "all" else [args.detector], args.repeat)
-    benchmark_classifier(models)
+    benchmark_classifier(classifiers)
     return 0
 
 

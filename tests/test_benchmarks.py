@@ -1,0 +1,23 @@
+"""The benchmark commands: tables for good models, one clear line for bad ones (timings are not checked)."""
+
+from benchmarks import pipeline
+from tests.conftest import PROJECT_ROOT
+
+SHIPPED_INT8 = PROJECT_ROOT / "realtime" / "model" / "emotion_cnn_int8.onnx"
+
+
+def test_classifier_table_has_a_row_per_model_and_batch_size(capsys):
+    assert pipeline.main(["--classifier-only", "--models", str(SHIPPED_INT8)]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[-6:] == ["batch", "1", "batch", "8", "batch", "32"]
+    assert row.startswith("emotion_cnn_int8.onnx") and row.count(" ms") == 3
+
+
+def test_bad_model_is_one_clear_line_before_anything_is_timed(tmp_path, capsys):
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(SHIPPED_INT8.read_bytes()[:5000])
+    for bad in (damaged, tmp_path / "missing.onnx"):
+        assert pipeline.main(["--classifier-only", "--models", str(SHIPPED_INT8), str(bad)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1 and captured.err.startswith("error: ") and bad.name in captured.err
