@@ -14,9 +14,7 @@ from models.emotions import EMOTIONS, IMAGE_SIZE
 
 def block_widths(width: int | Sequence[int]) -> tuple[int, ...]:
     """Filters of the four blocks: one number doubles per block (32 -> 32, 64, 128, 256); four are taken as given."""
-    if isinstance(width, int):
-        return width, 2 * width, 4 * width, 8 * width
-    widths = tuple(int(filters) for filters in width)
+    widths = (width, 2 * width, 4 * width, 8 * width) if isinstance(width, int) else tuple(int(w) for w in width)
     if len(widths) != 4 or min(widths) < 1:
         raise ValueError(f"width {list(widths)}: give one number or four positive ones (one per block)")
     return widths

@@ -1,5 +1,7 @@
 """The benchmark commands: tables for good models, one clear line for bad ones (timings are not checked)."""
 
+import pytest
+
 from benchmarks import pipeline
 from tests.conftest import PROJECT_ROOT
 
@@ -21,3 +23,16 @@ def test_bad_model_is_one_clear_line_before_anything_is_timed(tmp_path, capsys):
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err.count("\n") == 1 and captured.err.startswith("error: ") and bad.name in captured.err
+
+
+def test_widths_table_times_untrained_nets_of_one_or_four_widths(capsys):
+    pytest.importorskip("tf2onnx", reason="building and exporting a net needs the training requirements")
+    from benchmarks import widths
+
+    assert widths.main(["4", "4 6 8 10"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("untrained networks") and "w4-6-8-10 0.03 M" in lines[0]
+    assert [line.split()[0] for line in lines[-2:]] == ["w4_int8.onnx", "w4-6-8-10_int8.onnx"]
+    with pytest.raises(SystemExit) as exit_info:
+        widths.main(["4 6"])
+    assert exit_info.value.code == 2 and "give one positive number or four" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def test_block_widths_double_from_one_number_or_take_four():
     assert block_widths([32, 80, 160, 320]) == (32, 80, 160, 320)
     assert model_name([32, 80, 160, 320]) == "emotion_cnn_w32-80-160-320"
     assert model_name([8, 16, 32, 64]) == "emotion_cnn_w8"  # four doubling numbers name the same net as one
-    for wrong in ([32, 64], [32, 64, 128, 0]):
+    for wrong in ([32, 64], [32, 64, 128, 0], 0):
         with pytest.raises(ValueError, match="one number or four"):
             block_widths(wrong)
 

@@ -1,0 +1,73 @@
+"""Cost benchmark (not a test): what a network of given block widths would cost per face, before training it.
+
+    python -m benchmarks.widths 32 36 40 "32 80 160 320"
+
+Each argument is one network: one number (doubling per block) or four (one per block), as
+`python -m models.train --width` takes them. Each is built untrained, exported to ONNX and quantised to
+INT8 the way `python -m export --int8` does (calibrated on random faces: the cost does not depend on the
+weights), then timed like `python -m benchmarks.pipeline --classifier-only`, on one CPU thread.
+Needs the training requirements (TensorFlow, tf2onnx). Prints a table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.pipeline import benchmark_classifier
+from realtime.classifier import EmotionClassifier
+
+CALIBRATION_FACES = 256
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices would bury the table
+
+
+def untrained_int8_model(widths: list[int]) -> bytes:
+    """The INT8 ONNX model (with runtime metadata) of an untrained net with these block widths."""
+    from export.onnx_export import keras_to_onnx, model_metadata, set_metadata
+    from export.quantize import quantize_int8
+    from models.architecture import build_classifier
+
+    model = build_classifier(widths[0] if len(widths) == 1 else widths, dtype_policy="float32")
+    proto = keras_to_onnx(model)
+    set_metadata(proto, model_metadata({"architecture": model.name, "parameters": model.count_params()}))
+    calibration = np.random.default_rng(0).random((CALIBRATION_FACES, 48, 48, 1), dtype=np.float32)
+    return quantize_int8(proto.SerializeToString(), calibration)
+
+
+def parse_widths(text: str) -> list[int]:
+    """'32' or '32 80 160 320' -> the block widths, checked the way training checks them."""
+    from models.architecture import block_widths
+
+    try:
+        numbers = [int(word) for word in text.split()]
+        block_widths(numbers[0] if len(numbers) == 1 else numbers)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one positive number or four, e.g. 32 or '32 80 160 320'") from None
+    return numbers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.widths", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("widths", nargs="+", type=parse_widths, help="block widths of each network to time")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        classifiers = {}
+        for widths in args.widths:
+            path = Path(folder) / f"w{'-'.join(map(str, widths))}_int8.onnx"
+            path.write_bytes(untrained_int8_model(widths))
+            classifiers[path] = EmotionClassifier(path, threads=1)
+        print("untrained networks, INT8 as exported; parameters: "
+              + ", ".join(f"{path.stem.removesuffix('_int8')} {c.metadata.facts['parameters'] / 1e6:.2f} M"
+                          for path, c in classifiers.items()))
+        benchmark_classifier(classifiers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
