@@ -1,0 +1,155 @@
+"""Cut a trained emotion CNN down to narrower block widths, keeping the filters that contribute most.
+
+    python -m models.prune --model runs/teacher_w48/final_recalibrated.keras --data ../shared/datasets/fer2013 \\
+        --width 32 80 160 320 --output runs/pruned_w32-80-160-320.keras
+
+A starting point for a small, fast student that inherits a wide teacher's filters (then train it with
+`python -m models.train --init-weights OUT --width ...`, distilling from the teacher). Every convolution
+keeps, of its filters, the ones whose output contributes most to the next layer: the mean activation
+after ReLU on --faces training faces times the norm of the next layer's weights on that channel
+(measured on the whole network, one layer at a time). The cut network gets batch-norm statistics of its
+own, measured on training faces outside the validation split (the split recorded beside --model, as
+export and recalibrate read it). Prints the validation accuracy of the model before and after the cut.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.data import DatasetError, load_fer2013, stratified_split
+from models.emotions import model_inputs
+from models.recalibrate import validation_accuracies
+from models.train import RECALIBRATION_FACES, recorded_validation_split
+
+BLOCKS = (1, 2, 3, 4)
+CONVOLUTIONS = [f"block{block}_conv{conv}" for block in BLOCKS for conv in (1, 2)]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m models.prune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="trained inference model (.keras) to cut down")
+    parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
+    parser.add_argument("--width", required=True, type=int, nargs="+", metavar="FILTERS",
+                        help="the cut network's filters per block: one number (doubling) or four")
+    parser.add_argument("--output", required=True, help="the cut model to write (.keras)")
+    parser.add_argument("--faces", type=int, default=2048, help="training faces that rank the filters")
+    parser.add_argument("--seed", type=int, default=0, help="picks the training faces")
+    return parser.parse_args(argv)
+
+
+def block_widths_of(model) -> tuple[int, ...]:
+    """The filters of each block of a built emotion CNN."""
+    return tuple(model.get_layer(f"block{block}_conv1").filters for block in BLOCKS)
+
+
+def filter_importance(model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Per convolution, each filter's contribution: mean post-ReLU activation x norm of the next layer's
+    weights on that channel."""
+    import keras
+
+    relus = [model.get_layer(name.replace("conv", "relu")).output for name in CONVOLUTIONS]
+    activations = keras.Model(model.inputs, relus)
+    sums = [np.zeros(output.shape[-1]) for output in relus]
+    for start in range(0, len(images), 256):
+        for index, batch in enumerate(activations(images[start : start + 256], training=False)):
+            sums[index] += keras.ops.convert_to_numpy(batch).sum(axis=(0, 1, 2))
+    importance = {}
+    dense = model.get_layer("dense").get_weights()[0]
+    for index, name in enumerate(CONVOLUTIONS):
+        mean_activation = sums[index] / (len(images) * np.prod(relus[index].shape[1:3]))
+        if index + 1 < len(CONVOLUTIONS):
+            following = model.get_layer(CONVOLUTIONS[index + 1]).get_weights()[0]  # (3, 3, in, out)
+            weight_norms = np.sqrt((following ** 2).sum(axis=(0, 1, 3)))
+        else:  # the flattened (3, 3, channels) features feed the dense layer
+            channels = len(mean_activation)
+            weight_norms = np.sqrt((dense.reshape(-1, channels, dense.shape[1]) ** 2).sum(axis=(0, 2)))
+        importance[name] = mean_activation * weight_norms
+    return importance
+
+
+def cut(model, widths: tuple[int, ...], importance: dict[str, np.ndarray]):
+    """A float32 network of ``widths`` holding the most important filters of ``model`` (statistics copied too)."""
+    from models.architecture import build_classifier
+
+    kept = {name: np.sort(np.argsort(-importance[name])[: widths[int(name[5]) - 1]]) for name in CONVOLUTIONS}
+    pruned = build_classifier(list(widths), dtype_policy="float32")
+    inputs_kept = np.arange(1)  # the gray channel
+    for name in CONVOLUTIONS:
+        kernel = model.get_layer(name).get_weights()[0]
+        pruned.get_layer(name).set_weights([kernel[:, :, inputs_kept][:, :, :, kept[name]]])
+        norm = name.replace("conv", "bn")
+        pruned.get_layer(norm).set_weights([w[kept[name]] for w in model.get_layer(norm).get_weights()])
+        inputs_kept = kept[name]
+    dense_kernel = model.get_layer("dense").get_weights()[0]
+    channels = dense_kernel.shape[0] // 9
+    rows = (np.arange(9)[:, None] * channels + inputs_kept[None, :]).ravel()  # NHWC flatten order
+    pruned.get_layer("dense").set_weights([dense_kernel[rows]])
+    for name in ("dense_bn", "probabilities"):
+        pruned.get_layer(name).set_weights(model.get_layer(name).get_weights())
+    return pruned
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    model_path, output = Path(args.model), Path(args.output)
+    problem = None
+    if not model_path.is_file() or model_path.suffix != ".keras":
+        problem = f"{model_path}: no such .keras model"
+    elif output.suffix != ".keras" or not output.parent.is_dir():
+        problem = f"{output}: output must be a .keras file in an existing folder"
+    elif args.faces < 1:
+        problem = f"--faces must be at least 1 (got {args.faces})"
+    if problem is None:
+        try:
+            splits = load_fer2013(args.data)
+        except DatasetError as error:
+            problem = str(error)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from models.architecture import block_widths, save_model
+    from models.averaging import recalibrate_batch_norm
+
+    model = keras.models.load_model(model_path, compile=False)
+    try:
+        widths = block_widths(args.width[0] if len(args.width) == 1 else args.width)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    source = block_widths_of(model)
+    if any(target > width for target, width in zip(widths, source)):
+        print(f"error: cannot cut {'-'.join(map(str, source))} to the wider {'-'.join(map(str, widths))}",
+              file=sys.stderr)
+        return 2
+
+    split = recorded_validation_split(model_path)
+    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    order = np.random.default_rng(args.seed).permutation(len(training_part))
+    ranking = model_inputs(training_part.images[order[: args.faces]])
+    statistics = model_inputs(training_part.images[order[-RECALIBRATION_FACES:]])
+    pruned = cut(model, widths, filter_importance(model, ranking))
+    recalibrate_batch_norm(pruned, statistics)
+    print(f"validation: {len(validation)} faces of train/ (from {split['from']}); filters ranked on {len(ranking)} "
+          f"training faces, statistics from {len(statistics)}")
+    for name, network in ((f"{'-'.join(map(str, source))} (given)", model),
+                          (f"{'-'.join(map(str, widths))} (cut)", pruned)):
+        plain, flipped = validation_accuracies(network, validation)
+        print(f"{name:<24} {network.count_params() / 1e6:.2f} M parameters, validation accuracy {plain:.2%}, "
+              f"with flip averaging {flipped:.2%}")
+    save_model(pruned, output)
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
