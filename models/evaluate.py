@@ -9,7 +9,9 @@ metrics.json, confusion_matrix.png, correct_examples.png and wrong_examples.png.
 `--split validation` evaluates on the validation split training holds out of train/ (the same faces
 models.train picks with its default --val-fraction and --split-seed): choose models there, not on
 PublicTest. Several --model paths are evaluated as an ensemble (the mean of their probabilities), after
-a line per model.
+a line per model. --against REFERENCE also scores a reference model (e.g. the shipped one) on the same
+faces and counts the faces each gets right where the other does not, with the exact McNemar test's p-value:
+whether a difference is more than the luck of this split.
 
 With --through-pipeline (one exported .onnx model) every face also goes through the runtime's own path
 (upscaled, detected, cropped), and metrics.json gets those numbers as "through_pipeline".
@@ -27,7 +29,7 @@ import numpy as np
 
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import EMOTIONS, IMAGE_SIZE
-from models.metrics import classification_report, confusion_matrix
+from models.metrics import classification_report, confusion_matrix, paired_comparison
 from models.predictor import load_predictor, mean_predictor, predict_with_flip
 
 EXAMPLES_PER_CLASS = 8
@@ -44,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "that training holds out of train/")
     parser.add_argument("--output-dir", default="models/evaluation", help="where metrics.json and the figures go")
     parser.add_argument("--seed", type=int, default=0, help="seed for picking the example faces")
+    parser.add_argument("--against", metavar="REFERENCE",
+                        help="also compare with this model on the same faces, face by face (plain and flip-averaged)")
     parser.add_argument("--through-pipeline", action="store_true",
                         help="also run every face, upscaled, through the runtime's EmotionAnalyzer (auto detection, "
                              "its crop or whole-image fallback; .onnx models only)")
@@ -67,12 +71,33 @@ def evaluate(predict, faces: FaceSet) -> dict:
     """Metrics with and without flip averaging, plus the raw predictions for the figures."""
     plain = predict(faces.images)
     flipped = predict_with_flip(predict, faces.images)
-    results = {}
+    results, correct = {}, {}
     for name, probabilities in (("plain", plain), ("flip_tta", flipped)):
         predicted = probabilities.argmax(axis=1)
         matrix = confusion_matrix(faces.labels, predicted, len(EMOTIONS))
         results[name] = {**classification_report(matrix, EMOTIONS), "confusion_matrix": matrix.tolist()}
-    return {"metrics": results, "predicted": plain.argmax(axis=1), "confidence": plain.max(axis=1)}
+        correct[name] = predicted == faces.labels
+    return {"metrics": results, "correct": correct, "predicted": plain.argmax(axis=1), "confidence": plain.max(axis=1)}
+
+
+def compare(correct: dict[str, np.ndarray], reference, faces: FaceSet, reference_path: str) -> dict:
+    """Face-by-face comparison with a reference predictor, plain and flip-averaged."""
+    reference_correct = evaluate(reference, faces)["correct"]
+    comparison = {"reference": reference_path}
+    for name in ("plain", "flip_tta"):
+        comparison[name] = {"reference_accuracy": float(reference_correct[name].mean()),
+                            **paired_comparison(correct[name], reference_correct[name])}
+    return comparison
+
+
+def format_comparison(comparison: dict) -> str:
+    """One line per mode: the reference's accuracy, the faces gained and lost against it, the p-value."""
+    lines = [f"against {comparison['reference']}:"]
+    for name, label in (("plain", "plain"), ("flip_tta", "with flip averaging")):
+        row = comparison[name]
+        lines.append(f"  {label}: reference accuracy {row['reference_accuracy']:.2%}; right where it is wrong "
+                     f"{row['gained']}, wrong where it is right {row['lost']} (exact McNemar p = {row['p_value']:.3f})")
+    return "\n".join(lines)
 
 
 def evaluate_through_pipeline(model_path: str | Path, faces: FaceSet, size: int) -> dict:
@@ -192,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         splits = load_fer2013(args.data)
         faces, split_label = split_faces(splits, args.split, args.data)
         predictors = [load_predictor(path) for path in args.model]
+        reference = load_predictor(args.against) if args.against else None
         if args.through_pipeline and (len(args.model) > 1 or Path(args.model[0]).suffix != ".onnx"):
             raise ValueError(f"{' '.join(args.model)}: --through-pipeline runs the runtime, which needs one exported "
                              ".onnx model")
@@ -213,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluation["metrics"]
     report = {"model": " + ".join(args.model), "data": str(args.data), "split": split_label, "samples": len(faces),
               "classes": list(EMOTIONS), **metrics}
+    if reference is not None:
+        report["against"] = compare(evaluation["correct"], reference, faces, args.against)
     if args.through_pipeline:
         from realtime.detector import WHOLE_IMAGE_MAX_SIDE
 
@@ -225,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{split_label}: {'correctly' if correct else 'wrongly'} classified (title: predicted)",
                           output_dir / f"{name}_examples.png", args.seed)
     print(format_report(metrics, split_label))
+    if reference is not None:
+        print(format_comparison(report["against"]))
     if args.through_pipeline:
         print(format_pipeline_report(report["through_pipeline"]))
     print(f"wrote metrics.json, confusion_matrix.png, correct_examples.png, wrong_examples.png to {output_dir}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 
 
@@ -29,3 +31,17 @@ def classification_report(matrix: np.ndarray, class_names: list[str] | tuple[str
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
         },
     }
+
+
+def paired_comparison(correct: np.ndarray, reference_correct: np.ndarray) -> dict:
+    """How two models differ on the same faces (boolean arrays: right or wrong per face).
+
+    ``gained``: faces the model gets right and the reference wrong; ``lost``: the other way round;
+    ``p_value``: the exact two-sided McNemar test, the chance of a split at least this uneven between
+    gained and lost if the two models were equally good.
+    """
+    gained = int((correct & ~reference_correct).sum())
+    lost = int((~correct & reference_correct).sum())
+    differing, fewer = gained + lost, min(gained, lost)
+    tail = sum(comb(differing, k) for k in range(fewer + 1)) / 2 ** differing
+    return {"gained": gained, "lost": lost, "p_value": min(1.0, 2 * tail)}

@@ -15,7 +15,7 @@ from export.onnx_export import ExportError, check_parity, keras_to_onnx  # noqa:
 from models import evaluate as evaluate_cli  # noqa: E402
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, FaceSet, load_fer2013, stratified_split  # noqa: E402
 from models.emotions import EMOTIONS  # noqa: E402
-from models.metrics import classification_report, confusion_matrix  # noqa: E402
+from models.metrics import classification_report, confusion_matrix, paired_comparison  # noqa: E402
 from models.predictor import load_predictor  # noqa: E402
 from realtime.crops import crop_square  # noqa: E402
 from realtime.demo import sample_photo_bgr  # noqa: E402
@@ -204,6 +204,37 @@ def test_report_numbers_agree_with_a_direct_computation():
         assert report["per_class"][name]["recall"] == pytest.approx(recall)
         f1_scores.append(2 * precision * recall / (precision + recall))
     assert report["macro_f1"] == pytest.approx(np.mean(f1_scores))
+
+
+def test_paired_comparison_counts_faces_and_gives_the_exact_mcnemar_p_value():
+    model = np.array([True] * 10 + [False] * 3 + [True] * 5)
+    reference = np.array([False] * 10 + [False] * 3 + [True] * 5)
+    assert paired_comparison(model, reference) == {"gained": 10, "lost": 0, "p_value": pytest.approx(2 / 1024)}
+    assert paired_comparison(reference, model)["lost"] == 10
+    balanced = paired_comparison(np.array([True, False] * 4), np.array([False, True] * 4))
+    assert (balanced["gained"], balanced["lost"], balanced["p_value"]) == (4, 4, 1.0)
+    # 9 against 3: P(X <= 3 | n = 12, 1/2) = 299 / 4096, doubled
+    nine_three = paired_comparison(np.array([True] * 9 + [False] * 3), np.array([False] * 9 + [True] * 3))
+    assert nine_three["p_value"] == pytest.approx(2 * 299 / 4096)
+    assert paired_comparison(np.array([True]), np.array([True]))["p_value"] == 1.0  # no face differs
+
+
+def test_evaluation_against_a_reference_compares_face_by_face(small_model, tiny_model, tmp_path, capsys):
+    model_path, data = small_model
+    output_dir = tmp_path / "against"
+    assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(output_dir),
+                              "--against", str(tiny_model)]) == 0
+    test = load_fer2013(data)["test"]
+    model_correct = load_predictor(model_path)(test.images).argmax(axis=1) == test.labels
+    reference_correct = load_predictor(tiny_model)(test.images).argmax(axis=1) == test.labels
+    against = json.loads((output_dir / "metrics.json").read_text())["against"]
+    assert against["reference"] == str(tiny_model)
+    assert against["plain"]["reference_accuracy"] == pytest.approx(reference_correct.mean())
+    assert against["plain"]["gained"] == int((model_correct & ~reference_correct).sum())
+    assert against["plain"]["lost"] == int((~model_correct & reference_correct).sum())
+    assert f"against {tiny_model}:" in capsys.readouterr().out
+    assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(output_dir),
+                              "--against", str(tmp_path / "missing.onnx")]) == 2
 
 
 def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
