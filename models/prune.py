@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import DatasetError, load_fer2013, stratified_split
+from models.data import stratified_split
 from models.emotions import model_inputs
-from models.recalibrate import validation_accuracies
+from models.recalibrate import model_job_inputs, validation_accuracies
 from models.train import RECALIBRATION_FACES, recorded_validation_split
 
 BLOCKS = (1, 2, 3, 4)
@@ -98,20 +98,10 @@ def cut(model, widths: tuple[int, ...], importance: dict[str, np.ndarray]):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model_path, output = Path(args.model), Path(args.output)
-    problem = None
-    if not model_path.is_file() or model_path.suffix != ".keras":
-        problem = f"{model_path}: no such .keras model"
-    elif output.suffix != ".keras" or not output.parent.is_dir():
-        problem = f"{output}: output must be a .keras file in an existing folder"
-    elif args.faces < 1:
-        problem = f"--faces must be at least 1 (got {args.faces})"
-    if problem is None:
-        try:
-            splits = load_fer2013(args.data)
-        except DatasetError as error:
-            problem = str(error)
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
+    try:
+        splits = model_job_inputs(model_path, output, args.faces, args.data)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

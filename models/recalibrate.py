@@ -47,23 +47,28 @@ def validation_accuracies(model, validation: FaceSet) -> tuple[float, float]:
     return metrics["plain"]["accuracy"], metrics["flip_tta"]["accuracy"]
 
 
+def model_job_inputs(model_path: Path, output: Path, faces: int, data: str) -> dict[str, FaceSet]:
+    """FER2013's splits for a job that reads one .keras model and writes another (recalibrate, prune);
+    raises ValueError with a one-line reason when the paths, --faces or the data are wrong."""
+    if not model_path.is_file() or model_path.suffix != ".keras":
+        raise ValueError(f"{model_path}: no such .keras model")
+    if output.suffix != ".keras" or not output.parent.is_dir():
+        raise ValueError(f"{output}: output must be a .keras file in an existing folder")
+    if faces < 1:
+        raise ValueError(f"--faces must be at least 1 (got {faces})")
+    try:
+        return load_fer2013(data)
+    except DatasetError as error:
+        raise ValueError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     model_path, output = Path(args.model), Path(args.output)
-    problem = None
-    if not model_path.is_file() or model_path.suffix != ".keras":
-        problem = f"{model_path}: no such .keras model"
-    elif output.suffix != ".keras" or not output.parent.is_dir():
-        problem = f"{output}: output must be a .keras file in an existing folder"
-    elif args.faces < 1:
-        problem = f"--faces must be at least 1 (got {args.faces})"
-    if problem is None:
-        try:
-            splits = load_fer2013(args.data)
-        except DatasetError as error:
-            problem = str(error)
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
+    try:
+        splits = model_job_inputs(model_path, output, args.faces, args.data)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
