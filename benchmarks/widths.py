@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline import benchmark_classifier
+from models.emotions import IMAGE_SIZE
 from realtime.classifier import EmotionClassifier
 
 CALIBRATION_FACES = 256
@@ -35,7 +36,7 @@ def untrained_int8_model(widths: list[int]) -> bytes:
     model = build_classifier(widths[0] if len(widths) == 1 else widths, dtype_policy="float32")
     proto = keras_to_onnx(model)
     set_metadata(proto, model_metadata({"architecture": model.name, "parameters": model.count_params()}))
-    calibration = np.random.default_rng(0).random((CALIBRATION_FACES, 48, 48, 1), dtype=np.float32)
+    calibration = np.random.default_rng(0).random((CALIBRATION_FACES, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.float32)
     return quantize_int8(proto.SerializeToString(), calibration)
 
 
