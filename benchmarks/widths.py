@@ -27,29 +27,27 @@ CALIBRATION_FACES = 256
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices would bury the table
 
 
-def untrained_int8_model(widths: list[int]) -> bytes:
+def untrained_int8_model(widths: tuple[int, ...]) -> bytes:
     """The INT8 ONNX model (with runtime metadata) of an untrained net with these block widths."""
     from export.onnx_export import keras_to_onnx, model_metadata, set_metadata
     from export.quantize import quantize_int8
     from models.architecture import build_classifier
 
-    model = build_classifier(widths[0] if len(widths) == 1 else widths, dtype_policy="float32")
+    model = build_classifier(widths, dtype_policy="float32")
     proto = keras_to_onnx(model)
     set_metadata(proto, model_metadata({"architecture": model.name, "parameters": model.count_params()}))
     calibration = np.random.default_rng(0).random((CALIBRATION_FACES, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.float32)
     return quantize_int8(proto.SerializeToString(), calibration)
 
 
-def parse_widths(text: str) -> list[int]:
-    """'32' or '32 80 160 320' -> the block widths, checked the way training checks them."""
+def parse_widths(text: str) -> tuple[int, ...]:
+    """'32' or '32 80 160 320' -> the four block widths, checked the way training checks them."""
     from models.architecture import block_widths
 
     try:
-        numbers = [int(word) for word in text.split()]
-        block_widths(numbers[0] if len(numbers) == 1 else numbers)
-    except (ValueError, IndexError):
+        return block_widths([int(word) for word in text.split()])
+    except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give one positive number or four, e.g. 32 or '32 80 160 320'") from None
-    return numbers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("widths", nargs="+", type=parse_widths, help="block widths of each network to time")
     args = parser.parse_args(argv)
+    from models.architecture import model_name
+
     with tempfile.TemporaryDirectory() as folder:
         classifiers = {}
         for widths in args.widths:
-            path = Path(folder) / f"w{'-'.join(map(str, widths))}_int8.onnx"
+            path = Path(folder) / f"{model_name(widths).removeprefix('emotion_cnn_')}_int8.onnx"
             path.write_bytes(untrained_int8_model(widths))
             classifiers[path] = EmotionClassifier(path, threads=1)
         print("untrained networks, INT8 as exported; parameters: "

@@ -13,8 +13,10 @@ from models.emotions import EMOTIONS, IMAGE_SIZE
 
 
 def block_widths(width: int | Sequence[int]) -> tuple[int, ...]:
-    """Filters of the four blocks: one number doubles per block (32 -> 32, 64, 128, 256); four are taken as given."""
-    widths = (width, 2 * width, 4 * width, 8 * width) if isinstance(width, int) else tuple(int(w) for w in width)
+    """Filters of the four blocks: one number (alone or in a list) doubles per block (32 -> 32, 64, 128, 256);
+    four are taken as given."""
+    numbers = [width] if isinstance(width, int) else [int(filters) for filters in width]
+    widths = tuple(numbers[0] * 2 ** block for block in range(4)) if len(numbers) == 1 else tuple(numbers)
     if len(widths) != 4 or min(widths) < 1:
         raise ValueError(f"width {list(widths)}: give one number or four positive ones (one per block)")
     return widths

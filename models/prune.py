@@ -28,6 +28,7 @@ from models.train import RECALIBRATION_FACES, recorded_validation_split
 
 BLOCKS = (1, 2, 3, 4)
 CONVOLUTIONS = [f"block{block}_conv{conv}" for block in BLOCKS for conv in (1, 2)]
+BLOCK_OF = {f"block{block}_conv{conv}": block for block in BLOCKS for conv in (1, 2)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,7 +78,7 @@ def cut(model, widths: tuple[int, ...], importance: dict[str, np.ndarray]):
     """A float32 network of ``widths`` holding the most important filters of ``model`` (statistics copied too)."""
     from models.architecture import build_classifier
 
-    kept = {name: np.sort(np.argsort(-importance[name])[: widths[int(name[5]) - 1]]) for name in CONVOLUTIONS}
+    kept = {name: np.sort(np.argsort(-importance[name])[: widths[BLOCK_OF[name] - 1]]) for name in CONVOLUTIONS}
     pruned = build_classifier(list(widths), dtype_policy="float32")
     inputs_kept = np.arange(1)  # the gray channel
     for name in CONVOLUTIONS:
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = keras.models.load_model(model_path, compile=False)
     try:
-        widths = block_widths(args.width[0] if len(args.width) == 1 else args.width)
+        widths = block_widths(args.width)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

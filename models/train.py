@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
-    if len(args.width) not in (1, 4) or min(args.width) < 1:
+    if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
         parser.error("--width takes one number (doubling per block) or four, all positive")
     args.width = args.width[0] if len(args.width) == 1 else args.width  # one number as before, so old runs resume
     return args
