@@ -32,7 +32,8 @@ from models.data import (
     stratified_split,
 )
 from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
-from models.predictor import Predictor, ensemble_probabilities, load_predictor
+from models.ensemble import member_probabilities
+from models.predictor import load_predictor, predict_with_flip
 from realtime.io.files import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.keras"
@@ -76,9 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the average, with batch-norm statistics recomputed, competes for best.keras on "
                              "validation accuracy; 0 turns averaging off")
     parser.add_argument("--teacher", nargs="+", metavar="MODEL",
-                        help="distil from these trained models (.keras or .onnx): every training face's target "
-                             "becomes a blend of its label and the teachers' mean mirror-averaged probabilities "
-                             "(computed once, cached in the output folder)")
+                        help="distil from these trained models (.keras or .onnx) or probability files of "
+                             "`python -m models.ensemble` (.npz): every training face's target becomes a blend of "
+                             "its label and the teachers' mean mirror-averaged probabilities (computed once, "
+                             "cached in the output folder)")
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teacher in the target")
     parser.add_argument("--mixup", type=float, default=0.0,
                         help="mixup: blend each face and its target with another face of the batch, with a share "
@@ -108,12 +110,18 @@ def label_targets(faces: FaceSet) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
 
 
-def teacher_targets(teachers: list[Predictor], faces: FaceSet, teacher_weight: float) -> np.ndarray:
-    """Targets (n, 7) blending each face's one-hot label with the teachers' mean probabilities, each
-    averaged over the face and its mirror image (the augmentation flips, so the target should not
-    depend on the side)."""
-    probabilities = ensemble_probabilities(teachers, faces.images)
+def teacher_targets(probabilities: np.ndarray, faces: FaceSet, teacher_weight: float) -> np.ndarray:
+    """Targets (n, 7) blending each face's one-hot label with the teachers' probabilities for it."""
     return (teacher_weight * probabilities + (1 - teacher_weight) * label_targets(faces)).astype(np.float32)
+
+
+def teachers_probabilities(teachers: list[str], all_train: FaceSet, kept: np.ndarray) -> np.ndarray:
+    """The teachers' mean probabilities for the training faces all_train[kept], each teacher's averaged over
+    the face and its mirror image (the augmentation flips, so the target should not depend on the side).
+    A teacher is a model or a probability file of `python -m models.ensemble`, read instead of computed."""
+    train = all_train.subset(kept)
+    return np.mean([member_probabilities(teacher, "train", all_train)[kept] if Path(teacher).suffix == ".npz"
+                    else predict_with_flip(load_predictor(teacher), train.images) for teacher in teachers], axis=0)
 
 
 def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = None, shuffle_seed: int = 0,
@@ -354,9 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    train, val = stratified_split(splits["train"], args.val_fraction, args.split_seed)
+    all_train, val = stratified_split(splits["train"], args.val_fraction, args.split_seed)
+    kept = np.arange(len(all_train))
     if args.max_train_samples:
-        train = train.subset(np.random.default_rng(args.seed).permutation(len(train))[: args.max_train_samples])
+        kept = np.random.default_rng(args.seed).permutation(len(all_train))[: args.max_train_samples]
+    train = all_train.subset(kept)
     weights = class_weights(train.class_counts(), args.class_weight_power)
     print(f"train {len(train)} faces, validation {len(val)}; class weights "
           + ", ".join(f"{name} {w:.2f}" for name, w in zip(EMOTIONS, weights)), flush=True)
@@ -399,7 +409,12 @@ def main(argv: list[str] | None = None) -> int:
             with np.load(targets_file) as saved:
                 targets = saved["targets"]
         else:
-            targets = teacher_targets([load_predictor(path) for path in args.teacher], train, args.teacher_weight)
+            try:
+                probabilities = teachers_probabilities(args.teacher, all_train, kept)
+            except (OSError, ValueError) as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+            targets = teacher_targets(probabilities, train, args.teacher_weight)
             np.savez(targets_file, targets=targets)
         teacher_choice = (targets - (1 - args.teacher_weight) * label_targets(train)).argmax(axis=1)
         print(f"distilling from {', '.join(args.teacher)} (weight {args.teacher_weight}); the teacher agrees with "

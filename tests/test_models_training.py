@@ -303,19 +303,21 @@ def test_distillation_blends_labels_with_the_teachers_mirror_averaged_probabilit
 
     from models.architecture import build_classifier
     from models.data import FaceSet
-    from models.emotions import model_inputs
 
     teacher = build_classifier(width=4, dtype_policy="float32")
     faces = FaceSet(np.random.default_rng(1).integers(0, 256, (10, 48, 48), dtype=np.uint8), np.arange(10) % 7,
                     [str(i) for i in range(10)])
-    targets = train.teacher_targets([lambda images: np.asarray(teacher(model_inputs(images)))], faces, teacher_weight=0.3)
-    inputs = faces.images[..., None].astype(np.float32) / 255
-    mirror_averaged = (np.asarray(teacher(inputs)) + np.asarray(teacher(inputs[:, :, ::-1]))) / 2
-    np.testing.assert_allclose(targets, 0.3 * mirror_averaged + 0.7 * np.eye(7)[faces.labels], atol=1e-5)
-
-    data = make_fer_folder(tmp_path / "fer", per_class=6)
     teacher_path = tmp_path / "teacher.keras"
     teacher.save(teacher_path)
+    kept = np.array([7, 2, 5])
+    probabilities = train.teachers_probabilities([str(teacher_path)], faces, kept)
+    inputs = faces.images[kept, :, :, None].astype(np.float32) / 255
+    mirror_averaged = (np.asarray(teacher(inputs)) + np.asarray(teacher(inputs[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(probabilities, mirror_averaged, atol=1e-5)
+    targets = train.teacher_targets(probabilities, faces.subset(kept), teacher_weight=0.3)
+    np.testing.assert_allclose(targets, 0.3 * mirror_averaged + 0.7 * np.eye(7)[faces.labels[kept]], atol=1e-5)
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
     arguments = ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--width", "4", "--batch-size", "16",
                  "--val-fraction", "0.34", "--precision", "float32", "--teacher", str(teacher_path),
                  "--mixup", "0.2", "--lr-schedule", "constant", "--epochs", "1"]
