@@ -16,6 +16,8 @@
 # `python -m models.train --teacher teachers_probabilities.npz`), the students' best.keras, and
 # results.tar.gz with every run's log, settings and history: at most 7 files, none over 16 MB.
 # If the probe shows that the teachers would get fewer than MIN_TEACHER_EPOCHS (20) epochs, it stops there.
+# With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_gpu6_w48_probabilities.npz) it trains no
+# teachers and gives the whole budget to the students, STUDENT_EPOCHS (default 120) epochs each.
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
 runs=${RUNS:-/tmp/gpu_runs}
@@ -46,46 +48,53 @@ probe_teachers() {
   wait
   epoch_seconds 2 "$runs"/probe_*.log  # the second epoch: after the backend's compilation and warm-up
 }
-probe=$(probe_teachers)
-if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's PyTorch backend
-  tail -n 5 "$runs"/probe_1.log; rm -rf "$runs"/probe_*; export KERAS_BACKEND=torch; probe=$(probe_teachers)
-fi
-[ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
-grep -h "parameters\|Keras on" "$runs"/probe_1.log
-# the probe saw a quarter of the faces; a full epoch takes about four times as long. TEACHER_SHARE (half) of
-# what is left goes to the teachers, less their start (the probe's time beyond its two epochs)
-teacher_epoch=$(python3 -c "print(4 * $probe)")
-probe_start=$(python3 -c "print(max(10, $((SECONDS - start)) - 2 * $probe))")
-left=$((budget - (SECONDS - start)))
-teacher_epochs=$(python3 -c "print(max(1, int((${TEACHER_SHARE:-0.5} * $left - $probe_start) / $teacher_epoch)))")
-echo "probe epoch ${probe}s, start ${probe_start}s; $teacher_count teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
-if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
-  echo "too slow for this budget: stopping before the teachers"; pack_results; exit 1
-fi
-
-for seed in "${teacher_seeds[@]}"; do
-  python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \
-    --epochs "$teacher_epochs" --mixup 0.2 --seed "$seed" >"$runs/teacher_w64_s$seed.log" 2>&1 &
-done
-wait
-tail -n 2 "$runs"/teacher_w64_s*.log
 # batch-norm statistics of the last epoch measured anew on clean faces (here: +2.4 points for a width-48 teacher)
 recalibrate() {  # run_name
   python3 -m models.recalibrate --data "$data" --model "$runs/$1/final.keras" \
     --output "$runs/$1/final_recalibrated.keras" >"$runs/recalibrate_$1.log" 2>&1
 }
-for seed in "${teacher_seeds[@]}"; do recalibrate "teacher_w64_s$seed" & done
-wait
-tail -n 3 "$runs"/recalibrate_teacher_*.log
-teachers=("$runs"/teacher_w64_s*/final_recalibrated.keras)
-python3 -m models.ensemble --data "$data" --members "${teachers[@]}" --output "$results/teachers_probabilities.npz" \
-  | tee "$runs/ensemble.log"
-pack_results
-[ -f "$results/teachers_probabilities.npz" ] || exit 1
+train_teachers() {
+  probe=$(probe_teachers)
+  if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's PyTorch backend
+    tail -n 5 "$runs"/probe_1.log; rm -rf "$runs"/probe_*; export KERAS_BACKEND=torch; probe=$(probe_teachers)
+  fi
+  [ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
+  grep -h "parameters\|Keras on" "$runs"/probe_1.log
+  # the probe saw a quarter of the faces; a full epoch takes about four times as long. TEACHER_SHARE (half) of
+  # what is left goes to the teachers, less their start (the probe's time beyond its two epochs)
+  teacher_epoch=$(python3 -c "print(4 * $probe)")
+  probe_start=$(python3 -c "print(max(10, $((SECONDS - start)) - 2 * $probe))")
+  left=$((budget - (SECONDS - start)))
+  teacher_epochs=$(python3 -c "print(max(1, int((${TEACHER_SHARE:-0.5} * $left - $probe_start) / $teacher_epoch)))")
+  echo "probe epoch ${probe}s, start ${probe_start}s; $teacher_count teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
+  if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
+    echo "too slow for this budget: stopping before the teachers"; pack_results; exit 1
+  fi
 
-left=$((budget - (SECONDS - start)))
-teacher_epoch_measured=$(epoch_seconds 2 "$runs"/teacher_w64_s*.log)  # a student's epoch costs at most this
-student_epochs=$(python3 -c "print(max(5, int(($left - 40 - $probe_start) / ${teacher_epoch_measured:-$teacher_epoch})))")
+  for seed in "${teacher_seeds[@]}"; do
+    python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \
+      --epochs "$teacher_epochs" --mixup 0.2 --seed "$seed" >"$runs/teacher_w64_s$seed.log" 2>&1 &
+  done
+  wait
+  tail -n 2 "$runs"/teacher_w64_s*.log
+  for seed in "${teacher_seeds[@]}"; do recalibrate "teacher_w64_s$seed" & done
+  wait
+  tail -n 3 "$runs"/recalibrate_teacher_*.log
+  teachers=("$runs"/teacher_w64_s*/final_recalibrated.keras)
+  python3 -m models.ensemble --data "$data" --members "${teachers[@]}" --output "$results/teachers_probabilities.npz" \
+    | tee "$runs/ensemble.log"
+  pack_results
+  [ -f "$results/teachers_probabilities.npz" ] || exit 1
+  left=$((budget - (SECONDS - start)))
+  teacher_epoch_measured=$(epoch_seconds 2 "$runs"/teacher_w64_s*.log)  # a student's epoch costs at most this
+  student_epochs=$(python3 -c "print(max(5, int(($left - 40 - $probe_start) / ${teacher_epoch_measured:-$teacher_epoch})))")
+}
+if [ -n "${TEACHER_PROBABILITIES:-}" ]; then
+  cp "$TEACHER_PROBABILITIES" "$results/teachers_probabilities.npz" || exit 1
+  student_epochs=${STUDENT_EPOCHS:-120}
+else
+  train_teachers
+fi
 swa_start=$(python3 -c "print(int(0.6 * $student_epochs) + 1)")
 echo "students: $student_epochs epochs, weights averaged from epoch $swa_start"
 student() {  # name "block widths" teacher_weight mixup seed [more arguments]
