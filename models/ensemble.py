@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import numpy as np
 
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
 from models.predictor import load_predictor, predict_with_flip
+from realtime.errors import OutputError
+from realtime.io.files import write_atomically
 
 SPLITS = ("train", "validation")
 
@@ -81,10 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     for member, probabilities in zip(args.members, each["validation"]):
         print(f"{member}: validation {(probabilities.argmax(1) == labels).mean():.4f}")
     mean = {split: np.mean(each[split], axis=0).astype(np.float32) for split in SPLITS}
+    packed = io.BytesIO()
+    np.savez(packed, **mean, **{f"{split}_digest": faces_digest(faces[split]) for split in SPLITS},
+             val_fraction=args.val_fraction, split_seed=args.split_seed)
+    try:
+        write_atomically(output, packed.getvalue())
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"ensemble of {len(args.members)}: validation {(mean['validation'].argmax(1) == labels).mean():.4f} "
           f"(mirror-averaged) -> {output}")
-    np.savez(output, **mean, **{f"{split}_digest": faces_digest(faces[split]) for split in SPLITS},
-             val_fraction=args.val_fraction, split_seed=args.split_seed)
     return 0
 
 
