@@ -69,8 +69,3 @@ def mean_predictor(predictors: list[Predictor]) -> Predictor:
     if len(predictors) == 1:
         return predictors[0]
     return lambda faces: np.mean([predict(faces) for predict in predictors], axis=0)
-
-
-def ensemble_probabilities(predictors: list[Predictor], faces: np.ndarray) -> np.ndarray:
-    """Mean of the predictors' mirror-averaged probabilities (an ensemble of teachers)."""
-    return predict_with_flip(mean_predictor(predictors), faces)
