@@ -14,9 +14,9 @@
 # RESULTS_DIR receives, as soon as each is ready: teachers_probabilities.npz (`python -m models.ensemble`:
 # the teachers' mean probabilities on the training and validation faces, to distil from anywhere with
 # `python -m models.train --teacher teachers_probabilities.npz`), the students' best.keras, and
-# results.tar.gz with every run's log, settings and history: at most 7 files, none over 16 MB.
+# results.tar.gz with every run's log, settings and history: six files, none over 16 MB (the device returns 8).
 # If the probe shows that the teachers would get fewer than MIN_TEACHER_EPOCHS (20) epochs, it stops there.
-# With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_gpu6_w48_probabilities.npz) it trains no
+# With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_w64x6_w48_probabilities.npz) it trains no
 # teachers and gives the whole budget to the students, STUDENT_EPOCHS (default 120) epochs each.
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}

@@ -8,6 +8,7 @@ pytest.importorskip("keras")
 from models import ensemble, train  # noqa: E402
 from models.data import load_fer2013, stratified_split  # noqa: E402
 from models.predictor import load_predictor, predict_with_flip  # noqa: E402
+from tests.conftest import PROJECT_ROOT  # noqa: E402
 from tests.fer_fixtures import make_fer_folder  # noqa: E402
 
 SPLIT = ["--val-fraction", "0.34", "--split-seed", "3"]
@@ -71,3 +72,15 @@ def test_a_missing_member_is_one_error_line(tmp_path, capsys):
                           "--output", str(tmp_path / "out.npz")]) == 2
     assert capsys.readouterr().err.strip() == f"error: no such member {tmp_path / 'none.keras'}"
     assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize(("name", "accuracy"), [("teachers_w64x6_probabilities.npz", 0.6974),
+                                                ("teachers_w64x6_w48_probabilities.npz", 0.7026)])
+def test_the_kept_teacher_files_hold_these_faces_and_score_what_the_readme_says(fer2013, name, accuracy):
+    from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION
+
+    path = PROJECT_ROOT / "models" / "training" / name
+    all_train, validation = stratified_split(load_fer2013(fer2013)["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)
+    assert ensemble.saved_probabilities(path, "train", all_train).shape == (len(all_train), 7)
+    probabilities = ensemble.saved_probabilities(path, "validation", validation)
+    assert (probabilities.argmax(axis=1) == validation.labels).mean() == pytest.approx(accuracy, abs=5e-5)
