@@ -18,6 +18,8 @@
 # If the probe shows that the teachers would get fewer than MIN_TEACHER_EPOCHS (20) epochs, it stops there.
 # With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_w64x6_w48_probabilities.npz) it trains no
 # teachers and gives the whole budget to the students, STUDENT_EPOCHS (default 120) epochs each.
+# With TEACHERS_ONLY=1 it trains no students and gives the teachers all but ENSEMBLE_SECONDS (default 130: their
+# recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns.
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
 runs=${RUNS:-/tmp/gpu_runs}
@@ -61,11 +63,17 @@ train_teachers() {
   [ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
   grep -h "parameters\|Keras on" "$runs"/probe_1.log
   # the probe saw a quarter of the faces; a full epoch takes about four times as long. TEACHER_SHARE (half) of
-  # what is left goes to the teachers, less their start (the probe's time beyond its two epochs)
+  # what is left goes to the teachers (all but ENSEMBLE_SECONDS with TEACHERS_ONLY), less their start (the
+  # probe's time beyond its two epochs)
   teacher_epoch=$(python3 -c "print(4 * $probe)")
   probe_start=$(python3 -c "print(max(10, $((SECONDS - start)) - 2 * $probe))")
   left=$((budget - (SECONDS - start)))
-  teacher_epochs=$(python3 -c "print(max(1, int((${TEACHER_SHARE:-0.5} * $left - $probe_start) / $teacher_epoch)))")
+  if [ -n "${TEACHERS_ONLY:-}" ]; then
+    teacher_seconds=$((left - ${ENSEMBLE_SECONDS:-130}))
+  else
+    teacher_seconds=$(python3 -c "print(${TEACHER_SHARE:-0.5} * $left)")
+  fi
+  teacher_epochs=$(python3 -c "print(max(1, int(($teacher_seconds - $probe_start) / $teacher_epoch)))")
   echo "probe epoch ${probe}s, start ${probe_start}s; $teacher_count teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
   if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
     echo "too slow for this budget: stopping before the teachers"; pack_results; exit 1
@@ -94,6 +102,7 @@ if [ -n "${TEACHER_PROBABILITIES:-}" ]; then
   student_epochs=${STUDENT_EPOCHS:-120}
 else
   train_teachers
+  if [ -n "${TEACHERS_ONLY:-}" ]; then echo "done in $((SECONDS - start))s (teachers only)"; exit 0; fi
 fi
 swa_start=$(python3 -c "print(int(0.6 * $student_epochs) + 1)")
 echo "students: $student_epochs epochs, weights averaged from epoch $swa_start"
