@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if any(isinstance(layer, keras.layers.SeparableConv2D) for layer in model.layers):
+        print(f"error: {model_path} has depthwise-separable blocks; pruning cuts plain convolutions only",
+              file=sys.stderr)
+        return 2
     source = block_widths_of(model)
     if any(target > width for target, width in zip(widths, source)):
         print(f"error: cannot cut {'-'.join(map(str, source))} to the wider {'-'.join(map(str, widths))}",

@@ -44,6 +44,8 @@ CONFIG_NAME = "config.json"
 HISTORY_NAME = "history.csv"
 AVERAGE_NAME = "swa_average.npz"
 TEACHER_TARGETS_NAME = "teacher_targets.npz"
+# settings that runs saved before they existed had at their default
+SETTINGS_ADDED_SINCE = {"separable_from": 0}
 RECALIBRATION_FACES = 8192
 
 
@@ -55,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, nargs="+", default=[32], metavar="FILTERS",
                         help="filters per block: one number doubles per block (32: 32 64 128 256), or four numbers "
                              "(e.g. 32 80 160 320)")
+    parser.add_argument("--separable-from", type=int, default=0, choices=(0, 2, 3, 4), metavar="BLOCK",
+                        help="build blocks BLOCK-4 of depthwise-separable convolutions (2, 3 or 4; default 0: none)")
     parser.add_argument("--epochs", type=int, default=56)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (cosine decay after warm-up)")
@@ -195,7 +199,9 @@ def compute_device() -> str:
 
 def continues_run(saved: dict, requested: dict) -> bool:
     """Whether the requested settings may resume the run saved with `saved`: the same settings, except
-    that a constant-learning-rate run may be given more epochs (its schedule does not depend on them)."""
+    that a constant-learning-rate run may be given more epochs (its schedule does not depend on them).
+    A setting added since the run was saved counts as its default there."""
+    saved = {**SETTINGS_ADDED_SINCE, **saved}
     if requested.get("lr_schedule") == "constant":
         saved, requested = {**saved, "epochs": None}, {**requested, "epochs": None}
     return saved == requested
@@ -208,7 +214,7 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     from models.architecture import build_augmentation, build_classifier
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
-    classifier = build_classifier(args.width, dtype_policy=args.precision)
+    classifier = build_classifier(args.width, dtype_policy=args.precision, separable_from=args.separable_from)
     outputs = classifier(build_augmentation(args.seed)(inputs))
     model = keras.Model(inputs, outputs, name="training_model")
     warmup_steps = int(args.warmup_epochs * steps_per_epoch)
@@ -237,10 +243,10 @@ class EpochAveraging:
     (saved beside the checkpoint, so it resumes), recomputes batch-norm statistics for the mean on
     training faces, and scores it on the validation split."""
 
-    def __init__(self, start_epoch: int, width: int | list[int], path: Path, recalibration: FaceSet, validation: FaceSet):
+    def __init__(self, start_epoch: int, path: Path, recalibration: FaceSet, validation: FaceSet):
         from models.averaging import WeightAverage
 
-        self.start_epoch, self.width, self.path = start_epoch, width, path
+        self.start_epoch, self.path = start_epoch, path
         self.recalibration_images = model_inputs(recalibration.images)
         self.validation_images = model_inputs(validation.images)
         self.validation_labels = validation.labels
@@ -248,14 +254,14 @@ class EpochAveraging:
 
     def after_epoch(self, classifier, epoch: int):
         """(validation accuracy, float32 averaged model) once averaging has started, else None."""
-        from models.architecture import build_classifier
+        from models.architecture import float32_copy
         from models.averaging import recalibrate_batch_norm
 
         if epoch < self.start_epoch:
             return None
         self.average.add(classifier.get_weights(), epoch)
         self.average.save(self.path)
-        averaged = build_classifier(self.width, dtype_policy="float32")
+        averaged = float32_copy(classifier)
         averaged.set_weights([w.astype(np.float32) for w in self.average.weights])
         recalibrate_batch_norm(averaged, self.recalibration_images)
         probabilities = averaged.predict(self.validation_images, batch_size=256, verbose=0)
@@ -286,8 +292,7 @@ def seed_generators(model) -> list:
             if isinstance(value, keras.random.SeedGenerator)]
 
 
-def make_epoch_callback(output_dir: Path, width: int | list[int], best_val_accuracy: float,
-                        averaging: EpochAveraging | None = None):
+def make_epoch_callback(output_dir: Path, best_val_accuracy: float, averaging: EpochAveraging | None = None):
     """Per-epoch console line, checkpoint (with optimizer state) and best-model saving.
 
     With `averaging`, the weight average is scored after every epoch too (logged as
@@ -315,7 +320,7 @@ def make_epoch_callback(output_dir: Path, width: int | list[int], best_val_accur
             best_note = ""
             if val_accuracy > self.best or not (output_dir / BEST_NAME).exists():  # the first epoch always counts
                 self.best, best_note = val_accuracy, "  *best*"
-                save_model(float32_copy(classifier_of(self.model), width), output_dir / BEST_NAME)
+                save_model(float32_copy(classifier_of(self.model)), output_dir / BEST_NAME)
             average_note = ""
             if averaging is not None:
                 scored = averaging.after_epoch(classifier_of(self.model), epoch + 1)
@@ -401,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     averaging = None
     if args.swa_start_epoch:
         recalibration = train.subset(np.random.default_rng(args.seed).permutation(len(train))[:RECALIBRATION_FACES])
-        averaging = EpochAveraging(args.swa_start_epoch, args.width, output_dir / AVERAGE_NAME, recalibration, val)
+        averaging = EpochAveraging(args.swa_start_epoch, output_dir / AVERAGE_NAME, recalibration, val)
     targets = None
     if args.teacher:
         targets_file = output_dir / TEACHER_TARGETS_NAME
@@ -433,13 +438,13 @@ def main(argv: list[str] | None = None) -> int:
             verbose=0,
             callbacks=[
                 # first, so that the CSV logger sees the swa_val_accuracy it adds to the epoch's logs
-                make_epoch_callback(output_dir, args.width, state["best_val_accuracy"], averaging),
+                make_epoch_callback(output_dir, state["best_val_accuracy"], averaging),
                 keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),
             ],
         )
         from models.architecture import float32_copy, save_model
 
-        save_model(float32_copy(classifier_of(model), args.width), output_dir / FINAL_NAME)
+        save_model(float32_copy(classifier_of(model)), output_dir / FINAL_NAME)
     best = json.loads(state_file.read_text())["best_val_accuracy"]
     print(f"done: best validation accuracy {best:.4f}; inference model {output_dir / BEST_NAME}")
     return 0

@@ -29,10 +29,15 @@ def test_widths_table_times_untrained_nets_of_one_or_four_widths(capsys):
     pytest.importorskip("tf2onnx", reason="building and exporting a net needs the training requirements")
     from benchmarks import widths
 
-    assert widths.main(["4", "4 6 8 10"]) == 0
+    assert widths.main(["4", "4 6 8 10", "4 6 8 80 sep3", "4 6 8 80"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("untrained networks") and "w4-6-8-10 0.03 M" in lines[0]
-    assert [line.split()[0] for line in lines[-2:]] == ["w4_int8.onnx", "w4-6-8-10_int8.onnx"]
-    with pytest.raises(SystemExit) as exit_info:
-        widths.main(["4 6"])
-    assert exit_info.value.code == 2 and "give one positive number or four" in capsys.readouterr().err
+    # separable blocks hold fewer weights than full ones of the same widths
+    parameters = dict(item.rsplit(" ", 2)[:2] for item in lines[0].split(": ", 1)[1].split(", "))
+    assert float(parameters["w4-6-8-80_sep3"]) < float(parameters["w4-6-8-80"])
+    assert [line.split()[0] for line in lines[-4:]] == ["w4_int8.onnx", "w4-6-8-10_int8.onnx",
+                                                         "w4-6-8-80_sep3_int8.onnx", "w4-6-8-80_int8.onnx"]
+    for wrong in ("4 6", "4 6 8 10 sep1", "4 sepx"):
+        with pytest.raises(SystemExit) as exit_info:
+            widths.main([wrong])
+        assert exit_info.value.code == 2 and "give one positive number or four" in capsys.readouterr().err

@@ -67,3 +67,17 @@ def test_cli_writes_the_cut_model_and_refuses_a_wider_one(tmp_path, capsys):
     assert prune.main(arguments + ["--width", "3", "4", "5", "13"]) == 2
     assert capsys.readouterr().err == "error: cannot cut 6-8-10-12 to the wider 3-4-5-13\n"
     assert not output.exists()
+
+
+def test_cli_refuses_a_net_with_separable_blocks(tmp_path, capsys):
+    from models.architecture import build_classifier, save_model
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    source = tmp_path / "separable.keras"
+    save_model(build_classifier(SOURCE_WIDTHS, dtype_policy="float32", separable_from=2), source)
+    output = tmp_path / "cut.keras"
+    arguments = ["--model", str(source), "--data", str(data), "--output", str(output), "--width", "3", "4", "5", "6"]
+    assert prune.main(arguments) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "depthwise-separable blocks" in error
+    assert not output.exists()

@@ -51,6 +51,33 @@ def test_training_with_four_block_widths_builds_and_saves_that_net(tmp_path, cap
     assert "one number (doubling per block) or four" in capsys.readouterr().err
 
 
+def test_training_with_separable_blocks_builds_averages_and_saves_that_net(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    arguments = ["--data", str(data), "--output-dir", str(run_dir), "--batch-size", "16", "--epochs", "2",
+                 "--val-fraction", "0.34", "--warmup-epochs", "0", "--width", "4", "--separable-from", "3",
+                 "--swa-start-epoch", "1"]  # mixed precision: the saved models are float32 copies
+    assert train.main(arguments) == 0
+    assert "swa of 2" in capsys.readouterr().out
+    for name in ("best.keras", "final.keras"):
+        model = keras.models.load_model(run_dir / name, compile=False)
+        assert model.name == "emotion_cnn_w4_sep3"
+        assert [type(model.get_layer(f"block{block}_conv1")).__name__ for block in (1, 2, 3, 4)] == \
+            ["Conv2D", "Conv2D", "SeparableConv2D", "SeparableConv2D"]
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    with pytest.raises(SystemExit):
+        train.parse_args(arguments + ["--separable-from", "1"])
+
+
+def test_a_run_saved_before_separable_blocks_existed_resumes():
+    requested = vars(train.parse_args(["--data", "fer", "--lr-schedule", "constant"]))
+    saved = {key: value for key, value in requested.items() if key != "separable_from"}
+    assert train.continues_run(saved, requested)
+    assert not train.continues_run(saved, {**requested, "separable_from": 2})
+
+
 def test_class_weights_favour_rare_classes_and_average_one():
     counts = np.array([3995, 436, 4097, 7215, 4965, 4830, 3171])
     weights = train.class_weights(counts, power=0.5)
