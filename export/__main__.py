@@ -66,7 +66,7 @@ def training_facts(model_path: Path) -> dict:
     config, state = model_path.parent / CONFIG_NAME, model_path.parent / "state.json"
     if config.is_file():
         settings = json.loads(config.read_text())
-        recorded = ("width", "epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
+        recorded = ("width", "separable_from", "epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
                     "class_weight_power", "val_fraction", "precision", "seed", "split_seed", "init_weights",
                     "lr_schedule", "swa_start_epoch", "teacher", "teacher_weight", "mixup")
         facts["training"] = {key: settings[key] for key in recorded if key in settings}
