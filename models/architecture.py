@@ -84,14 +84,14 @@ def build_augmentation(seed: int) -> keras.Sequential:
     )
 
 
-def float32_copy(model: keras.Model) -> keras.Model:
-    """The same network and trained weights in float32 (whatever precision it trained in)."""
+def float32_copy(model: keras.Model, weights: list | None = None) -> keras.Model:
+    """The same network in float32 (whatever precision it trained in), holding ``weights`` (default: its own)."""
     config = model.get_config()
     for layer in config["layers"]:
         if "dtype" in layer["config"] and layer["class_name"] != "InputLayer":
             layer["config"]["dtype"] = "float32"
     inference = keras.Model.from_config(config)
-    inference.set_weights([weight.astype("float32") for weight in model.get_weights()])
+    inference.set_weights([weight.astype("float32") for weight in (model.get_weights() if weights is None else weights)])
     return inference
 
 

@@ -261,8 +261,7 @@ class EpochAveraging:
             return None
         self.average.add(classifier.get_weights(), epoch)
         self.average.save(self.path)
-        averaged = float32_copy(classifier)
-        averaged.set_weights([w.astype(np.float32) for w in self.average.weights])
+        averaged = float32_copy(classifier, self.average.weights)
         recalibrate_batch_norm(averaged, self.recalibration_images)
         probabilities = averaged.predict(self.validation_images, batch_size=256, verbose=0)
         return float((probabilities.argmax(axis=1) == self.validation_labels).mean()), averaged
