@@ -7,8 +7,8 @@
 # There (repository root): bash models/train_on_gpu.sh .fer/fer2013_train.npz.xz RESULTS_DIR [SECONDS]
 #   (see README "Training on a GPU" for carrying Keras there as wheels)
 #
-# A 2-epoch probe of the teachers in parallel measures the epoch time; the teachers' and the students' epoch
-# counts are then chosen to fill the budget (default 480 s; the chosen counts are in each run's config.json).
+# A 2-epoch probe of the teachers in parallel measures the epoch time (its second epoch); the teachers' and the
+# students' epoch counts are then chosen to fill the budget (default 480 s; the counts are in each run's config.json).
 # Every choice among the results is made on the validation split of train/.
 # The teachers are their last epochs with batch-norm statistics recomputed (models.recalibrate).
 # RESULTS_DIR receives, as soon as each is ready: teachers_probabilities.npz (`python -m models.ensemble`:
@@ -45,7 +45,7 @@ pack_results() {
 probe_teachers() {
   for seed in "${teacher_seeds[@]}"; do
     python3 -m models.train "${common[@]}" --output-dir "$runs/probe_$seed" --width 64 --epochs 2 \
-      --max-train-samples 6400 --seed "$seed" >"$runs/probe_$seed.log" 2>&1 &
+      --seed "$seed" >"$runs/probe_$seed.log" 2>&1 &
   done
   wait
   epoch_seconds 2 "$runs"/probe_*.log  # the second epoch: after the backend's compilation and warm-up
@@ -62,10 +62,9 @@ train_teachers() {
   fi
   [ -n "$probe" ] || { tail -n 20 "$runs"/probe_1.log; exit 1; }
   grep -h "parameters\|Keras on" "$runs"/probe_1.log
-  # the probe saw a quarter of the faces; a full epoch takes about four times as long. TEACHER_SHARE (half) of
-  # what is left goes to the teachers (all but ENSEMBLE_SECONDS with TEACHERS_ONLY), less their start (the
-  # probe's time beyond its two epochs)
-  teacher_epoch=$(python3 -c "print(4 * $probe)")
+  # TEACHER_SHARE (half) of what is left goes to the teachers (all but ENSEMBLE_SECONDS with TEACHERS_ONLY),
+  # less their start (the probe's time beyond its two epochs: the compile cache does not shorten it)
+  teacher_epoch=$probe
   probe_start=$(python3 -c "print(max(10, $((SECONDS - start)) - 2 * $probe))")
   left=$((budget - (SECONDS - start)))
   if [ -n "${TEACHERS_ONLY:-}" ]; then

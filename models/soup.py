@@ -1,0 +1,100 @@
+"""Average the weights of several trained emotion CNNs of one architecture (a uniform "model soup").
+
+    python -m models.soup --members runs/a/best.keras runs/b/best.keras --data ../shared/datasets/fer2013 \\
+        --output runs/soup.keras
+
+Networks fine-tuned from one starting point usually sit in one basin of the loss, so the mean of their
+weights is a network of its own, often better than each (Wortsman et al., "Model soups", 2022), at the
+cost of one. Averaging nets trained from different starting points gives noise: use it on runs that share
+--init-weights. Prints each member's and the soup's validation accuracy (plain and with flip averaging,
+on the split recorded beside the first member, as recalibrate reads it), with the soup's batch-norm
+statistics averaged like every other weight and, with --recalibrate, measured anew on training faces
+outside the validation split; writes the soup (float32), recalibrated or not as asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.data import stratified_split
+from models.emotions import model_inputs
+from models.recalibrate import model_job_inputs, validation_accuracies
+from models.train import RECALIBRATION_FACES, recorded_validation_split
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m models.soup", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", nargs="+", required=True, help="two or more trained models (.keras)")
+    parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
+    parser.add_argument("--output", required=True, help="averaged model to write (.keras)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="measure the soup's batch-norm statistics on training faces instead of averaging them")
+    parser.add_argument("--faces", type=int, default=RECALIBRATION_FACES,
+                        help="training faces (outside the validation split) for --recalibrate")
+    return parser.parse_args(argv)
+
+
+def mean_weights(models: list) -> list[np.ndarray]:
+    """Element-wise mean of the models' weights; ValueError when their architectures differ."""
+    configs = [[(layer.__class__.__name__, [tuple(w.shape) for w in layer.get_weights()]) for layer in model.layers]
+               for model in models]
+    if any(config != configs[0] for config in configs[1:]):
+        raise ValueError("the members differ in architecture: only nets of one architecture can be averaged")
+    member_weights = [model.get_weights() for model in models]
+    return [np.mean([weights[i].astype(np.float64) for weights in member_weights], axis=0)
+            for i in range(len(member_weights[0]))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    members, output = [Path(member) for member in args.members], Path(args.output)
+    try:
+        if len(members) < 2:
+            raise ValueError("give two or more --members")
+        for member in members[1:]:
+            if not member.is_file() or member.suffix != ".keras":
+                raise ValueError(f"{member}: no such .keras model")
+        splits = model_job_inputs(members[0], output, args.faces, args.data)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from models.architecture import float32_copy, save_model
+    from models.averaging import recalibrate_batch_norm
+
+    split = recorded_validation_split(members[0])
+    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    print(f"validation: {len(validation)} faces of train/ (fraction {split['fraction']}, split seed "
+          f"{split['split_seed']}, from {split['from']})")
+    models = [keras.models.load_model(member, compile=False) for member in members]
+    try:
+        soup = float32_copy(models[0], mean_weights(models))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for member, model in zip(members, models):
+        print(f"{member}: validation accuracy {{:.2%}}, with flip averaging {{:.2%}}".format(
+            *validation_accuracies(model, validation)))
+    print("soup of {}: validation accuracy {:.2%}, with flip averaging {:.2%}".format(
+        len(models), *validation_accuracies(soup, validation)))
+    if args.recalibrate:
+        chosen = np.random.default_rng(0).permutation(len(training_part))[: args.faces]
+        recalibrate_batch_norm(soup, model_inputs(training_part.images[chosen]))
+        print("recalibrated: validation accuracy {:.2%}, with flip averaging {:.2%}".format(
+            *validation_accuracies(soup, validation)))
+    save_model(soup, output)
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Averaging the weights of nets of one architecture (models.soup)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the soup needs the training requirements (requirements-dev.txt)")
+
+from models import soup  # noqa: E402
+from tests.fer_fixtures import make_fer_folder  # noqa: E402
+
+WIDTHS = [4, 6, 8, 10]
+
+
+def saved_net(path, seed: int, widths=WIDTHS) -> list[np.ndarray]:
+    """A random float32 net saved as `path`; returns its weights."""
+    import keras
+
+    from models.architecture import build_classifier, save_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(widths, dtype_policy="float32")
+    rng = np.random.default_rng(seed)
+    model.set_weights([weight + rng.normal(0, 0.1, weight.shape).astype(weight.dtype) if weight.ndim else weight
+                       for weight in model.get_weights()])  # batch-norm statistics differ too
+    save_model(model, path)
+    return model.get_weights()
+
+
+def test_soup_holds_the_mean_of_the_members_weights(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    members = [tmp_path / f"member{seed}.keras" for seed in (1, 2, 3)]
+    weights = [saved_net(path, seed) for seed, path in zip((1, 2, 3), members)]
+    output = tmp_path / "soup.keras"
+    arguments = ["--members", *map(str, members), "--data", str(data), "--output", str(output)]
+    assert soup.main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "soup of 3: validation accuracy" in printed and printed.count("with flip averaging") == 4
+    averaged = keras.models.load_model(output, compile=False).get_weights()
+    assert len(averaged) == len(weights[0])
+    for i, mean in enumerate(averaged):
+        assert np.allclose(mean, np.mean([member[i] for member in weights], axis=0), atol=1e-6)
+        assert not np.allclose(mean, weights[0][i])
+
+
+def test_recalibrated_soup_measures_batch_norm_statistics_and_keeps_the_other_means(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    members = [tmp_path / f"member{seed}.keras" for seed in (1, 2)]
+    weights = [saved_net(path, seed) for seed, path in zip((1, 2), members)]
+    output = tmp_path / "soup.keras"
+    assert soup.main(["--members", *map(str, members), "--data", str(data), "--output", str(output),
+                      "--recalibrate", "--faces", "16"]) == 0
+    assert "recalibrated: validation accuracy" in capsys.readouterr().out
+    model = keras.models.load_model(output, compile=False)
+    for layer in model.layers:
+        if not layer.get_weights():
+            continue
+        index = [id(w) for w in model.weights].index(id(layer.weights[0]))
+        means = [np.mean([member[index + k] for member in weights], axis=0) for k in range(len(layer.weights))]
+        if isinstance(layer, keras.layers.BatchNormalization):  # gamma, beta averaged; statistics measured
+            assert np.allclose(layer.get_weights()[0], means[0], atol=1e-6)
+            assert not np.allclose(layer.get_weights()[2], means[2], atol=1e-3)
+        else:
+            assert all(np.allclose(w, m, atol=1e-6) for w, m in zip(layer.get_weights(), means))
+
+
+def test_cli_refuses_members_of_different_architectures_and_a_single_member(tmp_path, capsys):
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    narrow, wide = tmp_path / "narrow.keras", tmp_path / "wide.keras"
+    saved_net(narrow, 1)
+    saved_net(wide, 2, widths=[4, 6, 8, 12])
+    output = tmp_path / "soup.keras"
+    assert soup.main(["--members", str(narrow), str(wide), "--data", str(data), "--output", str(output)]) == 2
+    assert capsys.readouterr().err == (
+        "error: the members differ in architecture: only nets of one architecture can be averaged\n")
+    assert not output.exists()
+
+    assert soup.main(["--members", str(narrow), "--data", str(data), "--output", str(output)]) == 2
+    assert capsys.readouterr().err == "error: give two or more --members\n"
+    assert soup.main(["--members", str(narrow), str(tmp_path / "missing.keras"), "--data", str(data),
+                      "--output", str(output)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing.keras'}: no such .keras model\n"
+    assert not output.exists()
