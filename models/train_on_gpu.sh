@@ -18,6 +18,7 @@
 # If the probe shows that the teachers would get fewer than MIN_TEACHER_EPOCHS (20) epochs, it stops there.
 # With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_w64x6_w48_probabilities.npz) it trains no
 # teachers and gives the whole budget to the students, STUDENT_EPOCHS (default 120) epochs each.
+# With TEACHER_EPOCHS=N the teachers get N epochs without a probe (and without its fallback to PyTorch).
 # With TEACHERS_ONLY=1 it trains no students and gives the teachers all but ENSEMBLE_SECONDS (default 130: their
 # recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns.
 set -uo pipefail
@@ -55,7 +56,7 @@ recalibrate() {  # run_name
   python3 -m models.recalibrate --data "$data" --model "$runs/$1/final.keras" \
     --output "$runs/$1/final_recalibrated.keras" >"$runs/recalibrate_$1.log" 2>&1
 }
-train_teachers() {
+choose_teacher_epochs() {  # sets teacher_epochs, teacher_epoch (seconds) and probe_start (a process's start)
   probe=$(probe_teachers)
   if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's PyTorch backend
     tail -n 5 "$runs"/probe_1.log; rm -rf "$runs"/probe_*; export KERAS_BACKEND=torch; probe=$(probe_teachers)
@@ -77,12 +78,19 @@ train_teachers() {
   if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
     echo "too slow for this budget: stopping before the teachers"; pack_results; exit 1
   fi
-
+}
+train_teachers() {
+  if [ -n "${TEACHER_EPOCHS:-}" ]; then  # no probe: an H100 took 75 s to start six teachers, then 1.6-3.7 s per epoch
+    teacher_epochs=$TEACHER_EPOCHS teacher_epoch=4 probe_start=75
+  else
+    choose_teacher_epochs
+  fi
   for seed in "${teacher_seeds[@]}"; do
     python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \
       --epochs "$teacher_epochs" --mixup 0.2 --seed "$seed" >"$runs/teacher_w64_s$seed.log" 2>&1 &
   done
   wait
+  grep -h "Keras on" "$runs"/teacher_w64_s1.log
   tail -n 2 "$runs"/teacher_w64_s*.log
   for seed in "${teacher_seeds[@]}"; do recalibrate "teacher_w64_s$seed" & done
   wait
