@@ -14,11 +14,15 @@
 # RESULTS_DIR receives, as soon as each is ready: teachers_probabilities.npz (`python -m models.ensemble`:
 # the teachers' mean probabilities on the training and validation faces, to distil from anywhere with
 # `python -m models.train --teacher teachers_probabilities.npz`), the students' best.keras, and
-# results.tar.gz with every run's log, settings and history: six files, none over 16 MB (the device returns 8).
+# results.tar.gz with every run's log, settings and history: six files (seven with STUDENTS_FROM_SHIPPED), none
+# over 16 MB (the device returns 8).
 # If the probe shows that the teachers would get fewer than MIN_TEACHER_EPOCHS (20) epochs, it stops there.
 # With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_w64x6_w48_probabilities.npz) it trains no
 # teachers and gives the whole budget to the students, STUDENT_EPOCHS (default 120) epochs each.
 # With TEACHER_EPOCHS=N the teachers get N epochs without a probe (and without its fallback to PyTorch).
+# With COMBINE_WITH=FILE.npz the teachers' file and FILE are also combined as equal members, and the students
+# distil from the best of the three on validation. With STUDENTS_FROM_SHIPPED=1 all four students start from
+# models/emotion_cnn.keras (at 5e-4, 1e-3 with and without mixup, 2e-3), and their soup comes back too.
 # With TEACHERS_ONLY=1 it trains no students and gives the teachers all but ENSEMBLE_SECONDS (default 130: their
 # recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns.
 set -uo pipefail
@@ -104,6 +108,16 @@ train_teachers() {
   teacher_epoch_measured=$(epoch_seconds 2 "$runs"/teacher_w64_s*.log)  # a student's epoch costs at most this
   student_epochs=$(python3 -c "print(max(5, int(($left - 40 - $probe_start) / ${teacher_epoch_measured:-$teacher_epoch})))")
 }
+choose_teacher_file() {  # the teachers' file, COMBINE_WITH or the two as equal members: the best on validation
+  teacher_file=$results/teachers_probabilities.npz
+  [ -n "${COMBINE_WITH:-}" ] || return 0
+  python3 -m models.ensemble --data "$data" --members "$teacher_file" "$COMBINE_WITH" \
+    --output "$runs/teachers_combined.npz" | tee "$runs/combine.log"
+  [ -f "$runs/teachers_combined.npz" ] || exit 1
+  teacher_file=$(awk '/^ensemble of/ {print $5, $NF; next} / validation / {sub(":$", "", $1); print $3, $1}' \
+    "$runs/combine.log" | sort -g | tail -1 | cut -d' ' -f2)
+  echo "students distil from $teacher_file"
+}
 if [ -n "${TEACHER_PROBABILITIES:-}" ]; then
   cp "$TEACHER_PROBABILITIES" "$results/teachers_probabilities.npz" || exit 1
   student_epochs=${STUDENT_EPOCHS:-120}
@@ -111,24 +125,36 @@ else
   train_teachers
   if [ -n "${TEACHERS_ONLY:-}" ]; then echo "done in $((SECONDS - start))s (teachers only)"; exit 0; fi
 fi
+choose_teacher_file
 swa_start=$(python3 -c "print(int(0.6 * $student_epochs) + 1)")
 echo "students: $student_epochs epochs, weights averaged from epoch $swa_start"
 student() {  # name "block widths" teacher_weight mixup seed [more arguments]
   local name=$1 widths=$2 weight=$3 mixup=$4 seed=$5; shift 5
   # shellcheck disable=SC2086  # the widths are one word per block
   python3 -m models.train "${common[@]}" --output-dir "$runs/$name" --width $widths --epochs "$student_epochs" \
-    --teacher "$results/teachers_probabilities.npz" --teacher-weight "$weight" --mixup "$mixup" --seed "$seed" \
+    --teacher "$teacher_file" --teacher-weight "$weight" --mixup "$mixup" --seed "$seed" \
     --swa-start-epoch "$swa_start" --class-weight-power 0.3 "$@" >"$runs/$name.log" 2>&1 &
 }
-student student_w32_tw07_mix02 32 0.7 0.2 11
-student student_w32_tw09_mix00 32 0.9 0.0 12
-student student_w32-80-160-320_tw07_mix02 "32 80 160 320" 0.7 0.2 14  # 0.86 ms per face INT8, as w36
-# from the shipped weights, at a lower rate
-student student_w32_shipped_tw07_mix02 32 0.7 0.2 13 --init-weights models/emotion_cnn.keras --learning-rate 1e-3
+if [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # GPU try 3's four, all from the shipped weights
+  for rate_mixup_seed in "5e-4 0.2 31" "1e-3 0.2 32" "1e-3 0.0 33" "2e-3 0.2 34"; do
+    read -r rate mixup seed <<<"$rate_mixup_seed"
+    student "student_w32_shipped_lr${rate}_mix$mixup" 32 0.7 "$mixup" "$seed" \
+      --init-weights models/emotion_cnn.keras --learning-rate "$rate"
+  done
+else
+  student student_w32_tw07_mix02 32 0.7 0.2 11
+  student student_w32_tw09_mix00 32 0.9 0.0 12
+  student student_w32-80-160-320_tw07_mix02 "32 80 160 320" 0.7 0.2 14  # 0.86 ms per face INT8, as w36
+  # from the shipped weights, at a lower rate
+  student student_w32_shipped_tw07_mix02 32 0.7 0.2 13 --init-weights models/emotion_cnn.keras --learning-rate 1e-3
+fi
 wait
 tail -n 2 "$runs"/student_*.log
 for run in "$runs"/student_*/; do
   cp "$run/best.keras" "$results/$(basename "$run").keras"
 done
+if [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # one start, so their weights average (models.soup)
+  python3 -m models.soup --data "$data" --members "$runs"/student_*/best.keras --output "$results/students_soup.keras"
+fi
 pack_results
 echo "done in $((SECONDS - start))s"
