@@ -31,11 +31,11 @@ from export.onnx_export import (
     set_metadata,
 )
 from export.quantize import quantize_int8
-from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
+from models.data import DatasetError, FaceSet, load_fer2013
 from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.predictor import onnx_predictor
-from models.train import CONFIG_NAME, recorded_validation_split
+from models.train import CONFIG_NAME, split_as_recorded
 from realtime.errors import OutputError
 from realtime.io.files import write_atomically
 
@@ -110,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if "test" not in splits:
         raise ExportError(f"{args.data}: no test split (PublicTest) to evaluate on")
     test_faces = splits["test"]
-    split = recorded_validation_split(model_path)
-    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    training_part, validation, split = split_as_recorded(model_path, splits["train"])
     if not len(validation):
         raise ExportError(f"{args.data}: the validation split (fraction {split['fraction']}) holds no faces")
     print(f"validation: {len(validation)} faces of train/, fraction {split['fraction']}, split seed "

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import stratified_split
 from models.emotions import model_inputs
 from models.recalibrate import model_job_inputs, validation_accuracies
-from models.train import RECALIBRATION_FACES, recorded_validation_split
+from models.train import RECALIBRATION_FACES, split_as_recorded
 
 BLOCKS = (1, 2, 3, 4)
 CONVOLUTIONS = [f"block{block}_conv{conv}" for block in BLOCKS for conv in (1, 2)]
@@ -127,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
-    split = recorded_validation_split(model_path)
-    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    training_part, validation, split = split_as_recorded(model_path, splits["train"])
     order = np.random.default_rng(args.seed).permutation(len(training_part))
     ranking = model_inputs(training_part.images[order[: args.faces]])
     statistics = model_inputs(training_part.images[order[-RECALIBRATION_FACES:]])

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import DatasetError, FaceSet, load_fer2013, stratified_split
+from models.data import DatasetError, FaceSet, load_fer2013
 from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.predictor import keras_model_predictor
-from models.train import RECALIBRATION_FACES, recorded_validation_split
+from models.train import RECALIBRATION_FACES, split_as_recorded
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.architecture import save_model
     from models.averaging import recalibrate_batch_norm
 
-    split = recorded_validation_split(model_path)
-    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    training_part, validation, split = split_as_recorded(model_path, splits["train"])
     chosen = np.random.default_rng(args.seed).permutation(len(training_part))[: args.faces]
     print(f"validation: {len(validation)} faces of train/ (fraction {split['fraction']}, split seed "
           f"{split['split_seed']}, from {split['from']}); statistics from {len(chosen)} other training faces")

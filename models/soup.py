@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import stratified_split
 from models.emotions import model_inputs
 from models.recalibrate import model_job_inputs, validation_accuracies
-from models.train import RECALIBRATION_FACES, recorded_validation_split
+from models.train import RECALIBRATION_FACES, split_as_recorded
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.architecture import float32_copy, save_model
     from models.averaging import recalibrate_batch_norm
 
-    split = recorded_validation_split(members[0])
-    training_part, validation = stratified_split(splits["train"], split["fraction"], split["split_seed"])
+    training_part, validation, split = split_as_recorded(members[0], splits["train"])
     print(f"validation: {len(validation)} faces of train/ (fraction {split['fraction']}, split seed "
           f"{split['split_seed']}, from {split['from']})")
     models = [keras.models.load_model(member, compile=False) for member in members]

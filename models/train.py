@@ -352,6 +352,13 @@ def recorded_validation_split(model_path: Path) -> dict:
             "split_seed": settings.get("split_seed", settings.get("seed", DEFAULT_SPLIT_SEED)), "from": CONFIG_NAME}
 
 
+def split_as_recorded(model_path: Path, faces: FaceSet) -> tuple[FaceSet, FaceSet, dict]:
+    """train/'s faces split into training and validation parts as the run beside the model split them, and how
+    (recorded_validation_split)."""
+    split = recorded_validation_split(model_path)
+    return (*stratified_split(faces, split["fraction"], split["split_seed"]), split)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)

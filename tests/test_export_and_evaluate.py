@@ -172,7 +172,7 @@ def test_int8_gate_decides_on_the_training_runs_validation_split_not_on_publicte
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     facts = read_metadata(session.get_modelmeta().custom_metadata_map, "float32").facts
     train = load_fer2013(data)["train"]
-    expected = export_cli.stratified_split(train, 0.5, 3)[1]  # the split training drew with those settings
+    expected = stratified_split(train, 0.5, 3)[1]  # the split training drew with those settings
     assert facts["validation_split"] == {"fraction": 0.5, "split_seed": 3, "samples": len(expected), "from": "config.json"}
     assert facts["publictest_samples"] == len(load_fer2013(data)["test"])
     assert facts["validation_accuracy_float32"] == facts["publictest_accuracy"] == 1.0
