@@ -68,10 +68,12 @@ def training_facts(model_path: Path) -> dict:
         settings = json.loads(config.read_text())
         recorded = ("width", "separable_from", "epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
                     "class_weight_power", "val_fraction", "precision", "seed", "split_seed", "init_weights",
-                    "lr_schedule", "swa_start_epoch", "teacher", "teacher_weight", "mixup")
+                    "lr_schedule", "swa_start_epoch", "teacher", "teacher_weight", "mixup", "soup_of", "batch_norm")
         facts["training"] = {key: settings[key] for key in recorded if key in settings}
         if not settings.get("teacher"):  # no distillation: its weight was never used
             facts["training"].pop("teacher_weight", None)
+        if "validation_accuracy" in settings:  # a soup (models.soup) records its own
+            facts["validation_accuracy"] = settings["validation_accuracy"]
     if state.is_file():
         facts["validation_accuracy"] = round(json.loads(state.read_text())["best_val_accuracy"], 4)
     return facts

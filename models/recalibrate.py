@@ -47,12 +47,13 @@ def validation_accuracies(model, validation: FaceSet) -> tuple[float, float]:
     return metrics["plain"]["accuracy"], metrics["flip_tta"]["accuracy"]
 
 
-def model_job_inputs(model_path: Path, output: Path, faces: int, data: str) -> dict[str, FaceSet]:
-    """FER2013's splits for a job that reads one .keras model and writes another (recalibrate, prune);
-    raises ValueError with a one-line reason when the paths, --faces or the data are wrong."""
+def model_job_inputs(model_path: Path, output: Path | None, faces: int, data: str) -> dict[str, FaceSet]:
+    """FER2013's splits for a job that reads one .keras model and writes another (recalibrate, prune; soup
+    checks its own output folder and passes None); raises ValueError with a one-line reason when the paths,
+    --faces or the data are wrong."""
     if not model_path.is_file() or model_path.suffix != ".keras":
         raise ValueError(f"{model_path}: no such .keras model")
-    if output.suffix != ".keras" or not output.parent.is_dir():
+    if output is not None and (output.suffix != ".keras" or not output.parent.is_dir()):
         raise ValueError(f"{output}: output must be a .keras file in an existing folder")
     if faces < 1:
         raise ValueError(f"--faces must be at least 1 (got {faces})")

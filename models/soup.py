@@ -1,7 +1,7 @@
 """Average the weights of several trained emotion CNNs of one architecture (a uniform "model soup").
 
     python -m models.soup --members runs/a/best.keras runs/b/best.keras --data ../shared/datasets/fer2013 \\
-        --output runs/soup.keras
+        --output-dir runs/soup
 
 Networks fine-tuned from one starting point usually sit in one basin of the loss, so the mean of their
 weights is a network of its own, often better than each (Wortsman et al., "Model soups", 2022), at the
@@ -9,12 +9,15 @@ cost of one. Averaging nets trained from different starting points gives noise: 
 --init-weights. Prints each member's and the soup's validation accuracy (plain and with flip averaging,
 on the split recorded beside the first member, as recalibrate reads it), with the soup's batch-norm
 statistics averaged like every other weight and, with --recalibrate, measured anew on training faces
-outside the validation split; writes the soup (float32), recalibrated or not as asked.
+outside the validation split. Writes the soup (float32, recalibrated or not as asked) as best.keras in the
+output folder, with a config.json like a training run's (the validation split it was judged on, its
+members), so export, evaluate and recalibrate read the same split and export records the recipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,7 +26,8 @@ import numpy as np
 
 from models.emotions import model_inputs
 from models.recalibrate import model_job_inputs, validation_accuracies
-from models.train import RECALIBRATION_FACES, split_as_recorded
+from models.train import BEST_NAME, CONFIG_NAME, RECALIBRATION_FACES, split_as_recorded
+from realtime.io.files import write_atomically
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", nargs="+", required=True, help="two or more trained models (.keras)")
     parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
-    parser.add_argument("--output", required=True, help="averaged model to write (.keras)")
+    parser.add_argument("--output-dir", required=True, help="folder to write the soup into (best.keras, config.json)")
     parser.add_argument("--recalibrate", action="store_true",
                         help="measure the soup's batch-norm statistics on training faces instead of averaging them")
     parser.add_argument("--faces", type=int, default=RECALIBRATION_FACES,
@@ -52,14 +56,20 @@ def mean_weights(models: list) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    members, output = [Path(member) for member in args.members], Path(args.output)
+    members, output_dir = [Path(member) for member in args.members], Path(args.output_dir)
+    output = output_dir / BEST_NAME
     try:
         if len(members) < 2:
             raise ValueError("give two or more --members")
         for member in members[1:]:
             if not member.is_file() or member.suffix != ".keras":
                 raise ValueError(f"{member}: no such .keras model")
-        splits = model_job_inputs(members[0], output, args.faces, args.data)
+        if output_dir.exists() and not output_dir.is_dir():
+            raise ValueError(f"{output_dir}: not a folder")
+        config = output_dir / CONFIG_NAME
+        if config.is_file() and "soup_of" not in json.loads(config.read_text()):
+            raise ValueError(f"{output_dir} holds a training run: give the soup a folder of its own")
+        splits = model_job_inputs(members[0], None, args.faces, args.data)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -82,15 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     for member, model in zip(members, models):
         print(f"{member}: validation accuracy {{:.2%}}, with flip averaging {{:.2%}}".format(
             *validation_accuracies(model, validation)))
-    print("soup of {}: validation accuracy {:.2%}, with flip averaging {:.2%}".format(
-        len(models), *validation_accuracies(soup, validation)))
+    accuracies = validation_accuracies(soup, validation)
+    print("soup of {}: validation accuracy {:.2%}, with flip averaging {:.2%}".format(len(models), *accuracies))
     if args.recalibrate:
         chosen = np.random.default_rng(0).permutation(len(training_part))[: args.faces]
         recalibrate_batch_norm(soup, model_inputs(training_part.images[chosen]))
-        print("recalibrated: validation accuracy {:.2%}, with flip averaging {:.2%}".format(
-            *validation_accuracies(soup, validation)))
+        accuracies = validation_accuracies(soup, validation)
+        print("recalibrated: validation accuracy {:.2%}, with flip averaging {:.2%}".format(*accuracies))
+    output_dir.mkdir(parents=True, exist_ok=True)
     save_model(soup, output)
-    print(f"wrote {output}")
+    write_atomically(output_dir / CONFIG_NAME, json.dumps(
+        {"soup_of": [str(member) for member in members], "batch_norm": "recalibrated" if args.recalibrate else "averaged",
+         "val_fraction": split["fraction"], "split_seed": split["split_seed"],
+         "validation_accuracy": round(accuracies[0], 4), "validation_accuracy_flip_tta": round(accuracies[1], 4)},
+        indent=2).encode())
+    print(f"wrote {output} and {output_dir / CONFIG_NAME}")
     return 0
 
 

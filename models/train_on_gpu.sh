@@ -154,7 +154,8 @@ for run in "$runs"/student_*/; do
   cp "$run/best.keras" "$results/$(basename "$run").keras"
 done
 if [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # one start, so their weights average (models.soup)
-  python3 -m models.soup --data "$data" --members "$runs"/student_*/best.keras --output "$results/students_soup.keras"
+  python3 -m models.soup --data "$data" --members "$runs"/student_*/best.keras --output-dir "$runs/students_soup"
+  cp "$runs/students_soup/best.keras" "$results/students_soup.keras"
 fi
 pack_results
 echo "done in $((SECONDS - start))s"

@@ -1,5 +1,7 @@
 """Averaging the weights of nets of one architecture (models.soup)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -32,12 +34,15 @@ def test_soup_holds_the_mean_of_the_members_weights(tmp_path, capsys):
     data = make_fer_folder(tmp_path / "fer", per_class=6)
     members = [tmp_path / f"member{seed}.keras" for seed in (1, 2, 3)]
     weights = [saved_net(path, seed) for seed, path in zip((1, 2, 3), members)]
-    output = tmp_path / "soup.keras"
-    arguments = ["--members", *map(str, members), "--data", str(data), "--output", str(output)]
+    output_dir = tmp_path / "soup"
+    arguments = ["--members", *map(str, members), "--data", str(data), "--output-dir", str(output_dir)]
     assert soup.main(arguments) == 0
     printed = capsys.readouterr().out
     assert "soup of 3: validation accuracy" in printed and printed.count("with flip averaging") == 4
-    averaged = keras.models.load_model(output, compile=False).get_weights()
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["soup_of"] == [str(member) for member in members] and config["batch_norm"] == "averaged"
+    assert (config["val_fraction"], config["split_seed"]) == (0.1, 42)  # the first member's (defaults here)
+    averaged = keras.models.load_model(output_dir / "best.keras", compile=False).get_weights()
     assert len(averaged) == len(weights[0])
     for i, mean in enumerate(averaged):
         assert np.allclose(mean, np.mean([member[i] for member in weights], axis=0), atol=1e-6)
@@ -50,11 +55,12 @@ def test_recalibrated_soup_measures_batch_norm_statistics_and_keeps_the_other_me
     data = make_fer_folder(tmp_path / "fer", per_class=6)
     members = [tmp_path / f"member{seed}.keras" for seed in (1, 2)]
     weights = [saved_net(path, seed) for seed, path in zip((1, 2), members)]
-    output = tmp_path / "soup.keras"
-    assert soup.main(["--members", *map(str, members), "--data", str(data), "--output", str(output),
+    output_dir = tmp_path / "soup"
+    assert soup.main(["--members", *map(str, members), "--data", str(data), "--output-dir", str(output_dir),
                       "--recalibrate", "--faces", "16"]) == 0
     assert "recalibrated: validation accuracy" in capsys.readouterr().out
-    model = keras.models.load_model(output, compile=False)
+    assert json.loads((output_dir / "config.json").read_text())["batch_norm"] == "recalibrated"
+    model = keras.models.load_model(output_dir / "best.keras", compile=False)
     for layer in model.layers:
         if not layer.get_weights():
             continue
@@ -67,20 +73,51 @@ def test_recalibrated_soup_measures_batch_norm_statistics_and_keeps_the_other_me
             assert all(np.allclose(w, m, atol=1e-6) for w, m in zip(layer.get_weights(), means))
 
 
-def test_cli_refuses_members_of_different_architectures_and_a_single_member(tmp_path, capsys):
+def test_cli_refuses_members_of_different_architectures_a_single_member_and_a_training_run_folder(tmp_path, capsys):
     data = make_fer_folder(tmp_path / "fer", per_class=6)
     narrow, wide = tmp_path / "narrow.keras", tmp_path / "wide.keras"
     saved_net(narrow, 1)
     saved_net(wide, 2, widths=[4, 6, 8, 12])
-    output = tmp_path / "soup.keras"
-    assert soup.main(["--members", str(narrow), str(wide), "--data", str(data), "--output", str(output)]) == 2
+    output_dir = tmp_path / "soup"
+    assert soup.main(["--members", str(narrow), str(wide), "--data", str(data), "--output-dir", str(output_dir)]) == 2
     assert capsys.readouterr().err == (
         "error: the members differ in architecture: only nets of one architecture can be averaged\n")
-    assert not output.exists()
+    assert not output_dir.exists()
 
-    assert soup.main(["--members", str(narrow), "--data", str(data), "--output", str(output)]) == 2
+    assert soup.main(["--members", str(narrow), "--data", str(data), "--output-dir", str(output_dir)]) == 2
     assert capsys.readouterr().err == "error: give two or more --members\n"
     assert soup.main(["--members", str(narrow), str(tmp_path / "missing.keras"), "--data", str(data),
-                      "--output", str(output)]) == 2
+                      "--output-dir", str(output_dir)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing.keras'}: no such .keras model\n"
-    assert not output.exists()
+    assert not output_dir.exists()
+
+    run = tmp_path / "run"  # a training run's folder: its config.json must survive
+    run.mkdir()
+    (run / "config.json").write_text('{"width": 4, "seed": 1}')
+    assert soup.main(["--members", str(narrow), str(narrow), "--data", str(data), "--output-dir", str(run)]) == 2
+    assert capsys.readouterr().err == f"error: {run} holds a training run: give the soup a folder of its own\n"
+    assert sorted(path.name for path in run.iterdir()) == ["config.json"]
+
+
+def test_exported_soup_records_its_members_and_validation_accuracy(tmp_path, capsys):
+    import onnxruntime
+
+    from export import __main__ as export_cli
+    from realtime.model_metadata import read_metadata
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    members = [tmp_path / f"member{seed}.keras" for seed in (1, 2)]
+    for seed, path in zip((1, 2), members):
+        saved_net(path, seed)
+    output_dir = tmp_path / "soup"
+    assert soup.main(["--members", *map(str, members), "--data", str(data), "--output-dir", str(output_dir)]) == 0
+    config = json.loads((output_dir / "config.json").read_text())
+    onnx_file = tmp_path / "soup.onnx"
+    assert export_cli.main(["--model", str(output_dir / "best.keras"), "--output", str(onnx_file),
+                            "--data", str(data)]) == 0
+    assert "from config.json" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    facts = read_metadata(session.get_modelmeta().custom_metadata_map, "soup").facts
+    assert facts["training"]["soup_of"] == [str(member) for member in members]
+    assert facts["training"]["batch_norm"] == "averaged"
+    assert facts["validation_accuracy"] == config["validation_accuracy"] == facts["validation_accuracy_float32"]
