@@ -7,7 +7,9 @@ Converts with tf2onnx (fixed opset, dynamic batch), checks on real validation fa
 onnxruntime agree (every probability within 1e-4, same labels) and fails without writing anything
 otherwise, and writes the classes, input format, normalisation and the model's numbers into its metadata.
 The validation split is the one the training run held out of train/ (--val-fraction and --split-seed
-from the config.json beside the model; training's defaults without one): it decides everything here.
+from the config.json beside the model; training's defaults without one): it decides everything here,
+including the temperature stored for the runtime, fitted there so that the confidence the runtime reports
+(with flip averaging, its default) matches how often it is right.
 FER2013 PublicTest is only evaluated, for the reported final numbers.
 With --int8 it also writes an INT8-quantised copy (--int8-output, default <output>_int8.onnx), calibrated
 on the rest of train/, but only if it loses less than --max-int8-loss points of validation accuracy.
@@ -34,8 +36,10 @@ from export.quantize import quantize_int8
 from models.data import DatasetError, FaceSet, load_fer2013
 from models.emotions import model_inputs
 from models.evaluate import evaluate
+from models.metrics import expected_calibration_error, fit_temperature
 from models.predictor import onnx_predictor
 from models.train import CONFIG_NAME, split_as_recorded
+from realtime.classifier import with_temperature
 from realtime.errors import OutputError
 from realtime.io.files import write_atomically
 
@@ -94,10 +98,39 @@ def evaluated_facts(model_bytes: bytes, precision: str, validation: FaceSet, tes
     }
 
 
-def with_facts(model_proto, facts: dict) -> bytes:
-    """The model serialised with metadata carrying ``facts``."""
-    set_metadata(model_proto, model_metadata(facts))
+def with_facts(model_proto, facts: dict, temperature: float = 1.0) -> bytes:
+    """The model serialised with metadata carrying ``facts`` and ``temperature``."""
+    set_metadata(model_proto, model_metadata(facts, temperature))
     return model_proto.SerializeToString()
+
+
+def calibration_facts(model_proto, facts: dict, validation: FaceSet) -> dict:
+    """The temperature that makes the model's flip-averaged confidence match its accuracy on the validation faces
+    (fit_temperature), with the calibration error and mean confidence before and after."""
+    predict = onnx_predictor(with_facts(model_proto, facts))  # temperature 1: the net's own probabilities
+    passes = [predict(validation.images), predict(validation.images[:, :, ::-1].copy())]
+    temperature = fit_temperature(passes, validation.labels)
+    before = np.mean(passes, axis=0)
+    after = np.mean([with_temperature(p, temperature) for p in passes], axis=0)
+    return {"temperature": temperature,
+            "validation_ece_flip_tta_uncalibrated": round(expected_calibration_error(before, validation.labels), 4),
+            "validation_ece_flip_tta": round(expected_calibration_error(after, validation.labels), 4),
+            "validation_mean_confidence_flip_tta_uncalibrated": round(float(before.max(axis=1).mean()), 4),
+            "validation_mean_confidence_flip_tta": round(float(after.max(axis=1).mean()), 4)}
+
+
+def calibrated(model_proto, facts: dict, precision: str, validation: FaceSet, test_faces: FaceSet) -> tuple[dict, bytes]:
+    """``facts`` with the model's calibration and evaluation added, and the model serialised with them."""
+    facts = {**facts, "calibration": calibration_facts(model_proto, facts, validation)}
+    temperature = facts["calibration"]["temperature"]
+    facts.update(evaluated_facts(with_facts(model_proto, facts, temperature), precision, validation, test_faces))
+    calibration = facts["calibration"]
+    print(f"calibration ({precision}): temperature {temperature:.3f} on validation (flip averaging): "
+          f"calibration error {calibration['validation_ece_flip_tta_uncalibrated']:.3f} -> "
+          f"{calibration['validation_ece_flip_tta']:.3f}, mean confidence "
+          f"{calibration['validation_mean_confidence_flip_tta_uncalibrated']:.1%} -> "
+          f"{calibration['validation_mean_confidence_flip_tta']:.1%}")
+    return facts, with_facts(model_proto, facts, temperature)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,25 +161,22 @@ def run(args: argparse.Namespace) -> int:
     parity = check_parity(keras_model, with_facts(model_proto, facts), validation.images[: args.parity_faces])
     print(f"parity: {parity['faces']} validation faces, max |keras - onnxruntime| {parity['max_abs_difference']:.1e}, "
           "same labels")
-    facts.update(evaluated_facts(with_facts(model_proto, facts), "float32", validation, test_faces))
-    float_bytes = with_facts(model_proto, facts)
-    rows = [("float32", output, facts)]
+    facts, float_bytes = calibrated(model_proto, facts, "float32", validation, test_faces)
+    rows = [("float32", output, facts, float_bytes)]
 
     if args.int8:
         rng = np.random.default_rng(0)
-        calibration = training_part.images[rng.permutation(len(training_part))[: args.calibration_faces]]
-        int8_proto = onnx.load_from_string(quantize_int8(float_bytes, model_inputs(calibration)))
-        int8_facts = {**facts, "precision": "int8"}
-        int8_facts.update(evaluated_facts(with_facts(int8_proto, int8_facts), "int8", validation, test_faces))
+        calibration_faces = training_part.images[rng.permutation(len(training_part))[: args.calibration_faces]]
+        int8_proto = onnx.load_from_string(quantize_int8(float_bytes, model_inputs(calibration_faces)))
+        int8_facts, int8_bytes = calibrated(int8_proto, {**facts, "precision": "int8"}, "int8", validation, test_faces)
         loss = 100 * (facts["validation_accuracy_float32"] - int8_facts["validation_accuracy_int8"])
         int8_output = Path(args.int8_output) if args.int8_output else output.with_name(f"{output.stem}_int8.onnx")
         if loss < args.max_int8_loss:
-            rows.append(("int8", int8_output, int8_facts))
+            rows.append(("int8", int8_output, int8_facts, int8_bytes))
         else:
             print(f"int8 not written: it loses {loss:.2f} points of validation accuracy (limit {args.max_int8_loss})")
 
-    for precision, path, model_facts in rows:
-        data = float_bytes if precision == "float32" else with_facts(int8_proto, model_facts)
+    for precision, path, model_facts, data in rows:
         write_atomically(path, data)
         print(f"{precision:8s} {path}  {len(data) / 1e6:.1f} MB  validation accuracy "
               f"{model_facts[f'validation_accuracy_{precision}']:.2%}; PublicTest accuracy "

@@ -44,10 +44,10 @@ def _rename_output(model_proto, new_name: str) -> None:
     model_proto.graph.output[0].name = new_name
 
 
-def model_metadata(facts: dict) -> ModelMetadata:
-    """The metadata the runtime needs: classes, input size, color, normalisation; plus ``facts``."""
+def model_metadata(facts: dict, temperature: float = 1.0) -> ModelMetadata:
+    """The metadata the runtime needs: classes, input size, color, normalisation, temperature; plus ``facts``."""
     return ModelMetadata(classes=list(EMOTIONS), input_size=(IMAGE_SIZE, IMAGE_SIZE), color="gray",
-                         scale=INPUT_SCALE, mean=0.0, std=1.0, facts=facts)
+                         scale=INPUT_SCALE, mean=0.0, std=1.0, temperature=temperature, facts=facts)
 
 
 def set_metadata(model_proto, metadata: ModelMetadata) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import EMOTIONS, IMAGE_SIZE
-from models.metrics import classification_report, confusion_matrix, paired_comparison
+from models.metrics import classification_report, confusion_matrix, expected_calibration_error, paired_comparison
 from models.predictor import load_predictor, mean_predictor, predict_with_flip
 
 EXAMPLES_PER_CLASS = 8
@@ -75,7 +75,9 @@ def evaluate(predict, faces: FaceSet) -> dict:
     for name, probabilities in (("plain", plain), ("flip_tta", flipped)):
         predicted = probabilities.argmax(axis=1)
         matrix = confusion_matrix(faces.labels, predicted, len(EMOTIONS))
-        results[name] = {**classification_report(matrix, EMOTIONS), "confusion_matrix": matrix.tolist()}
+        results[name] = {**classification_report(matrix, EMOTIONS), "confusion_matrix": matrix.tolist(),
+                         "mean_confidence": float(probabilities.max(axis=1).mean()),
+                         "calibration_error": expected_calibration_error(probabilities, faces.labels)}
         correct[name] = predicted == faces.labels
     return {"metrics": results, "correct": correct, "predicted": plain.argmax(axis=1), "confidence": plain.max(axis=1)}
 
@@ -204,6 +206,8 @@ def format_report(metrics: dict, split_label: str) -> str:
     lines = [
         f"{split_label}: accuracy {plain['accuracy']:.2%}, macro-F1 {plain['macro_f1']:.4f}; "
         f"with flip averaging {flip['accuracy']:.2%}, macro-F1 {flip['macro_f1']:.4f}",
+        f"confidence: mean {plain['mean_confidence']:.1%}, calibration error {plain['calibration_error']:.3f}; "
+        f"with flip averaging {flip['mean_confidence']:.1%}, {flip['calibration_error']:.3f}",
         f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
     ]
     for name, row in plain["per_class"].items():

@@ -45,3 +45,30 @@ def paired_comparison(correct: np.ndarray, reference_correct: np.ndarray) -> dic
     differing, fewer = gained + lost, min(gained, lost)
     tail = sum(comb(differing, k) for k in range(fewer + 1)) / 2 ** differing
     return {"gained": gained, "lost": lost, "p_value": min(1.0, 2 * tail)}
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """How far confidence (the top probability) is from accuracy: the face-weighted mean of
+    |mean confidence - accuracy| over ``bins`` equal-width confidence bins (0: calibrated)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    error = 0.0
+    for index in np.unique(which):
+        chosen = which == index
+        error += chosen.sum() * abs(confidence[chosen].mean() - correct[chosen].mean())
+    return float(error / len(labels))
+
+
+def fit_temperature(passes: list[np.ndarray], labels: np.ndarray) -> float:
+    """The temperature (0.25-4, 1% steps) that minimises the negative log-likelihood of ``labels`` under the
+    mean of ``passes`` (one face's probabilities per row; two passes with flip averaging), each tempered as the
+    runtime does (``realtime.classifier.with_temperature``)."""
+    from realtime.classifier import with_temperature
+
+    def negative_log_likelihood(temperature: float) -> float:
+        mean = np.mean([with_temperature(p, temperature) for p in passes], axis=0)
+        return float(-np.log(np.maximum(mean[np.arange(len(labels)), labels], 1e-12)).mean())
+
+    candidates = np.exp(np.arange(np.log(0.25), np.log(4.0), 0.01))
+    return round(float(min(candidates, key=negative_log_likelihood)), 3)

@@ -27,6 +27,16 @@ def default_model_path() -> Path:
     return path
 
 
+def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / temperature)`` per row (float32): the same ranking, confidence sharpened (< 1) or
+    softened (> 1); the probabilities unchanged at 1."""
+    if temperature == 1.0:
+        return probabilities
+    scaled = np.log(np.maximum(probabilities.astype(np.float64), 1e-12)) / temperature
+    scaled = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class EmotionClassifier:
     """Emotion probabilities for face crops; all faces of a frame go through one batched run.
 
@@ -110,7 +120,8 @@ class EmotionClassifier:
         return self._postprocess(output, len(crops))
 
     def _postprocess(self, output: np.ndarray, n_faces: int) -> np.ndarray:
-        probabilities = np.asarray(output, dtype=np.float32).reshape(-1, len(self.metadata.classes))
+        probabilities = with_temperature(np.asarray(output, dtype=np.float32).reshape(-1, len(self.metadata.classes)),
+                                         self.metadata.temperature)
         if self.flip_tta:  # rows n..2n are the mirrored faces
             probabilities = (probabilities[:n_faces] + probabilities[n_faces:]) / 2.0
         return probabilities

@@ -24,7 +24,10 @@ class ModelMetadata:
 
     A face crop is converted to ``color`` ("gray" or "bgr"), resized to ``input_size``
     (height, width) and normalised as ``(pixel * scale - mean) / std`` before inference.
-    Outputs are probabilities over ``classes``, in order.
+    Outputs are probabilities over ``classes``, in order; the runtime reports ``softmax(log(p) / temperature)``
+    of each run's (before flip averaging, so that every pass, and any evaluation built on single passes, sees
+    the same numbers); export fits ``temperature`` on validation so that confidence matches accuracy (1: as
+    the net says). A single pass ranks the classes the same either way.
     """
 
     classes: list[str]
@@ -33,6 +36,7 @@ class ModelMetadata:
     scale: float = 1 / 255
     mean: float = 0.0
     std: float = 1.0
+    temperature: float = 1.0
     facts: dict = field(default_factory=dict)  # training and evaluation facts (dataset, accuracy...)
 
     def to_json(self) -> str:
@@ -51,12 +55,13 @@ class ModelMetadata:
                 scale=float(data["scale"]),
                 mean=float(data["mean"]),
                 std=float(data["std"]),
+                temperature=float(data.get("temperature", 1.0)),  # models exported before it: uncalibrated
                 facts=dict(data.get("facts", {})),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise ModelMetadataError(f"malformed {METADATA_KEY} metadata: {error}") from None
         if not metadata.classes or len(metadata.input_size) != 2 or metadata.color not in ("gray", "bgr") \
-                or metadata.std == 0:
+                or metadata.std == 0 or not metadata.temperature > 0:
             raise ModelMetadataError(f"unusable {METADATA_KEY} metadata: {text[:200]}")
         return metadata
 

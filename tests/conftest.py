@@ -32,7 +32,7 @@ def fer2013() -> Path:
     return SHARED_FER2013
 
 
-def build_tiny_onnx_model(path: Path, seed: int = 0) -> Path:
+def build_tiny_onnx_model(path: Path, seed: int = 0, temperature: float = 1.0) -> Path:
     """A real but tiny ONNX classifier (flatten -> linear -> softmax) with Emotion Tracer metadata."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -55,7 +55,7 @@ def build_tiny_onnx_model(path: Path, seed: int = 0) -> Path:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    metadata = ModelMetadata(classes=EMOTIONS, facts={"dataset": "none: random test weights"})
+    metadata = ModelMetadata(classes=EMOTIONS, temperature=temperature, facts={"dataset": "none: random test weights"})
     helper.set_model_props(model, {METADATA_KEY: metadata.to_json()})
     onnx.checker.check_model(model)
     onnx.save(model, path)

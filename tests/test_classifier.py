@@ -11,7 +11,7 @@ import pytest
 import realtime
 from realtime.classifier import EmotionClassifier, default_model_path
 from realtime.errors import ModelError
-from tests.conftest import EMOTIONS
+from tests.conftest import EMOTIONS, build_tiny_onnx_model
 
 
 class CountingSession:
@@ -76,6 +76,33 @@ def test_flip_tta_averages_the_mirror_image_in_the_same_run(tiny_model):
     # A mirror-symmetric face gets the same answer either way.
     symmetric = (crops + crops[:, :, ::-1, :]) / 2
     np.testing.assert_allclose(tta.predict(symmetric), plain.predict(symmetric), rtol=1e-5, atol=1e-6)
+
+
+def test_temperature_in_the_metadata_scales_the_logits_of_every_pass(tmp_path):
+    """Probabilities are softmax(logits / temperature), computed here from the model's own weights; flip
+    averaging averages the two tempered passes."""
+    from onnx import numpy_helper
+
+    path = build_tiny_onnx_model(tmp_path / "tempered.onnx", temperature=0.5)
+    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in onnx.load(path).graph.initializer}
+    crops = random_crops(4, seed=2)
+
+    def softmax_of_logits(faces: np.ndarray, temperature: float) -> np.ndarray:
+        logits = (faces.reshape(len(faces), -1).astype(np.float64) @ weights["weights"] + weights["bias"]) / temperature
+        exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+    tempered = EmotionClassifier(path)
+    assert tempered.metadata.temperature == 0.5
+    np.testing.assert_allclose(tempered.predict(crops), softmax_of_logits(crops, 0.5), rtol=1e-4, atol=1e-6)
+    mirrored = np.ascontiguousarray(crops[:, :, ::-1, :])
+    np.testing.assert_allclose(EmotionClassifier(path, flip_tta=True).predict(crops),
+                               (softmax_of_logits(crops, 0.5) + softmax_of_logits(mirrored, 0.5)) / 2,
+                               rtol=1e-4, atol=1e-6)
+    plain = EmotionClassifier(build_tiny_onnx_model(tmp_path / "plain.onnx"))
+    np.testing.assert_allclose(plain.predict(crops), softmax_of_logits(crops, 1.0), rtol=1e-4, atol=1e-6)
+    assert (tempered.predict(crops).max(axis=1) > plain.predict(crops).max(axis=1)).all()  # sharper, same ranking
+    assert (tempered.predict(crops).argmax(axis=1) == plain.predict(crops).argmax(axis=1)).all()
 
 
 def test_infer_crops_the_boxes_of_a_frame(classifier):

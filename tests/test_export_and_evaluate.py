@@ -15,7 +15,13 @@ from export.onnx_export import ExportError, check_parity, keras_to_onnx  # noqa:
 from models import evaluate as evaluate_cli  # noqa: E402
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, FaceSet, load_fer2013, stratified_split  # noqa: E402
 from models.emotions import EMOTIONS  # noqa: E402
-from models.metrics import classification_report, confusion_matrix, paired_comparison  # noqa: E402
+from models.metrics import (  # noqa: E402
+    classification_report,
+    confusion_matrix,
+    expected_calibration_error,
+    fit_temperature,
+    paired_comparison,
+)
 from models.predictor import load_predictor  # noqa: E402
 from realtime.crops import crop_square  # noqa: E402
 from realtime.demo import sample_photo_bgr  # noqa: E402
@@ -54,6 +60,10 @@ def test_export_writes_a_model_that_matches_keras_and_describes_itself(small_mod
     assert metadata.classes == list(EMOTIONS) and metadata.input_size == (48, 48) and metadata.color == "gray"
     assert metadata.scale == pytest.approx(1 / 255)
     assert metadata.facts["dataset"] == "FER2013" and 0 <= metadata.facts["publictest_accuracy"] <= 1
+    calibration = metadata.facts["calibration"]  # fitted on validation, stored where the runtime reads it
+    assert metadata.temperature == calibration["temperature"] and 0.25 <= metadata.temperature <= 4
+    assert all(0 <= calibration[key] <= 1 for key in ("validation_ece_flip_tta", "validation_ece_flip_tta_uncalibrated",
+                                                      "validation_mean_confidence_flip_tta"))
 
     # dynamic batch: 1 and 5 faces both run and agree with Keras
     test_faces = load_fer2013(data)["test"].images[:5]
@@ -187,6 +197,34 @@ def test_metadata_round_trip_and_rejection():
         read_metadata({}, "x.onnx")
     with pytest.raises(ModelMetadataError):
         read_metadata({METADATA_KEY: '{"classes": []}'}, "x.onnx")
+    tempered = ModelMetadata(classes=list(EMOTIONS), temperature=0.8)
+    assert ModelMetadata.from_json(tempered.to_json()).temperature == 0.8
+    without = json.loads(metadata.to_json())
+    del without["temperature"]  # a model exported before calibration: its probabilities as they are
+    assert ModelMetadata.from_json(json.dumps(without)).temperature == 1.0
+    with pytest.raises(ModelMetadataError, match="unusable"):
+        ModelMetadata.from_json(json.dumps({**without, "temperature": 0}))
+
+
+def test_fitted_temperature_undoes_overconfidence_and_calibration_error_measures_it():
+    """Labels drawn from softmax(z); the model says softmax(2 z), twice too sure: the fitted temperature is 2,
+    which brings the calibration error down to sampling noise."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, (20000, 7))
+
+    def softmax(values):
+        exponentials = np.exp(values - values.max(axis=1, keepdims=True))
+        return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+    truth = softmax(logits)
+    labels = (truth.cumsum(axis=1) > rng.random((len(logits), 1))).argmax(axis=1)
+    overconfident = softmax(2 * logits).astype(np.float32)
+    assert fit_temperature([overconfident], labels) == pytest.approx(2.0, rel=0.05)
+    assert fit_temperature([truth.astype(np.float32)], labels) == pytest.approx(1.0, rel=0.05)
+    assert expected_calibration_error(overconfident, labels) > 0.1
+    assert expected_calibration_error(truth, labels) < 0.02
+    always_sure = np.eye(7)[labels]  # right every time with confidence 1
+    assert expected_calibration_error(always_sure, labels) == 0.0
 
 
 def test_report_numbers_agree_with_a_direct_computation():
