@@ -119,6 +119,10 @@ def test_model_facts_reads_the_metadata():
     assert facts["PublicTest macro-F1"] == "0.570"
     assert facts["parameters"] == "1,767,207"
     assert facts["precision"] == "int8"
+    assert "confidence" not in facts  # temperature 1: the net's own probabilities
+    calibrated = ModelMetadata(classes=EMOTIONS, temperature=0.68)
+    assert dict(webapp.model_facts(calibrated, Path("m.onnx")))["confidence"] == \
+        "calibrated on validation faces (temperature 0.68)"
 
 
 def test_emotion_hex_matches_the_annotator_colors():

@@ -173,6 +173,8 @@ def model_facts(metadata: ModelMetadata, model_path: Path) -> list[tuple[str, st
                 rows.append((name, pattern.format(facts[key])))
             except (ValueError, TypeError):  # a fact of an unexpected type is shown as it is
                 rows.append((name, str(facts[key])))
+    if metadata.temperature != 1.0:
+        rows.append(("confidence", f"calibrated on validation faces (temperature {metadata.temperature:.2f})"))
     return rows
 
 
