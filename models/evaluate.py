@@ -4,7 +4,8 @@
 
 Prints accuracy, macro-F1 and per-class precision/recall/F1, with and without horizontal-flip
 test-time averaging, and writes beside them (default folder: models/evaluation):
-metrics.json, confusion_matrix.png, correct_examples.png and wrong_examples.png.
+metrics.json, confusion_matrix.png, reliability.png (how often the label is right against the confidence
+shown, with flip averaging), correct_examples.png and wrong_examples.png.
 
 `--split validation` evaluates on the validation split training holds out of train/ (the same faces
 models.train picks with its default --val-fraction and --split-seed): choose models there, not on
@@ -29,7 +30,13 @@ import numpy as np
 
 from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
 from models.emotions import EMOTIONS, IMAGE_SIZE
-from models.metrics import classification_report, confusion_matrix, expected_calibration_error, paired_comparison
+from models.metrics import (
+    classification_report,
+    confusion_matrix,
+    expected_calibration_error,
+    paired_comparison,
+    reliability_bins,
+)
 from models.predictor import load_predictor, mean_predictor, predict_with_flip
 
 EXAMPLES_PER_CLASS = 8
@@ -77,7 +84,8 @@ def evaluate(predict, faces: FaceSet) -> dict:
         matrix = confusion_matrix(faces.labels, predicted, len(EMOTIONS))
         results[name] = {**classification_report(matrix, EMOTIONS), "confusion_matrix": matrix.tolist(),
                          "mean_confidence": float(probabilities.max(axis=1).mean()),
-                         "calibration_error": expected_calibration_error(probabilities, faces.labels)}
+                         "calibration_error": expected_calibration_error(probabilities, faces.labels),
+                         "reliability": reliability_bins(probabilities, faces.labels)}
         correct[name] = predicted == faces.labels
     return {"metrics": results, "correct": correct, "predicted": plain.argmax(axis=1), "confidence": plain.max(axis=1)}
 
@@ -171,6 +179,33 @@ def save_confusion_matrix(matrix: np.ndarray, title: str, path: Path) -> None:
     plt.close(figure)
 
 
+def save_reliability_diagram(bins: list[dict], title: str, path: Path) -> None:
+    """How often the label is right against the confidence shown, per confidence bin, as a PNG: bars on the
+    diagonal mean the confidence can be taken at its word."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    axis.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="calibrated")
+    for row in bins:
+        width = row["high"] - row["low"]
+        axis.bar(row["low"] + width / 2, row["accuracy"], width=width * 0.9, color="tab:blue", alpha=0.8)
+        axis.plot(row["mean_confidence"], row["accuracy"], "o", color="tab:orange", markersize=4)
+        axis.text(row["low"] + width / 2, row["accuracy"] + 0.01, f"{row['faces']}", ha="center", fontsize=7)
+    axis.plot([], [], "o", color="tab:orange", markersize=4, label="mean confidence of the bin")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.05)
+    axis.set_xlabel("confidence shown (bars: bins of 0.1; numbers: faces)")
+    axis.set_ylabel("share of those faces labelled right")
+    axis.set_title(title)
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def save_example_grid(faces: FaceSet, predicted: np.ndarray, confidence: np.ndarray, correct: bool,
                       title: str, path: Path, seed: int) -> None:
     """One row per true class of randomly picked faces the model got right (or wrong), labelled."""
@@ -252,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     save_confusion_matrix(np.array(metrics["plain"]["confusion_matrix"]),
                           f"{split_label}: accuracy {metrics['plain']['accuracy']:.1%}", output_dir / "confusion_matrix.png")
+    save_reliability_diagram(metrics["flip_tta"]["reliability"],
+                             f"{split_label}, flip averaging: calibration error {metrics['flip_tta']['calibration_error']:.3f}",
+                             output_dir / "reliability.png")
     for correct, name in ((True, "correct"), (False, "wrong")):
         save_example_grid(faces, evaluation["predicted"], evaluation["confidence"], correct,
                           f"{split_label}: {'correctly' if correct else 'wrongly'} classified (title: predicted)",
@@ -261,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_comparison(report["against"]))
     if args.through_pipeline:
         print(format_pipeline_report(report["through_pipeline"]))
-    print(f"wrote metrics.json, confusion_matrix.png, correct_examples.png, wrong_examples.png to {output_dir}")
+    print(f"wrote metrics.json, confusion_matrix.png, reliability.png, correct_examples.png, wrong_examples.png to "
+          f"{output_dir}")
     return 0
 
 

@@ -47,17 +47,22 @@ def paired_comparison(correct: np.ndarray, reference_correct: np.ndarray) -> dic
     return {"gained": gained, "lost": lost, "p_value": min(1.0, 2 * tail)}
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """How far confidence (the top probability) is from accuracy: the face-weighted mean of
-    |mean confidence - accuracy| over ``bins`` equal-width confidence bins (0: calibrated)."""
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
+    """Confidence (the top probability) against accuracy in ``bins`` equal-width confidence bins: for each bin
+    that holds faces, its bounds, the number of faces, their mean confidence and how many of them are right."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     which = np.minimum((confidence * bins).astype(int), bins - 1)
-    error = 0.0
-    for index in np.unique(which):
-        chosen = which == index
-        error += chosen.sum() * abs(confidence[chosen].mean() - correct[chosen].mean())
-    return float(error / len(labels))
+    return [{"low": index / bins, "high": (index + 1) / bins, "faces": int((which == index).sum()),
+             "mean_confidence": float(confidence[which == index].mean()),
+             "accuracy": float(correct[which == index].mean())} for index in np.unique(which)]
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """How far confidence is from accuracy: the face-weighted mean of |mean confidence - accuracy| over
+    ``bins`` equal-width confidence bins (reliability_bins; 0: calibrated)."""
+    return float(sum(row["faces"] * abs(row["mean_confidence"] - row["accuracy"])
+                     for row in reliability_bins(probabilities, labels, bins)) / len(labels))
 
 
 def fit_temperature(passes: list[np.ndarray], labels: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from models.metrics import (  # noqa: E402
     expected_calibration_error,
     fit_temperature,
     paired_comparison,
+    reliability_bins,
 )
 from models.predictor import load_predictor  # noqa: E402
 from realtime.crops import crop_square  # noqa: E402
@@ -227,6 +228,17 @@ def test_fitted_temperature_undoes_overconfidence_and_calibration_error_measures
     assert expected_calibration_error(always_sure, labels) == 0.0
 
 
+def test_reliability_bins_count_faces_confidence_and_accuracy_per_bin():
+    probabilities = np.array([[0.95, 0.05], [0.92, 0.08], [0.35, 0.65], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 1, 0, 0])  # right, wrong, right, right, wrong
+    assert reliability_bins(probabilities, labels) == [
+        {"low": 0.6, "high": 0.7, "faces": 2, "mean_confidence": pytest.approx(0.625), "accuracy": 1.0},
+        {"low": 0.7, "high": 0.8, "faces": 1, "mean_confidence": pytest.approx(0.7), "accuracy": 0.0},
+        {"low": 0.9, "high": 1.0, "faces": 2, "mean_confidence": pytest.approx(0.935), "accuracy": 0.5}]
+    # the error is the face-weighted gap: (2 * 0.375 + 0.7 + 2 * 0.435) / 5
+    assert expected_calibration_error(probabilities, labels, bins=10) == pytest.approx(0.464)
+
+
 def test_report_numbers_agree_with_a_direct_computation():
     rng = np.random.default_rng(0)
     true = rng.integers(0, 7, 500)
@@ -279,11 +291,16 @@ def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
     model_path, data = small_model
     output_dir = tmp_path / "evaluation"
     assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(output_dir)]) == 0
-    for name in ("metrics.json", "confusion_matrix.png", "correct_examples.png", "wrong_examples.png"):
+    for name in ("metrics.json", "confusion_matrix.png", "reliability.png", "correct_examples.png",
+                 "wrong_examples.png"):
         assert (output_dir / name).stat().st_size > 1000 or name == "metrics.json"
     metrics = json.loads((output_dir / "metrics.json").read_text())
     matrix = np.array(metrics["plain"]["confusion_matrix"])
     assert matrix.sum() == metrics["samples"] == 42
+    for name in ("plain", "flip_tta"):  # the reliability bins hold every face and agree with the accuracy
+        bins = metrics[name]["reliability"]
+        assert sum(row["faces"] for row in bins) == 42
+        assert sum(row["faces"] * row["accuracy"] for row in bins) / 42 == pytest.approx(metrics[name]["accuracy"])
     assert metrics["split"] == "FER2013 PublicTest"
     assert "FER2013 PublicTest: accuracy" in capsys.readouterr().out
     assert evaluate_cli.main(["--model", str(tmp_path / "missing.onnx"), "--data", str(data)]) == 2
