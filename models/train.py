@@ -45,7 +45,10 @@ HISTORY_NAME = "history.csv"
 AVERAGE_NAME = "swa_average.npz"
 TEACHER_TARGETS_NAME = "teacher_targets.npz"
 # settings that runs saved before they existed had at their default
-SETTINGS_ADDED_SINCE = {"separable_from": 0}
+SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0}
+# random erasing (Zhong et al. 2017): a rectangle of 2-25% of the face, aspect ratio 0.3-3.3, filled with noise
+ERASED_AREA = (0.02, 0.25)
+ERASED_ASPECT = (0.3, 1 / 0.3)
 RECALIBRATION_FACES = 8192
 
 
@@ -89,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mixup", type=float, default=0.0,
                         help="mixup: blend each face and its target with another face of the batch, with a share "
                              "drawn from Beta(a, a) for this a; 0 turns mixup off")
+    parser.add_argument("--random-erasing", type=float, default=0.0, metavar="P",
+                        help="with probability P, fill a random rectangle (2-25%% of the face) of each training face "
+                             "with noise; 0 turns it off")
     parser.add_argument("--seed", type=int, default=42, help="seeds initialisation, shuffling and augmentation")
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
                         help="picks the validation split; keep it across runs that continue one another "
@@ -96,6 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if not 0 <= args.random_erasing <= 1:
+        parser.error("--random-erasing is a probability: 0-1")
     if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
         parser.error("--width takes one number (doubling per block) or four, all positive")
     args.width = args.width[0] if len(args.width) == 1 else args.width  # one number as before, so old runs resume
@@ -129,7 +137,8 @@ def teachers_probabilities(teachers: list[str], all_train: FaceSet, kept: np.nda
 
 
 def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = None, shuffle_seed: int = 0,
-                 epochs: range = range(0, 1), targets: np.ndarray | None = None, mixup: float = 0.0):
+                 epochs: range = range(0, 1), targets: np.ndarray | None = None, mixup: float = 0.0,
+                 random_erasing: float = 0.0):
     """Batches (images in [0, 1], targets[, sample weights]) of the given epochs, one epoch after another.
 
     Plain NumPy, so training runs on any Keras backend (TensorFlow here, JAX or PyTorch on a GPU machine).
@@ -137,6 +146,8 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = N
     visits the faces in an order seeded by (shuffle_seed, epoch), so a resumed run sees the order an
     uninterrupted one would. With `mixup`, every face, target and weight is blended with the batch's
     face in the mirrored position, by a share from Beta(mixup, mixup) seeded by (shuffle_seed, epoch, batch).
+    With `random_erasing`, each face first has a rectangle filled with noise with that probability
+    (`erase_rectangles`), drawn from a generator of its own, so that the order and mixup stay as without it.
     """
     targets = label_targets(faces) if targets is None else targets
     sample_weights = None if weights is None else weights[faces.labels]
@@ -145,11 +156,36 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = N
         for batch, start in enumerate(range(0, len(faces), batch_size)):
             members = order[start:start + batch_size]
             tensors = [model_inputs(faces.images[members]), targets[members]]
+            if random_erasing:
+                tensors[0] = erase_rectangles(tensors[0], random_erasing,
+                                              np.random.default_rng([shuffle_seed, epoch, batch, ERASING_STREAM]))
             if sample_weights is not None:
                 tensors.append(sample_weights[members])
             if mixup:
                 tensors = mix_with_mirrored_members(tensors, mixup, np.random.default_rng([shuffle_seed, epoch, batch]))
             yield tuple(tensors)
+
+
+ERASING_STREAM = 1  # tells the erasing generator's seed apart from mixup's
+
+
+def erase_rectangles(images: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+    """Images (n, h, w, 1) in [0, 1] where, with the given probability, each has one rectangle of uniform noise:
+    ERASED_AREA of the image, aspect ratio (height / width) in ERASED_ASPECT, placed wholly inside it."""
+    count, height, width = images.shape[:3]
+    area = rng.uniform(*ERASED_AREA, size=count) * height * width
+    aspect = np.exp(rng.uniform(*np.log(ERASED_ASPECT), size=count))
+    rows = np.clip(np.round(np.sqrt(area * aspect)), 1, height).astype(int)
+    columns = np.clip(np.round(np.sqrt(area / aspect)), 1, width).astype(int)
+    top = (rng.random(count) * (height - rows + 1)).astype(int)
+    left = (rng.random(count) * (width - columns + 1)).astype(int)
+    erased = rng.random(count) < probability
+    row_index, column_index = np.arange(height)[None, :, None], np.arange(width)[None, None, :]
+    inside = ((row_index >= top[:, None, None]) & (row_index < (top + rows)[:, None, None])
+              & (column_index >= left[:, None, None]) & (column_index < (left + columns)[:, None, None])
+              & erased[:, None, None])
+    noise = rng.random(images.shape, dtype=np.float32)
+    return np.where(inside[..., None], noise, images).astype(np.float32)
 
 
 def mix_with_mirrored_members(tensors: list[np.ndarray], mixup: float, rng: np.random.Generator) -> list[np.ndarray]:
@@ -432,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
               f"the labels on {(teacher_choice == train.labels).mean():.1%} of training faces", flush=True)
     if state["epochs_done"] < args.epochs:
         train_data = make_dataset(train, args.batch_size, weights, shuffle_seed=args.seed,
-                                  epochs=range(state["epochs_done"], args.epochs), targets=targets, mixup=args.mixup)
+                                  epochs=range(state["epochs_done"], args.epochs), targets=targets, mixup=args.mixup,
+                                  random_erasing=args.random_erasing)
         model.fit(
             train_data,
             steps_per_epoch=steps_per_epoch,

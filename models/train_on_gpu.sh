@@ -23,6 +23,8 @@
 # With COMBINE_WITH=FILE.npz the teachers' file and FILE are also combined as equal members, and the students
 # distil from the best of the three on validation. With STUDENTS_FROM_SHIPPED=1 all four students start from
 # models/emotion_cnn.keras (at 5e-4, 1e-3 with and without mixup, 2e-3), and their soup comes back too.
+# The teachers of even seeds train with random erasing (--random-erasing TEACHER_ERASING, default 0.5; 0 turns
+# it off), the odd ones without: their validation accuracies (ensemble.log) compare the two.
 # With TEACHERS_ONLY=1 it trains no students and gives the teachers all but ENSEMBLE_SECONDS (default 130: their
 # recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns.
 set -uo pipefail
@@ -90,8 +92,11 @@ train_teachers() {
     choose_teacher_epochs
   fi
   for seed in "${teacher_seeds[@]}"; do
+    # the even seeds also erase rectangles (TEACHER_ERASING, default 0.5; 0: none), so that the call measures it
+    erasing=$([ $((seed % 2)) -eq 0 ] && echo "${TEACHER_ERASING:-0.5}" || echo 0)
     python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \
-      --epochs "$teacher_epochs" --mixup 0.2 --seed "$seed" >"$runs/teacher_w64_s$seed.log" 2>&1 &
+      --epochs "$teacher_epochs" --mixup 0.2 --random-erasing "$erasing" --seed "$seed" \
+      >"$runs/teacher_w64_s$seed.log" 2>&1 &
   done
   wait
   grep -h "Keras on" "$runs"/teacher_w64_s1.log

@@ -71,11 +71,64 @@ def test_training_with_separable_blocks_builds_averages_and_saves_that_net(tmp_p
         train.parse_args(arguments + ["--separable-from", "1"])
 
 
-def test_a_run_saved_before_separable_blocks_existed_resumes():
+@pytest.mark.parametrize(("setting", "other_value"), [("separable_from", 2), ("random_erasing", 0.5)])
+def test_a_run_saved_before_a_setting_existed_resumes(setting, other_value):
     requested = vars(train.parse_args(["--data", "fer", "--lr-schedule", "constant"]))
-    saved = {key: value for key, value in requested.items() if key != "separable_from"}
+    saved = {key: value for key, value in requested.items() if key != setting}
     assert train.continues_run(saved, requested)
-    assert not train.continues_run(saved, {**requested, "separable_from": 2})
+    assert not train.continues_run(saved, {**requested, setting: other_value})
+
+
+def test_random_erasing_is_a_probability():
+    for wrong in ("-0.1", "1.5"):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--data", "fer", "--random-erasing", wrong])
+
+
+def test_random_erasing_fills_one_rectangle_per_chosen_face_with_noise():
+    rng = np.random.default_rng(1)
+    images = np.full((400, 48, 48, 1), 2.0, dtype=np.float32)  # outside [0, 1): any noise pixel differs
+    erased = train.erase_rectangles(images, 0.5, np.random.default_rng(7))
+    np.testing.assert_array_equal(erased, train.erase_rectangles(images, 0.5, np.random.default_rng(7)))
+    changed = erased[..., 0] != 2.0
+    chosen = changed.any(axis=(1, 2))
+    assert 150 < chosen.sum() < 250  # about half the faces
+    assert np.all((erased[changed] >= 0) & (erased[changed] < 1))
+    low, high = train.ERASED_AREA
+    aspects = []
+    for mask in changed[chosen]:
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        assert mask[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1].all()  # one filled rectangle
+        assert mask.sum() == len(rows) * len(columns)
+        assert low * 0.8 <= mask.sum() / mask.size <= high * 1.2  # (rounded sides)
+        aspects.append(len(rows) / len(columns))
+    assert min(aspects) < 0.6 and max(aspects) > 1.7  # tall and wide ones
+    untouched = train.erase_rectangles(images, 0.0, rng)
+    np.testing.assert_array_equal(untouched, images)
+
+
+def test_random_erasing_changes_only_the_faces_not_their_order_targets_or_mixup():
+    from models.data import FaceSet
+
+    rng = np.random.default_rng(0)
+    faces = FaceSet(rng.integers(0, 256, (32, 48, 48), dtype=np.uint8), np.arange(32) % 7, [str(i) for i in range(32)])
+    weights = np.linspace(0.5, 2.0, 7).astype(np.float32)
+
+    def batches(**options):
+        return [[np.asarray(t) for t in batch] for batch in
+                train.make_dataset(faces, 8, weights, shuffle_seed=3, epochs=range(0, 2), **options)]
+
+    plain, erased = batches(), batches(random_erasing=1.0)
+    assert len(plain) == len(erased) == 8
+    for (plain_images, *plain_rest), (erased_images, *erased_rest) in zip(plain, erased):
+        for a, b in zip(plain_rest, erased_rest):
+            np.testing.assert_array_equal(a, b)
+        differs = (plain_images != erased_images)[..., 0]
+        assert differs.any(axis=(1, 2)).all()  # every face has its rectangle
+        assert differs.mean() < 0.3
+    # with mixup, the blend is the same as without erasing: the targets and shares match
+    for (_, plain_targets, _), (_, erased_targets, _) in zip(batches(mixup=0.4), batches(mixup=0.4, random_erasing=0.5)):
+        np.testing.assert_array_equal(plain_targets, erased_targets)
 
 
 def test_class_weights_favour_rare_classes_and_average_one():
@@ -347,7 +400,7 @@ def test_distillation_blends_labels_with_the_teachers_mirror_averaged_probabilit
     data = make_fer_folder(tmp_path / "fer", per_class=6)
     arguments = ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--width", "4", "--batch-size", "16",
                  "--val-fraction", "0.34", "--precision", "float32", "--teacher", str(teacher_path),
-                 "--mixup", "0.2", "--lr-schedule", "constant", "--epochs", "1"]
+                 "--mixup", "0.2", "--random-erasing", "0.5", "--lr-schedule", "constant", "--epochs", "1"]
     assert train.main(arguments) == 0
     assert "distilling from" in capsys.readouterr().out
     with np.load(tmp_path / "run" / "teacher_targets.npz") as saved:
@@ -373,7 +426,8 @@ def test_training_runs_on_the_jax_backend_with_the_whole_step_compiled(tmp_path)
     run_dir = tmp_path / "run"
     completed = subprocess.run(
         [sys.executable, "-m", "models.train", "--data", str(data), "--output-dir", str(run_dir), "--width", "4",
-         "--batch-size", "16", "--val-fraction", "0.34", "--precision", "float32", "--mixup", "0.2", "--epochs", "1"],
+         "--batch-size", "16", "--val-fraction", "0.34", "--precision", "float32", "--mixup", "0.2",
+         "--random-erasing", "0.5", "--epochs", "1"],
         env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, cwd=PROJECT_ROOT,
         capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
