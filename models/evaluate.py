@@ -16,6 +16,10 @@ whether a difference is more than the luck of this split.
 
 With --through-pipeline (one exported .onnx model) every face also goes through the runtime's own path
 (upscaled, detected, cropped), and metrics.json gets those numbers as "through_pipeline".
+
+With --occlusion the faces are also scored with a flat gray band across them (OCCLUSION_BANDS: over the eyes,
+over the mouth, or the lower half as a face mask would), as "occlusion" in metrics.json (with --against, for the
+reference too): how much a model relies on one part of the face.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from models.metrics import (
 from models.predictor import load_predictor, mean_predictor, predict_with_flip
 
 EXAMPLES_PER_CLASS = 8
+# rows [start, stop) of a 48x48 face covered by a flat band of gray across the whole width: on the mean FER2013
+# face the first covers the eyes, the second the mouth
+OCCLUSION_BANDS = {"eyes": (12, 24), "mouth": (30, 44), "lower_half": (26, 48)}
+OCCLUSION_GRAY = 128
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--through-pipeline", action="store_true",
                         help="also run every face, upscaled, through the runtime's EmotionAnalyzer (auto detection, "
                              "its crop or whole-image fallback; .onnx models only)")
+    parser.add_argument("--occlusion", action="store_true",
+                        help="also score the faces with a gray band over the eyes, over the mouth, or the lower half")
     parser.add_argument("--pipeline-size", type=int,
                         help="side of the upscaled face images for --through-pipeline (default: the detector's "
                              "WHOLE_IMAGE_MAX_SIDE, 160, the largest size at which its whole-image fallback applies)")
@@ -88,6 +98,32 @@ def evaluate(predict, faces: FaceSet) -> dict:
                          "reliability": reliability_bins(probabilities, faces.labels)}
         correct[name] = predicted == faces.labels
     return {"metrics": results, "correct": correct, "predicted": plain.argmax(axis=1), "confidence": plain.max(axis=1)}
+
+
+def occluded(faces: FaceSet, rows: tuple[int, int]) -> FaceSet:
+    """The faces with rows [start, stop) painted flat gray across their whole width."""
+    images = faces.images.copy()
+    images[:, rows[0]:rows[1], :] = OCCLUSION_GRAY
+    return FaceSet(images, faces.labels, faces.names)
+
+
+def evaluate_occlusion(predict, faces: FaceSet) -> dict:
+    """Accuracy, plain and flip-averaged, with each of OCCLUSION_BANDS over the faces."""
+    numbers = {}
+    for name, rows in OCCLUSION_BANDS.items():
+        covered = occluded(faces, rows)
+        numbers[name] = {"rows": list(rows),
+                         "accuracy": float((predict(covered.images).argmax(axis=1) == faces.labels).mean()),
+                         "flip_accuracy": float((predict_with_flip(predict, covered.images).argmax(axis=1)
+                                                 == faces.labels).mean())}
+    return numbers
+
+
+def format_occlusion_report(numbers: dict, label: str = "occluded") -> str:
+    """One line: accuracy (and flip-averaged) per occluding band."""
+    return f"{label} (gray band): " + "; ".join(
+        f"{name.replace('_', ' ')} (rows {row['rows'][0]}-{row['rows'][1] - 1}) {row['accuracy']:.2%}, "
+        f"with flip averaging {row['flip_accuracy']:.2%}" for name, row in numbers.items())
 
 
 def compare(correct: dict[str, np.ndarray], reference, faces: FaceSet, reference_path: str) -> dict:
@@ -280,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
               "classes": list(EMOTIONS), **metrics}
     if reference is not None:
         report["against"] = compare(evaluation["correct"], reference, faces, args.against)
+    if args.occlusion:
+        report["occlusion"] = evaluate_occlusion(mean_predictor(predictors), faces)
+        if reference is not None:
+            report["against"]["occlusion"] = evaluate_occlusion(reference, faces)
     if args.through_pipeline:
         from realtime.detector import WHOLE_IMAGE_MAX_SIDE
 
@@ -295,8 +335,12 @@ def main(argv: list[str] | None = None) -> int:
                           f"{split_label}: {'correctly' if correct else 'wrongly'} classified (title: predicted)",
                           output_dir / f"{name}_examples.png", args.seed)
     print(format_report(metrics, split_label))
+    if args.occlusion:
+        print(format_occlusion_report(report["occlusion"]))
     if reference is not None:
         print(format_comparison(report["against"]))
+        if args.occlusion:
+            print(format_occlusion_report(report["against"]["occlusion"], "  reference occluded"))
     if args.through_pipeline:
         print(format_pipeline_report(report["through_pipeline"]))
     print(f"wrote metrics.json, confusion_matrix.png, reliability.png, correct_examples.png, wrong_examples.png to "

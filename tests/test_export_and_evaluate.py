@@ -287,6 +287,32 @@ def test_evaluation_against_a_reference_compares_face_by_face(small_model, tiny_
                               "--against", str(tmp_path / "missing.onnx")]) == 2
 
 
+def test_evaluation_under_occlusion_scores_faces_with_a_gray_band(small_model, tiny_model, tmp_path, capsys):
+    model_path, data = small_model
+    test = load_fer2013(data)["test"]
+    covered = evaluate_cli.occluded(test, (30, 44))
+    assert np.all(covered.images[:, 30:44] == evaluate_cli.OCCLUSION_GRAY)
+    np.testing.assert_array_equal(covered.images[:, :30], test.images[:, :30])
+    np.testing.assert_array_equal(covered.images[:, 44:], test.images[:, 44:])
+    assert not np.all(test.images[:, 30:44] == evaluate_cli.OCCLUSION_GRAY)  # the band changed something
+
+    output_dir = tmp_path / "occlusion"
+    assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(output_dir),
+                              "--occlusion", "--against", str(tiny_model)]) == 0
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert set(metrics["occlusion"]) == set(metrics["against"]["occlusion"]) == set(evaluate_cli.OCCLUSION_BANDS)
+    for path, numbers in ((model_path, metrics["occlusion"]), (tiny_model, metrics["against"]["occlusion"])):
+        predict = load_predictor(path)
+        for name, rows in evaluate_cli.OCCLUSION_BANDS.items():
+            images = evaluate_cli.occluded(test, rows).images
+            flipped = (predict(images) + predict(images[:, :, ::-1])) / 2
+            assert numbers[name]["rows"] == list(rows)
+            assert numbers[name]["accuracy"] == pytest.approx((predict(images).argmax(axis=1) == test.labels).mean())
+            assert numbers[name]["flip_accuracy"] == pytest.approx((flipped.argmax(axis=1) == test.labels).mean())
+    out = capsys.readouterr().out
+    assert "occluded (gray band): eyes (rows 12-23)" in out and "reference occluded (gray band):" in out
+
+
 def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
     model_path, data = small_model
     output_dir = tmp_path / "evaluation"
