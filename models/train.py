@@ -49,6 +49,7 @@ SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0}
 # random erasing (Zhong et al. 2017): a rectangle of 2-25% of the face, aspect ratio 0.3-3.3, filled with noise
 ERASED_AREA = (0.02, 0.25)
 ERASED_ASPECT = (0.3, 1 / 0.3)
+ERASING_STREAM = 1  # tells the erasing generator's seed apart from mixup's
 RECALIBRATION_FACES = 8192
 
 
@@ -164,9 +165,6 @@ def make_dataset(faces: FaceSet, batch_size: int, weights: np.ndarray | None = N
             if mixup:
                 tensors = mix_with_mirrored_members(tensors, mixup, np.random.default_rng([shuffle_seed, epoch, batch]))
             yield tuple(tensors)
-
-
-ERASING_STREAM = 1  # tells the erasing generator's seed apart from mixup's
 
 
 def erase_rectangles(images: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
