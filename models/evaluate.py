@@ -108,22 +108,28 @@ def occluded(faces: FaceSet, rows: tuple[int, int]) -> FaceSet:
 
 
 def evaluate_occlusion(predict, faces: FaceSet) -> dict:
-    """Accuracy, plain and flip-averaged, with each of OCCLUSION_BANDS over the faces."""
+    """With each of OCCLUSION_BANDS over the faces: accuracy, plain and flip-averaged, and, flip-averaged, the
+    mean confidence and the label given most often with its share (does the model say that it cannot tell?)."""
     numbers = {}
     for name, rows in OCCLUSION_BANDS.items():
         covered = occluded(faces, rows)
+        flipped = predict_with_flip(predict, covered.images)
+        counts = np.bincount(flipped.argmax(axis=1), minlength=len(EMOTIONS))
         numbers[name] = {"rows": list(rows),
                          "accuracy": float((predict(covered.images).argmax(axis=1) == faces.labels).mean()),
-                         "flip_accuracy": float((predict_with_flip(predict, covered.images).argmax(axis=1)
-                                                 == faces.labels).mean())}
+                         "flip_accuracy": float((flipped.argmax(axis=1) == faces.labels).mean()),
+                         "flip_mean_confidence": float(flipped.max(axis=1).mean()),
+                         "flip_most_common_label": EMOTIONS[int(counts.argmax())],
+                         "flip_most_common_share": float(counts.max() / len(faces))}
     return numbers
 
 
 def format_occlusion_report(numbers: dict, label: str = "occluded") -> str:
-    """One line: accuracy (and flip-averaged) per occluding band."""
-    return f"{label} (gray band): " + "; ".join(
-        f"{name.replace('_', ' ')} (rows {row['rows'][0]}-{row['rows'][1] - 1}) {row['accuracy']:.2%}, "
-        f"with flip averaging {row['flip_accuracy']:.2%}" for name, row in numbers.items())
+    """A line per occluding band: accuracy, and with flip averaging accuracy, mean confidence, commonest label."""
+    return "\n".join([f"{label} (gray band):"] + [
+        f"  {name.replace('_', ' ')} (rows {row['rows'][0]}-{row['rows'][1] - 1}): accuracy {row['accuracy']:.2%}; "
+        f"with flip averaging {row['flip_accuracy']:.2%}, mean confidence {row['flip_mean_confidence']:.1%}, "
+        f"{row['flip_most_common_share']:.0%} labelled {row['flip_most_common_label']}" for name, row in numbers.items()])
 
 
 def compare(correct: dict[str, np.ndarray], reference, faces: FaceSet, reference_path: str) -> dict:
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     if reference is not None:
         print(format_comparison(report["against"]))
         if args.occlusion:
-            print(format_occlusion_report(report["against"]["occlusion"], "  reference occluded"))
+            print(format_occlusion_report(report["against"]["occlusion"], "reference occluded"))
     if args.through_pipeline:
         print(format_pipeline_report(report["through_pipeline"]))
     print(f"wrote metrics.json, confusion_matrix.png, reliability.png, correct_examples.png, wrong_examples.png to "

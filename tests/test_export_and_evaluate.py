@@ -309,8 +309,12 @@ def test_evaluation_under_occlusion_scores_faces_with_a_gray_band(small_model, t
             assert numbers[name]["rows"] == list(rows)
             assert numbers[name]["accuracy"] == pytest.approx((predict(images).argmax(axis=1) == test.labels).mean())
             assert numbers[name]["flip_accuracy"] == pytest.approx((flipped.argmax(axis=1) == test.labels).mean())
+            assert numbers[name]["flip_mean_confidence"] == pytest.approx(flipped.max(axis=1).mean(), abs=1e-6)
+            counts = np.bincount(flipped.argmax(axis=1), minlength=7)
+            assert numbers[name]["flip_most_common_share"] == pytest.approx(counts.max() / len(test))
+            assert counts[EMOTIONS.index(numbers[name]["flip_most_common_label"])] == counts.max()
     out = capsys.readouterr().out
-    assert "occluded (gray band): eyes (rows 12-23)" in out and "reference occluded (gray band):" in out
+    assert "occluded (gray band):\n  eyes (rows 12-23): accuracy" in out and "reference occluded (gray band):" in out
 
 
 def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
