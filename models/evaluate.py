@@ -112,13 +112,11 @@ def evaluate_occlusion(predict, faces: FaceSet) -> dict:
     mean confidence and the label given most often with its share (does the model say that it cannot tell?)."""
     numbers = {}
     for name, rows in OCCLUSION_BANDS.items():
-        covered = occluded(faces, rows)
-        flipped = predict_with_flip(predict, covered.images)
-        counts = np.bincount(flipped.argmax(axis=1), minlength=len(EMOTIONS))
-        numbers[name] = {"rows": list(rows),
-                         "accuracy": float((predict(covered.images).argmax(axis=1) == faces.labels).mean()),
-                         "flip_accuracy": float((flipped.argmax(axis=1) == faces.labels).mean()),
-                         "flip_mean_confidence": float(flipped.max(axis=1).mean()),
+        metrics = evaluate(predict, occluded(faces, rows))["metrics"]
+        plain, flip = metrics["plain"], metrics["flip_tta"]
+        counts = np.array(flip["confusion_matrix"]).sum(axis=0)  # faces given each label
+        numbers[name] = {"rows": list(rows), "accuracy": plain["accuracy"], "flip_accuracy": flip["accuracy"],
+                         "flip_mean_confidence": flip["mean_confidence"],
                          "flip_most_common_label": EMOTIONS[int(counts.argmax())],
                          "flip_most_common_share": float(counts.max() / len(faces))}
     return numbers
