@@ -48,7 +48,7 @@ def validation_accuracies(model, validation: FaceSet) -> tuple[float, float]:
 
 
 def model_job_inputs(model_path: Path, output: Path | None, faces: int, data: str) -> dict[str, FaceSet]:
-    """FER2013's splits for a job that reads one .keras model and writes another (recalibrate, prune; soup
+    """FER2013's splits for a job that reads one .keras model and writes another (recalibrate, resize; soup
     checks its own output folder and passes None); raises ValueError with a one-line reason when the paths,
     --faces or the data are wrong."""
     if not model_path.is_file() or model_path.suffix != ".keras":
