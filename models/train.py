@@ -75,8 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight class c by (N / (K * n_c)) ** power; 0 turns class weighting off")
     parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                         help="share of train/ held out for validation")
-    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="mixed_bfloat16",
-                        help="mixed_bfloat16 is much faster on CPUs with AMX/AVX512-BF16")
+    parser.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
+                        help="auto: mixed_bfloat16 on a GPU or a CPU with bfloat16 instructions (AMX, AVX512-BF16), "
+                             "where it is much faster; float32 elsewhere, where bfloat16 is emulated and many times "
+                             "slower")
     parser.add_argument("--max-train-samples", type=int, default=0, help="use only this many training faces (quick trials)")
     parser.add_argument("--init-weights", help="start from this trained inference model (.keras) of the same width, "
                                                "e.g. for a second, warm-restarted cosine cycle")
@@ -231,6 +233,22 @@ def compute_device() -> str:
     return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
 
+def cpu_has_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX or AVX512-BF16; read on Linux, else no)."""
+    try:
+        flags = cpuinfo.read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolved_precision(precision: str) -> str:
+    """The Keras dtype policy for --precision: "auto" is mixed_bfloat16 where bfloat16 is fast, else float32."""
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if compute_device() == "gpu" or cpu_has_bfloat16() else "float32"
+
+
 def continues_run(saved: dict, requested: dict) -> bool:
     """Whether the requested settings may resume the run saved with `saved`: the same settings, except
     that a constant-learning-rate run may be given more epochs (its schedule does not depend on them).
@@ -248,7 +266,8 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     from models.architecture import build_augmentation, build_classifier
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
-    classifier = build_classifier(args.width, dtype_policy=args.precision, separable_from=args.separable_from)
+    classifier = build_classifier(args.width, dtype_policy=resolved_precision(args.precision),
+                                  separable_from=args.separable_from)
     outputs = classifier(build_augmentation(args.seed)(inputs))
     model = keras.Model(inputs, outputs, name="training_model")
     warmup_steps = int(args.warmup_epochs * steps_per_epoch)
@@ -438,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.init_weights:
             classifier_of(model).set_weights(keras.models.load_model(args.init_weights, compile=False).get_weights())
             print(f"starting from the weights of {args.init_weights}", flush=True)
-        print(f"{classifier_of(model).count_params():,} parameters, {args.precision}", flush=True)
+        print(f"{classifier_of(model).count_params():,} parameters, {resolved_precision(args.precision)}", flush=True)
     compile_training_step(model)
     print(f"Keras on {keras.backend.backend()} ({compute_device()})"
           + (", training step compiled with XLA" if model.jit_compile else ""), flush=True)

@@ -58,7 +58,7 @@ def test_training_with_separable_blocks_builds_averages_and_saves_that_net(tmp_p
     run_dir = tmp_path / "run"
     arguments = ["--data", str(data), "--output-dir", str(run_dir), "--batch-size", "16", "--epochs", "2",
                  "--val-fraction", "0.34", "--warmup-epochs", "0", "--width", "4", "--separable-from", "3",
-                 "--swa-start-epoch", "1"]  # mixed precision: the saved models are float32 copies
+                 "--swa-start-epoch", "1", "--precision", "mixed_bfloat16"]  # the saved models are float32 copies
     assert train.main(arguments) == 0
     assert "swa of 2" in capsys.readouterr().out
     for name in ("best.keras", "final.keras"):
@@ -458,3 +458,17 @@ def test_an_interrupted_model_save_keeps_the_old_file_and_leaves_no_partial(tmp_
     assert sorted(tmp_path.iterdir()) == [path]
     for kept, original in zip(keras.models.load_model(path).get_weights(), first.get_weights()):
         assert np.array_equal(kept, original)
+
+
+def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert not train.cpu_has_bfloat16(cpuinfo)
+    for flag in ("avx512_bf16", "amx_bf16"):
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu avx2 avx512f {flag} amx_tile\n")
+        assert train.cpu_has_bfloat16(cpuinfo)
+    assert not train.cpu_has_bfloat16(tmp_path / "missing")
+    assert train.resolved_precision("float32") == "float32"
+    assert train.resolved_precision("mixed_bfloat16") == "mixed_bfloat16"
+    on_this_machine = "mixed_bfloat16" if train.compute_device() == "gpu" or train.cpu_has_bfloat16() else "float32"
+    assert train.resolved_precision("auto") == on_this_machine
