@@ -344,6 +344,25 @@ def seed_generators(model) -> list:
             if isinstance(value, keras.random.SeedGenerator)]
 
 
+def make_step_progress(steps_per_epoch: int, epochs: int):
+    """A tqdm bar on stderr through each epoch's steps, shown only on a terminal (a log file gets the epoch lines)."""
+    import keras
+    from tqdm import tqdm
+
+    class StepProgress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                            disable=None)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+
+    return StepProgress()
+
+
 def make_epoch_callback(output_dir: Path, best_val_accuracy: float, averaging: EpochAveraging | None = None):
     """Per-epoch console line, checkpoint (with optimizer state) and best-model saving.
 
@@ -500,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
                 # first, so that the CSV logger sees the swa_val_accuracy it adds to the epoch's logs
                 make_epoch_callback(output_dir, state["best_val_accuracy"], averaging),
                 keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),
+                make_step_progress(steps_per_epoch, args.epochs),
             ],
         )
         from models.architecture import float32_copy, save_model
