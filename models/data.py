@@ -189,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("packed", help="the .npz (or LZMA-compressed .npz.xz) to write")
     parser.add_argument("--splits", nargs="+", help="pack only these splits (e.g. train)")
     args = parser.parse_args(argv)
+    packed = Path(args.packed)
+    try:  # before the minute of loading: a folder that cannot be made fails at once
+        packed.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: {packed}: cannot write it ({error.strerror or error})", file=sys.stderr)
+        return 2
     try:
         splits = load_fer2013(args.source)
     except DatasetError as error:
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     splits = {name: faces for name, faces in splits.items() if not args.splits or name in args.splits}
     try:
-        save_npz(splits, Path(args.packed))
+        save_npz(splits, packed)
     except OutputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

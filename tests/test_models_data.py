@@ -114,6 +114,14 @@ def test_damaged_packed_file_and_unknown_split_are_clear_errors(tmp_path, capsys
     assert pack([str(folder), str(tmp_path / "out.npz"), "--splits", "validation"]) == 2
     assert "no split 'validation'" in capsys.readouterr().err
     assert not (tmp_path / "out.npz").exists()
-    assert pack([str(folder), str(tmp_path / "missing" / "out.npz")]) == 2
+    assert pack([str(folder), str(tmp_path / "fer.npz.xz" / "out.npz")]) == 2  # a file where a folder must be
     assert "cannot write it" in capsys.readouterr().err
-    assert not (tmp_path / "missing").exists()
+    assert damaged.read_bytes() == b"not lzma"
+
+
+def test_pack_makes_the_folder_it_writes_into(tmp_path):
+    from models.data import main as pack
+
+    folder = make_fer_folder(tmp_path / "fer", per_class=1)
+    assert pack([str(folder), str(tmp_path / ".fer" / "fer2013_train.npz.xz"), "--splits", "train"]) == 0
+    assert set(load_fer2013(tmp_path / ".fer" / "fer2013_train.npz.xz")) == {"train"}
