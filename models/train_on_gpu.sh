@@ -25,8 +25,10 @@
 # models/emotion_cnn.keras (at 5e-4, 1e-3 with and without mixup, 2e-3), and their soup comes back too.
 # The teachers of even seeds train with random erasing (--random-erasing TEACHER_ERASING, default 0.5; 0 turns
 # it off), the odd ones without: their validation accuracies (ensemble.log) compare the two.
+# TEACHER_FIRST_SEED (default 1) numbers the teachers' seeds from there.
 # With TEACHERS_ONLY=1 it trains no students and gives the teachers all but ENSEMBLE_SECONDS (default 130: their
-# recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns.
+# recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns
+# (with COMBINE_WITH also teachers_combined.npz: its teachers and FILE as equal members).
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
 runs=${RUNS:-/tmp/gpu_runs}
@@ -39,7 +41,8 @@ export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
 mkdir -p "$runs" "$results"
 start=$SECONDS
 common=(--data "$data" --batch-size 128 --learning-rate 2e-3 --precision mixed_bfloat16)
-teacher_seeds=($(seq 1 "$teacher_count"))
+first_seed=${TEACHER_FIRST_SEED:-1}  # another call's teachers: a later first seed, so they differ from earlier ones
+teacher_seeds=($(seq "$first_seed" $((first_seed + teacher_count - 1))))
 
 epoch_seconds() {  # the slowest time printed in the given logs for the epoch given first
   local epoch=$1; shift
@@ -128,7 +131,10 @@ if [ -n "${TEACHER_PROBABILITIES:-}" ]; then
   student_epochs=${STUDENT_EPOCHS:-120}
 else
   train_teachers
-  if [ -n "${TEACHERS_ONLY:-}" ]; then echo "done in $((SECONDS - start))s (teachers only)"; exit 0; fi
+  if [ -n "${TEACHERS_ONLY:-}" ]; then
+    if [ -n "${COMBINE_WITH:-}" ]; then choose_teacher_file && cp "$runs/teachers_combined.npz" "$results/"; fi
+    echo "done in $((SECONDS - start))s (teachers only)"; exit 0
+  fi
 fi
 choose_teacher_file
 swa_start=$(python3 -c "print(int(0.6 * $student_epochs) + 1)")
