@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 import time
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from realtime.annotator import EmotionAnnotator
 from realtime.crops import ROLL_TOLERANCE
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import EmotionTracerError, OutputError, SourceError
+from realtime.interrupts import Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
@@ -27,7 +27,6 @@ from realtime.sources import list_media, media_kind, open_source, parse_source
 from realtime.summary import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 WINDOW_TITLE = "Emotion Tracer (q or Esc quits)"
 MAX_SECONDS = 1e6  # longer waits are typing mistakes
 
@@ -276,35 +275,6 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
     return jobs
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, taken like Ctrl-C: the outputs are finished, then the exit code is 128 + signal."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def _stop_signals():
-    """Within the block, SIGTERM and SIGHUP raise Stopped in the main thread; once, so that a repeat
-    does not break off finishing the outputs (SIGKILL still does; the outputs stay playable)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        for number in STOP_SIGNALS:
-            signal.signal(number, signal.SIG_IGN)
-        raise Stopped(signum)
-
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
              notes: list[str], latencies: list[LatencyMeter]) -> None:
@@ -392,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     except EmotionTracerError as error:
         _error(error)
         return EXIT_USAGE
-    with _stop_signals():
+    with stop_signals():
         return _run(args, jobs, folder, detector_range, show_window, notes)
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, whole_image_face
+from realtime.interrupts import frame_handoff
 from realtime.io.images import read_image
 from realtime.model_metadata import ModelMetadata
 from realtime.sinks import Sink
@@ -186,9 +187,10 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
                 fps = 1.0 / seconds if fps == 0 else FPS_SMOOTHING * fps + (1 - FPS_SMOOTHING) / seconds
             analyzed = AnalyzedFrame(frame, result, annotated, fps, seconds, source.live)
             keep_going = True
-            for sink in sinks:
-                if sink.write_frame(analyzed) is False:
-                    keep_going = False
+            with frame_handoff():  # a stop waits for the frame to reach every sink (realtime/interrupts.py)
+                for sink in sinks:
+                    if sink.write_frame(analyzed) is False:
+                        keep_going = False
             count += 1
             bar.update(1)
             yield analyzed

@@ -1,0 +1,78 @@
+"""Ctrl-C, SIGTERM and SIGHUP as exceptions in the main thread, held back while a frame is handed to the sinks.
+
+A stop that lands between two sinks would leave a frame counted in the summary and written to the results
+but missing from the video. ``stop_signals()`` (the command line's) turns the three signals into
+KeyboardInterrupt / ``Stopped``; inside ``frame_handoff()`` such a stop waits until the block ends, so every
+sink gets the frame or none does. Without ``stop_signals()`` (the library in someone else's program) signals
+keep their usual handlers and ``frame_handoff()`` changes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, taken like Ctrl-C: the outputs are finished, then the exit code is 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _HandoffState:
+    """Whether the main thread is inside frame_handoff(), and the stop that arrived meanwhile."""
+
+    inside = False
+    held: KeyboardInterrupt | None = None
+
+
+_state = _HandoffState()
+
+
+@contextmanager
+def frame_handoff() -> Iterator[None]:
+    """Within the block, a stop caught by stop_signals() is raised only at its end (main thread only)."""
+    if threading.current_thread() is not threading.main_thread() or _state.inside:
+        yield
+        return
+    _state.inside, _state.held = True, None
+    try:
+        yield
+    finally:
+        _state.inside, held = False, _state.held
+        _state.held = None
+    if held is not None:
+        raise held
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Within the block, Ctrl-C raises KeyboardInterrupt and SIGTERM / SIGHUP raise Stopped in the main
+    thread, after any frame being handed to the sinks. SIGTERM and SIGHUP act once, so that a repeat does
+    not break off finishing the outputs (SIGKILL still does; the outputs stay playable)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        if signum in STOP_SIGNALS:
+            for number in STOP_SIGNALS:
+                signal.signal(number, signal.SIG_IGN)
+        interruption = Stopped(signum) if signum in STOP_SIGNALS else KeyboardInterrupt()
+        if not _state.inside:
+            raise interruption
+        if _state.held is None:
+            _state.held = interruption
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, *STOP_SIGNALS)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

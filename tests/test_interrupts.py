@@ -1,0 +1,49 @@
+"""Stop signals wait for a frame's hand-off to the sinks (real signals sent to this process)."""
+
+import os
+import signal
+
+import pytest
+
+from realtime.interrupts import Stopped, frame_handoff, stop_signals
+
+
+def send_to_self(signum: int) -> None:
+    """Send ``signum`` to this process; its Python handler runs within the next few bytecodes."""
+    os.kill(os.getpid(), signum)
+    for _ in range(10_000):
+        pass
+
+
+@pytest.mark.parametrize("signum, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Stopped),
+                                            (signal.SIGHUP, Stopped)])
+def test_a_stop_during_a_frame_handoff_is_raised_when_every_sink_has_the_frame(signum, raised):
+    sinks_done = []
+    with stop_signals():
+        with pytest.raises(raised) as stop:
+            with frame_handoff():
+                sinks_done.append("summary")
+                send_to_self(signum)
+                sinks_done.append("results")
+                sinks_done.append("video")
+    assert sinks_done == ["summary", "results", "video"]
+    assert getattr(stop.value, "signum", signal.SIGINT) == signum
+
+
+def test_a_stop_between_frames_is_raised_at_once_and_the_handlers_are_restored():
+    before = signal.getsignal(signal.SIGTERM)
+    after_the_signal = []
+    with stop_signals():
+        with pytest.raises(Stopped):
+            send_to_self(signal.SIGTERM)
+            after_the_signal.append("ran")
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # a repeat does not break off finishing
+    assert after_the_signal == []
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_without_stop_signals_a_handoff_leaves_ctrl_c_as_python_has_it():
+    with pytest.raises(KeyboardInterrupt):
+        with frame_handoff():
+            send_to_self(signal.SIGINT)
+            pytest.fail("Python's own SIGINT handler raises at once")
