@@ -124,7 +124,7 @@ choose_teacher_file() {  # the teachers' file, COMBINE_WITH or the two as equal 
   [ -f "$runs/teachers_combined.npz" ] || exit 1
   teacher_file=$(awk '/^ensemble of/ {print $5, $NF; next} / validation / {sub(":$", "", $1); print $3, $1}' \
     "$runs/combine.log" | sort -g | tail -1 | cut -d' ' -f2)
-  echo "students distil from $teacher_file"
+  echo "the strongest teachers' file on validation: $teacher_file"
 }
 if [ -n "${TEACHER_PROBABILITIES:-}" ]; then
   cp "$TEACHER_PROBABILITIES" "$results/teachers_probabilities.npz" || exit 1
