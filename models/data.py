@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from models.emotions import CSV_LABEL_TO_INDEX, EMOTIONS, IMAGE_SIZE
-from realtime.errors import OutputError
+from realtime.errors import OutputError, one_line
 from realtime.io.files import write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # before the minute of loading: a folder that cannot be made fails at once
         packed.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        print(f"error: {packed}: cannot write it ({error.strerror or error})", file=sys.stderr)
+        print(f"error: {packed}: cannot write it ({one_line(error)})", file=sys.stderr)
         return 2
     try:
         splits = load_fer2013(args.source)
