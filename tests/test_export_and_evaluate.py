@@ -357,6 +357,46 @@ def test_evaluation_on_training_validation_split_of_an_ensemble(small_model, tin
     assert "needs one exported .onnx model" in capsys.readouterr().err
 
 
+
+def test_evaluation_reports_the_faces_without_a_copy_among_the_training_faces(small_model, tiny_model, tmp_path,
+                                                                                capsys):
+    """Validation (and PublicTest) faces whose exact pixels are also among the training faces are reported apart:
+    accuracy on the rest ("unseen"), and the comparison with a reference on them."""
+    model_path, _ = small_model
+    data = make_fer_folder(tmp_path / "fer", per_class=20)
+    training, validation = stratified_split(load_fer2013(data)["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)
+    copied = validation.names[:3]
+    for name in copied:  # the file of a training face of the same class, byte for byte
+        source = next(other for other in training.names if other.split("/")[1] == name.split("/")[1])
+        shutil.copyfile(data / source, data / name)
+    test_copy = next(name for name in load_fer2013(data)["test"].names if "/angry/" in name)
+    shutil.copyfile(data / next(name for name in training.names if "/angry/" in name), data / test_copy)
+    validation = stratified_split(load_fer2013(data)["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)[1]
+    unseen = np.array([name not in copied for name in validation.names])
+
+    output_dir = tmp_path / "validation"
+    assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--split", "validation",
+                              "--output-dir", str(output_dir), "--against", str(tiny_model)]) == 0
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    predict, reference = load_predictor(model_path), load_predictor(tiny_model)
+    correct = predict(validation.images).argmax(axis=1) == validation.labels
+    reference_correct = reference(validation.images).argmax(axis=1) == validation.labels
+    assert metrics["unseen"]["faces"] == len(validation) - 3 == unseen.sum()
+    assert metrics["unseen"]["plain"] == pytest.approx(correct[unseen].mean())
+    flipped = (predict(validation.images) + predict(validation.images[:, :, ::-1])) / 2
+    assert metrics["unseen"]["flip_tta"] == pytest.approx((flipped.argmax(axis=1) == validation.labels)[unseen].mean())
+    on_unseen = metrics["against"]["unseen"]
+    assert on_unseen["plain"]["reference_accuracy"] == pytest.approx(reference_correct[unseen].mean())
+    assert on_unseen["plain"]["gained"] == int((correct & ~reference_correct)[unseen].sum())
+    assert on_unseen["plain"]["lost"] == int((~correct & reference_correct)[unseen].sum())
+    out = capsys.readouterr().out
+    assert f"unseen faces (no exact copy among the training faces), {unseen.sum()} of {len(validation)}: accuracy" in out
+    assert f"  unseen faces ({unseen.sum()}), plain: reference accuracy" in out
+
+    assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(tmp_path / "t")]) == 0
+    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert metrics["split"] == "FER2013 PublicTest" and metrics["unseen"]["faces"] == metrics["samples"] - 1
+
 def test_recalibration_recomputes_batch_norm_on_training_faces_outside_the_recorded_split(small_model, tmp_path,
                                                                                           capsys):
     """Statistics wrecked on purpose are measured anew on the chosen training faces of the run's own split

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.data import DatasetError, load_fer2013, stratified_split
+from models.data import DatasetError, FaceSet, has_copy_in, load_fer2013, stratified_split
 from models.emotions import EMOTIONS
 from tests.fer_fixtures import make_fer_csv, make_fer_folder, synthetic_face
 
@@ -89,6 +89,26 @@ def test_real_fer2013_has_the_documented_class_counts(fer2013):
     assert splits["train"].class_counts().tolist() == [3995, 436, 4097, 7215, 4965, 4830, 3171]
     assert len(splits["test"]) == 3589
 
+
+
+def test_has_copy_in_finds_faces_with_exactly_the_same_pixels():
+    rng = np.random.default_rng(0)
+    others = FaceSet(np.stack([synthetic_face(label, rng) for label in range(4)]), np.arange(4), list("abcd"))
+    changed = others.images[2].copy()
+    changed[10, 10] ^= 1  # one pixel off: not a copy
+    faces = FaceSet(np.stack([others.images[1], changed, synthetic_face(5, rng), others.images[3]]),
+                    np.array([1, 2, 5, 0]), list("wxyz"))
+    assert has_copy_in(faces, others).tolist() == [True, False, False, True]  # the label plays no part
+    assert has_copy_in(faces, others.subset(np.array([], dtype=int))).tolist() == [False] * 4
+
+
+def test_real_fer2013_validation_holds_copies_of_training_faces(fer2013):
+    """The documented figures: 27,473 distinct images among train/'s 28,709; 205 of the 2,872 validation faces have
+    an exact copy among the training faces."""
+    train = load_fer2013(fer2013)["train"]
+    assert len({image.tobytes() for image in train.images}) == 27473
+    training, validation = stratified_split(train, 0.1, seed=42)
+    assert len(validation) == 2872 and has_copy_in(validation, training).sum() == 205
 
 @pytest.mark.parametrize("name", ["fer.npz", "fer.npz.xz"])
 def test_packed_file_loads_the_same_faces_as_the_folder(tmp_path, name):
