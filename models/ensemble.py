@@ -8,7 +8,9 @@ holds `train` and `validation` arrays whose rows follow the split drawn with --v
 with a digest of those faces, so a reader can check that its faces are the same ones. A member may itself be
 such a file (an ensemble cached elsewhere, e.g. on a GPU machine), counting as one member.
 `python -m models.train --teacher FILE.npz` distils from the file as from one teacher, without loading models.
-Prints each member's and the ensemble's validation accuracy (plain probabilities after mirror averaging).
+Prints each member's and the ensemble's validation accuracy (plain probabilities after mirror averaging), then in
+brackets the accuracy on the validation faces without an exact copy among the training faces ("unseen") and on
+those with one ("copies"; see models.data.has_copy_in).
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import DEFAULT_SPLIT_SEED, DEFAULT_VAL_FRACTION, DatasetError, FaceSet, load_fer2013, stratified_split
+from models.data import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_VAL_FRACTION,
+    DatasetError,
+    FaceSet,
+    has_copy_in,
+    load_fer2013,
+    stratified_split,
+)
 from models.predictor import load_predictor, predict_with_flip
 from realtime.errors import OutputError
 from realtime.io.files import write_atomically
@@ -80,9 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    labels = faces["validation"].labels
+    labels, unseen = faces["validation"].labels, ~has_copy_in(faces["validation"], faces["train"])
+
+    def accuracies(probabilities: np.ndarray) -> str:
+        right = probabilities.argmax(1) == labels
+        parts = [f"{name} {right[which].mean():.4f}" for name, which in (("unseen", unseen), ("copies", ~unseen))
+                 if which.any()]
+        return f"{right.mean():.4f} ({', '.join(parts)})"
+
     for member, probabilities in zip(args.members, each["validation"]):
-        print(f"{member}: validation {(probabilities.argmax(1) == labels).mean():.4f}")
+        print(f"{member}: validation {accuracies(probabilities)}")
     mean = {split: np.mean(each[split], axis=0).astype(np.float32) for split in SPLITS}
     packed = io.BytesIO()
     np.savez(packed, **mean, **{f"{split}_digest": faces_digest(faces[split]) for split in SPLITS},
@@ -92,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     except OutputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"ensemble of {len(args.members)}: validation {(mean['validation'].argmax(1) == labels).mean():.4f} "
-          f"(mirror-averaged) -> {output}")
+    print(f"ensemble of {len(args.members)}: validation {accuracies(mean['validation'])}, mirror-averaged -> {output}")
     return 0
 
 

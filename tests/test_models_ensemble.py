@@ -1,5 +1,7 @@
 """models.ensemble: cached ensemble probabilities, and distillation from such a file."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,25 @@ def test_the_file_holds_the_members_mean_mirror_averaged_probabilities_and_count
     with np.load(nested) as saved:
         np.testing.assert_allclose(saved["validation"], (np.mean(each, axis=0) + each[0]) / 2, atol=1e-5)
 
+
+
+def test_accuracy_is_also_printed_apart_for_validation_faces_with_a_copy_among_the_training_faces(tmp_path, members,
+                                                                                                    capsys):
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    training, validation = stratified_split(load_fer2013(data)["train"], 0.34, 3)
+    copied = validation.names[:2]
+    for name in copied:  # byte for byte the file of a training face of the same class
+        shutil.copyfile(data / next(other for other in training.names if other.split("/")[1] == name.split("/")[1]),
+                        data / name)
+    validation = stratified_split(load_fer2013(data)["train"], 0.34, 3)[1]
+    assert ensemble.main(["--data", str(data), "--members", members[0], "--output", str(tmp_path / "one.npz"),
+                          *SPLIT]) == 0
+    right = predict_with_flip(load_predictor(members[0]), validation.images).argmax(1) == validation.labels
+    copies = np.isin(validation.names, copied)
+    expected = (f"validation {right.mean():.4f} (unseen {right[~copies].mean():.4f}, copies "
+                f"{right[copies].mean():.4f})")
+    out = capsys.readouterr().out
+    assert f"{members[0]}: {expected}\n" in out and f"ensemble of 1: {expected}, mirror-averaged" in out
 
 def test_training_distils_from_a_probability_file_and_refuses_one_of_other_faces(tmp_path, members, capsys):
     data = make_fer_folder(tmp_path / "fer", per_class=6)
