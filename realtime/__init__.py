@@ -13,6 +13,8 @@ Names are imported on first use, so ``import realtime`` stays cheap.
 
 from importlib import import_module
 
+__version__ = "0.9.0"
+
 _EXPORTS = {
     "EmotionAnalyzer": "realtime.pipeline",
     "process_source": "realtime.pipeline",

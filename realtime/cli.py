@@ -117,6 +117,52 @@ def _camera(text: str) -> int | str:
     return int(text)
 
 
+def version_report() -> str:
+    """The package's version, the shipped model's figures from its metadata, and the libraries that do the work:
+    what a bug report needs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from realtime import __version__
+    from realtime.classifier import EmotionClassifier
+
+    try:
+        classifier = EmotionClassifier(threads=1)
+        facts = classifier.metadata.facts
+        figures = ", ".join(part for part in (
+            facts.get("precision"), f"{facts['parameters']:,} parameters" if "parameters" in facts else None,
+            f"trained on {facts['dataset']}" if "dataset" in facts else None) if part)
+        if "publictest_accuracy" in facts:
+            figures += (f"; PublicTest accuracy {facts['publictest_accuracy']:.1%}, "
+                        f"{facts['publictest_accuracy_flip_tta']:.1%} with flip averaging")
+        model = f"{classifier.model_path} ({figures})"
+    except EmotionTracerError as error:
+        model = str(error)
+
+    def installed(*names: str) -> str:
+        for name in names:
+            with suppress(PackageNotFoundError):
+                return version(name)
+        return "not installed"
+
+    libraries = ", ".join(f"{label} {installed(*names)}" for label, names in (
+        ("onnxruntime", ("onnxruntime",)), ("mediapipe", ("mediapipe",)),
+        ("opencv", ("opencv-python", "opencv-python-headless", "opencv-contrib-python")), ("av", ("av",))))
+    return f"emotion-tracer {__version__}\nmodel: {model}\n{libraries}, Python {platform.python_version()}"
+
+
+class VersionAction(argparse.Action):
+    """--version: print version_report() and exit."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version, the shipped model's accuracy and the libraries' versions, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_report())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help)."""
     parser = OneLineErrorParser(
@@ -124,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Emotion Tracer: finds faces (MediaPipe) and classifies their emotions (an ONNX CNN\n"
                     "trained on FER2013) in a live camera, a video file, a photo or a whole folder.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=VersionAction)
     source = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
     source.add_argument("input", nargs="?", metavar="SOURCE",
                         help="a video, a photo, a folder of them, a camera index (digits) or a stream URL")

@@ -289,6 +289,27 @@ def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=120, **kwargs)
 
 
+def test_version_names_the_package_the_shipped_model_and_the_libraries():
+    import json
+
+    import onnxruntime
+
+    import realtime
+    from realtime.classifier import default_model_path
+    from realtime.model_metadata import METADATA_KEY
+
+    completed = run_cli("--version", "--video", "ignored.mp4")
+    assert completed.returncode == 0 and completed.stderr == ""
+    package, model, libraries = completed.stdout.splitlines()
+    assert package == f"emotion-tracer {realtime.__version__}"
+    session = onnxruntime.InferenceSession(str(default_model_path()), providers=["CPUExecutionProvider"])
+    facts = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])["facts"]
+    assert model == (f"model: {default_model_path()} (int8, {facts['parameters']:,} parameters, trained on FER2013; "
+                     f"PublicTest accuracy {facts['publictest_accuracy']:.1%}, {facts['publictest_accuracy_flip_tta']:.1%} "
+                     "with flip averaging)")
+    assert libraries.startswith("onnxruntime ") and "mediapipe 0.10.21" in libraries and "not installed" not in libraries
+
+
 def test_help_explains_the_options_with_examples():
     completed = run_cli("--help")
     assert completed.returncode == 0

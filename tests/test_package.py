@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from realtime import __version__
 from realtime.demo import sample_photo_bgr
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,7 @@ def installed(wheel, tmp_path_factory) -> Path:
 
 
 def test_wheel_holds_the_runtime_and_its_model_but_no_generic_top_level_names(wheel):
+    assert wheel.name.startswith(f"emotion_tracer-{__version__}-")  # pyproject reads the package's version
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
     assert top_level == {"realtime"}
@@ -85,6 +87,9 @@ def test_installed_wheel_runs_the_api_example_cli_and_demo_outside_the_repositor
     assert cli.returncode == 0, cli.stderr
     assert cv2.imread(str(tmp_path / "annotated.jpg")) is not None
     assert "happy" in (tmp_path / "faces.csv").read_text()
+    version = subprocess.run([str(installed / "emotion-tracer"), "--version"], **run)
+    assert version.returncode == 0 and version.stdout.startswith(f"emotion-tracer {__version__}\nmodel: ")
+    assert "site-packages" in version.stdout.splitlines()[1]  # the model inside the installed package
 
     where = subprocess.run([str(python), "-c", "import realtime, sys; print(realtime.__file__)"], **run)
     assert "site-packages" in where.stdout and str(PROJECT_ROOT) not in where.stdout
