@@ -182,17 +182,25 @@ def format_comparison(comparison: dict) -> str:
 
 
 def unseen_accuracy(correct: dict[str, np.ndarray], unseen: np.ndarray) -> dict:
-    """Accuracy, plain and flip-averaged, on the faces without an exact copy among the training faces."""
-    return {"faces": int(unseen.sum()),
-            **{name: float(correct[name][unseen].mean()) if unseen.any() else None for name in ("plain", "flip_tta")}}
+    """Accuracy, plain and flip-averaged, on the faces without an exact copy among the training faces, and on the
+    copies ("copies": the same for the rest; None where there are no such faces)."""
+
+    def on(faces: np.ndarray) -> dict:
+        return {"faces": int(faces.sum()),
+                **{name: float(correct[name][faces].mean()) if faces.any() else None for name in ("plain", "flip_tta")}}
+
+    return {**on(unseen), "copies": on(~unseen)}
 
 
 def format_unseen(numbers: dict, samples: int) -> str:
-    """The unseen faces' accuracy line."""
-    if not numbers["faces"]:
-        return f"unseen faces (no exact copy among the training faces): none of {samples}"
-    return (f"unseen faces (no exact copy among the training faces), {numbers['faces']} of {samples}: accuracy "
-            f"{numbers['plain']:.2%}, with flip averaging {numbers['flip_tta']:.2%}")
+    """The unseen faces' accuracy line, with the copies' accuracy."""
+    parts = [f"{label} {numbers[name]:.2%}" for name, label in (("plain", "accuracy"), ("flip_tta", "with flip averaging"))
+             if numbers[name] is not None]
+    copies = numbers["copies"]
+    copied = (f"; the {copies['faces']} with a copy: {copies['plain']:.2%}, {copies['flip_tta']:.2%}" if copies["faces"]
+              else "")
+    return (f"unseen faces (no exact copy among the training faces), {numbers['faces']} of {samples}: "
+            f"{', '.join(parts) or 'none'}{copied}")
 
 
 def evaluate_through_pipeline(model_path: str | Path, faces: FaceSet, size: int) -> dict:

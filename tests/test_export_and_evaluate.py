@@ -385,12 +385,15 @@ def test_evaluation_reports_the_faces_without_a_copy_among_the_training_faces(sm
     assert metrics["unseen"]["plain"] == pytest.approx(correct[unseen].mean())
     flipped = (predict(validation.images) + predict(validation.images[:, :, ::-1])) / 2
     assert metrics["unseen"]["flip_tta"] == pytest.approx((flipped.argmax(axis=1) == validation.labels)[unseen].mean())
+    assert metrics["unseen"]["copies"]["faces"] == 3
+    assert metrics["unseen"]["copies"]["plain"] == pytest.approx(correct[~unseen].mean())
     on_unseen = metrics["against"]["unseen"]
     assert on_unseen["plain"]["reference_accuracy"] == pytest.approx(reference_correct[unseen].mean())
     assert on_unseen["plain"]["gained"] == int((correct & ~reference_correct)[unseen].sum())
     assert on_unseen["plain"]["lost"] == int((~correct & reference_correct)[unseen].sum())
     out = capsys.readouterr().out
     assert f"unseen faces (no exact copy among the training faces), {unseen.sum()} of {len(validation)}: accuracy" in out
+    assert f"; the 3 with a copy: {correct[~unseen].mean():.2%}, " in out
     assert f"  unseen faces ({unseen.sum()}), plain: reference accuracy" in out
 
     assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(tmp_path / "t")]) == 0
