@@ -18,6 +18,7 @@ FER2013's train/ holds some images more than once, so some validation faces (abo
 training faces, which a model gets right far more often (85-88% against 68%). Every report therefore also gives
 the accuracy on the "unseen" faces, those without an exact copy among the training faces (train/ less the
 validation split), and --against compares the models on them too: the better guide to faces never seen.
+PublicTest holds copies of training faces in the same share, so its unseen faces are reported as well.
 
 With --through-pipeline (one exported .onnx model) every face also goes through the runtime's own path
 (upscaled, detected, cropped), and metrics.json gets those numbers as "through_pipeline".
