@@ -304,9 +304,11 @@ class EpochAveraging:
         self.validation_images = model_inputs(validation.images)
         self.validation_labels = validation.labels
         self.average = WeightAverage.load(path)
+        self.averaged = None  # the float32 net that holds the mean, built once so its compiled predict is reused
 
     def after_epoch(self, classifier, epoch: int):
-        """(validation accuracy, float32 averaged model) once averaging has started, else None."""
+        """(validation accuracy, float32 averaged model) once averaging has started, else None; the model is
+        the same object every epoch, holding that epoch's mean."""
         from models.architecture import float32_copy
         from models.averaging import recalibrate_batch_norm
 
@@ -314,10 +316,13 @@ class EpochAveraging:
             return None
         self.average.add(classifier.get_weights(), epoch)
         self.average.save(self.path)
-        averaged = float32_copy(classifier, self.average.weights)
-        recalibrate_batch_norm(averaged, self.recalibration_images)
-        probabilities = averaged.predict(self.validation_images, batch_size=256, verbose=0)
-        return float((probabilities.argmax(axis=1) == self.validation_labels).mean()), averaged
+        if self.averaged is None:
+            self.averaged = float32_copy(classifier, self.average.weights)
+        else:
+            self.averaged.set_weights([weight.astype("float32") for weight in self.average.weights])
+        recalibrate_batch_norm(self.averaged, self.recalibration_images)
+        probabilities = self.averaged.predict(self.validation_images, batch_size=256, verbose=0)
+        return float((probabilities.argmax(axis=1) == self.validation_labels).mean()), self.averaged
 
 
 def random_states(model) -> list[list[int]]:

@@ -309,6 +309,39 @@ def test_batch_norm_recalibration_measures_the_data_with_dropout_off():
     assert first.momentum == 0.99 and last.momentum == 0.99 and dropout.rate == 0.5
 
 
+def test_epoch_averaging_reuses_one_net_that_holds_each_epochs_mean(tmp_path):
+    from models.architecture import build_classifier, float32_copy
+    from models.averaging import recalibrate_batch_norm
+    from models.data import FaceSet
+    from models.emotions import model_inputs
+
+    rng = np.random.default_rng(2)
+
+    def faces(count):
+        return FaceSet(rng.integers(0, 256, (count, 48, 48), dtype=np.uint8), np.arange(count) % 7,
+                       [str(i) for i in range(count)])
+
+    recalibration, validation = faces(32), faces(21)
+    averaging = train.EpochAveraging(1, tmp_path / "average.npz", recalibration, validation)
+    classifier = build_classifier(4)
+    epoch_weights = [[rng.normal(size=w.shape).astype("float32") for w in classifier.get_weights()] for _ in range(2)]
+    scored = []
+    for epoch, weights in enumerate(epoch_weights, start=1):
+        classifier.set_weights(weights)
+        scored.append(averaging.after_epoch(classifier, epoch))
+    assert scored[0][1] is scored[1][1]  # built once, so its compiled predict is reused
+
+    # the second epoch's net is what a fresh copy holding the mean of both epochs gives
+    mean = [(first + second) / 2 for first, second in zip(*epoch_weights)]
+    fresh = float32_copy(classifier, mean)
+    recalibrate_batch_norm(fresh, model_inputs(recalibration.images))
+    for reused, expected in zip(scored[1][1].get_weights(), fresh.get_weights()):
+        np.testing.assert_allclose(reused, expected, rtol=1e-4, atol=1e-5)
+    expected_accuracy = (fresh.predict(model_inputs(validation.images), verbose=0).argmax(axis=1)
+                         == validation.labels).mean()
+    assert scored[1][0] == pytest.approx(expected_accuracy)
+
+
 def test_weight_averaging_run_scores_the_average_and_keeps_the_best(tmp_path, capsys):
     import csv
 
