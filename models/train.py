@@ -355,6 +355,10 @@ def make_step_progress(steps_per_epoch: int, epochs: int):
     from tqdm import tqdm
 
     class StepProgress(keras.callbacks.Callback):
+        # a bar update needs nothing from the step: under JAX or PyTorch Keras may then run the next step
+        # without waiting for this one's results (a callback with a batch hook otherwise makes every step wait)
+        async_safe = True
+
         def on_epoch_begin(self, epoch, logs=None):
             self.bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                             disable=None)

@@ -1,6 +1,9 @@
 """The CNN builds, trains a few steps on a tiny generated set, checkpoints and resumes."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -307,6 +310,22 @@ def test_batch_norm_recalibration_measures_the_data_with_dropout_off():
     assert np.allclose(np.asarray(last.moving_mean), dense_out.mean(axis=(0, 1)), atol=1e-4)
     assert np.allclose(np.asarray(last.moving_variance), dense_out.var(axis=1).mean(axis=0), rtol=1e-3)
     assert first.momentum == 0.99 and last.momentum == 0.99 and dropout.rate == 0.5
+
+
+def test_training_callbacks_let_keras_dispatch_steps_without_waiting_under_jax(tmp_path):
+    pytest.importorskip("jax")
+    script = (
+        "import keras\n"
+        "from keras.src.callbacks.callback_list import CallbackList\n"
+        "from models import train\n"
+        f"callbacks = [train.make_epoch_callback(__import__('pathlib').Path({str(tmp_path)!r}), 0.0),\n"
+        f"             keras.callbacks.CSVLogger({str(tmp_path / 'history.csv')!r}),\n"
+        "             train.make_step_progress(10, 2)]\n"
+        "print('async', CallbackList(callbacks)._async_train)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}, timeout=120)
+    assert "async True" in result.stdout, result.stderr[-2000:]
 
 
 def test_epoch_averaging_reuses_one_net_that_holds_each_epochs_mean(tmp_path):
