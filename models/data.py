@@ -179,7 +179,6 @@ def stratified_split(faces: FaceSet, fraction: float, seed: int) -> tuple[FaceSe
     return faces.subset(np.flatnonzero(~held_out_mask)), faces.subset(np.flatnonzero(held_out_mask))
 
 
-
 def has_copy_in(faces: FaceSet, others: FaceSet) -> np.ndarray:
     """Per face of ``faces``: whether ``others`` holds a face with exactly the same pixels.
 
@@ -189,6 +188,7 @@ def has_copy_in(faces: FaceSet, others: FaceSet) -> np.ndarray:
     """
     seen = {image.tobytes() for image in others.images}
     return np.fromiter((image.tobytes() in seen for image in faces.images), dtype=bool, count=len(faces))
+
 
 def main(argv: list[str] | None = None) -> int:
     """Pack a FER2013 folder or CSV into one .npz: quicker to load, and one file to carry to a training machine."""

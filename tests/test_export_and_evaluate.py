@@ -357,7 +357,6 @@ def test_evaluation_on_training_validation_split_of_an_ensemble(small_model, tin
     assert "needs one exported .onnx model" in capsys.readouterr().err
 
 
-
 def test_evaluation_reports_the_faces_without_a_copy_among_the_training_faces(small_model, tiny_model, tmp_path,
                                                                                 capsys):
     """Validation (and PublicTest) faces whose exact pixels are also among the training faces are reported apart:
@@ -399,6 +398,7 @@ def test_evaluation_reports_the_faces_without_a_copy_among_the_training_faces(sm
     assert evaluate_cli.main(["--model", str(model_path), "--data", str(data), "--output-dir", str(tmp_path / "t")]) == 0
     metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert metrics["split"] == "FER2013 PublicTest" and metrics["unseen"]["faces"] == metrics["samples"] - 1
+
 
 def test_recalibration_recomputes_batch_norm_on_training_faces_outside_the_recorded_split(small_model, tmp_path,
                                                                                           capsys):

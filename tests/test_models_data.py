@@ -90,7 +90,6 @@ def test_real_fer2013_has_the_documented_class_counts(fer2013):
     assert len(splits["test"]) == 3589
 
 
-
 def test_has_copy_in_finds_faces_with_exactly_the_same_pixels():
     rng = np.random.default_rng(0)
     others = FaceSet(np.stack([synthetic_face(label, rng) for label in range(4)]), np.arange(4), list("abcd"))
@@ -109,6 +108,7 @@ def test_real_fer2013_validation_holds_copies_of_training_faces(fer2013):
     assert len({image.tobytes() for image in train.images}) == 27473
     training, validation = stratified_split(train, 0.1, seed=42)
     assert len(validation) == 2872 and has_copy_in(validation, training).sum() == 205
+
 
 @pytest.mark.parametrize("name", ["fer.npz", "fer.npz.xz"])
 def test_packed_file_loads_the_same_faces_as_the_folder(tmp_path, name):

@@ -49,7 +49,6 @@ def test_the_file_holds_the_members_mean_mirror_averaged_probabilities_and_count
         np.testing.assert_allclose(saved["validation"], (np.mean(each, axis=0) + each[0]) / 2, atol=1e-5)
 
 
-
 def test_accuracy_is_also_printed_apart_for_validation_faces_with_a_copy_among_the_training_faces(tmp_path, members,
                                                                                                     capsys):
     data = make_fer_folder(tmp_path / "fer", per_class=6)
@@ -67,6 +66,7 @@ def test_accuracy_is_also_printed_apart_for_validation_faces_with_a_copy_among_t
                 f"{right[copies].mean():.4f})")
     out = capsys.readouterr().out
     assert f"{members[0]}: {expected}\n" in out and f"ensemble of 1: {expected}, mirror-averaged" in out
+
 
 def test_training_distils_from_a_probability_file_and_refuses_one_of_other_faces(tmp_path, members, capsys):
     data = make_fer_folder(tmp_path / "fer", per_class=6)

@@ -315,10 +315,11 @@ def test_batch_norm_recalibration_measures_the_data_with_dropout_off():
 def test_training_callbacks_let_keras_dispatch_steps_without_waiting_under_jax(tmp_path):
     pytest.importorskip("jax")
     script = (
+        "from pathlib import Path\n"
         "import keras\n"
         "from keras.src.callbacks.callback_list import CallbackList\n"
         "from models import train\n"
-        f"callbacks = [train.make_epoch_callback(__import__('pathlib').Path({str(tmp_path)!r}), 0.0),\n"
+        f"callbacks = [train.make_epoch_callback(Path({str(tmp_path)!r}), 0.0),\n"
         f"             keras.callbacks.CSVLogger({str(tmp_path / 'history.csv')!r}),\n"
         "             train.make_step_progress(10, 2)]\n"
         "print('async', CallbackList(callbacks)._async_train)\n"
