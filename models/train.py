@@ -5,11 +5,12 @@
 Holds out a stratified validation split of train/ for model selection (test/ is never looked at),
 logs one line per epoch, checkpoints every epoch and resumes from the checkpoint when rerun with
 the same --output-dir. The best epoch by validation accuracy is saved as a float32 inference model
-in <output-dir>/best.keras, ready for `python -m models.evaluate` and `python -m export`; when the last
-epoch is done, its weights are saved the same way in <output-dir>/final.keras (for
+in <output-dir>/best.keras, ready for `python -m models.evaluate` and `python -m export`; when training
+ends, the last epoch's weights are saved the same way in <output-dir>/final.keras (for
 `python -m models.recalibrate`: the end of a cosine schedule often scores best with clean statistics).
 With --swa-start-epoch the running average of the weights of every epoch from then on (stochastic
-weight averaging, usually with --lr-schedule constant) competes for best.keras as well.
+weight averaging, usually with --lr-schedule constant) competes for best.keras as well. With --time-limit
+a run stops early, between epochs, to end within that many seconds; rerunning the command resumes it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ AVERAGE_NAME = "swa_average.npz"
 TEACHER_TARGETS_NAME = "teacher_targets.npz"
 # settings that runs saved before they existed had at their default
 SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0}
+# settings of one invocation, not of the run: a resumed run may change them
+INVOCATION_SETTINGS = ("time_limit",)
 # random erasing (Zhong et al. 2017): a rectangle of 2-25% of the face, aspect ratio 0.3-3.3, filled with noise
 ERASED_AREA = (0.02, 0.25)
 ERASED_ASPECT = (0.3, 1 / 0.3)
@@ -102,9 +105,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
                         help="picks the validation split; keep it across runs that continue one another "
                              "(--init-weights), so validation faces are never trained on")
+    parser.add_argument("--time-limit", type=float, default=0.0, metavar="SECONDS",
+                        help="stop after the epoch past which one more would end later than SECONDS after the start "
+                             "(final.keras then holds that epoch's weights; rerunning the command resumes the run); "
+                             "0: no limit")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.time_limit < 0:
+        parser.error("--time-limit must be positive (0: no limit)")
     if not 0 <= args.random_erasing <= 1:
         parser.error("--random-erasing is a probability: 0-1")
     if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
@@ -252,8 +261,9 @@ def resolved_precision(precision: str) -> str:
 def continues_run(saved: dict, requested: dict) -> bool:
     """Whether the requested settings may resume the run saved with `saved`: the same settings, except
     that a constant-learning-rate run may be given more epochs (its schedule does not depend on them).
-    A setting added since the run was saved counts as its default there."""
-    saved = {**SETTINGS_ADDED_SINCE, **saved}
+    A setting added since the run was saved counts as its default there; INVOCATION_SETTINGS may differ."""
+    saved, requested = ({key: value for key, value in settings.items() if key not in INVOCATION_SETTINGS}
+                        for settings in ({**SETTINGS_ADDED_SINCE, **saved}, requested))
     if requested.get("lr_schedule") == "constant":
         saved, requested = {**saved, "epochs": None}, {**requested, "epochs": None}
     return saved == requested
@@ -372,6 +382,29 @@ def make_step_progress(steps_per_epoch: int, epochs: int):
     return StepProgress()
 
 
+def make_time_limit(deadline: float):
+    """A Keras callback that stops training after the epoch past which one more, taking as long as that one
+    did, would end after ``deadline`` (time.monotonic()); its ``stopped_after`` says after which epoch (or None)."""
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.stopped_after = None
+            self.started = time.monotonic()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            if now + (now - self.started) > deadline and epoch + 1 < self.params["epochs"]:
+                self.model.stop_training = True
+                self.stopped_after = epoch + 1
+
+    return TimeLimit()
+
+
 def make_epoch_callback(output_dir: Path, best_val_accuracy: float, averaging: EpochAveraging | None = None):
     """Per-epoch console line, checkpoint (with optimizer state) and best-model saving.
 
@@ -441,6 +474,7 @@ def split_as_recorded(model_path: Path, faces: FaceSet) -> tuple[FaceSet, FaceSe
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     try:
@@ -515,6 +549,13 @@ def main(argv: list[str] | None = None) -> int:
         train_data = make_dataset(train, args.batch_size, weights, shuffle_seed=args.seed,
                                   epochs=range(state["epochs_done"], args.epochs), targets=targets, mixup=args.mixup,
                                   random_erasing=args.random_erasing)
+        callbacks = [
+            # first, so that the CSV logger sees the swa_val_accuracy it adds to the epoch's logs
+            make_epoch_callback(output_dir, state["best_val_accuracy"], averaging),
+            keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),
+            make_step_progress(steps_per_epoch, args.epochs),
+        ]
+        time_limit = make_time_limit(started + args.time_limit) if args.time_limit else None
         model.fit(
             train_data,
             steps_per_epoch=steps_per_epoch,
@@ -524,13 +565,11 @@ def main(argv: list[str] | None = None) -> int:
             validation_batch_size=256,
             shuffle=False,  # the batches come in their own seeded order
             verbose=0,
-            callbacks=[
-                # first, so that the CSV logger sees the swa_val_accuracy it adds to the epoch's logs
-                make_epoch_callback(output_dir, state["best_val_accuracy"], averaging),
-                keras.callbacks.CSVLogger(str(output_dir / HISTORY_NAME), append=True),
-                make_step_progress(steps_per_epoch, args.epochs),
-            ],
+            callbacks=callbacks + ([time_limit] if time_limit else []),
         )
+        if time_limit and time_limit.stopped_after:
+            print(f"stopped after epoch {time_limit.stopped_after} of {args.epochs}: another would end past the "
+                  f"time limit ({args.time_limit:g} s); rerun the command to resume", flush=True)
         from models.architecture import float32_copy, save_model
 
         save_model(float32_copy(classifier_of(model)), output_dir / FINAL_NAME)

@@ -29,6 +29,9 @@
 # With TEACHERS_ONLY=1 it trains no students and gives the teachers all but ENSEMBLE_SECONDS (default 130: their
 # recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns
 # (with COMBINE_WITH also teachers_combined.npz: its teachers and FILE as equal members).
+# Every run has a time limit (models.train --time-limit) that keeps the call within its budget even when epochs
+# take longer than expected: teachers end in time for their ensemble, students STUDENT_RESERVE (default 60) seconds
+# before the budget ends, for their soup and the results. Runs cut short say so in their logs ("stopped after").
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
 runs=${RUNS:-/tmp/gpu_runs}
@@ -65,6 +68,16 @@ recalibrate() {  # run_name
   python3 -m models.recalibrate --data "$data" --model "$runs/$1/final.keras" \
     --output "$runs/$1/final_recalibrated.keras" >"$runs/recalibrate_$1.log" 2>&1
 }
+set_teacher_seconds() {  # the teachers' time from now: TEACHER_SHARE (half) of what is left, all but
+  # ENSEMBLE_SECONDS with TEACHERS_ONLY
+  local left=$((budget - (SECONDS - start)))
+  if [ -n "${TEACHERS_ONLY:-}" ]; then
+    teacher_seconds=$((left - ${ENSEMBLE_SECONDS:-130}))
+  else
+    teacher_seconds=$(python3 -c "print(${TEACHER_SHARE:-0.5} * $left)")
+  fi
+  teacher_seconds=$(python3 -c "print(max(1, $teacher_seconds))")
+}
 choose_teacher_epochs() {  # sets teacher_epochs, teacher_epoch (seconds) and probe_start (a process's start)
   probe=$(probe_teachers)
   if [ -z "$probe" ] && [ "$KERAS_BACKEND" = jax ]; then  # fall back to Keras's PyTorch backend
@@ -76,12 +89,7 @@ choose_teacher_epochs() {  # sets teacher_epochs, teacher_epoch (seconds) and pr
   # less their start (the probe's time beyond its two epochs: the compile cache does not shorten it)
   teacher_epoch=$probe
   probe_start=$(python3 -c "print(max(10, $((SECONDS - start)) - 2 * $probe))")
-  left=$((budget - (SECONDS - start)))
-  if [ -n "${TEACHERS_ONLY:-}" ]; then
-    teacher_seconds=$((left - ${ENSEMBLE_SECONDS:-130}))
-  else
-    teacher_seconds=$(python3 -c "print(${TEACHER_SHARE:-0.5} * $left)")
-  fi
+  set_teacher_seconds
   teacher_epochs=$(python3 -c "print(max(1, int(($teacher_seconds - $probe_start) / $teacher_epoch)))")
   echo "probe epoch ${probe}s, start ${probe_start}s; $teacher_count teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
   if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
@@ -91,6 +99,7 @@ choose_teacher_epochs() {  # sets teacher_epochs, teacher_epoch (seconds) and pr
 train_teachers() {
   if [ -n "${TEACHER_EPOCHS:-}" ]; then  # no probe: an H100 took 75 s to start six teachers, then 1.6-3.7 s per epoch
     teacher_epochs=$TEACHER_EPOCHS teacher_epoch=4 probe_start=75
+    set_teacher_seconds
   else
     choose_teacher_epochs
   fi
@@ -99,10 +108,11 @@ train_teachers() {
     erasing=$([ $((seed % 2)) -eq 0 ] && echo "${TEACHER_ERASING:-0.5}" || echo 0)
     python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \
       --epochs "$teacher_epochs" --mixup 0.2 --random-erasing "$erasing" --seed "$seed" \
-      >"$runs/teacher_w64_s$seed.log" 2>&1 &
+      --time-limit "$teacher_seconds" >"$runs/teacher_w64_s$seed.log" 2>&1 &
   done
   wait
   grep -h "Keras on" "$runs"/teacher_w64_s1.log
+  grep -h "stopped after" "$runs"/teacher_w64_s*.log
   tail -n 2 "$runs"/teacher_w64_s*.log
   for seed in "${teacher_seeds[@]}"; do recalibrate "teacher_w64_s$seed" & done
   wait
@@ -138,13 +148,15 @@ else
 fi
 choose_teacher_file
 swa_start=$(python3 -c "print(int(0.6 * $student_epochs) + 1)")
-echo "students: $student_epochs epochs, weights averaged from epoch $swa_start"
+student_seconds=$((budget - (SECONDS - start) - ${STUDENT_RESERVE:-60}))
+((student_seconds >= 1)) || student_seconds=1
+echo "students: $student_epochs epochs, weights averaged from epoch $swa_start, at most ${student_seconds}s"
 student() {  # name "block widths" teacher_weight mixup seed [more arguments]
   local name=$1 widths=$2 weight=$3 mixup=$4 seed=$5; shift 5
   # shellcheck disable=SC2086  # the widths are one word per block
   python3 -m models.train "${common[@]}" --output-dir "$runs/$name" --width $widths --epochs "$student_epochs" \
     --teacher "$teacher_file" --teacher-weight "$weight" --mixup "$mixup" --seed "$seed" \
-    --swa-start-epoch "$swa_start" --class-weight-power 0.3 "$@" >"$runs/$name.log" 2>&1 &
+    --swa-start-epoch "$swa_start" --class-weight-power 0.3 --time-limit "$student_seconds" "$@" >"$runs/$name.log" 2>&1 &
 }
 if [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # GPU try 3's four, all from the shipped weights
   for rate_mixup_seed in "5e-4 0.2 31" "1e-3 0.2 32" "1e-3 0.0 33" "2e-3 0.2 34"; do
@@ -160,6 +172,7 @@ else
   student student_w32_shipped_tw07_mix02 32 0.7 0.2 13 --init-weights models/emotion_cnn.keras --learning-rate 1e-3
 fi
 wait
+grep -h "stopped after" "$runs"/student_*.log
 tail -n 2 "$runs"/student_*.log
 for run in "$runs"/student_*/; do
   cp "$run/best.keras" "$results/$(basename "$run").keras"

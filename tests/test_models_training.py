@@ -227,6 +227,29 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
         assert np.allclose(after_resume, straight, atol=1e-5)
 
 
+def test_time_limit_stops_between_epochs_keeps_that_epochs_weights_and_the_run_resumes(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    arguments = ["--data", str(data), "--output-dir", str(run_dir), "--width", "4", "--batch-size", "16",
+                 "--epochs", "3", "--precision", "float32", "--val-fraction", "0.34", "--warmup-epochs", "0"]
+    # a limit already passed when the first epoch ends: it stops there, not in the middle of an epoch
+    assert train.main(arguments + ["--time-limit", "0.001"]) == 0
+    assert "stopped after epoch 1 of 3" in capsys.readouterr().out
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
+    after_one = keras.models.load_model(run_dir / "checkpoint.keras")
+    final = keras.models.load_model(run_dir / "final.keras")  # what recalibration and ensembles read
+    for saved, trained in zip(final.get_weights(), train.classifier_of(after_one).get_weights()):
+        assert np.allclose(saved, trained, atol=1e-6)
+
+    # the limit belongs to one invocation: the same run resumes with another one (or none) and ends
+    assert train.main(arguments + ["--time-limit", "1e6"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1" in out and "epoch   3" in out and "stopped" not in out
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 3
+
+
 def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "run")]) == 2
     assert "dataset not found" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""The GPU training recipe (models/train_on_gpu.sh) runs end to end on this CPU, on a tiny generated set: a
+teachers-only call, then a students-only call from its file, each returning what the next session needs."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorflow", reason="training needs the training requirements (requirements-dev.txt)")
+pytest.importorskip("jax", reason="the recipe trains on Keras's JAX backend (requirements-dev.txt)")
+
+from models.data import load_fer2013, save_npz  # noqa: E402
+from tests.conftest import PROJECT_ROOT  # noqa: E402
+from tests.fer_fixtures import make_fer_folder  # noqa: E402
+
+RECIPE = PROJECT_ROOT / "models" / "train_on_gpu.sh"
+
+
+def run_recipe(data: Path, results: Path, runs: Path, budget: int, **settings: str) -> str:
+    """Run the recipe as a GPU session would (python3 is this interpreter); its output, after checking it ended well."""
+    interpreter_folder = Path(sys.executable).parent
+    environment = {**os.environ, **settings, "RUNS": str(runs), "PYTHONPATH": str(PROJECT_ROOT),
+                   "JAX_PLATFORMS": "cpu", "PATH": f"{interpreter_folder}{os.pathsep}{os.environ['PATH']}"}
+    if not (interpreter_folder / "python3").exists():
+        pytest.skip(f"no python3 beside {sys.executable} for the recipe to call")
+    finished = subprocess.run(["bash", str(RECIPE), str(data), str(results), str(budget)], cwd=PROJECT_ROOT,
+                              env=environment, capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    return finished.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the recipe is a bash script")
+def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_within_its_time(tmp_path):
+    data = tmp_path / "fer2013_train.npz.xz"
+    save_npz({"train": load_fer2013(make_fer_folder(tmp_path / "fer", per_class=12))["train"]}, data)
+
+    teachers = tmp_path / "teachers"
+    out = run_recipe(data, teachers, tmp_path / "teacher_runs", 100_000, TEACHERS="2", TEACHER_EPOCHS="1",
+                     TEACHERS_ONLY="1")
+    assert "ensemble of 2" in out and "(teachers only)" in out
+    assert (teachers / "teachers_probabilities.npz").is_file()
+    with tarfile.open(teachers / "results.tar.gz") as packed:
+        assert {"./teacher_w64_s1.log", "./teacher_w64_s2/config.json"} <= set(packed.getnames())
+
+    # students from that file, with no time left for a second epoch: each stops after its first, says so,
+    # and the call still returns every student and their soup
+    students = tmp_path / "students"
+    out = run_recipe(data, students, tmp_path / "student_runs", 100_000,
+                     TEACHER_PROBABILITIES=str(teachers / "teachers_probabilities.npz"), STUDENTS_FROM_SHIPPED="1",
+                     STUDENT_EPOCHS="2", STUDENT_RESERVE="100000")
+    assert "students: 2 epochs, weights averaged from epoch 2, at most 1s" in out
+    assert out.count("stopped after epoch 1 of 2") >= 4
+    returned = sorted(path.name for path in students.iterdir())
+    assert returned == ["results.tar.gz", "student_w32_shipped_lr1e-3_mix0.0.keras",
+                        "student_w32_shipped_lr1e-3_mix0.2.keras", "student_w32_shipped_lr2e-3_mix0.2.keras",
+                        "student_w32_shipped_lr5e-4_mix0.2.keras", "students_soup.keras",
+                        "teachers_probabilities.npz"]
+    assert "soup of 4" in out
