@@ -388,19 +388,17 @@ def make_time_limit(deadline: float):
     import keras
 
     class TimeLimit(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.stopped_after = None
-            self.started = time.monotonic()
+        stopped_after = None
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.monotonic()
+        def on_train_begin(self, logs=None):
+            self.epoch_started = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
-            now = time.monotonic()
-            if now + (now - self.started) > deadline and epoch + 1 < self.params["epochs"]:
+            now = time.monotonic()  # an epoch lasts from the end of the one before: everything between counts
+            if now + (now - self.epoch_started) > deadline and epoch + 1 < self.params["epochs"]:
                 self.model.stop_training = True
                 self.stopped_after = epoch + 1
+            self.epoch_started = now
 
     return TimeLimit()
 
