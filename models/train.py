@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
     if args.time_limit < 0:
-        parser.error("--time-limit must be positive (0: no limit)")
+        parser.error("--time-limit cannot be negative (0: no limit)")
     if not 0 <= args.random_erasing <= 1:
         parser.error("--random-erasing is a probability: 0-1")
     if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
