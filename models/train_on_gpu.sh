@@ -111,7 +111,7 @@ train_teachers() {
       --time-limit "$teacher_seconds" >"$runs/teacher_w64_s$seed.log" 2>&1 &
   done
   wait
-  grep -h "Keras on" "$runs"/teacher_w64_s1.log
+  grep -h "Keras on" "$runs/teacher_w64_s${teacher_seeds[0]}.log"
   grep -h "stopped after" "$runs"/teacher_w64_s*.log
   tail -n 2 "$runs"/teacher_w64_s*.log
   for seed in "${teacher_seeds[@]}"; do recalibrate "teacher_w64_s$seed" & done
