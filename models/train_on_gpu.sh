@@ -22,7 +22,9 @@
 # With TEACHER_EPOCHS=N the teachers get N epochs without a probe (and without its fallback to PyTorch).
 # With COMBINE_WITH=FILE.npz the teachers' file and FILE are also combined as equal members, and the students
 # distil from the best of the three on validation. With STUDENTS_FROM_SHIPPED=1 all four students start from
-# models/emotion_cnn.keras (at 5e-4, 1e-3 with and without mixup, 2e-3), and their soup comes back too.
+# models/emotion_cnn.keras (at 5e-4, 1e-3 with and without mixup, 2e-3), and their soup comes back too; with
+# STUDENT_WIDTHS="32 80 160 320" (say) they start from the shipped weights widened to those block widths
+# (models.resize: the same function at the start, more filters to learn with).
 # The teachers of even seeds train with random erasing (--random-erasing TEACHER_ERASING, default 0.5; 0 turns
 # it off), the odd ones without: their validation accuracies (ensemble.log) compare the two.
 # TEACHER_FIRST_SEED (default 1) numbers the teachers' seeds from there.
@@ -147,6 +149,14 @@ else
   fi
 fi
 choose_teacher_file
+widths=${STUDENT_WIDTHS:-32} start_weights=models/emotion_cnn.keras
+if [ -n "${STUDENTS_FROM_SHIPPED:-}" ] && [ "$widths" != 32 ]; then  # before the students' time is counted
+  start_weights=$runs/shipped_w${widths// /-}.keras
+  # shellcheck disable=SC2086  # the widths are one word per block
+  python3 -m models.resize --model models/emotion_cnn.keras --data "$data" --width $widths \
+    --output "$start_weights" 2>&1 | tee "$runs/resize.log" | tail -n 2
+  [ -f "$start_weights" ] || { pack_results; exit 1; }
+fi
 swa_start=$(python3 -c "print(int(0.6 * $student_epochs) + 1)")
 student_seconds=$((budget - (SECONDS - start) - ${STUDENT_RESERVE:-60}))
 ((student_seconds >= 1)) || student_seconds=1
@@ -161,8 +171,8 @@ student() {  # name "block widths" teacher_weight mixup seed [more arguments]
 if [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # GPU try 3's four, all from the shipped weights
   for rate_mixup_seed in "5e-4 0.2 31" "1e-3 0.2 32" "1e-3 0.0 33" "2e-3 0.2 34"; do
     read -r rate mixup seed <<<"$rate_mixup_seed"
-    student "student_w32_shipped_lr${rate}_mix$mixup" 32 0.7 "$mixup" "$seed" \
-      --init-weights models/emotion_cnn.keras --learning-rate "$rate"
+    student "student_w${widths// /-}_shipped_lr${rate}_mix$mixup" "$widths" 0.7 "$mixup" "$seed" \
+      --init-weights "$start_weights" --learning-rate "$rate"
   done
 else
   student student_w32_tw07_mix02 32 0.7 0.2 11

@@ -1,6 +1,8 @@
 """The GPU training recipe (models/train_on_gpu.sh) runs end to end on this CPU, on a tiny generated set: a
-teachers-only call, then a students-only call from its file, each returning what the next session needs."""
+teachers-only call, then students-only calls from its file (at the shipped width and widened), each returning
+what the next session needs."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,3 +62,15 @@ def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_with
                         "student_w32_shipped_lr5e-4_mix0.2.keras", "students_soup.keras",
                         "teachers_probabilities.npz"]
     assert "soup of 4" in out
+
+    # the same students from the shipped weights widened to 32-80-160-320 (models.resize) train at that width
+    widened = tmp_path / "widened"
+    out = run_recipe(data, widened, tmp_path / "widened_runs", 100_000,
+                     TEACHER_PROBABILITIES=str(teachers / "teachers_probabilities.npz"), STUDENTS_FROM_SHIPPED="1",
+                     STUDENT_WIDTHS="32 80 160 320", STUDENT_EPOCHS="2", STUDENT_RESERVE="100000")
+    assert out.count("stopped after epoch 1 of 2") >= 4 and "soup of 4" in out
+    assert (widened / "student_w32-80-160-320_shipped_lr1e-3_mix0.2.keras").is_file()
+    with tarfile.open(widened / "results.tar.gz") as packed:
+        settings = json.load(packed.extractfile("./student_w32-80-160-320_shipped_lr1e-3_mix0.2/config.json"))
+    assert settings["width"] == [32, 80, 160, 320]
+    assert settings["init_weights"] == str(tmp_path / "widened_runs" / "shipped_w32-80-160-320.keras")
