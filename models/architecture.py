@@ -1,4 +1,5 @@
-"""The emotion CNN: a VGG-style network for 48x48 grayscale faces, and its training augmentation."""
+"""The emotion CNN for 48x48 grayscale faces (VGG-style, the shipped kind, or residual, for teachers that err
+differently) and its training augmentation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from models.emotions import EMOTIONS, IMAGE_SIZE
@@ -30,11 +32,25 @@ def check_separable_from(block: int) -> int:
     return block
 
 
-def model_name(width: int | Sequence[int], separable_from: int = 0) -> str:
+ARCHITECTURES = ("vgg", "residual")
+
+
+def check_architecture(architecture: str, separable_from: int = 0) -> str:
+    """``architecture`` if it is one of ARCHITECTURES and goes with ``separable_from`` (VGG-style nets only)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r}: give one of {', '.join(ARCHITECTURES)}")
+    if architecture != "vgg" and separable_from:
+        raise ValueError("depthwise-separable blocks (separable from) are built for the vgg architecture only")
+    return architecture
+
+
+def model_name(width: int | Sequence[int], separable_from: int = 0, architecture: str = "vgg") -> str:
     """emotion_cnn_w32 for doubling widths, emotion_cnn_w32-80-160-320 for four given ones; "_sep2" ends the
-    name of a net whose blocks from the second on are depthwise-separable."""
+    name of a net whose blocks from the second on are depthwise-separable; a residual net is
+    emotion_cnn_residual_w64."""
     widths = block_widths(width)
-    name = f"emotion_cnn_w{widths[0]}" if widths == block_widths(widths[0]) else f"emotion_cnn_w{'-'.join(map(str, widths))}"
+    kind = "emotion_cnn" if check_architecture(architecture, separable_from) == "vgg" else f"emotion_cnn_{architecture}"
+    name = f"{kind}_w{widths[0]}" if widths == block_widths(widths[0]) else f"{kind}_w{'-'.join(map(str, widths))}"
     return name + (f"_sep{check_separable_from(separable_from)}" if separable_from else "")
 
 
@@ -67,6 +83,65 @@ def build_classifier(width: int | Sequence[int] = 32, dropout: float = 0.5, dtyp
     x = layers.Dropout(dropout, dtype=policy, name="dense_dropout")(x)
     outputs = layers.Dense(len(EMOTIONS), activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=model_name(width, separable_from))
+
+
+def build_residual_classifier(width: int | Sequence[int] = 64, dropout: float = 0.3,
+                              dtype_policy: str | None = None) -> keras.Model:
+    """A residual network (ResNet-18's layout sized for 48x48 faces) with the same input and output as
+    ``build_classifier``: a 3x3 stem, then four stages of two basic blocks (two 3x3 conv + batch-norm layers
+    added to a shortcut, then ReLU) with ``block_widths(width)`` filters, the first block of stages 2-4 halving
+    the resolution with stride 2 (48 -> 24 -> 12 -> 6, a strided 1x1 convolution on its shortcut); then global
+    average pooling and the classifier. Where the VGG-style net flattens a 3x3 map into a dense layer, this one
+    pools a 6x6 map and trains 16 convolutions deep, so as a teacher it errs on other faces.
+    """
+    policy = dtype_policy or keras.config.dtype_policy().name
+
+    def conv_bn(x, filters: int, kernel: int, stride: int, name: str):
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, dtype=policy,
+                          name=f"{name}_conv")(x)
+        return layers.BatchNormalization(dtype=policy, name=f"{name}_bn")(x)
+
+    widths = block_widths(width)
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+    x = layers.Activation("relu", dtype=policy, name="stem_relu")(conv_bn(inputs, widths[0], 3, 1, "stem"))
+    for stage, filters in enumerate(widths, start=1):
+        for block in (1, 2):
+            name = f"stage{stage}_block{block}"
+            stride = 2 if stage > 1 and block == 1 else 1
+            shortcut = x if stride == 1 and x.shape[-1] == filters else conv_bn(x, filters, 1, stride, f"{name}_shortcut")
+            residual = layers.Activation("relu", dtype=policy, name=f"{name}_relu1")(
+                conv_bn(x, filters, 3, stride, f"{name}_1"))
+            residual = conv_bn(residual, filters, 3, 1, f"{name}_2")
+            x = layers.Add(dtype=policy, name=f"{name}_add")([shortcut, residual])
+            x = layers.Activation("relu", dtype=policy, name=f"{name}_relu2")(x)
+    x = layers.GlobalAveragePooling2D(dtype=policy, name="pool")(x)
+    x = layers.Dropout(dropout, dtype=policy, name="dropout")(x)
+    outputs = layers.Dense(len(EMOTIONS), activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=model_name(width, architecture="residual"))
+
+
+def build_network(architecture: str, width: int | Sequence[int], dtype_policy: str | None = None,
+                  separable_from: int = 0) -> keras.Model:
+    """The inference network of ``architecture`` (one of ARCHITECTURES) at ``width``."""
+    if check_architecture(architecture, separable_from) == "residual":
+        return build_residual_classifier(width, dtype_policy=dtype_policy)
+    return build_classifier(width, dtype_policy=dtype_policy, separable_from=separable_from)
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds per face of ``model``'s convolutions and dense layers (the rest is a small share)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.SeparableConv2D):
+            height, width, _ = layer.output.shape[1:]
+            rows, columns, channels, multiplier = layer.depthwise_kernel.shape
+            total += height * width * (rows * columns * channels * multiplier + channels * multiplier * layer.filters)
+        elif isinstance(layer, layers.Conv2D):
+            height, width, _ = layer.output.shape[1:]
+            total += height * width * int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return int(total)
 
 
 def build_augmentation(seed: int) -> keras.Sequential:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train width-64 teachers on one CUDA GPU, cache their ensemble's probabilities, then distil the ensemble into
+# Train teachers (width 64 by default) on one CUDA GPU, cache their ensemble's probabilities, then distil the ensemble into
 # students within the 1 ms budget (width 32, and 32-80-160-320), all with `python -m models.train` on Keras's
 # JAX backend (PyTorch if JAX fails), inside a fixed time budget.
 #
@@ -14,23 +14,26 @@
 # RESULTS_DIR receives, as soon as each is ready: teachers_probabilities.npz (`python -m models.ensemble`:
 # the teachers' mean probabilities on the training and validation faces, to distil from anywhere with
 # `python -m models.train --teacher teachers_probabilities.npz`), the students' best.keras, and
-# results.tar.gz with every run's log, settings and history: six files (seven with STUDENTS_FROM_SHIPPED), none
-# over 16 MB (the device returns 8).
+# results.tar.gz with every run's log, settings and history: six files (one more with STUDENTS_FROM_SHIPPED, one
+# more with COMBINE_WITH), none over 16 MB (the device returns 8).
 # If the probe shows that the teachers would get fewer than MIN_TEACHER_EPOCHS (20) epochs, it stops there.
 # With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_w64x6_w48_probabilities.npz) it trains no
 # teachers and gives the whole budget to the students, STUDENT_EPOCHS (default 120) epochs each.
 # With TEACHER_EPOCHS=N the teachers get N epochs without a probe (and without its fallback to PyTorch).
-# With COMBINE_WITH=FILE.npz the teachers' file and FILE are also combined as equal members, and the students
-# distil from the best of the three on validation. With STUDENTS_FROM_SHIPPED=1 all four students start from
+# With COMBINE_WITH=FILE.npz the teachers' file and FILE are also combined as equal members (teachers_combined.npz
+# comes back too), and the students distil from the best of the three on validation; if the probe finds the
+# teachers too slow for the budget, the students distil from FILE alone, STUDENT_EPOCHS (default 60) epochs. With STUDENTS_FROM_SHIPPED=1 all four students start from
 # models/emotion_cnn.keras (at 5e-4, 1e-3 with and without mixup, 2e-3), and their soup comes back too; with
 # STUDENT_WIDTHS="32 80 160 320" (say) they start from the shipped weights widened to those block widths
 # (models.resize: the same function at the start, more filters to learn with).
 # The teachers of even seeds train with random erasing (--random-erasing TEACHER_ERASING, default 0.5; 0 turns
 # it off), the odd ones without: their validation accuracies (ensemble.log) compare the two.
 # TEACHER_FIRST_SEED (default 1) numbers the teachers' seeds from there.
+# TEACHER_ARCHITECTURE (vgg, the default, or residual: models.train --architecture) and TEACHER_WIDTH (default 64)
+# choose the teachers' network; residual teachers err differently from the VGG-style ones, so combined with
+# them (COMBINE_WITH) they make a stronger ensemble than more of the same kind.
 # With TEACHERS_ONLY=1 it trains no students and gives the teachers all but ENSEMBLE_SECONDS (default 130: their
-# recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns
-# (with COMBINE_WITH also teachers_combined.npz: its teachers and FILE as equal members).
+# recalibration and the ensemble's probabilities) of the budget; a second call distils the file it returns.
 # Every run has a time limit (models.train --time-limit) that keeps the call within its budget even when epochs
 # take longer than expected: teachers end in time for their ensemble, students STUDENT_RESERVE (default 60) seconds
 # before the budget ends, for their soup and the results. Runs cut short say so in their logs ("stopped after").
@@ -48,6 +51,10 @@ start=$SECONDS
 common=(--data "$data" --batch-size 128 --learning-rate 2e-3 --precision mixed_bfloat16)
 first_seed=${TEACHER_FIRST_SEED:-1}  # another call's teachers: a later first seed, so they differ from earlier ones
 teacher_seeds=($(seq "$first_seed" $((first_seed + teacher_count - 1))))
+teacher_architecture=${TEACHER_ARCHITECTURE:-vgg} teacher_width=${TEACHER_WIDTH:-64}
+teacher_net=(--architecture "$teacher_architecture" --width "$teacher_width")
+teacher=teacher_w$teacher_width  # the runs' names: teacher_w64_s1, teacher_residual_w48_s1
+[ "$teacher_architecture" = vgg ] || teacher=teacher_${teacher_architecture}_w$teacher_width
 
 epoch_seconds() {  # the slowest time printed in the given logs for the epoch given first
   local epoch=$1; shift
@@ -59,7 +66,7 @@ pack_results() {
 
 probe_teachers() {
   for seed in "${teacher_seeds[@]}"; do
-    python3 -m models.train "${common[@]}" --output-dir "$runs/probe_$seed" --width 64 --epochs 2 \
+    python3 -m models.train "${common[@]}" --output-dir "$runs/probe_$seed" "${teacher_net[@]}" --epochs 2 \
       --seed "$seed" >"$runs/probe_$seed.log" 2>&1 &
   done
   wait
@@ -95,6 +102,9 @@ choose_teacher_epochs() {  # sets teacher_epochs, teacher_epoch (seconds) and pr
   teacher_epochs=$(python3 -c "print(max(1, int(($teacher_seconds - $probe_start) / $teacher_epoch)))")
   echo "probe epoch ${probe}s, start ${probe_start}s; $teacher_count teachers: $teacher_epochs epochs of about ${teacher_epoch}s"
   if [ "$teacher_epochs" -lt "${MIN_TEACHER_EPOCHS:-20}" ]; then
+    if [ -n "${COMBINE_WITH:-}" ] && [ -z "${TEACHERS_ONLY:-}" ]; then
+      echo "too slow for this budget: no teachers; the students distil from $COMBINE_WITH"; return 1
+    fi
     echo "too slow for this budget: stopping before the teachers"; pack_results; exit 1
   fi
 }
@@ -103,29 +113,29 @@ train_teachers() {
     teacher_epochs=$TEACHER_EPOCHS teacher_epoch=4 probe_start=75
     set_teacher_seconds
   else
-    choose_teacher_epochs
+    choose_teacher_epochs || return 1
   fi
   for seed in "${teacher_seeds[@]}"; do
     # the even seeds also erase rectangles (TEACHER_ERASING, default 0.5; 0: none), so that the call measures it
     erasing=$([ $((seed % 2)) -eq 0 ] && echo "${TEACHER_ERASING:-0.5}" || echo 0)
-    python3 -m models.train "${common[@]}" --output-dir "$runs/teacher_w64_s$seed" --width 64 \
+    python3 -m models.train "${common[@]}" --output-dir "$runs/${teacher}_s$seed" "${teacher_net[@]}" \
       --epochs "$teacher_epochs" --mixup 0.2 --random-erasing "$erasing" --seed "$seed" \
-      --time-limit "$teacher_seconds" >"$runs/teacher_w64_s$seed.log" 2>&1 &
+      --time-limit "$teacher_seconds" >"$runs/${teacher}_s$seed.log" 2>&1 &
   done
   wait
-  grep -h "Keras on" "$runs/teacher_w64_s${teacher_seeds[0]}.log"
-  grep -h "stopped after" "$runs"/teacher_w64_s*.log
-  tail -n 2 "$runs"/teacher_w64_s*.log
-  for seed in "${teacher_seeds[@]}"; do recalibrate "teacher_w64_s$seed" & done
+  grep -h "Keras on" "$runs/${teacher}_s${teacher_seeds[0]}.log"
+  grep -h "stopped after" "$runs/$teacher"_s*.log
+  tail -n 2 "$runs/$teacher"_s*.log
+  for seed in "${teacher_seeds[@]}"; do recalibrate "${teacher}_s$seed" & done
   wait
   tail -n 3 "$runs"/recalibrate_teacher_*.log
-  teachers=("$runs"/teacher_w64_s*/final_recalibrated.keras)
+  teachers=("$runs/$teacher"_s*/final_recalibrated.keras)
   python3 -m models.ensemble --data "$data" --members "${teachers[@]}" --output "$results/teachers_probabilities.npz" \
     | tee "$runs/ensemble.log"
   pack_results
   [ -f "$results/teachers_probabilities.npz" ] || exit 1
   left=$((budget - (SECONDS - start)))
-  teacher_epoch_measured=$(epoch_seconds 2 "$runs"/teacher_w64_s*.log)  # a student's epoch costs at most this
+  teacher_epoch_measured=$(epoch_seconds 2 "$runs/$teacher"_s*.log)  # a student's epoch costs at most this
   student_epochs=$(python3 -c "print(max(5, int(($left - 40 - $probe_start) / ${teacher_epoch_measured:-$teacher_epoch})))")
 }
 choose_teacher_file() {  # the teachers' file, COMBINE_WITH or the two as equal members: the best on validation
@@ -136,15 +146,20 @@ choose_teacher_file() {  # the teachers' file, COMBINE_WITH or the two as equal 
   [ -f "$runs/teachers_combined.npz" ] || exit 1
   teacher_file=$(awk '/^ensemble of/ {print $5, $NF; next} / validation / {sub(":$", "", $1); print $3, $1}' \
     "$runs/combine.log" | sort -g | tail -1 | cut -d' ' -f2)
+  cp "$runs/teachers_combined.npz" "$results/"
   echo "the strongest teachers' file on validation: $teacher_file"
 }
 if [ -n "${TEACHER_PROBABILITIES:-}" ]; then
   cp "$TEACHER_PROBABILITIES" "$results/teachers_probabilities.npz" || exit 1
   student_epochs=${STUDENT_EPOCHS:-120}
 else
-  train_teachers
+  if ! train_teachers; then  # too slow: the students distil from COMBINE_WITH alone, for a fixed number of epochs
+    cp "$COMBINE_WITH" "$results/teachers_probabilities.npz" || exit 1
+    unset COMBINE_WITH
+    student_epochs=${STUDENT_EPOCHS:-60}
+  fi
   if [ -n "${TEACHERS_ONLY:-}" ]; then
-    if [ -n "${COMBINE_WITH:-}" ]; then choose_teacher_file && cp "$runs/teachers_combined.npz" "$results/"; fi
+    if [ -n "${COMBINE_WITH:-}" ]; then choose_teacher_file; fi
     echo "done in $((SECONDS - start))s (teachers only)"; exit 0
   fi
 fi

@@ -29,15 +29,20 @@ def test_widths_table_times_untrained_nets_of_one_or_four_widths(capsys):
     pytest.importorskip("tf2onnx", reason="building and exporting a net needs the training requirements")
     from benchmarks import widths
 
-    assert widths.main(["4", "4 6 8 10", "4 6 8 80 sep3", "4 6 8 80"]) == 0
+    assert widths.main(["4", "4 6 8 10", "4 6 8 80 sep3", "4 6 8 80", "residual 4", "32"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("untrained networks") and "w4-6-8-10 0.03 M" in lines[0]
     # separable blocks hold fewer weights than full ones of the same widths
     parameters = dict(item.rsplit(" ", 2)[:2] for item in lines[0].split(": ", 1)[1].split(", "))
     assert float(parameters["w4-6-8-80_sep3"]) < float(parameters["w4-6-8-80"])
-    assert [line.split()[0] for line in lines[-4:]] == ["w4_int8.onnx", "w4-6-8-10_int8.onnx",
-                                                         "w4-6-8-80_sep3_int8.onnx", "w4-6-8-80_int8.onnx"]
-    for wrong in ("4 6", "4 6 8 10 sep1", "4 sepx"):
+    # the shipped net: 118 M multiply-adds per face (its 3x3 convolutions on 48, 24, 12 and 6 pixels, then two dense)
+    operations = dict(item.rsplit(" ", 2)[:2] for item in lines[1].split(": ", 1)[1].split(", "))
+    assert lines[1].startswith("multiply-adds per face") and operations["w32"] == "118"
+    assert int(operations["w4-6-8-80_sep3"]) < int(operations["w4-6-8-80"])
+    assert int(operations["residual_w4"]) > int(operations["w4"])  # twice the convolutions, a 6x6 map at the end
+    assert [line.split()[0] for line in lines[-6:]] == ["w4_int8.onnx", "w4-6-8-10_int8.onnx", "w4-6-8-80_sep3_int8.onnx",
+                                                         "w4-6-8-80_int8.onnx", "residual_w4_int8.onnx", "w32_int8.onnx"]
+    for wrong in ("4 6", "4 6 8 10 sep1", "4 sepx", "residual 4 sep2"):
         with pytest.raises(SystemExit) as exit_info:
             widths.main([wrong])
         assert exit_info.value.code == 2 and "give one positive number or four" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """The GPU training recipe (models/train_on_gpu.sh) runs end to end on this CPU, on a tiny generated set: a
-teachers-only call, then students-only calls from its file (at the shipped width and widened), each returning
-what the next session needs."""
+teachers-only call (residual teachers), then students-only calls from its file (at the shipped width, and widened
+after a probe that finds the teachers too slow), each returning what the next session needs."""
 
 import json
 import os
@@ -42,32 +42,38 @@ def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_with
 
     teachers = tmp_path / "teachers"
     out = run_recipe(data, teachers, tmp_path / "teacher_runs", 100_000, TEACHERS="2", TEACHER_EPOCHS="1",
-                     TEACHERS_ONLY="1")
+                     TEACHERS_ONLY="1", TEACHER_ARCHITECTURE="residual", TEACHER_WIDTH="8")
     assert "ensemble of 2" in out and "(teachers only)" in out
     assert (teachers / "teachers_probabilities.npz").is_file()
     with tarfile.open(teachers / "results.tar.gz") as packed:
-        assert {"./teacher_w64_s1.log", "./teacher_w64_s2/config.json"} <= set(packed.getnames())
+        assert {"./teacher_residual_w8_s1.log", "./teacher_residual_w8_s2/config.json"} <= set(packed.getnames())
+        settings = json.load(packed.extractfile("./teacher_residual_w8_s2/config.json"))
+    assert (settings["architecture"], settings["width"]) == ("residual", 8)
 
-    # students from that file, with no time left for a second epoch: each stops after its first, says so,
-    # and the call still returns every student and their soup
+    # students from that file (combined with itself: COMBINE_WITH), with no time left for a second epoch: each
+    # stops after its first, says so, and the call still returns every student, their soup and both files, eight
+    # in all (the most the device returns)
     students = tmp_path / "students"
-    out = run_recipe(data, students, tmp_path / "student_runs", 100_000,
-                     TEACHER_PROBABILITIES=str(teachers / "teachers_probabilities.npz"), STUDENTS_FROM_SHIPPED="1",
-                     STUDENT_EPOCHS="2", STUDENT_RESERVE="100000")
+    teacher_file = str(teachers / "teachers_probabilities.npz")
+    out = run_recipe(data, students, tmp_path / "student_runs", 100_000, TEACHER_PROBABILITIES=teacher_file,
+                     COMBINE_WITH=teacher_file, STUDENTS_FROM_SHIPPED="1", STUDENT_EPOCHS="2", STUDENT_RESERVE="100000")
+    assert "the strongest teachers' file on validation" in out
     assert "students: 2 epochs, weights averaged from epoch 2, at most 1s" in out
     assert out.count("stopped after epoch 1 of 2") >= 4
     returned = sorted(path.name for path in students.iterdir())
     assert returned == ["results.tar.gz", "student_w32_shipped_lr1e-3_mix0.0.keras",
                         "student_w32_shipped_lr1e-3_mix0.2.keras", "student_w32_shipped_lr2e-3_mix0.2.keras",
                         "student_w32_shipped_lr5e-4_mix0.2.keras", "students_soup.keras",
-                        "teachers_probabilities.npz"]
+                        "teachers_combined.npz", "teachers_probabilities.npz"]
     assert "soup of 4" in out
 
-    # the same students from the shipped weights widened to 32-80-160-320 (models.resize) train at that width
+    # a call for teachers and students whose probe finds one teacher too slow for the budget: the same students,
+    # from the shipped weights widened to 32-80-160-320 (models.resize), distil from COMBINE_WITH at that width
     widened = tmp_path / "widened"
-    out = run_recipe(data, widened, tmp_path / "widened_runs", 100_000,
-                     TEACHER_PROBABILITIES=str(teachers / "teachers_probabilities.npz"), STUDENTS_FROM_SHIPPED="1",
-                     STUDENT_WIDTHS="32 80 160 320", STUDENT_EPOCHS="2", STUDENT_RESERVE="100000")
+    out = run_recipe(data, widened, tmp_path / "widened_runs", 100_000, TEACHERS="1", MIN_TEACHER_EPOCHS="100000000",
+                     COMBINE_WITH=teacher_file, STUDENTS_FROM_SHIPPED="1", STUDENT_WIDTHS="32 80 160 320",
+                     STUDENT_EPOCHS="2", STUDENT_RESERVE="100000")
+    assert f"too slow for this budget: no teachers; the students distil from {teacher_file}" in out
     assert out.count("stopped after epoch 1 of 2") >= 4 and "soup of 4" in out
     assert (widened / "student_w32-80-160-320_shipped_lr1e-3_mix0.2.keras").is_file()
     with tarfile.open(widened / "results.tar.gz") as packed:

@@ -31,6 +31,10 @@ def test_block_widths_double_from_one_number_or_take_four():
     assert block_widths([32, 80, 160, 320]) == (32, 80, 160, 320)
     assert model_name([32, 80, 160, 320]) == "emotion_cnn_w32-80-160-320"
     assert model_name([8, 16, 32, 64]) == "emotion_cnn_w8"  # four doubling numbers name the same net as one
+    assert model_name(64, architecture="residual") == "emotion_cnn_residual_w64"
+    for architecture, separable_from in (("resnet", 0), ("residual", 2)):
+        with pytest.raises(ValueError, match="architecture|vgg architecture only"):
+            model_name(64, separable_from, architecture)
     for wrong in ([32, 64], [32, 64, 128, 0], 0):
         with pytest.raises(ValueError, match="one number or four"):
             block_widths(wrong)
@@ -74,7 +78,33 @@ def test_training_with_separable_blocks_builds_averages_and_saves_that_net(tmp_p
         train.parse_args(arguments + ["--separable-from", "1"])
 
 
-@pytest.mark.parametrize(("setting", "other_value"), [("separable_from", 2), ("random_erasing", 0.5)])
+def test_training_a_residual_net_builds_averages_and_saves_it(tmp_path, capsys):
+    import keras
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    run_dir = tmp_path / "run"
+    arguments = ["--data", str(data), "--output-dir", str(run_dir), "--batch-size", "16", "--epochs", "2",
+                 "--val-fraction", "0.34", "--warmup-epochs", "0", "--width", "4", "--architecture", "residual",
+                 "--swa-start-epoch", "1", "--precision", "mixed_bfloat16"]
+    assert train.main(arguments) == 0
+    assert "swa of 2" in capsys.readouterr().out
+    assert json.loads((run_dir / "config.json").read_text())["architecture"] == "residual"
+    for name in ("best.keras", "final.keras"):
+        model = keras.models.load_model(run_dir / name, compile=False)
+        assert model.name == "emotion_cnn_residual_w4"
+        assert sum(isinstance(layer, keras.layers.Add) for layer in model.layers) == 8  # four stages of two blocks
+        assert [model.get_layer(f"stage{stage}_block2_add").output.shape[1] for stage in (1, 2, 3, 4)] == [48, 24, 12, 6]
+        assert model.get_layer("stage4_block2_2_conv").filters == 32
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+        probabilities = np.asarray(model(np.random.rand(2, 48, 48, 1).astype("float32")))
+        assert probabilities.shape == (2, 7) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    with pytest.raises(SystemExit):
+        train.parse_args(arguments + ["--separable-from", "2"])
+    assert "--separable-from builds vgg blocks only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("setting", "other_value"),
+                         [("separable_from", 2), ("random_erasing", 0.5), ("architecture", "residual")])
 def test_a_run_saved_before_a_setting_existed_resumes(setting, other_value):
     requested = vars(train.parse_args(["--data", "fer", "--lr-schedule", "constant"]))
     saved = {key: value for key, value in requested.items() if key != setting}
