@@ -46,7 +46,7 @@ HISTORY_NAME = "history.csv"
 AVERAGE_NAME = "swa_average.npz"
 TEACHER_TARGETS_NAME = "teacher_targets.npz"
 # settings that runs saved before they existed had at their default
-SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0, "architecture": "vgg"}
+SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0, "architecture": "vgg", "live_teacher": False}
 # settings of one invocation, not of the run: a resumed run may change them
 INVOCATION_SETTINGS = ("time_limit",)
 # random erasing (Zhong et al. 2017): a rectangle of 2-25% of the face, aspect ratio 0.3-3.3, filled with noise
@@ -99,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "its label and the teachers' mean mirror-averaged probabilities (computed once, "
                              "cached in the output folder)")
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teacher in the target")
+    parser.add_argument("--live-teacher", action="store_true",
+                        help="compute the teachers' mean probabilities in every training step, on the augmented and "
+                             "mixed faces the student sees (function matching), instead of once on clean faces; "
+                             "the teachers must be .keras models (models/distillation.py)")
     parser.add_argument("--mixup", type=float, default=0.0,
                         help="mixup: blend each face and its target with another face of the batch, with a share "
                              "drawn from Beta(a, a) for this a; 0 turns mixup off")
@@ -120,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--time-limit cannot be negative (0: no limit)")
     if not 0 <= args.random_erasing <= 1:
         parser.error("--random-erasing is a probability: 0-1")
+    if args.live_teacher and not (args.teacher and all(Path(teacher).suffix == ".keras" for teacher in args.teacher)):
+        parser.error("--live-teacher runs the teachers inside the training step: give them as .keras models (--teacher)")
     if args.architecture != "vgg" and args.separable_from:
         parser.error("--separable-from builds vgg blocks only")
     if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
@@ -276,7 +282,8 @@ def continues_run(saved: dict, requested: dict) -> bool:
 
 
 def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
-    """Augmentation + classifier, compiled with AdamW, warm-up + cosine decay (or constant) and label smoothing."""
+    """Augmentation + classifier (with --live-teacher, the frozen teachers beside it on the same augmented faces:
+    models.distillation), compiled with AdamW, warm-up + cosine decay (or constant) and label smoothing."""
     import keras
 
     from models.architecture import build_augmentation, build_network
@@ -284,7 +291,17 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
     classifier = build_network(args.architecture, args.width, dtype_policy=resolved_precision(args.precision),
                                separable_from=args.separable_from)
-    outputs = classifier(build_augmentation(args.seed)(inputs))
+    augmented = build_augmentation(args.seed)(inputs)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+    metric = "accuracy"
+    if args.live_teacher:
+        from models.distillation import LiveDistillationLoss, student_accuracy, student_and_teachers
+
+        outputs = student_and_teachers(augmented, classifier, args.teacher)
+        loss = LiveDistillationLoss(args.teacher_weight, label_smoothing=args.label_smoothing)
+        metric = keras.metrics.MeanMetricWrapper(student_accuracy, name="accuracy")
+    else:
+        outputs = classifier(augmented)
     model = keras.Model(inputs, outputs, name="training_model")
     warmup_steps = int(args.warmup_epochs * steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -296,8 +313,8 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=[metric],
     )
     return model
 
@@ -533,7 +550,10 @@ def main(argv: list[str] | None = None) -> int:
         recalibration = train.subset(np.random.default_rng(args.seed).permutation(len(train))[:RECALIBRATION_FACES])
         averaging = EpochAveraging(args.swa_start_epoch, output_dir / AVERAGE_NAME, recalibration, val)
     targets = None
-    if args.teacher:
+    if args.live_teacher:
+        print(f"distilling live from {', '.join(args.teacher)} (weight {args.teacher_weight}): the teachers' "
+              "probabilities are computed in every step on the augmented faces the student sees", flush=True)
+    elif args.teacher:
         targets_file = output_dir / TEACHER_TARGETS_NAME
         if targets_file.exists():
             with np.load(targets_file) as saved:

@@ -112,6 +112,57 @@ def test_a_run_saved_before_a_setting_existed_resumes(setting, other_value):
     assert not train.continues_run(saved, {**requested, setting: other_value})
 
 
+def test_live_distillation_runs_the_frozen_teachers_on_the_augmented_faces_and_resumes(tmp_path, capsys):
+    import keras
+
+    from models.distillation import LiveDistillationLoss, TeacherProbabilities
+
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    common = ["--data", str(data), "--batch-size", "16", "--val-fraction", "0.34", "--warmup-epochs", "0",
+              "--precision", "float32"]
+    assert train.main(common + ["--output-dir", str(tmp_path / "teacher"), "--width", "4", "--epochs", "1"]) == 0
+    teacher_path = str(tmp_path / "teacher" / "best.keras")
+    teacher = keras.models.load_model(teacher_path, compile=False)
+    faces = np.random.default_rng(0).random((5, 48, 48, 1), dtype=np.float32)
+    expected = np.asarray(teacher(faces, training=False))
+
+    # the teachers' layer: inference mode (no dropout, trained statistics) even in a training step, never trained
+    layer = TeacherProbabilities([teacher, keras.models.load_model(teacher_path, compile=False)])
+    assert np.allclose(np.asarray(layer(faces, training=True)), expected, atol=1e-5)
+    assert not layer.trainable_weights and all(not t.trainable for t in layer.teachers)
+
+    # the training model's second half is the teachers' output on the augmented faces in a training step
+    args = train.parse_args(common + ["--width", "4", "--teacher", teacher_path, "--live-teacher"])
+    model = train.build_training_model(args, steps_per_epoch=1)
+    assert np.allclose(np.asarray(model(faces, training=False))[:, 7:], expected, atol=1e-5)
+    assert not np.allclose(np.asarray(model(faces, training=True))[:, 7:], expected, atol=1e-3)
+    assert train.classifier_of(model).name == "emotion_cnn_w4"
+
+    # the loss: cross-entropy of the student half against the blend of the teachers' half and the label
+    student, teachers = np.full((1, 7), 1 / 7, np.float32), np.eye(7, dtype=np.float32)[[2]]
+    label = np.eye(7, dtype=np.float32)[[5]]
+    loss = float(LiveDistillationLoss(0.7)(label, np.concatenate([student, teachers], axis=1)))
+    assert np.isclose(loss, -(0.7 * np.log(1 / 7) + 0.3 * np.log(1 / 7)), atol=1e-5)
+    loss = float(LiveDistillationLoss(0.7)(label, np.concatenate([np.full((1, 7), 0.01, np.float32) + 0.93 * teachers,
+                                                                  teachers], axis=1)))
+    assert np.isclose(loss, -(0.7 * np.log(0.94) + 0.3 * np.log(0.01)), atol=1e-4)
+
+    # a constant-rate run of one epoch, extended to two: the checkpoint holds the frozen teachers, which never change
+    run = ["--output-dir", str(tmp_path / "live"), "--width", "4", "--teacher", teacher_path, "--live-teacher",
+           "--lr-schedule", "constant"]
+    assert train.main(common + run + ["--epochs", "1"]) == 0
+    assert train.main(common + run + ["--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "distilling live from" in out and "resuming after epoch 1" in out and "epoch   2" in out
+    checkpoint = keras.models.load_model(tmp_path / "live" / "checkpoint.keras")
+    for trained, original in zip(checkpoint.get_layer("teachers").teachers[0].get_weights(), teacher.get_weights()):
+        assert np.array_equal(trained, original)
+    assert keras.models.load_model(tmp_path / "live" / "best.keras", compile=False).output_shape == (None, 7)
+    with pytest.raises(SystemExit):
+        train.parse_args(common + ["--teacher", "teachers.npz", "--live-teacher"])
+    assert "give them as .keras models" in capsys.readouterr().err
+
+
 def test_random_erasing_is_a_probability():
     for wrong in ("-0.1", "1.5"):
         with pytest.raises(SystemExit):
