@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Train teachers (width 64 by default) on one CUDA GPU, cache their ensemble's probabilities, then distil the ensemble into
-# students within the 1 ms budget (width 32, and 32-80-160-320), all with `python -m models.train` on Keras's
-# JAX backend (PyTorch if JAX fails), inside a fixed time budget.
+# Train teachers (width 64 by default) on one CUDA GPU, cache their ensemble's probabilities, then distil the
+# ensemble into students within the 1 ms budget (width 32, and 32-80-160-320), all with `python -m models.train` on
+# Keras's JAX backend (PyTorch if JAX fails), inside a fixed time budget.
 #
 # Here (with ../shared):  python -m models.data ../shared/datasets/fer2013 .fer/fer2013_train.npz.xz --splits train
 # There (repository root): bash models/train_on_gpu.sh .fer/fer2013_train.npz.xz RESULTS_DIR [SECONDS]
@@ -22,13 +22,18 @@
 # With TEACHER_EPOCHS=N the teachers get N epochs without a probe (and without its fallback to PyTorch).
 # With COMBINE_WITH=FILE.npz the teachers' file and FILE are also combined as equal members (teachers_combined.npz
 # comes back too), and the students distil from the best of the three on validation; if the probe finds the
-# teachers too slow for the budget, the students distil from FILE alone, STUDENT_EPOCHS (default 60) epochs. With STUDENTS_FROM_SHIPPED=1 all four students start from
-# models/emotion_cnn.keras (at 5e-4, 1e-3 with and without mixup, 2e-3), and their soup comes back too; with
-# STUDENT_WIDTHS="32 80 160 320" (say) they start from the shipped weights widened to those block widths
-# (models.resize: the same function at the start, more filters to learn with).
+# teachers too slow for the budget, the students distil from FILE alone, STUDENT_EPOCHS (default 60) epochs.
+# With STUDENTS_FROM_SHIPPED=1 all four students start from models/emotion_cnn.keras (at 5e-4, 1e-3 with and
+# without mixup, 2e-3), and their soup comes back too; with STUDENT_WIDTHS="32 80 160 320" (say) they start from
+# the shipped weights widened to those block widths (models.resize: the same function at the start, more filters
+# to learn with).
 # The teachers of even seeds train with random erasing (--random-erasing TEACHER_ERASING, default 0.5; 0 turns
 # it off), the odd ones without: their validation accuracies (ensemble.log) compare the two.
 # TEACHER_FIRST_SEED (default 1) numbers the teachers' seeds from there.
+# With LIVE_TEACHERS=1 (after this call's teachers) the four students start from the shipped weights and test live
+# distillation (models.train --live-teacher: the teachers run inside each training step, on the augmented faces
+# the student sees): cycle 21's recipe (1e-3, mixup 0.2, seed 32) from the teachers' file as the control, the same
+# live, live with mixup 1.0, and live at 2e-3; their soup comes back too.
 # TEACHER_ARCHITECTURE (vgg, the default, or residual: models.train --architecture) and TEACHER_WIDTH (default 64)
 # choose the teachers' network; residual teachers err differently from the VGG-style ones, so combined with
 # them (COMBINE_WITH) they make a stronger ensemble than more of the same kind.
@@ -39,6 +44,11 @@
 # before the budget ends, for their soup and the results. Runs cut short say so in their logs ("stopped after").
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
+if [ -n "${LIVE_TEACHERS:-}" ] && [ -n "${TEACHER_PROBABILITIES:-}${COMBINE_WITH:-}${TEACHERS_ONLY:-}" ]; then
+  echo "LIVE_TEACHERS distils from this call's teachers alone, the control from their file: leave out" \
+    "TEACHER_PROBABILITIES, COMBINE_WITH and TEACHERS_ONLY" >&2
+  exit 2
+fi
 runs=${RUNS:-/tmp/gpu_runs}
 teacher_count=${TEACHERS:-6}
 export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -165,7 +175,8 @@ else
 fi
 choose_teacher_file
 widths=${STUDENT_WIDTHS:-32} start_weights=models/emotion_cnn.keras
-if [ -n "${STUDENTS_FROM_SHIPPED:-}" ] && [ "$widths" != 32 ]; then  # before the students' time is counted
+from_shipped=${STUDENTS_FROM_SHIPPED:-}${LIVE_TEACHERS:-}  # the students start from the shipped weights
+if [ -n "$from_shipped" ] && [ "$widths" != 32 ]; then  # before the students' time is counted
   start_weights=$runs/shipped_w${widths// /-}.keras
   # shellcheck disable=SC2086  # the widths are one word per block
   python3 -m models.resize --model models/emotion_cnn.keras --data "$data" --width $widths \
@@ -176,25 +187,36 @@ swa_start=$(python3 -c "print(int(0.6 * $student_epochs) + 1)")
 student_seconds=$((budget - (SECONDS - start) - ${STUDENT_RESERVE:-60}))
 ((student_seconds >= 1)) || student_seconds=1
 echo "students: $student_epochs epochs, weights averaged from epoch $swa_start, at most ${student_seconds}s"
-student() {  # name "block widths" teacher_weight mixup seed [more arguments]
-  local name=$1 widths=$2 weight=$3 mixup=$4 seed=$5; shift 5
+student() {  # name "block widths" teacher_weight mixup seed cached|live [more arguments]
+  local name=$1 widths=$2 weight=$3 mixup=$4 seed=$5 teaching=(--teacher "$teacher_file"); shift 5
+  # live: this call's teachers inside the training step, on the augmented faces (models.train --live-teacher)
+  [ "$1" = live ] && teaching=(--teacher "$runs/$teacher"_s*/final_recalibrated.keras --live-teacher)
+  shift
   # shellcheck disable=SC2086  # the widths are one word per block
   python3 -m models.train "${common[@]}" --output-dir "$runs/$name" --width $widths --epochs "$student_epochs" \
-    --teacher "$teacher_file" --teacher-weight "$weight" --mixup "$mixup" --seed "$seed" \
+    "${teaching[@]}" --teacher-weight "$weight" --mixup "$mixup" --seed "$seed" \
     --swa-start-epoch "$swa_start" --class-weight-power 0.3 --time-limit "$student_seconds" "$@" >"$runs/$name.log" 2>&1 &
 }
-if [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # GPU try 3's four, all from the shipped weights
+if [ -n "${LIVE_TEACHERS:-}" ]; then  # cycle 21's recipe from the teachers' file, and three live from the teachers
+  # (the first two alike but for the teaching: the same seed, so the same faces in the same order and mixup)
+  for rate_mixup_seed_kind in "1e-3 0.2 32 cached" "1e-3 0.2 32 live" "1e-3 1.0 35 live" "2e-3 0.2 34 live"; do
+    read -r rate mixup seed kind <<<"$rate_mixup_seed_kind"
+    student "student_w${widths// /-}_shipped_lr${rate}_mix${mixup}_$kind" "$widths" 0.7 "$mixup" "$seed" \
+      "$kind" --init-weights "$start_weights" --learning-rate "$rate"
+  done
+elif [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # GPU try 3's four, all from the shipped weights
   for rate_mixup_seed in "5e-4 0.2 31" "1e-3 0.2 32" "1e-3 0.0 33" "2e-3 0.2 34"; do
     read -r rate mixup seed <<<"$rate_mixup_seed"
-    student "student_w${widths// /-}_shipped_lr${rate}_mix$mixup" "$widths" 0.7 "$mixup" "$seed" \
+    student "student_w${widths// /-}_shipped_lr${rate}_mix$mixup" "$widths" 0.7 "$mixup" "$seed" cached \
       --init-weights "$start_weights" --learning-rate "$rate"
   done
 else
-  student student_w32_tw07_mix02 32 0.7 0.2 11
-  student student_w32_tw09_mix00 32 0.9 0.0 12
-  student student_w32-80-160-320_tw07_mix02 "32 80 160 320" 0.7 0.2 14  # 0.86 ms per face INT8, as w36
+  student student_w32_tw07_mix02 32 0.7 0.2 11 cached
+  student student_w32_tw09_mix00 32 0.9 0.0 12 cached
+  student student_w32-80-160-320_tw07_mix02 "32 80 160 320" 0.7 0.2 14 cached  # 0.86 ms per face INT8, as w36
   # from the shipped weights, at a lower rate
-  student student_w32_shipped_tw07_mix02 32 0.7 0.2 13 --init-weights models/emotion_cnn.keras --learning-rate 1e-3
+  student student_w32_shipped_tw07_mix02 32 0.7 0.2 13 cached --init-weights models/emotion_cnn.keras \
+    --learning-rate 1e-3
 fi
 wait
 grep -h "stopped after" "$runs"/student_*.log
@@ -202,7 +224,7 @@ tail -n 2 "$runs"/student_*.log
 for run in "$runs"/student_*/; do
   cp "$run/best.keras" "$results/$(basename "$run").keras"
 done
-if [ -n "${STUDENTS_FROM_SHIPPED:-}" ]; then  # one start, so their weights average (models.soup)
+if [ -n "$from_shipped" ]; then  # one start, so their weights average (models.soup)
   python3 -m models.soup --data "$data" --members "$runs"/student_*/best.keras --output-dir "$runs/students_soup"
   cp "$runs/students_soup/best.keras" "$results/students_soup.keras"
 fi

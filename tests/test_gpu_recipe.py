@@ -80,3 +80,33 @@ def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_with
         settings = json.load(packed.extractfile("./student_w32-80-160-320_shipped_lr1e-3_mix0.2/config.json"))
     assert settings["width"] == [32, 80, 160, 320]
     assert settings["init_weights"] == str(tmp_path / "widened_runs" / "shipped_w32-80-160-320.keras")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the recipe is a bash script")
+def test_gpu_recipe_distils_live_from_the_teachers_it_trains_beside_a_control_from_their_file(tmp_path):
+    data = tmp_path / "fer2013_train.npz.xz"
+    save_npz({"train": load_fer2013(make_fer_folder(tmp_path / "fer", per_class=12))["train"]}, data)
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    out = run_recipe(data, results, runs, 100_000, TEACHERS="2", TEACHER_EPOCHS="1", TEACHER_WIDTH="8",
+                     LIVE_TEACHERS="1", STUDENT_RESERVE="100000")
+    assert "ensemble of 2" in out and out.count("stopped after epoch 1 of") >= 4 and "soup of 4" in out
+    assert sorted(path.name for path in results.iterdir()) == [
+        "results.tar.gz", "student_w32_shipped_lr1e-3_mix0.2_cached.keras", "student_w32_shipped_lr1e-3_mix0.2_live.keras",
+        "student_w32_shipped_lr1e-3_mix1.0_live.keras", "student_w32_shipped_lr2e-3_mix0.2_live.keras",
+        "students_soup.keras", "teachers_probabilities.npz"]
+    with tarfile.open(results / "results.tar.gz") as packed:
+        live = json.load(packed.extractfile("./student_w32_shipped_lr1e-3_mix0.2_live/config.json"))
+        control = json.load(packed.extractfile("./student_w32_shipped_lr1e-3_mix0.2_cached/config.json"))
+    assert live["live_teacher"] and sorted(live["teacher"]) == [
+        str(runs / f"teacher_w8_s{seed}" / "final_recalibrated.keras") for seed in (1, 2)]
+    assert not control["live_teacher"] and control["teacher"] == [str(results / "teachers_probabilities.npz")]
+    # the two differ only in the teaching
+    differing = {key for key in live if live[key] != control[key]}
+    assert differing == {"live_teacher", "teacher", "output_dir"}
+    assert "distilling live from" in (runs / "student_w32_shipped_lr1e-3_mix0.2_live.log").read_text()
+
+    # live distillation needs this call's teachers alone: refused with a file of other teachers, before any work
+    refused = subprocess.run(["bash", str(RECIPE), str(data), str(tmp_path / "refused"), "100"], cwd=PROJECT_ROOT,
+                             env={**os.environ, "LIVE_TEACHERS": "1", "COMBINE_WITH": str(results / "x.npz")},
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "leave out" in refused.stderr and not (tmp_path / "refused").exists()
