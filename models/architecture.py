@@ -161,13 +161,19 @@ def build_augmentation(seed: int) -> keras.Sequential:
 
 def float32_copy(model: keras.Model, weights: list | None = None) -> keras.Model:
     """The same network in float32 (whatever precision it trained in), holding ``weights`` (default: its own)."""
+    return policy_copy(model, "float32", weights)
+
+
+def policy_copy(model: keras.Model, policy: str, weights: list | None = None) -> keras.Model:
+    """The same network computing in dtype policy ``policy`` (its probabilities in float32, as built), holding
+    ``weights`` (default: its own) as float32 variables."""
     config = model.get_config()
     for layer in config["layers"]:
         if "dtype" in layer["config"] and layer["class_name"] != "InputLayer":
-            layer["config"]["dtype"] = "float32"
-    inference = keras.Model.from_config(config)
-    inference.set_weights([weight.astype("float32") for weight in (model.get_weights() if weights is None else weights)])
-    return inference
+            layer["config"]["dtype"] = "float32" if layer["config"]["name"] == "probabilities" else policy
+    copy = keras.Model.from_config(config)
+    copy.set_weights([weight.astype("float32") for weight in (model.get_weights() if weights is None else weights)])
+    return copy
 
 
 def save_model(model: keras.Model, path: str | Path) -> None:

@@ -75,9 +75,12 @@ def student_accuracy(y_true, y_pred):
     return keras.metrics.categorical_accuracy(y_true, student_half(y_pred))
 
 
-def student_and_teachers(augmented, student: keras.Model, teacher_paths: list[str]):
+def student_and_teachers(augmented, student: keras.Model, teacher_paths: list[str], policy: str = "float32"):
     """The training model's output for live distillation: the student's and the teachers' probabilities on the
-    same augmented faces, side by side (n, 14), in float32."""
-    teachers = [keras.models.load_model(path, compile=False) for path in teacher_paths]
+    same augmented faces, side by side (n, 14), in float32; the teachers compute in the training's dtype policy
+    (bfloat16 on a GPU: half the cost of float32)."""
+    from models.architecture import policy_copy
+
+    teachers = [policy_copy(keras.models.load_model(path, compile=False), policy) for path in teacher_paths]
     teacher_output = TeacherProbabilities(teachers, dtype="float32", name="teachers")(augmented)
     return layers.Concatenate(dtype="float32", name="student_and_teachers")([student(augmented), teacher_output])

@@ -289,15 +289,15 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     from models.architecture import build_augmentation, build_network
 
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
-    classifier = build_network(args.architecture, args.width, dtype_policy=resolved_precision(args.precision),
-                               separable_from=args.separable_from)
+    policy = resolved_precision(args.precision)
+    classifier = build_network(args.architecture, args.width, dtype_policy=policy, separable_from=args.separable_from)
     augmented = build_augmentation(args.seed)(inputs)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
     metric = "accuracy"
     if args.live_teacher:
         from models.distillation import LiveDistillationLoss, student_accuracy, student_and_teachers
 
-        outputs = student_and_teachers(augmented, classifier, args.teacher)
+        outputs = student_and_teachers(augmented, classifier, args.teacher, policy)
         loss = LiveDistillationLoss(args.teacher_weight, label_smoothing=args.label_smoothing)
         metric = keras.metrics.MeanMetricWrapper(student_accuracy, name="accuracy")
     else:

@@ -137,6 +137,13 @@ def test_live_distillation_runs_the_frozen_teachers_on_the_augmented_faces_and_r
     assert np.allclose(np.asarray(model(faces, training=False))[:, 7:], expected, atol=1e-5)
     assert not np.allclose(np.asarray(model(faces, training=True))[:, 7:], expected, atol=1e-3)
     assert train.classifier_of(model).name == "emotion_cnn_w4"
+    # in bfloat16 training the teachers compute in bfloat16 too (their probabilities in float32), close to float32's
+    args = train.parse_args(common[:-1] + ["mixed_bfloat16", "--width", "4", "--teacher", teacher_path, "--live-teacher"])
+    in_bfloat16 = train.build_training_model(args, steps_per_epoch=1)
+    bfloat16_teacher = in_bfloat16.get_layer("teachers").teachers[0]
+    assert bfloat16_teacher.get_layer("block1_conv1").dtype_policy.name == "mixed_bfloat16"
+    assert bfloat16_teacher.get_layer("probabilities").dtype_policy.name == "float32"
+    assert np.allclose(np.asarray(in_bfloat16(faces, training=False))[:, 7:], expected, atol=0.03)
 
     # the loss: cross-entropy of the student half against the blend of the teachers' half and the label
     student, teachers = np.full((1, 7), 1 / 7, np.float32), np.eye(7, dtype=np.float32)[[2]]
