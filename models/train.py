@@ -528,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {output_dir} holds a run with different settings; use another --output-dir", file=sys.stderr)
             return 2
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
+        if args.live_teacher:
+            import models.distillation  # noqa: F401  (registers the checkpoint's teachers layer and loss)
         model = keras.models.load_model(checkpoint)
         # continue the augmentation and dropout draws of an uninterrupted run instead of replaying epoch 1's
         restore_random_states(model, state.get("random_states", []))

@@ -20,6 +20,8 @@
 # With TEACHER_PROBABILITIES=FILE.npz (e.g. models/training/teachers_w64x6_w48_probabilities.npz) it trains no
 # teachers and gives the whole budget to the students, STUDENT_EPOCHS (default 120) epochs each.
 # With TEACHER_EPOCHS=N the teachers get N epochs without a probe (and without its fallback to PyTorch).
+# After the call's teachers the students get as many epochs as a teacher's epoch time fits in what is left, or
+# STUDENT_EPOCHS.
 # With COMBINE_WITH=FILE.npz the teachers' file and FILE are also combined as equal members (teachers_combined.npz
 # comes back too), and the students distil from the best of the three on validation; if the probe finds the
 # teachers too slow for the budget, the students distil from FILE alone, STUDENT_EPOCHS (default 60) epochs.
@@ -146,7 +148,8 @@ train_teachers() {
   [ -f "$results/teachers_probabilities.npz" ] || exit 1
   left=$((budget - (SECONDS - start)))
   teacher_epoch_measured=$(epoch_seconds 2 "$runs/$teacher"_s*.log)  # a student's epoch costs at most this
-  student_epochs=$(python3 -c "print(max(5, int(($left - 40 - $probe_start) / ${teacher_epoch_measured:-$teacher_epoch})))")
+  student_epochs=${STUDENT_EPOCHS:-$(python3 -c \
+    "print(max(5, int(($left - 40 - $probe_start) / ${teacher_epoch_measured:-$teacher_epoch})))")}
 }
 choose_teacher_file() {  # the teachers' file, COMBINE_WITH or the two as equal members: the best on validation
   teacher_file=$results/teachers_probabilities.npz

@@ -88,8 +88,9 @@ def test_gpu_recipe_distils_live_from_the_teachers_it_trains_beside_a_control_fr
     save_npz({"train": load_fer2013(make_fer_folder(tmp_path / "fer", per_class=12))["train"]}, data)
     results, runs = tmp_path / "results", tmp_path / "runs"
     out = run_recipe(data, results, runs, 100_000, TEACHERS="2", TEACHER_EPOCHS="1", TEACHER_WIDTH="8",
-                     LIVE_TEACHERS="1", STUDENT_RESERVE="100000")
-    assert "ensemble of 2" in out and out.count("stopped after epoch 1 of") >= 4 and "soup of 4" in out
+                     LIVE_TEACHERS="1", STUDENT_EPOCHS="3", STUDENT_RESERVE="100000")
+    assert "ensemble of 2" in out and "students: 3 epochs" in out
+    assert out.count("stopped after epoch 1 of 3") >= 4 and "soup of 4" in out
     assert sorted(path.name for path in results.iterdir()) == [
         "results.tar.gz", "student_w32_shipped_lr1e-3_mix0.2_cached.keras", "student_w32_shipped_lr1e-3_mix0.2_live.keras",
         "student_w32_shipped_lr1e-3_mix1.0_live.keras", "student_w32_shipped_lr2e-3_mix0.2_live.keras",
