@@ -32,7 +32,9 @@
 # The teachers of even seeds train with random erasing (--random-erasing TEACHER_ERASING, default 0.5; 0 turns
 # it off), the odd ones without: their validation accuracies (ensemble.log) compare the two.
 # TEACHER_FIRST_SEED (default 1) numbers the teachers' seeds from there.
-# With LIVE_TEACHERS=1 (after this call's teachers) the four students start from the shipped weights and test live
+# With LIVE_TEACHERS=1 (after this call's teachers, or with TEACHER_PROBABILITIES=RUNS/teachers_probabilities.npz
+# after a TEACHERS_ONLY call's with the same RUNS on the same machine: RUNS=runs/gpu, inside the repository, which
+# the device keeps between calls while it stays warm) the four students start from the shipped weights and test live
 # distillation (models.train --live-teacher: the teachers run inside each training step, on the augmented faces
 # the student sees): cycle 21's recipe (1e-3, mixup 0.2, seed 32) from the teachers' file as the control, the same
 # live, live with mixup 1.0, and live at 2e-3; their soup comes back too.
@@ -46,11 +48,6 @@
 # before the budget ends, for their soup and the results. Runs cut short say so in their logs ("stopped after").
 set -uo pipefail
 data=$1 results=$2 budget=${3:-480}
-if [ -n "${LIVE_TEACHERS:-}" ] && [ -n "${TEACHER_PROBABILITIES:-}${COMBINE_WITH:-}${TEACHERS_ONLY:-}" ]; then
-  echo "LIVE_TEACHERS distils from this call's teachers alone, the control from their file: leave out" \
-    "TEACHER_PROBABILITIES, COMBINE_WITH and TEACHERS_ONLY" >&2
-  exit 2
-fi
 runs=${RUNS:-/tmp/gpu_runs}
 teacher_count=${TEACHERS:-6}
 export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -58,7 +55,6 @@ export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 # the teachers reuse the probe's compiled training step
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
-mkdir -p "$runs" "$results"
 start=$SECONDS
 common=(--data "$data" --batch-size 128 --learning-rate 2e-3 --precision mixed_bfloat16)
 first_seed=${TEACHER_FIRST_SEED:-1}  # another call's teachers: a later first seed, so they differ from earlier ones
@@ -67,6 +63,19 @@ teacher_architecture=${TEACHER_ARCHITECTURE:-vgg} teacher_width=${TEACHER_WIDTH:
 teacher_net=(--architecture "$teacher_architecture" --width "$teacher_width")
 teacher=teacher_w$teacher_width  # the runs' names: teacher_w64_s1, teacher_residual_w48_s1
 [ "$teacher_architecture" = vgg ] || teacher=teacher_${teacher_architecture}_w$teacher_width
+if [ -n "${LIVE_TEACHERS:-}" ]; then  # this call's teachers, or with TEACHER_PROBABILITIES an earlier call's in RUNS
+  if [ -n "${COMBINE_WITH:-}${TEACHERS_ONLY:-}" ]; then
+    echo "LIVE_TEACHERS distils from one set of teachers, the control from their file: leave out COMBINE_WITH" \
+      "and TEACHERS_ONLY" >&2
+    exit 2
+  fi
+  if [ -n "${TEACHER_PROBABILITIES:-}" ] && ! compgen -G "$runs/${teacher}_s*/final_recalibrated.keras" >/dev/null; then
+    echo "LIVE_TEACHERS with TEACHER_PROBABILITIES distils from an earlier call's teachers, and $runs holds none" \
+      "(${teacher}_s*/final_recalibrated.keras): run the teachers with the same RUNS on the same machine first" >&2
+    exit 2
+  fi
+fi
+mkdir -p "$runs" "$results"
 
 epoch_seconds() {  # the slowest time printed in the given logs for the epoch given first
   local epoch=$1; shift
@@ -145,7 +154,7 @@ train_teachers() {
   python3 -m models.ensemble --data "$data" --members "${teachers[@]}" --output "$results/teachers_probabilities.npz" \
     | tee "$runs/ensemble.log"
   pack_results
-  [ -f "$results/teachers_probabilities.npz" ] || exit 1
+  cp "$results/teachers_probabilities.npz" "$runs/" || exit 1  # for a later call with the same RUNS
   left=$((budget - (SECONDS - start)))
   teacher_epoch_measured=$(epoch_seconds 2 "$runs/$teacher"_s*.log)  # a student's epoch costs at most this
   student_epochs=${STUDENT_EPOCHS:-$(python3 -c \

@@ -1,6 +1,7 @@
 """The GPU training recipe (models/train_on_gpu.sh) runs end to end on this CPU, on a tiny generated set: a
-teachers-only call (residual teachers), then students-only calls from its file (at the shipped width, and widened
-after a probe that finds the teachers too slow), each returning what the next session needs."""
+teachers-only call (residual teachers), a call that distils live from them on the same machine, then students-only
+calls from their file (at the shipped width, and widened after a probe that finds the teachers too slow), each
+returning what the next session needs."""
 
 import json
 import os
@@ -50,6 +51,37 @@ def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_with
         settings = json.load(packed.extractfile("./teacher_residual_w8_s2/config.json"))
     assert (settings["architecture"], settings["width"]) == ("residual", 8)
 
+    # a second call on the same machine (the same RUNS) distils live from those teachers into three students,
+    # beside a control from their file: the two differ only in the teaching
+    live = tmp_path / "live"
+    residual_teachers = {"TEACHER_ARCHITECTURE": "residual", "TEACHER_WIDTH": "8"}
+    out = run_recipe(data, live, tmp_path / "teacher_runs", 100_000, **residual_teachers, LIVE_TEACHERS="1",
+                     TEACHER_PROBABILITIES=str(tmp_path / "teacher_runs" / "teachers_probabilities.npz"),
+                     STUDENT_EPOCHS="3", STUDENT_RESERVE="100000")
+    assert "students: 3 epochs" in out and out.count("stopped after epoch 1 of 3") >= 4 and "soup of 4" in out
+    assert sorted(path.name for path in live.iterdir()) == [
+        "results.tar.gz", "student_w32_shipped_lr1e-3_mix0.2_cached.keras", "student_w32_shipped_lr1e-3_mix0.2_live.keras",
+        "student_w32_shipped_lr1e-3_mix1.0_live.keras", "student_w32_shipped_lr2e-3_mix0.2_live.keras",
+        "students_soup.keras", "teachers_probabilities.npz"]
+    with tarfile.open(live / "results.tar.gz") as packed:
+        live_settings = json.load(packed.extractfile("./student_w32_shipped_lr1e-3_mix0.2_live/config.json"))
+        control = json.load(packed.extractfile("./student_w32_shipped_lr1e-3_mix0.2_cached/config.json"))
+    assert live_settings["live_teacher"] and sorted(live_settings["teacher"]) == [
+        str(tmp_path / "teacher_runs" / f"teacher_residual_w8_s{seed}" / "final_recalibrated.keras") for seed in (1, 2)]
+    assert not control["live_teacher"] and control["teacher"] == [str(live / "teachers_probabilities.npz")]
+    assert {key for key in live_settings if live_settings[key] != control[key]} == {"live_teacher", "teacher",
+                                                                                    "output_dir"}
+    assert "distilling live from" in (tmp_path / "teacher_runs" / "student_w32_shipped_lr1e-3_mix0.2_live.log").read_text()
+
+    # refused before any work: live teachers beside a file of others, or an earlier call's teachers that are not there
+    for refused_settings in ({"COMBINE_WITH": str(live / "teachers_probabilities.npz")},
+                             {"TEACHER_PROBABILITIES": str(live / "teachers_probabilities.npz")}):
+        refused = subprocess.run(["bash", str(RECIPE), str(data), str(tmp_path / "refused"), "100"], cwd=PROJECT_ROOT,
+                                 env={**os.environ, "RUNS": str(tmp_path / "empty_runs"), "LIVE_TEACHERS": "1",
+                                      **refused_settings}, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "LIVE_TEACHERS" in refused.stderr
+        assert not (tmp_path / "refused").exists() and not (tmp_path / "empty_runs").exists()
+
     # students from that file (combined with itself: COMBINE_WITH), with no time left for a second epoch: each
     # stops after its first, says so, and the call still returns every student, their soup and both files, eight
     # in all (the most the device returns)
@@ -81,33 +113,3 @@ def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_with
     assert settings["width"] == [32, 80, 160, 320]
     assert settings["init_weights"] == str(tmp_path / "widened_runs" / "shipped_w32-80-160-320.keras")
 
-
-@pytest.mark.skipif(shutil.which("bash") is None, reason="the recipe is a bash script")
-def test_gpu_recipe_distils_live_from_the_teachers_it_trains_beside_a_control_from_their_file(tmp_path):
-    data = tmp_path / "fer2013_train.npz.xz"
-    save_npz({"train": load_fer2013(make_fer_folder(tmp_path / "fer", per_class=12))["train"]}, data)
-    results, runs = tmp_path / "results", tmp_path / "runs"
-    out = run_recipe(data, results, runs, 100_000, TEACHERS="2", TEACHER_EPOCHS="1", TEACHER_WIDTH="8",
-                     LIVE_TEACHERS="1", STUDENT_EPOCHS="3", STUDENT_RESERVE="100000")
-    assert "ensemble of 2" in out and "students: 3 epochs" in out
-    assert out.count("stopped after epoch 1 of 3") >= 4 and "soup of 4" in out
-    assert sorted(path.name for path in results.iterdir()) == [
-        "results.tar.gz", "student_w32_shipped_lr1e-3_mix0.2_cached.keras", "student_w32_shipped_lr1e-3_mix0.2_live.keras",
-        "student_w32_shipped_lr1e-3_mix1.0_live.keras", "student_w32_shipped_lr2e-3_mix0.2_live.keras",
-        "students_soup.keras", "teachers_probabilities.npz"]
-    with tarfile.open(results / "results.tar.gz") as packed:
-        live = json.load(packed.extractfile("./student_w32_shipped_lr1e-3_mix0.2_live/config.json"))
-        control = json.load(packed.extractfile("./student_w32_shipped_lr1e-3_mix0.2_cached/config.json"))
-    assert live["live_teacher"] and sorted(live["teacher"]) == [
-        str(runs / f"teacher_w8_s{seed}" / "final_recalibrated.keras") for seed in (1, 2)]
-    assert not control["live_teacher"] and control["teacher"] == [str(results / "teachers_probabilities.npz")]
-    # the two differ only in the teaching
-    differing = {key for key in live if live[key] != control[key]}
-    assert differing == {"live_teacher", "teacher", "output_dir"}
-    assert "distilling live from" in (runs / "student_w32_shipped_lr1e-3_mix0.2_live.log").read_text()
-
-    # live distillation needs this call's teachers alone: refused with a file of other teachers, before any work
-    refused = subprocess.run(["bash", str(RECIPE), str(data), str(tmp_path / "refused"), "100"], cwd=PROJECT_ROOT,
-                             env={**os.environ, "LIVE_TEACHERS": "1", "COMBINE_WITH": str(results / "x.npz")},
-                             capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 2 and "leave out" in refused.stderr and not (tmp_path / "refused").exists()
