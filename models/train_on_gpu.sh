@@ -201,7 +201,7 @@ student_seconds=$((budget - (SECONDS - start) - ${STUDENT_RESERVE:-60}))
 echo "students: $student_epochs epochs, weights averaged from epoch $swa_start, at most ${student_seconds}s"
 student() {  # name "block widths" teacher_weight mixup seed cached|live [more arguments]
   local name=$1 widths=$2 weight=$3 mixup=$4 seed=$5 teaching=(--teacher "$teacher_file"); shift 5
-  # live: this call's teachers inside the training step, on the augmented faces (models.train --live-teacher)
+  # live: the teachers in RUNS (this call's or an earlier one's) inside the training step (models.train --live-teacher)
   [ "$1" = live ] && teaching=(--teacher "$runs/$teacher"_s*/final_recalibrated.keras --live-teacher)
   shift
   # shellcheck disable=SC2086  # the widths are one word per block
