@@ -126,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--random-erasing is a probability: 0-1")
     if args.live_teacher and not (args.teacher and all(Path(teacher).suffix == ".keras" for teacher in args.teacher)):
         parser.error("--live-teacher runs the teachers inside the training step: give them as .keras models (--teacher)")
-    if args.architecture != "vgg" and args.separable_from:
+    if args.architecture != "vgg" and args.separable_from:  # models.architecture.check_architecture's rule
         parser.error("--separable-from builds vgg blocks only")
     if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
         parser.error("--width takes one number (doubling per block) or four, all positive")
@@ -292,8 +292,6 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
     policy = resolved_precision(args.precision)
     classifier = build_network(args.architecture, args.width, dtype_policy=policy, separable_from=args.separable_from)
     augmented = build_augmentation(args.seed)(inputs)
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
-    metric = "accuracy"
     if args.live_teacher:
         from models.distillation import LiveDistillationLoss, student_accuracy, student_and_teachers
 
@@ -302,6 +300,8 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
         metric = keras.metrics.MeanMetricWrapper(student_accuracy, name="accuracy")
     else:
         outputs = classifier(augmented)
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+        metric = "accuracy"
     model = keras.Model(inputs, outputs, name="training_model")
     warmup_steps = int(args.warmup_epochs * steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(
