@@ -406,8 +406,10 @@ def make_step_progress(steps_per_epoch: int, epochs: int):
 
 
 def make_time_limit(deadline: float):
-    """A Keras callback that stops training after the epoch past which one more, taking as long as that one
-    did, would end after ``deadline`` (time.monotonic()); its ``stopped_after`` says after which epoch (or None)."""
+    """A Keras callback that stops training after the epoch past which one more would end after ``deadline``
+    (time.monotonic()); its ``stopped_after`` says after which epoch (or None). The next epoch is expected to take
+    as long as the last one did, except after the first epoch of a run, whose first step also compiles the
+    training step: there the rest of that epoch, scaled up to a whole one, is the estimate."""
     import keras
 
     class TimeLimit(keras.callbacks.Callback):
@@ -415,13 +417,23 @@ def make_time_limit(deadline: float):
 
         def on_train_begin(self, logs=None):
             self.epoch_started = time.monotonic()
+            self.first_epoch, self.first_step_ended = True, None
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.first_step_ended is None:
+                self.first_step_ended = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
             now = time.monotonic()  # an epoch lasts from the end of the one before: everything between counts
-            if now + (now - self.epoch_started) > deadline and epoch + 1 < self.params["epochs"]:
+            steps = self.params["steps"]
+            if self.first_epoch and steps and steps > 1:  # leave the compilation in its first step out
+                next_epoch = (now - self.first_step_ended) * steps / (steps - 1)
+            else:
+                next_epoch = now - self.epoch_started
+            if now + next_epoch > deadline and epoch + 1 < self.params["epochs"]:
                 self.model.stop_training = True
                 self.stopped_after = epoch + 1
-            self.epoch_started = now
+            self.epoch_started, self.first_epoch = now, False
 
     return TimeLimit()
 

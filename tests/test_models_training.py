@@ -340,6 +340,28 @@ def test_time_limit_stops_between_epochs_keeps_that_epochs_weights_and_the_run_r
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 3
 
 
+def test_time_limit_leaves_the_first_steps_compilation_out_of_its_estimate(monkeypatch):
+    """GPU try 6: a 130 s first epoch, nearly all of it compilation, stopped a 270 s run after it."""
+    import keras
+
+    clock = iter([0.0, 130.0, 135.0, 140.0, 145.0, 151.0])  # begin, first step, the ends of epochs 1-4
+    monkeypatch.setattr(train.time, "monotonic", lambda: next(clock))
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    limit = train.make_time_limit(deadline=150.0)
+    limit.set_model(model)
+    limit.set_params({"epochs": 10, "steps": 100})
+    limit.on_train_begin()
+    limit.on_train_batch_end(0)
+    limit.on_epoch_end(0)  # the epoch's other 99 steps took 5 s: the next is expected to take about 5 s
+    assert limit.stopped_after is None
+    limit.on_epoch_end(1)  # 5 s again: 145 s would come next, inside the limit
+    assert limit.stopped_after is None
+    limit.on_epoch_end(2)  # ends at 145 s; one more of 5 s would end exactly at the limit: not past it
+    assert limit.stopped_after is None
+    limit.on_epoch_end(3)  # 6 s: another would end at 157 s, past 150 s
+    assert limit.stopped_after == 4 and model.stop_training
+
+
 def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     assert train.main(["--data", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "run")]) == 2
     assert "dataset not found" in capsys.readouterr().err
