@@ -37,7 +37,8 @@
 # the device keeps between calls while it stays warm) the four students start from the shipped weights and test live
 # distillation (models.train --live-teacher: the teachers run inside each training step, on the augmented faces
 # the student sees): cycle 21's recipe (1e-3, mixup 0.2, seed 32) from the teachers' file as the control, the same
-# live, live with mixup 1.0, and live at 2e-3; their soup comes back too.
+# live, live with mixup 1.0, and live at 2e-3; their soup comes back too. An earlier call's teachers whose ensemble
+# scored under MIN_TEACHER_ACCURACY (0.6) on validation (RUNS/ensemble.log) are refused: they did not finish.
 # TEACHER_ARCHITECTURE (vgg, the default, or residual: models.train --architecture) and TEACHER_WIDTH (default 64)
 # choose the teachers' network; residual teachers err differently from the VGG-style ones, so combined with
 # them (COMBINE_WITH) they make a stronger ensemble than more of the same kind.
@@ -73,6 +74,14 @@ if [ -n "${LIVE_TEACHERS:-}" ]; then  # this call's teachers, or with TEACHER_PR
     echo "LIVE_TEACHERS with TEACHER_PROBABILITIES distils from an earlier call's teachers, and $runs holds none" \
       "(${teacher}_s*/final_recalibrated.keras): run the teachers with the same RUNS on the same machine first" >&2
     exit 2
+  fi
+  if [ -n "${TEACHER_PROBABILITIES:-}" ]; then  # e.g. teachers a time limit stopped after their first epoch
+    teachers_accuracy=$(awk '/^ensemble of/ {print $5}' "$runs/ensemble.log" 2>/dev/null)
+    if ! awk -v found="${teachers_accuracy:-0}" -v least="${MIN_TEACHER_ACCURACY:-0.6}" 'BEGIN {exit !(found >= least)}'; then
+      echo "LIVE_TEACHERS: the teachers in $runs score ${teachers_accuracy:-nothing} on validation ($runs/ensemble.log)," \
+        "under MIN_TEACHER_ACCURACY ${MIN_TEACHER_ACCURACY:-0.6}: they did not finish" >&2
+      exit 2
+    fi
   fi
 fi
 mkdir -p "$runs" "$results"

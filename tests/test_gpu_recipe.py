@@ -57,7 +57,7 @@ def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_with
     residual_teachers = {"TEACHER_ARCHITECTURE": "residual", "TEACHER_WIDTH": "8"}
     out = run_recipe(data, live, tmp_path / "teacher_runs", 100_000, **residual_teachers, LIVE_TEACHERS="1",
                      TEACHER_PROBABILITIES=str(tmp_path / "teacher_runs" / "teachers_probabilities.npz"),
-                     STUDENT_EPOCHS="3", STUDENT_RESERVE="100000")
+                     STUDENT_EPOCHS="3", STUDENT_RESERVE="100000", MIN_TEACHER_ACCURACY="0")
     assert "students: 3 epochs" in out and out.count("stopped after epoch 1 of 3") >= 4 and "soup of 4" in out
     assert sorted(path.name for path in live.iterdir()) == [
         "results.tar.gz", "student_w32_shipped_lr1e-3_mix0.2_cached.keras", "student_w32_shipped_lr1e-3_mix0.2_live.keras",
@@ -81,6 +81,15 @@ def test_gpu_recipe_trains_teachers_then_students_from_their_file_and_keeps_with
                                       **refused_settings}, capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "LIVE_TEACHERS" in refused.stderr
         assert not (tmp_path / "refused").exists() and not (tmp_path / "empty_runs").exists()
+
+    # and teachers there whose ensemble scored under the least accuracy asked for (GPU try 6: one-epoch teachers)
+    weak = subprocess.run(["bash", str(RECIPE), str(data), str(tmp_path / "refused"), "100"], cwd=PROJECT_ROOT,
+                          env={**os.environ, "RUNS": str(tmp_path / "teacher_runs"), "LIVE_TEACHERS": "1",
+                               "TEACHER_PROBABILITIES": str(tmp_path / "teacher_runs" / "teachers_probabilities.npz"),
+                               "MIN_TEACHER_ACCURACY": "1.01", **residual_teachers},
+                          capture_output=True, text=True, timeout=60)
+    assert weak.returncode == 2 and weak.stderr.count("\n") == 1 and "did not finish" in weak.stderr
+    assert not (tmp_path / "refused").exists()
 
     # students from that file (combined with itself: COMBINE_WITH), with no time left for a second epoch: each
     # stops after its first, says so, and the call still returns every student, their soup and both files, eight
