@@ -6,7 +6,9 @@
 Networks fine-tuned from one starting point usually sit in one basin of the loss, so the mean of their
 weights is a network of its own, often better than each (Wortsman et al., "Model soups", 2022), at the
 cost of one. Averaging nets trained from different starting points gives noise: use it on runs that share
---init-weights. Prints each member's and the soup's validation accuracy (plain and with flip averaging,
+--init-weights. With --greedy it is a greedy soup (the same paper): the members in order of validation accuracy
+(plain and with flip averaging added), each kept only if the soup with it scores no lower than without. Prints
+each member's and the soup's validation accuracy (plain and with flip averaging,
 on the split recorded beside the first member, as recalibrate reads it), with the soup's batch-norm
 statistics averaged like every other weight and, with --recalibrate, measured anew on training faces
 outside the validation split. Writes the soup (float32, recalibrated or not as asked) as best.keras in the
@@ -40,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="measure the soup's batch-norm statistics on training faces instead of averaging them")
     parser.add_argument("--faces", type=int, default=RECALIBRATION_FACES,
                         help="training faces (outside the validation split) for --recalibrate")
+    parser.add_argument("--greedy", action="store_true",
+                        help="keep a member only if it does not lower the soup's validation accuracy (plain + flip)")
     return parser.parse_args(argv)
 
 
@@ -52,6 +56,25 @@ def mean_weights(models: list) -> list[np.ndarray]:
     member_weights = [model.get_weights() for model in models]
     return [np.mean([weights[i].astype(np.float64) for weights in member_weights], axis=0)
             for i in range(len(member_weights[0]))]
+
+
+def greedy_soup(members: list[Path], models: list, member_accuracies: list[tuple[float, float]], validation):
+    """The members (best first on validation, plain + flip) each kept if the soup with them scores no lower;
+    returns the kept members, their models and the soup's validation accuracies."""
+    from models.architecture import float32_copy
+
+    order = sorted(range(len(models)), key=lambda i: -sum(member_accuracies[i]))
+    kept, best = [order[0]], member_accuracies[order[0]]
+    print(f"greedy: starting from {members[order[0]]}")
+    for candidate in order[1:]:
+        trial = [models[i] for i in kept + [candidate]]
+        accuracies = validation_accuracies(float32_copy(trial[0], mean_weights(trial)), validation)
+        keep = sum(accuracies) >= sum(best)
+        print("greedy: {} {} ({:.2%}, with flip averaging {:.2%})".format(
+            "kept" if keep else "left out", members[candidate], *accuracies))
+        if keep:
+            kept, best = kept + [candidate], accuracies
+    return [members[i] for i in kept], [models[i] for i in kept], best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,10 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for member, model in zip(members, models):
-        print(f"{member}: validation accuracy {{:.2%}}, with flip averaging {{:.2%}}".format(
-            *validation_accuracies(model, validation)))
-    accuracies = validation_accuracies(soup, validation)
+    member_accuracies = [validation_accuracies(model, validation) for model in models]
+    for member, accuracies in zip(members, member_accuracies):
+        print(f"{member}: validation accuracy {{:.2%}}, with flip averaging {{:.2%}}".format(*accuracies))
+    if args.greedy:
+        members, models, accuracies = greedy_soup(members, models, member_accuracies, validation)
+        soup = float32_copy(models[0], mean_weights(models))
+    else:
+        accuracies = validation_accuracies(soup, validation)
     print("soup of {}: validation accuracy {:.2%}, with flip averaging {:.2%}".format(len(models), *accuracies))
     if args.recalibrate:
         chosen = np.random.default_rng(0).permutation(len(training_part))[: args.faces]
@@ -102,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     save_model(soup, output)
     write_atomically(output_dir / CONFIG_NAME, json.dumps(
-        {"soup_of": [str(member) for member in members], "batch_norm": "recalibrated" if args.recalibrate else "averaged",
+        {"soup_of": [str(member) for member in members], "greedy": args.greedy,
+         "batch_norm": "recalibrated" if args.recalibrate else "averaged",
          "val_fraction": split["fraction"], "split_seed": split["split_seed"],
          "validation_accuracy": round(accuracies[0], 4), "validation_accuracy_flip_tta": round(accuracies[1], 4)},
         indent=2).encode())

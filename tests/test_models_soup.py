@@ -121,3 +121,30 @@ def test_exported_soup_records_its_members_and_validation_accuracy(tmp_path, cap
     assert facts["training"]["soup_of"] == [str(member) for member in members]
     assert facts["training"]["batch_norm"] == "averaged"
     assert facts["validation_accuracy"] == config["validation_accuracy"] == facts["validation_accuracy_float32"]
+
+
+def test_greedy_soup_keeps_members_that_do_not_lower_its_validation_accuracy(tmp_path, capsys):
+    """Nets alike but for their output bias, scored on faces of one class: those that push that class stay in the
+    soup, one that pushes another class so hard that the mean would follow it is left out."""
+    import keras
+
+    from models.data import load_fer2013
+
+    faces = load_fer2013(make_fer_folder(tmp_path / "fer", per_class=6))["train"]
+    validation = faces.subset(np.flatnonzero(faces.labels == 3))  # happy faces only
+    saved_net(tmp_path / "base.keras", 1)
+    models = []
+    for pushed_class, push in ((3, 100.0), (3, 200.0), (5, 600.0)):
+        model = keras.models.load_model(tmp_path / "base.keras", compile=False)
+        bias = model.layers[-1].weights[-1]
+        bias.assign(np.eye(7, dtype="float32")[pushed_class] * push)
+        models.append(model)
+    members = [tmp_path / name for name in ("happy.keras", "happier.keras", "sad.keras")]
+    accuracies = [soup.validation_accuracies(model, validation) for model in models]
+    assert accuracies == [(1.0, 1.0), (1.0, 1.0), (0.0, 0.0)]
+    # listed worst first: the greedy soup starts from the best
+    kept, kept_models, soup_accuracies = soup.greedy_soup(members[::-1], models[::-1], accuracies[::-1], validation)
+    assert kept == members[1::-1] and soup_accuracies == (1.0, 1.0)
+    printed = capsys.readouterr().out
+    assert f"starting from {members[1]}" in printed and f"kept {members[0]}" in printed
+    assert f"left out {members[2]} (0.00%, with flip averaging 0.00%)" in printed
