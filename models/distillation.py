@@ -6,6 +6,11 @@ on the clean face, while the student sees it rotated, shifted, zoomed, relit and
 mean probabilities on each augmented, mixed batch as it goes and the student matches those (Beyer et al. 2022,
 "Knowledge distillation: A good teacher is patient and consistent"). The training model then outputs the
 student's 7 probabilities followed by the teachers' 7; the loss and accuracy below read the two halves.
+
+Tempered distillation (`models.train --teacher FILE --distillation-temperature T`, Hinton et al. 2015): the cached
+targets carry the teachers' probabilities softened to temperature T beside the label, and the loss matches the
+student's probabilities at the same temperature to the first (weight teacher_weight, scaled by T squared) and its
+plain probabilities to the label (the rest, label-smoothed).
 """
 
 from __future__ import annotations
@@ -84,3 +89,42 @@ def student_and_teachers(augmented, student: keras.Model, teacher_paths: list[st
     teachers = [policy_copy(keras.models.load_model(path, compile=False), policy) for path in teacher_paths]
     teacher_output = TeacherProbabilities(teachers, dtype="float32", name="teachers")(augmented)
     return layers.Concatenate(dtype="float32", name="student_and_teachers")([student(augmented), teacher_output])
+
+
+def with_temperature(probabilities, temperature: float):
+    """softmax(log(p) / T), row by row: the probabilities at temperature T (T > 1 softens them)."""
+    return ops.softmax(ops.log(ops.maximum(probabilities, 1e-7)) / temperature, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="emotion_tracer")
+class TemperedDistillationLoss(keras.losses.Loss):
+    """teacher_weight x T^2 x the cross-entropy of the student's probabilities at temperature T against the
+    targets' first 7 columns (the teachers' at T), + (1 - teacher_weight) x the label-smoothed cross-entropy of
+    its plain probabilities against the last 7 (the label); both halves blended by mixup like the face."""
+
+    def __init__(self, teacher_weight: float, temperature: float, label_smoothing: float = 0.0,
+                 name: str = "tempered_distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.teacher_weight, self.temperature, self.label_smoothing = teacher_weight, temperature, label_smoothing
+
+    def call(self, y_true, y_pred):
+        teacher, label = ops.cast(y_true[:, : len(EMOTIONS)], y_pred.dtype), label_half(y_true)
+        softened = with_temperature(y_pred, self.temperature)
+        return (self.teacher_weight * self.temperature ** 2 * keras.losses.categorical_crossentropy(teacher, softened)
+                + (1 - self.teacher_weight) * keras.losses.categorical_crossentropy(
+                    ops.cast(label, y_pred.dtype), y_pred, label_smoothing=self.label_smoothing))
+
+    def get_config(self):
+        return {**super().get_config(), "teacher_weight": self.teacher_weight, "temperature": self.temperature,
+                "label_smoothing": self.label_smoothing}
+
+
+def label_half(y_true):
+    """The face's (mixed) label: the last 7 columns of a tempered distillation target."""
+    return y_true[:, len(EMOTIONS):]
+
+
+@keras.saving.register_keras_serializable(package="emotion_tracer")
+def label_accuracy(y_true, y_pred):
+    """Whether the student's top class is the face's, read from a tempered distillation target's label half."""
+    return keras.metrics.categorical_accuracy(label_half(y_true), y_pred)

@@ -46,7 +46,8 @@ HISTORY_NAME = "history.csv"
 AVERAGE_NAME = "swa_average.npz"
 TEACHER_TARGETS_NAME = "teacher_targets.npz"
 # settings that runs saved before they existed had at their default
-SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0, "architecture": "vgg", "live_teacher": False}
+SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0, "architecture": "vgg", "live_teacher": False,
+                        "distillation_temperature": 1.0}
 # settings of one invocation, not of the run: a resumed run may change them
 INVOCATION_SETTINGS = ("time_limit",)
 # random erasing (Zhong et al. 2017): a rectangle of 2-25% of the face, aspect ratio 0.3-3.3, filled with noise
@@ -103,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="compute the teachers' mean probabilities in every training step, on the augmented and "
                              "mixed faces the student sees (function matching), instead of once on clean faces; "
                              "the teachers must be .keras models (models/distillation.py)")
+    parser.add_argument("--distillation-temperature", type=float, default=1.0, metavar="T",
+                        help="with cached teachers (--teacher without --live-teacher): match the student's "
+                             "probabilities at temperature T to the teachers' at T, the loss scaled by T squared, "
+                             "and its plain probabilities to the label (models/distillation.py); 1: one target "
+                             "blending the two")
     parser.add_argument("--mixup", type=float, default=0.0,
                         help="mixup: blend each face and its target with another face of the batch, with a share "
                              "drawn from Beta(a, a) for this a; 0 turns mixup off")
@@ -126,6 +132,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--random-erasing is a probability: 0-1")
     if args.live_teacher and not (args.teacher and all(Path(teacher).suffix == ".keras" for teacher in args.teacher)):
         parser.error("--live-teacher runs the teachers inside the training step: give them as .keras models (--teacher)")
+    if args.distillation_temperature <= 0:
+        parser.error("--distillation-temperature must be positive")
+    if args.distillation_temperature != 1 and (not args.teacher or args.live_teacher):
+        parser.error("--distillation-temperature needs cached teachers: --teacher without --live-teacher")
     if args.architecture != "vgg" and args.separable_from:  # models.architecture.check_architecture's rule
         parser.error("--separable-from builds vgg blocks only")
     if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
@@ -146,8 +156,13 @@ def label_targets(faces: FaceSet) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype=np.float32)[faces.labels]
 
 
-def teacher_targets(probabilities: np.ndarray, faces: FaceSet, teacher_weight: float) -> np.ndarray:
-    """Targets (n, 7) blending each face's one-hot label with the teachers' probabilities for it."""
+def teacher_targets(probabilities: np.ndarray, faces: FaceSet, teacher_weight: float,
+                    temperature: float = 1.0) -> np.ndarray:
+    """Targets (n, 7) blending each face's one-hot label with the teachers' probabilities for it; at a temperature
+    other than 1, (n, 14): the teachers' probabilities at that temperature, then the one-hot label."""
+    if temperature != 1:
+        softened = np.exp(np.log(np.maximum(probabilities, 1e-7)) / temperature)
+        return np.hstack([softened / softened.sum(axis=1, keepdims=True), label_targets(faces)]).astype(np.float32)
     return (teacher_weight * probabilities + (1 - teacher_weight) * label_targets(faces)).astype(np.float32)
 
 
@@ -298,6 +313,13 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
         outputs = student_and_teachers(augmented, classifier, args.teacher, policy)
         loss = LiveDistillationLoss(args.teacher_weight, label_smoothing=args.label_smoothing)
         metric = keras.metrics.MeanMetricWrapper(student_accuracy, name="accuracy")
+    elif args.distillation_temperature != 1:
+        from models.distillation import TemperedDistillationLoss, label_accuracy
+
+        outputs = classifier(augmented)
+        loss = TemperedDistillationLoss(args.teacher_weight, args.distillation_temperature,
+                                        label_smoothing=args.label_smoothing)
+        metric = keras.metrics.MeanMetricWrapper(label_accuracy, name="accuracy")
     else:
         outputs = classifier(augmented)
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
@@ -529,7 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     weights = class_weights(train.class_counts(), args.class_weight_power)
     print(f"train {len(train)} faces, validation {len(val)}; class weights "
           + ", ".join(f"{name} {w:.2f}" for name, w in zip(EMOTIONS, weights)), flush=True)
-    val_data = (model_inputs(val.images), label_targets(val))
+    tempered = args.distillation_temperature != 1
+    # a tempered run's loss reads the label from the targets' second half; validation faces have no teacher part
+    val_data = (model_inputs(val.images), np.tile(label_targets(val), 2) if tempered else label_targets(val))
     steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
 
     state_file, checkpoint = output_dir / STATE_NAME, output_dir / CHECKPOINT_NAME
@@ -540,8 +564,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {output_dir} holds a run with different settings; use another --output-dir", file=sys.stderr)
             return 2
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
-        if args.live_teacher:
-            import models.distillation  # noqa: F401  (registers the checkpoint's teachers layer and loss)
+        if args.live_teacher or tempered:
+            import models.distillation  # noqa: F401  (registers the checkpoint's teachers layer, loss and metric)
         model = keras.models.load_model(checkpoint)
         # continue the augmentation and dropout draws of an uninterrupted run instead of replaying epoch 1's
         restore_random_states(model, state.get("random_states", []))
@@ -578,10 +602,12 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-            targets = teacher_targets(probabilities, train, args.teacher_weight)
+            targets = teacher_targets(probabilities, train, args.teacher_weight, args.distillation_temperature)
             np.savez(targets_file, targets=targets)
-        teacher_choice = (targets - (1 - args.teacher_weight) * label_targets(train)).argmax(axis=1)
-        print(f"distilling from {', '.join(args.teacher)} (weight {args.teacher_weight}); the teacher agrees with "
+        teacher_choice = (targets[:, : len(EMOTIONS)] if tempered
+                          else targets - (1 - args.teacher_weight) * label_targets(train)).argmax(axis=1)
+        print(f"distilling from {', '.join(args.teacher)} (weight {args.teacher_weight}"
+              + (f", temperature {args.distillation_temperature:g}" if tempered else "") + "); the teacher agrees with "
               f"the labels on {(teacher_choice == train.labels).mean():.1%} of training faces", flush=True)
     if state["epochs_done"] < args.epochs:
         train_data = make_dataset(train, args.batch_size, weights, shuffle_seed=args.seed,

@@ -104,7 +104,8 @@ def test_training_a_residual_net_builds_averages_and_saves_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("setting", "other_value"),
-                         [("separable_from", 2), ("random_erasing", 0.5), ("architecture", "residual")])
+                         [("separable_from", 2), ("random_erasing", 0.5), ("architecture", "residual"),
+                          ("distillation_temperature", 2.0)])
 def test_a_run_saved_before_a_setting_existed_resumes(setting, other_value):
     requested = vars(train.parse_args(["--data", "fer", "--lr-schedule", "constant"]))
     saved = {key: value for key, value in requested.items() if key != setting}
@@ -598,6 +599,54 @@ def test_distillation_blends_labels_with_the_teachers_mirror_averaged_probabilit
     assert "resuming after epoch 1" in capsys.readouterr().out
     assert cached.shape[1] == 7 and np.allclose(cached.sum(axis=1), 1, atol=1e-5)
     assert isinstance(keras.models.load_model(tmp_path / "run" / "best.keras"), keras.Model)
+
+
+def test_tempered_distillation_softens_the_teachers_and_matches_the_student_at_that_temperature(tmp_path, capsys):
+    import keras
+
+    from models.architecture import build_classifier
+    from models.data import FaceSet
+    from models.distillation import TemperedDistillationLoss
+
+    # the targets: the teachers' probabilities at temperature 2 (the square root, renormalised), then the label
+    probabilities = np.array([[0.64, 0.16, 0.04, 0.04, 0.04, 0.04, 0.04]], np.float32)
+    faces = FaceSet(np.zeros((1, 48, 48), np.uint8), np.array([3]), ["0"])
+    targets = train.teacher_targets(probabilities, faces, teacher_weight=0.7, temperature=2)
+    softened = np.sqrt(probabilities) / np.sqrt(probabilities).sum()
+    np.testing.assert_allclose(targets, np.hstack([softened, np.eye(7)[[3]]]), atol=1e-6)
+
+    # the loss: w T^2 CE(teacher at T, student at T) + (1 - w) CE(label, student)
+    student = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.02]], np.float32)
+    student_at_2 = np.sqrt(student) / np.sqrt(student).sum()
+    expected = 0.7 * 4 * -(softened * np.log(student_at_2)).sum() + 0.3 * -np.log(student[0, 3])
+    assert np.isclose(float(TemperedDistillationLoss(0.7, 2.0)(targets, student)), expected, atol=1e-4)
+    # at temperature 1 without label smoothing it is the cross-entropy against the blended target
+    blended = 0.7 * probabilities + 0.3 * np.eye(7)[[3]]
+    loss_at_1 = float(TemperedDistillationLoss(0.7, 1.0)(np.hstack([probabilities, np.eye(7)[[3]]]), student))
+    assert np.isclose(loss_at_1, -(blended * np.log(student)).sum(), atol=1e-4)
+
+    teacher = build_classifier(width=4, dtype_policy="float32")
+    teacher.save(tmp_path / "teacher.keras")
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    arguments = ["--data", str(data), "--output-dir", str(tmp_path / "run"), "--width", "4", "--batch-size", "16",
+                 "--val-fraction", "0.34", "--precision", "float32", "--teacher", str(tmp_path / "teacher.keras"),
+                 "--distillation-temperature", "3", "--mixup", "0.2", "--swa-start-epoch", "2",
+                 "--lr-schedule", "constant", "--epochs", "1"]
+    assert train.main(arguments) == 0
+    assert "(weight 0.5, temperature 3)" in capsys.readouterr().out
+    with np.load(tmp_path / "run" / "teacher_targets.npz") as saved:
+        cached = saved["targets"]
+    assert cached.shape[1] == 14 and np.allclose(cached.reshape(-1, 2, 7).sum(axis=2), 1, atol=1e-5)
+    resumed = subprocess.run([sys.executable, "-m", "models.train", *arguments[:-1], "2"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=600)  # a new process reloads the loss
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1" in resumed.stdout and "swa of 1 val_acc" in resumed.stdout
+    assert keras.models.load_model(tmp_path / "run" / "best.keras", compile=False).output_shape == (None, 7)
+    for wrong in (["--distillation-temperature", "2"], ["--distillation-temperature", "0", "--teacher", "t.npz"],
+                  ["--distillation-temperature", "2", "--teacher", "t.keras", "--live-teacher"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--data", "fer", *wrong])
+    assert "needs cached teachers" in capsys.readouterr().err
 
 
 def test_training_runs_on_the_jax_backend_with_the_whole_step_compiled(tmp_path):
