@@ -35,6 +35,7 @@ from models.data import (
 from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
 from models.ensemble import member_probabilities
 from models.predictor import load_predictor, predict_with_flip
+from realtime.classifier import with_temperature
 from realtime.io.files import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.keras"
@@ -161,8 +162,7 @@ def teacher_targets(probabilities: np.ndarray, faces: FaceSet, teacher_weight: f
     """Targets (n, 7) blending each face's one-hot label with the teachers' probabilities for it; at a temperature
     other than 1, (n, 14): the teachers' probabilities at that temperature, then the one-hot label."""
     if temperature != 1:
-        softened = np.exp(np.log(np.maximum(probabilities, 1e-7)) / temperature)
-        return np.hstack([softened / softened.sum(axis=1, keepdims=True), label_targets(faces)]).astype(np.float32)
+        return np.hstack([with_temperature(probabilities, temperature), label_targets(faces)]).astype(np.float32)
     return (teacher_weight * probabilities + (1 - teacher_weight) * label_targets(faces)).astype(np.float32)
 
 

@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 
 from models.data import load_fer2013
 from models.evaluate import split_faces
-from models.predictor import load_predictor
+from models.predictor import load_predictor, predict_with_flip
 
 TEACHERS_FILE = "models/training/teachers_w64x6_90ep_probabilities.npz"
 
@@ -90,11 +90,7 @@ def study_offsets(flip_averaged: np.ndarray, labels: np.ndarray) -> None:
 def study_teachers(student_paths: list[str], faces) -> None:
     """(c): the teachers' file averaged with the students' ensemble, the weight chosen on one half."""
     teachers = np.load(TEACHERS_FILE)["validation"]
-    students = []
-    for path in student_paths:
-        predict = load_predictor(path)
-        students.append((predict(faces.images) + predict(faces.images[:, :, ::-1].copy())) / 2)
-    students = np.mean(students, axis=0)
+    students = np.mean([predict_with_flip(load_predictor(path), faces.images) for path in student_paths], axis=0)
     labels = faces.labels
     print(f"(c) teachers' file {accuracy(teachers, labels):.2f}%; ensemble of the {len(student_paths)} students "
           f"{accuracy(students, labels):.2f}%")
