@@ -48,7 +48,7 @@ AVERAGE_NAME = "swa_average.npz"
 TEACHER_TARGETS_NAME = "teacher_targets.npz"
 # settings that runs saved before they existed had at their default
 SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0, "architecture": "vgg", "live_teacher": False,
-                        "distillation_temperature": 1.0}
+                        "distillation_temperature": 1.0, "sam_radius": 0.0}
 # settings of one invocation, not of the run: a resumed run may change them
 INVOCATION_SETTINGS = ("time_limit",)
 # random erasing (Zhong et al. 2017): a rectangle of 2-25% of the face, aspect ratio 0.3-3.3, filled with noise
@@ -116,6 +116,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--random-erasing", type=float, default=0.0, metavar="P",
                         help="with probability P, fill a random rectangle (2-25%% of the face) of each training face "
                              "with noise; 0 turns it off")
+    parser.add_argument("--sam-radius", type=float, default=0.0, metavar="RHO",
+                        help="sharpness-aware minimisation: take each step's gradient at the weights moved RHO up "
+                             "the gradient (models/sharpness.py; twice the cost per step; TensorFlow backend); "
+                             "0 turns it off")
     parser.add_argument("--seed", type=int, default=42, help="seeds initialisation, shuffling and augmentation")
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
                         help="picks the validation split; keep it across runs that continue one another "
@@ -137,6 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--distillation-temperature must be positive")
     if args.distillation_temperature != 1 and (not args.teacher or args.live_teacher):
         parser.error("--distillation-temperature needs cached teachers: --teacher without --live-teacher")
+    if args.sam_radius < 0:
+        parser.error("--sam-radius cannot be negative (0: off)")
+    if args.sam_radius and args.live_teacher:
+        parser.error("--sam-radius and --live-teacher cannot be combined")
     if args.architecture != "vgg" and args.separable_from:  # models.architecture.check_architecture's rule
         parser.error("--separable-from builds vgg blocks only")
     if len(args.width) not in (1, 4) or min(args.width) < 1:  # models.architecture.block_widths' rule; it imports keras
@@ -324,7 +332,12 @@ def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
         outputs = classifier(augmented)
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
         metric = "accuracy"
-    model = keras.Model(inputs, outputs, name="training_model")
+    if args.sam_radius:
+        from models.sharpness import SharpnessAwareModel
+
+        model = SharpnessAwareModel(inputs, outputs, name="training_model")
+    else:
+        model = keras.Model(inputs, outputs, name="training_model")
     warmup_steps = int(args.warmup_epochs * steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.learning_rate / 10,
@@ -542,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
+    if args.sam_radius and keras.backend.backend() != "tensorflow":
+        print(f"error: --sam-radius needs the TensorFlow backend (KERAS_BACKEND={keras.backend.backend()})",
+              file=sys.stderr)
+        return 2
     keras.utils.set_random_seed(args.seed)
     all_train, val = stratified_split(splits["train"], args.val_fraction, args.split_seed)
     kept = np.arange(len(all_train))
@@ -566,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         if args.live_teacher or tempered:
             import models.distillation  # noqa: F401  (registers the checkpoint's teachers layer, loss and metric)
+        if args.sam_radius:
+            import models.sharpness  # noqa: F401  (registers the checkpoint's training model)
         model = keras.models.load_model(checkpoint)
         # continue the augmentation and dropout draws of an uninterrupted run instead of replaying epoch 1's
         restore_random_states(model, state.get("random_states", []))
@@ -579,6 +598,10 @@ def main(argv: list[str] | None = None) -> int:
             classifier_of(model).set_weights(keras.models.load_model(args.init_weights, compile=False).get_weights())
             print(f"starting from the weights of {args.init_weights}", flush=True)
         print(f"{classifier_of(model).count_params():,} parameters, {resolved_precision(args.precision)}", flush=True)
+    if args.sam_radius:
+        model.radius = args.sam_radius
+        print(f"sharpness-aware steps: gradients taken at the weights moved {args.sam_radius:g} up the gradient",
+              flush=True)
     compile_training_step(model)
     print(f"Keras on {keras.backend.backend()} ({compute_device()})"
           + (", training step compiled with XLA" if model.jit_compile else ""), flush=True)

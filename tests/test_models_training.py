@@ -709,3 +709,64 @@ def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it(tmp_path):
     assert train.resolved_precision("mixed_bfloat16") == "mixed_bfloat16"
     on_this_machine = "mixed_bfloat16" if train.compute_device() == "gpu" or train.cpu_has_bfloat16() else "float32"
     assert train.resolved_precision("auto") == on_this_machine
+
+
+def test_sharpness_aware_step_applies_the_gradient_taken_at_the_weights_moved_up_the_gradient_and_keeps_one_statistics_update():
+    import keras
+    import tensorflow as tf
+
+    from models.sharpness import SharpnessAwareModel
+
+    rng = np.random.default_rng(0)
+    faces = rng.random((8, 4, 4, 1)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    inputs = keras.Input((4, 4, 1))
+    normalization = keras.layers.BatchNormalization(momentum=0.5)
+    classifier = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(5),
+                                   normalization, keras.layers.Dense(3, activation="softmax")], name="emotion_cnn")
+    model = SharpnessAwareModel(inputs, classifier(keras.layers.Identity(name="augmentation")(inputs)))
+    model.radius = 0.5
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="categorical_crossentropy")
+    start = [weight.numpy() for weight in model.trainable_weights]
+
+    def gradients_at(weights):
+        for variable, value in zip(model.trainable_weights, weights):
+            variable.assign(value)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.categorical_crossentropy(labels, classifier(faces, training=True)))
+        return [gradient.numpy() for gradient in tape.gradient(loss, model.trainable_weights)]
+
+    plain = gradients_at(start)
+    norm = np.sqrt(sum((gradient ** 2).sum() for gradient in plain))
+    sharp = gradients_at([weight + 0.5 * gradient / norm for weight, gradient in zip(start, plain)])
+    gradients_at(start)
+    normalization.moving_mean.assign(np.zeros(5))
+    model.fit(faces, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    # the moving mean took one update, from the first pass at the unperturbed weights
+    kernel, bias = start[0], start[1]
+    np.testing.assert_allclose(normalization.moving_mean.numpy(), 0.5 * (faces.reshape(8, -1) @ kernel + bias).mean(0),
+                               atol=1e-5)
+    for trained, weight, gradient in zip(model.trainable_weights, start, sharp):
+        np.testing.assert_allclose(trained.numpy(), weight - 0.1 * gradient, atol=1e-6)
+    assert not all(np.allclose(trained.numpy(), weight - 0.1 * gradient, atol=1e-4)  # not a plain step
+                   for trained, weight, gradient in zip(model.trainable_weights, start, plain))
+
+
+def test_a_sharpness_aware_run_draws_as_a_plain_one_and_resumes_in_a_new_process(tmp_path, capsys):
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    arguments = ["--data", str(data), "--width", "4", "--batch-size", "16", "--val-fraction", "0.34",
+                 "--precision", "float32", "--mixup", "0.2", "--lr-schedule", "constant", "--epochs", "1"]
+    assert train.main(arguments + ["--output-dir", str(tmp_path / "plain")]) == 0
+    assert train.main(arguments + ["--output-dir", str(tmp_path / "sam"), "--sam-radius", "0.05"]) == 0
+    assert "sharpness-aware steps: gradients taken at the weights moved 0.05 up" in capsys.readouterr().out
+    plain, sam = (json.loads((tmp_path / run / "state.json").read_text()) for run in ("plain", "sam"))
+    assert plain["random_states"] == sam["random_states"]  # one augmentation and one set of dropout masks per step
+    resumed = subprocess.run([sys.executable, "-m", "models.train", *arguments[:-1], "2", "--output-dir",
+                              str(tmp_path / "sam"), "--sam-radius", "0.05"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=600)  # a new process reloads the model
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1" in resumed.stdout and "sharpness-aware steps" in resumed.stdout
+    for wrong in (["--sam-radius", "-1"], ["--sam-radius", "0.05", "--teacher", "t.keras", "--live-teacher"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--data", "fer", *wrong])
+    assert "cannot be combined" in capsys.readouterr().err
