@@ -117,9 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="with probability P, fill a random rectangle (2-25%% of the face) of each training face "
                              "with noise; 0 turns it off")
     parser.add_argument("--sam-radius", type=float, default=0.0, metavar="RHO",
-                        help="sharpness-aware minimisation: take each step's gradient at the weights moved RHO up "
-                             "the gradient (models/sharpness.py; twice the cost per step; TensorFlow backend); "
-                             "0 turns it off")
+                        help="sharpness-aware steps (models/sharpness.py; twice the cost; TensorFlow backend): the "
+                             "gradient taken at the weights moved RHO up the gradient; 0 turns them off")
     parser.add_argument("--seed", type=int, default=42, help="seeds initialisation, shuffling and augmentation")
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
                         help="picks the validation split; keep it across runs that continue one another "
