@@ -25,17 +25,13 @@ class SharpnessAwareModel(keras.Model):
 
     radius = 0.05
 
-    def classifier(self) -> keras.Model:
-        """The network after the augmentation: the model's output layer."""
-        return self.layers[-1]
-
     def train_step(self, data):
         import tensorflow as tf
 
-        from models.train import seed_generators
+        from models.train import classifier_of, seed_generators
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        classifier = self.classifier()
+        classifier = classifier_of(self)
         faces = self.get_layer(AUGMENTATION_NAME)(x, training=True)
         weights = self.trainable_weights
         generators = seed_generators(classifier)
