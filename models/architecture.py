@@ -144,6 +144,9 @@ def multiply_adds(model: keras.Model) -> int:
     return int(total)
 
 
+AUGMENTATION_NAME = "augmentation"  # the training model's augmentation layer (models.sharpness finds it by name)
+
+
 def build_augmentation(seed: int) -> keras.Sequential:
     """Face-appropriate augmentation on [0, 1] images: flip, small rotation/shift/zoom, brightness, contrast."""
     return keras.Sequential(
@@ -155,7 +158,7 @@ def build_augmentation(seed: int) -> keras.Sequential:
             layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 4),
             layers.RandomContrast(0.25, value_range=(0.0, 1.0), seed=seed + 5),
         ],
-        name="augmentation",
+        name=AUGMENTATION_NAME,
     )
 
 

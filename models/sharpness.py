@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-AUGMENTATION_NAME = "augmentation"
+from models.architecture import AUGMENTATION_NAME
 
 
 @keras.saving.register_keras_serializable(package="emotion_tracer")
