@@ -111,7 +111,8 @@ def test_resolve_model_path_honours_the_environment(monkeypatch, tiny_model, tmp
 def test_model_facts_reads_the_metadata():
     metadata = ModelMetadata(classes=EMOTIONS, facts={"publictest_accuracy": 0.6166, "publictest_samples": 3589,
                                                       "publictest_macro_f1": 0.5698, "parameters": 1767207,
-                                                      "precision": "int8"})
+                                                      "precision": "int8", "validation_accuracy": 0.6988,
+                                                      "validation_accuracy_int8": 0.7009})
     facts = dict(webapp.model_facts(metadata, Path("models/emotion_cnn_int8.onnx")))
     assert facts["file"] == "emotion_cnn_int8.onnx"
     assert facts["emotions"] == ", ".join(EMOTIONS)
@@ -119,6 +120,7 @@ def test_model_facts_reads_the_metadata():
     assert facts["PublicTest macro-F1"] == "0.570"
     assert facts["parameters"] == "1,767,207"
     assert facts["precision"] == "int8"
+    assert facts["validation accuracy"] == "70.1%"  # the INT8 file's own, not the float32 model's 69.9%
     assert "confidence" not in facts  # temperature 1: the net's own probabilities
     calibrated = ModelMetadata(classes=EMOTIONS, temperature=0.68)
     assert dict(webapp.model_facts(calibrated, Path("m.onnx")))["confidence"] == \

@@ -160,9 +160,10 @@ def model_facts(metadata: ModelMetadata, model_path: Path) -> list[tuple[str, st
     if "publictest_accuracy" in facts:
         faces = f" of {facts['publictest_samples']:,} faces" if "publictest_samples" in facts else ""
         rows.append(("FER2013 PublicTest accuracy", f"{facts['publictest_accuracy']:.1%}{faces}"))
+    own_validation = f"validation_accuracy_{facts.get('precision')}"  # this file's, not the model's before export
     formats = (("publictest_accuracy_flip_tta", "PublicTest accuracy, flip averaged", "{:.1%}"),
                ("publictest_macro_f1", "PublicTest macro-F1", "{:.3f}"),
-               ("validation_accuracy", "validation accuracy", "{:.1%}"),
+               (own_validation if own_validation in facts else "validation_accuracy", "validation accuracy", "{:.1%}"),
                ("dataset", "trained on", "{}"),
                ("architecture", "architecture", "{}"),
                ("parameters", "parameters", "{:,}"),
