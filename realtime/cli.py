@@ -216,8 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "package, realtime/model/emotion_cnn_int8.onnx)")
     analysis.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
                           help="also classify each face mirrored and average the two, in the same batch: "
-                               "+0.9 points of FER2013 PublicTest accuracy for twice the (small) emotion "
-                               "model work; --no-flip-tta turns it off (default: on)")
+                               "more accurate (--version prints the shipped model's FER2013 PublicTest "
+                               "accuracy with and without) for twice the (small) emotion model work; "
+                               "--no-flip-tta turns it off (default: on)")
     analysis.add_argument("--roll-correction", action=argparse.BooleanOptionalAction, default=True,
                           help=f"turn a head tilted by more than {ROLL_TOLERANCE:g} degrees (its eye line) towards upright in "
                                "its crop before classifying; --no-roll-correction crops faces as they are "

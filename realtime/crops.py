@@ -7,7 +7,7 @@ side, shifted up by ``CROP_SHIFT_UP`` of the box height to take in the forehead.
 A head tilted by more than ROLL_TOLERANCE degrees (the eye line from MediaPipe's eye keypoints,
 ``FaceDetection.roll``) is turned by the excess towards upright.
 Check, ``python -m benchmarks.crops`` on the 2,872 faces training holds out for validation (upscaled to
-160x160, detected, cropped; the shipped model, no flip averaging): margins 0 to 0.4 score 68.7%, 68.9%,
+160x160, detected, cropped; cycle 5's model, shipped then, no flip averaging): margins 0 to 0.4 score 68.7%, 68.9%,
 69.2%, 68.7%, 67.7% on the faces found; faces turned by 30 degrees score 58.3% as cut and 68.0% with
 roll correction, upright faces 69.6% and 69.2%.
 
