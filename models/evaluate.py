@@ -15,7 +15,7 @@ faces and counts the faces each gets right where the other does not, with the ex
 whether a difference is more than the luck of this split.
 
 FER2013's train/ holds some images more than once, so some validation faces (about 7%) are exact copies of
-training faces, which a model gets right far more often (85-88% against 68%). Every report therefore also gives
+training faces, which a model gets right far more often (85-90% against 68-70%). Every report therefore also gives
 the accuracy on the "unseen" faces, those without an exact copy among the training faces (train/ less the
 validation split), and --against compares the models on them too: the better guide to faces never seen.
 PublicTest holds copies of training faces in the same share, so its unseen faces are reported as well.
