@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import time
@@ -10,11 +12,13 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from realtime.annotator import EmotionAnnotator
 from realtime.crops import ROLL_TOLERANCE
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import EmotionTracerError, OutputError, SourceError
-from realtime.interrupts import Stopped, stop_signals
+from realtime.interrupts import FinishingBrokenOff, Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
@@ -88,6 +92,14 @@ def positive_int_type(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return int(text)
+
+
+def threads_type(text: str) -> int:
+    """Parser for a number of threads: a whole number from 1 to the machine's CPU cores (argparse type)."""
+    threads, cores = positive_int_type(text), os.cpu_count() or 1
+    if threads > cores:
+        raise argparse.ArgumentTypeError(f"{threads} is more than this machine's {cores} CPU cores")
+    return threads
 
 
 def seconds_type(positive: bool):
@@ -204,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="each image (or frame) is one face already, e.g. a face crop: classify it "
                                "whole, without face detection (small images where no face is found are "
                                "taken whole anyway)")
-    analysis.add_argument("--min-confidence", type=fraction_type(below_one=False),
-                          default=DEFAULT_MIN_CONFIDENCE, metavar="P",
+    analysis.add_argument("--min-confidence", type=fraction_type(below_one=False), metavar="P",
                           help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or dim faces, at "
                                f"the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
     analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
@@ -219,11 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "more accurate (--version prints the shipped model's FER2013 PublicTest "
                                "accuracy with and without) for twice the (small) emotion model work; "
                                "--no-flip-tta turns it off (default: on)")
-    analysis.add_argument("--roll-correction", action=argparse.BooleanOptionalAction, default=True,
+    analysis.add_argument("--roll-correction", action=argparse.BooleanOptionalAction,
                           help=f"turn a head tilted by more than {ROLL_TOLERANCE:g} degrees (its eye line) towards upright in "
                                "its crop before classifying; --no-roll-correction crops faces as they are "
                                "(default: on)")
-    analysis.add_argument("--threads", type=positive_int_type, default=1, metavar="N",
+    analysis.add_argument("--threads", type=threads_type, default=1, metavar="N",
                           help="CPU threads for the emotion model; one leaves the other cores to video "
                                "decoding and encoding, which run alongside (default: 1)")
     analysis.add_argument("--max-frames", type=positive_int_type, metavar="N",
@@ -250,7 +261,11 @@ class Job:
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
+    """Whether two existing paths name one file: the same path, a symbolic link or a hard link to it."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
 
 def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
@@ -264,6 +279,9 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
         jobs, folder = [Job("camera", args.camera, args.output)], False
     elif args.demo:
         jobs, folder = [Job("demo", None, args.output)], False
+    elif (args.video or args.image) is not None and (args.video or args.image).is_dir():
+        raise SourceError(f"{args.video or args.image}: is a folder; give it as SOURCE, without --video or --image, "
+                          "to analyse every photo and video in it")
     elif args.video is not None:
         jobs, folder = [Job("video", args.video, args.output)], False
     elif args.image is not None:
@@ -389,13 +407,38 @@ def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
             print(meter.format())
 
 
+class _AboveProgressBars(logging.Handler):
+    """The library's warnings (a stream lost and reopened) on their own line, above any progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with suppress(OSError):  # a terminal closed (SIGHUP) must not turn a warning into a failure
+            tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _show_library_warnings() -> None:
+    logger = logging.getLogger("emotion_tracer")
+    if not any(isinstance(handler, _AboveProgressBars) for handler in logger.handlers):
+        logger.addHandler(_AboveProgressBars(logging.WARNING))  # Python's last-resort handler no longer prints
+
+
 def _error(message: str) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (see EXAMPLES)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.whole_image:
+        detection_options = [option for option, value in (("--detector", args.detector),
+                                                          ("--min-confidence", args.min_confidence),
+                                                          ("--[no-]roll-correction", args.roll_correction))
+                             if value is not None]
+        if detection_options:
+            parser.error(f"{', '.join(detection_options)}: face detection option{'s' * (len(detection_options) > 1)}, "
+                         "which --whole-image turns off")
+    args.min_confidence = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
+    args.roll_correction = args.roll_correction is not False
     try:
         jobs, folder = _plan(args)
         live = jobs[0].kind == "camera"
@@ -410,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     except EmotionTracerError as error:
         _error(error)
         return EXIT_USAGE
+    _show_library_warnings()
     with stop_signals():
         return _run(args, jobs, folder, detector_range, show_window, notes)
 
@@ -445,9 +489,14 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                         raise
                     _problem(summary, f"skipped {error}")  # one unreadable file does not stop a folder
     except KeyboardInterrupt as stop:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the report is short; stop_signals() restores the handler
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"
         with suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
-            print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
+            if isinstance(stop, FinishingBrokenOff):
+                print("\ninterrupted (Ctrl-C twice): finishing the outputs was broken off; the video plays but may "
+                      "lack up to its last second, which the summary and results count", file=sys.stderr)
+            else:
+                print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
             _report(summary, latencies)
         return 128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED
     except Exception as error:  # a failure while processing: outputs kept, one error line

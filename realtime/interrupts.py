@@ -3,8 +3,9 @@
 A stop that lands between two sinks would leave a frame counted in the summary and written to the results
 but missing from the video. ``stop_signals()`` (the command line's) turns the three signals into
 KeyboardInterrupt / ``Stopped``; inside ``frame_handoff()`` such a stop waits until the block ends, so every
-sink gets the frame or none does. Without ``stop_signals()`` (the library in someone else's program) signals
-keep their usual handlers and ``frame_handoff()`` changes nothing.
+sink gets the frame or none does. A second Ctrl-C while the outputs are being finished raises
+``FinishingBrokenOff``, so that the run can say what the break cost. Without ``stop_signals()`` (the library in
+someone else's program) signals keep their usual handlers and ``frame_handoff()`` changes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class FinishingBrokenOff(KeyboardInterrupt):
+    """A Ctrl-C after the first stop: finishing the outputs was broken off (the video may lack its last second)."""
 
 
 class _HandoffState:
@@ -55,16 +60,22 @@ def frame_handoff() -> Iterator[None]:
 def stop_signals() -> Iterator[None]:
     """Within the block, Ctrl-C raises KeyboardInterrupt and SIGTERM / SIGHUP raise Stopped in the main
     thread, after any frame being handed to the sinks. SIGTERM and SIGHUP act once, so that a repeat does
-    not break off finishing the outputs (SIGKILL still does; the outputs stay playable)."""
+    not break off finishing the outputs (SIGKILL still does; the outputs stay playable); a Ctrl-C after any
+    first stop raises FinishingBrokenOff."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopped = []
 
     def stop(signum, frame):
         if signum in STOP_SIGNALS:
             for number in STOP_SIGNALS:
                 signal.signal(number, signal.SIG_IGN)
-        interruption = Stopped(signum) if signum in STOP_SIGNALS else KeyboardInterrupt()
+        if signum in STOP_SIGNALS:
+            interruption = Stopped(signum)
+        else:
+            interruption = FinishingBrokenOff() if stopped else KeyboardInterrupt()
+        stopped.append(signum)
         if not _state.inside:
             raise interruption
         if _state.held is None:

@@ -11,6 +11,7 @@ ended (video files count the frames lost in ``frames_lost``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -61,8 +62,12 @@ def media_kind(path: Path | str) -> str:
     if suffix in VIDEO_SUFFIXES or not path.is_file():
         return "video"
     try:
-        with Image.open(path):
-            return "image"
+        with warnings.catch_warnings():  # a very large image is still an image; read_image() refuses it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                return "image"
+    except Image.DecompressionBombError:
+        return "image"
     except Exception:  # anything Pillow cannot identify is left to the video decoder to judge
         return "video"
 

@@ -193,8 +193,8 @@ def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media,
 
 @pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "output_folder_missing",
                                   "results_folder_missing", "bad_suffix", "bad_results_suffix", "output_is_input",
-                                  "bad_camera", "missing_model", "not_a_model", "empty_folder",
-                                  "folder_to_a_file"])
+                                  "bad_camera", "missing_model", "not_a_model", "empty_folder", "folder_to_a_file",
+                                  "video_is_a_folder", "results_is_a_folder"])
 def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     fake = tmp_path / "fake.mp4"
@@ -221,11 +221,31 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         "not_a_model": ["--demo", "-o", str(out), "-r", str(results), "--model", str(fake)],
         "empty_folder": [str(tmp_path / "nothing"), "-o", str(tmp_path / "o"), *model],
         "folder_to_a_file": [str(tmp_path / "folder"), "-o", str(tmp_path / "all.mp4"), *model],
+        "video_is_a_folder": ["--video", str(tmp_path / "folder"), "-o", str(out), *model],
+        "results_is_a_folder": ["--demo", "-r", str(tmp_path / "folder"), *model],
     }[case]
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(argv) == 2
-    one_line_error(capsys.readouterr())
+    error = one_line_error(capsys.readouterr())
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, not even a temp file
+    if case.endswith("is_a_folder"):
+        assert "is a folder" in error and "list_media" not in error
+
+
+def test_an_output_that_is_a_hard_link_to_the_input_is_refused_and_the_input_kept(tiny_model, tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height = 64, 48
+        for index in range(10):
+            image = np.full((48, 64, 3), 20 * index, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode(None))
+    (tmp_path / "same_clip.mp4").hardlink_to(clip)
+    original = clip.read_bytes()
+    assert main(["--video", str(clip), "-o", str(tmp_path / "same_clip.mp4"), "--model", str(tiny_model)]) == 2
+    assert "is the input" in one_line_error(capsys.readouterr())
+    assert clip.read_bytes() == original and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "same_clip.mp4"]
 
 
 def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, capsys):
@@ -238,7 +258,11 @@ def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("argv", [[], ["--camera", "0", "--demo"], ["--demo", "--smooth", "1"],
                                   ["--demo", "--min-confidence", "-0.1"], ["--demo", "--detector", "far"],
                                   ["--demo", "--max-frames", "0"], ["--camera", "front"],
-                                  ["--camera", "0", "--reconnect-for", "-1"], ["--camera", "0", "--reconnect-for", "nan"]])
+                                  ["--camera", "0", "--reconnect-for", "-1"], ["--camera", "0", "--reconnect-for", "nan"],
+                                  ["--demo", "--whole-image", "--detector", "full"],
+                                  ["--demo", "--whole-image", "--min-confidence", "0.5"],
+                                  ["--demo", "--whole-image", "--no-roll-correction"],
+                                  ["--demo", "--threads", "100000"]])
 def test_bad_options_give_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)

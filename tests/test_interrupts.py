@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from realtime.interrupts import Stopped, frame_handoff, stop_signals
+from realtime.interrupts import FinishingBrokenOff, Stopped, frame_handoff, stop_signals
 
 
 def send_to_self(signum: int) -> None:
@@ -43,6 +43,16 @@ def test_a_stop_between_frames_is_raised_at_once_and_the_handlers_are_restored()
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # a repeat does not break off finishing
     assert after_the_signal == []
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
+def test_a_ctrl_c_after_a_first_stop_says_that_finishing_was_broken_off(first):
+    with stop_signals():
+        with pytest.raises(KeyboardInterrupt) as stop:
+            send_to_self(first)
+        assert not isinstance(stop.value, FinishingBrokenOff)
+        with pytest.raises(FinishingBrokenOff):  # e.g. while the video's last fragment is being written
+            send_to_self(signal.SIGINT)
 
 
 def test_without_stop_signals_a_handoff_leaves_ctrl_c_as_python_has_it():

@@ -6,6 +6,7 @@ import math
 import struct
 import threading
 import time
+import warnings
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -150,6 +151,18 @@ def test_read_image_refuses_decompression_bombs(tmp_path):
     bomb = minimal_png(tmp_path / "bomb.png", 100_000, 100_000)
     with pytest.raises(SourceError, match="decompression bomb"):
         read_image(bomb)
+
+
+def test_an_image_just_over_the_pixel_limit_is_refused_without_a_library_warning(tmp_path):
+    large = minimal_png(tmp_path / "large.png", 12_000, 8_000)  # over Pillow's limit, under twice it
+    assert Image.MAX_IMAGE_PIXELS < 12_000 * 8_000 < 2 * Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(SourceError, match="12000x8000 pixels is more than"):
+            read_image(large)
+        assert media_kind(minimal_png(tmp_path / "large_without_suffix", 12_000, 8_000)) == "image"
+        assert media_kind(minimal_png(tmp_path / "bomb_without_suffix", 100_000, 100_000)) == "image"
+    assert [str(warning.message) for warning in caught] == []
 
 
 def test_read_image_honours_a_lowered_pixel_limit(tmp_path, monkeypatch):

@@ -27,11 +27,11 @@ def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path
     """Check, before any work starts, that ``path`` can be written: known suffix, existing writable folder."""
     path = Path(path).expanduser()
     allowed = tuple(allowed_suffixes)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, not a file name", path)
     if path.suffix.lower() not in allowed:
         raise OutputError(f"{path}: unsupported output type {path.suffix or '(none)'!r}; use {', '.join(allowed)}",
                           path)
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder, not a file name", path)
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"{path}: folder {folder} does not exist", path)

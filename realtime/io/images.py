@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,10 @@ def read_image(path: Path | str) -> np.ndarray:
     path = Path(path)
     check_input_file(path, "image")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # the size is checked below, with one clear line instead of a warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             limit = Image.MAX_IMAGE_PIXELS
             if limit and image.width * image.height > limit:
                 raise SourceError(

@@ -50,8 +50,9 @@ class ResultsWriter(KeptOutput):
         try:
             write(*args)
         except OSError as error:
-            raise OutputError(f"{self.path}: cannot write to it ({one_line(error)}); the rows before "
-                              "that are kept", self.path) from error
+            kept = (f"the {self.rows_written:,} row{'s' * (self.rows_written != 1)} before that are kept"
+                    if self.rows_written else "no row had been written yet")
+            raise OutputError(f"{self.path}: cannot write to it ({one_line(error)}); {kept}", self.path) from error
 
     def write(self, result: FrameResult) -> None:
         """Append one row per face in ``result``; flush when a second has passed since the last flush."""

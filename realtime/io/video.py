@@ -160,7 +160,7 @@ class VideoFileSource:
             return
         self.frames_lost += lost
         self.issues.append(f"video {self.path.name}: frames end at {end:.2f} s but the file says {max(header, end):.2f} s: "
-                           f"it is cut short or damaged at the end ({lost} frame{'s' * (lost != 1)} lost)")
+                           f"it is cut short or damaged from there on ({lost} frame{'s' * (lost != 1)} lost)")
 
     def _produce(self) -> None:
         """Background thread: move decoded frames into the bounded queue until the end or close()."""
