@@ -324,6 +324,7 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
             raise OutputError(f"{output}: is the input folder; choose another output folder")
         check_output_folder(output)
     jobs, targets = [], {}
+    inputs = {(stat.st_dev, stat.st_ino) for stat in map(os.stat, files)}  # hard links to them included
     for path in files:
         kind = media_kind(path)
         target = None
@@ -337,6 +338,8 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
                 raise OutputError(f"{target}: would be written for both {targets[target.name].name} and "
                                   f"{path.name}; rename one of them")
             targets[target.name] = path
+            if target.exists() and (target.stat().st_dev, target.stat().st_ino) in inputs:
+                raise OutputError(f"{target}: is one of the inputs; choose another output folder")
         jobs.append(Job(kind, path, target))
     return jobs
 

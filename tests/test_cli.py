@@ -246,6 +246,11 @@ def test_an_output_that_is_a_hard_link_to_the_input_is_refused_and_the_input_kep
     assert main(["--video", str(clip), "-o", str(tmp_path / "same_clip.mp4"), "--model", str(tiny_model)]) == 2
     assert "is the input" in one_line_error(capsys.readouterr())
     assert clip.read_bytes() == original and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "same_clip.mp4"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "clip.mp4").hardlink_to(clip)  # a folder's output named like an input it links to
+    assert main([str(tmp_path), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]) == 2
+    assert "is one of the inputs" in one_line_error(capsys.readouterr())
+    assert clip.read_bytes() == original
 
 
 def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, capsys):
