@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: on)")
     analysis.add_argument("--threads", type=threads_type, default=1, metavar="N",
                           help="CPU threads for the emotion model; one leaves the other cores to video "
-                               "decoding and encoding, which run alongside (default: 1)")
+                               "decoding and encoding, which run alongside; at most the machine's cores (default: 1)")
     analysis.add_argument("--max-frames", type=positive_int_type, metavar="N",
                           help="stop after N frames of each source")
     cameras = parser.add_argument_group("cameras (local and network)")
