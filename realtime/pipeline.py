@@ -8,19 +8,21 @@ sinks: ``process_source`` hands every analysed frame of a source to whichever si
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, whole_image_face
 from realtime.interrupts import frame_handoff
-from realtime.io.images import read_image
+from realtime.io.images import pil_to_bgr, read_image
 from realtime.model_metadata import ModelMetadata
 from realtime.sinks import Sink
 from realtime.sources import Source, open_source
@@ -43,8 +45,13 @@ class EmotionAnalyzer:
     ``threads``: onnxruntime threads for the classifier; 1 (the default) leaves the other cores to the
     video decoder and encoder threads (None: onnxruntime's choice).
     ``whole_image``: classify each whole frame as one face (pictures that are face crops already),
-    without detection; such faces have no detection score (None).
+    without detection; such faces have no detection score (None). Without it, an image no larger than
+    160 pixels on its longer side in which no face is found, and which is not flat, is also taken whole
+    (see ``FaceDetector``): a small picture is usually a face crop.
     ``roll_correction``: turn tilted heads upright (eye line level) in their crops before classifying.
+
+    One analyzer may be shared between threads: its calls then run one at a time (for work in parallel,
+    one analyzer per thread). It goes through one stream at a time.
     """
 
     def __init__(self, model_path: str | Path | None = None, detector_range: str = "auto",
@@ -56,6 +63,9 @@ class EmotionAnalyzer:
         self.detector = FaceDetector(detector_range, min_confidence)
         self.whole_image = whole_image
         self.roll_correction = roll_correction
+        self._lock = threading.RLock()
+        self._closed = self._streaming = False
+        self._tracked_frames, self._first_capture = 0, None
 
     @property
     def classes(self) -> list[str]:
@@ -67,38 +77,62 @@ class EmotionAnalyzer:
         """What the model says about itself (classes, input, training facts)."""
         return self.classifier.metadata
 
-    def analyze(self, image: np.ndarray | str | Path) -> FrameResult:
-        """The faces of one photo: a BGR uint8 array (OpenCV's order) or an image file's path.
+    def analyze(self, image: np.ndarray | Image.Image | str | Path) -> FrameResult:
+        """The faces of one photo: a uint8 array (OpenCV's BGR order; gray and BGRA too), a PIL image or an
+        image file's path.
 
         Faces are numbered 1, 2, ... best detection first; nothing is tracked or smoothed, so calls
         are independent of each other and of any stream.
         """
         source = ""
-        if not isinstance(image, np.ndarray):
+        if isinstance(image, (str, Path)):
             source = str(image)
             image = read_image(Path(image))
         image = _as_bgr(image)
-        self.detector.reset()  # a photo gets every detection pass
-        detections, probabilities, speed = self._detect_and_classify(image)
+        with self._lock:
+            self._check_open()
+            self.detector.reset()  # a photo gets every detection pass
+            detections, probabilities, speed = self._detect_and_classify(image)
         classes = tuple(self.classes)
         faces = [FaceResult(face_id=number, box=detection.box, detection_score=detection.score,
                             probabilities=row, label=classes[int(np.argmax(row))], confidence=float(np.max(row)),
                             classes=classes)
                  for number, (detection, row) in enumerate(zip(detections, probabilities), start=1)]
-        return FrameResult(index=0, timestamp=0.0, faces=faces, source=source, speed=speed)
+        return FrameResult(index=0, timestamp=0.0, faces=faces, source=source, speed=speed, classes=classes)
 
-    def track(self, frame: Frame, source_name: str = "") -> FrameResult:
-        """The next frame of a stream: faces with ids kept across frames and smoothed probabilities."""
-        detections, probabilities, speed = self._detect_and_classify(frame.image)
-        started = time.perf_counter()
-        faces = self.tracker.update(detections, probabilities)
-        speed["track"] = 1000 * (time.perf_counter() - started)
-        return FrameResult(index=frame.index, timestamp=frame.timestamp, faces=faces, source=source_name, speed=speed)
+    def track(self, frame: Frame | np.ndarray | Image.Image, source_name: str = "") -> FrameResult:
+        """The next frame of a stream: faces with ids kept across frames and smoothed probabilities.
+
+        ``frame``: a ``Frame``, or an image as for ``analyze()`` (e.g. from your own camera loop), which is
+        numbered from 0 and timed by the clock from the first one since ``reset()``.
+        """
+        with self._lock:
+            self._check_open()
+            if isinstance(frame, Frame):
+                index, timestamp, image = frame.index, frame.timestamp, _as_bgr(frame.image)
+            else:
+                image, now = _as_bgr(frame), time.monotonic()
+                self._first_capture = now if self._first_capture is None else self._first_capture
+                index, timestamp = self._tracked_frames, now - self._first_capture
+            detections, probabilities, speed = self._detect_and_classify(image)
+            started = time.perf_counter()
+            faces = self.tracker.update(detections, probabilities)
+            speed["track"] = 1000 * (time.perf_counter() - started)
+            self._tracked_frames += 1
+        return FrameResult(index=index, timestamp=timestamp, faces=faces, source=source_name, speed=speed,
+                           classes=tuple(self.classes))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this EmotionAnalyzer is closed; make a new one")
 
     def _detect_and_classify(self, image: np.ndarray) -> tuple[list, np.ndarray, dict[str, float]]:
         """The image's faces (or the whole image as one), their probabilities, and each stage's milliseconds."""
         started = time.perf_counter()
-        detections = [whole_image_face(image)] if self.whole_image else self.detector.detect(image)
+        if self.whole_image:
+            detections = [whole_image_face(image)] if image.shape[0] and image.shape[1] else []
+        else:
+            detections = self.detector.detect(image)
         detected = time.perf_counter()
         rolls = [face.roll for face in detections] if self.roll_correction else None
         probabilities = self.classifier.infer(image, [face.box for face in detections], rolls)
@@ -107,24 +141,43 @@ class EmotionAnalyzer:
                                            "classify": 1000 * (classified - detected)}
 
     def stream(self, source: Source | str | int | Path, max_frames: int | None = None) -> Iterator[FrameResult]:
-        """One FrameResult per frame of a video file, a camera index or an open Source, ids tracked.
+        """One FrameResult per frame of a video file, a camera index or URL, or an open Source, ids tracked.
 
-        A source given by name or index is opened here and closed when the iteration ends.
+        A source given by name or index is opened here and closed when the iteration ends. One stream at a
+        time: a second one started before the first has ended is refused (make a second analyzer for it).
         """
-        with ExitStack() as stack:
-            if not isinstance(source, Source):
-                source = stack.enter_context(open_source(source))
-            for analyzed in process_source(source, self, max_frames=max_frames):
-                yield analyzed.result
+        if not isinstance(source, (str, int, Path)) and not isinstance(source, Source) or isinstance(source, bool):
+            raise TypeError(f"stream() takes a video file's path, a camera index or URL, or an open Source, not "
+                            f"{type(source).__name__} (for single images: analyze(), or track() frame by frame)")
+        return self._stream(source, max_frames)
+
+    def _stream(self, source: Source | str | int | Path, max_frames: int | None) -> Iterator[FrameResult]:
+        with self._lock:
+            if self._streaming:
+                raise RuntimeError("this EmotionAnalyzer is already going through a stream; make another "
+                                   "EmotionAnalyzer for a second stream at the same time")
+            self._streaming = True
+        try:
+            with ExitStack() as stack:
+                if not isinstance(source, Source):
+                    source = stack.enter_context(open_source(source))
+                for analyzed in process_source(source, self, max_frames=max_frames):
+                    yield analyzed.result
+        finally:
+            self._streaming = False
 
     def reset(self) -> None:
         """Forget tracked faces before a new source (ids restart at 1, no smoothing across sources)."""
-        self.tracker.reset()
-        self.detector.reset()
+        with self._lock:
+            self.tracker.reset()
+            self.detector.reset()
+            self._tracked_frames, self._first_capture = 0, None
 
     def close(self) -> None:
-        """Release the face detector."""
-        self.detector.close()
+        """Release the face detector; the analyzer cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            self.detector.close()
 
     def __enter__(self) -> EmotionAnalyzer:
         return self
@@ -133,10 +186,17 @@ class EmotionAnalyzer:
         self.close()
 
 
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    """A (H, W, 3) uint8 image from a BGR, BGRA or gray uint8 array; anything else is refused."""
+def _as_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
+    """A (H, W, 3) uint8 image from a BGR, BGRA or gray uint8 array or a PIL image; anything else is refused."""
+    if isinstance(image, Image.Image):
+        return pil_to_bgr(image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected an image: a uint8 numpy array (BGR), a PIL image or a file's path, not "
+                        f"{type(image).__name__}")
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim == 3 and image.shape[2] == 4:
@@ -164,6 +224,9 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     so ids start at 1 for each source. Closing the sinks and the source is the caller's job (``with``
     blocks), which also makes Ctrl-C leave finished files.
     """
+    if not isinstance(source, Source):
+        raise TypeError(f"process_source() takes an open Source (realtime.open_source(...)), not "
+                        f"{type(source).__name__}; EmotionAnalyzer.stream() takes a path or a camera")
     sinks = list(sinks)
     name = source_name if source_name is not None else source_label(source)
     total = source.info.total_frames

@@ -97,7 +97,10 @@ class FaceResult:
 
     ``probabilities`` are in the order of ``classes`` (smoothed when smoothing is on);
     ``detection_score`` is None when the face was not found by the detector (a whole image
-    classified as one face).
+    classified as one face). ``label`` is the emotion shown and ``confidence`` its probability: in a
+    tracked stream with smoothing the label changes only when another emotion leads it by
+    ``realtime.tracker.LABEL_MARGIN``, so for a few frames another emotion may be a little more probable.
+    Results compare equal when every field does (probabilities element by element).
     """
 
     face_id: int
@@ -119,16 +122,28 @@ class FaceResult:
         """Probability of each emotion, by name, in the model's class order."""
         return {name: float(p) for name, p in zip(self.classes, self.probabilities)}
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FaceResult):
+            return NotImplemented
+        fields = ("face_id", "box", "detection_score", "label", "confidence", "classes")
+        return (all(getattr(self, name) == getattr(other, name) for name in fields)
+                and np.array_equal(self.probabilities, other.probabilities))
+
 
 @dataclass
 class FrameResult:
-    """All faces found in one frame of a source, and what each stage cost (milliseconds)."""
+    """All faces found in one frame of a source, what each stage cost (milliseconds), and the model's
+    emotion names (so that a frame without faces still knows its result columns)."""
 
     index: int
     timestamp: float  # seconds from the start of the source
     faces: list[FaceResult] = field(default_factory=list)
     source: str = ""
-    speed: dict[str, float] = field(default_factory=dict)  # stage name -> milliseconds
+    speed: dict[str, float] = field(default_factory=dict, compare=False)  # stage name -> milliseconds
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(self.classes) or (self.faces[0].classes if self.faces else ())
 
     def to_rows(self) -> list[dict]:
         """One flat row per face (the results-file columns); see ``realtime.rows``."""
@@ -140,7 +155,7 @@ class FrameResult:
         """The rows as a pandas DataFrame (needs pandas)."""
         from realtime.rows import rows_dataframe
 
-        return rows_dataframe(self.to_rows())
+        return rows_dataframe(self.to_rows(), self.classes)
 
 
 @dataclass

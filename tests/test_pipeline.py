@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from realtime.annotator import EmotionAnnotator
 from realtime.crops import prepare_crops
+from realtime.demo import demo_source, sample_photo_bgr
 from realtime.io.images import ImageSource, read_image
 from realtime.io.video import H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source
@@ -213,3 +217,80 @@ def test_summary_reports_the_dominant_emotion_of_each_face():
     assert table[0] == "5 frames, 7 face detections in 4 frames, 2.0 frames/s"
     assert table[2].split() == ["1", "4", "happy", "75%"] and table[3].split() == ["2", "3", "sad", "100%"]
     assert RunSummary().format().splitlines()[-1] == "no faces found"
+
+
+def test_analyze_takes_a_pil_image_and_gray_with_a_channel_axis_and_says_what_else_it_takes(analyzer):
+    photo = sample_photo_bgr()
+    from_array = analyzer.analyze(photo)
+    assert len(from_array.faces) == 1
+    assert analyzer.analyze(Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2RGB))) == from_array
+    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    assert analyzer.analyze(gray[:, :, None]) == analyzer.analyze(gray)
+    for wrong in (None, photo.tolist(), b"\xff\xd8"):
+        with pytest.raises(TypeError, match="expected an image"):
+            analyzer.analyze(wrong)
+
+
+def test_results_compare_by_value_and_know_their_classes_without_faces(analyzer):
+    photo = sample_photo_bgr()
+    first, second = analyzer.analyze(photo), analyzer.analyze(photo)
+    assert first == second and first.speed is not second.speed  # timings are not part of the result
+    empty = analyzer.analyze(np.zeros((300, 300, 3), np.uint8))
+    assert empty.faces == [] and empty.classes == tuple(analyzer.classes)
+    assert list(empty.to_dataframe().columns) == [*RESULT_COLUMNS, *analyzer.classes]
+
+
+def test_track_takes_plain_images_numbered_and_timed_from_the_first(analyzer):
+    photo = sample_photo_bgr()
+    analyzer.reset()
+    results = [analyzer.track(photo), analyzer.track(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)), analyzer.track(photo)]
+    assert [result.index for result in results] == [0, 1, 2]
+    assert results[0].timestamp == 0.0 < results[1].timestamp <= results[2].timestamp
+    assert [[face.face_id for face in result.faces] for result in results] == [[1], [1], [1]]
+    analyzer.reset()
+    assert analyzer.track(photo).index == 0
+
+
+def test_an_analyzer_goes_through_one_stream_at_a_time(analyzer):
+    first, second = analyzer.stream(demo_source(), max_frames=5), analyzer.stream(demo_source(), max_frames=5)
+    assert next(first).index == 0
+    with pytest.raises(RuntimeError, match="already going through a stream"):
+        next(second)
+    assert [result.index for result in first] == [1, 2, 3, 4]
+    assert len(list(analyzer.stream(demo_source(), max_frames=3))) == 3  # the first one has ended
+
+
+def test_stream_and_process_source_refuse_what_is_not_a_source(analyzer):
+    with pytest.raises(TypeError, match="stream\\(\\) takes"):
+        analyzer.stream(sample_photo_bgr())
+    with pytest.raises(TypeError, match="open Source"):
+        next(process_source("clip.mp4", analyzer))
+
+
+def test_threads_sharing_an_analyzer_take_turns(tiny_model):
+    photo = sample_photo_bgr()
+    with EmotionAnalyzer(tiny_model) as shared:
+        expected = shared.analyze(photo)
+        results, errors = [], []
+
+        def analyse_four_times():
+            try:
+                results.extend(shared.analyze(photo) for _ in range(4))
+            except Exception as error:  # reported by the assertion below
+                errors.append(error)
+
+        threads = [threading.Thread(target=analyse_four_times) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == [] and len(results) == 12
+        assert all(result == expected for result in results)
+
+
+def test_a_closed_analyzer_says_so_and_an_empty_whole_image_has_no_face(tiny_model):
+    with EmotionAnalyzer(tiny_model, whole_image=True) as whole:
+        assert whole.analyze(np.zeros((0, 0, 3), np.uint8)).faces == []
+        assert len(whole.analyze(sample_photo_bgr()).faces) == 1
+    with pytest.raises(RuntimeError, match="EmotionAnalyzer is closed"):
+        whole.analyze(sample_photo_bgr())

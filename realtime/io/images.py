@@ -37,7 +37,7 @@ def read_image(path: Path | str) -> np.ndarray:
                     f"image {path}: {image.width}x{image.height} pixels is more than the {limit} allowed "
                     "(possible decompression bomb)"
                 )
-            return _pil_to_bgr(ImageOps.exif_transpose(image))
+            return pil_to_bgr(ImageOps.exif_transpose(image))
     except Image.DecompressionBombError as error:
         raise SourceError(f"image {path}: too many pixels (possible decompression bomb)") from error
     except UnidentifiedImageError as error:
@@ -46,7 +46,7 @@ def read_image(path: Path | str) -> np.ndarray:
         raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
 
 
-def _pil_to_bgr(image: Image.Image) -> np.ndarray:
+def pil_to_bgr(image: Image.Image) -> np.ndarray:
     """Pillow image of any mode -> C-contiguous (H, W, 3) uint8 BGR."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit samples: map 0..65535 onto 0..255.
