@@ -5,7 +5,7 @@ Page layout only; the analysis is the command line's pipeline, reached through w
 
 from __future__ import annotations
 
-import logging
+import hashlib
 
 import altair as alt
 import streamlit as st
@@ -14,7 +14,7 @@ import webapp.analysis as webapp
 import webapp.live as live
 from realtime.errors import ModelError
 
-LOG = logging.getLogger("emotion_tracer.webapp")
+PHOTOS_KEPT = 16  # analysed photos a session keeps, so that reruns show them again without analysing
 
 
 @st.cache_resource(max_entries=4, on_release=webapp.AnalyzerPool.close,
@@ -22,17 +22,6 @@ LOG = logging.getLogger("emotion_tracer.webapp")
 def analyzer_pool(model_path: str, detector_range: str, min_confidence: float, smoothing: float) -> webapp.AnalyzerPool:
     """Analyzers shared by every session of this server, one pool per combination of options."""
     return webapp.AnalyzerPool(model_path, webapp.AnalysisOptions(detector_range, min_confidence, smoothing))
-
-
-def run_safely(name: str, analysis, *args, **kwargs) -> tuple[object | None, str | None]:
-    """(``analysis(*args, **kwargs)``, None), or (None, a one-line message): never a traceback."""
-    try:
-        return analysis(*args, **kwargs), None
-    except (webapp.UploadError, ModelError) as error:
-        return None, str(error)
-    except Exception as error:  # a bug or an environment problem: logged in full, one line on the page
-        LOG.exception("analysing %s failed", name)
-        return None, f"{name}: the analysis failed ({type(error).__name__}: {' '.join(str(error).split())})"
 
 
 def sidebar_options() -> webapp.AnalysisOptions:
@@ -62,7 +51,14 @@ def sidebar_model(pool: webapp.AnalyzerPool) -> None:
 def show_photo(name: str, data: bytes, pool: webapp.AnalyzerPool) -> None:
     """One photo: annotated image, a table of its faces and each face's probabilities."""
     st.subheader(name)
-    photo, error = run_safely(name, webapp.analyze_photo, data, name, pool)
+    kept: dict = st.session_state.setdefault("photo_analyses", {})
+    key = (name, hashlib.sha256(data).hexdigest(), str(pool.model_path), pool.options.detector_range,
+           pool.options.min_confidence)  # smoothing does not change a photo's result
+    if key not in kept:
+        kept[key] = webapp.run_safely(name, webapp.analyze_photo, data, name, pool)
+        while len(kept) > PHOTOS_KEPT:
+            kept.pop(next(iter(kept)))  # the oldest
+    photo, error = kept[key]
     if error is not None:
         st.error(error)
         return
@@ -121,36 +117,44 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
     demo = st.toggle("Try the demo clip", help="a 4 s pan over scikit-image's astronaut photo")
     st.caption(f"Clips are analysed up to their first {webapp.MAX_CLIP_SECONDS} s "
                f"(at most {webapp.MAX_CLIP_FRAMES} frames).")
+    job: webapp.BackgroundClip | None = st.session_state.get("clip_job")
     if upload is None and not demo:
+        if job is not None:
+            job.cancel()
+            del st.session_state["clip_job"]
         st.info("Upload a video to follow each face's emotion over time.")
         return
     name = upload.name if upload is not None else "demo clip"
-    # Reruns (any widget change) reuse the finished analysis instead of redoing the whole clip.
+    # The clip is analysed in a thread of its own: reruns (another tab, a photo, a widget) neither restart
+    # the analysis nor wait for it; only another clip or other options start a new one.
     key = (upload.file_id if upload is not None else "demo", str(pool.model_path), options)
-    cached = st.session_state.get("clip_analysis")
-    if cached is not None and cached[0] == key:
-        clip, error = cached[1]
-    else:
-        bar = st.progress(0.0, text=f"Analysing {name}...")
-        shown = {"percent": -1}
-
-        def progress(done: int, expected: int | None) -> None:
-            percent = min(99, 100 * done // expected) if expected else 0
-            if percent != shown["percent"] or not expected:
-                shown["percent"] = percent
-                text = f"Analysing {name}: frame {done}" + (f" of {expected}" if expected else "")
-                bar.progress(percent / 100, text=text)
-
+    if job is None or job.key != key:
+        if job is not None:
+            job.cancel()
         if upload is not None:
-            clip, error = run_safely(name, webapp.analyze_clip, upload.getvalue(), name, pool, on_progress=progress)
+            data = upload.getvalue()
+            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_clip(data, name, pool, progress))
         else:
-            clip, error = run_safely(name, webapp.analyze_demo_clip, pool, on_progress=progress)
-        bar.empty()
-        st.session_state["clip_analysis"] = (key, (clip, error))
+            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_demo_clip(pool, progress))
+        st.session_state["clip_job"] = job
+    if not job.finished:
+        clip_progress(job)
+        return
+    clip, error = job.result
     if error is not None:
         st.error(error)
         return
     show_clip(clip)
+
+
+@st.fragment(run_every=0.5)
+def clip_progress(job: webapp.BackgroundClip) -> None:
+    """The running analysis's progress, polled; the whole page reruns to show the result once it is done."""
+    if job.finished:
+        st.rerun()
+    percent = min(99, 100 * job.done // job.expected) if job.expected else 0
+    text = f"Analysing {job.name}: frame {job.done}" + (f" of {job.expected}" if job.expected else "")
+    st.progress(percent / 100, text=text if job.done else f"Analysing {job.name}...")
 
 
 def show_clip(clip: webapp.ClipAnalysis) -> None:

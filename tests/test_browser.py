@@ -1,4 +1,4 @@
-"""End to end in a real browser: the Streamlit server, headless Chromium (Playwright), a photo upload.
+"""End to end in a real browser: the Streamlit server, headless Chromium (Playwright), a photo upload, a clip.
 
 Runs in a loopback-only network namespace (tests/netns.py).
 
@@ -138,3 +138,41 @@ def test_photo_upload_in_a_real_browser(playwright_api, tiny_model, tmp_path):
                 browser.close()
         assert screenshot.stat().st_size > 0
         keep_screenshot(screenshot, SCREENSHOT_ENV)
+
+
+def progress_frames(page) -> list[int]:
+    """The frame numbers the page's progress bars show now (none once the clip is done)."""
+    texts = page.get_by_text(re.compile(r"Analysing demo clip: frame \d+")).all_inner_texts()
+    return [int(re.search(r"frame (\d+)", text).group(1)) for text in texts]
+
+
+@loopback_only
+def test_a_clip_goes_on_while_another_tab_is_open(playwright_api, tiny_model, tmp_path):
+    env = {**os.environ, webapp.MODEL_ENV: str(tiny_model)}
+    with streamlit_server(env, tmp_path / "streamlit.log") as url:
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto(url)
+                page.get_by_role("tab", name="Video clip").click()
+                page.get_by_text("Try the demo clip").click()
+                video = page.locator('[data-testid="stVideo"]')
+                video.or_(page.get_by_text("Analysing demo clip")).first.wait_for(timeout=RESULT_TIMEOUT_MS)
+                seen = []
+                for step in range(200):  # bounded; each tab chosen reruns the page while the clip is analysed
+                    seen += progress_frames(page)
+                    if step % 4 == 0:
+                        page.get_by_role("tab", name="Photo" if step % 8 == 0 else "Video clip").click()
+                    if step % 8 == 4 and video.count():
+                        break
+                    page.wait_for_timeout(100)
+                page.get_by_role("tab", name="Video clip").click()
+                video.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+                assert seen == sorted(seen)  # the analysis went on; it never started again
+                for label in ("Download the annotated video", "Download the per-face CSV"):
+                    page.get_by_role("button", name=label).wait_for(timeout=RESULT_TIMEOUT_MS)
+                assert page.locator('[data-testid="stException"]').count() == 0
+                assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+            finally:
+                browser.close()

@@ -289,6 +289,13 @@ def app(monkeypatch, tiny_model) -> AppTest:
     return page
 
 
+def clip_analysed(page: AppTest) -> AppTest:
+    """Wait (bounded) for the clip's analysis, which runs in a thread of its own, then rerun the page as its
+    progress poll does when the analysis ends."""
+    assert page.session_state["clip_job"].wait(APP_TIMEOUT_S)
+    return page.run()
+
+
 def face_headlines(page: AppTest) -> list[str]:
     return [markdown.value for markdown in page.markdown if markdown.value.startswith("**Face ")]
 
@@ -349,6 +356,8 @@ def test_page_demo_clip_shows_video_chart_and_downloads(app):
     [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
     demo.set_value(True).run()
     assert not app.exception and not app.error
+    clip_analysed(app)
+    assert not app.exception and not app.error
     assert len(app.get("video")) == 1
     assert [button.label for button in app.get("download_button")] == [
         "Download the annotated video", "Download the per-face CSV"]
@@ -359,6 +368,7 @@ def test_page_demo_clip_shows_video_chart_and_downloads(app):
 def test_page_real_clip_upload(app, media):
     app.file_uploader(key="clip").set_value(
         ("single_face.mp4", (media / "single_face.mp4").read_bytes(), "video/mp4")).run()
+    clip_analysed(app)
     assert not app.exception and not app.error
     assert any(markdown.value.startswith("**72 frames** (2.4 s)") for markdown in app.markdown)
     assert len(app.get("video")) == 1 and len(app.get("download_button")) == 2
@@ -366,11 +376,58 @@ def test_page_real_clip_upload(app, media):
 
 def test_page_bad_clip_shows_an_error(app):
     app.file_uploader(key="clip").set_value(("broken.mp4", b"\x00" * 1000, "video/mp4")).run()
+    clip_analysed(app)
     assert not app.exception
     [error] = app.error
     assert error.value.startswith("video broken.mp4: not a video file PyAV can read")
     assert "emotion-tracer-" not in error.value  # no temporary path
     assert not app.get("video")
+
+
+def test_page_reruns_neither_restart_nor_wait_for_a_clip_and_other_options_do(app):
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(True).run()
+    job = app.session_state["clip_job"]
+    if not job.finished:  # the page came back while the clip is analysed (the tiny model may be that fast)
+        assert len(app.get("video")) == 0 and len(app.get("progress")) == 1
+    [example] = [toggle for toggle in app.toggle if toggle.label == "Try the example photo"]
+    example.set_value(True).run()  # a photo meanwhile: shown at once, the clip goes on
+    assert len(face_headlines(app)) == 1 and app.session_state["clip_job"] is job
+    photo = app.session_state["photo_analyses"]
+    app.run()  # a rerun shows the photo kept, not analysed again
+    assert app.session_state["photo_analyses"] == photo and len(face_headlines(app)) == 1
+    app.sidebar.slider[1].set_value(0.3).run()  # other smoothing: the clip is analysed anew
+    assert job.wait(APP_TIMEOUT_S) and job.result[1] in (None, "demo clip: cancelled")
+    assert app.session_state["clip_job"] is not job
+    clip_analysed(app)
+    assert not app.exception and not app.error and len(app.get("video")) == 1
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(False).run()  # no clip any more: nothing is analysed
+    assert "clip_job" not in app.session_state
+
+
+def test_a_background_clip_reports_progress_and_stops_when_cancelled(pool, private_tmp):
+    job = webapp.BackgroundClip("demo", "demo clip", lambda progress: webapp.analyze_demo_clip(pool, progress))
+    seen = []
+    for _ in range(20_000):  # bounded: the test's own guard, not a speed requirement
+        seen.append(job.done)
+        if job.wait(0.01):
+            break
+    clip, error = job.result
+    assert error is None and clip.frames == 120 and job.done == job.expected == 120 and seen == sorted(seen)
+    cancelled = webapp.BackgroundClip("demo", "demo clip", lambda progress: webapp.analyze_demo_clip(pool, progress))
+    for _ in range(20_000):
+        if cancelled.done or cancelled.wait(0.01):
+            break
+    cancelled.cancel()
+    assert cancelled.wait(APP_TIMEOUT_S)
+    if cancelled.done < 120:  # cancelled before its last frame
+        assert cancelled.result == (None, "demo clip: cancelled")
+    assert list(private_tmp.iterdir()) == []  # the cancelled analysis's temporary files are gone too
+    failed = webapp.BackgroundClip("x", "broken.mp4", lambda progress: webapp.analyze_clip(b"\x00" * 100, "broken.mp4",
+                                                                                            pool, progress))
+    assert failed.wait(APP_TIMEOUT_S) and failed.result[0] is None
+    assert failed.result[1].startswith("video broken.mp4: not a video file")
 
 
 def test_page_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):

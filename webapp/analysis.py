@@ -9,6 +9,7 @@ one-line message naming the file as the user called it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -36,6 +37,7 @@ from realtime.rows import face_rows, results_rows
 from realtime.summary import RunSummary
 from realtime.types import FaceResult, FrameResult
 
+LOG = logging.getLogger("emotion_tracer.webapp")
 MODEL_ENV = "EMOTION_TRACER_MODEL"  # overrides the default model path
 PHOTO_TYPES = ("jpg", "jpeg", "png", "webp")
 CLIP_TYPES = ("mp4", "mov", "avi", "webm")
@@ -64,6 +66,23 @@ class UploadError(Exception):
     """An upload cannot be analysed; the message is one line for the page and names the file."""
 
 
+class ClipCancelled(Exception):
+    """A background clip analysis was cancelled (another clip or other options were chosen)."""
+
+
+def run_safely(name: str, analysis, *args, **kwargs) -> tuple[object | None, str | None]:
+    """(``analysis(*args, **kwargs)``, None), or (None, a one-line message for the page): never a traceback."""
+    try:
+        return analysis(*args, **kwargs), None
+    except (UploadError, ModelError) as error:
+        return None, str(error)
+    except ClipCancelled:
+        raise
+    except Exception as error:  # a bug or an environment problem: logged in full, one line on the page
+        LOG.exception("analysing %s failed", name)
+        return None, f"{name}: the analysis failed ({type(error).__name__}: {' '.join(str(error).split())})"
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     """The page's analysis settings (each combination gets its own analyzers)."""
@@ -90,8 +109,8 @@ def resolve_model_path() -> Path:
 class AnalyzerPool:
     """Up to ``size`` EmotionAnalyzers with the same options, each used by one thread at a time.
 
-    MediaPipe's detector and the face tracker keep state and are not thread-safe, so a session
-    borrows an analyzer for a whole photo or clip; more sessions than ``size`` wait their turn. The
+    An analyzer runs one call at a time and its tracker follows one clip, so a session borrows an
+    analyzer for a whole photo or clip and sessions analyse in parallel; more than ``size`` wait their turn. The
     first analyzer is made at once, so a bad model fails here.
     """
 
@@ -422,3 +441,43 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
                         rows=results_rows(results),
                         frames=frames, seconds=seconds, fps=info.fps, truncated=truncated, summary=summary,
                         classes=pool.classes)
+
+
+class BackgroundClip:
+    """A clip analysed in a thread of its own, so that the page's reruns (a tab chosen, a widget moved)
+    neither restart it nor wait for it; the page polls ``done`` and ``expected`` and shows ``result`` once
+    ``finished``. ``analysis(on_progress)`` is ``analyze_clip`` or ``analyze_demo_clip`` with its other
+    arguments bound; ``key`` says what it analyses (file, model, options)."""
+
+    def __init__(self, key: object, name: str, analysis: Callable[[ProgressCallback], ClipAnalysis]):
+        self.key, self.name = key, name
+        self.done, self.expected = 0, None
+        self.result: tuple[ClipAnalysis | None, str | None] | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(analysis,), name=f"clip analysis: {name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, analysis: Callable[[ProgressCallback], ClipAnalysis]) -> None:
+        try:
+            self.result = run_safely(self.name, analysis, self._progress)
+        except ClipCancelled:
+            self.result = (None, f"{self.name}: cancelled")
+
+    def _progress(self, done: int, expected: int | None) -> None:
+        if self._cancelled.is_set():
+            raise ClipCancelled
+        self.done, self.expected = done, expected
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None
+
+    def cancel(self) -> None:
+        """Stop after the frame being analysed; its temporary files are deleted as after any ending."""
+        self._cancelled.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the analysis to end (at most ``timeout`` seconds); whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
