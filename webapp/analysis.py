@@ -27,6 +27,7 @@ from PIL import Image
 
 from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
+from realtime.detector import DEFAULT_MIN_CONFIDENCE
 from realtime.errors import ModelError, OutputError, SourceError
 from realtime.io.images import read_image
 from realtime.io.results_file import ResultsWriter
@@ -88,7 +89,7 @@ class AnalysisOptions:
     """The page's analysis settings (each combination gets its own analyzers)."""
 
     detector_range: str = "auto"
-    min_confidence: float = 0.5
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # the command line's: no false faces in no_face.mp4
     smoothing: float = 0.6
 
 
