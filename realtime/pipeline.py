@@ -146,7 +146,7 @@ class EmotionAnalyzer:
         A source given by name or index is opened here and closed when the iteration ends. One stream at a
         time: a second one started before the first has ended is refused (make a second analyzer for it).
         """
-        if not isinstance(source, (str, int, Path)) and not isinstance(source, Source) or isinstance(source, bool):
+        if isinstance(source, bool) or not isinstance(source, (str, int, Path, Source)):
             raise TypeError(f"stream() takes a video file's path, a camera index or URL, or an open Source, not "
                             f"{type(source).__name__} (for single images: analyze(), or track() frame by frame)")
         return self._stream(source, max_frames)
