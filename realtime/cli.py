@@ -268,6 +268,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def _file_identity(path: Path) -> tuple[int, int]:
+    """(device, inode): the same for every link to one file."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
 def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
     """The jobs to run and whether the input is a folder; checks every output path before any work."""
     camera = args.camera if args.camera is not None or args.input is None else parse_source(args.input)
@@ -275,13 +281,14 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
         raise SourceError("--open-timeout applies to a network camera only (--camera URL)")
     if args.reconnect_for is not None and camera is None:
         raise SourceError("--reconnect-for applies to a camera only (--camera INDEX or URL)")
+    named_file = args.video or args.image
+    if named_file is not None and named_file.is_dir():
+        raise SourceError(f"{named_file}: is a folder; give it as SOURCE, without --video or --image, "
+                          "to analyse every photo and video in it")
     if args.camera is not None:
         jobs, folder = [Job("camera", args.camera, args.output)], False
     elif args.demo:
         jobs, folder = [Job("demo", None, args.output)], False
-    elif (args.video or args.image) is not None and (args.video or args.image).is_dir():
-        raise SourceError(f"{args.video or args.image}: is a folder; give it as SOURCE, without --video or --image, "
-                          "to analyse every photo and video in it")
     elif args.video is not None:
         jobs, folder = [Job("video", args.video, args.output)], False
     elif args.image is not None:
@@ -324,7 +331,7 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
             raise OutputError(f"{output}: is the input folder; choose another output folder")
         check_output_folder(output)
     jobs, targets = [], {}
-    inputs = {(stat.st_dev, stat.st_ino) for stat in map(os.stat, files)}  # hard links to them included
+    inputs = {_file_identity(path) for path in files}  # hard links to them included
     for path in files:
         kind = media_kind(path)
         target = None
@@ -338,7 +345,7 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
                 raise OutputError(f"{target}: would be written for both {targets[target.name].name} and "
                                   f"{path.name}; rename one of them")
             targets[target.name] = path
-            if target.exists() and (target.stat().st_dev, target.stat().st_ino) in inputs:
+            if target.exists() and _file_identity(target) in inputs:
                 raise OutputError(f"{target}: is one of the inputs; choose another output folder")
         jobs.append(Job(kind, path, target))
     return jobs

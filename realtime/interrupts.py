@@ -71,7 +71,6 @@ def stop_signals() -> Iterator[None]:
         if signum in STOP_SIGNALS:
             for number in STOP_SIGNALS:
                 signal.signal(number, signal.SIG_IGN)
-        if signum in STOP_SIGNALS:
             interruption = Stopped(signum)
         else:
             interruption = FinishingBrokenOff() if stopped else KeyboardInterrupt()
