@@ -366,6 +366,9 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         source_options = {name: value for name in ("open_timeout", "reconnect_for")
                           if (value := getattr(args, name)) is not None}
         source = stack.enter_context(open_source(job.spec, job.kind, **source_options))
+        if getattr(source, "frames_in_file", 1) > 1:
+            notes.append(f"note: {job.spec} holds {source.frames_in_file} frames; only the first is analysed "
+                         f"(--video analyses them all)")
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()

@@ -26,5 +26,10 @@ class ModelError(EmotionTracerError):
 
 
 def one_line(error: BaseException) -> str:
-    """An exception's message squeezed onto one line (its type name when it has no message)."""
-    return " ".join(str(error).split()) or type(error).__name__
+    """An exception's reason on one line, in words: the system's or FFmpeg's text without its
+    ``[Errno N]`` code and the file name the surrounding message already gives (the exception's
+    type name when it has no message)."""
+    reason = getattr(error, "strerror", None)
+    if not isinstance(reason, str) or not reason.strip():
+        reason = str(error)
+    return " ".join(reason.split()) or type(error).__name__

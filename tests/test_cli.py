@@ -14,6 +14,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 import realtime.classifier
 import realtime.cli
@@ -101,6 +102,18 @@ def test_photo_to_annotated_photo(media, tiny_model, tmp_path, name, faces):
     assert annotated.shape == original.shape
     if faces is not None:
         assert len(read_csv(results)) == faces
+
+
+def test_an_animated_image_given_as_a_photo_is_said_to_be_analysed_by_its_first_frame(tiny_model, tmp_path, capsys):
+    frames = [Image.new("RGB", (64, 48), (40 * index, 90, 160)) for index in range(3)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = tmp_path / "first.png"
+    assert main(["--image", str(tmp_path / "moving.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
+    assert "moving.gif holds 3 frames; only the first is analysed (--video analyses them all)" in capsys.readouterr().err
+    assert cv2.imread(str(out)).shape == (48, 64, 3)
+    frames[0].save(tmp_path / "still.gif")
+    assert main(["--image", str(tmp_path / "still.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
+    assert "note" not in capsys.readouterr().err
 
 
 def test_folder_of_images_and_videos(media, tiny_model, tmp_path, capsys):
@@ -194,7 +207,7 @@ def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media,
 @pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "output_folder_missing",
                                   "results_folder_missing", "bad_suffix", "bad_results_suffix", "output_is_input",
                                   "bad_camera", "missing_model", "not_a_model", "empty_folder", "folder_to_a_file",
-                                  "video_is_a_folder", "results_is_a_folder"])
+                                  "video_is_a_folder", "results_is_a_folder", "not_an_image"])
 def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     fake = tmp_path / "fake.mp4"
@@ -223,13 +236,18 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         "folder_to_a_file": [str(tmp_path / "folder"), "-o", str(tmp_path / "all.mp4"), *model],
         "video_is_a_folder": ["--video", str(tmp_path / "folder"), "-o", str(out), *model],
         "results_is_a_folder": ["--demo", "-r", str(tmp_path / "folder"), *model],
+        "not_an_image": ["--image", str(tmp_path / "fake.jpg"), "-o", str(tmp_path / "out.png"), *model],
     }[case]
+    if case == "not_an_image":
+        fake.rename(tmp_path / "fake.jpg")
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(argv) == 2
     error = one_line_error(capsys.readouterr())
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, not even a temp file
     if case.endswith("is_a_folder"):
         assert "is a folder" in error and "list_media" not in error
+    for library_detail in ("Errno", "PyAV", "Pillow"):  # the reason in words, not the library's codes
+        assert library_detail not in error
 
 
 def test_an_output_that_is_a_hard_link_to_the_input_is_refused_and_the_input_kept(tiny_model, tmp_path, capsys):

@@ -324,7 +324,10 @@ def test_page_example_photo(app):
     assert app.subheader[0].value == "astronaut.png"
     [headline] = face_headlines(app)
     assert headline.split(":")[1].split("**")[0].strip() in EMOTIONS
-    assert list(app.dataframe[0].value.columns)[:3] == ["face", "emotion", "confidence"]
+    table = app.dataframe[0].value
+    assert list(table.columns)[:3] == ["face", "emotion", "confidence"]
+    confidence = table["confidence"][0]  # one figure for one face: the table's is the headline's
+    assert confidence == round(confidence, 2) and f"({confidence:.0%} confident)" in headline
     assert len(app.get("image")) == 1 and len(app.get("vega_lite_chart")) == 1
 
 
@@ -345,7 +348,7 @@ def test_page_no_face_and_bad_uploads_then_keeps_working(app):
     ]).run()
     assert not app.exception
     assert [warning.value.split(".")[0] for warning in app.warning] == ["No face found in grey"]
-    assert [error.value for error in app.error] == ["image garbage.jpg: not an image file Pillow can read",
+    assert [error.value for error in app.error] == ["image garbage.jpg: not an image file this program can read",
                                                     "image empty.jpg: file is empty"]
     name, data = webapp.example_photo()
     app.file_uploader(key="photos").set_value((name, data, "image/png")).run()
@@ -379,7 +382,7 @@ def test_page_bad_clip_shows_an_error(app):
     clip_analysed(app)
     assert not app.exception
     [error] = app.error
-    assert error.value.startswith("video broken.mp4: not a video file PyAV can read")
+    assert error.value.startswith("video broken.mp4: not a video file this program can read")
     assert "emotion-tracer-" not in error.value  # no temporary path
     assert not app.get("video")
 

@@ -270,12 +270,13 @@ class PhotoAnalysis:
         return self.result.faces
 
     def table(self) -> pd.DataFrame:
-        """One row per face: id, emotion, confidence and detection score (from the results rows)."""
+        """One row per face: id, emotion, confidence and detection score (from the results rows); the
+        confidence to the whole percent, as the annotated photo and the headline show it."""
         rows = pd.DataFrame(face_rows(self.result), columns=["face_id", "label", "confidence", "detection_score"])
         return pd.DataFrame({
             "face": rows["face_id"].astype(int),
             "emotion": rows["label"].astype(str),
-            "confidence": rows["confidence"].astype(float).round(3),
+            "confidence": rows["confidence"].astype(float).round(2),
             "detection score": rows["detection_score"].astype(float).round(3),
         })
 

@@ -23,7 +23,13 @@ def read_image(path: Path | str) -> np.ndarray:
 
     Transparency is composited onto white, grayscale and 16-bit images become 8-bit BGR.
     Images larger than Pillow's MAX_IMAGE_PIXELS are refused before they are decoded.
+    An animated image (GIF, WebP, multi-page TIFF) gives its first frame.
     """
+    return read_image_and_frame_count(path)[0]
+
+
+def read_image_and_frame_count(path: Path | str) -> tuple[np.ndarray, int]:
+    """``read_image``, and how many frames the file holds (more than one: animated)."""
     path = Path(path)
     check_input_file(path, "image")
     try:
@@ -37,11 +43,11 @@ def read_image(path: Path | str) -> np.ndarray:
                     f"image {path}: {image.width}x{image.height} pixels is more than the {limit} allowed "
                     "(possible decompression bomb)"
                 )
-            return pil_to_bgr(ImageOps.exif_transpose(image))
+            return pil_to_bgr(ImageOps.exif_transpose(image)), getattr(image, "n_frames", 1)
     except Image.DecompressionBombError as error:
         raise SourceError(f"image {path}: too many pixels (possible decompression bomb)") from error
     except UnidentifiedImageError as error:
-        raise SourceError(f"image {path}: not an image file Pillow can read") from error
+        raise SourceError(f"image {path}: not an image file this program can read") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
 
@@ -63,14 +69,15 @@ def pil_to_bgr(image: Image.Image) -> np.ndarray:
 
 
 class ImageSource:
-    """A single image file as a one-frame source."""
+    """A single image file as a one-frame source (an animated one's first frame; ``frames_in_file``
+    says how many it holds)."""
 
     live = False
     audio_path = None
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._image = read_image(self.path)
+        self._image, self.frames_in_file = read_image_and_frame_count(self.path)
         height, width = self._image.shape[:2]
         self.info = VideoInfo(width, height, DEFAULT_FPS, 1, str(self.path))
 

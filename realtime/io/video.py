@@ -63,7 +63,7 @@ class VideoFileSource:
         try:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as error:
-            raise SourceError(f"video {self.path}: not a video file PyAV can read ({one_line(error)})") from error
+            raise SourceError(f"video {self.path}: not a video file this program can read ({one_line(error)})") from error
         try:
             if not self._container.streams.video:
                 raise SourceError(f"video {self.path}: has no video track")
