@@ -24,7 +24,7 @@ from realtime.io.files import check_output_folder, check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, LatencyMeter, check_stream_url
-from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, H264VideoWriter
+from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import EmotionAnalyzer, process_source, source_label
 from realtime.sources import list_media, media_kind, open_source, parse_source
@@ -366,9 +366,9 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         source_options = {name: value for name in ("open_timeout", "reconnect_for")
                           if (value := getattr(args, name)) is not None}
         source = stack.enter_context(open_source(job.spec, job.kind, **source_options))
-        if getattr(source, "frames_in_file", 1) > 1:
-            notes.append(f"note: {job.spec} holds {source.frames_in_file} frames; only the first is analysed "
-                         f"(--video analyses them all)")
+        if getattr(source, "frames_in_file", 1) > 1:  # an animated GIF/WebP or a multi-page TIFF
+            as_video = " (--video analyses them all)" if job.spec.suffix.lower() in VIDEO_SUFFIXES else ""
+            notes.append(f"note: {job.spec} holds {source.frames_in_file} frames; only the first is analysed{as_video}")
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()

@@ -111,6 +111,9 @@ def test_an_animated_image_given_as_a_photo_is_said_to_be_analysed_by_its_first_
     assert main(["--image", str(tmp_path / "moving.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
     assert "moving.gif holds 3 frames; only the first is analysed (--video analyses them all)" in capsys.readouterr().err
     assert cv2.imread(str(out)).shape == (48, 64, 3)
+    frames[0].save(tmp_path / "pages.tiff", save_all=True, append_images=frames[1:])  # no video reads it
+    assert main(["--image", str(tmp_path / "pages.tiff"), "-o", str(out), "--model", str(tiny_model)]) == 0
+    assert "pages.tiff holds 3 frames; only the first is analysed\n" in capsys.readouterr().err
     frames[0].save(tmp_path / "still.gif")
     assert main(["--image", str(tmp_path / "still.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
     assert "note" not in capsys.readouterr().err
