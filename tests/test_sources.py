@@ -279,6 +279,14 @@ def test_video_file_source_rejects_bad_files(tmp_path):
         assert name in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_video_none_of_whose_frames_decode_is_refused_in_one_plain_line(tmp_path):
+    frames = [Image.new("RGB", (32, 24), (60 * index, 90, 160)) for index in range(3)]
+    frames[0].save(tmp_path / "moving.webp", save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(SourceError) as error:  # FFmpeg opens an animated WebP but decodes none of its frames
+        VideoFileSource(tmp_path / "moving.webp")
+    assert str(error.value) == f"video {tmp_path / 'moving.webp'}: has no frames it can decode"
+
+
 def test_video_file_source_rejects_zero_frames(tmp_path):
     path = tmp_path / "zero.avi"  # AVI keeps a video track that has no frames (MP4 drops it)
     with av.open(str(path), "w") as container:

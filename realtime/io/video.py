@@ -76,8 +76,7 @@ class VideoFileSource:
             self._frames = self._decode(stream, fps)
             self._first = next(self._frames, None)
             if self._first is None:
-                raise SourceError(f"video {self.path}: has no frames it can decode"
-                                  + (f" ({self.issues[0]})" if self.issues else ""))
+                raise SourceError(f"video {self.path}: has no frames it can decode")
         except BaseException:
             self._container.close()
             raise
