@@ -6,6 +6,8 @@ the file itself; the runtime has no list of emotions of its own.
 
 from __future__ import annotations
 
+import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -37,6 +39,17 @@ def with_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarra
     return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def check_threads(threads: int) -> int:
+    """``threads`` if it is a whole number from 1 to the machine's CPU cores (more only slow every
+    thread down), else ValueError."""
+    cores = os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
+    if threads > cores:
+        raise ValueError(f"{threads} threads is more than this machine's {cores} CPU cores")
+    return threads
+
+
 class EmotionClassifier:
     """Emotion probabilities for face crops; all faces of a frame go through one batched run.
 
@@ -57,15 +70,16 @@ class EmotionClassifier:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be at least 1, got {threads}")
-            options.intra_op_num_threads = threads
+            options.intra_op_num_threads = check_threads(threads)
         try:
             self._session = ort.InferenceSession(model if model is not None else str(self.model_path),
                                                  sess_options=options,
                                                  providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if "INVALID_PROTOBUF" in detail:
+                raise ModelError(f"{self.model_path}: not a readable ONNX model (not an ONNX file at all)") from None
+            detail = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", detail)  # onnxruntime's status code
             raise ModelError(f"{self.model_path}: not a readable ONNX model ({detail[:200]})") from None
         self.metadata: ModelMetadata = read_metadata(self._session.get_modelmeta().custom_metadata_map,
                                                      str(self.model_path))

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
+from realtime.classifier import check_threads
 from realtime.crops import ROLL_TOLERANCE
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import EmotionTracerError, OutputError, SourceError
@@ -96,10 +97,10 @@ def positive_int_type(text: str) -> int:
 
 def threads_type(text: str) -> int:
     """Parser for a number of threads: a whole number from 1 to the machine's CPU cores (argparse type)."""
-    threads, cores = positive_int_type(text), os.cpu_count() or 1
-    if threads > cores:
-        raise argparse.ArgumentTypeError(f"{threads} is more than this machine's {cores} CPU cores")
-    return threads
+    try:
+        return check_threads(positive_int_type(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def seconds_type(positive: bool):

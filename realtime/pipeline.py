@@ -15,12 +15,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, FaceDetector, whole_image_face
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDetector, whole_image_face
 from realtime.interrupts import frame_handoff
 from realtime.io.images import pil_to_bgr, read_image
 from realtime.model_metadata import ModelMetadata
@@ -42,21 +42,26 @@ class EmotionAnalyzer:
     ``smoothing``: weight of the past in each face's moving average of probabilities, [0, 1); 0 = off
     (then the label has no hysteresis either: every frame's own label).
     ``flip_tta``: also classify each face mirrored and average (more accurate; twice the classifier work).
-    ``threads``: onnxruntime threads for the classifier; 1 (the default) leaves the other cores to the
-    video decoder and encoder threads (None: onnxruntime's choice).
+    ``threads``: onnxruntime threads for the classifier, at most the machine's cores; 1 (the default) leaves
+    the other cores to the video decoder and encoder threads (None: onnxruntime's choice).
     ``whole_image``: classify each whole frame as one face (pictures that are face crops already),
     without detection; such faces have no detection score (None). Without it, an image no larger than
     160 pixels on its longer side in which no face is found, and which is not flat, is also taken whole
     (see ``FaceDetector``): a small picture is usually a face crop.
     ``roll_correction``: turn tilted heads upright (eye line level) in their crops before classifying.
 
-    One analyzer may be shared between threads: its calls then run one at a time (for work in parallel,
-    one analyzer per thread). It goes through one stream at a time.
+    Only ``model_path`` may be given by position. One analyzer may be shared between threads: its calls
+    then run one at a time (for work in parallel, one analyzer per thread). It goes through one stream
+    at a time.
     """
 
-    def __init__(self, model_path: str | Path | None = None, detector_range: str = "auto",
+    def __init__(self, model_path: str | Path | None = None, *, detector_range: str = "auto",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
                  threads: int | None = 1, whole_image: bool = False, roll_correction: bool = True):
+        if model_path in DETECTOR_CHOICES and not Path(model_path).exists():
+            raise ValueError(f"{model_path!r} is a detector range, not a model file: detector_range={model_path!r}")
+        if detector_range not in DETECTOR_CHOICES:
+            raise ValueError(f"detector_range must be one of {sorted(DETECTOR_CHOICES)}, not {detector_range!r}")
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing,
                                    label_margin=LABEL_MARGIN if smoothing else 0.0)
@@ -66,6 +71,12 @@ class EmotionAnalyzer:
         self._lock = threading.RLock()
         self._closed = self._streaming = False
         self._tracked_frames, self._first_capture = 0, None
+
+    def __repr__(self) -> str:
+        return (f"EmotionAnalyzer({str(self.classifier.model_path)!r}, detector_range={self.detector.model_range!r}, "
+                f"min_confidence={self.detector.min_confidence}, smoothing={self.tracker.smoothing}, "
+                f"flip_tta={self.classifier.flip_tta}, whole_image={self.whole_image}, "
+                f"roll_correction={self.roll_correction}{', closed' * self._closed})")
 
     @property
     def classes(self) -> list[str]:
@@ -145,11 +156,12 @@ class EmotionAnalyzer:
 
         A source given by name or index is opened here and closed when the iteration ends. One stream at a
         time: a second one started before the first has ended is refused (make a second analyzer for it).
+        Tracking starts afresh with each stream, and after it (``reset()``).
         """
         if isinstance(source, bool) or not isinstance(source, (str, int, Path, Source)):
             raise TypeError(f"stream() takes a video file's path, a camera index or URL, or an open Source, not "
                             f"{type(source).__name__} (for single images: analyze(), or track() frame by frame)")
-        return self._stream(source, max_frames)
+        return self._stream(source, check_max_frames(max_frames))
 
     def _stream(self, source: Source | str | int | Path, max_frames: int | None) -> Iterator[FrameResult]:
         with self._lock:
@@ -164,6 +176,7 @@ class EmotionAnalyzer:
                 for analyzed in process_source(source, self, max_frames=max_frames):
                     yield analyzed.result
         finally:
+            self.reset()
             self._streaming = False
 
     def reset(self) -> None:
@@ -188,8 +201,8 @@ class EmotionAnalyzer:
 
 def _as_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
     """A (H, W, 3) uint8 image from a BGR, BGRA or gray uint8 array or a PIL image; anything else is refused."""
-    if isinstance(image, Image.Image):
-        return pil_to_bgr(image)
+    if isinstance(image, Image.Image):  # upright as a viewer shows it, as for a file's path
+        return pil_to_bgr(ImageOps.exif_transpose(image))
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected an image: a uint8 numpy array (BGR), a PIL image or a file's path, not "
                         f"{type(image).__name__}")
@@ -204,6 +217,13 @@ def _as_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         return image
     raise ValueError(f"expected a (H, W, 3) BGR image, got shape {image.shape}")
+
+
+def check_max_frames(max_frames: int | None) -> int | None:
+    """``max_frames`` if it is None (no limit) or a whole number of at least 1, else ValueError."""
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise ValueError(f"max_frames must be None or a whole number of at least 1, not {max_frames!r}")
+    return max_frames
 
 
 def source_label(source: Source) -> str:
@@ -227,6 +247,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     if not isinstance(source, Source):
         raise TypeError(f"process_source() takes an open Source (realtime.open_source(...)), not "
                         f"{type(source).__name__}; EmotionAnalyzer.stream() takes a path or a camera")
+    check_max_frames(max_frames)
     sinks = list(sinks)
     name = source_name if source_name is not None else source_label(source)
     total = source.info.total_frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import cv2
@@ -294,3 +295,37 @@ def test_a_closed_analyzer_says_so_and_an_empty_whole_image_has_no_face(tiny_mod
         assert len(whole.analyze(sample_photo_bgr()).faces) == 1
     with pytest.raises(RuntimeError, match="EmotionAnalyzer is closed"):
         whole.analyze(sample_photo_bgr())
+
+
+def test_bad_options_are_refused_under_their_own_names(tiny_model):
+    with pytest.raises(ValueError, match="detector_range must be one of"):
+        EmotionAnalyzer(tiny_model, detector_range="long")
+    with pytest.raises(ValueError, match="is a detector range, not a model file: detector_range='short'"):
+        EmotionAnalyzer("short")
+    with pytest.raises(TypeError):  # only the model may be given by position
+        EmotionAnalyzer(tiny_model, "short")
+    with pytest.raises(ValueError, match="more than this machine's"):
+        EmotionAnalyzer(tiny_model, threads=(os.cpu_count() or 1) + 1)
+    with EmotionAnalyzer(tiny_model, detector_range="short", smoothing=0.3) as analyzer:
+        assert repr(analyzer) == (f"EmotionAnalyzer({str(tiny_model)!r}, detector_range='short', min_confidence=0.7, "
+                                  "smoothing=0.3, flip_tta=True, whole_image=False, roll_correction=True)")
+        with pytest.raises(ValueError, match="max_frames must be None or a whole number"):
+            analyzer.stream(demo_source(), max_frames=0)  # at once, not at the first frame
+
+
+def test_track_after_a_stream_starts_afresh(tiny_model):
+    photo = sample_photo_bgr()
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        assert [result.index for result in analyzer.stream(demo_source(), max_frames=3)] == [0, 1, 2]
+        first = analyzer.track(photo)
+        assert first.index == 0 and [face.face_id for face in first.faces] == [1]
+
+
+def test_a_pil_image_is_taken_upright_as_its_exif_orientation_says(tiny_model, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.new("RGB", (60, 40), (120, 60, 30)).save(tmp_path / "turned.jpg", exif=exif)
+    with EmotionAnalyzer(tiny_model, whole_image=True) as whole, Image.open(tmp_path / "turned.jpg") as photo:
+        assert photo.size == (60, 40)
+        from_pil, from_path = whole.analyze(photo), whole.analyze(tmp_path / "turned.jpg")
+    assert from_pil.faces[0].box == from_path.faces[0].box == (0, 0, 40, 60)

@@ -279,6 +279,24 @@ def test_video_file_source_rejects_bad_files(tmp_path):
         assert name in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_an_mp4_cut_short_before_its_index_is_called_cut_short_not_unreadable(tmp_path, suffix):
+    clip = make_clip(tmp_path / f"whole{suffix}", frames=60)  # the index (moov) at the end, as cameras write it
+    with VideoFileSource(clip) as source:
+        assert len(list(source)) == 60
+    data = clip.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")
+    for cut in (len(data) // 2, data.find(b"moov") - 4):
+        cut_short = tmp_path / f"cut{suffix}"
+        cut_short.write_bytes(data[:cut])
+        with pytest.raises(SourceError) as error:
+            VideoFileSource(cut_short)
+        assert str(error.value).startswith(f"video {cut_short}: cut short before its index")
+    (tmp_path / "noise.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 4)
+    with pytest.raises(SourceError, match="not a video file"):  # an ftyp box, then no boxes at all
+        VideoFileSource(tmp_path / "noise.mp4")
+
+
 def test_a_video_none_of_whose_frames_decode_is_refused_in_one_plain_line(tmp_path):
     frames = [Image.new("RGB", (32, 24), (60 * index, 90, 160)) for index in range(3)]
     frames[0].save(tmp_path / "moving.webp", save_all=True, append_images=frames[1:], duration=100)

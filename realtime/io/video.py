@@ -35,8 +35,33 @@ TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source'
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
                   "flush_packets": "1"}
 SYNC_SECONDS = 1.0  # written data is fsynced at least this often
+# the boxes an MP4/MOV holds at its top level, but for "moov" (the index)
+MP4_TOP_LEVEL_BOXES = frozenset({b"ftyp", b"mdat", b"free", b"skip", b"wide", b"uuid", b"pdin", b"meta", b"moof",
+                                 b"mfra", b"styp", b"sidx", b"ssix", b"prft", b"emsg"})
 _END = object()
 _STOP = None
+
+
+def mp4_without_index(path: Path) -> bool:
+    """Whether ``path`` is an MP4/MOV (ISO media boxes from its first byte) that has no ``moov`` box, the
+    index that says where each frame is: what a recording or download cut short leaves when the index
+    was to be written at the end."""
+    size, offset = path.stat().st_size, 0
+    with path.open("rb") as file:
+        while offset + 8 <= size:
+            file.seek(offset)
+            header = file.read(16)
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if (offset == 0 and kind != b"ftyp") or kind not in MP4_TOP_LEVEL_BOXES:
+                return False  # not ISO media, or damaged: not only cut short
+            if length == 1 and len(header) == 16:  # a 64-bit size follows the type
+                length = int.from_bytes(header[8:16], "big")
+            if length == 0:  # the box runs to the end of the file
+                break
+            if length < 8:
+                return False  # not a box: damaged, or not ISO media after all
+            offset += length
+    return offset > 0
 
 
 class VideoFileSource:
@@ -63,6 +88,9 @@ class VideoFileSource:
         try:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as error:
+            if mp4_without_index(self.path):
+                raise SourceError(f"video {self.path}: cut short before its index (an MP4/MOV whose recording or "
+                                  "download did not finish): without the index its frames cannot be found") from error
             raise SourceError(f"video {self.path}: not a video file this program can read ({one_line(error)})") from error
         try:
             if not self._container.streams.video:
