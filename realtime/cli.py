@@ -523,6 +523,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
         return EXIT_FAILED
     _report(summary, latencies)
     if summary.problems and not summary.frames:
-        _error(f"nothing could be analysed: {summary.problems[-1]}")
+        problems = len(summary.problems)
+        _error(f"nothing could be analysed: {summary.problems[-1]}"
+               + (f" (and {problems - 1} more problem{'s' * (problems > 2)} above)" if problems > 1 else ""))
         return EXIT_FAILED
     return EXIT_PARTIAL if summary.problems else EXIT_OK

@@ -114,7 +114,8 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
         return CameraSource(int(spec), reconnect_for=CAMERA_RECONNECT_S if reconnect_for is None else reconnect_for)
     path = Path(spec)
     if path.is_dir():
-        raise SourceError(f"{path}: is a folder; list its files with list_media() and open them one by one", path)
+        raise SourceError(f"{path}: is a folder; list its files with realtime.sources.list_media() and open them "
+                          "one by one", path)
     if kind == "image":
         return ImageSource(path)
     if kind == "video":

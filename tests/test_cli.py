@@ -145,6 +145,13 @@ def test_an_unreadable_file_in_a_folder_is_skipped(media, tiny_model, tmp_path, 
     assert "skipped" in captured.err and "b.mp4" in captured.err and "Traceback" not in captured.err
     assert "1 frame," in captured.out and "incomplete (1 problem" in captured.out
     assert main([str(folder / "b.mp4"), str(folder / "b.mp4")][:1] + ["--model", str(tiny_model)]) == 2
+    capsys.readouterr()
+    (folder / "a.jpg").unlink()
+    (folder / "c.mp4").write_bytes(b"")
+    assert main([str(folder), "--model", str(tiny_model)]) == 1  # no file could be read
+    error = final_error(capsys.readouterr())
+    assert error.startswith("error: nothing could be analysed: skipped video ") and error.endswith(
+        "(and 1 more problem above)")
 
 
 def test_demo_clip(tiny_model, tmp_path):
@@ -210,7 +217,7 @@ def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media,
 @pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "output_folder_missing",
                                   "results_folder_missing", "bad_suffix", "bad_results_suffix", "output_is_input",
                                   "bad_camera", "missing_model", "not_a_model", "empty_folder", "folder_to_a_file",
-                                  "video_is_a_folder", "results_is_a_folder", "not_an_image"])
+                                  "video_is_a_folder", "results_is_a_folder", "not_an_image", "unwritable_folder"])
 def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     fake = tmp_path / "fake.mp4"
@@ -240,6 +247,7 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         "video_is_a_folder": ["--video", str(tmp_path / "folder"), "-o", str(out), *model],
         "results_is_a_folder": ["--demo", "-r", str(tmp_path / "folder"), *model],
         "not_an_image": ["--image", str(tmp_path / "fake.jpg"), "-o", str(tmp_path / "out.png"), *model],
+        "unwritable_folder": [str(tmp_path / "folder"), "-o", "/proc", *model],
     }[case]
     if case == "not_an_image":
         fake.rename(tmp_path / "fake.jpg")
@@ -249,6 +257,8 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, not even a temp file
     if case.endswith("is_a_folder"):
         assert "is a folder" in error and "list_media" not in error
+    if case == "unwritable_folder":  # named by the folder, not by the file that tried it
+        assert error.startswith("error: /proc: cannot write in it (")
     for library_detail in ("Errno", "PyAV", "Pillow"):  # the reason in words, not the library's codes
         assert library_detail not in error
 

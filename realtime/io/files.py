@@ -44,7 +44,10 @@ def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path
 def check_output_folder(folder: Path) -> None:
     """Check, before any work starts, that files can be created in ``folder`` (or that it can be made)."""
     if folder.is_dir():
-        _try_writing(folder / f".{secrets.token_hex(4)}.probe")
+        try:
+            _try_writing(folder / f".{secrets.token_hex(4)}.probe")
+        except OutputError as error:  # named by the folder, not by the probe file
+            raise OutputError(f"{folder}: cannot write in it ({one_line(error.__cause__)})", folder) from error
         return
     try:
         folder.mkdir()
