@@ -37,11 +37,12 @@ from models.data import DatasetError, FaceSet, load_fer2013
 from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.metrics import expected_calibration_error, fit_temperature
-from models.predictor import onnx_predictor
+from models.predictor import load_keras_model, onnx_predictor
 from models.train import CONFIG_NAME, split_as_recorded
 from realtime.classifier import with_temperature
-from realtime.errors import OutputError
-from realtime.io.files import write_atomically
+from realtime.cli import positive_int_type
+from realtime.errors import ModelError, OutputError
+from realtime.io.files import check_output_path, write_atomically
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,15 +53,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True,
                         help="FER2013 folder or fer2013.csv: the validation split of train/ for the checks, "
                              "PublicTest for the reported numbers")
-    parser.add_argument("--parity-faces", type=int, default=512, help="validation faces used for the parity check")
+    parser.add_argument("--parity-faces", type=positive_int_type, default=512,
+                        help="validation faces used for the parity check")
     parser.add_argument("--int8", action="store_true", help="also write an INT8-quantised copy")
     parser.add_argument("--int8-output",
                         help="where the INT8 copy goes (default: <output>_int8.onnx beside --output; the runtime "
                              "ships realtime/model/emotion_cnn_int8.onnx)")
     parser.add_argument("--max-int8-loss", type=float, default=0.5,
                         help="largest validation accuracy loss (points) for which the INT8 model is written")
-    parser.add_argument("--calibration-faces", type=int, default=2048, help="training faces to calibrate INT8 on")
-    parser.add_argument("--opset", type=int, default=OPSET)
+    parser.add_argument("--calibration-faces", type=positive_int_type, default=2048,
+                        help="training faces to calibrate INT8 on")
+    parser.add_argument("--opset", type=positive_int_type, default=OPSET,
+                        help=f"ONNX opset to convert to (default {OPSET}, which the runtime's onnxruntime reads)")
     return parser.parse_args(argv)
 
 
@@ -137,10 +141,19 @@ def run(args: argparse.Namespace) -> int:
     import onnx
 
     model_path, output = Path(args.model), Path(args.output)
-    if not model_path.is_file() or model_path.suffix != ".keras":
+    if not model_path.is_file():
         raise ExportError(f"{model_path}: no such .keras model")
-    if output.suffix != ".onnx" or not output.parent.is_dir():
-        raise ExportError(f"{output}: output must be a .onnx file in an existing folder")
+    if model_path.suffix != ".keras":
+        raise ExportError(f"{model_path}: not a .keras model (export turns a trained Keras model into ONNX)")
+    if args.int8_output and not args.int8:
+        raise ExportError("--int8-output: give --int8 too (without it no INT8 copy is made)")
+    int8_output = Path(args.int8_output) if args.int8_output else output.with_name(f"{output.stem}_int8.onnx")
+    for path in [output, int8_output] if args.int8 else [output]:  # before any work: nothing half-written
+        if path.suffix != ".onnx" or not path.parent.is_dir():
+            raise ExportError(f"{path}: output must be a .onnx file in an existing folder")
+        check_output_path(path, (".onnx",))
+    if args.int8 and int8_output.resolve() == output.resolve():
+        raise ExportError(f"{int8_output}: the INT8 copy would overwrite the float32 model; give it another name")
     splits = load_fer2013(args.data)
     if "test" not in splits:
         raise ExportError(f"{args.data}: no test split (PublicTest) to evaluate on")
@@ -151,9 +164,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"validation: {len(validation)} faces of train/, fraction {split['fraction']}, split seed "
           f"{split['split_seed']}, from {split['from']}")
 
-    import keras
-
-    keras_model = keras.models.load_model(model_path, compile=False)
+    keras_model = load_keras_model(model_path)
     model_proto = keras_to_onnx(keras_model, args.opset)
     facts = {"dataset": "FER2013", "architecture": keras_model.name, "parameters": keras_model.count_params(),
              "opset": args.opset, "precision": "float32", **training_facts(model_path),
@@ -170,7 +181,6 @@ def run(args: argparse.Namespace) -> int:
         int8_proto = onnx.load_from_string(quantize_int8(float_bytes, model_inputs(calibration_faces)))
         int8_facts, int8_bytes = calibrated(int8_proto, {**facts, "precision": "int8"}, "int8", validation, test_faces)
         loss = 100 * (facts["validation_accuracy_float32"] - int8_facts["validation_accuracy_int8"])
-        int8_output = Path(args.int8_output) if args.int8_output else output.with_name(f"{output.stem}_int8.onnx")
         if loss < args.max_int8_loss:
             rows.append(("int8", int8_output, int8_facts, int8_bytes))
         else:
@@ -189,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (ExportError, DatasetError, OutputError) as error:
+    except (ExportError, DatasetError, OutputError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -201,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", help="pack only these splits (e.g. train)")
     args = parser.parse_args(argv)
     packed = Path(args.packed)
+    if not packed.name.endswith((".npz", ".npz.xz")):  # what --data takes
+        print(f"error: {packed}: a packed file is named .npz or .npz.xz", file=sys.stderr)
+        return 2
+    if packed.is_dir():
+        print(f"error: {packed}: is a folder, not a file name", file=sys.stderr)
+        return 2
     try:  # before the minute of loading: a folder that cannot be made fails at once
         packed.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

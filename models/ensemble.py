@@ -33,7 +33,7 @@ from models.data import (
     stratified_split,
 )
 from models.predictor import load_predictor, predict_with_flip
-from realtime.errors import OutputError
+from realtime.errors import ModelError, OutputError
 from realtime.io.files import write_atomically
 
 SPLITS = ("train", "validation")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         faces = dict(zip(SPLITS, stratified_split(load_fer2013(args.data)["train"], args.val_fraction, args.split_seed)))
         each = {split: [member_probabilities(member, split, faces[split]) for member in args.members]
                 for split in SPLITS}
-    except (DatasetError, ValueError) as error:
+    except (DatasetError, ValueError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     labels, unseen = faces["validation"].labels, ~has_copy_in(faces["validation"], faces["train"])

@@ -56,6 +56,7 @@ from models.metrics import (
     reliability_bins,
 )
 from models.predictor import load_predictor, mean_predictor, predict_with_flip
+from realtime.errors import ModelError, one_line
 
 EXAMPLES_PER_CLASS = 8
 # rows [start, stop) of a 48x48 face covered by a flat band of gray across the whole width: on the mean FER2013
@@ -356,11 +357,14 @@ def main(argv: list[str] | None = None) -> int:
                              ".onnx model")
         if args.pipeline_size is not None and args.pipeline_size < IMAGE_SIZE:
             raise ValueError(f"--pipeline-size must be at least {IMAGE_SIZE}, got {args.pipeline_size}")
-    except (DatasetError, FileNotFoundError, ValueError) as error:
+        output_dir = Path(args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except (DatasetError, FileNotFoundError, ValueError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: --output-dir {args.output_dir}: cannot create it ({one_line(error)})", file=sys.stderr)
+        return 2
 
     if len(predictors) > 1:
         for path, predict in zip(args.model, predictors):

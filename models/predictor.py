@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from models.emotions import model_inputs
+from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
+from realtime.errors import ModelError, one_line
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -44,10 +46,29 @@ def onnx_predictor(model: Path | bytes, batch_size: int = 256) -> Predictor:
 
 
 def _keras_predictor(model_path: Path, batch_size: int) -> Predictor:
+    return keras_model_predictor(load_keras_model(model_path), batch_size)
+
+
+def load_keras_model(model_path: str | Path):
+    """A trained emotion network from its .keras file (uncompiled), or ModelError saying what the file is not."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: no such .keras model", model_path)
+    if not zipfile.is_zipfile(model_path):  # Keras would call it "not found"
+        raise ModelError(f"{model_path}: not a Keras model file (a .keras file is a zip archive)", model_path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    return keras_model_predictor(keras.models.load_model(model_path, compile=False), batch_size)
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # Keras raises ValueError, TypeError, KeyError... for what it cannot rebuild
+        raise ModelError(f"{model_path}: not a readable Keras model ({one_line(error)[:200]})", model_path) from None
+    takes, gives = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if takes != (IMAGE_SIZE, IMAGE_SIZE, 1) or gives != len(EMOTIONS):
+        raise ModelError(f"{model_path}: not an emotion model: it takes {takes} and gives {gives} outputs, where "
+                         f"an emotion model takes ({IMAGE_SIZE}, {IMAGE_SIZE}, 1) faces and gives {len(EMOTIONS)}",
+                         model_path)
+    return model
 
 
 def keras_model_predictor(model, batch_size: int = 256) -> Predictor:

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from models.emotions import model_inputs
+from models.predictor import load_keras_model
 from models.recalibrate import model_job_inputs, validation_accuracies
 from models.train import RECALIBRATION_FACES, split_as_recorded
+from realtime.errors import ModelError
 
 BLOCKS = (1, 2, 3, 4)
 CONVOLUTIONS = [f"block{block}_conv{conv}" for block in BLOCKS for conv in (1, 2)]
@@ -136,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     from models.architecture import block_widths, save_model
     from models.averaging import recalibrate_batch_norm
 
-    model = keras.models.load_model(model_path, compile=False)
     try:
+        model = load_keras_model(model_path)
         widths = block_widths(args.width)
-    except ValueError as error:
+    except (ValueError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if any(isinstance(layer, keras.layers.SeparableConv2D) for layer in model.layers):

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from models.emotions import model_inputs
+from models.predictor import load_keras_model
 from models.recalibrate import model_job_inputs, validation_accuracies
 from models.train import BEST_NAME, CONFIG_NAME, RECALIBRATION_FACES, split_as_recorded
+from realtime.errors import ModelError
 from realtime.io.files import write_atomically
 
 
@@ -98,18 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from models.architecture import float32_copy, save_model
     from models.averaging import recalibrate_batch_norm
 
     training_part, validation, split = split_as_recorded(members[0], splits["train"])
     print(f"validation: {len(validation)} faces of train/ (fraction {split['fraction']}, split seed "
           f"{split['split_seed']}, from {split['from']})")
-    models = [keras.models.load_model(member, compile=False) for member in members]
     try:
+        models = [load_keras_model(member) for member in members]
         soup = float32_copy(models[0], mean_weights(models))
-    except ValueError as error:
+    except (ValueError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     member_accuracies = [validation_accuracies(model, validation) for model in models]

@@ -36,6 +36,7 @@ from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
 from models.ensemble import member_probabilities
 from models.predictor import load_predictor, predict_with_flip
 from realtime.classifier import with_temperature
+from realtime.errors import one_line
 from realtime.io.files import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.keras"
@@ -50,7 +51,8 @@ TEACHER_TARGETS_NAME = "teacher_targets.npz"
 SETTINGS_ADDED_SINCE = {"separable_from": 0, "random_erasing": 0.0, "architecture": "vgg", "live_teacher": False,
                         "distillation_temperature": 1.0, "sam_radius": 0.0}
 # settings of one invocation, not of the run: a resumed run may change them
-INVOCATION_SETTINGS = ("time_limit",)
+INVOCATION_SETTINGS = ("time_limit", "output_dir")  # where the run is, not what it is
+PATH_SETTINGS = ("data", "init_weights", "teacher")  # compared as the files they name, however spelled
 # random erasing (Zhong et al. 2017): a rectangle of 2-25% of the face, aspect ratio 0.3-3.3, filled with noise
 ERASED_AREA = (0.02, 0.25)
 ERASED_ASPECT = (0.3, 1 / 0.3)
@@ -293,14 +295,31 @@ def resolved_precision(precision: str) -> str:
 
 
 def continues_run(saved: dict, requested: dict) -> bool:
-    """Whether the requested settings may resume the run saved with `saved`: the same settings, except
-    that a constant-learning-rate run may be given more epochs (its schedule does not depend on them).
-    A setting added since the run was saved counts as its default there; INVOCATION_SETTINGS may differ."""
-    saved, requested = ({key: value for key, value in settings.items() if key not in INVOCATION_SETTINGS}
-                        for settings in ({**SETTINGS_ADDED_SINCE, **saved}, requested))
-    if requested.get("lr_schedule") == "constant":
-        saved, requested = {**saved, "epochs": None}, {**requested, "epochs": None}
-    return saved == requested
+    """Whether the requested settings may resume the run saved with `saved` (no ``changed_settings``)."""
+    return not changed_settings(saved, requested)
+
+
+def changed_settings(saved: dict, requested: dict) -> list[str]:
+    """The settings that keep the request from resuming the run saved with `saved`, as "name saved -> requested":
+    all must be the same, except that a constant-learning-rate run may be given more epochs (its schedule does not
+    depend on them). A setting added since the run was saved counts as its default there; INVOCATION_SETTINGS may
+    differ, and PATH_SETTINGS are compared as the files they name."""
+    constant_rate = requested.get("lr_schedule") == "constant"
+
+    def comparable(settings: dict) -> dict:
+        kept = {key: value for key, value in settings.items() if key not in INVOCATION_SETTINGS}
+        for key in PATH_SETTINGS:
+            if isinstance(kept.get(key), str):
+                kept[key] = os.path.realpath(kept[key])
+            elif isinstance(kept.get(key), list):
+                kept[key] = [os.path.realpath(path) for path in kept[key]]
+        if constant_rate:
+            kept["epochs"] = None
+        return kept
+
+    saved, requested = comparable({**SETTINGS_ADDED_SINCE, **saved}), comparable(requested)
+    return [f"{key.replace('_', '-')} {saved.get(key)!r} -> {requested.get(key)!r}"
+            for key in sorted(set(saved) | set(requested)) if saved.get(key) != requested.get(key)]
 
 
 def build_training_model(args: argparse.Namespace, steps_per_epoch: int):
@@ -545,11 +564,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     try:
+        if output_dir.exists() and not output_dir.is_dir():
+            raise DatasetError(f"--output-dir {output_dir}: is a file, not a folder")
+        if args.init_weights and not Path(args.init_weights).is_file():
+            raise DatasetError(f"--init-weights {args.init_weights}: no such .keras model")
         splits = load_fer2013(args.data)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: --output-dir {output_dir}: cannot create it ({one_line(error)})", file=sys.stderr)
+        return 2
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -576,8 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint.exists() and state_file.exists():
         state = json.loads(state_file.read_text())
         saved_config = json.loads((output_dir / CONFIG_NAME).read_text())
-        if not continues_run(saved_config, vars(args)):
-            print(f"error: {output_dir} holds a run with different settings; use another --output-dir", file=sys.stderr)
+        changed = changed_settings(saved_config, vars(args))
+        if changed:
+            print(f"error: {output_dir} holds a run with different settings ({', '.join(changed)}); use another "
+                  "--output-dir, or that run's settings to resume it", file=sys.stderr)
             return 2
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         if args.live_teacher or tempered:

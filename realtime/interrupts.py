@@ -57,15 +57,16 @@ def frame_handoff() -> Iterator[None]:
 
 
 @contextmanager
-def stop_signals() -> Iterator[None]:
+def stop_signals() -> Iterator[list[int]]:
     """Within the block, Ctrl-C raises KeyboardInterrupt and SIGTERM / SIGHUP raise Stopped in the main
     thread, after any frame being handed to the sinks. SIGTERM and SIGHUP act once, so that a repeat does
     not break off finishing the outputs (SIGKILL still does; the outputs stay playable); a Ctrl-C after any
-    first stop raises FinishingBrokenOff."""
+    first stop raises FinishingBrokenOff. Yields the numbers of the signals received, in order (for code
+    that sees only a plain KeyboardInterrupt: Ray turns any it meets into one)."""
+    stopped: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stopped
         return
-    stopped = []
 
     def stop(signum, frame):
         if signum in STOP_SIGNALS:
@@ -82,7 +83,7 @@ def stop_signals() -> Iterator[None]:
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, *STOP_SIGNALS)}
     try:
-        yield
+        yield stopped
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -92,12 +92,16 @@ def test_inputs_come_from_files_folders_and_lists_and_equal_names_stay_apart(tmp
     names = [video.name for video in videos]
     assert len(set(names)) == 4 and names[1].startswith("clip-") and names[2].startswith("clip-")
     assert names[1] == output_name((tmp_path / "b" / "clip.mp4").resolve())
+    # a list saved by Windows Notepad or Excel: a byte-order mark and CRLF line ends
+    (tmp_path / "lists" / "windows.txt").write_bytes("\ufeff../solo.mov\r\n../a/clip.mp4\r\n".encode())
+    assert [video.source for video in collect_videos(["lists/windows.txt"])] == ["lists/../a/clip.mp4",
+                                                                                 "lists/../solo.mov"]
 
 
 @pytest.mark.parametrize("case", ["missing input", "photo", "empty folder", "empty list", "results parent missing",
                                   "results is a file", "videos is results", "zero workers", "missing model",
                                   "other settings", "address not host:port", "no cluster at address",
-                                  "videos inside results", "only earlier outputs"])
+                                  "videos inside results", "only earlier outputs", "damaged settings"])
 def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, tmp_path, capsys):
     results = tmp_path / "results"
     video = str(media / "single_face.mp4")
@@ -119,7 +123,11 @@ def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, t
         "no cluster at address": [video, "--results", str(results), "--address", f"127.0.0.1:{_free_port()}"],
         "videos inside results": [video, "--results", str(results), "--videos", str(results / "annotated")],
         "only earlier outputs": [str(tmp_path), "--results", str(results), "--videos", str(tmp_path / "annotated")],
+        "damaged settings": [video, "--results", str(results)],
     }[case]
+    if case == "damaged settings":
+        results.mkdir()
+        (results / SETTINGS_NAME).write_text('{"smoothing": 0.6, "detec')
     if case == "other settings":  # a folder holding results made with the default smoothing
         results.mkdir()
         (results / SETTINGS_NAME).write_text(json.dumps({"smoothing": 0.6}))
@@ -284,6 +292,18 @@ def test_rerun_rewrites_nothing_and_redoes_what_was_cut_off(first_run, media, tm
     assert manifest(results)[str(base / "a" / "clip.mp4")]["status"] == "done"
     assert len(pd.read_parquet(results)) == 2 * 72 + 2 * 115
 
+    # a damaged marker (a disk that filled up): its video is redone, not a traceback
+    (results / DONE_FOLDER / f"{cut}.json").write_text("")
+    assert main(argv) == 0
+    assert "videos: 1 done, 2 skipped (complete before), 0 failed, of 3" in capsys.readouterr().out
+    assert json.loads((results / DONE_FOLDER / f"{cut}.json").read_text())["status"] == "done"
+
+    # nothing left to do: the summary comes without starting Ray
+    ray.shutdown()
+    assert main(argv) == 0 and not ray.is_initialized()
+    assert "videos: 0 done, 3 skipped (complete before), 0 failed, of 3" in capsys.readouterr().out
+    connect_ray(None, 2)  # for the module's other tests
+
 
 @in_namespace
 def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys, monkeypatch):
@@ -300,7 +320,7 @@ def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media
     for name in ("not_a_video.mp4", "cut_short.mp4"):
         failed = outcomes[str(tmp_path / name)]
         assert failed["status"] == "failed" and name in failed["error"]
-        assert f"failed: {tmp_path / name}: video" in out
+        assert f"failed: video {tmp_path / name}: " in out  # the path once
     assert outcomes[str(media / "single_face.mp4")]["status"] == "done"
     assert len(pd.read_parquet(results)) == 72
     assert len(list(results.glob("*.parquet"))) == 1
@@ -349,3 +369,51 @@ def test_a_worker_killed_mid_video_is_retried(local_ray, media, tmp_path, capsys
     expected = sorted_rows(cli_rows(video, tmp_path / "cli.csv").assign(source=str(video)))
     pd.testing.assert_frame_equal(sorted_rows(pd.read_parquet(results)), expected, check_dtype=False)
     assert not list(results.glob(".*"))  # the killed worker's partial file was removed by the retry
+
+
+@in_namespace
+def test_frames_lost_to_a_cut_short_video_are_reported_and_exit_3(first_run, tmp_path, capsys):
+    _, _, annotated, _ = first_run
+    whole = min(annotated.glob("*.mp4"), key=lambda path: path.stat().st_size).read_bytes()  # index in front
+    (tmp_path / "half.mp4").write_bytes(whole[: len(whole) // 2])
+    results = tmp_path / "results"
+    for run in range(2):  # the rerun skips it, and still says what it lacks
+        assert main([str(tmp_path / "half.mp4"), "--results", str(results)]) == 3
+        out = capsys.readouterr().out
+        assert f"videos: {1 - run} done, {run} skipped (complete before), 0 failed, of 1" in out
+        assert "frames lost: video half.mp4: frames end at " in out and "cut short" in out
+        [outcome] = manifest(results).values()
+        assert outcome["problems"] and "cut short" in outcome["problems"][0]
+    assert 0 < len(pd.read_parquet(results)) < 72
+
+
+@in_namespace
+def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cut_off_copy(media, tmp_path):
+    results, annotated = tmp_path / "results", tmp_path / "annotated"
+    argv = [str(media / "noface_face.mov"), str(media / "single_face.mp4"), "--results", str(results),
+            "--videos", str(annotated), "--workers", "1"]
+    run = subprocess.Popen([sys.executable, "-m", "realtime.batch", *argv], cwd=PROJECT_ROOT, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + RAY_COMMAND_TIMEOUT_S
+        while time.monotonic() < deadline and run.poll() is None:
+            if annotated.is_dir() and any(annotated.glob(".*.part.mp4")):  # an annotated copy under way
+                time.sleep(0.5)
+                run.send_signal(signal.SIGTERM)
+                break
+            time.sleep(0.02)
+        out, err = run.communicate(timeout=RAY_COMMAND_TIMEOUT_S)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "interrupted (SIGTERM): finished videos are kept; rerun to do the others" in err
+    assert "Traceback" not in err and "SIGTERM received" not in err
+    statuses = [outcome["status"] for outcome in manifest(results).values()]
+    assert len(statuses) == 2 and "not finished" in statuses and "not finished," in out
+    # no annotated copy under its own name but a whole one
+    frames = {"noface_face": 169, "single_face": 72}
+    for copy in annotated.glob("[!.]*.mp4"):
+        assert video_facts(copy)[0] == frames[copy.stem.rsplit("-", 1)[0]]
+    assert main(argv) == 0
+    assert sorted(video_facts(copy)[0] for copy in annotated.glob("[!.]*.mp4")) == [72, 169]
+    assert not list(annotated.glob(".*")) and not list(results.glob(".*"))

@@ -111,6 +111,22 @@ def test_export_bad_paths_are_one_line_errors(small_model, tmp_path, capsys):
                             "--data", str(data)]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
+    # the INT8 copy's path is checked before any work, so that the float32 file is not left alone
+    int8_cases = [(["--int8", "--int8-output", str(tmp_path / "no" / "b_int8.onnx")], "in an existing folder"),
+                  (["--int8", "--int8-output", str(tmp_path / "m.onnx")], "would overwrite the float32 model"),
+                  (["--int8", "--int8-output", str(tmp_path / "m_int8.txt")], "must be a .onnx file"),
+                  (["--int8-output", str(tmp_path / "m_int8.onnx")], "give --int8 too")]
+    for extra, message in int8_cases:
+        assert export_cli.main(["--model", str(model_path), "--output", str(tmp_path / "m.onnx"), "--data", str(data),
+                                *extra]) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error: ") and message in error and "\n" not in error
+    (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    assert export_cli.main(["--model", str(tmp_path / "broken.keras"), "--output", str(tmp_path / "m.onnx"),
+                            "--data", str(data)]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'broken.keras'}: not a Keras model file "
+                                               "(a .keras file is a zip archive)")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.keras"]  # nothing written
 
 
 def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path, capsys):
@@ -334,6 +350,21 @@ def test_evaluation_writes_figures_and_json(small_model, tmp_path, capsys):
     assert metrics["split"] == "FER2013 PublicTest"
     assert "FER2013 PublicTest: accuracy" in capsys.readouterr().out
     assert evaluate_cli.main(["--model", str(tmp_path / "missing.onnx"), "--data", str(data)]) == 2
+    capsys.readouterr()
+    # files that are no model, or a model of something else, and an output folder that is a file: one line each
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x00garbage")
+    (tmp_path / "a_file").write_text("x")
+    import keras
+
+    keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)]).save(tmp_path / "foreign.keras")
+    cases = [(["--model", str(tmp_path / "corrupt.onnx")], "not a readable ONNX model (not an ONNX file at all)"),
+             (["--model", str(model_path), "--against", str(tmp_path / "corrupt.onnx")], "not an ONNX file at all"),
+             (["--model", str(tmp_path / "foreign.keras")], "not an emotion model: it takes (10,) and gives 3 outputs"),
+             (["--model", str(model_path), "--output-dir", str(tmp_path / "a_file")], "cannot create it")]
+    for extra, message in cases:
+        assert evaluate_cli.main([*extra, "--data", str(data)]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and message in captured.err and captured.err.count("\n") == 1
 
 
 def test_evaluation_on_training_validation_split_of_an_ensemble(small_model, tiny_model, tmp_path, capsys):

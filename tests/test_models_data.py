@@ -136,6 +136,9 @@ def test_damaged_packed_file_and_unknown_split_are_clear_errors(tmp_path, capsys
     assert not (tmp_path / "out.npz").exists()
     assert pack([str(folder), str(tmp_path / "fer.npz.xz" / "out.npz")]) == 2  # a file where a folder must be
     assert "cannot write it" in capsys.readouterr().err
+    assert pack([str(folder), str(tmp_path / "out.txt")]) == 2  # at once, not after the loading
+    assert capsys.readouterr().err == f"error: {tmp_path / 'out.txt'}: a packed file is named .npz or .npz.xz\n"
+    assert pack([str(folder), str(tmp_path / "fer")]) == 2
     assert damaged.read_bytes() == b"not lzma"
 
 

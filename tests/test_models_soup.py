@@ -90,6 +90,12 @@ def test_cli_refuses_members_of_different_architectures_a_single_member_and_a_tr
                       "--output-dir", str(output_dir)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing.keras'}: no such .keras model\n"
     assert not output_dir.exists()
+    (tmp_path / "broken.keras").write_text("not a zip")
+    assert soup.main(["--members", str(narrow), str(tmp_path / "broken.keras"), "--data", str(data),
+                      "--output-dir", str(output_dir)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'broken.keras'}: not a Keras model file "
+                                       "(a .keras file is a zip archive)\n")
+    assert not output_dir.exists()
 
     run = tmp_path / "run"  # a training run's folder: its config.json must survive
     run.mkdir()

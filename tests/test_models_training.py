@@ -252,9 +252,15 @@ def test_training_runs_checkpoints_and_resumes(tmp_path, capsys):
     assert "resuming after epoch 2" in capsys.readouterr().out
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3
 
-    # different settings in the same folder are refused
+    # the same data and folder spelled otherwise resume too
+    respelled = [f"{data}/" if part == str(data) else f"{run_dir}/../run" if part == str(run_dir) else part
+                 for part in arguments]
+    assert train.main(respelled + ["--epochs", "2"]) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().out
+
+    # different settings in the same folder are refused, saying which
     assert train.main(arguments + ["--epochs", "3", "--width", "8"]) == 2
-    assert "different settings" in capsys.readouterr().err
+    assert "different settings (epochs 2 -> 3, width 4 -> 8)" in capsys.readouterr().err
 
 
 def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):

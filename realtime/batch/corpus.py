@@ -19,12 +19,13 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import time
 from collections import deque
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +38,7 @@ from realtime.classifier import EmotionClassifier
 from realtime.cli import OneLineErrorParser, fraction_type, positive_int_type
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import ModelError, OutputError, SourceError, one_line
+from realtime.interrupts import stop_signals
 from realtime.io.files import partial_path, write_atomically
 from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source
@@ -45,7 +47,7 @@ from realtime.sources import media_kind
 from realtime.summary import RunSummary
 from realtime.types import AnalyzedFrame, FrameResult
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LIST_SUFFIXES = (".txt",)
 DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME = "_done", "_manifest.json", "_batch.json"
 ROW_GROUP_ROWS = 65_536  # rows buffered per Parquet row group
@@ -66,7 +68,8 @@ examples:
 
 Rerunning the same command skips finished videos and redoes the rest. Read the results with
 pandas.read_parquet("results/"). Exit codes: 0 all videos done, 1 some failed (listed in the summary
-and in results/_manifest.json), 2 bad input or options (nothing written), 130 interrupted.
+and in results/_manifest.json), 2 bad input or options (nothing written), 3 all done but some with
+frames lost to damage or a cut-short file (listed), 130 interrupted (143 SIGTERM, 129 SIGHUP).
 """
 
 
@@ -117,7 +120,9 @@ class Video:
 
 @dataclass
 class VideoOutcome:
-    """What happened to one video: status "done", "skipped" (complete before this run) or "failed"."""
+    """What happened to one video: status "done", "skipped" (complete before this run), "failed" or
+    "not finished" (the run was interrupted first); ``problems``: what its analysis lost (damaged
+    stretches skipped, a cut-short file), a line each."""
 
     name: str
     source: str
@@ -131,6 +136,7 @@ class VideoOutcome:
     worker: int = 0
     node: str = ""
     error: str = ""
+    problems: list[str] = field(default_factory=list)
 
 
 def output_name(path: Path) -> str:
@@ -163,9 +169,11 @@ def collect_videos(inputs: list[str]) -> list[Video]:
 def _listed_paths(list_file: Path) -> list[Path]:
     """The paths in a list file, one a line; blank lines and lines starting with # are skipped."""
     try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+        lines = list_file.read_text(encoding="utf-8-sig").splitlines()  # with or without a byte-order mark
+    except OSError as error:
         raise SourceError(f"list {list_file}: cannot read it ({one_line(error)})") from error
+    except UnicodeDecodeError as error:
+        raise SourceError(f"list {list_file}: not a text file of paths (not UTF-8)") from error
     return [list_file.parent / Path(line.strip()).expanduser() for line in lines
             if line.strip() and not line.strip().startswith("#")]
 
@@ -202,8 +210,18 @@ def _write_json_atomically(path: Path, data) -> None:
 
 def _remove_unfinished(folder: Path, file_name: str) -> None:
     """Delete hidden partial copies of ``file_name`` left by a worker that was cut off."""
-    for part in folder.glob(f".{file_name}.*.part"):
+    for part in folder.glob(f".{file_name}.*.part*"):
         part.unlink(missing_ok=True)
+
+
+def _read_marker(path: Path) -> dict | None:
+    """A completion marker's record, or None when it is missing or damaged (its video is then redone)."""
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+        VideoOutcome(**marker)
+    except (OSError, ValueError, TypeError):
+        return None
+    return marker
 
 
 class ParquetResultsWriter:
@@ -306,7 +324,7 @@ class VideoAnalyst:
             self._analyse(video, Path(results_dir), Path(videos_dir) if videos_dir else None, write_rows, summary)
         except Exception as error:  # isolated: reported for this video, the worker goes on with others
             outcome.status, outcome.error = "failed", one_line(error)
-        outcome.frames, outcome.faces = summary.frames, summary.faces
+        outcome.frames, outcome.faces, outcome.problems = summary.frames, summary.faces, list(summary.problems)
         outcome.seconds = time.perf_counter() - started
         outcome.cpu_seconds = time.process_time() - cpu_started
         if outcome.status == "done" and write_rows:
@@ -315,27 +333,40 @@ class VideoAnalyst:
 
     def _analyse(self, video: Video, results_dir: Path, videos_dir: Path | None, write_rows: bool,
                  summary: RunSummary) -> None:
+        """The rows and the annotated copy, each written under a hidden name and moved into place only
+        when the whole video is analysed; what the source lost goes into ``summary``'s problems."""
         parquet_path = results_dir / f"{video.name}.parquet"
         _remove_unfinished(results_dir, parquet_path.name)
+        annotated_path = unfinished_video = None
         if videos_dir is not None:
-            _remove_unfinished(videos_dir, f"{video.name}.mp4")
-        with ExitStack() as stack:
-            source = stack.enter_context(VideoFileSource(video.path))
-            rows = None
-            if write_rows:
-                rows = stack.enter_context(ParquetResultsWriter(parquet_path, self.analyzer.classes))
-            annotated = None
-            if videos_dir is not None:
-                annotated = stack.enter_context(H264VideoWriter(videos_dir / f"{video.name}.mp4", source.info,
-                                                                audio_source=video.path))
-            reported, last_report = 0, time.monotonic()
-            sinks = [sink for sink in (annotated, rows, summary) if sink is not None]
-            for _ in process_source(source, self.analyzer, sinks=sinks,
-                                    annotator=self.annotator if annotated else None, source_name=video.source):
-                if time.monotonic() - last_report >= PROGRESS_INTERVAL_S:
-                    self.counter.add.remote(summary.frames - reported)
-                    reported, last_report = summary.frames, time.monotonic()
-            self.counter.add.remote(summary.frames - reported)
+            annotated_path = videos_dir / f"{video.name}.mp4"
+            _remove_unfinished(videos_dir, annotated_path.name)
+            unfinished_video = annotated_path.with_name(f".{annotated_path.name}.{secrets.token_hex(4)}.part.mp4")
+        try:
+            with ExitStack() as stack:
+                source = stack.enter_context(VideoFileSource(video.path))
+                rows = None
+                if write_rows:
+                    rows = stack.enter_context(ParquetResultsWriter(parquet_path, self.analyzer.classes))
+                annotated = None
+                if unfinished_video is not None:
+                    annotated = stack.enter_context(H264VideoWriter(unfinished_video, source.info,
+                                                                    audio_source=video.path))
+                reported, last_report = 0, time.monotonic()
+                sinks = [sink for sink in (annotated, rows, summary) if sink is not None]
+                for _ in process_source(source, self.analyzer, sinks=sinks,
+                                        annotator=self.annotator if annotated else None, source_name=video.source):
+                    if time.monotonic() - last_report >= PROGRESS_INTERVAL_S:
+                        self.counter.add.remote(summary.frames - reported)
+                        reported, last_report = summary.frames, time.monotonic()
+                self.counter.add.remote(summary.frames - reported)
+            for issue in source.issues:
+                summary.note(issue)
+            if unfinished_video is not None and unfinished_video.exists():
+                os.replace(unfinished_video, annotated_path)
+        finally:
+            if unfinished_video is not None:
+                unfinished_video.unlink(missing_ok=True)
 
 
 @dataclass
@@ -351,29 +382,34 @@ class BatchRun:
 
     def __post_init__(self):
         self.outcomes: list[VideoOutcome] = []
+        self.todo: deque = deque()
         self.started = time.time()
 
-    def is_complete(self, video: Video) -> bool:
-        """Whether a finished Parquet file and its completion marker are there."""
-        return ((self.results_dir / DONE_FOLDER / f"{video.name}.json").is_file()
-                and (self.results_dir / f"{video.name}.parquet").is_file())
+    def completed(self, video: Video) -> dict | None:
+        """The completion marker's record when a finished Parquet file and its marker are there, else None."""
+        if not (self.results_dir / f"{video.name}.parquet").is_file():
+            return None
+        return _read_marker(self.results_dir / DONE_FOLDER / f"{video.name}.json")
+
+    def plan(self) -> None:
+        """Take the videos complete before as skipped, and queue the others (no Ray needed)."""
+        self.todo = deque()
+        for video in self.videos:
+            marker = self.completed(video)
+            write_video = self.videos_dir is not None and not (self.videos_dir / f"{video.name}.mp4").is_file()
+            if marker is None or write_video:
+                self.todo.append((video, marker is None, write_video))
+            else:
+                self.outcomes.append(VideoOutcome(**{**marker, "status": "skipped"}))
 
     def run(self) -> None:
-        """Skip complete videos, analyse the others on ``workers`` Ray actors (Ray must be connected)."""
+        """Analyse the planned videos on ``workers`` Ray actors (Ray must be connected)."""
+        todo = self.todo
+        if not todo:
+            return
         (self.results_dir / DONE_FOLDER).mkdir(parents=True, exist_ok=True)
         if self.videos_dir is not None:
             self.videos_dir.mkdir(exist_ok=True)
-        todo = deque()
-        for video in self.videos:
-            write_rows = not self.is_complete(video)
-            write_video = self.videos_dir is not None and not (self.videos_dir / f"{video.name}.mp4").is_file()
-            if write_rows or write_video:
-                todo.append((video, write_rows, write_video))
-            else:
-                marker = json.loads((self.results_dir / DONE_FOLDER / f"{video.name}.json").read_text())
-                self.outcomes.append(VideoOutcome(**{**marker, "status": "skipped"}))
-        if not todo:
-            return
         counter_name = f"emotion-tracer-frames-{secrets.token_hex(4)}"
         counter = FrameCounter.options(name=counter_name).remote()
         analysts = [VideoAnalyst.options(scheduling_strategy="SPREAD").remote(number, self.settings, counter_name)
@@ -406,23 +442,30 @@ class BatchRun:
                     video, analyst = pending.pop(reference)
                     try:
                         outcome = ray.get(reference)
-                    except ray.exceptions.RayActorError as error:
+                    except ray.exceptions.RayActorError:
                         outcome = VideoOutcome(video.name, video.source, video.path, "failed",
-                                               error=f"its worker process died {TASK_RETRIES + 1} times "
-                                                     f"({one_line(error)[:200]})")
+                                               error=f"its worker process died {TASK_RETRIES + 1} times (a video "
+                                                     "that crashes the decoder, or a machine out of memory)")
                         if not _responds(analyst):
                             analysts.remove(analyst)
-                            if not analysts:
-                                raise WorkersLost("every worker was lost; rerun to finish the corpus") from error
-                            continue
+                            analyst = None
                     self.outcomes.append(outcome)
                     videos_bar.update(1)
-                    idle.append(analyst)
+                    if analyst is not None:
+                        idle.append(analyst)
+                    elif not analysts:
+                        raise WorkersLost("every worker was lost; rerun to finish the corpus")
+
+    def unfinished(self) -> list[VideoOutcome]:
+        """The videos this run has no outcome for (it was interrupted or lost its workers first)."""
+        known = {outcome.path for outcome in self.outcomes}
+        return [VideoOutcome(video.name, video.source, video.path, "not finished")
+                for video in self.videos if video.path not in known]
 
     def manifest(self) -> dict:
         """Every video of this run with its outcome."""
         return {"results": str(self.results_dir), "settings": self.settings,
-                "videos": [asdict(outcome) for outcome in self.outcomes]}
+                "videos": [asdict(outcome) for outcome in [*self.outcomes, *self.unfinished()]]}
 
     def write_manifest(self) -> None:
         _write_json_atomically(self.results_dir / MANIFEST_NAME, self.manifest())
@@ -432,8 +475,10 @@ class BatchRun:
         second of analysis, and per CPU-second of the worker's process, which other load does not skew)."""
         counts = {status: sum(o.status == status for o in self.outcomes) for status in ("done", "skipped", "failed")}
         done = [o for o in self.outcomes if o.status == "done"]
+        unfinished = len(self.unfinished())
         lines = [f"videos: {counts['done']} done, {counts['skipped']} skipped (complete before), "
-                 f"{counts['failed']} failed, of {len(self.videos)}"]
+                 f"{counts['failed']} failed, " + (f"{unfinished} not finished, " if unfinished else "")
+                 + f"of {len(self.videos)}"]
         if done:
             frames, faces = sum(o.frames for o in done), sum(o.faces for o in done)
             span = max(max(o.started + o.seconds for o in done) - min(o.started for o in done), 1e-6)
@@ -449,7 +494,9 @@ class BatchRun:
                              f"{worker_frames / cpu_seconds if cpu_seconds else 0:>12.1f}")
         for outcome in self.outcomes:
             if outcome.status == "failed":
-                lines.append(f"failed: {outcome.path}: {outcome.error}")
+                error = outcome.error if outcome.path in outcome.error else f"{outcome.path}: {outcome.error}"
+                lines.append(f"failed: {error}")
+            lines.extend(f"frames lost: {problem}" for problem in outcome.problems)
         return "\n".join(lines)
 
 
@@ -479,8 +526,10 @@ def check_folder(path: Path, option: str) -> Path:
         raise OutputError(f"{option} {path}: is a file, not a folder")
     if not path.exists() and not path.parent.is_dir():
         raise OutputError(f"{option} {path}: folder {path.parent} does not exist")
-    if not os.access(path if path.exists() else path.parent, os.W_OK | os.X_OK):
+    if path.exists() and not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{option} {path}: not writable")
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: cannot be created: folder {path.parent} is not writable")
     return path
 
 
@@ -489,7 +538,13 @@ def check_settings(results_dir: Path, settings: dict) -> None:
     settings_file = results_dir / SETTINGS_NAME
     if not settings_file.is_file():
         return
-    previous = json.loads(settings_file.read_text(encoding="utf-8"))
+    try:
+        previous = json.loads(settings_file.read_text(encoding="utf-8"))
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        raise OutputError(f"--results {results_dir}: its {SETTINGS_NAME}, which keeps the settings its results were "
+                          f"made with, is damaged ({one_line(error)}); use another folder") from error
     changed = [key for key in settings if key != "model" and previous.get(key) != settings[key]]
     if changed:
         raise OutputError(f"--results {results_dir}: holds results made with other settings "
@@ -543,38 +598,67 @@ def main(argv: list[str] | None = None) -> int:
             raise SourceError("no videos to analyse outside the output folders")
         settings = analysis_settings(args)
         check_settings(results_dir, settings)
+        batch = BatchRun(videos, results_dir, videos_dir, settings, args.workers or 1)
+        batch.plan()
     except (SourceError, OutputError, ModelError) as error:
         _error(error)
         return EXIT_USAGE
+    if not batch.todo:  # every video complete before: no need for Ray
+        return _finish(batch, _exit_code(batch))
     try:
-        workers, connected = connect_ray(args.address, args.workers)
+        batch.workers, connected = connect_ray(args.address, args.workers)
+    except KeyboardInterrupt:
+        print("\ninterrupted while starting Ray: no video was analysed", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError for a bad address
         _error(f"cannot {'connect to the Ray cluster at ' + args.address if args.address else 'start Ray'} "
                f"({one_line(error)})")
         return EXIT_USAGE
     try:
-        results_dir.mkdir(exist_ok=True)
-        if not (results_dir / SETTINGS_NAME).is_file():
-            _write_json_atomically(results_dir / SETTINGS_NAME, settings)
-        batch = BatchRun(videos, results_dir, videos_dir, settings, workers)
-        return _run(batch)
+        try:
+            results_dir.mkdir(exist_ok=True)
+            if not (results_dir / SETTINGS_NAME).is_file():
+                _write_json_atomically(results_dir / SETTINGS_NAME, settings)
+        except (OSError, OutputError) as error:
+            _error(f"--results {results_dir}: cannot write in it ({one_line(error)})")
+            return EXIT_USAGE
+        with stop_signals() as received:  # after ray.init, whose own SIGTERM handler would abort with a stack dump
+            return _run(batch, received)
+    except KeyboardInterrupt:  # a second Ctrl-C while the manifest was written
+        print("\ninterrupted again: the manifest may be missing or the previous run's", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if connected:
             ray.shutdown()
 
 
-def _run(batch: BatchRun) -> int:
-    """Run the batch, write its manifest and print its summary; returns the exit code."""
+def _run(batch: BatchRun, received: list[int]) -> int:
+    """Run the batch, write its manifest and print its summary; returns the exit code. ``received``: the
+    stop signals received (Ray raises a plain KeyboardInterrupt for each)."""
     try:
         batch.run()
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished videos are kept; rerun to do the others", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP
+        signum = received[0] if received else signal.SIGINT
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\ninterrupted ({name}): finished videos are kept; rerun to do the others", file=sys.stderr)
+        code = EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
     except WorkersLost as error:
         _error(error)
         code = EXIT_FAILED
     else:
-        code = EXIT_FAILED if any(o.status == "failed" for o in batch.outcomes) else EXIT_OK
+        code = _exit_code(batch)
+    return _finish(batch, code)
+
+
+def _exit_code(batch: BatchRun) -> int:
+    """1 when a video failed, 3 when one lost frames (to damage or a cut-short file), else 0."""
+    if any(outcome.status == "failed" for outcome in batch.outcomes):
+        return EXIT_FAILED
+    return EXIT_PARTIAL if any(outcome.problems for outcome in batch.outcomes) else EXIT_OK
+
+
+def _finish(batch: BatchRun, code: int) -> int:
+    """Write the manifest and print the summary; returns ``code``."""
     batch.write_manifest()
     print(batch.format_summary())
     return code
