@@ -23,6 +23,7 @@ import numpy as np
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier, default_model_path
+from realtime.cli import positive_int_type
 from realtime.demo import demo_source
 from realtime.detector import DETECTOR_CHOICES, FaceDetector
 from realtime.errors import ModelError
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("videos", nargs="*", type=Path, help="clips to time (default: ../shared/media clips)")
     parser.add_argument("--detector", choices=(*DETECTOR_CHOICES, "all"), default="all")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per stage; the fastest counts")
+    parser.add_argument("--repeat", type=positive_int_type, default=3, help="runs per stage; the fastest counts")
     parser.add_argument("--models", nargs="+", type=Path,
                         help="ONNX emotion models for the per-face table (default: the shipped float32 and INT8)")
     parser.add_argument("--classifier-only", action="store_true", help="only the per-face table")

@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="probability file to write (.npz)")
     parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 < args.val_fraction < 1:
+        parser.error("--val-fraction must be between 0 and 1, as in training")
+    return args
 
 
 def faces_digest(faces: FaceSet) -> str:

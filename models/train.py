@@ -132,6 +132,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if not 0 < args.val_fraction < 1:
+        parser.error("--val-fraction must be between 0 and 1 (validation faces are what picks the model)")
     if args.time_limit < 0:
         parser.error("--time-limit cannot be negative (0: no limit)")
     if not 0 <= args.random_erasing <= 1:

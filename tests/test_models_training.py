@@ -375,6 +375,15 @@ def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--data", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--epochs", "0"])
     assert exit_info.value.code == 2 and "--epochs must be at least 1" in capsys.readouterr().err
+    for option, value, message in [("--batch-size", "0", "--batch-size must be at least 1"),
+                                   ("--val-fraction", "1", "--val-fraction must be between 0 and 1"),
+                                   ("--val-fraction", "0", "--val-fraction must be between 0 and 1")]:
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(["--data", str(tmp_path), "--output-dir", str(tmp_path / "run"), option, value])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("x")
+    assert train.main(["--data", str(tmp_path), "--output-dir", str(tmp_path / "a_file")]) == 2
+    assert "--output-dir " + str(tmp_path / "a_file") + ": is a file, not a folder" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
