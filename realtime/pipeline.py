@@ -240,7 +240,8 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     Yields an AnalyzedFrame per frame, annotated when an ``annotator`` is given (sinks that show or
     write images need one). A sink returning False from ``write_frame`` stops the run (the user
     pressed q). ``source_name`` (default: the source's file name) goes into every result;
-    ``max_frames`` stops early; ``progress`` shows a tqdm bar on stderr. The tracker is reset first,
+    ``max_frames`` stops early; ``progress`` shows a tqdm bar on stderr when it is a terminal (not
+    in a log file). The tracker is reset first,
     so ids start at 1 for each source. Closing the sinks and the source is the caller's job (``with``
     blocks), which also makes Ctrl-C leave finished files.
     """
@@ -256,7 +257,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     analyzer.reset()
     fps = 0.0
     frames = iter(source)
-    with tqdm(total=total, desc=name, unit="frame", disable=not progress, file=sys.stderr,
+    with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, file=sys.stderr,
               dynamic_ncols=True, leave=True) as bar:
         count = 0
         while max_frames is None or count < max_frames:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
+import pty
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -435,3 +441,28 @@ def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_
     assert len(runs["default"]) == 1
     assert runs["default"] == runs["on"]
     assert runs["off"][0][0] == runs["on"][0][0] and runs["off"] != runs["on"]  # same face, another crop
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log_file(tiny_model, tmp_path):
+    command = [sys.executable, "-m", "realtime", "--demo", "--max-frames", "15", "--model", str(tiny_model)]
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    try:
+        completed = subprocess.run(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=terminal, timeout=300)
+        os.close(terminal)
+        shown = b""
+        while select.select([controller], [], [], 1)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    assert completed.returncode == 0 and b"15/15" in shown and b"frame/s" in shown
+    with open(tmp_path / "log.txt", "wb") as log:
+        assert subprocess.run(command, cwd=PROJECT_ROOT, stdout=log, stderr=log, timeout=300).returncode == 0
+    logged = (tmp_path / "log.txt").read_text()
+    assert "\r" not in logged and "15 frames" in logged  # the summary, without the bar's redrawn lines

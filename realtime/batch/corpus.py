@@ -425,8 +425,9 @@ class BatchRun:
         idle, pending = list(analysts), {}
         with ExitStack() as bars:
             videos_bar = bars.enter_context(tqdm(total=len(self.videos), desc="videos", unit="video",
-                                                 disable=not self.progress, file=sys.stderr, dynamic_ncols=True))
-            frames_bar = bars.enter_context(tqdm(desc="frames", unit="frame", disable=not self.progress,
+                                                 disable=None if self.progress else True, file=sys.stderr,
+                                                 dynamic_ncols=True))
+            frames_bar = bars.enter_context(tqdm(desc="frames", unit="frame", disable=None if self.progress else True,
                                                  file=sys.stderr, dynamic_ncols=True))
             videos_bar.update(len(self.outcomes))
             while todo or pending:
