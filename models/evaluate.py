@@ -1,9 +1,10 @@
 """Evaluate a trained emotion model on the FER2013 test split (PublicTest in the Kaggle layout).
 
-    python -m models.evaluate --model models/emotion_cnn.onnx --data ../shared/datasets/fer2013
+    python -m models.evaluate --model realtime/model/emotion_cnn_int8.onnx --data ../shared/datasets/fer2013
 
 Prints accuracy, macro-F1 and per-class precision/recall/F1, with and without horizontal-flip
-test-time averaging, and writes beside them (default folder: models/evaluation):
+test-time averaging, and writes beside them (default folder: models/evaluation, the shipped INT8 model's
+figures the README shows, which the command above regenerates; give other models an --output-dir of their own):
 metrics.json, confusion_matrix.png, reliability.png (how often the label is right against the confidence
 shown, with flip averaging), correct_examples.png and wrong_examples.png.
 
