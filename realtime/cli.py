@@ -24,7 +24,14 @@ from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
-from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, LatencyMeter, check_stream_url
+from realtime.io.stream import (
+    DEFAULT_OPEN_TIMEOUT_S,
+    DEFAULT_RECONNECT_FOR_S,
+    LatencyMeter,
+    check_stream_url,
+    is_stream_url,
+    redacted,
+)
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import EmotionAnalyzer, process_source, source_label
@@ -130,6 +137,13 @@ def _camera(text: str) -> int | str:
     return int(text)
 
 
+def _file(text: str) -> Path:
+    """A file's path (argparse type); a stream's address is refused, its password hidden."""
+    if is_stream_url(text):
+        raise argparse.ArgumentTypeError(f"{redacted(text)}: a stream's address, not a file: give it to --camera")
+    return Path(text)
+
+
 def version_report() -> str:
     """The package's version, the shipped model's figures from its metadata, and the libraries that do the work:
     what a bug report needs."""
@@ -190,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--camera", type=_camera, metavar="INDEX|URL",
                         help="camera index, usually 0, or a network camera / live stream URL: rtsp://, "
                              "http(s):// (MJPEG, HLS), udp://, tcp://, srt://")
-    source.add_argument("--video", type=Path, metavar="PATH", help="a video file (mp4, mov, mkv, webm, avi...)")
-    source.add_argument("--image", type=Path, metavar="PATH", help="a photo (jpg, png, webp, bmp, tif...)")
+    source.add_argument("--video", type=_file, metavar="PATH", help="a video file (mp4, mov, mkv, webm, avi...)")
+    source.add_argument("--image", type=_file, metavar="PATH", help="a photo (jpg, png, webp, bmp, tif...)")
     source.add_argument("--demo", action="store_true",
                         help="a short built-in clip of a sample face, to try it without a camera")
 

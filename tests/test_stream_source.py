@@ -92,6 +92,7 @@ def test_stream_urls_are_told_from_cameras_and_files():
     assert parse_source("clip.mp4") == Path("clip.mp4")
     assert check_stream_url(" udp://127.0.0.1:5000 ") == "udp://127.0.0.1:5000"
     assert check_stream_url("udp://:5000") == "udp://:5000"  # listen on a port, any sender
+    assert check_stream_url("RTSP://Cam.local/Live") == "rtsp://Cam.local/Live"  # FFmpeg knows "rtsp" only
     for bad, reason in [("ftp://host/x", "unsupported scheme ftp://"), ("rtsp://host:99999/x", "port"),
                         ("http:///path", "no host")]:
         with pytest.raises(SourceError, match=reason):
@@ -100,12 +101,27 @@ def test_stream_urls_are_told_from_cameras_and_files():
         open_source("rtsp://cam.local/live", "video")
 
 
-def test_passwords_never_appear_in_messages():
+def test_passwords_never_appear_in_messages(capsys):
     assert redacted("rtsp://admin:hunter2@10.0.0.7:554/s1") == "rtsp://admin:***@10.0.0.7:554/s1"
     assert redacted("http://10.0.0.7/mjpeg") == "http://10.0.0.7/mjpeg"
+    assert redacted("rtsp://admin:hunter2@10.0.0.7:99999/s1") == "rtsp://admin:***@10.0.0.7:99999/s1"
+    assert redacted("http://10.0.0.7/live?user=admin&Password=hunter2&channel=1") == \
+        "http://10.0.0.7/live?user=admin&Password=***&channel=1"
     with pytest.raises(SourceError) as error:
         check_stream_url("gopher://admin:hunter2@10.0.0.7/")
     assert "hunter2" not in str(error.value)
+    with pytest.raises(SourceError, match=r"rtsp://admin:\*\*\*@10.0.0.7:99999/s1: the port is not a number"):
+        check_stream_url("rtsp://admin:hunter2@10.0.0.7:99999/s1")
+    # given where a file goes, or with a bad port on the command line: one line, no password
+    for argv in (["--video", "rtsp://admin:hunter2@10.0.0.7/s1"], ["--image", "rtsp://admin:hunter2@10.0.0.7/s1"],
+                 ["--camera", "rtsp://admin:hunter2@10.0.0.7:99999/s1"], ["rtsp://admin:hunter2@10.0.0.7:99999/s1"]):
+        try:
+            code = main(argv)
+        except SystemExit as exit_info:
+            code = exit_info.code
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "hunter2" not in err and "admin:***@10.0.0.7" in err, err
+        assert "_camera" not in err and "ValueError" not in err
 
 
 def test_latency_meter_percentiles_and_flat_memory():
@@ -274,7 +290,8 @@ def test_a_lost_stream_is_reopened_when_it_comes_back(media, caplog):
                 frames.append(frame)
                 if frame.timestamp > frames[0].timestamp + 3 and len(frames) >= 40:
                     break
-    assert source.issues == []
+    [outage] = source.issues  # the outage, reported (the command line's exit code 3)
+    assert outage.startswith(f"stream {url}: lost (no data for 0.5 s) after ") and "; reopened it " in outage
     assert any("reopening" in message for message in caplog.messages)
     assert any("reopened" in message for message in caplog.messages)
     gaps = np.diff([frame.timestamp for frame in frames])
@@ -313,3 +330,48 @@ def test_a_url_that_never_answers_gives_one_line_and_exit_2(tiny_model, tmp_path
         assert run.stderr.count("\n") == 1 and run.stderr.startswith(f"error: stream {url}: "), run.stderr
         assert run.stdout == ""
         assert list(tmp_path.iterdir()) == []
+
+
+@loopback_only
+def test_ctrl_c_while_a_stream_is_opening_stops_at_once(tiny_model, tmp_path):
+    silent = f"udp://127.0.0.1:{free_udp_port()}"
+    run = start_cli("--camera", silent, "--open-timeout", "60", "--output", str(tmp_path / "none.mp4"),
+                    "--model", str(tiny_model))
+    time.sleep(3)  # the analyzer is loaded and the stream is being opened
+    asked = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 130, stderr
+    assert "interrupted (Ctrl-C)" in stderr
+    assert time.monotonic() - asked < 30  # not the 60 s the opening could take
+
+
+@loopback_only
+def test_a_video_file_served_over_http_is_read_once(media, tiny_model, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    with av.open(str(media / CLIP)) as source, av.open(str(served / "clip.ts"), "w") as target:  # 72 frames
+        stream = target.add_stream("mpeg2video", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for frame in source.decode(video=0):
+            target.mux(stream.encode(frame.reformat(format="yuv420p")))
+        target.mux(stream.encode())
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    results = tmp_path / "served.csv"
+    try:
+        run = run_cli("--camera", f"http://127.0.0.1:{server.server_address[1]}/clip.ts", "--results", str(results),
+                      "--model", str(tiny_model))
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr  # it ended with the file: no loss, no replay
+    assert "reopen" not in run.stderr
+    assert 0 < len({row["frame"] for row in csv_rows(results)}) <= 72

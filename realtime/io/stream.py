@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import Request, urlopen
 
 import av
 import cv2
@@ -36,6 +37,9 @@ SCHEME_OPTIONS = {
     "udp": {"overrun_nonfatal": "1", "fifo_size": "1000000"},
 }
 
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token", "key", "auth", "apikey",
+                               "api_key", "access_token"})
+
 LOG = logging.getLogger("emotion_tracer.stream")
 
 
@@ -45,14 +49,34 @@ def is_stream_url(text: str) -> bool:
 
 
 def redacted(url: str) -> str:
-    """The URL without a password, for messages (``rtsp://user:***@host/...``)."""
+    """The URL without its secrets, for messages: the password of ``user:pass@`` and the values of
+    query parameters such as ``password=`` or ``token=`` become ``***`` (``rtsp://user:***@host/...``).
+    Works on any text, a malformed port included."""
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc, query = parts.netloc, parts.query
+    credentials, at, host = netloc.rpartition("@")
+    if at and ":" in credentials:
+        netloc = f"{credentials.split(':', 1)[0]}:***@{host}"
+    if query:
+        pairs = [pair.split("=", 1) for pair in query.split("&")]
+        query = "&".join(f"{pair[0]}=***" if len(pair) == 2 and pair[0].lower() in SECRET_QUERY_KEYS else "=".join(pair)
+                         for pair in pairs)
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def served_file(url: str, timeout: float) -> bool:
+    """Whether an http(s) ``url`` is a file with a length (a video on a web server), not a live stream: a
+    HEAD request answered with a Content-Length and a type that is neither multipart (MJPEG) nor a playlist."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        return False
+    try:
+        with urlopen(Request(url, method="HEAD"), timeout=timeout) as answer:
+            length, kind = answer.headers.get("Content-Length"), answer.headers.get_content_type()
+    except (OSError, ValueError):  # no answer, refused, 401/404...: taken as live, as before
+        return False
+    return bool(length) and not kind.startswith("multipart/") and "mpegurl" not in kind
 
 
 def check_stream_url(url: str) -> str:
@@ -68,7 +92,7 @@ def check_stream_url(url: str) -> str:
         raise SourceError(f"stream {redacted(url)}: the port is not a number from 0 to 65535") from None
     if not parts.hostname and not (scheme == "udp" and port):
         raise SourceError(f"stream {redacted(url)}: no host in the address")
-    return url.strip()
+    return scheme + url.strip()[len(parts.scheme):]  # FFmpeg knows its protocols in lower case only
 
 
 class StreamSource:
@@ -92,6 +116,8 @@ class StreamSource:
         self.issues: list[str] = []
         first, container, frames = self._first_frame(time.monotonic() + open_timeout)
         self.clock_origin = time.monotonic()
+        # a file served over the network: read once, never reopened (it would start over)
+        self.finite = bool(container.duration) or served_file(self.url, open_timeout)
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.info = VideoInfo(first.width, first.height, usable_fps(fps), None, self.name)
@@ -104,6 +130,34 @@ class StreamSource:
         self._thread.start()
 
     def _first_frame(self, deadline: float):
+        """``_wait_for_first_frame`` in a thread of its own, so that Ctrl-C and SIGTERM are handled while
+        the stream is being opened (FFmpeg's calls would hold them back until they return)."""
+        outcome: dict = {}
+        abandoned = threading.Event()
+
+        def attempt() -> None:
+            try:
+                outcome["opened"] = self._wait_for_first_frame(deadline)
+            except BaseException as error:  # handed to the waiting thread
+                outcome["error"] = error
+            if abandoned.is_set() and "opened" in outcome:
+                outcome["opened"][1].close()
+
+        opener = threading.Thread(target=attempt, name=f"open {self.name}", daemon=True)
+        opener.start()
+        try:
+            while opener.is_alive():
+                opener.join(0.1)
+        except BaseException:  # interrupted: the opener closes what it opens, within open_timeout
+            abandoned.set()
+            if "opened" in outcome:
+                outcome["opened"][1].close()
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["opened"]
+
+    def _wait_for_first_frame(self, deadline: float):
         """Open the stream and decode its first frame before ``deadline`` (monotonic); SourceError if not.
 
         Returns the frame, the container and its remaining frames."""
@@ -132,8 +186,8 @@ class StreamSource:
         except av.ExitError as error:
             raise SourceError(f"stream {self.name}: no answer within {timeout[0]:.3g} s") from error
         except av.ProtocolNotFoundError as error:
-            raise SourceError(f"stream {self.name}: the FFmpeg inside this PyAV cannot read {scheme}:// "
-                              f"(PyAV built against an FFmpeg with that protocol can)") from error
+            raise SourceError(f"stream {self.name}: this installation cannot read {scheme}:// streams (its video "
+                              "library, PyAV's FFmpeg, was built without that protocol)") from error
         except (av.FFmpegError, OSError) as error:
             detail = one_line(error).replace(self.url, self.name)  # FFmpeg's message repeats the URL
             raise SourceError(f"stream {self.name}: cannot open it ({detail})") from error
@@ -179,37 +233,57 @@ class StreamSource:
                 reason = one_line(error).replace(self.url, self.name)
             finally:
                 container.close()
+            if self.finite:
+                self._end(None if reason == "the stream ended" else
+                          f"stream {self.name}: lost ({reason}) after {last_frame - self.clock_origin:.1f} s; a file "
+                          "over the network is not reopened (it would start over); what was received is kept")
+                return
             opened = self._reopen(last_frame, reason)
             if opened is None:
                 return
             container, frames = opened
 
+    def _end(self, issue: str | None) -> None:
+        """Stop the iteration, noting ``issue`` (what was lost) if any."""
+        with self._condition:
+            if issue is not None:
+                self.issues.append(issue)
+            self._running = False
+            self._condition.notify_all()
+
     def _reopen(self, last_frame: float, reason: str):
-        """(container, frames) of the reopened stream, or None once closed or given up (``lost`` set)."""
+        """(container, frames) of the reopened stream, or None once closed or given up. Either way the
+        outage is one line of ``issues``: when the stream was lost, why, and how it ended."""
         delay = FIRST_RETRY_S
+        lost_after = last_frame - self.clock_origin
         LOG.warning("warning: stream %s lost (%s); reopening it for up to %g s", self.name, reason,
                     self.reconnect_for)
+        last_try = ""
         while True:
             left = last_frame + self.reconnect_for - time.monotonic()
             with self._condition:
                 if not self._running:
                     return None
-                if left <= 0:
-                    self.issues.append(f"stream {self.name}: lost ({reason}) and not back within "
-                                       f"{self.reconnect_for:g} s; what was received is kept")
-                    self._running = False
-                    self._condition.notify_all()
-                    return None
+            if left <= 0:
+                self._end(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s and not back within "
+                          f"{self.reconnect_for:g} s{last_try}; what was received is kept")
+                return None
+            with self._condition:
                 self._condition.wait(timeout=min(delay, left))
                 if not self._running:
                     return None
             try:
                 opened = self._open(timeout=(min(self.open_timeout, max(left, 0.1)), self.read_timeout))
-                LOG.warning("warning: stream %s reopened", self.name)
-                return opened
             except SourceError as error:
-                reason = str(error).removeprefix(f"stream {self.name}: ")
+                last_try = f" (last try: {str(error).removeprefix(f'stream {self.name}: ')})"
                 delay = min(2 * delay, MAX_RETRY_S)
+                continue
+            back_after = time.monotonic() - last_frame
+            LOG.warning("warning: stream %s reopened", self.name)
+            with self._condition:
+                self.issues.append(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s; reopened it "
+                                   f"{back_after:.1f} s after its last frame (nothing received in between)")
+            return opened
 
     def __iter__(self) -> Iterator[Frame]:
         seen = 0
