@@ -98,8 +98,8 @@ def check_stream_url(url: str) -> str:
 class StreamSource:
     """A live network stream, newest frame first. Opening waits at most ``open_timeout`` seconds for
     the first frame (SourceError otherwise); timestamps are seconds since then on the monotonic
-    clock, whose reading at time 0 is ``clock_origin``. After the iteration ends, ``issues`` says why
-    when the stream was lost for good (empty when it was closed or stopped normally).
+    clock, whose reading at time 0 is ``clock_origin``. After the iteration ends, ``issues`` has a line
+    per outage (reopened, or lost for good), empty when nothing was lost.
     """
 
     live = True
