@@ -338,12 +338,11 @@ def test_ctrl_c_while_a_stream_is_opening_stops_at_once(tiny_model, tmp_path):
     run = start_cli("--camera", silent, "--open-timeout", "60", "--output", str(tmp_path / "none.mp4"),
                     "--model", str(tiny_model))
     time.sleep(3)  # the analyzer is loaded and the stream is being opened
-    asked = time.monotonic()
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
+    # taken at once: not held back until the opening gives up ("error: ... no answer within 60 s", exit 2)
     assert run.returncode == 130, stderr
-    assert "interrupted (Ctrl-C)" in stderr
-    assert time.monotonic() - asked < 30  # not the 60 s the opening could take
+    assert "interrupted (Ctrl-C)" in stderr and "no answer" not in stderr
 
 
 @loopback_only
