@@ -32,6 +32,7 @@ reference too): how much a model relies on one part of the face.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -57,7 +58,8 @@ from models.metrics import (
     reliability_bins,
 )
 from models.predictor import load_predictor, mean_predictor, predict_with_flip
-from realtime.errors import ModelError, one_line
+from realtime.errors import ModelError, OutputError, one_line
+from realtime.io.files import write_atomically
 
 EXAMPLES_PER_CLASS = 8
 # rows [start, stop) of a 48x48 face covered by a flat band of gray across the whole width: on the mean FER2013
@@ -271,8 +273,17 @@ def save_confusion_matrix(matrix: np.ndarray, title: str, path: Path) -> None:
     axis.set_title(title)
     figure.colorbar(image, fraction=0.046, pad=0.04)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
+
+
+def save_figure(figure, path: Path, dpi: int) -> None:
+    """A matplotlib figure as a PNG written atomically (never a half-written file), then closed."""
+    import matplotlib.pyplot as plt
+
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=dpi)
     plt.close(figure)
+    write_atomically(path, image.getvalue())
 
 
 def save_reliability_diagram(bins: list[dict], title: str, path: Path) -> None:
@@ -298,8 +309,7 @@ def save_reliability_diagram(bins: list[dict], title: str, path: Path) -> None:
     axis.set_title(title)
     axis.legend(loc="upper left")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def save_example_grid(faces: FaceSet, predicted: np.ndarray, confidence: np.ndarray, correct: bool,
@@ -327,8 +337,7 @@ def save_example_grid(faces: FaceSet, predicted: np.ndarray, confidence: np.ndar
                     ha="right", va="center", fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)
 
 
 def format_report(metrics: dict, split_label: str) -> str:
@@ -390,16 +399,20 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.detector import WHOLE_IMAGE_MAX_SIDE
 
         report["through_pipeline"] = evaluate_through_pipeline(args.model[0], faces, args.pipeline_size or WHOLE_IMAGE_MAX_SIDE)
-    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-    save_confusion_matrix(np.array(metrics["plain"]["confusion_matrix"]),
-                          f"{split_label}: accuracy {metrics['plain']['accuracy']:.1%}", output_dir / "confusion_matrix.png")
-    save_reliability_diagram(metrics["flip_tta"]["reliability"],
-                             f"{split_label}, flip averaging: calibration error {metrics['flip_tta']['calibration_error']:.3f}",
-                             output_dir / "reliability.png")
-    for correct, name in ((True, "correct"), (False, "wrong")):
-        save_example_grid(faces, evaluation["predicted"], evaluation["confidence"], correct,
-                          f"{split_label}: {'correctly' if correct else 'wrongly'} classified (title: predicted)",
-                          output_dir / f"{name}_examples.png", args.seed)
+    try:
+        write_atomically(output_dir / "metrics.json", json.dumps(report, indent=2).encode())
+        save_confusion_matrix(np.array(metrics["plain"]["confusion_matrix"]),
+                              f"{split_label}: accuracy {metrics['plain']['accuracy']:.1%}",
+                              output_dir / "confusion_matrix.png")
+        save_reliability_diagram(metrics["flip_tta"]["reliability"], f"{split_label}, flip averaging: calibration "
+                                 f"error {metrics['flip_tta']['calibration_error']:.3f}", output_dir / "reliability.png")
+        for correct, name in ((True, "correct"), (False, "wrong")):
+            save_example_grid(faces, evaluation["predicted"], evaluation["confidence"], correct,
+                              f"{split_label}: {'correctly' if correct else 'wrongly'} classified (title: predicted)",
+                              output_dir / f"{name}_examples.png", args.seed)
+    except OutputError as error:  # a full disk, a folder made read-only meanwhile: no half-written file is left
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(format_report(metrics, split_label))
     if unseen is not None:
         print(format_unseen(report["unseen"], len(faces)))

@@ -34,9 +34,9 @@ from models.data import (
 )
 from models.emotions import EMOTIONS, IMAGE_SIZE, model_inputs
 from models.ensemble import member_probabilities
-from models.predictor import load_predictor, predict_with_flip
+from models.predictor import load_keras_model, load_predictor, predict_with_flip
 from realtime.classifier import with_temperature
-from realtime.errors import one_line
+from realtime.errors import ModelError, one_line
 from realtime.io.files import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.keras"
@@ -563,6 +563,14 @@ def split_as_recorded(model_path: Path, faces: FaceSet) -> tuple[FaceSet, FaceSe
     return (*stratified_split(faces, split["fraction"], split["split_seed"]), split)
 
 
+def checked_keras_model(option: str, path: str):
+    """The .keras model an option names, or DatasetError saying which option and what is wrong with it."""
+    try:
+        return load_keras_model(path)
+    except ModelError as error:
+        raise DatasetError(f"{option} {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
@@ -570,8 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if output_dir.exists() and not output_dir.is_dir():
             raise DatasetError(f"--output-dir {output_dir}: is a file, not a folder")
-        if args.init_weights and not Path(args.init_weights).is_file():
-            raise DatasetError(f"--init-weights {args.init_weights}: no such .keras model")
+        start_from = checked_keras_model("--init-weights", args.init_weights) if args.init_weights else None
+        for teacher in args.teacher or []:  # checked before the data's minutes of loading
+            if Path(teacher).suffix == ".keras":
+                checked_keras_model("--teacher", teacher)
+            elif not Path(teacher).is_file():
+                raise DatasetError(f"--teacher {teacher}: no such file")
         splits = load_fer2013(args.data)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -626,8 +638,14 @@ def main(argv: list[str] | None = None) -> int:
         (output_dir / AVERAGE_NAME).unlink(missing_ok=True)
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         model = build_training_model(args, steps_per_epoch)
-        if args.init_weights:
-            classifier_of(model).set_weights(keras.models.load_model(args.init_weights, compile=False).get_weights())
+        if start_from is not None:
+            try:
+                classifier_of(model).set_weights(start_from.get_weights())
+            except ValueError:
+                width = " ".join(map(str, np.atleast_1d(args.width)))
+                print(f"error: --init-weights {args.init_weights}: a network of another shape than this run's "
+                      f"(--width {width}, --architecture {args.architecture})", file=sys.stderr)
+                return 2
             print(f"starting from the weights of {args.init_weights}", flush=True)
         print(f"{classifier_of(model).count_params():,} parameters, {resolved_precision(args.precision)}", flush=True)
     if args.sam_radius:
@@ -654,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             try:
                 probabilities = teachers_probabilities(args.teacher, all_train, kept)
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, ModelError) as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             targets = teacher_targets(probabilities, train, args.teacher_weight, args.distillation_temperature)

@@ -144,6 +144,18 @@ def test_bad_input_gives_one_error_line_exit_2_and_writes_nothing(case, media, t
     assert not ray.is_initialized()
 
 
+def test_listed_videos_that_are_gone_fail_alone_without_starting_ray(tmp_path, capsys):
+    (tmp_path / "corpus.txt").write_text("deleted.mp4\nmoved/away.mkv\n")
+    results = tmp_path / "results"
+    assert exit_code([str(tmp_path / "corpus.txt"), "--results", str(results)]) == 1  # some failed
+    out = capsys.readouterr().out
+    assert "videos: 0 done, 0 skipped (complete before), 2 failed, of 2" in out
+    for name in ("deleted.mp4", "moved/away.mkv"):
+        assert f"failed: {tmp_path / name}: no such file (listed, but not there)" in out
+    assert {video["status"] for video in manifest(results).values()} == {"failed"}
+    assert not ray.is_initialized()
+
+
 # Ray in a loopback-only namespace.
 
 def _namespace_command() -> list[str]:
@@ -309,14 +321,17 @@ def test_rerun_rewrites_nothing_and_redoes_what_was_cut_off(first_run, media, tm
 def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys, monkeypatch):
     (tmp_path / "not_a_video.mp4").write_bytes(b"these bytes are no video at all\n" * 100)
     (tmp_path / "cut_short.mp4").write_bytes((media / "test.mp4").read_bytes()[:4000])
+    (tmp_path / "corpus.txt").write_text(f"{media / 'single_face.mp4'}\ngone.mp4\n")  # a listed file deleted since
     results = tmp_path / "results"
     monkeypatch.chdir(tmp_path)  # a relative results folder: the workers do not share this current folder
-    code = main([str(tmp_path / "not_a_video.mp4"), str(media / "single_face.mp4"), str(tmp_path / "cut_short.mp4"),
+    code = main([str(tmp_path / "not_a_video.mp4"), "corpus.txt", str(tmp_path / "cut_short.mp4"),
                  "--results", "results"])
     assert code == 1
     out = capsys.readouterr().out
-    assert "videos: 1 done, 0 skipped (complete before), 2 failed, of 3" in out
+    assert "videos: 1 done, 0 skipped (complete before), 3 failed, of 4" in out
+    assert f"failed: {tmp_path / 'gone.mp4'}: no such file (listed, but not there)" in out
     outcomes = manifest(results)
+    assert outcomes["gone.mp4"]["status"] == "failed"
     for name in ("not_a_video.mp4", "cut_short.mp4"):
         failed = outcomes[str(tmp_path / name)]
         assert failed["status"] == "failed" and name in failed["error"]

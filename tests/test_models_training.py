@@ -417,6 +417,32 @@ def test_init_weights_starts_from_a_trained_model(tmp_path, capsys):
         assert np.allclose(np.asarray(before), np.asarray(after), atol=1e-6)
 
 
+def test_bad_init_weights_or_teachers_are_one_line_before_any_training(tmp_path, capsys):
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    common = ["--data", str(data), "--width", "4", "--batch-size", "16", "--precision", "float32",
+              "--val-fraction", "0.34", "--epochs", "1"]
+    (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04 cut short")  # a download that stopped early
+    (tmp_path / "text.keras").write_text("not a model")
+    cases = {("--init-weights", "broken.keras"): "--init-weights {}: not a Keras model file",
+             ("--init-weights", "text.keras"): "--init-weights {}: not a Keras model file",
+             ("--init-weights", "missing.keras"): "--init-weights {}: no such .keras model",
+             ("--teacher", "text.keras"): "--teacher {}: not a Keras model file",
+             ("--teacher", "missing.npz"): "--teacher {}: no such file"}
+    for (option, name), message in cases.items():
+        run = tmp_path / f"run_{name}"
+        assert train.main(common + ["--output-dir", str(run), option, str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: " + message.format(tmp_path / name)) and err.count("\n") == 1, err
+        assert not run.exists()  # refused before anything was written
+
+    assert train.main(common + ["--output-dir", str(tmp_path / "w4"), "--max-train-samples", "8"]) == 0
+    capsys.readouterr()
+    wider = ["--output-dir", str(tmp_path / "w8"), "--width", "8", "--init-weights", str(tmp_path / "w4" / "best.keras")]
+    assert train.main(common + wider) == 2
+    assert capsys.readouterr().err == (f"error: --init-weights {tmp_path / 'w4' / 'best.keras'}: a network of another "
+                                       "shape than this run's (--width 8, --architecture vgg)\n")
+
+
 def test_weight_average_is_the_running_mean_and_survives_a_restart(tmp_path):
     from models.averaging import WeightAverage
 

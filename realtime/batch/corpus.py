@@ -145,7 +145,8 @@ def output_name(path: Path) -> str:
 
 
 def collect_videos(inputs: list[str]) -> list[Video]:
-    """The videos named by files, folders (recursively) and .txt lists, each once, largest first.
+    """The videos named by files, folders (recursively) and .txt lists, each once, largest first. A path
+    given that is not there is a SourceError; a listed one is kept, for ``BatchRun.plan`` to fail alone.
 
     A video's ``source`` is its path as given (joined to its folder or list's folder), so that rows
     of equal file names in different folders stay apart.
@@ -157,13 +158,22 @@ def collect_videos(inputs: list[str]) -> list[Video]:
             entries = _listed_paths(path)
             if not entries:
                 raise SourceError(f"list {path}: no paths in it")
-            video_paths = [video for entry in entries for video in _videos_at(entry)]
+            # a listed file that is gone fails alone (BatchRun.plan), as a video that cannot be read would
+            video_paths = [video for entry in entries for video in (_videos_at(entry) if entry.exists() else [entry])]
         else:
             video_paths = _videos_at(path)
         for video_path in video_paths:
             absolute = video_path.resolve()
             found.setdefault(str(absolute), Video(str(absolute), str(video_path), output_name(absolute)))
-    return sorted(found.values(), key=lambda video: os.path.getsize(video.path), reverse=True)
+    return sorted(found.values(), key=lambda video: _size(video.path), reverse=True)
+
+
+def _size(path: str) -> int:
+    """The file's size in bytes, 0 for a file that is not there."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _listed_paths(list_file: Path) -> list[Path]:
@@ -392,9 +402,14 @@ class BatchRun:
         return _read_marker(self.results_dir / DONE_FOLDER / f"{video.name}.json")
 
     def plan(self) -> None:
-        """Take the videos complete before as skipped, and queue the others (no Ray needed)."""
+        """Take the videos complete before as skipped, those no longer there as failed, and queue the
+        others (no Ray needed)."""
         self.todo = deque()
         for video in self.videos:
+            if not Path(video.path).is_file():
+                self.outcomes.append(VideoOutcome(video.name, video.source, video.path, "failed",
+                                                  error="no such file (listed, but not there)"))
+                continue
             marker = self.completed(video)
             write_video = self.videos_dir is not None and not (self.videos_dir / f"{video.name}.mp4").is_file()
             if marker is None or write_video:
@@ -604,7 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SourceError, OutputError, ModelError) as error:
         _error(error)
         return EXIT_USAGE
-    if not batch.todo:  # every video complete before: no need for Ray
+    if not batch.todo:  # every video complete before, or listed but gone: no need for Ray
+        try:
+            results_dir.mkdir(exist_ok=True)
+        except OSError as error:
+            _error(f"--results {results_dir}: cannot create it ({one_line(error)})")
+            return EXIT_USAGE
         return _finish(batch, _exit_code(batch))
     try:
         batch.workers, connected = connect_ray(args.address, args.workers)
