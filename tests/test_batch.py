@@ -9,6 +9,7 @@ is stopped by the tests, and the kernel ends anything left in the namespace when
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import secrets
@@ -225,6 +226,37 @@ def test_two_node_cluster_on_loopback_through_address(media, tmp_path):
     assert "videos: 2 done, 0 skipped (complete before), 0 failed, of 2" in run.stdout
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the test reads stderr
+        pass
+
+
+@in_namespace
+def test_an_address_where_something_else_listens_is_refused_at_once(media, tmp_path, capsys):
+    """ray.init would retry for minutes against a web server or a port that never answers."""
+    was_connected = ray.is_initialized()
+    ray.shutdown()
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        for server, reason in ((web, "something other than Ray listens there"),
+                               (silent, "it accepts connections but sends nothing back within 10 s")):
+            address = f"127.0.0.1:{server.server_address[1] if server is web else server.getsockname()[1]}"
+            argv = [str(media / "single_face.mp4"), "--results", str(tmp_path / "results"), "--address", address]
+            assert exit_code(argv) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: cannot connect to the Ray cluster at {address} ({reason}") and \
+                err.count("\n") == 1, err
+            assert not ray.is_initialized() and not (tmp_path / "results").exists()
+    finally:
+        web.shutdown()
+        web.server_close()
+        silent.close()
+        if was_connected:
+            connect_ray(None, 2)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """Ray on this machine as the command starts it (two CPUs), shared by the tests of this module."""
@@ -423,6 +455,8 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cut_off_copy(media, tmp_
     assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "interrupted (SIGTERM): finished videos are kept; rerun to do the others" in err
     assert "Traceback" not in err and "SIGTERM received" not in err
+    assert "Token authentication is enabled" not in err  # kept on, without Ray's warning that it is
+    assert "retries remaining" not in out + err  # Ray's notes on the tasks the interrupt stopped
     statuses = [outcome["status"] for outcome in manifest(results).values()]
     assert len(statuses) == 2 and "not finished" in statuses and "not finished," in out
     # no annotated copy under its own name but a whole one

@@ -55,6 +55,9 @@ TASK_RETRIES = 2  # a video whose worker process dies is analysed again by a res
 PROGRESS_INTERVAL_S = 0.5  # how often workers report frames to the progress bar
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # only small outcome records travel through Ray's object store
 CONNECT_TIMEOUT_S = 10  # for the first connection to a cluster's head
+# A gRPC (HTTP/2) client's first bytes, with an empty SETTINGS frame: a Ray head's GCS answers with SETTINGS.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_FRAME_HEADER_BYTES, HTTP2_SETTINGS = 9, 4
 ACTOR_READY_TIMEOUT_S = 600  # a restarted worker that has not loaded its model by then counts as lost
 
 EXAMPLES = """\
@@ -574,8 +577,12 @@ def connect_ray(address: str | None, workers: int | None) -> tuple[int, bool]:
     Returns the number of workers to start and whether this call connected."""
     connected = not ray.is_initialized()
     if connected:
+        # no "Task ... failed. There are 2 retries remaining" on stdout for each video an interrupt stops
+        os.environ.setdefault("RAY_enable_output_error_log_if_still_retry", "0")
         if address is None:
             os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+            # Ray keeps token auth on for a local start and warns that it has; it stays on, without the warning
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             ray.init(num_cpus=max(os.cpu_count() or 1, workers or 1), _node_ip_address="127.0.0.1",
                      include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                      log_to_driver=False, logging_level=logging.WARNING)
@@ -586,12 +593,26 @@ def connect_ray(address: str | None, workers: int | None) -> tuple[int, bool]:
 
 
 def _check_reachable(address: str) -> None:
-    """Fail fast (ray.init retries for minutes) unless ``address`` is host:port and accepts connections."""
+    """Fail fast (ray.init retries for minutes) unless ``address`` is host:port and answers as a Ray head's
+    GCS does: a gRPC server, whose first HTTP/2 frame is SETTINGS."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"{address!r} is not host:port, e.g. 10.0.0.1:6379")
-    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
-        pass
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S) as connection:
+        connection.sendall(HTTP2_PREFACE)
+        answer = b""
+        try:
+            while len(answer) < HTTP2_FRAME_HEADER_BYTES:
+                received = connection.recv(HTTP2_FRAME_HEADER_BYTES - len(answer))
+                if not received:
+                    break
+                answer += received
+        except TimeoutError:
+            raise ConnectionError(f"it accepts connections but sends nothing back within {CONNECT_TIMEOUT_S} s, "
+                                  "as a Ray head's port (--port of ray start --head, 6379 by default) does") from None
+    if len(answer) < HTTP2_FRAME_HEADER_BYTES or answer[3] != HTTP2_SETTINGS:
+        raise ConnectionError("something other than Ray listens there (it does not answer as the Ray head's port, "
+                              "--port of ray start --head, 6379 by default, does)")
 
 
 def _error(message) -> None:
