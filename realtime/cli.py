@@ -137,11 +137,17 @@ def _camera(text: str) -> int | str:
     return int(text)
 
 
+def _path(text: str) -> Path:
+    """A path (argparse type) with ``~`` expanded, as a shell would: so that an output given as ``~/a.jpg``
+    is known to be the input ``~/a.jpg`` however the two were quoted."""
+    return Path(text).expanduser()
+
+
 def _file(text: str) -> Path:
     """A file's path (argparse type); a stream's address is refused, its password hidden."""
     if is_stream_url(text):
         raise argparse.ArgumentTypeError(f"{redacted(text)}: a stream's address, not a file: give it to --camera")
-    return Path(text)
+    return _path(text)
 
 
 def version_report() -> str:
@@ -210,10 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a short built-in clip of a sample face, to try it without a camera")
 
     output = parser.add_argument_group("outputs")
-    output.add_argument("--output", "-o", type=Path, metavar="PATH",
+    output.add_argument("--output", "-o", type=_path, metavar="PATH",
                         help="annotated result: an .mp4 for camera/video/demo, an image file "
                              f"({', '.join(IMAGE_OUTPUT_SUFFIXES)}) for a photo, a folder for a folder")
-    output.add_argument("--results", "-r", type=Path, metavar="PATH",
+    output.add_argument("--results", "-r", type=_path, metavar="PATH",
                         help="one row per face per frame: .csv or .jsonl (box, id, label, confidence, "
                              "probability of each emotion)")
     display = output.add_mutually_exclusive_group()
@@ -237,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
                           help="how much each face's emotion follows its past frames, 0 <= S < 1; "
                                "0 turns smoothing off (default: 0.6)")
-    analysis.add_argument("--model", type=Path, metavar="PATH",
+    analysis.add_argument("--model", type=_path, metavar="PATH",
                           help="exported .onnx emotion model (default: the INT8 model shipped in the "
                                "package, realtime/model/emotion_cnn_int8.onnx)")
     analysis.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
@@ -356,6 +362,9 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
             else:
                 suffix = ".mp4"
             target = output / (path.stem + suffix)
+            if target.is_dir():
+                raise OutputError(f"{target}: is a folder, where the output for {path.name} would go; move it or "
+                                  "choose another output folder")
             if target.name in targets:
                 raise OutputError(f"{target}: would be written for both {targets[target.name].name} and "
                                   f"{path.name}; rename one of them")

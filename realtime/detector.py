@@ -153,9 +153,10 @@ class FaceDetector:
       misses. ``reset()`` starts over for a new source.
 
     ``min_confidence``: detections scoring below it are dropped.
-    Any range: an image no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
-    found, and which is not flat (WHOLE_IMAGE_MIN_CONTRAST), is taken as one whole face without a
-    score (``whole_image_face``): a picture that already is a face crop, like FER2013's 48x48 faces.
+    Any range: a photo no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
+    found, and whose gray levels are not flat (WHOLE_IMAGE_MIN_CONTRAST: a plain colour is no face), is
+    taken as one whole face without a score (``whole_image_face``): a picture that already is a face
+    crop, like FER2013's 48x48 faces.
     """
 
     def __init__(self, model_range: str = "short", min_confidence: float = DEFAULT_MIN_CONFIDENCE):
@@ -219,8 +220,10 @@ class FaceDetector:
             fused = fuse(fused, self._run("full", padded, padding))
         return fused
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceDetection]:
-        """Faces in a BGR (or gray/BGRA) uint8 image, best score first; [] when there are none."""
+    def detect(self, image_bgr: np.ndarray, whole_image_fallback: bool = True) -> list[FaceDetection]:
+        """Faces in a BGR (or gray/BGRA) uint8 image, best score first; [] when there are none.
+        ``whole_image_fallback``: a small image without a detected face is one whole face (for photos,
+        not a video's frames: a thumbnail-size video of a scene would get a face in every frame)."""
         if self.closed:
             raise RuntimeError("FaceDetector is closed")
         if image_bgr.size == 0:
@@ -230,8 +233,8 @@ class FaceDetector:
             faces = self._detect_auto(rgb)
         else:
             faces = self._run(self.model_range, rgb)
-        if not faces and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE \
-                and rgb.std() >= WHOLE_IMAGE_MIN_CONTRAST:
+        if not faces and whole_image_fallback and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE \
+                and cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).std() >= WHOLE_IMAGE_MIN_CONTRAST:
             return [whole_image_face(image_bgr)]
         faces.sort(key=lambda face: face.score, reverse=True)
         return faces

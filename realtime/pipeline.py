@@ -22,7 +22,7 @@ from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDetector, whole_image_face
 from realtime.interrupts import frame_handoff
-from realtime.io.images import pil_to_bgr, read_image
+from realtime.io.images import ImageSource, pil_to_bgr, read_image
 from realtime.model_metadata import ModelMetadata
 from realtime.sinks import Sink
 from realtime.sources import Source, open_source
@@ -111,11 +111,13 @@ class EmotionAnalyzer:
                  for number, (detection, row) in enumerate(zip(detections, probabilities), start=1)]
         return FrameResult(index=0, timestamp=0.0, faces=faces, source=source, speed=speed, classes=classes)
 
-    def track(self, frame: Frame | np.ndarray | Image.Image, source_name: str = "") -> FrameResult:
+    def track(self, frame: Frame | np.ndarray | Image.Image, source_name: str = "", *,
+              still: bool = False) -> FrameResult:
         """The next frame of a stream: faces with ids kept across frames and smoothed probabilities.
 
         ``frame``: a ``Frame``, or an image as for ``analyze()`` (e.g. from your own camera loop), which is
-        numbered from 0 and timed by the clock from the first one since ``reset()``.
+        numbered from 0 and timed by the clock from the first one since ``reset()``. ``still``: the frame
+        is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does.
         """
         with self._lock:
             self._check_open()
@@ -125,7 +127,7 @@ class EmotionAnalyzer:
                 image, now = _as_bgr(frame), time.monotonic()
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
-            detections, probabilities, speed = self._detect_and_classify(image)
+            detections, probabilities, speed = self._detect_and_classify(image, whole_image_fallback=still)
             started = time.perf_counter()
             faces = self.tracker.update(detections, probabilities)
             speed["track"] = 1000 * (time.perf_counter() - started)
@@ -137,13 +139,14 @@ class EmotionAnalyzer:
         if self._closed:
             raise RuntimeError("this EmotionAnalyzer is closed; make a new one")
 
-    def _detect_and_classify(self, image: np.ndarray) -> tuple[list, np.ndarray, dict[str, float]]:
+    def _detect_and_classify(self, image: np.ndarray, whole_image_fallback: bool = True
+                             ) -> tuple[list, np.ndarray, dict[str, float]]:
         """The image's faces (or the whole image as one), their probabilities, and each stage's milliseconds."""
         started = time.perf_counter()
         if self.whole_image:
             detections = [whole_image_face(image)] if image.shape[0] and image.shape[1] else []
         else:
-            detections = self.detector.detect(image)
+            detections = self.detector.detect(image, whole_image_fallback)
         detected = time.perf_counter()
         rolls = [face.roll for face in detections] if self.roll_correction else None
         probabilities = self.classifier.infer(image, [face.box for face in detections], rolls)
@@ -255,6 +258,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
     analyzer.reset()
+    still = isinstance(source, ImageSource)  # a photo: a small one without a detected face is taken whole
     fps = 0.0
     frames = iter(source)
     with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, file=sys.stderr,
@@ -265,7 +269,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
             frame = next(frames, None)
             if frame is None:
                 break
-            result = analyzer.track(frame, name)
+            result = analyzer.track(frame, name, still=still)
             annotated = annotator.annotate(frame.image, result) if annotator is not None else None
             seconds = time.perf_counter() - started
             if seconds > 0:

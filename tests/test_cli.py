@@ -290,6 +290,35 @@ def test_an_output_that_is_a_hard_link_to_the_input_is_refused_and_the_input_kep
     assert clip.read_bytes() == original
 
 
+def test_a_literal_tilde_names_the_same_file_as_the_input_and_is_refused(tiny_model, tmp_path, monkeypatch, capsys):
+    """``~`` reaches the program unexpanded when quoted or passed by a script: ``'~/a.png' -o '~/a.png'``."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    original = photo.read_bytes()
+    for argv, refusal in ((["~/a.png", "-o", "~/a.png"], ": is the input"),
+                          (["--image", "~/a.png", "-o", "~/a.png"], ": is the input"),
+                          (["--image", "~/a.png", "-r", "~/a.csv", "-o", "~/a.csv"], "unsupported output type"),
+                          (["--image", "~/a.png", "-o", str(photo)], ": is the input")):
+        assert main([*argv, "--model", str(tiny_model)]) == 2
+        assert refusal in one_line_error(capsys.readouterr())
+        assert photo.read_bytes() == original
+    assert main(["--image", "~/a.png", "-o", "~/b.png", "-r", "~/b.csv", "--model", str(tiny_model)]) == 0
+    assert (tmp_path / "b.png").is_file() and (tmp_path / "b.csv").is_file() and not (tmp_path / "~").exists()
+
+
+def test_a_folder_in_the_way_of_one_output_of_a_folder_is_refused_before_any_work(tiny_model, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "in" / name), np.full((60, 80, 3), 90, np.uint8))
+    (tmp_path / "out" / "a.png").mkdir(parents=True)  # where a.png's annotated copy would go
+    results = tmp_path / "all.csv"
+    assert main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-r", str(results), "--model", str(tiny_model)]) == 2
+    error = one_line_error(capsys.readouterr())
+    assert error.startswith(f"error: {tmp_path / 'out' / 'a.png'}: is a folder, where the output for a.png would go")
+    assert not results.exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
 def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(realtime.classifier, "SHIPPED_MODEL", "missing.onnx")
     assert main(["--demo", "-o", str(tmp_path / "out.mp4")]) == 2

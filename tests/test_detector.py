@@ -134,7 +134,11 @@ def test_small_images_without_a_face_are_one_whole_face_unless_flat(short_range)
     texture = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
     assert short_range.detect(texture) == [FaceDetection(box=(0, 0, 48, 48), score=None)]
     assert short_range.detect(np.full((48, 48, 3), 128, np.uint8)) == []  # flat: nothing there
+    for colour in ((0, 0, 255), (255, 0, 0), (0, 255, 255)):  # a plain colour is flat too (its gray levels are)
+        assert short_range.detect(np.full((100, 100, 3), colour, np.uint8)) == []
+    assert short_range.detect(np.full((1, 1, 3), (0, 0, 255), np.uint8)) == []
     assert short_range.detect(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)) == []  # not small
+    assert short_range.detect(texture, whole_image_fallback=False) == []  # a video's frame: no face made up
 
 
 def test_auto_on_a_video_keeps_finding_faces_that_only_its_full_pass_finds(media, auto, short_range):

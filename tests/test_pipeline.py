@@ -192,6 +192,17 @@ def test_a_photo_is_one_frame(media, analyzer):
     assert processed.annotated.shape == (source.info.height, source.info.width, 3)
 
 
+def test_a_small_photo_without_a_face_is_one_face_but_a_thumbnail_video_gets_none(analyzer, tmp_path):
+    texture = np.random.default_rng(3).integers(0, 255, (90, 160, 3), dtype=np.uint8)  # no face in it
+    cv2.imwrite(str(tmp_path / "crop.png"), texture)
+    with ImageSource(tmp_path / "crop.png") as photo:
+        (processed,) = process_source(photo, analyzer)
+    assert [face.detection_score for face in processed.result.faces] == [None]  # taken whole: it may be a face crop
+    assert [face.detection_score for face in analyzer.analyze(texture).faces] == [None]
+    # the same picture as a video's frames: no face is made up in every frame of a thumbnail-size clip
+    assert all(not processed.result.faces for processed in process_source(StillSource(texture, 5), analyzer))
+
+
 def test_drawing_sinks_need_an_annotator(analyzer, tmp_path):
     source = StillSource(np.zeros((10, 10, 3), np.uint8), 1)
     with pytest.raises(ValueError, match="annotator"):
