@@ -21,8 +21,8 @@ from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import EmotionTracerError, OutputError, SourceError
 from realtime.interrupts import FinishingBrokenOff, Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
-from realtime.io.files import check_output_folder, check_output_path
-from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, write_image
+from realtime.io.files import check_output_folder, check_output_path, check_output_suffix
+from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, check_image_fits, image_size, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.stream import (
     DEFAULT_OPEN_TIMEOUT_S,
@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=VersionAction)
     source = parser.add_argument_group("source (exactly one)").add_mutually_exclusive_group(required=True)
     source.add_argument("input", nargs="?", metavar="SOURCE",
-                        help="a video, a photo, a folder of them, a camera index (digits) or a stream URL")
+                        help="a video, a photo, a folder of them, a camera index (digits, unless a file or "
+                             "folder of that name is here) or a stream URL")
     source.add_argument("--camera", type=_camera, metavar="INDEX|URL",
                         help="camera index, usually 0, or a network camera / live stream URL: rtsp://, "
                              "http(s):// (MJPEG, HLS), udp://, tcp://, srt://")
@@ -329,8 +330,14 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
             check_output_path(job.output, suffixes)
             if isinstance(job.spec, Path) and job.spec.exists() and _same_file(job.spec, job.output):
                 raise OutputError(f"{job.output}: is the input; choose another output file")
+            if job.kind == "image" and (size := image_size(job.spec)) is not None:
+                check_image_fits(job.output, *size)
     if args.results is not None:
-        check_output_path(args.results, RESULTS_SUFFIXES)
+        if folder and args.output is not None and not args.output.exists() \
+                and args.results.parent.resolve() == args.output.resolve():  # into the folder the run makes
+            check_output_suffix(args.results, RESULTS_SUFFIXES)  # the folder was checked by _folder_jobs
+        else:
+            check_output_path(args.results, RESULTS_SUFFIXES)
         for job in jobs:
             for other in (job.spec, job.output):
                 if isinstance(other, Path) and other.exists() and _same_file(other, args.results):

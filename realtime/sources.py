@@ -44,13 +44,19 @@ class Source(Protocol):
 
 
 def parse_source(text: str) -> int | str | Path:
-    """Digits mean a camera index, ``scheme://...`` a network stream (kept as text), anything else a file path."""
-    text = str(text).strip()
-    if not text:
+    """Digits mean a camera index, ``scheme://...`` a network stream (kept as text), anything else a file path.
+    A file or folder that is there is taken as it is named, spaces around it and all digits included
+    (a folder ``2024``; ``--camera 2024`` would be the camera)."""
+    text = str(text)
+    stripped = text.strip()
+    if not stripped:
         raise SourceError("no source given: pass a camera index (e.g. 0), a stream URL or a file path")
-    if is_stream_url(text):
-        return text
-    return int(text) if text.isdigit() else Path(text).expanduser()
+    if is_stream_url(stripped):
+        return stripped
+    as_named = Path(text).expanduser()
+    if as_named.exists():
+        return as_named
+    return int(stripped) if stripped.isdigit() else Path(stripped).expanduser()
 
 
 def media_kind(path: Path | str) -> str:

@@ -223,7 +223,8 @@ def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media,
 @pytest.mark.parametrize("case", ["missing", "not_a_video", "empty", "output_folder_missing",
                                   "results_folder_missing", "bad_suffix", "bad_results_suffix", "output_is_input",
                                   "bad_camera", "missing_model", "not_a_model", "empty_folder", "folder_to_a_file",
-                                  "video_is_a_folder", "results_is_a_folder", "not_an_image", "unwritable_folder"])
+                                  "video_is_a_folder", "results_is_a_folder", "not_an_image", "unwritable_folder",
+                                  "output_is_a_broken_link", "too_large_for_webp"])
 def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     fake = tmp_path / "fake.mp4"
@@ -254,7 +255,13 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         "results_is_a_folder": ["--demo", "-r", str(tmp_path / "folder"), *model],
         "not_an_image": ["--image", str(tmp_path / "fake.jpg"), "-o", str(tmp_path / "out.png"), *model],
         "unwritable_folder": [str(tmp_path / "folder"), "-o", "/proc", *model],
+        "output_is_a_broken_link": ["--image", str(photo), "-o", str(tmp_path / "link.png"), *model],
+        "too_large_for_webp": ["--image", str(tmp_path / "panorama.png"), "-o", str(tmp_path / "out.webp"), *model],
     }[case]
+    if case == "too_large_for_webp":
+        cv2.imwrite(str(tmp_path / "panorama.png"), np.zeros((2, 17000, 3), np.uint8))
+    if case == "output_is_a_broken_link":
+        (tmp_path / "link.png").symlink_to(tmp_path / "gone" / "out.png")
     if case == "not_an_image":
         fake.rename(tmp_path / "fake.jpg")
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -263,6 +270,11 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, not even a temp file
     if case.endswith("is_a_folder"):
         assert "is a folder" in error and "list_media" not in error
+    if case == "output_is_a_broken_link":
+        assert error == f"error: {tmp_path / 'link.png'}: is a link to {tmp_path / 'gone' / 'out.png'}, which is not " \
+                        "there; remove the link or choose another name"
+    if case == "too_large_for_webp":  # known before the analysis, not after it
+        assert "WebP holds images up to 16383 px a side, this one is 17000x2" in error
     if case == "unwritable_folder":  # named by the folder, not by the file that tried it
         assert error.startswith("error: /proc: cannot write in it (")
     for library_detail in ("Errno", "PyAV", "Pillow"):  # the reason in words, not the library's codes
@@ -319,6 +331,17 @@ def test_a_folder_in_the_way_of_one_output_of_a_folder_is_refused_before_any_wor
     assert not results.exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
 
 
+def test_results_may_go_into_the_output_folder_the_run_creates(tiny_model, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), np.full((60, 80, 3), 90, np.uint8))
+    annotated = tmp_path / "annotated"
+    argv = [str(tmp_path / "in"), "-o", str(annotated), "--model", str(tiny_model)]
+    assert main([*argv, "-r", str(annotated / "all.xlsx")]) == 2  # the suffix is still checked first
+    assert "unsupported output type '.xlsx'" in one_line_error(capsys.readouterr()) and not annotated.exists()
+    assert main([*argv, "-r", str(annotated / "all.csv")]) == 0
+    assert sorted(p.name for p in annotated.iterdir()) == ["a.png", "all.csv"]
+
+
 def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(realtime.classifier, "SHIPPED_MODEL", "missing.onnx")
     assert main(["--demo", "-o", str(tmp_path / "out.mp4")]) == 2
@@ -344,10 +367,10 @@ def test_bad_options_give_one_line_and_exit_2(argv, capsys):
 def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model, tmp_path, monkeypatch, capsys):
     track = realtime.pipeline.EmotionAnalyzer.track
 
-    def interrupted_at_frame_20(self, frame, source_name=""):
+    def interrupted_at_frame_20(self, frame, source_name="", **options):
         if frame.index == 20:
             raise KeyboardInterrupt
-        return track(self, frame, source_name)
+        return track(self, frame, source_name, **options)
 
     monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "track", interrupted_at_frame_20)
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
@@ -362,10 +385,10 @@ def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model,
 def test_failure_part_way_keeps_what_was_analysed(media, tiny_model, tmp_path, monkeypatch, capsys):
     track = realtime.pipeline.EmotionAnalyzer.track
 
-    def broken_at_frame_20(self, frame, source_name=""):
+    def broken_at_frame_20(self, frame, source_name="", **options):
         if frame.index == 20:
             raise RuntimeError("simulated failure\nwith a second line")
-        return track(self, frame, source_name)
+        return track(self, frame, source_name, **options)
 
     monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "track", broken_at_frame_20)
     argv = ["--video", str(media / "single_face.mp4"), "-o", str(tmp_path / "out.mp4"),

@@ -93,6 +93,14 @@ def test_video_info_replaces_unusable_fps(fps):
     assert VideoInfo(4, 4, fps, None, "x").fps == DEFAULT_FPS
 
 
+def test_parse_source_takes_a_file_or_folder_that_is_there_as_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "2024").mkdir()  # a folder of the year's photos, not camera 2024
+    (tmp_path / "trail.jpg ").write_bytes(b"x")  # a name ending in a space
+    assert parse_source("2024") == Path("2024") and parse_source("7") == 7
+    assert parse_source("trail.jpg ") == Path("trail.jpg ") and parse_source(" clip.mp4 ") == Path("clip.mp4")
+
+
 def test_video_info_keeps_fractional_fps():
     assert VideoInfo(4, 4, 30000 / 1001, None, "x").fps == pytest.approx(29.97, abs=1e-3)
 
@@ -132,6 +140,16 @@ def test_read_image_scales_16_bit_to_8_bit(tmp_path):
     wide = np.array([[0, 128 * 257, 65535]], np.uint16)
     Image.fromarray(wide).save(tmp_path / "deep.png")
     assert read_image(tmp_path / "deep.png")[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_read_image_scales_32_bit_and_floating_point_images_by_the_range_they_use(tmp_path):
+    """Scientific and camera-raw TIFFs: 32-bit integers holding 0..255 and floats holding 0..1 were black."""
+    for values, mode in (([0, 128, 255], "I"), ([0.0, 128 / 255, 1.0], "F"), ([0, 128 * 257, 65535], "I"),
+                         ([0.0, 128.0, 255.0], "F")):
+        Image.fromarray(np.array([values], np.int32 if mode == "I" else np.float32), mode).save(tmp_path / "wide.tif")
+        with Image.open(tmp_path / "wide.tif") as saved:
+            assert saved.mode == mode
+        assert read_image(tmp_path / "wide.tif")[0, :, 0].tolist() == [0, 128, 255], (values, mode)
 
 
 def test_read_image_applies_exif_orientation(tmp_path):

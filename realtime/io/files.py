@@ -26,12 +26,9 @@ def check_input_file(path: Path, kind: str) -> None:
 def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path:
     """Check, before any work starts, that ``path`` can be written: known suffix, existing writable folder."""
     path = Path(path).expanduser()
-    allowed = tuple(allowed_suffixes)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, not a file name", path)
-    if path.suffix.lower() not in allowed:
-        raise OutputError(f"{path}: unsupported output type {path.suffix or '(none)'!r}; use {', '.join(allowed)}",
-                          path)
+    check_output_suffix(path, allowed_suffixes)
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"{path}: folder {folder} does not exist", path)
@@ -39,6 +36,14 @@ def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path
         raise OutputError(f"{path}: folder {folder} is not writable", path)
     _try_writing(path)
     return path
+
+
+def check_output_suffix(path: Path, allowed_suffixes: Iterable[str]) -> None:
+    """OutputError unless ``path`` ends in one of ``allowed_suffixes`` (any case)."""
+    allowed = tuple(allowed_suffixes)
+    if path.suffix.lower() not in allowed:
+        raise OutputError(f"{path}: unsupported output type {path.suffix or '(none)'!r}; use {', '.join(allowed)}",
+                          path)
 
 
 def check_output_folder(folder: Path) -> None:
@@ -62,6 +67,9 @@ def _try_writing(path: Path) -> None:
     Catches what permission bits do not show: read-only or special file systems (/proc), root's
     writes refused, a file that is in the way.
     """
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{path}: is a link to {os.readlink(path)}, which is not there; remove the link or "
+                          "choose another name", path)
     try:
         if path.exists():
             with open(path, "ab"):

@@ -14,8 +14,9 @@ from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, write_atomically
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
 
 
 def read_image(path: Path | str) -> np.ndarray:
@@ -52,18 +53,29 @@ def read_image_and_frame_count(path: Path | str) -> tuple[np.ndarray, int]:
         raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
 
 
+def _wide_to_gray(image: Image.Image) -> np.ndarray:
+    """8-bit gray levels of a 16-bit, 32-bit integer or floating-point gray image, by the range its
+    samples use: 0..1 (floating point), 0..255, else 0..65535; beyond that, its own maximum."""
+    wide = np.nan_to_num(np.asarray(image, dtype=np.float64)).clip(0, None)
+    top = float(wide.max(initial=0))
+    if image.mode == "F" and top <= 1.0:
+        full_scale = 1.0
+    elif image.mode in ("I", "F") and top <= 255:
+        full_scale = 255.0
+    else:
+        full_scale = max(top, 65535.0)
+    return np.rint(wide * (255.0 / full_scale)).astype(np.uint8)
+
+
 def pil_to_bgr(image: Image.Image) -> np.ndarray:
     """Pillow image of any mode -> C-contiguous (H, W, 3) uint8 BGR."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit samples: map 0..65535 onto 0..255.
-        wide = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
-        gray = np.rint(wide / 257.0).astype(np.uint8)
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return cv2.cvtColor(_wide_to_gray(image), cv2.COLOR_GRAY2BGR)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    if image.mode in ("1", "L", "F"):
+    if image.mode in ("1", "L"):
         return cv2.cvtColor(np.asarray(image.convert("L")), cv2.COLOR_GRAY2BGR)
     return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
 
@@ -94,9 +106,28 @@ class ImageSource:
         self.close()
 
 
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, without decoding it; None if it is not one Pillow reads."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def check_image_fits(path: Path, width: int, height: int) -> None:
+    """OutputError when the format ``path``'s suffix names cannot hold an image that size (WebP: 16383 px)."""
+    if path.suffix.lower() == ".webp" and max(width, height) > WEBP_MAX_SIDE:
+        raise OutputError(f"{path}: WebP holds images up to {WEBP_MAX_SIDE} px a side, this one is {width}x{height}; "
+                          "use .png or .jpg", path)
+
+
 def write_image(path: Path | str, image_bgr: np.ndarray) -> Path:
     """Write a BGR image atomically, in the format its suffix names. Returns the path."""
     path = check_output_path(path, IMAGE_OUTPUT_SUFFIXES)
+    check_image_fits(path, image_bgr.shape[1], image_bgr.shape[0])
     try:
         ok, data = cv2.imencode(path.suffix.lower(), image_bgr)
     except cv2.error as error:
