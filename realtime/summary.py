@@ -89,7 +89,12 @@ class RunSummary:
         rows = []
         for face in self.tracked.values():
             label, share = face.dominant
-            rows.append(([face.source] if several_sources else [])
+            rows.append(([printable(face.source)] if several_sources else [])
                         + [str(face.face_id), str(face.frames), label, f"{share * 100:.0f}%"])
         widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
         return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) written as escapes, so tables stay one row a line."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)

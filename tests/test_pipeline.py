@@ -229,6 +229,8 @@ def test_summary_reports_the_dominant_emotion_of_each_face():
     assert table[0] == "5 frames, 7 face detections in 4 frames, 2.0 frames/s"
     assert table[2].split() == ["1", "4", "happy", "75%"] and table[3].split() == ["2", "3", "sad", "100%"]
     assert RunSummary().format().splitlines()[-1] == "no faces found"
+    summary.add(result(5, "sad"), "two\nlines.mp4", seconds=0.5)  # a file name with a newline in it
+    assert summary.format().splitlines()[-1].split() == ["two\\nlines.mp4", "1", "1", "sad", "100%"]
 
 
 def test_analyze_takes_a_pil_image_and_gray_with_a_channel_axis_and_says_what_else_it_takes(analyzer):
