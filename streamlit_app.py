@@ -6,15 +6,16 @@ Page layout only; the analysis is the command line's pipeline, reached through w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import altair as alt
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import webapp.analysis as webapp
 import webapp.live as live
 from realtime.errors import ModelError
-
-PHOTOS_KEPT = 16  # analysed photos a session keeps, so that reruns show them again without analysing
 
 
 @st.cache_resource(max_entries=4, on_release=webapp.AnalyzerPool.close,
@@ -48,24 +49,35 @@ def sidebar_model(pool: webapp.AnalyzerPool) -> None:
                                   for name, value in webapp.model_facts(pool.metadata, pool.model_path)))
 
 
+def photo_key(name: str, data: bytes, pool: webapp.AnalyzerPool) -> tuple:
+    """What a photo's analysis depends on (smoothing does not change a photo's result)."""
+    return (name, hashlib.sha256(data).hexdigest(), str(pool.model_path), pool.options.detector_range,
+            pool.options.min_confidence)
+
+
+def forget_old_photos(kept: dict, shown: set) -> None:
+    """Drop the oldest analyses of photos not ``shown`` now until at most PHOTOS_KEPT of them remain."""
+    old = [key for key in kept if key not in shown]
+    for key in old[:max(0, len(old) - webapp.PHOTOS_KEPT)]:
+        del kept[key]
+
+
 def show_photo(name: str, data: bytes, pool: webapp.AnalyzerPool) -> None:
     """One photo: annotated image, a table of its faces and each face's probabilities."""
-    st.subheader(name)
+    st.subheader(webapp.plain_markdown(name))
     kept: dict = st.session_state.setdefault("photo_analyses", {})
-    key = (name, hashlib.sha256(data).hexdigest(), str(pool.model_path), pool.options.detector_range,
-           pool.options.min_confidence)  # smoothing does not change a photo's result
+    key = photo_key(name, data, pool)
     if key not in kept:
         kept[key] = webapp.run_safely(name, webapp.analyze_photo, data, name, pool)
-        while len(kept) > PHOTOS_KEPT:
-            kept.pop(next(iter(kept)))  # the oldest
     photo, error = kept[key]
     if error is not None:
-        st.error(error)
+        st.error(webapp.plain_markdown(error))
         return
     if not photo.faces:
         st.image(photo.image_rgb)
-        st.warning(f"No face found in {name}. Faces that are small, turned away or partly hidden can be "
-                   "missed: try another photo, or lower the detection confidence in the sidebar.")
+        st.warning(webapp.plain_markdown(
+            f"No face found in {name}. Faces that are small, turned away or partly hidden can be "
+            "missed: try another photo, or lower the detection confidence in the sidebar."))
         return
     picture, details = st.columns([3, 2])
     picture.image(photo.image_rgb)
@@ -107,6 +119,15 @@ def photo_tab(pool: webapp.AnalyzerPool) -> None:
                 "its emotion.")
     for name, data in photos:
         show_photo(name, data, pool)
+    forget_old_photos(st.session_state.setdefault("photo_analyses", {}),
+                      {photo_key(name, data, pool) for name, data in photos})
+
+
+def session_connected() -> Callable[[], bool]:
+    """Whether this page's browser session is still connected, asked from other threads: a clip analysed
+    for a page that was closed or reloaded stops and frees its analyzer. (Without a server, always.)"""
+    session_id = get_script_run_ctx().session_id
+    return lambda: not runtime.exists() or runtime.get_instance().is_active_session(session_id)
 
 
 def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None:
@@ -128,21 +149,25 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
     # The clip is analysed in a thread of its own: reruns (another tab, a photo, a widget) neither restart
     # the analysis nor wait for it; only another clip or other options start a new one.
     key = (upload.file_id if upload is not None else "demo", str(pool.model_path), options)
-    if job is None or job.key != key:
+    # A job cancelled but still here stopped while this session was disconnected: it starts again.
+    if job is None or job.key != key or job.cancelled:
         if job is not None:
             job.cancel()
+        connected = session_connected()
         if upload is not None:
             data = upload.getvalue()
-            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_clip(data, name, pool, progress))
+            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_clip(data, name, pool, progress),
+                                        connected)
         else:
-            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_demo_clip(pool, progress))
+            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_demo_clip(pool, progress),
+                                        connected)
         st.session_state["clip_job"] = job
     if not job.finished:
         clip_progress(job)
         return
     clip, error = job.result
     if error is not None:
-        st.error(error)
+        st.error(webapp.plain_markdown(error))
         return
     show_clip(clip)
 
@@ -154,20 +179,23 @@ def clip_progress(job: webapp.BackgroundClip) -> None:
         st.rerun()
     percent = min(99, 100 * job.done // job.expected) if job.expected else 0
     text = f"Analysing {job.name}: frame {job.done}" + (f" of {job.expected}" if job.expected else "")
-    st.progress(percent / 100, text=text if job.done else f"Analysing {job.name}...")
+    st.progress(percent / 100, text=webapp.plain_markdown(text if job.done else f"Analysing {job.name}..."))
 
 
 def show_clip(clip: webapp.ClipAnalysis) -> None:
     """The annotated video, each face's emotion over time and the downloads."""
     if clip.truncated:
-        st.warning(f"{clip.name} is longer than the web app takes: only its first {clip.frames} frames "
-                   f"({clip.seconds:.1f} s) were analysed. The command line (python -m realtime) takes any length.")
+        st.warning(webapp.plain_markdown(
+            f"{clip.name} is longer than the web app takes: only its first {clip.frames} frames "
+            f"({clip.seconds:.1f} s) were analysed. The command line (python -m realtime) takes any length."))
+    for issue in clip.issues:
+        st.warning(webapp.plain_markdown(f"{issue}. The results cover only the frames that could be read."))
     st.video(clip.video, format="video/mp4")
     summary = clip.summary
     st.markdown(f"**{clip.frames} frames** ({clip.seconds:.1f} s), faces in {summary.frames_with_faces} of them, "
                 f"{len(summary.tracked)} face{'s' * (len(summary.tracked) != 1)} tracked.")
     if not clip.faces_found:
-        st.warning(f"No face found in {clip.name}.")
+        st.warning(webapp.plain_markdown(f"No face found in {clip.name}."))
     else:
         st.altair_chart(timeline_chart(clip), width="stretch")
         st.dataframe(clip.faces_table(), hide_index=True)
@@ -237,7 +265,7 @@ def live_panel(session: live.LiveSession, classes: list[str]) -> None:
 def show_live(snapshot: live.LiveSnapshot, classes: list[str]) -> None:
     """The live chart, each face's dominant emotion, the latency and, after the stream, the CSV."""
     if not snapshot.frames:
-        st.info("Waiting for the first frame...")
+        st.info(snapshot.status)
         return
     latency = (f"; from arrival to annotated frame: p50 {snapshot.latency_ms[0]:.0f} ms, "
                f"p95 {snapshot.latency_ms[1]:.0f} ms" if snapshot.latency_ms else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import tempfile
 import threading
@@ -71,6 +72,35 @@ def clip_bytes(folder: Path, frames: int, header_only: bool = False) -> bytes:
     if header_only:
         data = data[: data.index(b"mdat") + 4]
     return data
+
+
+def webm_bytes(folder: Path, frames: int) -> bytes:
+    """A small VP8 WebM of grey frames at 25 fps: its header gives a duration but no frame count."""
+    path = folder / f"clip{frames}.webm"
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(frames):
+            image = np.full((48, 64, 3), 8 * index % 256, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def plain_text(markdown: str) -> str | None:
+    """The text ``markdown`` shows when all its punctuation is backslash-escaped (shown as it is), else None."""
+    text, escaped = [], False
+    for char in markdown:
+        if escaped:
+            text.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif re.fullmatch(r"[!-/:-@\[-`{-~]", char):
+            return None  # unescaped: may be markup (emphasis, a link, LaTeX, a color)
+        else:
+            text.append(char)
+    return "".join(text)
 
 
 def decoded_frames(video: bytes) -> tuple[str, int]:
@@ -216,6 +246,33 @@ def test_clip_without_faces(pool, tmp_path):
     assert decoded_frames(clip.video) == ("h264", 8)
 
 
+def test_a_webm_clip_exactly_at_the_limit_is_whole_and_a_longer_one_is_cut(pool, monkeypatch, tmp_path):
+    data = webm_bytes(tmp_path, 12)
+    monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 12)
+    clip = webapp.analyze_clip(data, "whole.webm", pool)
+    assert clip.frames == 12 and not clip.truncated
+    monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 11)
+    clip = webapp.analyze_clip(data, "long.webm", pool)
+    assert clip.frames == 11 and clip.truncated
+
+
+def test_a_webm_clip_reports_progress_against_its_length(pool, tmp_path):
+    progress = []
+    clip = webapp.analyze_clip(webm_bytes(tmp_path, 30), "talk.webm", pool,
+                               on_progress=lambda done, expected: progress.append((done, expected)))
+    assert clip.frames == 30  # its header counts no frames: 1.2 s at 25 fps are expected
+    assert progress == [(done, 30) for done in range(1, 31)]
+
+
+def test_a_cut_short_clip_says_what_was_lost(pool, tmp_path):
+    whole = clip_bytes(tmp_path, 50)
+    clip = webapp.analyze_clip(whole[: int(len(whole) * 0.6)], "cut.mp4", pool)
+    assert 0 < clip.frames < 50 and not clip.truncated
+    [issue] = clip.issues
+    assert issue.startswith("video cut.mp4: frames end at ") and "frames lost)" in issue
+    assert webapp.analyze_clip(whole, "whole.mp4", pool).issues == []
+
+
 def test_long_clip_is_cut_at_the_limit(pool, monkeypatch, tmp_path):
     monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 10)
     clip = webapp.analyze_clip(clip_bytes(tmp_path, 25), "long.mp4", pool)
@@ -248,7 +305,7 @@ def test_bad_clips_give_one_line_errors_naming_the_upload(pool, tmp_path, privat
 
 
 def test_analyzer_pool_lends_each_analyzer_to_one_user_at_a_time(tiny_model):
-    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(), size=1)
+    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(), photos=1)
     second_got = []
 
     def borrow_second() -> None:
@@ -268,12 +325,38 @@ def test_analyzer_pool_lends_each_analyzer_to_one_user_at_a_time(tiny_model):
 
 
 def test_analyzer_pool_grows_to_its_size_and_closes(tiny_model):
-    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(detector_range="short", smoothing=0.0), size=2)
-    with pool.borrow() as first, pool.borrow() as second:
+    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(detector_range="short", smoothing=0.0), clips=2)
+    with pool.borrow(for_clip=True) as first, pool.borrow(for_clip=True) as second:
         assert first is not second
         assert second.detector.model_range == "short" and second.tracker.smoothing == 0.0
     pool.close()
     assert first.detector.closed and second.detector.closed
+
+
+def test_a_photo_never_waits_behind_clips(tiny_model):
+    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(), clips=1, photos=1)
+    photo_got, clip_got = [], []
+
+    def borrow(for_clip: bool, got: list) -> threading.Thread:
+        def run() -> None:
+            with pool.borrow(for_clip=for_clip) as analyzer:
+                got.append(analyzer)
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    try:
+        with pool.borrow(for_clip=True) as clip_analyzer:
+            photo = borrow(False, photo_got)
+            photo.join(timeout=APP_TIMEOUT_S)  # bounded; it does not wait for the clip
+            assert not photo.is_alive() and photo_got and photo_got[0] is not clip_analyzer
+            second_clip = borrow(True, clip_got)
+            second_clip.join(timeout=0.5)
+            assert second_clip.is_alive() and clip_got == []  # another clip waits for the clip's analyzer
+        second_clip.join(timeout=APP_TIMEOUT_S)
+        assert len(clip_got) == 1
+    finally:
+        pool.close()
 
 
 # --- the page (AppTest) ------------------------------------------------------------------------------
@@ -321,7 +404,7 @@ def test_page_example_photo(app):
     [example] = [toggle for toggle in app.toggle if toggle.label == "Try the example photo"]
     example.set_value(True).run()
     assert not app.exception and not app.error
-    assert app.subheader[0].value == "astronaut.png"
+    assert plain_text(app.subheader[0].value) == "astronaut.png"
     [headline] = face_headlines(app)
     assert headline.split(":")[1].split("**")[0].strip() in EMOTIONS
     table = app.dataframe[0].value
@@ -347,8 +430,8 @@ def test_page_no_face_and_bad_uploads_then_keeps_working(app):
         ("empty.jpg", b"", "image/jpeg"),
     ]).run()
     assert not app.exception
-    assert [warning.value.split(".")[0] for warning in app.warning] == ["No face found in grey"]
-    assert [error.value for error in app.error] == ["image garbage.jpg: not an image file this program can read",
+    assert [plain_text(warning.value).split(". ")[0] for warning in app.warning] == ["No face found in grey.png"]
+    assert [plain_text(error.value) for error in app.error] == ["image garbage.jpg: not an image file this program can read",
                                                     "image empty.jpg: file is empty"]
     name, data = webapp.example_photo()
     app.file_uploader(key="photos").set_value((name, data, "image/png")).run()
@@ -382,7 +465,7 @@ def test_page_bad_clip_shows_an_error(app):
     clip_analysed(app)
     assert not app.exception
     [error] = app.error
-    assert error.value.startswith("video broken.mp4: not a video file this program can read")
+    assert plain_text(error.value).startswith("video broken.mp4: not a video file this program can read")
     assert "emotion-tracer-" not in error.value  # no temporary path
     assert not app.get("video")
 
@@ -431,6 +514,73 @@ def test_a_background_clip_reports_progress_and_stops_when_cancelled(pool, priva
                                                                                             pool, progress))
     assert failed.wait(APP_TIMEOUT_S) and failed.result[0] is None
     assert failed.result[1].startswith("video broken.mp4: not a video file")
+
+
+def test_a_background_clip_no_longer_wanted_stops_and_frees_its_analyzer(tiny_model, private_tmp):
+    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(), clips=1)
+    try:
+        job = webapp.BackgroundClip("demo", "demo clip", lambda progress: webapp.analyze_demo_clip(pool, progress),
+                                    wanted=lambda: False)  # its page's session has ended
+        assert job.wait(APP_TIMEOUT_S)
+        assert job.result == (None, "demo clip: cancelled") and job.cancelled and job.done == 0
+        with pool.borrow(for_clip=True):  # the pool's only clip analyzer is back
+            pass
+        assert list(private_tmp.iterdir()) == []
+    finally:
+        pool.close()
+
+
+def test_page_starts_again_a_clip_that_stopped_while_its_session_was_away(app):
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(True).run()
+    stopped = app.session_state["clip_job"]
+    stopped.cancel()  # as when the browser disconnected during the analysis
+    assert stopped.wait(APP_TIMEOUT_S)
+    app.run()  # the browser is back
+    assert app.session_state["clip_job"] is not stopped
+    clip_analysed(app)
+    assert not app.exception and not app.error and len(app.get("video")) == 1
+
+
+def test_page_keeps_every_uploaded_photo_analysed(app):
+    count = webapp.PHOTOS_KEPT + 2
+    photos = [(f"grey{index}.png", png_bytes(np.full((40, 40 + index, 3), 90, np.uint8)), "image/png")
+              for index in range(count)]
+    app.file_uploader(key="photos").set_value(photos).run()
+    analyses = dict(app.session_state["photo_analyses"])
+    assert len(analyses) == count and len(app.warning) == count
+    app.run()  # a rerun analyses none of them again
+    kept = app.session_state["photo_analyses"]
+    assert kept.keys() == analyses.keys() and all(kept[key] is analyses[key] for key in analyses)
+    app.file_uploader(key="photos").set_value(photos[:1]).run()  # the others are forgotten, down to PHOTOS_KEPT
+    assert len(app.session_state["photo_analyses"]) == webapp.PHOTOS_KEPT + 1
+
+
+def test_page_shows_file_names_as_they_are(app, tmp_path):
+    grey = png_bytes(np.full((40, 40, 3), 90, np.uint8))
+    names = ["*draft* v2.png", "price $5 and $10.png", ":red[alert].png", "[x](https:example.org).png",
+             "# heading.png"]
+    app.file_uploader(key="photos").set_value(
+        [(name, grey, "image/png") for name in names] + [("_bad_ <b>.jpg", b"not a jpeg", "image/jpeg")]).run()
+    assert not app.exception
+    assert [plain_text(subheader.value) for subheader in app.subheader] == [*names, "_bad_ <b>.jpg"]
+    assert [plain_text(warning.value).split(". ")[0] for warning in app.warning] == [
+        f"No face found in {name}" for name in names]
+    assert [plain_text(error.value) for error in app.error] == [
+        "image _bad_ <b>.jpg: not an image file this program can read"]
+    app.file_uploader(key="clip").set_value(("*grey* $1 and $2.mp4", clip_bytes(tmp_path, 4), "video/mp4")).run()
+    clip_analysed(app)
+    assert plain_text(app.warning[-1].value) == "No face found in *grey* $1 and $2.mp4."
+
+
+def test_page_warns_that_a_damaged_clip_was_partly_analysed(app, tmp_path):
+    whole = clip_bytes(tmp_path, 50)
+    app.file_uploader(key="clip").set_value(("cut.mp4", whole[: int(len(whole) * 0.6)], "video/mp4")).run()
+    clip_analysed(app)
+    assert not app.exception and not app.error and len(app.get("video")) == 1
+    [warning] = [plain_text(warning.value) for warning in app.warning if "frames lost" in warning.value]
+    assert warning.startswith("video cut.mp4: frames end at ")
+    assert warning.endswith("frames lost). The results cover only the frames that could be read.")
 
 
 def test_page_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):

@@ -115,6 +115,24 @@ def test_a_session_without_faces_gives_a_csv_with_the_header_only(tiny_model):
     assert session.snapshot().csv.decode().count("\n") == 1
 
 
+def test_the_first_frame_is_at_time_zero(media, tiny_model):
+    session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
+    for frame in clip_frames(media / "single_face.mp4", 3):
+        session.recv(frame)
+    session.on_ended()
+    times = [float(row["time"]) for row in csv.DictReader(io.StringIO(session.snapshot().csv.decode()))]
+    assert len(times) == 3 and times[0] == 0.0 and times == sorted(times)
+
+
+def test_a_session_stopped_before_any_frame_says_so(tiny_model):
+    session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
+    assert session.snapshot().status == "Waiting for the first frame..."
+    session.on_ended()
+    snapshot = session.snapshot()
+    assert snapshot.finished and snapshot.frames == 0 and snapshot.csv is None
+    assert snapshot.status == "The camera stopped before any frame was analysed: press START to try again."
+
+
 def test_rtc_configuration_has_no_servers_unless_configured(monkeypatch):
     monkeypatch.delenv(live.ICE_SERVERS_ENV, raising=False)
     assert live.rtc_configuration() == {"iceServers": []}

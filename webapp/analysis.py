@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ from realtime.model_metadata import ModelMetadata
 from realtime.pipeline import EmotionAnalyzer, process_source
 from realtime.rows import face_rows, results_rows
 from realtime.summary import RunSummary
-from realtime.types import FaceResult, FrameResult
+from realtime.types import FaceResult, Frame, FrameResult
 
 LOG = logging.getLogger("emotion_tracer.webapp")
 MODEL_ENV = "EMOTION_TRACER_MODEL"  # overrides the default model path
@@ -49,7 +50,9 @@ MAX_CLIP_SIZE = (3840, 2160)  # 4K: larger frames are refused (either orientatio
 MAX_CLIP_SECONDS = 60  # longer clips are analysed up to here
 MAX_CLIP_FRAMES = 1800  # ... and up to this many frames (high frame rates)
 DISPLAY_MAX_SIDE = 1600  # annotated photos are shown at most this large
-ANALYZERS_PER_SETTING = 2  # sessions analysing at the same time with the same options
+CLIP_ANALYZERS = 2  # clips analysed at the same time with the same options
+PHOTO_ANALYZERS = 1  # photos analysed at the same time with the same options, besides the clips
+PHOTOS_KEPT = 16  # analysed photos a session keeps for reruns, besides those uploaded now (all kept)
 MEGABYTE = 1024 * 1024  # Streamlit's upload limits count in these
 
 MODEL_HELP = (
@@ -108,24 +111,27 @@ def resolve_model_path() -> Path:
 
 
 class AnalyzerPool:
-    """Up to ``size`` EmotionAnalyzers with the same options, each used by one thread at a time.
+    """EmotionAnalyzers with the same options, each used by one thread at a time: up to ``clips`` lent for
+    clips and up to ``photos`` more for photos, so that a photo never waits behind clips.
 
     An analyzer runs one call at a time and its tracker follows one clip, so a session borrows an
-    analyzer for a whole photo or clip and sessions analyse in parallel; more than ``size`` wait their turn. The
-    first analyzer is made at once, so a bad model fails here.
+    analyzer for a whole photo or clip and sessions analyse in parallel; more wait their turn. Analyzers
+    are made when first needed and kept for the next borrower; the first is made at once, so a bad
+    model fails here.
     """
 
-    def __init__(self, model_path: Path | str, options: AnalysisOptions, size: int = ANALYZERS_PER_SETTING):
-        if size < 1:
-            raise ValueError(f"size must be at least 1, got {size}")
+    def __init__(self, model_path: Path | str, options: AnalysisOptions, clips: int = CLIP_ANALYZERS,
+                 photos: int = PHOTO_ANALYZERS):
+        if clips < 1 or photos < 1:
+            raise ValueError(f"clips and photos must be at least 1, got {clips} and {photos}")
         self.model_path = Path(model_path)
         self.options = options
-        self.size = size
+        self._limits = {True: clips, False: photos}  # for clips, for photos
+        self._lent = {True: 0, False: 0}
         self._condition = threading.Condition()
         self._closed = False
         first = self._create()
         self._idle: list[EmotionAnalyzer] = [first]
-        self._created = 1
         self.classes: list[str] = first.classes
         self.metadata: ModelMetadata = first.metadata
 
@@ -134,39 +140,31 @@ class AnalyzerPool:
                                min_confidence=self.options.min_confidence, smoothing=self.options.smoothing)
 
     @contextmanager
-    def borrow(self) -> Iterator[EmotionAnalyzer]:
-        """An analyzer for this thread alone until the ``with`` block ends."""
+    def borrow(self, for_clip: bool = False) -> Iterator[EmotionAnalyzer]:
+        """An analyzer for this thread alone until the ``with`` block ends (a photo's, or a clip's)."""
         with self._condition:
-            while not self._idle and self._created >= self.size:
+            while self._lent[for_clip] >= self._limits[for_clip]:
                 self._condition.wait()
+            self._lent[for_clip] += 1
             analyzer = self._idle.pop() if self._idle else None
-            if analyzer is None:
-                self._created += 1
-        if analyzer is None:
-            try:
-                analyzer = self._create()
-            except BaseException:
-                with self._condition:
-                    self._created -= 1
-                    self._condition.notify()
-                raise
         try:
+            if analyzer is None:
+                analyzer = self._create()
             yield analyzer
         finally:
             with self._condition:
-                if self._closed:
-                    self._created -= 1
+                self._lent[for_clip] -= 1
+                if analyzer is not None and self._closed:
                     analyzer.close()
-                else:
+                elif analyzer is not None:
                     self._idle.append(analyzer)
-                self._condition.notify()
+                self._condition.notify_all()
 
     def close(self) -> None:
         """Close the idle analyzers now and the borrowed ones when they come back."""
         with self._condition:
             self._closed = True
             idle, self._idle = self._idle, []
-            self._created -= len(idle)
             self._condition.notify_all()
         for analyzer in idle:
             analyzer.close()
@@ -220,6 +218,12 @@ def download_stem(name: str, fallback: str) -> str:
     """A safe file-name stem for downloads, derived from an uploaded file's name."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._")
     return stem[:80] or fallback
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` as Markdown that shows it as it is: every ASCII punctuation character backslash-escaped,
+    so that a file name such as ``*draft* $5 :red[x].jpg`` is neither emphasis, LaTeX nor a color."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 @contextmanager
@@ -340,6 +344,7 @@ class ClipAnalysis:
     seconds: float  # length of the analysed part
     fps: float
     truncated: bool  # the clip was longer than the limits; only its start was analysed
+    issues: list[str]  # damaged or missing stretches of the file, one line each (their frames were not analysed)
     summary: RunSummary
     classes: list[str]  # the model's emotions, in its order
 
@@ -397,7 +402,10 @@ def analyze_clip(data: bytes, name: str, pool: AnalyzerPool,
         path = _save(folder, data, suffix)
         try:
             with VideoFileSource(path) as source:
-                return _analyze_video(source, name, folder, pool, on_progress, audio_source=path)
+                clip = _analyze_video(source, name, folder, pool, on_progress, audio_source=path,
+                                      header_seconds=_header_seconds(path))
+                clip.issues = [issue.replace(path.name, name) for issue in source.issues]
+                return clip
         except SourceError as error:
             raise _renamed(error, path, name) from None
         except OutputError as error:  # writing the results in the private folder failed
@@ -413,35 +421,72 @@ def analyze_demo_clip(pool: AnalyzerPool, on_progress: ProgressCallback | None =
         return _analyze_video(source, "demo clip", folder, pool, on_progress, audio_source=None)
 
 
+def _header_seconds(path: Path) -> float | None:
+    """The clip's length as its container's header gives it, if it does."""
+    try:
+        with av.open(str(path)) as container:
+            return container.duration / av.time_base if container.duration else None
+    except av.FFmpegError:
+        return None
+
+
+class _FirstFrames:
+    """The first ``limit`` frames of a source (a Source itself); ``cut`` tells, once they have been
+    read, whether the source had another."""
+
+    def __init__(self, source, limit: int):
+        self.source, self.limit = source, limit
+        self.info, self.live, self.audio_path = source.info, source.live, source.audio_path
+        self.cut = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, frame in enumerate(self.source):
+            if index == self.limit:
+                self.cut = True
+                return
+            yield frame
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> _FirstFrames:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progress: ProgressCallback | None,
-                   audio_source: Path | None) -> ClipAnalysis:
+                   audio_source: Path | None, header_seconds: float | None = None) -> ClipAnalysis:
     info = source.info
     longest, shortest = max(info.width, info.height), min(info.width, info.height)
     if longest > max(MAX_CLIP_SIZE) or shortest > min(MAX_CLIP_SIZE):
         raise UploadError(f"video {name}: {info.width}x{info.height} frames are larger than the "
                           f"{MAX_CLIP_SIZE[0]}x{MAX_CLIP_SIZE[1]} allowed")
     limit = clip_frame_limit(info.fps)
-    expected = min(info.total_frames, limit) if info.total_frames else None
+    total = info.total_frames or (round(header_seconds * info.fps) if header_seconds else None)  # WebM: no count
+    expected = min(total, limit) if total else None
+    first_frames = _FirstFrames(source, limit)
     video_path, csv_path = folder / "annotated.mp4", folder / "faces.csv"
     summary = RunSummary()
     frames, seconds = 0, 0.0
     results: list[FrameResult] = []
-    with pool.borrow() as analyzer, \
+    with pool.borrow(for_clip=True) as analyzer, \
             H264VideoWriter(video_path, info, audio_source=audio_source) as video_writer, \
             ResultsWriter(csv_path, analyzer.classes) as results_writer:
-        for analyzed in process_source(source, analyzer, sinks=[video_writer, results_writer, summary],
-                                       annotator=EmotionAnnotator(), source_name=name, max_frames=limit):
+        for analyzed in process_source(first_frames, analyzer, sinks=[video_writer, results_writer, summary],
+                                       annotator=EmotionAnnotator(), source_name=name):
             frames += 1
             results.append(analyzed.result)
             seconds = analyzed.frame.timestamp + 1.0 / info.fps
             if on_progress is not None:
-                on_progress(frames, expected)
-    truncated = frames == limit and (info.total_frames is None or info.total_frames > limit)
+                on_progress(frames, max(expected, frames) if expected else None)
     stem = download_stem(name, "clip")
     return ClipAnalysis(name=name, video=video_path.read_bytes(), csv=csv_path.read_bytes(),
                         video_file_name=f"{stem}_emotions.mp4", csv_file_name=f"{stem}_faces.csv",
                         rows=results_rows(results),
-                        frames=frames, seconds=seconds, fps=info.fps, truncated=truncated, summary=summary,
+                        frames=frames, seconds=seconds, fps=info.fps, truncated=first_frames.cut, issues=[],
+                        summary=summary,
                         classes=pool.classes)
 
 
@@ -449,12 +494,15 @@ class BackgroundClip:
     """A clip analysed in a thread of its own, so that the page's reruns (a tab chosen, a widget moved)
     neither restart it nor wait for it; the page polls ``done`` and ``expected`` and shows ``result`` once
     ``finished``. ``analysis(on_progress)`` is ``analyze_clip`` or ``analyze_demo_clip`` with its other
-    arguments bound; ``key`` says what it analyses (file, model, options)."""
+    arguments bound; ``key`` says what it analyses (file, model, options). ``wanted()`` is asked after
+    every frame: once it says no (the page's session has ended), the analysis stops as if cancelled."""
 
-    def __init__(self, key: object, name: str, analysis: Callable[[ProgressCallback], ClipAnalysis]):
+    def __init__(self, key: object, name: str, analysis: Callable[[ProgressCallback], ClipAnalysis],
+                 wanted: Callable[[], bool] = lambda: True):
         self.key, self.name = key, name
         self.done, self.expected = 0, None
         self.result: tuple[ClipAnalysis | None, str | None] | None = None
+        self._wanted = wanted
         self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(analysis,), name=f"clip analysis: {name}",
                                         daemon=True)
@@ -467,6 +515,8 @@ class BackgroundClip:
             self.result = (None, f"{self.name}: cancelled")
 
     def _progress(self, done: int, expected: int | None) -> None:
+        if not self._wanted():
+            self._cancelled.set()
         if self._cancelled.is_set():
             raise ClipCancelled
         self.done, self.expected = done, expected
@@ -474,6 +524,11 @@ class BackgroundClip:
     @property
     def finished(self) -> bool:
         return self.result is not None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether it was cancelled or stopped as no longer wanted (it may still be ending)."""
+        return self._cancelled.is_set()
 
     def cancel(self) -> None:
         """Stop after the frame being analysed; its temporary files are deleted as after any ending."""

@@ -70,6 +70,15 @@ class LiveSnapshot:
     csv: bytes | None  # the session's results, once the stream has stopped
     finished: bool
 
+    @property
+    def status(self) -> str | None:
+        """What the page says while no frame has been analysed (None once one has)."""
+        if self.frames:
+            return None
+        if self.finished:
+            return "The camera stopped before any frame was analysed: press START to try again."
+        return "Waiting for the first frame..."
+
 
 def _strips(rows: list[dict]) -> pd.DataFrame:
     """``face_timeline`` of the rows, each face's strip lasting until its next analysed frame (frames
@@ -104,14 +113,14 @@ class LiveSession:
         self._csv: bytes | None = None
         self._finished = False
 
-    def _start(self) -> None:
-        """First frame: the analyzer and the private results file."""
+    def _start(self, origin: float) -> None:
+        """First frame (received at ``origin``, the session's time 0): the analyzer and the private results file."""
         self._analyzer = EmotionAnalyzer(self.model_path, detector_range=self.options.detector_range,
                                          min_confidence=self.options.min_confidence,
                                          smoothing=self.options.smoothing)
         self._folder = Path(tempfile.mkdtemp(prefix="emotion-tracer-live-"))
         self._results = ResultsWriter(self._folder / "faces.csv", self._analyzer.classes)
-        self._origin = time.monotonic()
+        self._origin = origin
 
     def recv(self, frame: av.VideoFrame) -> av.VideoFrame:
         """Analyse one frame from the browser and return it annotated (as it came once stopped)."""
@@ -121,7 +130,7 @@ class LiveSession:
             if self._finished:
                 return frame
             if self._analyzer is None:
-                self._start()
+                self._start(received)
             result = self._analyzer.track(Frame(self._frames, received - self._origin, image), SOURCE_NAME)
             annotated = self._annotator.annotate(image, result)
             self._results.write(result)
