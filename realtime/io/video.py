@@ -9,14 +9,17 @@ if the run is killed, and finishes the file whatever ends the run.
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.bitstream
 import cv2
 import numpy as np
 
@@ -30,6 +33,7 @@ VIDEO_SUFFIXES = frozenset(
 )
 VIDEO_OUTPUT_SUFFIXES = (".mp4",)
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3"})  # copied as they are; other audio is re-encoded to AAC
+AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates)  # what the AAC encoder takes; other rates become 48 kHz
 TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source's frame times
 # while writing: a fragment at each keyframe and at least every second of video, written out at once
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
@@ -40,6 +44,7 @@ MP4_TOP_LEVEL_BOXES = frozenset({b"ftyp", b"mdat", b"free", b"skip", b"wide", b"
                                  b"mfra", b"styp", b"sidx", b"ssix", b"prft", b"emsg"})
 _END = object()
 _STOP = None
+LOG = logging.getLogger("emotion_tracer.video")
 
 
 def mp4_without_index(path: Path) -> bool:
@@ -67,12 +72,15 @@ def mp4_without_index(path: Path) -> bool:
 class VideoFileSource:
     """A video file decoded by PyAV in a background thread (bounded queue, flat memory).
 
-    Frames come out upright (rotation metadata applied) with timestamps from their pts, so gaps
-    and variable frame rates show. Damaged stretches are skipped: a packet that does not decode
-    is dropped with everything up to the next keyframe. Each skipped stretch, and a file that
-    ends before the duration its header gives, adds one line to ``issues`` and the frames it
-    lost to ``frames_lost`` (both complete once the iteration has ended). Iterate once;
-    ``close()`` (or the ``with`` block) stops the decoder.
+    Frames come out upright (rotation metadata applied) with timestamps from their pts, counted from
+    the start of the video track (the clock the written audio follows), so gaps and variable frame
+    rates show. Frames whose size differs from the first frame's (a recording that changed
+    resolution part way) are scaled to the first size. Damaged stretches are skipped: a packet
+    that does not decode is dropped with everything up to the next keyframe. Each skipped stretch
+    (also frames before the first keyframe, in a clip cut mid-GOP), and a file whose streams all
+    end before the duration its header gives, adds one line to ``issues`` and the frames it lost
+    to ``frames_lost`` (both complete once the iteration has ended). Iterate once; ``close()``
+    (or the ``with`` block) stops the decoder.
     """
 
     live = False
@@ -82,6 +90,7 @@ class VideoFileSource:
         check_input_file(self.path, "video")
         self.issues: list[str] = []
         self.frames_lost = 0
+        self._size_changed = False
         self._handoff = Handoff(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,26 +123,42 @@ class VideoFileSource:
         self._thread.start()
 
     def _packets(self, stream) -> Iterator[av.Packet]:
-        """The stream's packets, up to the end of the file or up to where it can no longer be read."""
+        """The packets of the video and audio streams, up to the end of the file or up to where it
+        can no longer be read."""
         try:
-            yield from self._container.demux(stream)
+            yield from self._container.demux([stream, *self._container.streams.audio])
         except av.FFmpegError:  # what was read stays; _note_end reports the rest as lost
             return
 
     def _decode(self, stream, fps: float) -> Iterator[Frame]:
-        """Decode frames in order, upright, with seconds since the first frame; note what is lost.
+        """Decode frames in order, upright, at the first frame's size, with seconds since the video
+        track's start; note what is lost.
 
         Every packet read is expected to give the frame of its pts; frames that never come out
-        between two that do are one gap, those after the last frame are lost at the end.
+        between two that do are one gap, those after the last frame are lost at the end. Where the
+        timestamps start again lower (segments joined end to end), the packets that follow are
+        expected after the frames of the packets before.
         """
-        origin = None
+        origin = video_start(stream)  # None: the first frame's time is the start
         previous = -1.0 / fps  # time of the last frame handed out
+        first = 0.0  # time of the first frame handed out
+        size = None  # (height, width) of the first frame
+        data_end = 0.0  # where the data read of any stream ends, in seconds of the file's timeline
         damaged = False  # a packet failed: drop packets up to the next keyframe
-        expected: list[int] = []  # heap of the pts of packets read whose frames are not out yet
+        # per segment of rising timestamps, a heap of the pts of packets read whose frames are not out yet
+        expected: deque[list[int]] = deque([[]])
+        last_dts = last_pts = None  # of the last packet read, and of the last frame out
         index = 0
         for packet in self._packets(stream):
+            if packet.dts is not None and packet.pts is not None:
+                data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if packet.stream.index != stream.index:
+                continue
+            if packet.dts is not None and last_dts is not None and packet.dts < last_dts:
+                expected.append([])
+            last_dts = packet.dts if packet.dts is not None else last_dts
             if packet.dts is not None and packet.pts is not None and not packet.is_discard:  # (edit lists)
-                heapq.heappush(expected, packet.pts)
+                heapq.heappush(expected[-1], packet.pts)
             if damaged and packet.dts is not None and not packet.is_keyframe:
                 continue
             try:
@@ -144,22 +169,39 @@ class VideoFileSource:
             damaged = False
             for av_frame in decoded:
                 lost = 0
-                while av_frame.pts is not None and expected and expected[0] <= av_frame.pts:
-                    lost += heapq.heappop(expected) != av_frame.pts
-                image = np.ascontiguousarray(_upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation))
+                if av_frame.pts is not None:
+                    if len(expected) > 1 and (not expected[0] or (last_pts is not None and av_frame.pts < last_pts)):
+                        lost += len(expected.popleft())  # the next segment's first frame: the rest never came
+                    while expected[0] and expected[0][0] <= av_frame.pts:
+                        lost += heapq.heappop(expected[0]) != av_frame.pts
+                    last_pts = av_frame.pts
+                image = _upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation)
                 if av_frame.time is None:
                     timestamp = previous + 1.0 / fps
                 else:
                     origin = av_frame.time if origin is None else origin
                     timestamp = av_frame.time - origin
-                    if timestamp <= previous:  # broken or missing pts: keep time moving forward
+                    if timestamp <= previous or timestamp < 0:  # broken or missing pts: keep time moving forward
                         timestamp = previous + 1.0 / fps
+                if size is None:
+                    size, first = image.shape[:2], timestamp
+                elif image.shape[:2] != size:
+                    image = self._resized(image, size, timestamp)
                 if lost:
                     self._note_gap(previous + 1.0 / fps, timestamp, lost)
                 previous = timestamp
-                yield Frame(index, timestamp, image)
+                yield Frame(index, timestamp, np.ascontiguousarray(image))
                 index += 1
-        self._note_end(stream, previous, index, fps, len(expected))
+        self._note_end(stream, origin or 0.0, first, previous, index, fps, sum(map(len, expected)), data_end)
+
+    def _resized(self, image: np.ndarray, size: tuple[int, int], timestamp: float) -> np.ndarray:
+        """``image`` scaled to ``size`` (height, width); the first time, a warning says so."""
+        if not self._size_changed:
+            self._size_changed = True
+            LOG.warning("warning: video %s: the frame size changes from %dx%d to %dx%d at %.2f s; frames are "
+                        "scaled to the first size", self.path.name, size[1], size[0], image.shape[1],
+                        image.shape[0], timestamp)
+        return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
     def _note_gap(self, start: float, after: float, lost: int) -> None:
         """One issue for ``lost`` frames from ``start`` up to the frame at ``after``."""
@@ -167,21 +209,26 @@ class VideoFileSource:
         self.issues.append(f"video {self.path.name}: damaged data from {start:.2f} s to {after:.2f} s skipped "
                            f"({lost} frame{'s' * (lost != 1)} lost)")
 
-    def _note_end(self, stream, last: float, frames: int, fps: float, unreadable: int) -> None:
-        """One issue when frames are missing after the last of ``frames`` (at ``last``): ``unreadable``
-        read but not decoded, or fewer than the duration in the file's header needs (a cut-short file).
+    def _note_end(self, stream, origin: float, first: float, last: float, frames: int, fps: float,
+                  unreadable: int, data_end: float) -> None:
+        """One issue when frames are missing after the last of ``frames`` (from ``first`` to ``last``,
+        seconds after ``origin`` on the file's timeline): ``unreadable`` read but not decoded, or fewer
+        than the duration in the file's header needs (a cut-short file). Without a duration of the video
+        track's own, the file's duration covers all its streams, and the file is cut short only where the
+        data of every stream ends early (``data_end``, on the file's timeline): a file whose audio
+        outlasts its video is whole.
 
         The missing frames are counted at the rate of the frames decoded (the header's rate can be wrong).
         """
-        interval = last / (frames - 1) if frames > 1 and last > 0 else 1.0 / fps
+        interval = (last - first) / (frames - 1) if frames > 1 and last > first else 1.0 / fps
         end = last + interval
         if stream.duration is not None:
-            header = float(stream.duration * stream.time_base)
-        elif self._container.duration is not None:
-            header = self._container.duration / av.time_base
+            header, reached = float(stream.duration * stream.time_base), end
+        elif self._container.duration is not None:  # taken as the end time of the file (Matroska's is)
+            header, reached = self._container.duration / av.time_base - origin, max(end, data_end - origin)
         else:
-            header = end
-        missing = round((header - end) / interval)
+            header = reached = end
+        missing = round((header - reached) / interval)
         lost = max(unreadable, missing if missing >= 2 else 0)
         if not lost:
             return
@@ -227,6 +274,12 @@ class VideoFileSource:
         self.close()
 
 
+def video_start(stream) -> float | None:
+    """When a video stream starts, in seconds of its file's timeline (None when the file does not say):
+    time 0 of the frames read from the file and of its audio written with them."""
+    return None if stream.start_time is None else float(stream.start_time * stream.time_base)
+
+
 def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
     """Apply a display rotation (degrees counter-clockwise, as PyAV reports it)."""
     turns = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
@@ -238,26 +291,36 @@ def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
 class _AudioTrack:
     """The audio of a source file, fed into an output container in step with the video.
 
-    AAC and MP3 packets are copied as they are; any other codec is re-encoded to AAC (mono or stereo).
-    Timestamps are shifted so the source's first video frame is time 0, like the written video.
+    AAC and MP3 packets are copied as they are (AAC in ADTS form, as MPEG-TS holds it, through the
+    aac_adtstoasc filter that MP4 needs); any other codec is re-encoded to AAC (mono or stereo, at
+    48 kHz where the AAC encoder does not take the source's rate). Timestamps are shifted so the start
+    of the source's video track is time 0, the clock of the frames VideoFileSource reads.
     """
 
     def __init__(self, source: Path, container: av.container.OutputContainer):
         self._input = av.open(str(source))
         try:
             stream = self._input.streams.audio[0]
-            video = self._input.streams.video[0] if self._input.streams.video else None
-            self._offset = float(video.start_time * video.time_base) if video is not None and video.start_time else 0.0
-            self._remux = stream.codec_context.codec.canonical_name in MP4_AUDIO_CODECS
+            start = video_start(self._input.streams.video[0]) if self._input.streams.video else None
+            self._offset = start or 0.0
+            context = stream.codec_context
+            self._remux = context.codec.canonical_name in MP4_AUDIO_CODECS
+            # ADTS AAC (no extradata) becomes the raw AAC with its config in the header that MP4 needs
+            self._adts = (av.bitstream.BitStreamFilterContext("aac_adtstoasc", stream)
+                          if context.codec.canonical_name == "aac" and not context.extradata else None)
             if self._remux:
                 self._output = container.add_stream_from_template(stream)
             else:
-                context = stream.codec_context
                 layout = "mono" if context.channels == 1 else "stereo"  # more channels are mixed down
-                self._output = container.add_stream("aac", rate=context.sample_rate, layout=layout)
+                rate = context.sample_rate if context.sample_rate in AAC_RATES else 48_000
+                self._output = container.add_stream("aac", rate=rate, layout=layout)
                 self._output.bit_rate = 160_000
             self._packets = self._source_packets(stream)
             self._pending: av.Packet | None = None
+            if self._adts is not None:  # the config comes with the first packet, and goes in before any is muxed
+                self._pending = next(self._packets, None)
+                if self._pending is not None and self._pending.has_sidedata("new_extradata"):
+                    self._output.codec_context.extradata = bytes(self._pending.get_sidedata("new_extradata"))
         except BaseException:
             self._input.close()
             raise
@@ -278,10 +341,7 @@ class _AudioTrack:
             if packet.dts is None:  # demuxer flush marker
                 continue
             if self._remux:
-                shift = round(self._offset / packet.time_base)
-                packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
-                packet.stream = self._output
-                yield packet
+                yield from self._copied(packet)
                 continue
             try:
                 frames = packet.decode()
@@ -294,6 +354,20 @@ class _AudioTrack:
         if not self._remux:
             yield from self._output.encode(None)
 
+    def _copied(self, packet: av.Packet) -> Iterator[av.Packet]:
+        """``packet`` for the output: ADTS headers taken off, timestamps shifted (none if it is damaged)."""
+        packets = [packet]
+        if self._adts is not None:
+            try:
+                packets = self._adts.filter(packet)
+            except av.FFmpegError:
+                return
+        for copy in packets:
+            shift = round(self._offset / copy.time_base)
+            copy.pts, copy.dts = copy.pts - shift, copy.dts - shift
+            copy.stream = self._output
+            yield copy
+
     def mux_until(self, container: av.container.OutputContainer, seconds: float) -> None:
         """Mux the audio packets that start before `seconds`.
 
@@ -305,9 +379,9 @@ class _AudioTrack:
                 self._pending = next(self._packets, None)
                 if self._pending is None:
                     return
-                if self._pending.pts is not None and self._pending.pts < 0:
-                    self._pending = None
-                    continue
+            if self._pending.pts is not None and self._pending.pts < 0:
+                self._pending = None
+                continue
             if self._pending.pts is not None and float(self._pending.pts * self._pending.time_base) >= seconds:
                 return
             container.mux(self._pending)

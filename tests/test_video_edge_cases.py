@@ -1,0 +1,218 @@
+"""Video files that are whole but unusual: MPEG-TS audio, a frame size that changes part way, audio that
+outlasts the video, a clip cut mid-GOP, audio at a rate AAC does not take. Each clip is made here with PyAV."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from realtime.io.video import H264VideoWriter, VideoFileSource
+
+FPS = 30
+AUDIO_RATE = 48_000
+
+
+def picture(index: int, size: tuple[int, int]) -> np.ndarray:
+    """Frame ``index`` of a test clip: a grey of its own level with a white bar that moves along."""
+    width, height = size
+    image = np.full((height, width, 3), (40 + 7 * index) % 256, np.uint8)
+    bar = index % (width - 4)
+    image[:, bar:bar + 4] = 255
+    return image
+
+
+def sound(seconds: float, rate: int, beep_at: float | None) -> np.ndarray:
+    """Mono samples: near silence, with a loud 0.1 s beep from ``beep_at`` seconds."""
+    times = np.arange(round(seconds * rate)) / rate
+    wave = 0.01 * np.sin(2 * np.pi * 220 * times)
+    if beep_at is not None:
+        beep = (times >= beep_at) & (times < beep_at + 0.1)
+        wave[beep] = 0.5 * np.sin(2 * np.pi * 880 * times[beep])
+    return wave.astype(np.float32)
+
+
+def write_clip(path: Path, frames: int = 15, size: tuple[int, int] = (64, 48), gop: int | None = None,
+               audio: str | None = None, audio_rate: int = AUDIO_RATE, audio_seconds: float | None = None,
+               beep_at: float | None = None) -> Path:
+    """A small H.264 clip at 30 fps (container from the suffix), keyframes every ``gop`` frames when
+    given, with a mono ``audio`` track (an encoder name) as long as the video unless ``audio_seconds``."""
+    options = {"preset": "ultrafast", "bf": "0"}
+    if gop is not None:
+        options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=FPS, options=options)
+        video.width, video.height, video.pix_fmt = *size, "yuv420p"
+        track = container.add_stream(audio, rate=audio_rate, layout="mono") if audio else None
+        for index in range(frames):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(picture(index, size), format="bgr24")))
+        container.mux(video.encode(None))
+        if track is not None:
+            samples = sound(audio_seconds or frames / FPS, audio_rate, beep_at)
+            for start in range(0, len(samples), 1024):
+                frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="flt", layout="mono")
+                frame.sample_rate, frame.pts = audio_rate, start
+                container.mux(track.encode(frame))
+            container.mux(track.encode(None))
+    return path
+
+
+def cut_mid_gop(source: Path, target: Path, dropped: int = 5) -> Path:
+    """A stream copy of ``source`` without its first ``dropped`` video packets (its first keyframe among
+    them), as a recording or a cut that does not start on a keyframe leaves it."""
+    with av.open(str(source)) as original, av.open(str(target), "w") as copy:
+        streams = {stream.index: copy.add_stream_from_template(stream) for stream in original.streams}
+        seen = 0
+        for packet in original.demux():
+            if packet.dts is None:
+                continue
+            if packet.stream.type == "video":
+                seen += 1
+                if seen <= dropped:
+                    continue
+            packet.stream = streams[packet.stream.index]
+            copy.mux(packet)
+    return target
+
+
+def read_all(path: Path) -> tuple[list, VideoFileSource]:
+    """Every frame of ``path`` and the (closed) source, whose issues are then complete."""
+    with VideoFileSource(path) as source:
+        frames = list(source)
+    return frames, source
+
+
+def annotate(source_path: Path, out: Path) -> tuple[list, VideoFileSource]:
+    """Write every frame of ``source_path`` to ``out`` at its time, with the source's audio, as a run with
+    ``--output`` does; the frames read and the (closed) source."""
+    with VideoFileSource(source_path) as source, \
+            H264VideoWriter(out, source.info, audio_source=source.audio_path) as writer:
+        frames = []
+        for frame in source:
+            writer.write(frame.image, frame.timestamp)
+            frames.append(frame)
+    return frames, source
+
+
+def played(path: Path) -> tuple[list[float], float | None, int | None]:
+    """What a player gets from ``path``: its frame times, the seconds of audio and the audio's rate."""
+    with av.open(str(path)) as container:
+        times = [float(frame.time) for frame in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return times, None, None
+        audio = list(container.decode(audio=0))
+        return times, sum(frame.samples for frame in audio) / audio[0].sample_rate, audio[0].sample_rate
+
+
+def beep_time(path: Path) -> float:
+    """When the beep starts in the audio of ``path``, in seconds of its timeline."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            loud = np.flatnonzero(np.abs(frame.to_ndarray()[0]) > 0.2)
+            if len(loud):
+                return float(frame.time) + loud[0] / frame.sample_rate
+    raise AssertionError(f"no beep in {path}")
+
+
+def test_mpeg_ts_aac_audio_is_copied_into_the_mp4(tmp_path):
+    clip = write_clip(tmp_path / "in.ts", frames=30, audio="aac")  # AAC in MPEG-TS is ADTS
+    annotate(clip, tmp_path / "out.mp4")
+    times, audio_seconds, rate = played(tmp_path / "out.mp4")
+    assert len(times) == 30 and rate == AUDIO_RATE
+    assert audio_seconds == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(("audio_rate", "written_rate"), [(192_000, 48_000), (96_000, 96_000)])
+def test_audio_at_a_rate_aac_does_not_take_is_resampled(tmp_path, audio_rate, written_rate):
+    clip = write_clip(tmp_path / "in.mov", frames=15, audio="pcm_s16le", audio_rate=audio_rate)
+    annotate(clip, tmp_path / "out.mp4")
+    times, audio_seconds, rate = played(tmp_path / "out.mp4")
+    assert len(times) == 15 and rate == written_rate
+    assert audio_seconds == pytest.approx(0.5, abs=0.05)
+
+
+def vp8_webm_growing(path: Path, frames_per_size: int = 5) -> Path:
+    """A VP8 WebM whose frames are 64x48 and then 128x96, as a browser writes when its camera's resolution
+    changes: one track, each size from its own encoder."""
+    with av.open(str(path), "w", format="webm") as container:
+        track = container.add_stream("libvpx", rate=FPS)
+        track.width, track.height, track.pix_fmt = 64, 48, "yuv420p"
+        track.codec_context.time_base = Fraction(1, FPS)
+        for part, size in enumerate([(64, 48), (128, 96)]):
+            encoder = av.CodecContext.create("libvpx", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = *size, "yuv420p"
+            encoder.time_base, encoder.framerate = Fraction(1, FPS), Fraction(FPS)
+            packets = []
+            for offset in range(frames_per_size):
+                frame = av.VideoFrame.from_ndarray(picture(offset, size), format="bgr24")
+                frame.pts, frame.time_base = part * frames_per_size + offset, Fraction(1, FPS)
+                packets += encoder.encode(frame)
+            for packet in packets + encoder.encode(None):
+                packet.stream, packet.time_base = track, Fraction(1, FPS)
+                container.mux(packet)
+    return path
+
+
+def ts_segments_joined(path: Path, frames_per_size: int = 5) -> Path:
+    """Two MPEG-TS segments, 64x48 then 32x24, each with timestamps from the start, joined end to end."""
+    first = write_clip(path.with_name("a.ts"), frames=frames_per_size, size=(64, 48))
+    second = write_clip(path.with_name("b.ts"), frames=frames_per_size, size=(32, 24))
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("make", [vp8_webm_growing, ts_segments_joined])
+def test_frames_of_a_changed_size_are_scaled_to_the_first_size(tmp_path, caplog, make):
+    clip = make(tmp_path / ("in.webm" if make is vp8_webm_growing else "in.ts"))
+    with caplog.at_level(logging.WARNING, logger="emotion_tracer"):
+        frames, source = annotate(clip, tmp_path / "out.mp4")
+    assert len(frames) == 10 and {frame.image.shape for frame in frames} == {(48, 64, 3)}
+    assert np.all(np.diff([frame.timestamp for frame in frames]) > 0)
+    assert (source.issues, source.frames_lost) == ([], 0)  # nothing was lost
+    [warning] = [record.getMessage() for record in caplog.records if "frame size changes" in record.getMessage()]
+    assert "64x48 to" in warning
+    assert len(played(tmp_path / "out.mp4")[0]) == 10
+
+
+def test_audio_that_outlasts_the_video_is_not_a_cut_short_file(tmp_path):
+    clip = write_clip(tmp_path / "in.mkv", frames=15, audio="aac", audio_seconds=1.0)  # Matroska: no video duration
+    frames, source = read_all(clip)
+    assert len(frames) == 15 and (source.issues, source.frames_lost) == ([], 0)
+
+
+def test_a_cut_short_file_whose_audio_outlasts_the_video_is_still_reported(tmp_path):
+    data = write_clip(tmp_path / "whole.mkv", frames=60, audio="aac", audio_seconds=2.5).read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    frames, source = read_all(cut)
+    [issue] = source.issues
+    assert "cut short" in issue and "says 2.5" in issue
+    assert 5 < len(frames) < 50 and source.frames_lost >= 60 - len(frames)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".ts"])
+def test_a_clip_cut_mid_gop_reports_only_its_leading_gap_at_its_real_times(tmp_path, suffix):
+    whole = write_clip(tmp_path / f"whole{suffix}", frames=30, gop=15)
+    clip = cut_mid_gop(whole, tmp_path / f"cut{suffix}", dropped=5)  # frames 5 to 14 cannot be decoded
+    frames, source = read_all(clip)
+    assert len(frames) == 15 and source.frames_lost == 10
+    assert frames[0].timestamp == pytest.approx(10 / FPS, abs=0.002)  # on the clock of the track's start
+    assert [frame.timestamp for frame in frames] == pytest.approx([(10 + i) / FPS for i in range(15)], abs=0.002)
+    assert source.issues == [f"video {clip.name}: damaged data from 0.00 s to 0.33 s skipped (10 frames lost)"]
+
+
+def test_a_clip_cut_mid_gop_keeps_its_audio_in_step_with_the_frames(tmp_path):
+    whole = write_clip(tmp_path / "whole.mkv", frames=30, gop=15, audio="aac", beep_at=15 / FPS)
+    clip = cut_mid_gop(whole, tmp_path / "cut.mkv", dropped=5)  # starts at frame 5; frame 15 decodes first
+    out = tmp_path / "out.mp4"
+    frames, _ = annotate(clip, out)
+    assert beep_time(clip) == pytest.approx(15 / FPS, abs=0.01)
+    # the beep comes with the first frame that decodes, on the clock the frames (and results) are given
+    assert beep_time(out) == pytest.approx(frames[0].timestamp, abs=0.01)
+    times = played(out)[0]  # the first frame is shown from 0, as a held frame; the others at their times
+    assert times[1:] == pytest.approx([frame.timestamp for frame in frames[1:]], abs=0.01)
