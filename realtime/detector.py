@@ -30,8 +30,8 @@ DEFAULT_MIN_CONFIDENCE = 0.7
 EDGE_PADDING = 0.25
 # "auto" on a video: the full pass (full range and padded short range, ~8 ms at 640x360 against ~2 ms for
 # the short range alone) runs on every FULL_RANGE_INTERVAL-th frame (a third of a second at 30 fps: how late
-# a distant face that walks in may show), and on every frame while it finds faces the plain short-range
-# pass misses.
+# a distant face that walks in may show), and on every frame where the plain short-range pass finds fewer
+# faces than it last found.
 FULL_RANGE_INTERVAL = 10
 SAME_FACE_OVERLAP = 0.3  # two passes' boxes overlapping this much (IoU, or share of the smaller box) are one face
 WHOLE_IMAGE_MAX_SIDE = 160  # an image this small (longer side, pixels) without a detected face is one whole face,
@@ -149,8 +149,8 @@ class FaceDetector:
       for the first image of a new size (every photo) also the full-range model on the padded
       image (smaller faces cut by the edge). Where passes agree, the box of the earlier pass is
       kept. On a video (frames of one size in a row) the second and third passes run on every
-      FULL_RANGE_INTERVAL-th frame, and on every frame while they find faces the first pass
-      misses. ``reset()`` starts over for a new source.
+      FULL_RANGE_INTERVAL-th frame, and on every frame where the first pass finds fewer faces than
+      they last did. ``reset()`` starts over for a new source.
 
     ``min_confidence``: detections scoring below it are dropped.
     Any range: a photo no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
@@ -175,7 +175,7 @@ class FaceDetector:
                 # The graph starts (and logs) on its first image: do that now, quietly.
                 self._models[name].process(np.zeros((64, 64, 3), dtype=np.uint8))
         self._frames_since_full = 0  # "auto" on a video: frames since the last full pass
-        self._more_in_view = False  # "auto": the last full pass found faces the plain short-range pass missed
+        self._faces_in_view = 0  # "auto" on a video: faces the last full pass found (fewer from the short pass: run it)
         self._last_shape: tuple[int, ...] | None = None
 
     def reset(self) -> None:
@@ -209,13 +209,13 @@ class FaceDetector:
         new_source = rgb.shape != self._last_shape
         self._last_shape = rgb.shape
         self._frames_since_full += 1
-        if not (new_source or self._more_in_view or self._frames_since_full >= FULL_RANGE_INTERVAL):
+        if not (new_source or len(short) < self._faces_in_view or self._frames_since_full >= FULL_RANGE_INTERVAL):
             return short
         self._frames_since_full = 0
         padding = int(round(EDGE_PADDING * max(rgb.shape[:2])))
         padded = cv2.copyMakeBorder(rgb, padding, padding, padding, padding, cv2.BORDER_REFLECT)
         fused = fuse(fuse(short, self._run("short", padded, padding)), self._run("full", rgb))
-        self._more_in_view = len(fused) > len(short)
+        self._faces_in_view = len(fused)
         if new_source:  # a photo (or a video's first frame) can afford the full range on the padded image too
             fused = fuse(fused, self._run("full", padded, padding))
         return fused

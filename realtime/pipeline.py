@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +45,14 @@ class EmotionAnalyzer:
     ``threads``: onnxruntime threads for the classifier, at most the machine's cores; 1 (the default) leaves
     the other cores to the video decoder and encoder threads (None: onnxruntime's choice).
     ``whole_image``: classify each whole frame as one face (pictures that are face crops already),
-    without detection; such faces have no detection score (None). Without it, an image no larger than
-    160 pixels on its longer side in which no face is found, and which is not flat, is also taken whole
-    (see ``FaceDetector``): a small picture is usually a face crop.
+    without detection; such faces have no detection score (None). Without it, a photo (not a video's
+    frame) no larger than 160 pixels on its longer side in which no face is found, and which is not flat,
+    is also taken whole (see ``FaceDetector``): a small picture is usually a face crop.
     ``roll_correction``: turn tilted heads upright (eye line level) in their crops before classifying.
 
     Only ``model_path`` may be given by position. One analyzer may be shared between threads: its calls
     then run one at a time (for work in parallel, one analyzer per thread). It goes through one stream
-    at a time.
+    at a time, and takes no ``track()`` calls meanwhile.
     """
 
     def __init__(self, model_path: str | Path | None = None, *, detector_range: str = "auto",
@@ -62,6 +62,9 @@ class EmotionAnalyzer:
             raise ValueError(f"{model_path!r} is a detector range, not a model file: detector_range={model_path!r}")
         if detector_range not in DETECTOR_CHOICES:
             raise ValueError(f"detector_range must be one of {sorted(DETECTOR_CHOICES)}, not {detector_range!r}")
+        for name, value in (("min_confidence", min_confidence), ("smoothing", smoothing)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, not {value!r}")
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing,
                                    label_margin=LABEL_MARGIN if smoothing else 0.0)
@@ -111,14 +114,26 @@ class EmotionAnalyzer:
                  for number, (detection, row) in enumerate(zip(detections, probabilities), start=1)]
         return FrameResult(index=0, timestamp=0.0, faces=faces, source=source, speed=speed, classes=classes)
 
-    def track(self, frame: Frame | np.ndarray | Image.Image, source_name: str = "", *,
+    def track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str = "", *,
               still: bool = False) -> FrameResult:
         """The next frame of a stream: faces with ids kept across frames and smoothed probabilities.
 
         ``frame``: a ``Frame``, or an image as for ``analyze()`` (e.g. from your own camera loop), which is
         numbered from 0 and timed by the clock from the first one since ``reset()``. ``still``: the frame
         is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does.
+        Refused while the analyzer goes through a stream (``stream()``, ``process_source()``): its
+        tracker follows that stream's faces.
         """
+        if self._streaming:
+            raise RuntimeError("this EmotionAnalyzer is going through a stream (stream() or process_source()), "
+                               "whose faces its tracker follows; track() another source with another EmotionAnalyzer")
+        return self._track(frame, source_name, still)
+
+    def _track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str, still: bool
+               ) -> FrameResult:
+        """``track()`` without the stream check (the stream's own frames come through here)."""
+        if isinstance(frame, (str, Path)):
+            frame = read_image(Path(frame))
         with self._lock:
             self._check_open()
             if isinstance(frame, Frame):
@@ -167,20 +182,32 @@ class EmotionAnalyzer:
         return self._stream(source, check_max_frames(max_frames))
 
     def _stream(self, source: Source | str | int | Path, max_frames: int | None) -> Iterator[FrameResult]:
+        self._refuse_second_stream()  # before a camera is opened for it
+        with ExitStack() as stack:
+            if not isinstance(source, Source):
+                source = stack.enter_context(open_source(source))
+            for analyzed in process_source(source, self, max_frames=max_frames):
+                yield analyzed.result
+
+    def _refuse_second_stream(self) -> None:
+        if self._streaming:
+            raise RuntimeError("this EmotionAnalyzer is already going through a stream; make another "
+                               "EmotionAnalyzer for a second stream at the same time")
+
+    @contextmanager
+    def _going_through_a_stream(self) -> Iterator[None]:
+        """Mark the analyzer as following one stream (a second one, and ``track()``, are refused meanwhile);
+        tracking starts afresh before and after it."""
         with self._lock:
-            if self._streaming:
-                raise RuntimeError("this EmotionAnalyzer is already going through a stream; make another "
-                                   "EmotionAnalyzer for a second stream at the same time")
+            self._refuse_second_stream()
             self._streaming = True
-        try:
-            with ExitStack() as stack:
-                if not isinstance(source, Source):
-                    source = stack.enter_context(open_source(source))
-                for analyzed in process_source(source, self, max_frames=max_frames):
-                    yield analyzed.result
-        finally:
             self.reset()
-            self._streaming = False
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.reset()
+                self._streaming = False
 
     def reset(self) -> None:
         """Forget tracked faces before a new source (ids restart at 1, no smoothing across sources)."""
@@ -244,9 +271,9 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     write images need one). A sink returning False from ``write_frame`` stops the run (the user
     pressed q). ``source_name`` (default: the source's file name) goes into every result;
     ``max_frames`` stops early; ``progress`` shows a tqdm bar on stderr when it is a terminal (not
-    in a log file). The tracker is reset first,
-    so ids start at 1 for each source. Closing the sinks and the source is the caller's job (``with``
-    blocks), which also makes Ctrl-C leave finished files.
+    in a log file). The tracker is reset first and afterwards, so ids start at 1 for each source; meanwhile
+    the analyzer refuses a second stream and ``track()``. Closing the sinks and the source is the caller's job
+    (``with`` blocks), which also makes Ctrl-C leave finished files.
     """
     if not isinstance(source, Source):
         raise TypeError(f"process_source() takes an open Source (realtime.open_source(...)), not "
@@ -257,19 +284,19 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     total = source.info.total_frames
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
-    analyzer.reset()
     still = isinstance(source, ImageSource)  # a photo: a small one without a detected face is taken whole
     fps = 0.0
     frames = iter(source)
-    with tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, file=sys.stderr,
-              dynamic_ncols=True, leave=True) as bar:
+    with analyzer._going_through_a_stream(), \
+            tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, file=sys.stderr,
+                 dynamic_ncols=True, leave=True) as bar:
         count = 0
         while max_frames is None or count < max_frames:
             started = time.perf_counter()
             frame = next(frames, None)
             if frame is None:
                 break
-            result = analyzer.track(frame, name, still=still)
+            result = analyzer._track(frame, name, still)
             annotated = annotator.annotate(frame.image, result) if annotator is not None else None
             seconds = time.perf_counter() - started
             if seconds > 0:

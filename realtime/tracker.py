@@ -15,14 +15,18 @@ import numpy as np
 
 from realtime.types import Box, FaceDetection, FaceResult
 
-# A lost face (missed in the last frame) is taken back by a detection whose centre lies within this
-# many of its box sides from its last centre, and whose size is within REACQUIRE_SIZE_RATIO of it.
+# A face with an id that no detection overlaps (lost, or moved far in one frame: dropped frames) is taken
+# back by a detection whose centre lies within this many of its box sides from its last centre, and whose
+# size is within REACQUIRE_SIZE_RATIO of it.
 REACQUIRE_DISTANCE = 1.0
 REACQUIRE_SIZE_RATIO = 1.5
 # Default hysteresis of the displayed label (see FaceTracker): on FER2013 faces with jittered boxes it cut
 # label changes on steady faces from 17 to 4 and showed a real change 2.3 frames after it on average
 # (3.5 without); `python -m benchmarks.faces reaction flicker`.
 LABEL_MARGIN = 0.15
+# ... and a lead of at least half the margin held for this many frames in a row switches the label too, so
+# that a label never stays behind a clear (if smaller) lead for good.
+LABEL_LEAD_FRAMES = 10
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -54,6 +58,7 @@ class _Track:
     face_id: int | None = None  # None while tentative
     hits: int = 1  # frames in a row with a detection, counted up to confirmation
     missed: int = 0
+    leading: int = 0  # frames in a row in which another class led the displayed one by half the margin or more
 
 
 class FaceTracker:
@@ -68,7 +73,8 @@ class FaceTracker:
     ``min_hits``: frames in a row a new face must be found in before it gets an id and is reported
     (1: at once); faces in the first frame after ``reset()`` are reported at once.
     ``label_margin``: the displayed label changes only when another emotion's smoothed probability
-    exceeds the displayed one's by this much (hysteresis; 0: the label is always the most likely).
+    exceeds the displayed one's by this much, or by half as much for LABEL_LEAD_FRAMES frames in a row
+    (hysteresis; 0: the label is always the most likely).
     """
 
     def __init__(self, classes: list[str], smoothing: float = 0.6, iou_threshold: float = 0.3,
@@ -98,15 +104,15 @@ class FaceTracker:
         self._first_frame = True
 
     def _match(self, detections: list[FaceDetection]) -> dict[int, _Track]:
-        """Detection index -> existing track: overlapping pairs first (highest IoU first), then lost
-        faces with detections near them; faces with ids before tentative ones."""
+        """Detection index -> existing track: overlapping pairs first (highest IoU first), then faces
+        with ids that no detection overlaps with detections near them; faces with ids before tentative ones."""
         pairs = []
         for t_index, track in enumerate(self._tracks):
             for d_index, detection in enumerate(detections):
                 iou = box_iou(track.box, detection.box)
                 if iou >= self.iou_threshold:
                     fit = 1.0 + iou
-                elif track.missed and track.face_id is not None:
+                elif track.face_id is not None:  # lost, or moved far in one frame (frames dropped)
                     fit = near_enough(track.box, detection.box)
                 else:
                     continue
@@ -121,9 +127,13 @@ class FaceTracker:
         return matches
 
     def _displayed_label(self, track: _Track) -> int:
-        """The track's label after hysteresis: the most likely class once it leads the shown one by the margin."""
+        """The track's label after hysteresis: the most likely class once it leads the shown one by the
+        margin, or by half the margin for LABEL_LEAD_FRAMES frames in a row."""
         best = int(np.argmax(track.probabilities))
-        if track.probabilities[best] - track.probabilities[track.label] > self.label_margin:
+        lead = track.probabilities[best] - track.probabilities[track.label]
+        track.leading = track.leading + 1 if best != track.label and lead >= self.label_margin / 2 else 0
+        if lead > self.label_margin or track.leading >= LABEL_LEAD_FRAMES:
+            track.leading = 0
             return best
         return track.label
 

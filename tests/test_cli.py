@@ -365,14 +365,14 @@ def test_bad_options_give_one_line_and_exit_2(argv, capsys):
 
 
 def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model, tmp_path, monkeypatch, capsys):
-    track = realtime.pipeline.EmotionAnalyzer.track
+    track = realtime.pipeline.EmotionAnalyzer._track
 
-    def interrupted_at_frame_20(self, frame, source_name="", **options):
+    def interrupted_at_frame_20(self, frame, source_name, still):
         if frame.index == 20:
             raise KeyboardInterrupt
-        return track(self, frame, source_name, **options)
+        return track(self, frame, source_name, still)
 
-    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "track", interrupted_at_frame_20)
+    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "_track", interrupted_at_frame_20)
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     assert main(["--video", str(media / "single_face.mp4"), "-o", str(out), "-r", str(results),
                  "--model", str(tiny_model)]) == 130
@@ -383,14 +383,14 @@ def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model,
 
 
 def test_failure_part_way_keeps_what_was_analysed(media, tiny_model, tmp_path, monkeypatch, capsys):
-    track = realtime.pipeline.EmotionAnalyzer.track
+    track = realtime.pipeline.EmotionAnalyzer._track
 
-    def broken_at_frame_20(self, frame, source_name="", **options):
+    def broken_at_frame_20(self, frame, source_name, still):
         if frame.index == 20:
             raise RuntimeError("simulated failure\nwith a second line")
-        return track(self, frame, source_name, **options)
+        return track(self, frame, source_name, still)
 
-    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "track", broken_at_frame_20)
+    monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "_track", broken_at_frame_20)
     argv = ["--video", str(media / "single_face.mp4"), "-o", str(tmp_path / "out.mp4"),
             "-r", str(tmp_path / "r.csv"), "--model", str(tiny_model)]
     assert main(argv) == 1

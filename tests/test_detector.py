@@ -151,6 +151,28 @@ def test_auto_on_a_video_keeps_finding_faces_that_only_its_full_pass_finds(media
     assert all(len(frame_boxes) == 1 for frame_boxes in boxes)
 
 
+def test_auto_on_a_video_keeps_a_face_the_short_range_sees_only_now_and_then(media, auto, short_range, full_range):
+    """A ~65 px face drifting across a 640x360 frame: the short-range pass finds it in some frames, the full
+    range in all; a frame whose short pass happened to see it must not switch the full pass off while the
+    short pass misses it (it was dropped from 41 of these 60 frames)."""
+    import cv2
+
+    photo = read_image(media / "img12.jpg")  # one face, at about (218, 96)-(378, 256)
+    face = cv2.resize(photo[0:352, 122:474], (140, 140), interpolation=cv2.INTER_AREA)
+    scene = cv2.resize(read_image(media / "free-mountain-vector-01.jpg"), (640, 360))
+    frames = []
+    for index in range(60):
+        frame = scene.copy()
+        x, y = 200 + 3 * index, 100 + index % 5
+        frame[y:y + 140, x:x + 140] = face
+        frames.append(frame)
+    short_found = [len(short_range.detect(frame, whole_image_fallback=False)) for frame in frames]
+    assert 0 < sum(short_found) < 50  # the short range alone misses the face in many frames
+    assert all(len(full_range.detect(frame)) == 1 for frame in frames)
+    auto.reset()
+    assert [len(auto.detect(frame, whole_image_fallback=False)) for frame in frames] == [1] * 60
+
+
 def test_fuse_keeps_the_preferred_box_of_a_face_found_twice():
     short = [FaceDetection((100, 100, 200, 200), 0.8)]
     full = [FaceDetection((105, 95, 205, 195), 0.95), FaceDetection((300, 100, 340, 140), 0.9),

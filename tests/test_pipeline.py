@@ -254,13 +254,15 @@ def test_results_compare_by_value_and_know_their_classes_without_faces(analyzer)
     assert list(empty.to_dataframe().columns) == [*RESULT_COLUMNS, *analyzer.classes]
 
 
-def test_track_takes_plain_images_numbered_and_timed_from_the_first(analyzer):
+def test_track_takes_plain_images_and_paths_numbered_and_timed_from_the_first(analyzer, tmp_path):
     photo = sample_photo_bgr()
+    cv2.imwrite(str(tmp_path / "frame.png"), photo)
     analyzer.reset()
-    results = [analyzer.track(photo), analyzer.track(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)), analyzer.track(photo)]
-    assert [result.index for result in results] == [0, 1, 2]
+    results = [analyzer.track(photo), analyzer.track(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)),
+               analyzer.track(tmp_path / "frame.png"), analyzer.track(str(tmp_path / "frame.png"))]
+    assert [result.index for result in results] == [0, 1, 2, 3]
     assert results[0].timestamp == 0.0 < results[1].timestamp <= results[2].timestamp
-    assert [[face.face_id for face in result.faces] for result in results] == [[1], [1], [1]]
+    assert [[face.face_id for face in result.faces] for result in results] == [[1], [1], [1], [1]]
     analyzer.reset()
     assert analyzer.track(photo).index == 0
 
@@ -270,8 +272,19 @@ def test_an_analyzer_goes_through_one_stream_at_a_time(analyzer):
     assert next(first).index == 0
     with pytest.raises(RuntimeError, match="already going through a stream"):
         next(second)
+    with pytest.raises(RuntimeError, match="already going through a stream"):
+        next(process_source(demo_source(), analyzer))
+    refused = []  # track() from this thread or another: the stream's tracker is not to be shared
+    other = threading.Thread(target=lambda: refused.append(pytest.raises(RuntimeError, analyzer.track,
+                                                                         sample_photo_bgr())))
+    other.start()
+    other.join(timeout=60)
+    with pytest.raises(RuntimeError, match="going through a stream .* whose faces its tracker follows"):
+        analyzer.track(sample_photo_bgr())
+    assert len(refused) == 1 and "going through a stream" in str(refused[0].value)
     assert [result.index for result in first] == [1, 2, 3, 4]
     assert len(list(analyzer.stream(demo_source(), max_frames=3))) == 3  # the first one has ended
+    assert analyzer.track(sample_photo_bgr()).index == 0  # and so has the second
 
 
 def test_stream_and_process_source_refuse_what_is_not_a_source(analyzer):
@@ -319,6 +332,9 @@ def test_bad_options_are_refused_under_their_own_names(tiny_model):
         EmotionAnalyzer(tiny_model, "short")
     with pytest.raises(ValueError, match="more than this machine's"):
         EmotionAnalyzer(tiny_model, threads=(os.cpu_count() or 1) + 1)
+    for option in ({"smoothing": "0.5"}, {"smoothing": None}, {"min_confidence": None}):
+        with pytest.raises(TypeError, match=f"{next(iter(option))} must be a number, not "):
+            EmotionAnalyzer(tiny_model, **option)
     with EmotionAnalyzer(tiny_model, detector_range="short", smoothing=0.3) as analyzer:
         assert repr(analyzer) == (f"EmotionAnalyzer({str(tiny_model)!r}, detector_range='short', min_confidence=0.7, "
                                   "smoothing=0.3, flip_tta=True, whole_image=False, roll_correction=True)")

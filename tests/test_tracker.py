@@ -65,6 +65,16 @@ def test_a_face_that_jumps_away_is_a_new_face():
     assert tracker.update(faces((500, 300, 600, 400)), probs(HAPPY))[0].face_id == 2
 
 
+def test_a_face_that_moves_less_than_a_box_side_in_one_frame_keeps_its_id():
+    """Frames dropped by a slow camera or decoder: the face is found 70 px on (IoU 0.18) in the next frame."""
+    tracker = FaceTracker(CLASSES, smoothing=0.0)  # min_hits=3
+    for _ in range(5):
+        assert [r.face_id for r in tracker.update(faces((100, 100, 200, 200)), probs(HAPPY))] == [1]
+    for step in range(1, 6):
+        moved = (100 + 70 * step, 100, 200 + 70 * step, 200)
+        assert [r.face_id for r in tracker.update(faces(moved), probs(HAPPY))] == [1]  # no gap, no new id
+
+
 def test_a_new_face_earns_its_id_in_three_frames_and_one_frame_false_faces_never_show():
     tracker = FaceTracker(CLASSES, smoothing=0.0)  # min_hits=3
     a, false_face, b = (0, 0, 100, 100), (300, 0, 400, 100), (300, 200, 400, 300)
@@ -128,6 +138,17 @@ def test_hysteresis_keeps_the_label_through_a_near_tie_but_follows_a_clear_chang
     # The confidence shown is the displayed label's probability.
     assert [r.confidence for r in steady_results[2:4]] == pytest.approx([0.40, 0.50])
     assert steady.update(faces(box), probs(SAD))[0].label == "sad"  # a clear lead switches at once
+
+
+def test_a_smaller_lead_that_lasts_ten_frames_switches_the_label():
+    """The first frame said neutral by a hair; every frame after says happy by 0.12, under the margin."""
+    box = (0, 0, 100, 100)
+    tracker = FaceTracker(CLASSES, smoothing=0.0, label_margin=0.15)
+    assert tracker.update(faces(box), probs([0.38, 0.22, 0.40]))[0].label == "neutral"
+    labels = [tracker.update(faces(box), probs([0.45, 0.22, 0.33]))[0].label for _ in range(12)]
+    assert labels == ["neutral"] * 9 + ["happy"] * 3
+    # a lead under half the margin never switches it, however long it lasts
+    assert {tracker.update(faces(box), probs([0.40, 0.14, 0.46]))[0].label for _ in range(30)} == {"happy"}
 
 
 def test_smoothing_is_an_exponential_moving_average_and_follows_a_lasting_change():
