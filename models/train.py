@@ -578,8 +578,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if output_dir.exists() and not output_dir.is_dir():
             raise DatasetError(f"--output-dir {output_dir}: is a file, not a folder")
-        start_from = checked_keras_model("--init-weights", args.init_weights) if args.init_weights else None
-        for teacher in args.teacher or []:  # checked before the data's minutes of loading
+        resuming = (output_dir / CHECKPOINT_NAME).exists() and (output_dir / STATE_NAME).exists()
+        # what this run will read, checked before the data's minutes of loading
+        start_from = None
+        if args.init_weights and not resuming:
+            start_from = checked_keras_model("--init-weights", args.init_weights)
+        cached_targets = not args.live_teacher and (output_dir / TEACHER_TARGETS_NAME).exists()
+        for teacher in [] if cached_targets else args.teacher or []:
             if Path(teacher).suffix == ".keras":
                 checked_keras_model("--teacher", teacher)
             elif not Path(teacher).is_file():

@@ -444,11 +444,15 @@ def _problem(summary: RunSummary, problem: str) -> None:
 
 
 def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
-    """Print the run's summary, and the latency of live sources."""
-    print(summary.format())
-    for meter in latencies:
-        if meter.frames:
-            print(meter.format())
+    """Print the run's summary, and the latency of live sources (to no one when stdout is closed: ``| head``)."""
+    try:
+        print(summary.format())
+        for meter in latencies:
+            if meter.frames:
+                print(meter.format())
+        sys.stdout.flush()
+    except BrokenPipeError:  # the outputs are as written; only the report has no reader
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and Python's flush at exit none either
 
 
 class _AboveProgressBars(logging.Handler):

@@ -3,8 +3,9 @@
 A stop that lands between two sinks would leave a frame counted in the summary and written to the results
 but missing from the video. ``stop_signals()`` (the command line's) turns the three signals into
 KeyboardInterrupt / ``Stopped``; inside ``frame_handoff()`` such a stop waits until the block ends, so every
-sink gets the frame or none does. A second Ctrl-C while the outputs are being finished raises
-``FinishingBrokenOff``, so that the run can say what the break cost. Without ``stop_signals()`` (the library in
+sink gets the frame or none does; inside ``finishing_outputs()`` (a file sink's close) a first stop waits
+until the file is finished. A second Ctrl-C while the outputs are being finished raises
+``FinishingBrokenOff`` at once, so that the run can say what the break cost. Without ``stop_signals()`` (the library in
 someone else's program) signals keep their usual handlers and ``frame_handoff()`` changes nothing.
 """
 
@@ -31,9 +32,11 @@ class FinishingBrokenOff(KeyboardInterrupt):
 
 
 class _HandoffState:
-    """Whether the main thread is inside frame_handoff(), and the stop that arrived meanwhile."""
+    """Whether the main thread is inside frame_handoff() or finishing_outputs(), and the stop that arrived
+    meanwhile; ``breakable``: inside finishing_outputs(), where a second Ctrl-C is raised at once."""
 
     inside = False
+    breakable = False
     held: KeyboardInterrupt | None = None
 
 
@@ -43,10 +46,24 @@ _state = _HandoffState()
 @contextmanager
 def frame_handoff() -> Iterator[None]:
     """Within the block, a stop caught by stop_signals() is raised only at its end (main thread only)."""
+    with _stops_held(breakable=False):
+        yield
+
+
+@contextmanager
+def finishing_outputs() -> Iterator[None]:
+    """Within the block (a file being finished), a first stop caught by stop_signals() is raised only at its
+    end, so the file is whole; a Ctrl-C after a first stop (FinishingBrokenOff) is raised at once."""
+    with _stops_held(breakable=True):
+        yield
+
+
+@contextmanager
+def _stops_held(breakable: bool) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or _state.inside:
         yield
         return
-    _state.inside, _state.held = True, None
+    _state.inside, _state.breakable, _state.held = True, breakable, None
     try:
         yield
     finally:
@@ -76,7 +93,7 @@ def stop_signals() -> Iterator[list[int]]:
         else:
             interruption = FinishingBrokenOff() if stopped else KeyboardInterrupt()
         stopped.append(signum)
-        if not _state.inside:
+        if not _state.inside or (_state.breakable and isinstance(interruption, FinishingBrokenOff)):
             raise interruption
         if _state.held is None:
             _state.held = interruption

@@ -448,6 +448,19 @@ def test_subprocess_end_to_end_and_error(media, tiny_model, tmp_path):
     assert missing.stderr.strip().splitlines() == [f"error: video {tmp_path / 'missing.mp4'}: no such file"]
 
 
+def test_a_closed_stdout_loses_only_the_report(tiny_model, tmp_path):
+    """``python -m realtime ... | head -0``: the outputs are written, no traceback, the work's exit code."""
+    out = tmp_path / "demo.mp4"
+    run = subprocess.Popen([sys.executable, "-m", "realtime", "--demo", "--max-frames", "10", "-o", str(out),
+                            "--model", str(tiny_model)], cwd=Path(realtime.cli.__file__).resolve().parents[1],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run.stdout.close()  # the reader has gone before the summary is printed
+    stderr = run.stderr.read()
+    assert run.wait(timeout=300) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert video_facts(out)[0] == 10
+
+
 def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from realtime.interrupts import FinishingBrokenOff, Stopped, frame_handoff, stop_signals
+from realtime.io.files import KeptOutput
 
 
 def send_to_self(signum: int) -> None:
@@ -53,6 +54,40 @@ def test_a_ctrl_c_after_a_first_stop_says_that_finishing_was_broken_off(first):
         assert not isinstance(stop.value, FinishingBrokenOff)
         with pytest.raises(FinishingBrokenOff):  # e.g. while the video's last fragment is being written
             send_to_self(signal.SIGINT)
+
+
+class TwoStepFile(KeptOutput):
+    """A file sink whose finishing takes two steps (as a video's last fragment, then its index), with
+    ``signals`` arriving between them."""
+
+    def __init__(self, *signals: int):
+        self.signals, self.steps = signals, []
+
+    def close(self) -> None:
+        self.steps.append("last fragment")
+        for signum in self.signals:
+            send_to_self(signum)
+        self.steps.append("index")
+
+
+@pytest.mark.parametrize("signum, raised", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Stopped)])
+def test_a_stop_while_an_output_is_finished_waits_until_it_is_whole(signum, raised):
+    """The run's frames are all written and the video is being finished when the stop comes."""
+    output = TwoStepFile(signum)
+    with stop_signals():
+        with pytest.raises(raised):
+            with output:
+                pass
+    assert output.steps == ["last fragment", "index"]
+
+
+def test_a_second_ctrl_c_while_an_output_is_finished_breaks_it_off_at_once():
+    output = TwoStepFile(signal.SIGTERM, signal.SIGINT)
+    with stop_signals():
+        with pytest.raises(FinishingBrokenOff):
+            with output:
+                pass
+    assert output.steps == ["last fragment"]
 
 
 def test_without_stop_signals_a_handoff_leaves_ctrl_c_as_python_has_it():

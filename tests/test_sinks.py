@@ -190,6 +190,34 @@ def test_ctrl_c_mid_write_keeps_a_playable_file(tmp_path):
     assert leftovers(tmp_path) == ["partial.mp4"]
 
 
+def test_outputs_deleted_while_being_written_say_so(tmp_path, caplog):
+    """Someone cleans the output folder mid-run: the run must not end as if the files were there."""
+    video, rows = tmp_path / "out.mp4", tmp_path / "rows.csv"
+    writer = H264VideoWriter(video, VideoInfo(32, 32, 30.0, None, "test"), live=True)  # no look-ahead
+    for index in range(5):
+        writer.write(solid(32, 32, index))
+    for _ in range(600):  # the muxer makes the file with its first packet, within a moment
+        if video.exists():
+            break
+        time.sleep(0.05)
+    results = ResultsWriter(rows, CLASSES)
+    results.write(replace(FRAMES[0], source="clip"))
+    results.flush()
+    video.unlink()
+    rows.unlink()
+    with pytest.raises(OutputError, match="out.mp4: deleted while the run was writing it; the video is lost"):
+        writer.close()
+    with pytest.raises(OutputError, match="rows.csv: deleted while the run was writing it; its rows are lost"):
+        results.close()
+    # when something else ended the run, the lost output is a warning beside it
+    results = ResultsWriter(rows, CLASSES)
+    with pytest.raises(RuntimeError, match="boom"):
+        with results:
+            rows.unlink()
+            raise RuntimeError("boom")
+    assert any("warning: " in message and "rows.csv: deleted while the run" in message for message in caplog.messages)
+
+
 def test_ctrl_c_before_any_frame_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with H264VideoWriter(tmp_path / "out.mp4", VideoInfo(32, 32, 30.0, None, "test")):
@@ -322,6 +350,41 @@ def test_results_keep_the_rows_written_whatever_ends_the_run(tmp_path):
         assert len(list(csv.DictReader(file))) == 2
     assert len((tmp_path / "failed.jsonl").read_text().splitlines()) == 2
     assert leftovers(tmp_path) == ["failed.jsonl", "interrupted.csv"]
+
+
+FILE_SIZE_LIMIT_SCRIPT = """
+import resource, signal, sys
+from realtime.errors import OutputError
+from realtime.io.results_file import ResultsWriter
+from realtime.types import FaceResult, FrameResult
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails (EFBIG), as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+classes = ["angry", "happy", "neutral"]
+face = FaceResult(1, (10, 20, 50, 70), 0.91, [0.1, 0.7, 0.2], "happy", 0.7, tuple(classes))
+try:
+    with ResultsWriter(sys.argv[1], classes) as writer:
+        for index in range(1000):
+            writer.write(FrameResult(index, index / 30, [face], source="clip"))
+            writer.flush()  # as a second passing would
+except OutputError as error:
+    print(error)
+"""
+
+
+@pytest.mark.parametrize("name", ["full.csv", "full.jsonl"])
+def test_a_results_file_that_can_take_no_more_keeps_whole_rows_and_says_how_many(tmp_path, name):
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT_SCRIPT, str(tmp_path / name)], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    message = done.stdout.strip()
+    assert done.returncode == 0 and "cannot write to it (File too large); the " in message, done.stderr
+    data = (tmp_path / name).read_bytes()
+    assert 0 < len(data) <= 3000 and data.endswith(b"\n")  # cut back to its last whole row
+    rows = (list(csv.DictReader(data.decode().splitlines())) if name.endswith(".csv")
+            else [json.loads(line) for line in data.decode().splitlines()])
+    assert [int(row["frame"]) for row in rows] == list(range(len(rows)))
+    assert f"the {len(rows):,} rows before that are kept" in message
 
 
 def test_results_writer_checks_its_input(tmp_path):

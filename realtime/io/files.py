@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from abc import ABC, abstractmethod
@@ -9,6 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from realtime.errors import OutputError, SourceError, one_line
+from realtime.interrupts import finishing_outputs
+
+LOG = logging.getLogger("emotion_tracer.files")
 
 
 def check_input_file(path: Path, kind: str) -> None:
@@ -122,10 +126,11 @@ class KeptOutput(ABC):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except OutputError:
-            pass
+        with finishing_outputs():  # a stop that comes meanwhile waits until the file is whole
+            if exc_type is None:
+                self.close()
+                return
+            try:
+                self.close()
+            except OutputError as error:  # the exception that ended the block is the one reported; this is said too
+                LOG.warning("warning: %s", error)

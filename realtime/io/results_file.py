@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import time
@@ -22,9 +24,10 @@ class ResultsWriter(KeptOutput):
 
     Rows are flushed and fsynced at least once a second, so a run that is killed (even with
     kill -9) or a power cut loses at most the last second of rows; whatever ends the ``with``
-    block, the rows written so far are kept. CSV columns: RESULT_COLUMNS and one probability
-    column per class. JSONL rows carry the same fields with ``probabilities`` as a {class: p}
-    object instead. Frames without faces add no rows.
+    block, the rows written so far are kept, every one whole: a write that fails (a full disk) is
+    cut back to the last whole row, and the error says how many rows the file keeps. CSV columns:
+    RESULT_COLUMNS and one probability column per class. JSONL rows carry the same fields with
+    ``probabilities`` as a {class: p} object instead. Frames without faces add no rows.
     """
 
     def __init__(self, path: Path | str, classes: list[str]):
@@ -33,37 +36,38 @@ class ResultsWriter(KeptOutput):
         clashes = set(self.classes) & set(RESULT_COLUMNS)
         if clashes:
             raise ValueError(f"class names clash with result columns: {sorted(clashes)}")
-        self.rows_written = 0
+        self.rows_written = 0  # rows in the file, whole
         self._jsonl = self.path.suffix.lower() == ".jsonl"
+        self._pending: list[bytes] = []  # encoded rows not yet in the file
+        self._whole_bytes = 0  # the file's length up to its last whole row
+        self._failed = False
         try:
-            self._file = open(self.path, "w", newline="", encoding="utf-8")
+            self._file = open(self.path, "wb", buffering=0)
         except OSError as error:
             raise OutputError(f"{self.path}: cannot create it ({one_line(error)})", self.path) from error
-        self._csv = None if self._jsonl else csv.writer(self._file)
+        self._line = io.StringIO()
+        self._csv = None if self._jsonl else csv.writer(self._line)
         self._flushed = time.monotonic()
         if self._csv is not None:
-            self._guarded(self._csv.writerow, [*RESULT_COLUMNS, *self.classes])
+            self._pending.append(self._csv_line([*RESULT_COLUMNS, *self.classes]))
             self.flush()
 
-    def _guarded(self, write, *args) -> None:
-        """Run a write, turning an OSError (e.g. a full disk) into an OutputError."""
-        try:
-            write(*args)
-        except OSError as error:
-            kept = (f"the {self.rows_written:,} row{'s' * (self.rows_written != 1)} before that are kept"
-                    if self.rows_written else "no row had been written yet")
-            raise OutputError(f"{self.path}: cannot write to it ({one_line(error)}); {kept}", self.path) from error
+    def _csv_line(self, values: list) -> bytes:
+        """One CSV line (quoted as the csv module quotes), encoded."""
+        self._line.seek(0)
+        self._line.truncate()
+        self._csv.writerow(values)
+        return self._line.getvalue().encode("utf-8")
 
     def write(self, result: FrameResult) -> None:
         """Append one row per face in ``result``; flush when a second has passed since the last flush."""
         for row in face_rows(result):
             probabilities = [row.pop(name) for name in self.classes]
             if self._csv is not None:
-                self._guarded(self._csv.writerow, [*row.values(), *probabilities])
+                self._pending.append(self._csv_line([*row.values(), *probabilities]))
             else:
                 row["probabilities"] = dict(zip(self.classes, probabilities))
-                self._guarded(self._file.write, json.dumps(row) + "\n")
-            self.rows_written += 1
+                self._pending.append((json.dumps(row) + "\n").encode("utf-8"))
         if time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
 
@@ -72,9 +76,26 @@ class ResultsWriter(KeptOutput):
         self.write(analyzed.result)
 
     def flush(self) -> None:
-        """Put the rows written so far in the file and on the disk."""
-        self._guarded(self._file.flush)
-        self._guarded(os.fsync, self._file.fileno())
+        """Put the rows written so far in the file and on the disk; OutputError (the file cut back to its
+        last whole row) when that fails."""
+        if self._failed:
+            return
+        rows = len(self._pending) - (self._whole_bytes == 0 and self._csv is not None)  # not the header
+        data = memoryview(b"".join(self._pending))
+        self._pending.clear()
+        try:
+            while data:
+                data = data[self._file.write(data):]
+            os.fsync(self._file.fileno())
+        except OSError as error:
+            self._failed = True
+            with contextlib.suppress(OSError):  # cutting back frees space: it works on a full disk
+                os.ftruncate(self._file.fileno(), self._whole_bytes)
+            kept = (f"the {self.rows_written:,} row{'s' * (self.rows_written != 1)} before that are kept"
+                    if self.rows_written else "no row had been written yet")
+            raise OutputError(f"{self.path}: cannot write to it ({one_line(error)}); {kept}", self.path) from error
+        self._whole_bytes = self._file.tell()
+        self.rows_written += rows
         self._flushed = time.monotonic()
 
     def close(self) -> None:
@@ -83,8 +104,7 @@ class ResultsWriter(KeptOutput):
             return
         try:
             self.flush()
+            if os.fstat(self._file.fileno()).st_nlink == 0:
+                raise OutputError(f"{self.path}: deleted while the run was writing it; its rows are lost", self.path)
         finally:
-            try:
-                self._file.close()
-            except OSError:  # the flush above already reported what could not be written
-                pass
+            self._file.close()

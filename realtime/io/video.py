@@ -490,10 +490,11 @@ class H264VideoWriter(KeptOutput):
         self._handoff.put(item, lambda: self._error is not None)
         self._raise_if_failed()
 
-    def _raise_if_failed(self) -> None:
+    def _raise_if_failed(self, kept: bool = True) -> None:
+        """OutputError when writing failed; ``kept``: whether a complete fragment (a second of video) is in the file."""
         if self._error is not None:
-            raise OutputError(f"{self.path}: writing failed ({one_line(self._error)}); the video is kept "
-                              "up to its last complete second") from self._error
+            what = "the video is kept up to its last complete second" if kept else "no second of it could be kept"
+            raise OutputError(f"{self.path}: writing failed ({one_line(self._error)}); {what}") from self._error
 
     def _encode_loop(self) -> None:
         """Background thread: encode and mux queued frames, interleaving audio; flush at the end."""
@@ -526,9 +527,11 @@ class H264VideoWriter(KeptOutput):
             self._error = self._error or error
         if self.frames_written == 0:  # the muxer creates the file with its first packet: none was made
             raise OutputError(f"{self.path}: no frames were written")
+        if not self.path.exists():
+            raise OutputError(f"{self.path}: deleted while the run was writing it; the video is lost")
         if self._error is not None:
-            _drop_incomplete_fragment(self.path)
-            self._raise_if_failed()
+            kept = _drop_incomplete_fragment(self.path)
+            self._raise_if_failed(kept)
         _rewrite_with_index_in_front(self.path)
 
     def _close_container(self) -> None:
@@ -566,9 +569,10 @@ class _PeriodicSync:
             self._fd = None
 
 
-def _drop_incomplete_fragment(path: Path) -> None:
+def _drop_incomplete_fragment(path: Path) -> bool:
     """Cut a fragmented MP4 whose writing failed (e.g. a full disk) after its last complete fragment,
-    so that it plays to its end."""
+    so that it plays to its end. Returns whether it keeps a fragment (frames), True when unknown."""
+    fragments = 0
     try:
         with open(path, "r+b") as file:
             size = os.fstat(file.fileno()).st_size
@@ -583,9 +587,11 @@ def _drop_incomplete_fragment(path: Path) -> None:
                 position += length
                 if kind != b"moof":  # a fragment is complete once its mdat is
                     complete = position
+                    fragments += kind == b"mdat"
             file.truncate(complete)
     except OSError:  # the file stays as it is; players stop at the damaged end
-        pass
+        return True
+    return fragments > 0
 
 
 def _rewrite_with_index_in_front(path: Path) -> None:
