@@ -114,24 +114,23 @@ class EmotionAnalyzer:
                  for number, (detection, row) in enumerate(zip(detections, probabilities), start=1)]
         return FrameResult(index=0, timestamp=0.0, faces=faces, source=source, speed=speed, classes=classes)
 
-    def track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str = "", *,
-              still: bool = False) -> FrameResult:
+    def track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str = "") -> FrameResult:
         """The next frame of a stream: faces with ids kept across frames and smoothed probabilities.
 
         ``frame``: a ``Frame``, or an image as for ``analyze()`` (e.g. from your own camera loop), which is
-        numbered from 0 and timed by the clock from the first one since ``reset()``. ``still``: the frame
-        is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does.
-        Refused while the analyzer goes through a stream (``stream()``, ``process_source()``): its
-        tracker follows that stream's faces.
+        numbered from 0 and timed by the clock from the first one since ``reset()``. Refused while the
+        analyzer goes through a stream (``stream()``, ``process_source()``): its tracker follows that
+        stream's faces.
         """
         if self._streaming:
             raise RuntimeError("this EmotionAnalyzer is going through a stream (stream() or process_source()), "
                                "whose faces its tracker follows; track() another source with another EmotionAnalyzer")
-        return self._track(frame, source_name, still)
+        return self._track(frame, source_name, still=False)
 
     def _track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str, still: bool
                ) -> FrameResult:
-        """``track()`` without the stream check (the stream's own frames come through here)."""
+        """``track()`` without the stream check (the stream's own frames come through here); ``still``: the
+        frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does."""
         if isinstance(frame, (str, Path)):
             frame = read_image(Path(frame))
         with self._lock:

@@ -609,7 +609,8 @@ def _check_reachable(address: str) -> None:
                 answer += received
         except TimeoutError:
             raise ConnectionError(f"it accepts connections but sends nothing back within {CONNECT_TIMEOUT_S} s, "
-                                  "as a Ray head's port (--port of ray start --head, 6379 by default) does") from None
+                                  "where a Ray head's port (--port of ray start --head, 6379 by default) answers "
+                                  "at once") from None
     if len(answer) < HTTP2_FRAME_HEADER_BYTES or answer[3] != HTTP2_SETTINGS:
         raise ConnectionError("something other than Ray listens there (it does not answer as the Ray head's port, "
                               "--port of ray start --head, 6379 by default, does)")

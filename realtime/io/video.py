@@ -287,7 +287,6 @@ def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
     return image if code is None else cv2.rotate(image, code)
 
 
-
 class _AudioTrack:
     """The audio of a source file, fed into an output container in step with the video.
 
@@ -389,8 +388,6 @@ class _AudioTrack:
 
     def close(self) -> None:
         self._input.close()
-
-
 
 
 class H264VideoWriter(KeptOutput):
@@ -541,7 +538,6 @@ class H264VideoWriter(KeptOutput):
             self._sync.close()
             if self._audio is not None:
                 self._audio.close()
-
 
 
 class _PeriodicSync:
