@@ -13,6 +13,8 @@ timing     detector milliseconds per frame on the clips
 flicker    label changes on the clips (also scaled down), the tracker settings before issue 12 and now
 reaction   frames a real change (a neutral face replaced by a surprised one) takes to show
 occlusion  a face blanked out for 30 frames of a clip: does it keep its id
+crossing   two real faces pasted on a real background walk past each other: ids kept, swapped or new
+cuts       scene cuts: how much frames differ within the clips' shots, at their cuts and between clips
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ import numpy as np
 
 from realtime.classifier import EmotionClassifier
 from realtime.crops import crop_square
+from realtime.demo import demo_source
 from realtime.detector import DETECTOR_CHOICES, FaceDetector
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
+from realtime.scene_cuts import CUT_THRESHOLD, frame_difference, hsv_thumbnail
 from realtime.tracker import FaceTracker
 from realtime.types import FaceDetection
 
@@ -51,6 +55,12 @@ CLIPS = ["single_face.mp4", "test.mp4", "noface_face.mov"]
 # The tracker as it was before issue 12: no initialisation delay, 15 frames of survival, no hysteresis.
 TRACKER_BEFORE = dict(smoothing=0.6, max_missed=15, min_hits=1, label_margin=0.0)
 CLOSE_UP_SIDE = 256
+# Pairs of photos whose faces cross (the second is pasted over the first), and the crossings' settings.
+CROSSING_FACES = [("single_face.jpg", "justin.jpg"), ("justin.jpg", "single_face.jpg"), ("img1.jpg", "justin.jpg"),
+                  ("single_face.jpg", "img1.jpg")]
+CROSSING_SPEEDS = (6, 10, 16, 24)  # pixels per frame
+CROSSING_HEIGHTS = (0, 40)  # pixels between the two faces' heights
+CROSSING_SIDE = 130
 
 
 def close_up(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:
@@ -82,11 +92,13 @@ def label_changes(labels_by_face: dict[int, list[str]]) -> int:
     return sum(sum(a != b for a, b in zip(labels, labels[1:])) for labels in labels_by_face.values())
 
 
-def replay(tracker: FaceTracker, frames: list[tuple[list[FaceDetection], np.ndarray]]) -> dict[int, list[str]]:
-    """Feed per-frame detections and raw probabilities to ``tracker``; each face id's labels in order."""
+def replay(tracker: FaceTracker, frames: list[tuple[list[FaceDetection], np.ndarray]],
+           fps: float | None = None) -> dict[int, list[str]]:
+    """Feed per-frame detections and raw probabilities to ``tracker`` (timed at ``fps``, or 30 frames/s);
+    each face id's labels in order."""
     labels: dict[int, list[str]] = {}
-    for detections, probabilities in frames:
-        for face in tracker.update(detections, probabilities):
+    for index, (detections, probabilities) in enumerate(frames):
+        for face in tracker.update(detections, probabilities, index / fps if fps else None):
             labels.setdefault(face.face_id, []).append(face.label)
     return labels
 
@@ -271,7 +283,7 @@ def table_flicker(classifier: EmotionClassifier, scales: tuple[float, ...] = (1.
     for name, settings in tracker_settings().items():
         row, changes_all, minutes_all = [name], 0, 0.0
         for _clip, results, fps in recorded:
-            labels = replay(FaceTracker(classifier.classes, **settings), results)
+            labels = replay(FaceTracker(classifier.classes, **settings), results, fps)
             changes = label_changes(labels)
             minutes = sum(len(face_labels) for face_labels in labels.values()) / fps / 60
             row.append(str(changes))
@@ -355,7 +367,101 @@ def table_occlusion() -> None:
     print_table(["tracker", "ids before", "ids after"], rows)
 
 
-TABLES = ("photos", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion")
+def face_patch(detector: FaceDetector, name: str) -> np.ndarray:
+    """The face of a shared photo with a margin around it, as a CROSSING_SIDE square."""
+    image = read_image(MEDIA / name)
+    detector.reset()
+    x1, y1, x2, y2 = detector.detect(image)[0].box
+    margin = int(0.35 * (x2 - x1))
+    crop = image[max(0, y1 - margin):y2 + margin, max(0, x1 - margin):x2 + margin]
+    return cv2.resize(crop, (CROSSING_SIDE, CROSSING_SIDE), interpolation=cv2.INTER_AREA)
+
+
+def crossing_frames(detector: FaceDetector, behind: str, in_front: str, speed: int,
+                    height: int) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """Frames (640x360, no_face.mp4's first frame behind) of the face of photo ``behind`` walking right and
+    that of ``in_front`` walking left over it, ``speed`` pixels a frame, ``height`` pixels lower; and each
+    frame's true x centres of the two faces."""
+    with VideoFileSource(MEDIA / "no_face.mp4") as source:
+        background = cv2.resize(next(iter(source)).image, (640, 360), interpolation=cv2.INTER_AREA)
+    patches = [face_patch(detector, behind), face_patch(detector, in_front)]
+    frames, centres = [], []
+    for step in range(480 // speed + 1):
+        xs, ys = (20 + speed * step, 500 - speed * step), (90, 90 + height)
+        image = background.copy()
+        for patch, x, y in zip(patches, xs, ys):
+            image[y:y + CROSSING_SIDE, x:x + CROSSING_SIDE] = patch
+        frames.append(image)
+        centres.append((xs[0] + CROSSING_SIDE // 2, xs[1] + CROSSING_SIDE // 2))
+    return frames, centres
+
+
+def crossing_outcome(tracker: FaceTracker, detections: list[list[FaceDetection]],
+                     centres: list[tuple[int, int]]) -> str:
+    """"kept" when each face keeps one id of its own throughout, "swapped" when an id passes from one
+    face to the other, else "new id" (a face hidden while they cross came back as a new face)."""
+    ids: tuple[set[int], set[int]] = (set(), set())
+    for frame_detections, frame_centres in zip(detections, centres):
+        for face in tracker.update(frame_detections, np.ones((len(frame_detections), 1), np.float32)):
+            distances = [abs((face.box[0] + face.box[2]) / 2 - centre) for centre in frame_centres]
+            nearest = int(np.argmin(distances))
+            if distances[nearest] < 30 <= distances[1 - nearest]:  # unambiguous: not where the two overlap
+                ids[nearest].add(face.face_id)
+    if ids[0] & ids[1]:
+        return "swapped"
+    return "kept" if len(ids[0]) == len(ids[1]) == 1 else "new id"
+
+
+def table_crossing() -> None:
+    print(f"## Two faces crossing: {len(CROSSING_FACES)} pairs of photo faces ({CROSSING_SIDE} px), one walking "
+          f"over the other at {', '.join(map(str, CROSSING_SPEEDS))} px a frame, at the same height or "
+          f"{CROSSING_HEIGHTS[-1]} px apart; detector auto, default tracker\n")
+    rows, outcomes = [], []
+    with FaceDetector("auto") as detector:
+        for behind, in_front in CROSSING_FACES:
+            row = [f"{in_front} over {behind}"]
+            for speed in CROSSING_SPEEDS:
+                for height in CROSSING_HEIGHTS:
+                    frames, centres = crossing_frames(detector, behind, in_front, speed, height)
+                    detector.reset()
+                    outcome = crossing_outcome(FaceTracker(["x"]), [detector.detect(image) for image in frames],
+                                               centres)
+                    row.append(outcome)
+                    outcomes.append(outcome)
+            rows.append(row)
+    print_table(["faces", *(f"{speed} px, {height} px" for speed in CROSSING_SPEEDS for height in CROSSING_HEIGHTS)],
+                rows)
+    print(", ".join(f"{outcomes.count(outcome)} {outcome}" for outcome in ("kept", "swapped", "new id")) + "\n")
+
+
+def table_cuts() -> None:
+    print(f"## Frame differences (mean absolute HSV difference of 64x36 thumbnails; a cut above "
+          f"{CUT_THRESHOLD:g})\n")
+    first_and_last, rows, seconds, count = {}, [], 0.0, 0
+    for clip in [*CLIPS, "no_face.mp4", "demo"]:
+        if clip == "demo":
+            with demo_source() as source:
+                frames = [frame.image for frame in source]
+        else:
+            frames, _ = clip_frames(MEDIA / clip)
+        started = time.perf_counter()
+        thumbnails = [hsv_thumbnail(image) for image in frames]
+        seconds, count = seconds + time.perf_counter() - started, count + len(frames)
+        differences = [frame_difference(a, b) for a, b in zip(thumbnails, thumbnails[1:])]
+        cuts = [index + 1 for index, difference in enumerate(differences) if difference > CUT_THRESHOLD]
+        within = [d for index, d in enumerate(differences) if index + 1 not in cuts]
+        rows.append([clip, len(frames), f"{max(within):.1f}", ", ".join(f"frame {c}: {differences[c - 1]:.1f}"
+                                                                        for c in cuts) or "none"])
+        first_and_last[clip] = (frames[0], frames[-1])
+    print_table(["clip", "frames", "most within a shot", "cuts found"], rows)
+    between = [frame_difference(hsv_thumbnail(first_and_last[a][1]),
+                                hsv_thumbnail(cv2.resize(first_and_last[b][0], first_and_last[a][1].shape[1::-1])))
+               for a in first_and_last for b in first_and_last if a != b]
+    print(f"Last frame of one clip against the first of another: {min(between):.1f} to {max(between):.1f} "
+          f"({len(between)} pairs); a frame's thumbnail takes {1000 * seconds / count:.2f} ms\n")
+
+
+TABLES = ("photos", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
             table_reaction(classifier)
         elif table == "occlusion":
             table_occlusion()
+        elif table == "crossing":
+            table_crossing()
+        elif table == "cuts":
+            table_cuts()
     return 0
 
 

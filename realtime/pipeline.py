@@ -24,6 +24,7 @@ from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDete
 from realtime.interrupts import frame_handoff
 from realtime.io.images import ImageSource, pil_to_bgr, read_image
 from realtime.model_metadata import ModelMetadata
+from realtime.scene_cuts import SceneCutDetector
 from realtime.sinks import Sink
 from realtime.sources import Source, open_source
 from realtime.tracker import LABEL_MARGIN, FaceTracker
@@ -69,6 +70,7 @@ class EmotionAnalyzer:
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing,
                                    label_margin=LABEL_MARGIN if smoothing else 0.0)
         self.detector = FaceDetector(detector_range, min_confidence)
+        self.scene_cuts = SceneCutDetector()
         self.whole_image = whole_image
         self.roll_correction = roll_correction
         self._lock = threading.RLock()
@@ -125,12 +127,14 @@ class EmotionAnalyzer:
         if self._streaming:
             raise RuntimeError("this EmotionAnalyzer is going through a stream (stream() or process_source()), "
                                "whose faces its tracker follows; track() another source with another EmotionAnalyzer")
-        return self._track(frame, source_name, still=False)
+        return self._track(frame, source_name, still=False, edited=False)
 
-    def _track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str, still: bool
-               ) -> FrameResult:
+    def _track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str, still: bool,
+               edited: bool) -> FrameResult:
         """``track()`` without the stream check (the stream's own frames come through here); ``still``: the
-        frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does."""
+        frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does;
+        ``edited``: the frame is a video file's, which may cut from one shot to another (a new shot forgets
+        the faces of the last one: new ids, no smoothing across the cut)."""
         if isinstance(frame, (str, Path)):
             frame = read_image(Path(frame))
         with self._lock:
@@ -141,9 +145,12 @@ class EmotionAnalyzer:
                 image, now = _as_bgr(frame), time.monotonic()
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
+            new_scene = edited and self.scene_cuts.is_cut(image)
+            if new_scene:
+                self.detector.reset()  # every detection pass for the new shot's faces
             detections, probabilities, speed = self._detect_and_classify(image, whole_image_fallback=still)
             started = time.perf_counter()
-            faces = self.tracker.update(detections, probabilities)
+            faces = self.tracker.update(detections, probabilities, timestamp, new_scene)
             speed["track"] = 1000 * (time.perf_counter() - started)
             self._tracked_frames += 1
         return FrameResult(index=index, timestamp=timestamp, faces=faces, source=source_name, speed=speed,
@@ -213,6 +220,7 @@ class EmotionAnalyzer:
         with self._lock:
             self.tracker.reset()
             self.detector.reset()
+            self.scene_cuts.reset()
             self._tracked_frames, self._first_capture = 0, None
 
     def close(self) -> None:
@@ -284,6 +292,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     if max_frames is not None:
         total = min(total, max_frames) if total is not None else max_frames
     still = isinstance(source, ImageSource)  # a photo: a small one without a detected face is taken whole
+    edited = not source.live and not still  # a video file, which may cut from shot to shot
     fps = 0.0
     frames = iter(source)
     with analyzer._going_through_a_stream(), \
@@ -295,7 +304,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
             frame = next(frames, None)
             if frame is None:
                 break
-            result = analyzer._track(frame, name, still)
+            result = analyzer._track(frame, name, still, edited)
             annotated = annotator.annotate(frame.image, result) if annotator is not None else None
             seconds = time.perf_counter() - started
             if seconds > 0:

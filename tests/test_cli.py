@@ -367,10 +367,10 @@ def test_bad_options_give_one_line_and_exit_2(argv, capsys):
 def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model, tmp_path, monkeypatch, capsys):
     track = realtime.pipeline.EmotionAnalyzer._track
 
-    def interrupted_at_frame_20(self, frame, source_name, still):
+    def interrupted_at_frame_20(self, frame, *args):
         if frame.index == 20:
             raise KeyboardInterrupt
-        return track(self, frame, source_name, still)
+        return track(self, frame, *args)
 
     monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "_track", interrupted_at_frame_20)
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
@@ -385,10 +385,10 @@ def test_ctrl_c_keeps_a_playable_video_and_prints_the_summary(media, tiny_model,
 def test_failure_part_way_keeps_what_was_analysed(media, tiny_model, tmp_path, monkeypatch, capsys):
     track = realtime.pipeline.EmotionAnalyzer._track
 
-    def broken_at_frame_20(self, frame, source_name, still):
+    def broken_at_frame_20(self, frame, *args):
         if frame.index == 20:
             raise RuntimeError("simulated failure\nwith a second line")
-        return track(self, frame, source_name, still)
+        return track(self, frame, *args)
 
     monkeypatch.setattr(realtime.pipeline.EmotionAnalyzer, "_track", broken_at_frame_20)
     argv = ["--video", str(media / "single_face.mp4"), "-o", str(tmp_path / "out.mp4"),

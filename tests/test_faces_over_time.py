@@ -5,17 +5,29 @@ from __future__ import annotations
 
 import csv
 
+import av
 import cv2
 import numpy as np
 import pytest
 
-from benchmarks.faces import TRACKER_BEFORE, change_sequences, label_changes, raw_results, reaction_frames, replay
+from benchmarks.faces import (
+    TRACKER_BEFORE,
+    change_sequences,
+    clip_frames,
+    crossing_frames,
+    crossing_outcome,
+    label_changes,
+    raw_results,
+    reaction_frames,
+    replay,
+)
 from realtime.classifier import EmotionClassifier
 from realtime.cli import main
 from realtime.detector import FaceDetector
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
 from realtime.pipeline import EmotionAnalyzer
+from realtime.scene_cuts import SceneCutDetector
 from realtime.tracker import FaceTracker
 from realtime.types import FaceDetection, Frame
 
@@ -62,12 +74,12 @@ def test_labels_on_a_real_clip_of_small_faces_flicker_less_than_before(media, sh
     """test.mp4 at half size (faces ~50 px): the label only follows the one real change, sad -> happy,
     with perhaps one short detour, where the settings before issue 12 flip back and forth (cycle-5 model:
     3 changes against 7; cycle 11's model: 1 against 5)."""
-    frames = [cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
-              for image in clip(media, "test.mp4")]
+    full_size, fps = clip_frames(media / "test.mp4")
+    frames = [cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for image in full_size]
     with FaceDetector("auto") as detector:
         recorded = raw_results(frames, detector, shipped_classifier)
-    now = replay(FaceTracker(shipped_classifier.classes), recorded)
-    before = replay(FaceTracker(shipped_classifier.classes, **TRACKER_BEFORE), recorded)
+    now = replay(FaceTracker(shipped_classifier.classes), recorded, fps)
+    before = replay(FaceTracker(shipped_classifier.classes, **TRACKER_BEFORE), recorded, fps)
     assert list(now) == [1] and now[1][-1] == "happy"
     assert label_changes(now) <= 3 and label_changes(before) >= label_changes(now) + 3
 
@@ -92,6 +104,56 @@ def test_a_real_change_shows_within_a_few_frames_and_a_steady_face_does_not_flic
     assert len(settled) >= 19 and max(settled) <= 5 and np.mean(settled) <= 3
     _, flips_before = measure(TRACKER_BEFORE)
     assert flips <= 6 and flips_before >= 2 * flips + 6
+
+
+@pytest.mark.parametrize("speed", [16, 24])
+def test_two_real_faces_crossing_keep_their_ids(media, speed):
+    """justin.jpg's face walks over single_face.jpg's (benchmarks.faces crossing): before the tracker followed
+    motion, the ids swapped at these speeds."""
+    with FaceDetector("auto") as detector:
+        frames, centres = crossing_frames(detector, "single_face.jpg", "justin.jpg", speed, 0)
+        detector.reset()
+        detections = [detector.detect(image) for image in frames]
+    assert crossing_outcome(FaceTracker(["x"]), detections, centres) == "kept"
+
+
+def test_scene_cuts_are_found_where_the_real_clips_cut_and_nowhere_else(media):
+    found = {}
+    for name in ("single_face.mp4", "test.mp4", "no_face.mp4", "noface_face.mov"):
+        detector = SceneCutDetector()
+        found[name] = [index for index, image in enumerate(clip(media, name)) if detector.is_cut(image)]
+    # noface_face.mov cuts from clouds to a man at frame 96, and to black at its last frame
+    assert found == {"single_face.mp4": [], "test.mp4": [], "no_face.mp4": [], "noface_face.mov": [96, 168]}
+
+
+def write_clip(path, frames, fps=30):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+
+
+def test_a_cut_to_another_person_in_the_same_place_gives_a_new_id(media, tiny_model, tmp_path):
+    """An edited clip: one second of single_face.mp4, then a cut to test.mp4's man moved and scaled so that
+    his face lies where the first one was. Before scene cuts were seen, he took over the first face's id."""
+    first, second = clip(media, "single_face.mp4")[:30], clip(media, "test.mp4")[:30]
+    with FaceDetector("auto") as detector:
+        (face_first,), (face_second,) = detector.detect(first[0]), detector.detect(second[0])
+    scale = face_first.box.width / face_second.box.width
+    shift = (face_first.box.x1 - scale * face_second.box.x1, face_first.box.y1 - scale * face_second.box.y1)
+    warp = np.float32([[scale, 0, shift[0]], [0, scale, shift[1]]])
+    height, width = first[0].shape[:2]
+    moved = [cv2.warpAffine(image, warp, (width, height), borderMode=cv2.BORDER_REPLICATE) for image in second]
+    path = tmp_path / "edited.mp4"
+    write_clip(path, first + moved)
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        results = list(analyzer.stream(path))
+    ids = [{face.face_id for face in result.faces} for result in results]
+    assert len(ids) == 60 and set().union(*ids[:30]) == {1}
+    assert ids[30] == {2} and set().union(*ids[30:]) == {2}  # the new shot's face shows at once, as itself
 
 
 def read_rows(path):

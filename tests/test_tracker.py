@@ -187,3 +187,104 @@ def test_bad_arguments():
         FaceTracker(CLASSES, label_margin=1.0)
     with pytest.raises(ValueError):
         FaceTracker(CLASSES).update(faces((0, 0, 10, 10)), np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_two_faces_that_cross_keep_their_ids(order):
+    """Two faces walk towards each other 20 px a frame, meet in one box and walk on: each keeps its id,
+    whichever order the detector lists them in (the tracker follows their motion)."""
+    tracker = FaceTracker(CLASSES, smoothing=0.0, min_hits=1)
+    ids_of = {}  # direction -> id
+    for step in range(12):
+        walking_right = (20 * step, 100, 20 * step + 100, 200)
+        walking_left = (220 - 20 * step, 100, 320 - 20 * step, 200)
+        boxes = [walking_right, walking_left][::order]
+        results = tracker.update(faces(*boxes), probs(HAPPY, SAD))
+        seen = {"right" if r.box == walking_right else "left": r.face_id for r in results}
+        if walking_right == walking_left:  # the one frame where they coincide says nothing
+            continue
+        for direction, face_id in seen.items():
+            assert ids_of.setdefault(direction, face_id) == face_id, f"ids swapped at step {step}"
+    assert sorted(ids_of.values()) == [1, 2]
+
+
+def test_a_face_hidden_where_two_faces_cross_comes_back_with_its_id():
+    """The face in front hides the other for two frames (the detector finds one face), then both walk on."""
+    tracker = FaceTracker(CLASSES, smoothing=0.0, min_hits=1)
+    for step in range(12):
+        walking_right = (20 * step, 100, 20 * step + 100, 200)
+        walking_left = (220 - 20 * step, 100, 320 - 20 * step, 200)
+        boxes = [walking_right] if step in (5, 6) else [walking_right, walking_left]
+        ids = {r.box: r.face_id for r in tracker.update(faces(*boxes), probs(*[HAPPY] * len(boxes)))}
+        assert ids[walking_right] == 1
+        if len(boxes) == 2:
+            assert ids[walking_left] == 2
+
+
+def timed(tracker, boxes, rows, timestamp):
+    return tracker.update(faces(*boxes), probs(*rows), timestamp=timestamp)
+
+
+def test_smoothing_lasts_as_long_in_seconds_at_any_frame_rate():
+    """smoothing=0.6 is per 1/30 s: at 10 frames/s a frame's weight of the past is 0.6 ** 3."""
+    box = (0, 0, 100, 100)
+    at_10, at_30 = FaceTracker(CLASSES, smoothing=0.6), FaceTracker(CLASSES, smoothing=0.6)
+    timed(at_10, [box], [HAPPY], 0.0)
+    timed(at_30, [box], [HAPPY], 0.0)
+    after_10 = timed(at_10, [box], [SAD], 0.1)[0]
+    for index in range(1, 4):
+        after_30 = timed(at_30, [box], [SAD], index / 30)[0]
+    expected = 0.6 ** 3 * np.array(HAPPY) + (1 - 0.6 ** 3) * np.array(SAD)
+    np.testing.assert_allclose(after_10.probabilities, expected, rtol=1e-5)
+    np.testing.assert_allclose(after_30.probabilities, expected, rtol=1e-5)
+
+
+def test_a_face_survives_one_and_a_half_seconds_at_any_frame_rate():
+    for fps in (10, 30, 60):
+        tracker = FaceTracker(CLASSES, smoothing=0.0)
+        box, other = (0, 0, 100, 100), (300, 0, 400, 100)
+        timed(tracker, [box, other], [HAPPY, SAD], 0.0)
+        frame = 1
+        while frame / fps < 1.4:  # the face is hidden 1.4 s
+            assert [r.face_id for r in timed(tracker, [other], [SAD], frame / fps)] == [2]
+            frame += 1
+        assert [r.face_id for r in timed(tracker, [box, other], [HAPPY, SAD], frame / fps)] == [1, 2], fps
+        frame += 1
+        while frame / fps < 3.2:  # hidden 2 s: forgotten, at 10 frames/s as at 60
+            timed(tracker, [other], [SAD], frame / fps)
+            frame += 1
+        returns = [timed(tracker, [box, other], [HAPPY, SAD], (frame + i) / fps) for i in range(3)]
+        assert [r.face_id for r in returns[-1]] == [3, 2], fps
+
+
+def test_a_gap_in_the_timestamps_forgets_the_faces():
+    """A video whose timestamps jump 5 s (a pause in a recording): the face after it is a new face."""
+    tracker = FaceTracker(CLASSES, smoothing=0.6)
+    box = (0, 0, 100, 100)
+    for index in range(10):
+        timed(tracker, [box], [HAPPY], index / 30)
+    after_gap = [timed(tracker, [box], [SAD], 5.0 + index / 30) for index in range(3)]
+    assert after_gap[0] == after_gap[1] == []  # a new face earns its id again
+    assert after_gap[2][0].face_id == 2 and after_gap[2][0].label == "sad"
+    np.testing.assert_allclose(after_gap[2][0].probabilities, SAD, rtol=1e-5)  # nothing smoothed across
+
+
+def test_a_new_scene_forgets_the_faces_and_shows_the_new_ones_at_once():
+    tracker = FaceTracker(CLASSES, smoothing=0.6)
+    box = (0, 0, 100, 100)
+    for _ in range(5):
+        tracker.update(faces(box), probs(HAPPY))
+    (result,) = tracker.update(faces(box), probs(SAD), new_scene=True)
+    assert result.face_id == 2 and result.label == "sad"
+    np.testing.assert_allclose(result.probabilities, SAD, rtol=1e-5)
+    assert [r.face_id for r in tracker.update(faces(box), probs(SAD))] == [2]
+
+
+def test_timestamps_that_do_not_go_forward_count_as_one_frame():
+    tracker = FaceTracker(CLASSES, smoothing=0.5)
+    box = (0, 0, 100, 100)
+    timed(tracker, [box], [HAPPY], 2.0)
+    second = timed(tracker, [box], [SAD], 2.0)[0]
+    third = timed(tracker, [box], [SAD], float("nan"))[0]
+    np.testing.assert_allclose(second.probabilities, 0.5 * np.array(HAPPY) + 0.5 * np.array(SAD), rtol=1e-5)
+    np.testing.assert_allclose(third.probabilities, 0.25 * np.array(HAPPY) + 0.75 * np.array(SAD), rtol=1e-5)
