@@ -19,9 +19,9 @@ from realtime.classifier import check_threads
 from realtime.crops import ROLL_TOLERANCE
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import EmotionTracerError, OutputError, SourceError
-from realtime.interrupts import FinishingBrokenOff, Stopped, stop_signals
+from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
-from realtime.io.files import check_output_folder, check_output_path, check_output_suffix
+from realtime.io.files import check_output_folder, check_output_path, check_output_suffix, out_of_space
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, check_image_fits, image_size, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.stream import (
@@ -69,7 +69,8 @@ exit codes:
   1    failed part way (e.g. disk full): outputs kept up to the failure, the error says why
   2    bad input or options, refused before any work: nothing written
   3    done with problems: damaged stretches skipped, a video cut short, a camera lost, files of a
-       folder that could not be read; the summary lists them, everything analysed is kept
+       folder that could not be read or whose output could not be written whole; the summary lists them
+       and what each keeps (a folder run stops, with 1, when the disk is full for a second file in a row)
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM (kill, timeout, docker stop); 129 by SIGHUP
        (terminal closed): outputs finished and kept, summary printed
 """
@@ -436,9 +437,28 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
                 time.sleep(0.05)
 
 
-def _problem(summary: RunSummary, problem: str) -> None:
+def _output_failure(job: Job, error: OutputError, frames: int, results: Path | None) -> str | None:
+    """The line for a folder's file whose annotated output failed (what the output keeps is in ``error``), or
+    None when ``error`` is about another output (the shared results file, a window).
+
+    ``frames`` were analysed (their rows are in the results file).
+    """
+    if job.output is None or error.path is None or Path(error.path) != job.output:
+        return None
+    rows = ", their rows are in the results file" if results is not None and frames else ""
+    return f"{job.spec.name}: {error} ({frames} frame{'s' * (frames != 1)} analysed{rows})"
+
+
+def _raise_stop(stops: list[int]) -> None:
+    """Raise the first stop received (Ctrl-C, SIGTERM, SIGHUP), if any: one held back while a failing output was
+    finished gives way to that OutputError, and must still end a folder run."""
+    if stops:
+        raise Stopped(stops[0]) if stops[0] in STOP_SIGNALS else KeyboardInterrupt()
+
+
+def _problem(summary: RunSummary, problem: str, output_failed: bool = False) -> None:
     """A warning now and a line in the summary's problems."""
-    summary.note(problem)
+    summary.note(problem, output_failed)
     with suppress(OSError):  # a terminal closed (SIGHUP) must not turn a warning into a failure
         print(f"warning: {summary.problems[-1]}", file=sys.stderr)
 
@@ -502,13 +522,21 @@ def main(argv: list[str] | None = None) -> int:
         _error(error)
         return EXIT_USAGE
     _show_library_warnings()
-    with stop_signals():
-        return _run(args, jobs, folder, detector_range, show_window, notes)
+    with stop_signals() as stops:
+        return _run(args, jobs, folder, detector_range, show_window, notes, stops)
 
 
 def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range: str, show_window: bool,
-         notes: list[str]) -> int:
-    """Run the planned jobs; every ending finishes the outputs and prints the summary once work has begun."""
+         notes: list[str], stops: list[int]) -> int:
+    """Run the planned jobs; every ending finishes the outputs and prints the summary once work has begun.
+
+    In a folder, a file that cannot be read is skipped, and a file whose annotated output fails part way
+    (a full disk) keeps what was written of it: either is a warning and a line in the summary, and the run
+    goes on with the next file (exit 3). When a second file in a row finds no space left (ENOSPC or a
+    quota; a file written whole in between shows there was room), the disk is taken to be full: the run
+    stops there and fails (exit 1), as the files after it would fail alike. A failing results file, shared
+    by all the files, and a stop (``stops``: Ctrl-C, SIGTERM, SIGHUP) end the whole run.
+    """
     summary = RunSummary()
     latencies: list[LatencyMeter] = []
     try:
@@ -528,7 +556,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
 
             if folder and args.output is not None:
                 args.output.mkdir(exist_ok=True)
-            for job in jobs:
+            out_of_space_before = False  # whether the last file written failed for want of space
+            for index, job in enumerate(jobs):
+                frames_before = summary.frames
                 try:
                     _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
                              job.spec.name if folder else None, notes, latencies)
@@ -536,6 +566,21 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                     if not folder:
                         raise
                     _problem(summary, f"skipped {error}")  # one unreadable file does not stop a folder
+                    continue
+                except OutputError as error:
+                    if not folder or (failure := _output_failure(job, error, summary.frames - frames_before,
+                                                                  args.results)) is None:
+                        raise
+                    _raise_stop(stops)
+                    _problem(summary, failure, output_failed=True)
+                    if out_of_space(error) and out_of_space_before:
+                        left = len(jobs) - index - 1
+                        not_analysed = f" ({left} more file{'s' * (left != 1)} not analysed)" if left else ""
+                        raise OutputError(f"{args.output}: no space left for a second file in a row, so the run "
+                                          f"stops{not_analysed}", args.output) from error
+                    out_of_space_before = out_of_space(error)
+                    continue
+                out_of_space_before = False
     except KeyboardInterrupt as stop:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the report is short; stop_signals() restores the handler
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"

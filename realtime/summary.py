@@ -39,10 +39,13 @@ class RunSummary:
     sources: list[str] = field(default_factory=list)
     tracked: dict[tuple[str, int], FaceSummary] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # what was lost, skipped or cut short, a line each
+    failed_outputs: int = 0  # of the problems: outputs that could not be written whole
 
-    def note(self, problem: str) -> None:
-        """Record one thing the run could not analyse (a damaged stretch, a skipped file, an outage)."""
+    def note(self, problem: str, output_failed: bool = False) -> None:
+        """Record one thing the run could not analyse (a damaged stretch, a skipped file, an outage) or, with
+        ``output_failed``, a file whose output could not be written whole (the line says what it keeps)."""
         self.problems.append(" ".join(problem.split()))
+        self.failed_outputs += output_failed
 
     def add(self, result: FrameResult, source: str = "", seconds: float = 0.0) -> None:
         """Count one processed frame of ``source`` that took ``seconds``."""
@@ -77,8 +80,11 @@ class RunSummary:
         else:
             lines.extend(self._face_table())
         if self.problems:
-            lines.append(f"incomplete ({len(self.problems)} problem{'s' * (len(self.problems) != 1)}; everything "
-                         "analysed is kept in the outputs):")
+            kept = "everything analysed is kept in the outputs"
+            if self.failed_outputs:
+                kept = (f"{self.failed_outputs} output{'s' * (self.failed_outputs != 1)} could not be written whole, "
+                        "each line says what is kept; everything else analysed is kept")
+            lines.append(f"incomplete ({len(self.problems)} problem{'s' * (len(self.problems) != 1)}; {kept}):")
             lines.extend(f"  {problem}" for problem in self.problems)
         return "\n".join(lines)
 

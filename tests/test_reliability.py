@@ -350,11 +350,81 @@ def test_a_full_disk_fails_the_run_and_keeps_what_was_written(long_clip, tiny_mo
     captured = capsys.readouterr()
     error = captured.err.strip().splitlines()[-1]
     assert error.startswith("error: ") and "No space left on device" in error and "kept" in error
+    assert warnings(captured.err) == []  # told once, by the error line
     frames = int(re.match(r"(\d+) frames", captured.out).group(1))  # the summary
     assert 0 < frames < 576
     times = played(out)  # what reached the disk plays
     assert 30 <= len(times) <= frames
     assert [int(row["frame"]) for row in rows(results)] == list(range(frames))
+
+
+def media_folder(folder: Path, files: dict[str, Path]) -> Path:
+    """``folder`` holding a link named each key of ``files`` to its value."""
+    folder.mkdir()
+    for name, target in files.items():
+        (folder / name).symlink_to(target)
+    return folder
+
+
+def test_a_folder_goes_on_after_one_files_output_finds_the_disk_full(media, tiny_model, small_disk, tmp_path,
+                                                                    capsys):
+    folder = media_folder(tmp_path / "in", {"a.mp4": media / "single_face.mp4",  # ~250 KB annotated
+                                            "b.png": media / "Image_with_alpha.png",  # ~2 MB annotated: no room
+                                            "c.jpg": media / "justin.jpg"})  # ~40 KB annotated
+    results = tmp_path / "all.csv"
+    assert main([str(folder), "-o", str(small_disk), "-r", str(results), "--model", str(tiny_model)]) \
+        == EXIT_CODES["folder file fails part way"]
+    captured = capsys.readouterr()
+    [warning] = warnings(captured.err)  # one line, and no error
+    assert warning.startswith(f"warning: b.png: {small_disk / 'b.png'}: cannot write it (No space left on device); "
+                              "nothing of it was written (1 frame analysed, their rows are in the results file)")
+    assert "error" not in captured.err
+    assert sorted(p.name for p in small_disk.iterdir()) == ["a.mp4", "c.jpg"]  # no partial file of b.png
+    assert len(played(small_disk / "a.mp4")) == 72 and read_image(small_disk / "c.jpg") is not None
+    assert {row["source"] for row in rows(results)} == {"a.mp4", "b.png", "c.jpg"}
+    assert captured.out.startswith("74 frames")
+    assert "incomplete (1 problem; 1 output could not be written whole, each line says what is kept; " \
+           "everything else analysed is kept):\n  b.png: " in captured.out
+
+
+def test_a_folder_stops_when_a_second_file_in_a_row_finds_the_disk_full(media, long_clip, tiny_model, small_disk,
+                                                                       tmp_path, capsys):
+    folder = media_folder(tmp_path / "in", {"a.jpg": media / "justin.jpg", "b.mp4": long_clip,
+                                            "c.mp4": long_clip, "d.jpg": media / "justin.jpg"})
+    results = tmp_path / "all.csv"
+    assert main([str(folder), "-o", str(small_disk), "-r", str(results), "--model", str(tiny_model)]) \
+        == EXIT_CODES["disk full"]
+    captured = capsys.readouterr()
+    b_line, c_line = warnings(captured.err)  # each failure told once, what it keeps included
+    assert b_line.startswith(f"warning: b.mp4: {small_disk / 'b.mp4'}: writing failed (No space left on device); "
+                             "the video is kept up to its last complete second (")
+    assert c_line.startswith(f"warning: c.mp4: {small_disk / 'c.mp4'}: writing failed (No space left on device); ")
+    assert captured.err.strip().splitlines()[-1] == (f"error: {small_disk}: no space left for a second file in a "
+                                                     "row, so the run stops (1 more file not analysed)")
+    assert "incomplete (2 problems; 2 outputs could not be written whole" in captured.out
+    analysed = int(re.search(r"\((\d+) frames analysed", b_line).group(1))
+    assert 30 <= len(played(small_disk / "b.mp4")) < analysed < 576  # plays to its end, up to the failure
+    assert sorted(p.name for p in small_disk.iterdir()) == ["a.jpg", "b.mp4", "c.mp4"]  # d.jpg not analysed
+    assert [row["source"] for row in rows(results)][:1 + analysed] == ["a.jpg"] + ["b.mp4"] * analysed
+    assert "d.jpg" not in {row["source"] for row in rows(results)}
+
+
+def test_a_stop_as_a_files_output_fails_still_ends_the_folder_run(long_clip, tiny_model, small_disk, tmp_path,
+                                                                 monkeypatch, capsys):
+    raise_if_failed = realtime.io.video.H264VideoWriter._raise_if_failed
+
+    def sigterm_meanwhile(writer, *args):  # a SIGTERM that comes as a frame meets the failed video writer
+        if writer._error is not None:
+            signal.raise_signal(signal.SIGTERM)
+        raise_if_failed(writer, *args)
+
+    monkeypatch.setattr(realtime.io.video.H264VideoWriter, "_raise_if_failed", sigterm_meanwhile)
+    folder = media_folder(tmp_path / "in", {"a.mp4": long_clip, "b.mp4": long_clip})
+    assert main([str(folder), "-o", str(small_disk), "--model", str(tiny_model)]) == EXIT_CODES["SIGTERM"]
+    captured = capsys.readouterr()
+    assert "interrupted (SIGTERM)" in captured.err and "Traceback" not in captured.err
+    assert sorted(p.name for p in small_disk.iterdir()) == ["a.mp4"]  # b.mp4 was not begun
+    assert len(played(small_disk / "a.mp4")) >= 30
 
 
 @pytest.mark.parametrize("case", ["video", "results", "folder"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -100,7 +101,8 @@ def remove_quietly(path: Path) -> None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a partial file renamed into place: never a half-written file."""
+    """Write ``data`` to ``path`` through a partial file renamed into place: never a half-written file (when
+    writing fails, a file already at ``path`` stays as it was)."""
     temp = partial_path(path)
     try:
         with open(temp, "xb") as file:
@@ -108,14 +110,25 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.replace(temp, path)
     except OSError as error:
         remove_quietly(temp)
-        raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error
+        raise OutputError(f"{path}: cannot write it ({one_line(error)}); nothing of it was written", path) from error
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error``, or the error that caused it, is a full disk or an exhausted disk quota."""
+    while error is not None:
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__
+    return False
 
 
 class KeptOutput(ABC):
     """Base of the file sinks that keep what they wrote whatever ends their ``with`` block.
 
     On a clean exit ``close()`` finishes the file and its errors propagate; when an exception ends the
-    block, the file is finished just the same and that exception is the one reported.
+    block, the file is finished just the same and that exception is the one reported, except when it is
+    this file's own failure (an OutputError with the same cause): then ``close()``'s error, which says what
+    the finished file keeps, takes its place, so that the failure is told once.
     """
 
     @abstractmethod
@@ -126,11 +139,17 @@ class KeptOutput(ABC):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        finished_failure = None
         with finishing_outputs():  # a stop that comes meanwhile waits until the file is whole
             if exc_type is None:
                 self.close()
                 return
             try:
                 self.close()
-            except OutputError as error:  # the exception that ended the block is the one reported; this is said too
-                LOG.warning("warning: %s", error)
+            except OutputError as error:
+                if isinstance(exc, OutputError) and error.__cause__ is not None and error.__cause__ is exc.__cause__:
+                    finished_failure = error
+                else:  # the exception that ended the block is the one reported; this is said too
+                    LOG.warning("warning: %s", error)
+        if finished_failure is not None:  # raised after a stop that came meanwhile, which goes first
+            raise finished_failure

@@ -434,7 +434,7 @@ class H264VideoWriter(KeptOutput):
         try:
             self._container = av.open(str(self.path), "w", format="mp4", options=FRAGMENTED_MP4)
         except (av.FFmpegError, OSError) as error:
-            raise OutputError(f"{self.path}: cannot create it ({one_line(error)})") from error
+            raise OutputError(f"{self.path}: cannot create it ({one_line(error)})", self.path) from error
         self._sync = _PeriodicSync(self.path)
         try:
             # a keyframe every second; no B-frames, whose delay would shift every frame's time in a
@@ -451,7 +451,7 @@ class H264VideoWriter(KeptOutput):
                 self._audio = _AudioTrack(Path(audio_source), self._container)
         except (av.FFmpegError, OSError, ValueError) as error:
             self._close_container()  # nothing was muxed, so the file was not touched
-            raise OutputError(f"{self.path}: cannot set up the encoder ({one_line(error)})") from error
+            raise OutputError(f"{self.path}: cannot set up the encoder ({one_line(error)})", self.path) from error
         self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
         self._thread.start()
 
@@ -491,7 +491,7 @@ class H264VideoWriter(KeptOutput):
         """OutputError when writing failed; ``kept``: whether a complete fragment (a second of video) is in the file."""
         if self._error is not None:
             what = "the video is kept up to its last complete second" if kept else "no second of it could be kept"
-            raise OutputError(f"{self.path}: writing failed ({one_line(self._error)}); {what}") from self._error
+            raise OutputError(f"{self.path}: writing failed ({one_line(self._error)}); {what}", self.path) from self._error
 
     def _encode_loop(self) -> None:
         """Background thread: encode and mux queued frames, interleaving audio; flush at the end."""
@@ -523,9 +523,9 @@ class H264VideoWriter(KeptOutput):
         except (av.FFmpegError, OSError) as error:
             self._error = self._error or error
         if self.frames_written == 0:  # the muxer creates the file with its first packet: none was made
-            raise OutputError(f"{self.path}: no frames were written")
+            raise OutputError(f"{self.path}: no frames were written", self.path)
         if not self.path.exists():
-            raise OutputError(f"{self.path}: deleted while the run was writing it; the video is lost")
+            raise OutputError(f"{self.path}: deleted while the run was writing it; the video is lost", self.path)
         if self._error is not None:
             kept = _drop_incomplete_fragment(self.path)
             self._raise_if_failed(kept)
