@@ -430,6 +430,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         finally:  # also when interrupted: what was lost before is reported
             for issue in getattr(source, "issues", ()):
                 _problem(summary, issue)
+            summary.add_outages(getattr(source, "outages", 0), getattr(source, "silent_seconds", 0.0))
         if job.kind == "image" and job.output is not None and last is not None:
             write_image(job.output, last.annotated)
         if window is not None and job.kind == "image" and last is not None:

@@ -36,6 +36,8 @@ class RunSummary:
     faces: int = 0  # face detections summed over all frames
     frames_with_faces: int = 0
     seconds: float = 0.0  # time spent reading and processing frames
+    outages: int = 0  # live sources' outages that the run waited through
+    silent_seconds: float = 0.0  # of ``seconds``, the waits through those outages (left out of frames/s)
     sources: list[str] = field(default_factory=list)
     tracked: dict[tuple[str, int], FaceSummary] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # what was lost, skipped or cut short, a line each
@@ -61,20 +63,27 @@ class RunSummary:
                 self.tracked[key] = FaceSummary(source, face.face_id)
             self.tracked[key].labels[face.label] += 1
 
+    def add_outages(self, outages: int, seconds: float) -> None:
+        """Count ``outages`` of a live source, during which the run waited ``seconds`` for a frame: frames/s
+        leaves them out (it is the rate while frames came) and the first line reports them."""
+        self.outages += outages
+        self.silent_seconds += seconds
+
     def write_frame(self, analyzed: AnalyzedFrame) -> None:
         """Sink: count one analysed frame."""
         self.add(analyzed.result, analyzed.result.source, analyzed.seconds)
 
     @property
     def fps(self) -> float:
-        """Frames processed per second (0 before any timed frame)."""
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames processed per second, outages left out (0 before any timed frame)."""
+        busy = self.seconds - self.silent_seconds
+        return self.frames / busy if busy > 0 else 0.0
 
     def format(self) -> str:
         """A short plain-text report: totals, one row per tracked face, then the problems, if any."""
         lines = [f"{self.frames} frame{'s' * (self.frames != 1)}, {self.faces} face detection"
                  f"{'s' * (self.faces != 1)} in {self.frames_with_faces} frame{'s' * (self.frames_with_faces != 1)}"
-                 + (f", {self.fps:.1f} frames/s" if self.seconds > 0 else "")]
+                 + (f", {self.fps:.1f} frames/s" if self.fps > 0 else "") + self._outages()]
         if not self.tracked:
             lines.append("no faces found")
         else:
@@ -87,6 +96,13 @@ class RunSummary:
             lines.append(f"incomplete ({len(self.problems)} problem{'s' * (len(self.problems) != 1)}; {kept}):")
             lines.extend(f"  {problem}" for problem in self.problems)
         return "\n".join(lines)
+
+    def _outages(self) -> str:
+        """What the first line says of outages: nothing when there were none."""
+        if not self.outages:
+            return ""
+        return (f"{' while frames came' * (self.fps > 0)} (none came for {self.silent_seconds:.1f} s "
+                f"in {self.outages} outage{'s' * (self.outages != 1)})")
 
     def _face_table(self) -> list[str]:
         """One line per tracked face under a header, columns aligned."""

@@ -250,6 +250,7 @@ def test_a_camera_that_stalls_is_reopened_and_its_frames_keep_their_times(media,
     assert len(frames) >= 2 and [frame.index for frame in frames] == list(range(len(frames)))
     gap = max(np.diff([frame.timestamp for frame in frames]))
     assert gap >= 0.3 + 0.5  # the stall and a pause between attempts show as a gap, not sped up
+    assert camera.outages == 1 and camera.silent_seconds >= 0.3 + 0.5  # left out of the summary's frames/s
     assert len(camera.issues) == 2
     assert "no frame for 0.3 s" in camera.issues[0] and "reopened it" in camera.issues[0]
     assert "did not open again within 2 s" in camera.issues[1]

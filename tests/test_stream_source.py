@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import http.server
 import logging
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,8 @@ from realtime.cli import main
 from realtime.errors import SourceError
 from realtime.io.stream import LATENCY_MAX_MS, LatencyMeter, StreamSource, check_stream_url, redacted
 from realtime.sources import open_source, parse_source
+from realtime.summary import RunSummary
+from realtime.types import FrameResult
 from tests.conftest import PROJECT_ROOT
 from tests.netns import loopback_only
 
@@ -137,6 +140,17 @@ def test_latency_meter_percentiles_and_flat_memory():
     assert meter.format() == "latency from capture to annotated frame: p50 51 ms, p95 96 ms over 101 frames"
     with pytest.raises(ValueError):
         LatencyMeter(0.0).percentile(50)
+
+
+def test_the_summary_leaves_outages_out_of_frames_per_second():
+    summary = RunSummary()
+    for index in range(60):  # 2 s of frames at 30 frames/s, the frame after the outage waited 3 s more
+        summary.add(FrameResult(index, index / 30), "udp://127.0.0.1:5000", seconds=1 / 30 + 3.0 * (index == 30))
+    assert summary.fps == pytest.approx(60 / 5.0)
+    summary.add_outages(1, 3.0)  # what the stream counted
+    assert summary.fps == pytest.approx(30.0)
+    assert summary.format().splitlines()[0] == ("60 frames, 0 face detections in 0 frames, 30.0 frames/s while "
+                                                "frames came (none came for 3.0 s in 1 outage)")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -250,11 +264,57 @@ def test_a_two_second_pause_in_the_stream_does_not_end_the_run(media, tiny_model
         stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
     assert run.returncode == 0, stderr
     assert "90 frames" in stdout and "lost" not in stderr
+    assert re.search(r"frames/s while frames came \(none came for [\d.]+ s in 1 outage\)", stdout), stdout
     _, times = video_times(output)
     assert len(times) == 90
     gaps = np.diff(times)
     assert gaps.max() >= 1.5  # the pause stays in the recording (frames keep their capture times)
     assert np.sum(gaps >= 1.5) == 1
+
+
+def read_through_a_pause(source: StreamSource, stream: subprocess.Popen, pause_s: float) -> list[float]:
+    """Timestamps of ``source``'s frames: 30 of them, a pause of ``stream`` (SIGSTOP) for ``pause_s`` seconds
+    while the reader waits, then 30 more."""
+    stamps: list[float] = []
+    resume = threading.Timer(pause_s, stream.send_signal, [signal.SIGCONT])
+    try:
+        for frame in source:
+            stamps.append(frame.timestamp)
+            if len(stamps) == 30:
+                stream.send_signal(signal.SIGSTOP)
+                resume.start()
+            if len(stamps) == 60:
+                break
+    finally:
+        resume.cancel()
+    return stamps
+
+
+@loopback_only
+def test_a_pause_is_counted_as_an_outage_apart_from_the_frames(media):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    with sender(media / CLIP, url, "--frames", "3000") as stream, StreamSource(url, open_timeout=20) as source:
+        stamps = read_through_a_pause(source, stream, 2.0)
+    gaps = np.diff(stamps)
+    assert np.sum(gaps >= 1.0) == 1 and source.issues == []  # waited out, not reopened
+    # one outage, as long as the pause the frames' times show: the run's frames/s leaves it out
+    assert source.outages == 1 and source.silent_seconds == pytest.approx(gaps.max(), abs=0.5)
+
+
+@loopback_only
+def test_the_frame_mpeg_ts_holds_over_a_pause_keeps_its_capture_time(media):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    with sender(media / CLIP, url, "--frames", "3000") as stream, \
+            StreamSource(url, open_timeout=20, reconnect_for=30, read_timeout=1.5) as source:
+        stamps = read_through_a_pause(source, stream, 3.0)
+    # The frame sent last before the pause comes out at the read timeout (the demuxer held it until then);
+    # stamped then, it would split the pause in two gaps. Its pts step puts it after the frame before.
+    gaps = np.diff(stamps)
+    assert np.sum(gaps >= 1.0) == 1, [(i, round(g, 3)) for i, g in enumerate(gaps) if g > 0.1]
+    assert gaps[np.argmax(gaps) - 1] < 0.5
+    [outage] = source.issues
+    assert "; reopened it " in outage
+    assert source.outages == 1  # the held frame ends a wait, not the outage
 
 
 @loopback_only

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import SourceError
+from realtime.io.stream import OUTAGE_S
 from realtime.types import Frame, VideoInfo
 
 CAMERA_PROBE_INDICES = range(10)
@@ -54,7 +55,9 @@ class CameraSource:
     A camera that stalls (no frame for ``frame_timeout`` seconds) or stops delivering is reopened,
     again and again for up to ``reconnect_for`` seconds; meanwhile nothing is recorded, and the
     frames after it keep their real times. Each outage adds a line to ``issues``; a camera that
-    does not come back ends the iteration normally, so everything recorded so far is kept.
+    does not come back ends the iteration normally, so everything recorded so far is kept. ``outages``
+    counts the waits for a frame that took a reopening or longer than OUTAGE_S (and two frame steps), and
+    ``silent_seconds`` is their sum: time the consumer spent waiting for the camera, not analysing.
     """
 
     live = True
@@ -67,6 +70,8 @@ class CameraSource:
         self.frame_timeout = frame_timeout
         self.reconnect_for = reconnect_for
         self.issues: list[str] = []
+        self.outages = 0
+        self.silent_seconds = 0.0
         capture, image = self._open()
         if capture is None:
             others = [i for i in available_cameras() if i != index]
@@ -127,7 +132,10 @@ class CameraSource:
     def __iter__(self) -> Iterator[Frame]:
         seen = 0
         index = 0
+        outage = max(OUTAGE_S, 2 / self.info.fps)
+        asked, reopened = None, False  # when the wait for the next frame began; whether it took a reopening
         while True:
+            asked = time.monotonic() if asked is None else asked
             with self._condition:
                 self._condition.wait_for(lambda: self._grabbed > seen or self._failed or self._closed,  # noqa: B023 (waited on at once)
                                          timeout=self.frame_timeout)
@@ -142,10 +150,17 @@ class CameraSource:
                         f"no frame for {self.frame_timeout:g} s"
                     self._generation += 1  # the stalled grabber, if it ever wakes, stops
             if fresh:
+                waited = time.monotonic() - asked
+                if reopened or waited > outage:
+                    self.outages += 1
+                    self.silent_seconds += waited
+                asked, reopened = None, False
                 yield Frame(index, timestamp, image)
                 index += 1
             elif not self._reconnect(reason):
                 return
+            else:
+                reopened = True
 
     def _reconnect(self, reason: str) -> bool:
         """Reopen the camera for up to ``reconnect_for`` s; False (and an issue) when it does not come back."""

@@ -2,9 +2,20 @@
 
 Same live semantics as a local camera: a reader thread decodes as fast as the stream delivers and
 keeps only the newest frame, so latency never builds up; frames carry their capture (arrival) times.
-A gap in the stream is waited out; a stream that breaks is reopened with back-off until no frame has
-come for ``reconnect_for`` seconds, after which the iteration ends and what was recorded is kept.
+A gap in the stream is waited out (and counted, so that the run's frames/s can leave it out); a stream
+that breaks is reopened with back-off until no frame has come for ``reconnect_for`` seconds, after
+which the iteration ends and what was recorded is kept.
 ``LatencyMeter`` measures, per frame, the time from capture to the annotated frame being ready.
+
+MPEG-TS holds the last video frames until the next ones start: one in the demuxer (a PES packet without a
+length, as most senders write video, ends where the next starts) and one in FFmpeg's parser (a frame ends
+where the next begins), so the frames sent last before a silence come out only when the stream resumes or
+the read times out. Their arrival is then no capture time: the first out after a silence is stamped one
+pts step after the frame before it arrived, and one more that comes out with it (within half a pts step:
+the same flush, not the sender's pace) one pts step after that. That is sound for MPEG-TS only: there the
+first frame out after a silence is always a held one, captured before it, whatever the camera's clock did
+during the silence (a sender may keep its pts running or stop it). Elsewhere a frame after a silence may
+be a new one whose pts did not count the silence, so arrival times stay.
 """
 
 from __future__ import annotations
@@ -27,6 +38,10 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_OPEN_TIMEOUT_S = 10.0  # bound on waiting for a stream's first frame
 DEFAULT_RECONNECT_FOR_S = 30.0  # how long a lost stream is reopened before the run ends
 READ_TIMEOUT_S = 5.0  # silence after which a stream counts as lost and is reopened
+OUTAGE_S = 1.0  # a wait for a frame longer than this (and two frame steps) is an outage, left out of frames/s
+HELD_S = 0.1  # an MPEG-TS frame out this much later than its pts step after the frame before was held over a silence
+HELD_FRAMES = 2  # frames FFmpeg holds at most: one in the MPEG-TS demuxer, one in the parser
+HOLDING_FORMATS = frozenset({"mpegts"})  # demuxers whose last frame before a silence comes out after it
 FIRST_RETRY_S, MAX_RETRY_S = 0.5, 8.0  # back-off between reopening attempts
 LATENCY_BIN_MS, LATENCY_MAX_MS = 1, 60_000  # latency histogram: 1 ms bins up to a minute (flat memory)
 # Low-latency demuxing: no input buffering, a short probe of the stream's format.
@@ -99,7 +114,10 @@ class StreamSource:
     """A live network stream, newest frame first. Opening waits at most ``open_timeout`` seconds for
     the first frame (SourceError otherwise); timestamps are seconds since then on the monotonic
     clock, whose reading at time 0 is ``clock_origin``. After the iteration ends, ``issues`` has a line
-    per outage (reopened, or lost for good), empty when nothing was lost.
+    per outage (reopened, or lost for good), empty when nothing was lost; ``outages`` counts the waits
+    for a frame longer than OUTAGE_S (and two frame steps) that ended with one, and ``silent_seconds``
+    is their sum: time the consumer spent waiting for the stream, not analysing. A frame MPEG-TS held
+    over the silence, out at the read timeout, ends a wait but not the outage.
     """
 
     live = True
@@ -114,6 +132,8 @@ class StreamSource:
         self.reconnect_for = reconnect_for
         self.read_timeout = read_timeout
         self.issues: list[str] = []
+        self.outages = 0
+        self.silent_seconds = 0.0
         first, container, frames = self._first_frame(time.monotonic() + open_timeout)
         self.clock_origin = time.monotonic()
         # a file served over the network: read once, never reopened (it would start over)
@@ -122,11 +142,11 @@ class StreamSource:
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.info = VideoInfo(first.width, first.height, usable_fps(fps), None, self.name)
         self._condition = threading.Condition()
-        self._latest: tuple[av.VideoFrame, float] = (first, 0.0)
+        self._latest: tuple[av.VideoFrame, float, bool] = (first, 0.0, False)  # frame, timestamp, held
         self._received = 1  # frames decoded from the stream so far
         self._running = True
-        self._thread = threading.Thread(target=self._read, args=(container, frames), name=f"stream {self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(container, frames, (0.0, first.time)),
+                                        name=f"stream {self.name}", daemon=True)
         self._thread.start()
 
     def _first_frame(self, deadline: float):
@@ -213,17 +233,37 @@ class StreamSource:
             if time.monotonic() > deadline:
                 return
 
-    def _read(self, container, frames: Iterator[av.VideoFrame]) -> None:
-        """Reader thread: keep the newest frame; reopen a lost stream with back-off until reconnect_for."""
+    def _stamped(self, container, frames: Iterator[av.VideoFrame],
+                 previous: tuple[float, float | None] | None) -> Iterator[tuple[av.VideoFrame, float, bool]]:
+        """Each of ``frames`` with its capture time and whether it was held: its arrival (seconds since
+        clock_origin), except for the frames MPEG-TS held over a silence (see the module's docstring).
+        ``previous`` is (arrival, pts seconds) of the frame before the first, if any."""
+        holding = not HOLDING_FORMATS.isdisjoint(container.format.name.split(","))
+        stamp, held = 0.0, 0  # of the frame before: its timestamp, and which held frame in a row it was (0: none)
+        for frame in frames:
+            arrival = time.monotonic() - self.clock_origin
+            step = frame.time - previous[1] if previous is not None and None not in (previous[1], frame.time) else 0
+            if holding and step > 0 and arrival - previous[0] > step + HELD_S:  # the first out after a silence
+                stamp, held = previous[0] + step, 1
+            elif holding and step > 0 and 0 < held < HELD_FRAMES and arrival - previous[0] < step / 2:  # with it
+                stamp, held = stamp + step, held + 1
+            else:
+                stamp, held = arrival, 0
+            previous = (arrival, frame.time)
+            yield frame, stamp, held > 0
+
+    def _read(self, container, frames: Iterator[av.VideoFrame], previous: tuple[float, float | None]) -> None:
+        """Reader thread: keep the newest frame; reopen a lost stream with back-off until reconnect_for.
+        ``previous`` is (arrival, pts seconds) of the frame read before ``frames``."""
         last_frame = time.monotonic()
         while True:
             try:
-                for frame in frames:
+                for frame, stamp, held in self._stamped(container, frames, previous):
                     with self._condition:
                         if not self._running:
                             return
                         last_frame = time.monotonic()
-                        self._latest = (frame, last_frame - self.clock_origin)
+                        self._latest = (frame, stamp, held)
                         self._received += 1
                         self._condition.notify_all()
                 reason = "the stream ended"
@@ -242,6 +282,7 @@ class StreamSource:
             if opened is None:
                 return
             container, frames = opened
+            previous = None  # a new stream: its pts do not follow on
 
     def _end(self, issue: str | None) -> None:
         """Stop the iteration, noting ``issue`` (what was lost) if any."""
@@ -289,14 +330,22 @@ class StreamSource:
         seen = 0
         index = 0
         bound = self.read_timeout + self.reconnect_for + MAX_RETRY_S + 5  # the reader gives up before this
+        outage = max(OUTAGE_S, 2 / self.info.fps)
+        silence_goes_on = False  # the last frames were held over an outage: out at the read timeout, it goes on
         while True:
+            asked = time.monotonic()
             with self._condition:
                 if not self._condition.wait_for(lambda: self._received > seen or not self._running, timeout=bound):  # noqa: B023
                     raise SourceError(f"stream {self.name}: no frame for {bound:.0f} s")
                 if self._received == seen:  # stopped: lost for good, or close() was called
                     return
                 seen = self._received
-                frame, timestamp = self._latest
+                frame, timestamp, held = self._latest
+            waited = time.monotonic() - asked
+            if waited > outage:
+                self.outages += not silence_goes_on
+                self.silent_seconds += waited
+            silence_goes_on = held and (silence_goes_on or waited > outage)
             yield Frame(index, timestamp, self._image(frame))
             index += 1
 
