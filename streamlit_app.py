@@ -38,7 +38,8 @@ def sidebar_options() -> webapp.AnalysisOptions:
         help="Faces the detector is less sure about are ignored. Lower it if faces are missed.")
     smoothing = sidebar.slider(
         "Smoothing (videos)", 0.0, 0.9, 0.6, 0.1,
-        help="How much each face's emotion follows its previous frames; 0 turns smoothing off.")
+        help="How much each face's emotion follows its past (the weight of the past per 1/30 s, at any frame "
+             "rate); 0 turns smoothing off.")
     return webapp.AnalysisOptions(detector_range, round(min_confidence, 2), round(smoothing, 2))
 
 

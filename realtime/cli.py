@@ -243,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or dim faces, at "
                                f"the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
     analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
-                          help="how much each face's emotion follows its past frames, 0 <= S < 1; "
-                               "0 turns smoothing off (default: 0.6)")
+                          help="how much each face's emotion follows its past: the weight of the past per "
+                               "1/30 s, at any frame rate, 0 <= S < 1; 0 turns smoothing off (default: 0.6)")
     analysis.add_argument("--model", type=_path, metavar="PATH",
                           help="exported .onnx emotion model (default: the INT8 model shipped in the "
                                "package, realtime/model/emotion_cnn_int8.onnx)")
