@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from export.onnx_export import (
+    INT8_MIN_OPSET,
     OPSET,
     ExportError,
+    check_opset,
     check_parity,
     keras_to_onnx,
     model_metadata,
@@ -51,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="trained inference model (.keras), e.g. <run>/best.keras")
     parser.add_argument("--output", required=True, help="ONNX file to write, e.g. models/emotion_cnn.onnx")
     parser.add_argument("--data", required=True,
-                        help="FER2013 folder or fer2013.csv: the validation split of train/ for the checks, "
-                             "PublicTest for the reported numbers")
+                        help="FER2013 folder, fer2013.csv or a .npz packed by python -m models.data: the validation "
+                             "split of train/ for the checks, PublicTest for the reported numbers")
     parser.add_argument("--parity-faces", type=positive_int_type, default=512,
                         help="validation faces used for the parity check")
     parser.add_argument("--int8", action="store_true", help="also write an INT8-quantised copy")
@@ -60,11 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where the INT8 copy goes (default: <output>_int8.onnx beside --output; the runtime "
                              "ships realtime/model/emotion_cnn_int8.onnx)")
     parser.add_argument("--max-int8-loss", type=float, default=0.5,
-                        help="largest validation accuracy loss (points) for which the INT8 model is written")
+                        help="the INT8 copy is written only if it loses less than this many points of validation "
+                             "accuracy (default 0.5)")
     parser.add_argument("--calibration-faces", type=positive_int_type, default=2048,
                         help="training faces to calibrate INT8 on")
     parser.add_argument("--opset", type=positive_int_type, default=OPSET,
-                        help=f"ONNX opset to convert to (default {OPSET}, which the runtime's onnxruntime reads)")
+                        help=f"ONNX opset to convert to (default {OPSET}, which the runtime's onnxruntime reads; "
+                             f"--int8 needs at least {INT8_MIN_OPSET})")
     return parser.parse_args(argv)
 
 
@@ -142,11 +146,12 @@ def run(args: argparse.Namespace) -> int:
 
     model_path, output = Path(args.model), Path(args.output)
     if not model_path.is_file():
-        raise ExportError(f"{model_path}: no such .keras model")
+        raise ExportError(f"{model_path}: {'is a folder, not a' if model_path.is_dir() else 'no such'} .keras model")
     if model_path.suffix != ".keras":
         raise ExportError(f"{model_path}: not a .keras model (export turns a trained Keras model into ONNX)")
     if args.int8_output and not args.int8:
         raise ExportError("--int8-output: give --int8 too (without it no INT8 copy is made)")
+    check_opset(args.opset, args.int8)
     int8_output = Path(args.int8_output) if args.int8_output else output.with_name(f"{output.stem}_int8.onnx")
     for path in [output, int8_output] if args.int8 else [output]:  # before any work: nothing half-written
         if path.suffix != ".onnx" or not path.parent.is_dir():
@@ -154,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(path, (".onnx",))
     if args.int8 and int8_output.resolve() == output.resolve():
         raise ExportError(f"{int8_output}: the INT8 copy would overwrite the float32 model; give it another name")
+    keras_model = load_keras_model(model_path)
     splits = load_fer2013(args.data)
     if "test" not in splits:
         raise ExportError(f"{args.data}: no test split (PublicTest) to evaluate on")
@@ -164,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"validation: {len(validation)} faces of train/, fraction {split['fraction']}, split seed "
           f"{split['split_seed']}, from {split['from']}")
 
-    keras_model = load_keras_model(model_path)
     model_proto = keras_to_onnx(keras_model, args.opset)
     facts = {"dataset": "FER2013", "architecture": keras_model.name, "parameters": keras_model.count_params(),
              "opset": args.opset, "precision": "float32", **training_facts(model_path),
@@ -202,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ExportError, DatasetError, OutputError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C): a model file is written only at the end, whole", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

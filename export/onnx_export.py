@@ -7,9 +7,12 @@ import os
 import numpy as np
 
 from models.emotions import EMOTIONS, IMAGE_SIZE, INPUT_SCALE, model_inputs
+from realtime.errors import one_line
 from realtime.model_metadata import METADATA_KEY, ModelMetadata
 
 OPSET = 17
+MIN_OPSET = 7  # the oldest onnxruntime supports
+INT8_MIN_OPSET = 13  # export.quantize's per-channel weights: DequantizeLinear's axis came with opset 13
 INPUT_NAME = "face"
 OUTPUT_NAME = "probabilities"
 PARITY_TOLERANCE = 1e-4
@@ -17,6 +20,19 @@ PARITY_TOLERANCE = 1e-4
 
 class ExportError(RuntimeError):
     """The export failed a check; nothing was written."""
+
+
+def check_opset(opset: int, int8: bool) -> None:
+    """ExportError unless tf2onnx converts to ``opset`` (onnxruntime reads opsets from 7 on) and, for ``int8``,
+    the quantised copy can be made in it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf2onnx.constants import OPSET_TO_IR_VERSION
+
+    newest = max(OPSET_TO_IR_VERSION)
+    if not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"--opset {opset}: choose {MIN_OPSET}-{newest} (what tf2onnx converts to and onnxruntime reads)")
+    if int8 and opset < INT8_MIN_OPSET:
+        raise ExportError(f"--opset {opset}: --int8 needs opset {INT8_MIN_OPSET} or later")
 
 
 def keras_to_onnx(keras_model, opset: int = OPSET):
@@ -31,7 +47,10 @@ def keras_to_onnx(keras_model, opset: int = OPSET):
 
     signature = [tf.TensorSpec((None, IMAGE_SIZE, IMAGE_SIZE, 1), tf.float32, name=INPUT_NAME)]
     function = tf.function(lambda face: keras_model(face, training=False), input_signature=signature)
-    model_proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    try:
+        model_proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    except Exception as error:  # tf2onnx raises ValueError, NotImplementedError... for what it cannot convert to
+        raise ExportError(f"tf2onnx cannot convert the model to opset {opset}: {one_line(error)[:200]}") from None
     _rename_output(model_proto, OUTPUT_NAME)
     return model_proto
 

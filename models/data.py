@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import lzma
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from models.emotions import CSV_LABEL_TO_INDEX, EMOTIONS, IMAGE_SIZE
 from realtime.errors import OutputError, one_line
-from realtime.io.files import write_atomically
+from realtime.io.files import check_output_path, write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 CSV_USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "test", "PrivateTest": "private_test"}
@@ -66,13 +67,15 @@ def load_fer2013(path: str | Path) -> dict[str, FaceSet]:
 
 
 def load_folder(root: Path) -> dict[str, FaceSet]:
-    """Load train/<class>/*.jpg and test/<class>/*.jpg."""
+    """Load train/<class>/*.jpg and test/<class>/*.jpg; hidden files and folders (.ipynb_checkpoints, macOS's ._*
+    copies of resource forks) are passed over, as are files that are not images."""
     splits = {}
     for split in ("train", "test"):
         split_dir = root / split
         if not split_dir.is_dir():
             raise DatasetError(f"{root}: no {split}/ folder (expected {split}/<class>/*.jpg)")
-        unknown = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in EMOTIONS)
+        unknown = sorted(p.name for p in split_dir.iterdir()
+                         if p.is_dir() and p.name not in EMOTIONS and not p.name.startswith("."))
         if unknown:
             raise DatasetError(f"{split_dir}: unknown class folders {unknown}; expected {list(EMOTIONS)}")
         images, labels, names = [], [], []
@@ -81,7 +84,7 @@ def load_folder(root: Path) -> dict[str, FaceSet]:
             if not class_dir.is_dir():
                 continue
             for file in sorted(class_dir.iterdir()):
-                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                if file.suffix.lower() not in IMAGE_SUFFIXES or file.name.startswith("."):  # macOS's ._ files
                     continue
                 images.append(_read_face(file))
                 labels.append(label)
@@ -93,7 +96,11 @@ def load_folder(root: Path) -> dict[str, FaceSet]:
 
 
 def _read_face(file: Path) -> np.ndarray:
-    image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+    try:  # read here, not by cv2.imread, which prints a warning of its own for a file it cannot open
+        data = np.fromfile(file, dtype=np.uint8)
+    except OSError as error:
+        raise DatasetError(f"{file}: cannot read it ({one_line(error)})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     if image is None:
         raise DatasetError(f"{file}: not a readable image")
     if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
@@ -103,28 +110,37 @@ def _read_face(file: Path) -> np.ndarray:
 
 def load_csv(file: Path) -> dict[str, FaceSet]:
     """Load the original fer2013.csv (columns emotion, pixels, Usage)."""
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:  # -sig: as spreadsheets save it, with a BOM
+            return _read_csv_rows(file, csv.DictReader(handle))
+    except UnicodeDecodeError:
+        raise DatasetError(f"{file}: not a text CSV file (expected columns emotion, pixels, Usage)") from None
+
+
+def _read_csv_rows(file: Path, reader: csv.DictReader) -> dict[str, FaceSet]:
+    """The splits in the rows of an open fer2013.csv."""
     rows: dict[str, tuple[list, list, list]] = {split: ([], [], []) for split in CSV_USAGE_TO_SPLIT.values()}
-    with open(file, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(f"{file}: missing columns {sorted(missing)}; expected emotion, pixels, Usage")
-        for line_number, row in enumerate(reader, start=2):
-            where = f"{file}:{line_number}"
-            split = CSV_USAGE_TO_SPLIT.get(row["Usage"])
-            if split is None:
-                raise DatasetError(f"{where}: unknown Usage {row['Usage']!r}")
-            try:
-                label = CSV_LABEL_TO_INDEX[int(row["emotion"])]
-                pixels = np.array(row["pixels"].split(), dtype=np.int64)
-            except (KeyError, ValueError):
-                raise DatasetError(f"{where}: emotion must be 0-6 and pixels space-separated integers") from None
-            if pixels.size != IMAGE_SIZE * IMAGE_SIZE or pixels.min() < 0 or pixels.max() > 255:
-                raise DatasetError(f"{where}: expected {IMAGE_SIZE * IMAGE_SIZE} pixel values in 0-255")
-            images, labels, names = rows[split]
-            images.append(pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
-            labels.append(label)
-            names.append(f"{file.name}:{line_number}")
+    missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
+    if missing:
+        raise DatasetError(f"{file}: missing columns {sorted(missing)}; expected emotion, pixels, Usage")
+    for line_number, row in enumerate(reader, start=2):
+        where = f"{file}:{line_number}"
+        if None in (row["emotion"], row["pixels"], row["Usage"]):
+            raise DatasetError(f"{where}: the row is cut short; expected emotion, pixels, Usage")
+        split = CSV_USAGE_TO_SPLIT.get(row["Usage"])
+        if split is None:
+            raise DatasetError(f"{where}: unknown Usage {row['Usage']!r}")
+        try:
+            label = CSV_LABEL_TO_INDEX[int(row["emotion"])]
+            pixels = np.array(row["pixels"].split(), dtype=np.int64)
+        except (KeyError, ValueError):
+            raise DatasetError(f"{where}: emotion must be 0-6 and pixels space-separated integers") from None
+        if pixels.size != IMAGE_SIZE * IMAGE_SIZE or pixels.min() < 0 or pixels.max() > 255:
+            raise DatasetError(f"{where}: expected {IMAGE_SIZE * IMAGE_SIZE} pixel values in 0-255")
+        images, labels, names = rows[split]
+        images.append(pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
+        labels.append(label)
+        names.append(f"{file.name}:{line_number}")
     splits = {}
     for split, (images, labels, names) in rows.items():
         if images:
@@ -193,41 +209,46 @@ def has_copy_in(faces: FaceSet, others: FaceSet) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     """Pack a FER2013 folder or CSV into one .npz: quicker to load, and one file to carry to a training machine."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m models.data", description=main.__doc__)
     parser.add_argument("source", help="FER2013 folder (train/, test/) or fer2013.csv")
     parser.add_argument("packed", help="the .npz (or LZMA-compressed .npz.xz) to write")
     parser.add_argument("--splits", nargs="+", help="pack only these splits (e.g. train)")
     args = parser.parse_args(argv)
-    packed = Path(args.packed)
+    try:
+        return _pack(args.source, Path(args.packed), args.splits)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted (Ctrl-C): {args.packed} not written", file=sys.stderr)
+        return 130
+
+
+def _pack(source: str, packed: Path, chosen: list[str] | None) -> int:
+    """``main``'s work: the packed file's name and folder checked before the loading, then the splits
+    loaded and written; 2 and an error line for bad input."""
     if not packed.name.endswith((".npz", ".npz.xz")):  # what --data takes
         print(f"error: {packed}: a packed file is named .npz or .npz.xz", file=sys.stderr)
         return 2
-    if packed.is_dir():
-        print(f"error: {packed}: is a folder, not a file name", file=sys.stderr)
-        return 2
-    try:  # before the minute of loading: a folder that cannot be made fails at once
-        packed.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        print(f"error: {packed}: cannot write it ({one_line(error)})", file=sys.stderr)
-        return 2
     try:
-        splits = load_fer2013(args.source)
-    except DatasetError as error:
+        try:
+            packed.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"{packed}: cannot write it ({one_line(error)})") from None
+        check_output_path(packed, (".npz", ".xz"))  # a folder where the file goes, a folder not writable
+        splits = load_fer2013(source)
+    except (OutputError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    unknown = sorted(set(args.splits or []) - set(splits))
+    unknown = sorted(set(chosen or []) - set(splits))
     if unknown:
-        print(f"error: {args.source} has no split {unknown[0]!r}; it has {sorted(splits)}", file=sys.stderr)
+        print(f"error: {source} has no split {unknown[0]!r}; it has {sorted(splits)}", file=sys.stderr)
         return 2
-    splits = {name: faces for name, faces in splits.items() if not args.splits or name in args.splits}
+    splits = {name: faces for name, faces in splits.items() if not chosen or name in chosen}
     try:
         save_npz(splits, packed)
     except OutputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{args.packed}: " + ", ".join(f"{split} {len(faces)}" for split, faces in splits.items()))
+    print(f"{packed}: " + ", ".join(f"{split} {len(faces)}" for split, faces in splits.items()))
     return 0
 
 

@@ -57,9 +57,9 @@ from models.metrics import (
     paired_comparison,
     reliability_bins,
 )
-from models.predictor import load_predictor, mean_predictor, predict_with_flip
+from models.predictor import Predictor, load_predictor, mean_predictor, predict_with_flip
 from realtime.errors import ModelError, OutputError, one_line
-from realtime.io.files import write_atomically
+from realtime.io.files import check_output_folder, write_atomically
 
 EXAMPLES_PER_CLASS = 8
 # rows [start, stop) of a 48x48 face covered by a flat band of gray across the whole width: on the mean FER2013
@@ -106,7 +106,35 @@ def split_faces(splits: dict[str, FaceSet], name: str, data: str) -> tuple[FaceS
         label = {"test": "FER2013 PublicTest", "private_test": "FER2013 PrivateTest"}.get(name, name)
     else:
         raise DatasetError(f"{data}: no '{name}' split (has {sorted(splits)})")
+    if not len(faces):
+        raise DatasetError(f"{data}: the {label} split holds no faces")
     return faces, label, None if training is None else ~has_copy_in(faces, training)
+
+
+def checked_predictor(path: str, option: str) -> Predictor:
+    """load_predictor for the model an option names, its outputs in EMOTIONS order (an exported model may list its
+    classes in another); ModelError naming the option for a missing file, a folder, or a model whose classes are not
+    FER2013's seven."""
+    if not Path(path).is_file():
+        what = "is a folder, not" if Path(path).is_dir() else "no such file; expected"
+        raise ModelError(f"{option} {path}: {what} a .keras or .onnx model", path)
+    predict = load_predictor(path)
+    if Path(path).suffix != ".onnx":  # load_keras_model checks a .keras model's 7 outputs
+        return predict
+    classes = model_classes(path)
+    if classes == list(EMOTIONS):
+        return predict
+    if sorted(classes) != sorted(EMOTIONS):
+        raise ModelError(f"{option} {path}: its classes {classes} are not FER2013's {list(EMOTIONS)}", path)
+    order = [classes.index(name) for name in EMOTIONS]
+    return lambda faces: predict(faces)[:, order]
+
+
+def model_classes(path: str | Path) -> list[str]:
+    """The classes, in output order, that an exported model's metadata names."""
+    from realtime.classifier import EmotionClassifier
+
+    return EmotionClassifier(path, threads=None).classes
 
 
 def evaluate(predict, faces: FaceSet) -> dict:
@@ -222,7 +250,9 @@ def evaluate_through_pipeline(model_path: str | Path, faces: FaceSet, size: int)
     correct = np.zeros(len(faces), dtype=bool)
     with EmotionAnalyzer(model_path=model_path, detector_range="auto", smoothing=0, flip_tta=False,
                          threads=None) as analyzer:
-        plain_correct = analyzer.classifier.predict_faces(faces.images).argmax(axis=1) == faces.labels
+        classes = np.array(analyzer.classifier.classes)  # by name: the model's order may differ from EMOTIONS
+        plain_correct = classes[analyzer.classifier.predict_faces(faces.images).argmax(axis=1)] == \
+            np.array(EMOTIONS)[faces.labels]
         for index, (face, label) in enumerate(zip(faces.images, faces.labels)):
             image = cv2.cvtColor(cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
             results = analyzer.analyze(image).faces
@@ -358,22 +388,36 @@ def format_report(metrics: dict, split_label: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        splits = load_fer2013(args.data)
-        faces, split_label, unseen = split_faces(splits, args.split, args.data)
-        predictors = [load_predictor(path) for path in args.model]
-        reference = load_predictor(args.against) if args.against else None
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C): files already written are whole; the rest keep their earlier contents",
+              file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    """``main``'s work: 2 and an error line for bad input (found before the evaluation), 1 where an output cannot
+    be written."""
+    try:
+        predictors = [checked_predictor(path, "--model") for path in args.model]
+        reference = checked_predictor(args.against, "--against") if args.against else None
         if args.through_pipeline and (len(args.model) > 1 or Path(args.model[0]).suffix != ".onnx"):
             raise ValueError(f"{' '.join(args.model)}: --through-pipeline runs the runtime, which needs one exported "
                              ".onnx model")
+        if args.pipeline_size is not None and not args.through_pipeline:
+            raise ValueError("--pipeline-size: give --through-pipeline too (it sizes the images of that run)")
         if args.pipeline_size is not None and args.pipeline_size < IMAGE_SIZE:
             raise ValueError(f"--pipeline-size must be at least {IMAGE_SIZE}, got {args.pipeline_size}")
+        splits = load_fer2013(args.data)
+        faces, split_label, unseen = split_faces(splits, args.split, args.data)
         output_dir = Path(args.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except (DatasetError, FileNotFoundError, ValueError, ModelError) as error:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"--output-dir {output_dir}: cannot create it ({one_line(error)})") from None
+        check_output_folder(output_dir)  # one that cannot be written in fails now, not after the evaluation
+    except (DatasetError, ValueError, ModelError, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: --output-dir {args.output_dir}: cannot create it ({one_line(error)})", file=sys.stderr)
         return 2
 
     if len(predictors) > 1:

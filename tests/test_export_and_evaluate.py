@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -513,3 +514,137 @@ def test_evaluation_through_the_pipeline_detects_a_real_face():
     assert (numbers["detected"], numbers["whole_image"], numbers["no_face"]) == (1, 0, 7)
     assert numbers["accuracy_detected"] == numbers["plain_accuracy_detected"] == 1.0
     assert numbers["accuracy"] == pytest.approx(1 / 8)
+
+
+def without_escaping_ctrl_c(main, argv: list[str]) -> int:
+    """``main(argv)``; a KeyboardInterrupt it lets through fails the test instead of stopping pytest."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went through main as a traceback")
+
+
+def test_export_refuses_an_opset_it_cannot_convert_to_before_any_work(tmp_path, monkeypatch, capsys):
+    """An opset tf2onnx does not convert to, or one too old for the INT8 copy: one line, before data or model load."""
+    monkeypatch.setattr(export_cli, "load_fer2013", lambda data: pytest.fail("the data were loaded"))
+    save_stripe_reader(tmp_path / "m.keras")
+    for extra, message in [(["--opset", "999"], "--opset 999: choose 7-"), (["--opset", "5"], "--opset 5: choose 7-"),
+                           (["--opset", "12", "--int8"], "--opset 12: --int8 needs opset 13 or later")]:
+        assert export_cli.main(["--model", str(tmp_path / "m.keras"), "--output", str(tmp_path / "m.onnx"),
+                                "--data", str(tmp_path), *extra]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: {message}") and error.count("\n") == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_a_model_tf2onnx_cannot_convert_is_an_export_error(monkeypatch):
+    import keras
+    import tf2onnx
+
+    def unsupported(*args, **kwargs):
+        raise NotImplementedError("Unsupported ops: Counter({'FancyOp': 1})")
+
+    monkeypatch.setattr(tf2onnx.convert, "from_function", unsupported)
+    model = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(7)])
+    with pytest.raises(ExportError, match=r"tf2onnx cannot convert the model to opset 17: Unsupported ops: Counter"):
+        keras_to_onnx(model)
+
+
+def test_export_of_a_folder_says_it_is_a_folder(tmp_path, capsys):
+    assert export_cli.main(["--model", str(tmp_path), "--output", str(tmp_path / "m.onnx"), "--data", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}: is a folder, not a .keras model\n"
+
+
+def test_export_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    save_stripe_reader(tmp_path / "m.keras")
+    data = make_fer_folder(tmp_path / "fer", per_class=6)  # one validation face per class
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_cli, "keras_to_onnx", interrupted)
+    assert without_escaping_ctrl_c(export_cli.main, ["--model", str(tmp_path / "m.keras"), "--output",
+                                                     str(tmp_path / "m.onnx"), "--data", str(data)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted (Ctrl-C): a model file is written only at the end, whole"
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_help_says_how_the_int8_gate_decides(capsys):
+    """The gate writes the INT8 copy when it loses less than --max-int8-loss points (strictly), as the README says."""
+    with pytest.raises(SystemExit):
+        export_cli.parse_args(["--help"])
+    assert "only if it loses less than this many points of validation accuracy" in " ".join(capsys.readouterr().out.split())
+
+
+def stripe_reader_onnx(path, classes: list[str]):
+    """An exported model that reads the class from the fixture faces' stripe, its outputs in ``classes`` order."""
+    import onnx
+    from onnx import numpy_helper
+
+    from export.onnx_export import set_metadata
+
+    model = onnx.load(build_tiny_onnx_model(path))
+    weights = np.zeros((48, 48, len(classes)), dtype=np.float32)
+    for column, name in enumerate(classes):
+        if name in EMOTIONS:
+            label = EMOTIONS.index(name)
+            weights[4 + 6 * label:9 + 6 * label, 8:40, column] = 0.1  # where synthetic_face draws the stripe
+    for tensor in model.graph.initializer:
+        if tensor.name in ("weights", "bias"):
+            value = weights.reshape(-1, len(classes)) if tensor.name == "weights" else np.zeros(len(classes), np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))
+    set_metadata(model, ModelMetadata(classes=classes))
+    onnx.save(model, path)
+    return path
+
+
+def test_evaluation_follows_the_class_order_an_exported_model_names(tmp_path, capsys):
+    """A model listing FER2013's classes in another order is scored by name; one with other classes is refused."""
+    data = make_fer_folder(tmp_path / "fer", per_class=2)
+    reordered = stripe_reader_onnx(tmp_path / "reordered.onnx", list(reversed(EMOTIONS)))
+    assert evaluate_cli.main(["--model", str(reordered), "--data", str(data), "--output-dir", str(tmp_path / "e"),
+                              "--through-pipeline", "--pipeline-size", "48"]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["plain"]["accuracy"] == metrics["flip_tta"]["accuracy"] == 1.0
+    assert metrics["through_pipeline"]["plain_accuracy"] == metrics["through_pipeline"]["accuracy"] == 1.0
+    foreign = stripe_reader_onnx(tmp_path / "foreign.onnx", ["contempt", *EMOTIONS[1:]])
+    for extra in (["--model", str(foreign)], ["--model", str(reordered), "--against", str(foreign)]):
+        assert evaluate_cli.main([*extra, "--data", str(data), "--output-dir", str(tmp_path / "f")]) == 2
+        option = extra[-2]
+        assert capsys.readouterr().err.startswith(f"error: {option} {foreign}: its classes ['contempt', ")
+    assert not (tmp_path / "f").exists()
+
+
+PROC_CASES = [(["--output-dir", "/proc/self"], "/proc/self: cannot write in it"),  # not writable, even by root
+              (["--output-dir", "/proc/e"], "--output-dir /proc/e: cannot create it (No such file or directory)")]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--split", "validation"], "{data}: the validation (10% of train/, split seed 42) split holds no faces"),
+    (["--pipeline-size", "96"], "--pipeline-size: give --through-pipeline too"),
+    (["--model", "{tmp}"], "--model {tmp}: is a folder, not a .keras or .onnx model"),
+    (["--against", "{tmp}/none.onnx"], "--against {tmp}/none.onnx: no such file"),
+    *[pytest.param(*case, marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc"))
+      for case in PROC_CASES],
+])
+def test_evaluation_bad_input_is_found_before_the_work_and_is_one_line(tiny_model, tmp_path, monkeypatch, capsys,
+                                                                       extra, message):
+    monkeypatch.setattr(evaluate_cli, "evaluate", lambda *args: pytest.fail("evaluated"))
+    data = make_fer_folder(tmp_path / "fer", per_class=1)  # 10% of one face per class: no validation faces
+    arguments = {"--model": str(tiny_model), "--data": str(data), "--output-dir": str(tmp_path / "out")}
+    arguments.update((option, value.format(tmp=tmp_path)) for option, value in zip(extra[::2], extra[1::2]))
+    assert evaluate_cli.main([part for pair in arguments.items() for part in pair]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {message.format(data=data, tmp=tmp_path)}") and error.count("\n") == 1
+
+
+def test_evaluation_interrupted_exits_130_without_a_traceback(tiny_model, tmp_path, monkeypatch, capsys):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_cli, "evaluate", interrupted)
+    data = make_fer_folder(tmp_path / "fer", per_class=1)
+    assert without_escaping_ctrl_c(evaluate_cli.main, ["--model", str(tiny_model), "--data", str(data),
+                                                       "--output-dir", str(tmp_path / "e")]) == 130
+    assert capsys.readouterr().err.startswith("\ninterrupted (Ctrl-C)")
+    assert list((tmp_path / "e").iterdir()) == []

@@ -1,5 +1,7 @@
 """FER2013 loaders: Kaggle folders, fer2013.csv, class order, validation split and bad input."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,72 @@ def test_pack_makes_the_folder_it_writes_into(tmp_path):
     folder = make_fer_folder(tmp_path / "fer", per_class=1)
     assert pack([str(folder), str(tmp_path / ".fer" / "fer2013_train.npz.xz"), "--splits", "train"]) == 0
     assert set(load_fer2013(tmp_path / ".fer" / "fer2013_train.npz.xz")) == {"train"}
+
+
+def test_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_loads(tmp_path):
+    face = " ".join(["7"] * 2304)
+    (tmp_path / "bom.csv").write_text(f"emotion,pixels,Usage\n3,{face},Training\n", encoding="utf-8-sig")
+    assert load_fer2013(tmp_path / "bom.csv")["train"].labels.tolist() == [EMOTIONS.index("happy")]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"emotion,pixels,Usage\n3," + b"7 " * 2304 + b",Training\n3,1 2 3", "fer.csv:3: the row is cut short"),
+    (b"PK\x03\x04\x9d\xff\x00binary", "fer.csv: not a text CSV file"),
+], ids=["cut short", "binary"])
+def test_csv_cut_short_or_not_text_is_one_clear_error(tmp_path, content, message):
+    (tmp_path / "fer.csv").write_bytes(content)
+    with pytest.raises(DatasetError, match=message):
+        load_fer2013(tmp_path / "fer.csv")
+
+
+def test_hidden_files_and_folders_in_the_dataset_are_passed_over(tmp_path):
+    """What Jupyter (.ipynb_checkpoints) and macOS (._ files) leave among the images."""
+    root = make_fer_folder(tmp_path / "fer", per_class=1)
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    (root / "test" / "sad" / "._PublicTest_5000.jpg").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    splits = load_fer2013(root)
+    assert len(splits["train"]) == len(splits["test"]) == 7
+
+
+def test_an_image_that_cannot_be_opened_is_one_clear_error_and_nothing_else(tmp_path, capfd):
+    """A dangling link among the images: the reason, without OpenCV's own warning on stderr."""
+    root = make_fer_folder(tmp_path / "fer", per_class=1)
+    (root / "train" / "sad" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    capfd.readouterr()
+    with pytest.raises(DatasetError, match=r"gone.jpg: cannot read it \(No such file or directory\)"):
+        load_fer2013(root)
+    assert capfd.readouterr().err == ""
+
+
+def without_escaping_ctrl_c(main, argv: list[str]) -> int:
+    """``main(argv)``; a KeyboardInterrupt it lets through fails the test instead of stopping pytest."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went through main as a traceback")
+
+
+def test_pack_checks_that_it_can_write_before_loading(tmp_path, monkeypatch, capsys):
+    import models.data
+    from models.data import main as pack
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc/self, an existing folder that cannot be written in, even by root")
+    monkeypatch.setattr(models.data, "load_fer2013", lambda source: pytest.fail("loaded before the check"))
+    assert pack([str(tmp_path), "/proc/self/fer.npz"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: /proc/self/fer.npz: ") and error.count("\n") == 1
+
+
+def test_pack_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import models.data
+    from models.data import main as pack
+
+    def interrupted(splits, file):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models.data, "save_npz", interrupted)
+    folder = make_fer_folder(tmp_path / "fer", per_class=1)
+    assert without_escaping_ctrl_c(pack, [str(folder), str(tmp_path / "fer.npz")]) == 130
+    assert capsys.readouterr().err == f"\ninterrupted (Ctrl-C): {tmp_path / 'fer.npz'} not written\n"
+    assert not (tmp_path / "fer.npz").exists()

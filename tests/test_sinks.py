@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from realtime.errors import OutputError
-from realtime.io.files import check_output_path
+from realtime.io.files import check_output_path, write_atomically
 from realtime.io.images import read_image, write_image
 from realtime.io.results_file import ResultsWriter
 from realtime.io.video import H264VideoWriter, VideoFileSource
@@ -438,3 +438,15 @@ def test_encoder_failure_is_reported_and_keeps_only_what_reached_the_disk(tmp_pa
             for index in range(300):
                 writer.write(solid(32, 32, index))
     assert leftovers(tmp_path) == []  # the muxer failed before its first packet, so no file was begun
+
+
+def test_a_stop_while_a_file_is_written_atomically_leaves_neither_it_nor_a_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+
+    def interrupted(source, destination):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("realtime.io.files.os.replace", interrupted)  # Ctrl-C just before the rename
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, b"{}")
+    assert list(tmp_path.iterdir()) == []

@@ -111,6 +111,9 @@ def write_atomically(path: Path, data: bytes) -> None:
     except OSError as error:
         remove_quietly(temp)
         raise OutputError(f"{path}: cannot write it ({one_line(error)}); nothing of it was written", path) from error
+    except BaseException:  # Ctrl-C, SIGTERM: no partial file is left beside the output
+        remove_quietly(temp)
+        raise
 
 
 def out_of_space(error: BaseException) -> bool:
