@@ -5,14 +5,17 @@ only once it has been found in ``min_hits`` frames in a row, so a false detectio
 never shows (faces in a source's first frame, such as a photo's, are shown at once). A face with
 an id survives 1.5 s without a detection (a hand in front of it, a turn of the head) and takes its id
 back when it reappears where it was, near it, or where its motion was taking it (so two faces that cross
-keep their ids). Time is measured on the frames' timestamps: smoothing, survival and the label's
-hysteresis last as long at 10 frames/s as at 60, a gap in a video's timestamps longer than the survival
-time forgets every face, and so does a scene cut (``update(..., new_scene=True)``).
+keep their ids). Time is measured on the frames' timestamps: smoothing, survival, velocities and the
+label's hysteresis last as long at 10 frames/s as at 60 (a time-lapse's faces survive a few of its frames),
+a gap in a video's timestamps longer than the survival time forgets every face, and so does a scene cut
+(``update(..., new_scene=True)``); the faces after either are shown at once.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from statistics import median
 
 import numpy as np
 
@@ -33,6 +36,11 @@ LABEL_MARGIN = 0.15
 # ... and a lead of at least half the margin held for this many frames in a row switches the label too, so
 # that a label never stays behind a clear (if smaller) lead for good.
 LABEL_LEAD_FRAMES = 10
+# A face also survives this many of its source's usual frame steps without a detection: in a time-lapse or a
+# slideshow (frames seconds apart) a face is not forgotten at every frame.
+MIN_SURVIVAL_FRAMES = 3
+# The source's usual time between frames is the median of this many recent ones (a gap does not move it).
+STEP_HISTORY = 9
 # Counts of reference frames that differ by less than this are equal (timestamps such as i / 30 do not add up exactly).
 FRAME_COUNT_TOLERANCE = 1e-3
 # Each face's velocity is a moving average (this weight of the past) of its box centre's moves; a face is
@@ -89,11 +97,12 @@ class _Track:
 
     def move_to(self, box: Box, elapsed: float) -> None:
         """Take the detection ``box``, found ``elapsed`` reference frames after the last one."""
-        step = max(elapsed, 1.0)
+        step = max(elapsed, 0.1)  # frames closer than 1/300 s: their jitter says nothing of a velocity
         measured = ((box[0] + box[2] - self.box[0] - self.box[2]) / (2 * step),
                     (box[1] + box[3] - self.box[1] - self.box[3]) / (2 * step))
-        self.velocity = (VELOCITY_SMOOTHING * self.velocity[0] + (1 - VELOCITY_SMOOTHING) * measured[0],
-                         VELOCITY_SMOOTHING * self.velocity[1] + (1 - VELOCITY_SMOOTHING) * measured[1])
+        past = VELOCITY_SMOOTHING ** min(step, 1.0)  # per reference frame, up to one measurement's worth
+        self.velocity = (past * self.velocity[0] + (1 - past) * measured[0],
+                         past * self.velocity[1] + (1 - past) * measured[1])
         self.box = box
 
 
@@ -106,7 +115,10 @@ class FaceTracker:
     ``iou_threshold``: a detection continues a track when it overlaps at least this much where the face's
     motion takes it (a lost track is also continued by a detection near it, see
     REACQUIRE_DISTANCE).
-    ``max_missed``: a face is forgotten after this many 1/30 s without it (45: 1.5 s).
+    ``max_missed``: a face is forgotten after this many 1/30 s without it (45: 1.5 s), or after
+    MIN_SURVIVAL_FRAMES of the source's frames where that is longer (frames seconds apart). A gap in the
+    timestamps longer than that (a pause in a recording) forgets every face, and the faces after it are
+    reported at once, as after a scene cut.
     ``min_hits``: frames in a row a new face must be found in before it gets an id and is reported
     (1: at once); faces in the first frame after ``reset()`` or a scene cut are reported at once.
     ``label_margin``: the displayed label changes only when another emotion's smoothed probability
@@ -140,13 +152,14 @@ class FaceTracker:
         self._next_id = 1
         self._first_frame = True
         self._last_timestamp: float | None = None
+        self._steps: deque[float] = deque(maxlen=STEP_HISTORY)  # recent reference frames between updates
 
-    def _elapsed(self, timestamp: float | None) -> float:
-        """Reference frames since the previous update: one when either has no usable timestamp, or when
+    def _elapsed(self, timestamp: float | None) -> float | None:
+        """Reference frames since the previous update; None when either has no usable timestamp, or when
         time does not go forward (a source that restarts its clock)."""
         previous, self._last_timestamp = self._last_timestamp, timestamp
         if timestamp is None or previous is None or not np.isfinite(timestamp) or not timestamp > previous:
-            return 1.0
+            return None
         return (timestamp - previous) * REFERENCE_FPS
 
     def _match(self, detections: list[FaceDetection], elapsed: float) -> dict[int, _Track]:
@@ -199,13 +212,16 @@ class FaceTracker:
         if probabilities.shape != (len(detections), len(self.classes)):
             raise ValueError(f"expected probabilities of shape {(len(detections), len(self.classes))}, "
                              f"got {probabilities.shape}")
-        elapsed = self._elapsed(timestamp)
-        if new_scene:
+        measured = self._elapsed(timestamp)
+        elapsed = 1.0 if measured is None else measured  # no usable timestamps: one reference frame
+        usual_step = median(self._steps) if self._steps else elapsed
+        slow_source_survival = min(MIN_SURVIVAL_FRAMES, self.max_missed) * usual_step
+        survival = max(self.max_missed, slow_source_survival) + FRAME_COUNT_TOLERANCE
+        gap = bool(self._steps) and elapsed - usual_step > survival  # a pause in a recording, not a slow source
+        if measured is not None:
+            self._steps.append(measured)
+        if new_scene or gap:
             self._tracks, self._first_frame = [], True
-        # Faces unseen for longer than max_missed before this frame are gone (a gap in the timestamps).
-        self._tracks = [track for track in self._tracks
-                        if track.missed + elapsed - 1.0 <= self.max_missed + FRAME_COUNT_TOLERANCE]
-        weight = self.smoothing ** elapsed
         matches = self._match(detections, elapsed)
         matched: set[int] = set()
         results = []
@@ -215,7 +231,9 @@ class FaceTracker:
                 track = _Track(detection.box, probabilities[index].copy(), int(np.argmax(probabilities[index])))
                 self._tracks.append(track)
             else:
-                track.move_to(detection.box, track.missed + elapsed)
+                since_seen = track.missed + elapsed
+                track.move_to(detection.box, since_seen)
+                weight = self.smoothing ** since_seen
                 track.probabilities = (weight * track.probabilities
                                        + (1.0 - weight) * probabilities[index]).astype(np.float32)
                 track.label = self._displayed_label(track, elapsed)
@@ -237,8 +255,7 @@ class FaceTracker:
                 track.missed += elapsed
                 track.hits = 0
             # A tentative face missed once is dropped: it never had an id.
-            if id(track) in matched or (track.face_id is not None
-                                        and track.missed <= self.max_missed + FRAME_COUNT_TOLERANCE):
+            if id(track) in matched or (track.face_id is not None and track.missed <= survival):
                 kept.append(track)
         self._tracks = kept
         self._first_frame = False

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -151,6 +152,26 @@ def test_the_summary_leaves_outages_out_of_frames_per_second():
     assert summary.fps == pytest.approx(30.0)
     assert summary.format().splitlines()[0] == ("60 frames, 0 face detections in 0 frames, 30.0 frames/s while "
                                                 "frames came (none came for 3.0 s in 1 outage)")
+
+
+def test_frames_out_in_a_burst_after_a_hiccup_are_stamped_in_order_and_never_after_they_came(monkeypatch):
+    """A 5 frames/s MPEG-TS stream: a 0.11 s hiccup, then three frames at once. The first two were held; no
+    stamp is later than the frame's arrival, and the stamps go forward."""
+    clock = [0.0]
+    monkeypatch.setattr("realtime.io.stream.time", types.SimpleNamespace(monotonic=lambda: clock[0]))  # its clock only
+    source = object.__new__(StreamSource)
+    source.clock_origin = 0.0
+    container = types.SimpleNamespace(format=types.SimpleNamespace(name="mpegts"))
+    arrivals, pts = [0.0, 0.2, 0.51, 0.52, 0.53, 0.8, 1.0], [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2]
+
+    def frames():
+        for arrival, seconds in zip(arrivals, pts):
+            clock[0] = arrival
+            yield types.SimpleNamespace(time=seconds)
+
+    stamps = [stamp for _, stamp, _ in source._stamped(container, frames(), None)]
+    assert all(stamp <= arrival + 1e-9 for stamp, arrival in zip(stamps, arrivals))
+    assert stamps == sorted(stamps) and stamps[2] == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -258,15 +258,67 @@ def test_a_face_survives_one_and_a_half_seconds_at_any_frame_rate():
 
 
 def test_a_gap_in_the_timestamps_forgets_the_faces():
-    """A video whose timestamps jump 5 s (a pause in a recording): the face after it is a new face."""
+    """A video whose timestamps jump 5 s (a pause in a recording): the face after it is a new face, shown at
+    once as after a scene cut, with nothing smoothed across the gap."""
     tracker = FaceTracker(CLASSES, smoothing=0.6)
     box = (0, 0, 100, 100)
     for index in range(10):
         timed(tracker, [box], [HAPPY], index / 30)
     after_gap = [timed(tracker, [box], [SAD], 5.0 + index / 30) for index in range(3)]
-    assert after_gap[0] == after_gap[1] == []  # a new face earns its id again
-    assert after_gap[2][0].face_id == 2 and after_gap[2][0].label == "sad"
-    np.testing.assert_allclose(after_gap[2][0].probabilities, SAD, rtol=1e-5)  # nothing smoothed across
+    assert [[r.face_id for r in results] for results in after_gap] == [[2], [2], [2]]
+    assert after_gap[0][0].label == "sad"
+    np.testing.assert_allclose(after_gap[0][0].probabilities, SAD, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seconds_apart", [0.5, 2.0, 10.0])
+def test_a_face_in_every_frame_of_a_time_lapse_keeps_its_id(seconds_apart):
+    """Frames seconds apart (a time-lapse, a slideshow) are no gaps: the face keeps id 1 in every frame."""
+    tracker = FaceTracker(CLASSES)
+    box = (0, 0, 100, 100)
+    ids = [[r.face_id for r in timed(tracker, [box], [HAPPY], index * seconds_apart)] for index in range(8)]
+    assert ids == [[1]] * 8
+
+
+def test_a_face_in_a_time_lapse_survives_a_few_frames_without_a_detection():
+    tracker = FaceTracker(CLASSES, smoothing=0.0)
+    box, other = (0, 0, 100, 100), (300, 0, 400, 100)
+    for index in range(3):
+        timed(tracker, [box, other], [HAPPY, SAD], 2.0 * index)
+    for index in range(3, 6):  # 3 frames (6 s) without it
+        timed(tracker, [other], [SAD], 2.0 * index)
+    assert [r.face_id for r in timed(tracker, [box, other], [HAPPY, SAD], 12.0)] == [1, 2]
+    for index in range(7, 11):  # 4 frames without it: forgotten
+        timed(tracker, [other], [SAD], 2.0 * index)
+    assert [r.face_id for r in timed(tracker, [box, other], [HAPPY, SAD], 22.0)] == [2]
+
+
+def test_a_face_back_after_a_second_shows_what_it_shows_now():
+    """Smoothing is per 1/30 s since the face was last seen: after 1.4 s hidden, the past weighs nothing."""
+    tracker = FaceTracker(CLASSES, smoothing=0.6)
+    box, other = (0, 0, 100, 100), (300, 0, 400, 100)
+    for index in range(5):
+        timed(tracker, [box, other], [HAPPY, SAD], index / 30)
+    for index in range(5, 47):
+        timed(tracker, [other], [SAD], index / 30)
+    (back, _) = timed(tracker, [box, other], [SAD, SAD], 47 / 30)
+    assert back.face_id == 1 and back.label == "sad"
+    np.testing.assert_allclose(back.probabilities, SAD, atol=1e-4)
+
+
+@pytest.mark.parametrize("fps", [30, 60, 120])
+def test_two_faces_that_cross_keep_their_ids_at_any_frame_rate(fps):
+    """As above, the face behind hidden while they overlap, at 20 px per 1/30 s whatever the frame rate."""
+    tracker = FaceTracker(CLASSES, smoothing=0.0, min_hits=1)
+    speed = 20 * 30 / fps
+    for step in range(int(12 * fps / 30)):
+        walking_right = (round(speed * step), 100, round(speed * step) + 100, 200)
+        walking_left = (220 - round(speed * step), 100, 320 - round(speed * step), 200)
+        overlapping = abs(walking_right[0] - walking_left[0]) <= 20
+        boxes = [walking_right] if overlapping else [walking_right, walking_left]
+        ids = {r.box: r.face_id for r in tracker.update(faces(*boxes), probs(*[HAPPY] * len(boxes)), step / fps)}
+        assert ids[walking_right] == 1, step
+        if not overlapping:
+            assert ids[walking_left] == 2, step
 
 
 def test_a_new_scene_forgets_the_faces_and_shows_the_new_ones_at_once():

@@ -246,7 +246,7 @@ class StreamSource:
             if holding and step > 0 and arrival - previous[0] > step + HELD_S:  # the first out after a silence
                 stamp, held = previous[0] + step, 1
             elif holding and step > 0 and 0 < held < HELD_FRAMES and arrival - previous[0] < step / 2:  # with it
-                stamp, held = stamp + step, held + 1
+                stamp, held = min(stamp + step, arrival), held + 1  # never after it came, nor out of order
             else:
                 stamp, held = arrival, 0
             previous = (arrival, frame.time)
