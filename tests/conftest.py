@@ -66,3 +66,11 @@ def build_tiny_onnx_model(path: Path, seed: int = 0, temperature: float = 1.0) -
 def tiny_model(tmp_path_factory) -> Path:
     """Path to a tiny ONNX emotion model built for the tests."""
     return build_tiny_onnx_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+def without_escaping_ctrl_c(main, argv: list[str]) -> int:
+    """``main(argv)``; a KeyboardInterrupt it lets through fails the test instead of stopping pytest."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went through main as a traceback")

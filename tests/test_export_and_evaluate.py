@@ -28,7 +28,7 @@ from models.predictor import load_predictor  # noqa: E402
 from realtime.crops import crop_square  # noqa: E402
 from realtime.demo import sample_photo_bgr  # noqa: E402
 from realtime.model_metadata import METADATA_KEY, ModelMetadata, read_metadata  # noqa: E402
-from tests.conftest import PROJECT_ROOT, build_tiny_onnx_model  # noqa: E402
+from tests.conftest import PROJECT_ROOT, build_tiny_onnx_model, without_escaping_ctrl_c  # noqa: E402
 from tests.fer_fixtures import make_fer_folder, synthetic_face  # noqa: E402
 
 
@@ -514,14 +514,6 @@ def test_evaluation_through_the_pipeline_detects_a_real_face():
     assert (numbers["detected"], numbers["whole_image"], numbers["no_face"]) == (1, 0, 7)
     assert numbers["accuracy_detected"] == numbers["plain_accuracy_detected"] == 1.0
     assert numbers["accuracy"] == pytest.approx(1 / 8)
-
-
-def without_escaping_ctrl_c(main, argv: list[str]) -> int:
-    """``main(argv)``; a KeyboardInterrupt it lets through fails the test instead of stopping pytest."""
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        pytest.fail("Ctrl-C went through main as a traceback")
 
 
 def test_export_refuses_an_opset_it_cannot_convert_to_before_any_work(tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ import pytest
 
 from models.data import DatasetError, FaceSet, has_copy_in, load_fer2013, stratified_split
 from models.emotions import EMOTIONS
+from tests.conftest import without_escaping_ctrl_c
 from tests.fer_fixtures import make_fer_csv, make_fer_folder, synthetic_face
 
 
@@ -185,14 +186,6 @@ def test_an_image_that_cannot_be_opened_is_one_clear_error_and_nothing_else(tmp_
     with pytest.raises(DatasetError, match=r"gone.jpg: cannot read it \(No such file or directory\)"):
         load_fer2013(root)
     assert capfd.readouterr().err == ""
-
-
-def without_escaping_ctrl_c(main, argv: list[str]) -> int:
-    """``main(argv)``; a KeyboardInterrupt it lets through fails the test instead of stopping pytest."""
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        pytest.fail("Ctrl-C went through main as a traceback")
 
 
 def test_pack_checks_that_it_can_write_before_loading(tmp_path, monkeypatch, capsys):
