@@ -60,6 +60,11 @@ CROSSING_FACES = [("single_face.jpg", "justin.jpg"), ("justin.jpg", "single_face
                   ("single_face.jpg", "img1.jpg")]
 CROSSING_SPEEDS = (6, 10, 16, 24)  # pixels per frame
 CROSSING_HEIGHTS = (0, 40)  # pixels between the two faces' heights
+# A second set of crossings, for checking a change made while looking at the first: other speeds and heights,
+# and other faces.
+CROSSING_CHECKS = [(CROSSING_FACES, (4, 8, 13, 20), (0, 10, 30)),
+                   ([("img2.jpg", "img5.jpg"), ("img12.jpg", "img2.jpg"), ("img5.jpg", "single_face.jpg")], (5, 9, 15),
+                    (0, 25))]
 CROSSING_SIDE = 130
 
 
@@ -412,26 +417,42 @@ def crossing_outcome(tracker: FaceTracker, detections: list[list[FaceDetection]]
     return "kept" if len(ids[0]) == len(ids[1]) == 1 else "new id"
 
 
+def crossing_outcomes(detector: FaceDetector, pairs: list[tuple[str, str]], speeds: tuple[int, ...],
+                      heights: tuple[int, ...]) -> dict[tuple[str, str], list[str]]:
+    """Each pair's crossing outcomes with the default tracker, speeds by heights."""
+    outcomes = {}
+    for behind, in_front in pairs:
+        outcomes[behind, in_front] = []
+        for speed in speeds:
+            for height in heights:
+                frames, centres = crossing_frames(detector, behind, in_front, speed, height)
+                detector.reset()
+                outcomes[behind, in_front].append(
+                    crossing_outcome(FaceTracker(["x"]), [detector.detect(image) for image in frames], centres))
+    return outcomes
+
+
+def outcome_counts(outcomes: list[str]) -> str:
+    return ", ".join(f"{outcomes.count(outcome)} {outcome}" for outcome in ("kept", "swapped", "new id"))
+
+
 def table_crossing() -> None:
     print(f"## Two faces crossing: {len(CROSSING_FACES)} pairs of photo faces ({CROSSING_SIDE} px), one walking "
           f"over the other at {', '.join(map(str, CROSSING_SPEEDS))} px a frame, at the same height or "
           f"{CROSSING_HEIGHTS[-1]} px apart; detector auto, default tracker\n")
-    rows, outcomes = [], []
     with FaceDetector("auto") as detector:
-        for behind, in_front in CROSSING_FACES:
-            row = [f"{in_front} over {behind}"]
-            for speed in CROSSING_SPEEDS:
-                for height in CROSSING_HEIGHTS:
-                    frames, centres = crossing_frames(detector, behind, in_front, speed, height)
-                    detector.reset()
-                    outcome = crossing_outcome(FaceTracker(["x"]), [detector.detect(image) for image in frames],
-                                               centres)
-                    row.append(outcome)
-                    outcomes.append(outcome)
-            rows.append(row)
-    print_table(["faces", *(f"{speed} px, {height} px" for speed in CROSSING_SPEEDS for height in CROSSING_HEIGHTS)],
-                rows)
-    print(", ".join(f"{outcomes.count(outcome)} {outcome}" for outcome in ("kept", "swapped", "new id")) + "\n")
+        outcomes = crossing_outcomes(detector, CROSSING_FACES, CROSSING_SPEEDS, CROSSING_HEIGHTS)
+        print_table(["faces", *(f"{speed} px, {height} px" for speed in CROSSING_SPEEDS for height in CROSSING_HEIGHTS)],
+                    [[f"{in_front} over {behind}", *row] for (behind, in_front), row in outcomes.items()])
+        print(outcome_counts([outcome for row in outcomes.values() for outcome in row]) + "\n")
+        rows = []
+        for pairs, speeds, heights in CROSSING_CHECKS:
+            checked = [o for row in crossing_outcomes(detector, pairs, speeds, heights).values() for o in row]
+            rows.append([", ".join(f"{in_front} over {behind}" for behind, in_front in pairs),
+                         ", ".join(map(str, speeds)), ", ".join(map(str, heights)), outcome_counts(checked)])
+    print("More crossings, to check a change against: other speeds and heights, other faces\n")
+    print_table(["faces", "px a frame", "px apart", "outcomes"], rows)
+    print()
 
 
 def table_cuts() -> None:

@@ -24,7 +24,7 @@ from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDete
 from realtime.interrupts import frame_handoff
 from realtime.io.images import ImageSource, pil_to_bgr, read_image
 from realtime.model_metadata import ModelMetadata
-from realtime.scene_cuts import SceneCutDetector
+from realtime.scene_cuts import SceneCutDetector, ShotChange
 from realtime.sinks import Sink
 from realtime.sources import Source, open_source
 from realtime.tracker import LABEL_MARGIN, FaceTracker
@@ -134,7 +134,8 @@ class EmotionAnalyzer:
         """``track()`` without the stream check (the stream's own frames come through here); ``still``: the
         frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does;
         ``edited``: the frame is a video file's, which may cut from one shot to another (a new shot forgets
-        the faces of the last one: new ids, no smoothing across the cut)."""
+        the faces of the last one: new ids, no smoothing across the cut; after a flash of a frame or two the
+        faces of the shot before it come back)."""
         if isinstance(frame, (str, Path)):
             frame = read_image(Path(frame))
         with self._lock:
@@ -145,12 +146,13 @@ class EmotionAnalyzer:
                 image, now = _as_bgr(frame), time.monotonic()
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
-            new_scene = edited and self.scene_cuts.is_cut(image)
-            if new_scene:
-                self.detector.reset()  # every detection pass for the new shot's faces
+            change = self.scene_cuts.shot_change(image) if edited else ShotChange.SAME
+            if change is not ShotChange.SAME:
+                self.detector.reset()  # every detection pass for the faces of the new (or resumed) shot
             detections, probabilities, speed = self._detect_and_classify(image, whole_image_fallback=still)
             started = time.perf_counter()
-            faces = self.tracker.update(detections, probabilities, timestamp, new_scene)
+            faces = self.tracker.update(detections, probabilities, timestamp, new_scene=change is ShotChange.NEW,
+                                        scene_resumed=change is ShotChange.BACK)
             speed["track"] = 1000 * (time.perf_counter() - started)
             self._tracked_frames += 1
         return FrameResult(index=index, timestamp=timestamp, faces=faces, source=source_name, speed=speed,

@@ -3,16 +3,22 @@
 Measured as PySceneDetect's content detector does: the mean absolute difference of two frames in HSV,
 here on 64x36 thumbnails (hue on its circle). On the shared clips, frames of one shot differ by at most 8
 (a zoom, a face turning, a camera moving) and the cut inside noface_face.mov by 68; the last frame of one
-clip and the first of another by 50 or more (`python -m benchmarks.faces cuts`).
+clip and the first of another by 50 or more (`python -m benchmarks.faces cuts`). A frame or two that differ
+from the shot around them (a camera's flash, a flash frame in an edit) are not a new shot: the frame after
+them goes back to the shot before.
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 import cv2
 import numpy as np
 
 CUT_THRESHOLD = 30.0  # mean absolute HSV difference, 0-255 scale, above which a frame starts a new shot
 THUMBNAIL_SIZE = (64, 36)
+# A new shot that lasts at most this many frames, followed by a frame like the one before it, was a flash.
+FLASH_FRAMES = 2
 
 
 def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,19 +35,39 @@ def hsv_thumbnail(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.resize(sampled, THUMBNAIL_SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2HSV)
 
 
+class ShotChange(Enum):
+    """What a frame does to the shot: goes on with it, starts a new one, or goes back to the shot before a
+    new one that lasted at most FLASH_FRAMES frames (it was a flash)."""
+
+    SAME = "same shot"
+    NEW = "new shot"
+    BACK = "back to the shot before a flash"
+
+
 class SceneCutDetector:
-    """Tells, frame by frame, whether a frame starts a new shot."""
+    """Tells, frame by frame, whether a frame starts a new shot (or ends a flash)."""
 
     def __init__(self, threshold: float = CUT_THRESHOLD):
         self.threshold = threshold
-        self._previous: np.ndarray | None = None
+        self.reset()
 
     def reset(self) -> None:
-        """Forget the previous frame (a new source starts)."""
-        self._previous = None
+        """Forget the previous frames (a new source starts)."""
+        self._previous: np.ndarray | None = None
+        self._before_cut: np.ndarray | None = None  # the last frame before a new shot, for FLASH_FRAMES frames
+        self._frames_since_cut = 0
 
-    def is_cut(self, image: np.ndarray) -> bool:
-        """Whether the BGR ``image`` differs from the previous frame as a new shot does; never the first frame."""
+    def shot_change(self, image: np.ndarray) -> ShotChange:
+        """What the BGR ``image`` does to the shot, against the frames before it; the first frame: SAME."""
         thumbnail = hsv_thumbnail(image)
         previous, self._previous = self._previous, thumbnail
-        return previous is not None and frame_difference(previous, thumbnail) > self.threshold
+        self._frames_since_cut += 1
+        if self._frames_since_cut > FLASH_FRAMES:
+            self._before_cut = None
+        if previous is None or frame_difference(previous, thumbnail) <= self.threshold:
+            return ShotChange.SAME
+        if self._before_cut is not None and frame_difference(self._before_cut, thumbnail) <= self.threshold:
+            self._before_cut = None
+            return ShotChange.BACK
+        self._before_cut, self._frames_since_cut = previous, 0
+        return ShotChange.NEW

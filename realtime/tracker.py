@@ -8,7 +8,8 @@ back when it reappears where it was, near it, or where its motion was taking it 
 keep their ids). Time is measured on the frames' timestamps: smoothing, survival, velocities and the
 label's hysteresis last as long at 10 frames/s as at 60 (a time-lapse's faces survive a few of its frames),
 a gap in a video's timestamps longer than the survival time forgets every face, and so does a scene cut
-(``update(..., new_scene=True)``); the faces after either are shown at once.
+(``update(..., new_scene=True)``); the faces after either are shown at once. After a flash (a new scene
+followed by ``update(..., scene_resumed=True)``) the faces of the shot before it come back.
 """
 
 from __future__ import annotations
@@ -46,10 +47,21 @@ FRAME_COUNT_TOLERANCE = 1e-3
 # Each face's velocity is a moving average (this weight of the past) of its box centre's moves; a face is
 # looked for where its velocity takes it, for at most PREDICTION_HORIZON reference frames after it was last
 # seen (and, when lost, also where it was). On two real faces pasted crossing over a real background, 32
-# crossings (speeds, heights, which face in front), ids swapped in none and a hidden face came back with a
-# new id in 7 (before the motion model: 11 swaps and 14 new ids); `python -m benchmarks.faces crossing`.
+# crossings (speeds, heights, which face in front), each face kept its id in all 32 (before the motion model:
+# 11 swaps and 14 new ids; before the box's size and edges were followed: 7 new ids), and in 66 more crossings
+# 65 (`python -m benchmarks.faces crossing`).
 VELOCITY_SMOOTHING = 0.7
 PREDICTION_HORIZON = 15
+# A face's box side is a moving average (this weight of the past per reference frame): a face looked for where
+# its motion takes it is looked for at that usual size, not at the size of a last box that was partly hidden.
+SIZE_SMOOTHING = 0.7
+# When a box's width (height) changed by more than this fraction of its side since the last detection, its
+# two edges moved differently (a part of the face hidden by another face or the frame's edge, or uncovered):
+# the face moved as its centre or as one of its edges, whichever agrees best with its velocity.
+EDGE_AGREEMENT = 0.1
+# Where a face unseen for a while should be is less sure than where one seen a frame ago should be: when both
+# overlap a detection, each reference frame unseen beyond the first weighs the overlap by this much.
+UNSEEN_OVERLAP_WEIGHT = 0.9
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -65,18 +77,24 @@ def box_iou(a: Box, b: Box) -> float:
 
 def near_enough(lost: Box, box: Box) -> float:
     """How well ``box`` fits as the reappearance of a face lost at ``lost``: in (0, 1], or 0 when not."""
-    side_lost = max(lost[2] - lost[0], lost[3] - lost[1], 1)
-    side = max(box[2] - box[0], box[3] - box[1], 1)
+    side_lost, side = box_side(lost), box_side(box)
     if not 1 / REACQUIRE_SIZE_RATIO <= side / side_lost <= REACQUIRE_SIZE_RATIO:
         return 0.0
     distance = np.hypot((box[0] + box[2] - lost[0] - lost[2]) / 2, (box[1] + box[3] - lost[1] - lost[3]) / 2)
     return max(0.0, 1.0 - distance / (REACQUIRE_DISTANCE * side_lost))
 
 
-def shifted(box: Box, dx: float, dy: float) -> Box:
-    """``box`` moved by (dx, dy) pixels."""
-    dx, dy = round(dx), round(dy)
-    return Box(box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+def box_side(box: Box) -> int:
+    """The longer side of ``box``, at least 1."""
+    return max(box[2] - box[0], box[3] - box[1], 1)
+
+
+def moved_and_resized(box: Box, dx: float, dy: float, side: float) -> Box:
+    """``box`` moved by (dx, dy) pixels and scaled about its centre to have ``side`` as its longer side."""
+    scale = side / box_side(box)
+    half_w, half_h = (box[2] - box[0]) * scale / 2, (box[3] - box[1]) * scale / 2
+    x, y = (box[0] + box[2]) / 2 + dx, (box[1] + box[3]) / 2 + dy
+    return Box(round(x - half_w), round(y - half_h), round(x + half_w), round(y + half_h))
 
 
 @dataclass
@@ -89,20 +107,37 @@ class _Track:
     missed: float = 0.0  # reference frames (1/30 s) since the last detection
     leading: float = 0.0  # reference frames in a row in which another class led the displayed one by half the margin
     velocity: tuple[float, float] = (0.0, 0.0)  # of the box's centre, pixels per reference frame
+    side: float = 0.0  # the face's usual box side (a moving average); 0: the first box's
+
+    def __post_init__(self) -> None:
+        self.side = self.side or box_side(self.box)
 
     def predicted_box(self, elapsed: float) -> Box:
-        """Where the face's motion takes it ``elapsed`` reference frames after its last detection."""
+        """Where the face's motion takes it ``elapsed`` reference frames after its last detection, at its
+        usual size."""
         horizon = min(elapsed, PREDICTION_HORIZON)
-        return shifted(self.box, self.velocity[0] * horizon, self.velocity[1] * horizon)
+        return moved_and_resized(self.box, self.velocity[0] * horizon, self.velocity[1] * horizon, self.side)
+
+    def _measured_velocity(self, box: Box, axis: int, step: float) -> float:
+        """The face's move along ``axis`` (0: x, 1: y) from its last box to ``box``, per reference frame: the
+        centre's; or, when the box changed size, the move of its centre or of one of its edges, whichever agrees
+        best with the face's velocity (a face partly hidden keeps the edge on its free side moving; one coming
+        nearer grows about its centre)."""
+        edges = [(box[axis] - self.box[axis]) / step, (box[axis + 2] - self.box[axis + 2]) / step]
+        centre = (edges[0] + edges[1]) / 2
+        if abs(edges[0] - edges[1]) * step <= EDGE_AGREEMENT * box_side(box):
+            return centre
+        return min([centre, *edges], key=lambda move: abs(move - self.velocity[axis]))
 
     def move_to(self, box: Box, elapsed: float) -> None:
         """Take the detection ``box``, found ``elapsed`` reference frames after the last one."""
         step = max(elapsed, 0.1)  # frames closer than 1/300 s: their jitter says nothing of a velocity
-        measured = ((box[0] + box[2] - self.box[0] - self.box[2]) / (2 * step),
-                    (box[1] + box[3] - self.box[1] - self.box[3]) / (2 * step))
+        measured = [self._measured_velocity(box, axis, step) for axis in (0, 1)]
         past = VELOCITY_SMOOTHING ** min(step, 1.0)  # per reference frame, up to one measurement's worth
         self.velocity = (past * self.velocity[0] + (1 - past) * measured[0],
                          past * self.velocity[1] + (1 - past) * measured[1])
+        past = SIZE_SMOOTHING ** min(step, 1.0)
+        self.side = past * self.side + (1 - past) * box_side(box)
         self.box = box
 
 
@@ -153,6 +188,8 @@ class FaceTracker:
         self._first_frame = True
         self._last_timestamp: float | None = None
         self._steps: deque[float] = deque(maxlen=STEP_HISTORY)  # recent reference frames between updates
+        self._before_cut: list[_Track] = []  # the faces with ids when the last new scene started
+        self._since_cut = 0.0  # reference frames since then
 
     def _elapsed(self, timestamp: float | None) -> float | None:
         """Reference frames since the previous update; None when either has no usable timestamp, or when
@@ -173,7 +210,7 @@ class FaceTracker:
             for d_index, detection in enumerate(detections):
                 iou = box_iou(predicted, detection.box)
                 if iou >= self.iou_threshold:
-                    fit = 1.0 + iou
+                    fit = 1.0 + iou * UNSEEN_OVERLAP_WEIGHT ** max(since_seen - 1.0, 0.0)
                 elif track.face_id is not None:  # lost, or moved far in one frame (frames dropped)
                     fit = max(near_enough(track.box, detection.box), near_enough(predicted, detection.box))
                 else:
@@ -200,13 +237,15 @@ class FaceTracker:
         return track.label
 
     def update(self, detections: list[FaceDetection], probabilities: np.ndarray, timestamp: float | None = None,
-               new_scene: bool = False) -> list[FaceResult]:
+               new_scene: bool = False, scene_resumed: bool = False) -> list[FaceResult]:
         """Results for one frame's reported faces (in the order of ``detections``, tentative ones left
         out), with ids and smoothed labels.
 
         ``timestamp``: the frame's time in seconds (None: 1/30 s after the previous frame).
         ``new_scene``: the frame starts a new shot (a cut in an edited video): every face is forgotten and
         the frame's faces are reported at once with new ids.
+        ``scene_resumed``: the frame goes back to the shot before the last new scene, which was a flash: the
+        faces of that shot come back (those not gone for longer than a face survives), the flash's go.
         """
         probabilities = np.asarray(probabilities, dtype=np.float32)
         if probabilities.shape != (len(detections), len(self.classes)):
@@ -220,8 +259,17 @@ class FaceTracker:
         gap = bool(self._steps) and elapsed - usual_step > survival  # a pause in a recording, not a slow source
         if measured is not None:
             self._steps.append(measured)
-        if new_scene or gap:
-            self._tracks, self._first_frame = [], True
+        self._since_cut += elapsed
+        if scene_resumed and not gap:
+            for track in self._before_cut:
+                track.missed += self._since_cut - elapsed
+            self._tracks = [track for track in self._before_cut if track.missed + elapsed <= survival]
+            self._before_cut = []
+        elif new_scene or gap:
+            self._before_cut = [track for track in self._tracks if track.face_id is not None] if new_scene else []
+            for track in self._before_cut:
+                track.hits = 0
+            self._tracks, self._first_frame, self._since_cut = [], True, elapsed
         matches = self._match(detections, elapsed)
         matched: set[int] = set()
         results = []

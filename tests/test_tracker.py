@@ -332,6 +332,37 @@ def test_a_new_scene_forgets_the_faces_and_shows_the_new_ones_at_once():
     assert [r.face_id for r in tracker.update(faces(box), probs(SAD))] == [2]
 
 
+def test_faces_come_back_with_their_ids_after_a_flash():
+    """A new scene that lasts a frame, then the shot before it resumes: its faces keep their ids and their
+    smoothed probabilities; the flash's face is gone. A face that was tentative before the flash starts again."""
+    tracker = FaceTracker(CLASSES, smoothing=0.5)
+    left, right, flash_face = (0, 0, 100, 100), (300, 0, 400, 100), (150, 0, 250, 100)
+    for _ in range(5):
+        tracker.update(faces(left), probs(HAPPY))
+    tracker.update(faces(left, right), probs(HAPPY, HAPPY))  # right: tentative
+    assert [r.face_id for r in tracker.update(faces(flash_face), probs(SAD), new_scene=True)] == [2]
+    resumed = tracker.update(faces(left, right), probs(HAPPY, HAPPY), scene_resumed=True)
+    assert [r.face_id for r in resumed] == [1] and resumed[0].label == "happy"
+    # two frames of 1/30 s since the left face was last seen: the past weighs 0.5 ** 2
+    np.testing.assert_allclose(resumed[0].probabilities, HAPPY, rtol=1e-5)
+    assert [r.face_id for r in tracker.update(faces(left, right), probs(HAPPY, HAPPY))] == [1]
+    assert [r.face_id for r in tracker.update(faces(left, right), probs(HAPPY, HAPPY))] == [1, 3]
+
+
+def test_faces_gone_longer_than_they_survive_do_not_come_back_after_a_flash():
+    tracker = FaceTracker(CLASSES, max_missed=45)
+    box = (0, 0, 100, 100)
+    timed(tracker, [box], [HAPPY], 0.0)
+    timed(tracker, [], [], 1.0)
+    timed(tracker, [box], [SAD], 1.4, )
+    tracker.update(faces(box), probs(SAD), timestamp=1.45, new_scene=True)
+    assert [r.face_id for r in tracker.update(faces(box), probs(SAD), timestamp=1.5, scene_resumed=True)] == [1]
+    tracker.update([], np.zeros((0, 3), np.float32), timestamp=1.6)
+    tracker.update(faces(box), probs(SAD), timestamp=2.0, new_scene=True)
+    resumed = tracker.update(faces(box), probs(SAD), timestamp=3.1, scene_resumed=True)
+    assert resumed == []  # last seen 1.6 s before: forgotten; the face is new again, and tentative
+
+
 def test_timestamps_that_do_not_go_forward_count_as_one_frame():
     tracker = FaceTracker(CLASSES, smoothing=0.5)
     box = (0, 0, 100, 100)
@@ -340,3 +371,27 @@ def test_timestamps_that_do_not_go_forward_count_as_one_frame():
     third = timed(tracker, [box], [SAD], float("nan"))[0]
     np.testing.assert_allclose(second.probabilities, 0.5 * np.array(HAPPY) + 0.5 * np.array(SAD), rtol=1e-5)
     np.testing.assert_allclose(third.probabilities, 0.25 * np.array(HAPPY) + 0.75 * np.array(SAD), rtol=1e-5)
+
+
+def test_a_face_going_behind_another_comes_back_with_its_id():
+    """Walking right, 6 px a frame, a face goes behind one walking left: its box shrinks to the part still
+    visible, it is hidden for 6 frames and comes out on the other side. The box's centre hardly moves as it
+    shrinks, but the face's motion is its left edge's: it comes back with its id."""
+    tracker = FaceTracker(CLASSES, smoothing=0.0, min_hits=1)
+    behind_ids, front_ids = set(), set()
+    for step in range(60):
+        behind_left, front_left = 6 * step, 400 - 6 * step
+        front = (front_left, 100, front_left + 100, 200)
+        boxes = [front]
+        if behind_left + 100 <= front_left or behind_left >= front_left + 100:  # in full view
+            boxes.append((behind_left, 100, behind_left + 100, 200))
+        elif 40 <= front_left - behind_left:  # going behind: its left part shows
+            visible = front_left - behind_left
+            boxes.append((behind_left, 150 - visible // 2, front_left, 150 + visible // 2))
+        elif 40 <= behind_left - front_left:  # coming out: its right part shows
+            visible = behind_left - front_left
+            boxes.append((front_left + 100, 150 - visible // 2, behind_left + 100, 150 + visible // 2))
+        results = tracker.update(faces(*boxes), probs(*[HAPPY] * len(boxes)))
+        front_ids |= {r.face_id for r in results if r.box == front}
+        behind_ids |= {r.face_id for r in results if r.box != front}
+    assert front_ids == {1} and behind_ids == {2}
