@@ -69,8 +69,9 @@ exit codes:
   1    failed part way (e.g. disk full): outputs kept up to the failure, the error says why
   2    bad input or options, refused before any work: nothing written
   3    done with problems: damaged stretches skipped, a video cut short, a camera lost, files of a
-       folder that could not be read or whose output could not be written whole; the summary lists them
-       and what each keeps (a folder run stops, with 1, when the disk is full for a second file in a row)
+       folder that could not be read or whose output could not be written whole (or found no room for
+       the video's final rewrite); the summary lists them and what each keeps (a folder run stops, with 1,
+       when the disk is full for a second file in a row)
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM (kill, timeout, docker stop); 129 by SIGHUP
        (terminal closed): outputs finished and kept, summary printed
 """
@@ -385,8 +386,9 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
 
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
-             notes: list[str], latencies: list[LatencyMeter]) -> None:
-    """Process one source into its outputs, which are finished (kept) whatever ends it.
+             notes: list[str], latencies: list[LatencyMeter]) -> OutputError | None:
+    """Process one source into its outputs, which are finished (kept) whatever ends it; returns the annotated
+    video's ``rewrite_failure`` (kept whole, but its final rewrite failed, e.g. for want of space), if any.
 
     ``notes`` are printed (and emptied) once the source is open; ``results_writer()`` gives the
     results writer, created then. A source that fails part way, and what a source reports as lost
@@ -436,6 +438,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         if window is not None and job.kind == "image" and last is not None:
             while window.show(last.annotated):  # a photo stays up until q/Esc or the window is closed
                 time.sleep(0.05)
+    return video_writer.rewrite_failure if video_writer is not None else None
 
 
 def _output_failure(job: Job, error: OutputError, frames: int, results: Path | None) -> str | None:
@@ -533,10 +536,12 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
 
     In a folder, a file that cannot be read is skipped, and a file whose annotated output fails part way
     (a full disk) keeps what was written of it: either is a warning and a line in the summary, and the run
-    goes on with the next file (exit 3). When a second file in a row finds no space left (ENOSPC or a
-    quota; a file written whole in between shows there was room), the disk is taken to be full: the run
-    stops there and fails (exit 1), as the files after it would fail alike. A failing results file, shared
-    by all the files, and a stop (``stops``: Ctrl-C, SIGTERM, SIGHUP) end the whole run.
+    goes on with the next file (exit 3). So does a video kept whole but in its fragmented form, because no
+    space was left for its final rewrite. When a second file in a row finds no space left (ENOSPC or a
+    quota, at any stage of its output, the final rewrite included; only a file written whole in between
+    shows there was room), the disk is taken to be full: the run stops there and fails (exit 1), as the
+    files after it would fail alike. A failing results file, shared by all the files, and a stop
+    (``stops``: Ctrl-C, SIGTERM, SIGHUP) end the whole run.
     """
     summary = RunSummary()
     latencies: list[LatencyMeter] = []
@@ -557,12 +562,14 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
 
             if folder and args.output is not None:
                 args.output.mkdir(exist_ok=True)
-            out_of_space_before = False  # whether the last file written failed for want of space
+            # whether the last file that was written, or failed to be, found no space (files skipped unread and
+            # outputs failed for another reason are left out: they show neither a full disk nor room)
+            out_of_space_before = False
             for index, job in enumerate(jobs):
                 frames_before = summary.frames
                 try:
-                    _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
-                             job.spec.name if folder else None, notes, latencies)
+                    rewrite_failure = _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
+                                               job.spec.name if folder else None, notes, latencies)
                 except SourceError as error:
                     if not folder:
                         raise
@@ -574,14 +581,23 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                         raise
                     _raise_stop(stops)
                     _problem(summary, failure, output_failed=True)
-                    if out_of_space(error) and out_of_space_before:
-                        left = len(jobs) - index - 1
-                        not_analysed = f" ({left} more file{'s' * (left != 1)} not analysed)" if left else ""
-                        raise OutputError(f"{args.output}: no space left for a second file in a row, so the run "
-                                          f"stops{not_analysed}", args.output) from error
-                    out_of_space_before = out_of_space(error)
+                    failed = error
+                else:
+                    if not folder or rewrite_failure is None or not out_of_space(rewrite_failure):
+                        out_of_space_before = False  # written whole: there was room
+                        continue
+                    # the video is whole, but kept in its fragmented form: no room was left for its final rewrite
+                    _problem(summary, _output_failure(job, rewrite_failure, summary.frames - frames_before,
+                                                      args.results))
+                    failed = rewrite_failure
+                if not out_of_space(failed):
                     continue
-                out_of_space_before = False
+                if out_of_space_before:
+                    left = len(jobs) - index - 1
+                    not_analysed = f" ({left} more file{'s' * (left != 1)} not analysed)" if left else ""
+                    raise OutputError(f"{args.output}: no space left for a second file in a row, so the run "
+                                      f"stops{not_analysed}", args.output) from failed
+                out_of_space_before = True
     except KeyboardInterrupt as stop:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the report is short; stop_signals() restores the handler
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"

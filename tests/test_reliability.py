@@ -9,7 +9,9 @@ allowed); the stalling camera stands in for cv2.VideoCapture only.
 from __future__ import annotations
 
 import csv
+import errno
 import functools
+import os
 import re
 import signal
 import subprocess
@@ -23,9 +25,11 @@ import av
 import numpy as np
 import pytest
 
+import realtime.cli
 import realtime.io.video
 import realtime.sources
 from realtime.cli import main
+from realtime.errors import OutputError
 from realtime.io.camera import CameraSource
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
@@ -408,6 +412,69 @@ def test_a_folder_stops_when_a_second_file_in_a_row_finds_the_disk_full(media, l
     assert sorted(p.name for p in small_disk.iterdir()) == ["a.jpg", "b.mp4", "c.mp4"]  # d.jpg not analysed
     assert [row["source"] for row in rows(results)][:1 + analysed] == ["a.jpg"] + ["b.mp4"] * analysed
     assert "d.jpg" not in {row["source"] for row in rows(results)}
+
+
+def test_a_video_whose_final_rewrite_finds_the_disk_full_counts_as_a_full_disk(media, tiny_model, small_disk,
+                                                                              tmp_path, capsys):
+    frames = source_frames(loops=3)[:170]  # ~380 KB annotated: it fits in 512 KB, a copy of it beside it does not
+    a_video = encode(tmp_path / "a.mp4", frames, [index / 30 for index in range(len(frames))], audio=False)
+    folder = media_folder(tmp_path / "in", {"a.mp4": a_video,
+                                            "b.png": media / "Image_with_alpha.png",  # ~2 MB annotated: no room
+                                            "c.jpg": media / "justin.jpg"})  # ~40 KB annotated: room enough
+    results = tmp_path / "all.csv"
+    assert main([str(folder), "-o", str(small_disk), "-r", str(results), "--model", str(tiny_model)]) \
+        == EXIT_CODES["disk full"]
+    captured = capsys.readouterr()
+    a_line, b_line = warnings(captured.err)  # the rewrite's failure is told, once
+    assert a_line == (f"warning: a.mp4: {small_disk / 'a.mp4'}: rewriting it with its index in front failed (No space "
+                      "left on device); the video is kept whole, in the fragmented form it was written in, which plays "
+                      "as well (170 frames analysed, their rows are in the results file)")
+    assert b_line.startswith(f"warning: b.png: {small_disk / 'b.png'}: cannot write it (No space left on device); ")
+    assert captured.err.strip().splitlines()[-1] == (f"error: {small_disk}: no space left for a second file in a "
+                                                     "row, so the run stops (1 more file not analysed)")
+    assert "incomplete (2 problems; 1 output could not be written whole" in captured.out  # a.mp4 is whole
+    assert sorted(p.name for p in small_disk.iterdir()) == ["a.mp4"]  # no partial copy left beside it
+    assert len(played(small_disk / "a.mp4")) == 170 and b"moof" in (small_disk / "a.mp4").read_bytes()
+    assert [row["source"] for row in rows(results)] == ["a.mp4"] * 170 + ["b.png"]
+
+
+@pytest.mark.parametrize("case", ["folder, another error", "one video, no space"])
+def test_a_final_rewrite_failing_otherwise_or_in_a_one_file_run_leaves_the_video_fragmented_quietly(
+        media, tiny_model, tmp_path, monkeypatch, capsys, case):
+    reason = errno.EIO if case.startswith("folder") else errno.ENOSPC
+    monkeypatch.setattr(realtime.io.video, "_rewrite_with_index_in_front",
+                        lambda path: OSError(reason, os.strerror(reason)))  # the fragmented file stays
+    if case.startswith("folder"):
+        folder = media_folder(tmp_path / "in", {"a.mp4": media / "single_face.mp4", "b.mp4": media / "test.mp4"})
+        argv, videos = [str(folder), "-o", str(tmp_path / "out")], [tmp_path / "out" / "a.mp4", tmp_path / "out" / "b.mp4"]
+    else:
+        argv, videos = [str(media / "single_face.mp4"), "-o", str(tmp_path / "a.mp4")], [tmp_path / "a.mp4"]
+    assert main([*argv, "--model", str(tiny_model)]) == 0  # the video is whole; no full disk to tell of
+    captured = capsys.readouterr()
+    assert warnings(captured.err) == [] and "incomplete" not in captured.out
+    for video in videos:
+        assert len(played(video)) > 0 and b"moof" in video.read_bytes()
+
+
+def test_an_output_failing_otherwise_between_two_full_disks_does_not_show_room(media, tiny_model, small_disk,
+                                                                               tmp_path, monkeypatch, capsys):
+    write_image = realtime.cli.write_image
+
+    def io_error_for_b(path, image):  # nothing of b.jpg is written, for another reason than a full disk
+        if path.name == "b.jpg":
+            raise OutputError(f"{path}: cannot write it (Input/output error); nothing of it was written", path) \
+                from OSError(errno.EIO, "Input/output error")
+        write_image(path, image)
+
+    monkeypatch.setattr(realtime.cli, "write_image", io_error_for_b)
+    folder = media_folder(tmp_path / "in", {"a.png": media / "Image_with_alpha.png", "b.jpg": media / "justin.jpg",
+                                            "c.png": media / "Image_with_alpha.png", "d.jpg": media / "justin.jpg"})
+    assert main([str(folder), "-o", str(small_disk), "--model", str(tiny_model)]) == EXIT_CODES["disk full"]
+    captured = capsys.readouterr()
+    assert [line.split(":")[1].strip() for line in warnings(captured.err)] == ["a.png", "b.jpg", "c.png"]
+    assert captured.err.strip().splitlines()[-1] == (f"error: {small_disk}: no space left for a second file in a "
+                                                     "row, so the run stops (1 more file not analysed)")
+    assert list(small_disk.iterdir()) == []  # d.jpg not analysed
 
 
 def test_a_stop_as_a_files_output_fails_still_ends_the_folder_run(long_clip, tiny_model, small_disk, tmp_path,

@@ -398,7 +398,8 @@ class H264VideoWriter(KeptOutput):
     fsynced about once a second: a run that is killed (even with kill -9) leaves a file that plays
     up to its last fragment. ``close()`` rewrites it as a normal MP4 with the index in front
     (+faststart, a stream copy); when that rewrite cannot be done (disk full), the fragmented
-    file is kept, which plays as well.
+    file is kept, which plays as well, and ``rewrite_failure`` says so (an OutputError caused by
+    the rewrite's error; None when the rewrite was done).
 
     Frames are encoded in a background thread (bounded queue). Frames keep their timestamps, so
     variable frame rates and gaps in the source stay as they were and the audio stays in sync.
@@ -422,6 +423,7 @@ class H264VideoWriter(KeptOutput):
         self.path = check_output_path(path, VIDEO_OUTPUT_SUFFIXES)
         self.info = info
         self.frames_written = 0
+        self.rewrite_failure: OutputError | None = None
         self._rate = Fraction(info.fps).limit_denominator(1001)
         self._pad = (info.height % 2, info.width % 2)
         self._last_pts = -1
@@ -529,7 +531,12 @@ class H264VideoWriter(KeptOutput):
         if self._error is not None:
             kept = _drop_incomplete_fragment(self.path)
             self._raise_if_failed(kept)
-        _rewrite_with_index_in_front(self.path)
+        if (error := _rewrite_with_index_in_front(self.path)) is not None:
+            failure = OutputError(f"{self.path}: rewriting it with its index in front failed ({one_line(error)}); "
+                                  "the video is kept whole, in the fragmented form it was written in, which plays "
+                                  "as well", self.path)
+            failure.__cause__ = error
+            self.rewrite_failure = failure
 
     def _close_container(self) -> None:
         try:
@@ -590,10 +597,10 @@ def _drop_incomplete_fragment(path: Path) -> bool:
     return fragments > 0
 
 
-def _rewrite_with_index_in_front(path: Path) -> None:
+def _rewrite_with_index_in_front(path: Path) -> BaseException | None:
     """Remux a fragmented MP4 into a normal one with the index in front (stream copy, then rename).
 
-    If that fails (e.g. a full disk) the fragmented file stays, which plays as well.
+    If that fails (e.g. a full disk) the fragmented file stays, which plays as well, and the error is returned.
     """
     temp = partial_path(path)
     try:
@@ -607,11 +614,13 @@ def _rewrite_with_index_in_front(path: Path) -> None:
                 packet.stream = copies[packet.stream.index]
                 target.mux(packet)
         os.replace(temp, path)
-    except (av.FFmpegError, OSError):
+    except (av.FFmpegError, OSError) as error:
         remove_quietly(temp)
+        return error
     except BaseException:  # a second Ctrl-C while rewriting: the fragmented file stays
         remove_quietly(temp)
         raise
+    return None
 
 
 def has_audio(path: Path) -> bool:
