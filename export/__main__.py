@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +44,20 @@ from models.predictor import load_keras_model, onnx_predictor
 from models.train import CONFIG_NAME, split_as_recorded
 from realtime.classifier import with_temperature
 from realtime.cli import positive_int_type
-from realtime.errors import ModelError, OutputError
+from realtime.errors import ModelError, OutputError, one_line
 from realtime.io.files import check_output_path, write_atomically
+
+EXIT_CODES = """exit codes:
+  0    written
+  1    failed after the work began (Keras and onnxruntime disagree, tf2onnx cannot convert the model, the disk
+       is full): nothing written
+  2    bad input or options (a model, data set or output path that will not do, an opset it cannot convert to),
+       refused before any work: nothing written
+  130  interrupted by Ctrl-C: nothing written"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="trained inference model (.keras), e.g. <run>/best.keras")
     parser.add_argument("--output", required=True, help="ONNX file to write, e.g. models/emotion_cnn.onnx")
@@ -141,9 +150,23 @@ def calibrated(model_proto, facts: dict, precision: str, validation: FaceSet, te
     return facts, with_facts(model_proto, facts, temperature)
 
 
-def run(args: argparse.Namespace) -> int:
-    import onnx
+@dataclass
+class Inputs:
+    """What the export reads and writes, checked before any work."""
 
+    keras_model: object
+    output: Path
+    int8_output: Path
+    test_faces: FaceSet
+    training_part: FaceSet
+    validation: FaceSet
+    split: dict
+    training_facts: dict
+
+
+def checked_inputs(args: argparse.Namespace) -> Inputs:
+    """The model, the data and the output paths, checked (ExportError, DatasetError, OutputError or ModelError
+    otherwise) before any work, so that bad input is refused with nothing written."""
     model_path, output = Path(args.model), Path(args.output)
     if not model_path.is_file():
         raise ExportError(f"{model_path}: {'is a folder, not a' if model_path.is_dir() else 'no such'} .keras model")
@@ -164,15 +187,29 @@ def run(args: argparse.Namespace) -> int:
     if "test" not in splits:
         raise ExportError(f"{args.data}: no test split (PublicTest) to evaluate on")
     test_faces = splits["test"]
-    training_part, validation, split = split_as_recorded(model_path, splits["train"])
+    try:
+        training_part, validation, split = split_as_recorded(model_path, splits["train"])
+        recorded = training_facts(model_path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ExportError(f"{model_path.parent}: the training run's {CONFIG_NAME} or state.json beside the model "
+                          f"cannot be read ({one_line(error)})") from None
     if not len(validation):
         raise ExportError(f"{args.data}: the validation split (fraction {split['fraction']}) holds no faces")
+    return Inputs(keras_model, output, int8_output, test_faces, training_part, validation, split, recorded)
+
+
+def run(args: argparse.Namespace, inputs: Inputs) -> int:
+    """The export of checked ``inputs``: conversion, parity check, calibration, INT8 copy, files written."""
+    import onnx
+
+    keras_model, output, int8_output = inputs.keras_model, inputs.output, inputs.int8_output
+    test_faces, training_part, validation, split = inputs.test_faces, inputs.training_part, inputs.validation, inputs.split
     print(f"validation: {len(validation)} faces of train/, fraction {split['fraction']}, split seed "
           f"{split['split_seed']}, from {split['from']}")
 
     model_proto = keras_to_onnx(keras_model, args.opset)
     facts = {"dataset": "FER2013", "architecture": keras_model.name, "parameters": keras_model.count_params(),
-             "opset": args.opset, "precision": "float32", **training_facts(model_path),
+             "opset": args.opset, "precision": "float32", **inputs.training_facts,
              "validation_split": {**split, "samples": len(validation)}}
     parity = check_parity(keras_model, with_facts(model_proto, facts), validation.images[: args.parity_faces])
     print(f"parity: {parity['faces']} validation faces, max |keras - onnxruntime| {parity['max_abs_difference']:.1e}, "
@@ -201,12 +238,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (EXIT_CODES)."""
     args = parse_args(argv)
     try:
-        return run(args)
-    except (ExportError, DatasetError, OutputError, ModelError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        try:
+            inputs = checked_inputs(args)
+        except (ExportError, DatasetError, OutputError, ModelError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        try:
+            return run(args, inputs)
+        except (ExportError, DatasetError, OutputError, ModelError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     except KeyboardInterrupt:
         print("\ninterrupted (Ctrl-C): a model file is written only at the end, whole", file=sys.stderr)
         return 130

@@ -184,15 +184,21 @@ def load_npz(file: Path) -> dict[str, FaceSet]:
 
 def stratified_split(faces: FaceSet, fraction: float, seed: int) -> tuple[FaceSet, FaceSet]:
     """Split off ``fraction`` of every class (seeded) as a validation set."""
+    held_out_mask = held_out(faces, fraction, seed)
+    return faces.subset(np.flatnonzero(~held_out_mask)), faces.subset(np.flatnonzero(held_out_mask))
+
+
+def held_out(faces: FaceSet, fraction: float, seed: int) -> np.ndarray:
+    """Per face: whether ``stratified_split(faces, fraction, seed)`` puts it in the validation set."""
     rng = np.random.default_rng(seed)
-    held_out = []
+    chosen = []
     for label in range(len(EMOTIONS)):
         members = np.flatnonzero(faces.labels == label)
         rng.shuffle(members)
-        held_out.extend(members[: int(round(len(members) * fraction))])
-    held_out_mask = np.zeros(len(faces), dtype=bool)
-    held_out_mask[held_out] = True
-    return faces.subset(np.flatnonzero(~held_out_mask)), faces.subset(np.flatnonzero(held_out_mask))
+        chosen.extend(members[: int(round(len(members) * fraction))])
+    mask = np.zeros(len(faces), dtype=bool)
+    mask[chosen] = True
+    return mask
 
 
 def has_copy_in(faces: FaceSet, others: FaceSet) -> np.ndarray:
@@ -206,11 +212,20 @@ def has_copy_in(faces: FaceSet, others: FaceSet) -> np.ndarray:
     return np.fromiter((image.tobytes() in seen for image in faces.images), dtype=bool, count=len(faces))
 
 
+PACK_EXIT_CODES = """exit codes:
+  0    written
+  1    the writing failed (e.g. disk full): nothing written
+  2    bad input or options (a source that is not FER2013, a split it lacks, a file name or folder that cannot
+       be written), refused before anything is written
+  130  interrupted by Ctrl-C: nothing written"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Pack a FER2013 folder or CSV into one .npz: quicker to load, and one file to carry to a training machine."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m models.data", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m models.data", description=main.__doc__, epilog=PACK_EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="FER2013 folder (train/, test/) or fer2013.csv")
     parser.add_argument("packed", help="the .npz (or LZMA-compressed .npz.xz) to write")
     parser.add_argument("--splits", nargs="+", help="pack only these splits (e.g. train)")
@@ -224,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pack(source: str, packed: Path, chosen: list[str] | None) -> int:
     """``main``'s work: the packed file's name and folder checked before the loading, then the splits
-    loaded and written; 2 and an error line for bad input."""
+    loaded and written; 2 and an error line for bad input, 1 and an error line where the writing fails."""
     if not packed.name.endswith((".npz", ".npz.xz")):  # what --data takes
         print(f"error: {packed}: a packed file is named .npz or .npz.xz", file=sys.stderr)
         return 2
@@ -245,9 +260,9 @@ def _pack(source: str, packed: Path, chosen: list[str] | None) -> int:
     splits = {name: faces for name, faces in splits.items() if not chosen or name in chosen}
     try:
         save_npz(splits, packed)
-    except OutputError as error:
+    except OutputError as error:  # a full disk, a folder gone meanwhile: the checks passed, the work failed
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
     print(f"{packed}: " + ", ".join(f"{split} {len(faces)}" for split, faces in splits.items()))
     return 0
 

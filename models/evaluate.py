@@ -8,12 +8,15 @@ figures the README shows, which the command above regenerates; give other models
 metrics.json, confusion_matrix.png, reliability.png (how often the label is right against the confidence
 shown, with flip averaging), correct_examples.png and wrong_examples.png.
 
-`--split validation` evaluates on the validation split training holds out of train/ (the same faces
-models.train picks with its default --val-fraction and --split-seed): choose models there, not on
-PublicTest. Several --model paths are evaluated as an ensemble (the mean of their probabilities), after
-a line per model. --against REFERENCE also scores a reference model (e.g. the shipped one) on the same
-faces and counts the faces each gets right where the other does not, with the exact McNemar test's p-value:
-whether a difference is more than the luck of this split.
+`--split validation` evaluates on the validation split training held out of train/: choose models there,
+not on PublicTest. It is the split each model records (a .keras model: --val-fraction and --split-seed in the
+config.json of its training run beside it; an exported .onnx model: the split its metadata records), training's
+defaults for a model that records none; the report's split line says which. Models that record different splits
+(an ensemble, --against) are refused, since each would be scored on faces another trained on, unless
+--val-fraction and --split-seed choose the split. Several --model paths are evaluated as an ensemble (the mean
+of their probabilities), after a line per model. --against REFERENCE also scores a reference model (e.g. the
+shipped one) on the same faces and counts the faces each gets right where the other does not, with the exact
+McNemar test's p-value: whether a difference is more than the luck of this split.
 
 FER2013's train/ holds some images more than once, so some validation faces (about 7%) are exact copies of
 training faces, which a model gets right far more often (85-90% against 68-70%). Every report therefore also gives
@@ -46,8 +49,8 @@ from models.data import (
     DatasetError,
     FaceSet,
     has_copy_in,
+    held_out,
     load_fer2013,
-    stratified_split,
 )
 from models.emotions import EMOTIONS, IMAGE_SIZE
 from models.metrics import (
@@ -58,8 +61,16 @@ from models.metrics import (
     reliability_bins,
 )
 from models.predictor import Predictor, load_predictor, mean_predictor, predict_with_flip
+from models.train import CONFIG_NAME, recorded_validation_split
 from realtime.errors import ModelError, OutputError, one_line
 from realtime.io.files import check_output_folder, write_atomically
+
+EXIT_CODES = """exit codes:
+  0    evaluated, files written
+  1    a file could not be written after the evaluation (e.g. disk full): files written whole or not at all
+  2    bad input or options (a model, data set, split or output folder that will not do, models that record
+       different validation splits), refused before the evaluation: nothing written
+  130  interrupted by Ctrl-C: files already written are whole"""
 
 EXAMPLES_PER_CLASS = 8
 # rows [start, stop) of a 48x48 face covered by a flat band of gray across the whole width: on the mean FER2013
@@ -69,14 +80,19 @@ OCCLUSION_GRAY = 128
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, nargs="+",
                         help="trained model: .keras or exported .onnx; several are evaluated as an ensemble")
     parser.add_argument("--data", required=True, help="FER2013 folder (train/, test/) or fer2013.csv")
     parser.add_argument("--split", default="test",
                         help="which split to evaluate (default: test = PublicTest); 'validation' is the split "
-                             "that training holds out of train/")
+                             "that training held out of train/, as the models record it")
+    parser.add_argument("--val-fraction", type=float, metavar="FRACTION",
+                        help="with --split-seed: the validation split to use instead of the one the models record "
+                             "(models.train's options of that name)")
+    parser.add_argument("--split-seed", type=int, metavar="SEED",
+                        help="with --val-fraction: the seed of that split")
     parser.add_argument("--output-dir", default="models/evaluation", help="where metrics.json and the figures go")
     parser.add_argument("--seed", type=int, default=0, help="seed for picking the example faces")
     parser.add_argument("--against", metavar="REFERENCE",
@@ -89,18 +105,105 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pipeline-size", type=int,
                         help="side of the upscaled face images for --through-pipeline (default: the detector's "
                              "WHOLE_IMAGE_MAX_SIDE, 160, the largest size at which its whole-image fallback applies)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.val_fraction is None) != (args.split_seed is None):
+        parser.error("--val-fraction and --split-seed go together: give both to choose the validation split")
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        parser.error(f"--val-fraction must be between 0 and 1, got {args.val_fraction:g}")
+    return args
 
 
-def split_faces(splits: dict[str, FaceSet], name: str, data: str) -> tuple[FaceSet, str, np.ndarray | None]:
+DEFAULT_SPLIT = {"fraction": DEFAULT_VAL_FRACTION, "split_seed": DEFAULT_SPLIT_SEED, "from": "training's defaults"}
+
+
+def recorded_split(path: str, option: str) -> dict | None:
+    """The validation split the training of the model at ``path`` held out of train/: fraction, split seed and
+    where that is recorded; None where the model records none (a .keras model without its training run's
+    config.json beside it, an exported model whose metadata names none or says that export used training's
+    defaults). ModelError naming ``option`` for a record that cannot be read."""
+    model = Path(path)
+    if model.suffix == ".onnx":
+        facts = exported_metadata(path).facts
+        split, training = facts.get("validation_split"), facts.get("training")
+        if isinstance(split, dict) and not str(split.get("from", "")).startswith("training defaults"):
+            fraction, seed, source = split.get("fraction"), split.get("split_seed"), f"{path}'s metadata"
+        elif isinstance(training, dict) and "val_fraction" in training:  # exported before validation_split
+            fraction, seed = training["val_fraction"], training.get("split_seed", training.get("seed"))
+            source = f"{path}'s metadata"
+        else:
+            return None
+    else:
+        config = model.parent / CONFIG_NAME
+        if not config.is_file():
+            return None
+        try:
+            split = recorded_validation_split(model)
+        except (OSError, ValueError, AttributeError) as error:
+            raise ModelError(f"{option} {path}: {config} cannot be read ({one_line(error)})", path) from None
+        fraction, seed, source = split["fraction"], split["split_seed"], f"{config}"
+    if not (isinstance(fraction, (int, float)) and 0 < fraction < 1 and isinstance(seed, int)):
+        raise ModelError(f"{option} {path}: {source} records no usable validation split (fraction {fraction!r}, "
+                         f"split seed {seed!r})", path)
+    return {"fraction": float(fraction), "split_seed": seed, "from": source}
+
+
+def validation_splits(models: list[tuple[str, str]], given: dict | None) -> list[dict]:
+    """The validation splits the models (option, path) were trained with, each once: ``given`` where the user
+    gave one, else what each records (``recorded_split``; training's defaults where it records none). The
+    "from" of each says where it comes from."""
+    if given is not None:
+        return [given]
+    found: dict[tuple[float, int], list[tuple[str, dict | None]]] = {}
+    for option, path in models:
+        split = recorded_split(path, option)
+        key = (split or DEFAULT_SPLIT)["fraction"], (split or DEFAULT_SPLIT)["split_seed"]
+        found.setdefault(key, []).append((path, split))
+    splits = []
+    for (fraction, seed), members in found.items():
+        sources = list(dict.fromkeys(split["from"] for _, split in members if split is not None))
+        unrecorded = sum(split is None for _, split in members)
+        if not sources:
+            source = f"training's defaults: {'the model records' if unrecorded == 1 else 'the models record'} none"
+        else:
+            source = f"as recorded in {', '.join(sources)}" + (
+                "" if not unrecorded else f", and training's defaults for the {unrecorded} "
+                f"model{'s that record' if unrecorded > 1 else ' that records'} none")
+        splits.append({"fraction": fraction, "split_seed": seed, "from": source,
+                       "models": [path for path, _ in members]})
+    return splits
+
+
+def check_one_split(trained_with: list[dict]) -> None:
+    """ValueError, for --split validation, where the models were trained with different validation splits."""
+    if len(trained_with) > 1:
+        raise ValueError("--split validation: the models record different validation splits ("
+                         + "; ".join(f"{', '.join(split['models'])}: {describe_split(split)}" for split in trained_with)
+                         + "), so each would be scored on faces another trained on; evaluate them apart, or choose "
+                         "one split with --val-fraction and --split-seed")
+
+
+def describe_split(split: dict) -> str:
+    """A validation split as the report names it."""
+    return f"{split['fraction'] * 100:g}% of train/, split seed {split['split_seed']}, {split['from']}"
+
+
+def split_faces(splits: dict[str, FaceSet], name: str, data: str,
+                trained_with: list[dict] | None = None) -> tuple[FaceSet, str, np.ndarray | None]:
     """The faces of split `name`, how reports call it, and which of them are unseen: without an exact copy among
     the faces training learns from (train/ less validation; None when there is no train/).
-    "validation" is training's held-out part of train/."""
+    "validation" is training's held-out part of train/, as ``trained_with`` (validation_splits) says: one split
+    (training's defaults when not given); for other splits, the training faces are those of every split given."""
+    trained_with = trained_with or [DEFAULT_SPLIT]
+    if name == "validation":
+        check_one_split(trained_with)
     training = validation = None
     if "train" in splits:
-        training, validation = stratified_split(splits["train"], DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)
+        masks = [held_out(splits["train"], split["fraction"], split["split_seed"]) for split in trained_with]
+        validation = splits["train"].subset(np.flatnonzero(masks[0]))
+        # the faces any of the models trained on: those not held out by all of them
+        training = splits["train"].subset(np.flatnonzero(~np.logical_and.reduce(masks)))
     if name == "validation" and validation is not None:
-        faces, label = validation, f"validation ({DEFAULT_VAL_FRACTION:.0%} of train/, split seed {DEFAULT_SPLIT_SEED})"
+        faces, label = validation, f"validation ({describe_split(trained_with[0])})"
     elif name in splits:
         faces = splits[name]
         label = {"test": "FER2013 PublicTest", "private_test": "FER2013 PrivateTest"}.get(name, name)
@@ -132,9 +235,14 @@ def checked_predictor(path: str, option: str) -> Predictor:
 
 def model_classes(path: str | Path) -> list[str]:
     """The classes, in output order, that an exported model's metadata names."""
+    return list(exported_metadata(path).classes)
+
+
+def exported_metadata(path: str | Path):
+    """An exported model's ModelMetadata (classes, facts...)."""
     from realtime.classifier import EmotionClassifier
 
-    return EmotionClassifier(path, threads=None).classes
+    return EmotionClassifier(path, threads=None).metadata
 
 
 def evaluate(predict, faces: FaceSet) -> dict:
@@ -408,8 +516,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--pipeline-size: give --through-pipeline too (it sizes the images of that run)")
         if args.pipeline_size is not None and args.pipeline_size < IMAGE_SIZE:
             raise ValueError(f"--pipeline-size must be at least {IMAGE_SIZE}, got {args.pipeline_size}")
+        models = [("--model", path) for path in args.model] + ([("--against", args.against)] if args.against else [])
+        given = None if args.val_fraction is None else {"fraction": args.val_fraction, "split_seed": args.split_seed,
+                                                         "from": "as given", "models": list(args.model)}
+        trained_with = validation_splits(models, given)
+        if args.split == "validation":  # before the data's loading
+            check_one_split(trained_with)
         splits = load_fer2013(args.data)
-        faces, split_label, unseen = split_faces(splits, args.split, args.data)
+        faces, split_label, unseen = split_faces(splits, args.split, args.data, trained_with)
         output_dir = Path(args.output_dir)
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -430,6 +544,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluation["metrics"]
     report = {"model": " + ".join(args.model), "data": str(args.data), "split": split_label, "samples": len(faces),
               "classes": list(EMOTIONS), **metrics}
+    if args.split == "validation":
+        report["validation_split"] = {key: trained_with[0][key] for key in ("fraction", "split_seed", "from")}
     if unseen is not None:
         report["unseen"] = unseen_accuracy(evaluation["correct"], unseen)
     if reference is not None:

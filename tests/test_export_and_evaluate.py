@@ -98,18 +98,19 @@ def test_parity_failure_raises_and_export_writes_nothing(small_model, tmp_path, 
         raise ExportError("Keras and onnxruntime disagree (simulated)")
 
     monkeypatch.setattr(export_cli, "check_parity", failing_parity)
-    output = tmp_path / "model.onnx"
+    output = tmp_path / "model.onnx"  # a failure after the work began: 1, not bad input's 2
     assert export_cli.main(["--model", str(model_path), "--output", str(output), "--data", str(data)]) == 1
     assert "disagree" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_export_bad_paths_are_one_line_errors(small_model, tmp_path, capsys):
+    """Bad input, refused before any work: exit 2 (as models.evaluate and models.data), one line, nothing written."""
     model_path, data = small_model
     assert export_cli.main(["--model", str(tmp_path / "none.keras"), "--output", str(tmp_path / "m.onnx"),
-                            "--data", str(data)]) == 1
+                            "--data", str(data)]) == 2
     assert export_cli.main(["--model", str(model_path), "--output", str(tmp_path / "no" / "m.onnx"),
-                            "--data", str(data)]) == 1
+                            "--data", str(data)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
     # the INT8 copy's path is checked before any work, so that the float32 file is not left alone
@@ -119,15 +120,25 @@ def test_export_bad_paths_are_one_line_errors(small_model, tmp_path, capsys):
                   (["--int8-output", str(tmp_path / "m_int8.onnx")], "give --int8 too")]
     for extra, message in int8_cases:
         assert export_cli.main(["--model", str(model_path), "--output", str(tmp_path / "m.onnx"), "--data", str(data),
-                                *extra]) == 1
+                                *extra]) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("error: ") and message in error and "\n" not in error
     (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04 not really a zip")
     assert export_cli.main(["--model", str(tmp_path / "broken.keras"), "--output", str(tmp_path / "m.onnx"),
-                            "--data", str(data)]) == 1
+                            "--data", str(data)]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'broken.keras'}: not a Keras model file "
                                                "(a .keras file is a zip archive)")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.keras"]  # nothing written
+    run_dir = tmp_path / "run"  # a training run whose config.json is cut short: which split is unknown
+    run_dir.mkdir()
+    shutil.copyfile(model_path, run_dir / "best.keras")
+    (run_dir / "config.json").write_text('{"val_fraction": 0.5, "split_')
+    assert export_cli.main(["--model", str(run_dir / "best.keras"), "--output", str(tmp_path / "m.onnx"),
+                            "--data", str(data)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {run_dir}: the training run's config.json or state.json beside the model "
+                            "cannot be read (") and error.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path, capsys):
@@ -204,6 +215,13 @@ def test_int8_gate_decides_on_the_training_runs_validation_split_not_on_publicte
     assert facts["validation_split"] == {"fraction": 0.5, "split_seed": 3, "samples": len(expected), "from": "config.json"}
     assert facts["publictest_samples"] == len(load_fer2013(data)["test"])
     assert facts["validation_accuracy_float32"] == facts["publictest_accuracy"] == 1.0
+    # models.evaluate scores the exported model on the split its metadata records, not on training's default one
+    assert evaluate_cli.main(["--model", str(output), "--data", str(data), "--split", "validation",
+                              "--output-dir", str(tmp_path / "e")]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["samples"] == len(expected) != len(stratified_split(train, DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)[1])
+    assert metrics["split"] == f"validation (50% of train/, split seed 3, as recorded in {output}'s metadata)"
+    assert metrics["validation_split"] == {"fraction": 0.5, "split_seed": 3, "from": f"as recorded in {output}'s metadata"}
 
 
 def test_metadata_round_trip_and_rejection():
@@ -379,7 +397,9 @@ def test_evaluation_on_training_validation_split_of_an_ensemble(small_model, tin
     members = [load_predictor(model_path), load_predictor(tiny_model)]
     mean = (members[0](validation.images) + members[1](validation.images)) / 2
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    assert metrics["samples"] == len(validation) and metrics["split"].startswith("validation (10% of train/")
+    assert metrics["samples"] == len(validation)
+    assert metrics["split"] == ("validation (10% of train/, split seed 42, training's defaults: the models record none), "
+                                "ensemble of 2")
     assert metrics["plain"]["accuracy"] == pytest.approx((mean.argmax(axis=1) == validation.labels).mean())
     assert metrics["model"] == f"{model_path} + {tiny_model}"
     out = capsys.readouterr().out
@@ -387,6 +407,148 @@ def test_evaluation_on_training_validation_split_of_an_ensemble(small_model, tin
     assert evaluate_cli.main(["--model", str(tiny_model), str(tiny_model), "--data", str(data),
                               "--through-pipeline"]) == 2
     assert "needs one exported .onnx model" in capsys.readouterr().err
+
+
+def run_recording_a_split(folder: Path, fraction: float, split_seed: int) -> Path:
+    """A training run's folder: a .keras model (the stripe reader) and the config.json that records its split."""
+    folder.mkdir()
+    save_stripe_reader(folder / "best.keras")
+    (folder / "config.json").write_text(json.dumps({"val_fraction": fraction, "split_seed": split_seed, "seed": 1}))
+    return folder / "best.keras"
+
+
+def test_evaluation_on_validation_uses_the_split_the_training_run_recorded(tmp_path, capsys):
+    """A model trained with --val-fraction 0.5 --split-seed 3 is scored on that run's validation faces, not on
+    training's default split (whose faces it mostly trained on); the report says which split and where it is from.
+    On PublicTest its training faces (train/ less its own split) decide which faces are unseen."""
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    model = run_recording_a_split(tmp_path / "run", 0.5, 3)
+    train = load_fer2013(data)["train"]
+    training, validation = stratified_split(train, 0.5, 3)
+    assert evaluate_cli.main(["--model", str(model), "--data", str(data), "--split", "validation",
+                              "--output-dir", str(tmp_path / "e")]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["samples"] == len(validation) == 21  # the default split holds 7
+    label = f"validation (50% of train/, split seed 3, as recorded in {tmp_path / 'run' / 'config.json'})"
+    assert metrics["split"] == label
+    assert metrics["validation_split"] == {"fraction": 0.5, "split_seed": 3,
+                                           "from": f"as recorded in {tmp_path / 'run' / 'config.json'}"}
+    assert metrics["unseen"]["faces"] == 21  # none of them is a copy of the faces it trained on
+    assert f"{label}: accuracy 100.00%" in capsys.readouterr().out
+
+    # a PublicTest face copied from a face this run trained on, which the default split holds out
+    default_validation = stratified_split(train, DEFAULT_VAL_FRACTION, DEFAULT_SPLIT_SEED)[1]
+    source = next(name for name in default_validation.names if name in training.names)
+    test_face = next(name for name in load_fer2013(data)["test"].names if f"/{source.split('/')[1]}/" in name)
+    shutil.copyfile(data / source, data / test_face)
+    assert evaluate_cli.main(["--model", str(model), "--data", str(data), "--output-dir", str(tmp_path / "t")]) == 0
+    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert metrics["split"] == "FER2013 PublicTest" and "validation_split" not in metrics
+    assert metrics["unseen"]["faces"] == metrics["samples"] - 1 and metrics["unseen"]["copies"]["faces"] == 1
+
+
+def test_evaluation_refuses_models_that_record_different_validation_splits(tiny_model, tmp_path, capsys):
+    """An ensemble, or a model and its --against reference, trained with different splits: on validation each would
+    be scored on faces another trained on, so it is one error line before any work (exit 2), unless --val-fraction
+    and --split-seed choose the split; on PublicTest nothing is refused."""
+    data = make_fer_folder(tmp_path / "fer", per_class=6)
+    model = run_recording_a_split(tmp_path / "run", 0.5, 3)
+    other = run_recording_a_split(tmp_path / "other", 0.5, 4)
+    output_dir = tmp_path / "e"
+    for extra, described in [
+        (["--model", str(model), str(other)], f"{other}: 50% of train/, split seed 4, as recorded in "
+                                              f"{tmp_path / 'other' / 'config.json'})"),
+        (["--model", str(model), "--against", str(tiny_model)],
+         f"{tiny_model}: 10% of train/, split seed 42, training's defaults: the model records none)"),
+    ]:
+        assert evaluate_cli.main([*extra, "--data", str(data), "--split", "validation",
+                                  "--output-dir", str(output_dir)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: --split validation: the models record different validation splits ({model}: "
+                                "50% of train/, split seed 3, as recorded in ") and error.count("\n") == 1
+        assert described in error and "evaluate them apart, or choose one split with --val-fraction and --split-seed" in error
+    assert not output_dir.exists()
+
+    assert evaluate_cli.main(["--model", str(model), "--against", str(tiny_model), "--data", str(data), "--split",
+                              "validation", "--val-fraction", "0.5", "--split-seed", "4",
+                              "--output-dir", str(output_dir)]) == 0
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    validation = stratified_split(load_fer2013(data)["train"], 0.5, 4)[1]
+    assert metrics["samples"] == len(validation) and metrics["split"] == "validation (50% of train/, split seed 4, as given)"
+    reference_correct = load_predictor(tiny_model)(validation.images).argmax(axis=1) == validation.labels
+    assert metrics["against"]["plain"]["reference_accuracy"] == pytest.approx(reference_correct.mean())
+    assert evaluate_cli.main(["--model", str(model), str(other), "--data", str(data),
+                              "--output-dir", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["split"] == "FER2013 PublicTest, ensemble of 2"
+
+    for extra in (["--val-fraction", "0.5"], ["--split-seed", "3"], ["--val-fraction", "1.5", "--split-seed", "3"]):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate_cli.parse_args(["--model", str(model), "--data", str(data), "--split", "validation", *extra])
+        assert exit_info.value.code == 2
+    assert "--val-fraction and --split-seed go together" in capsys.readouterr().err
+
+
+def with_facts_in_metadata(path: Path, facts: dict) -> Path:
+    """The exported model at ``path`` with ``facts`` in its metadata, as export writes them."""
+    import onnx
+
+    from export.onnx_export import set_metadata
+
+    model = onnx.load(path)
+    set_metadata(model, ModelMetadata(classes=list(EMOTIONS), facts=facts))
+    onnx.save(model, path)
+    return path
+
+
+def test_the_validation_split_a_model_records(tmp_path, capsys):
+    """Exported models: the split in the metadata (validation_split; for models exported before it, the training
+    settings, with the --seed that split runs from before --split-seed); none where export used training's
+    defaults. A .keras model: its run's config.json, none without one; one that cannot be read is one error line."""
+    recorded = {"fraction": 0.5, "split_seed": 3}
+    cases = [({"validation_split": {**recorded, "from": "config.json", "samples": 21}}, recorded),
+             ({"training": {"val_fraction": 0.5, "seed": 3}}, recorded),
+             ({"training": {"val_fraction": 0.5, "split_seed": 3, "seed": 9}}, recorded),
+             ({"validation_split": {"fraction": 0.1, "split_seed": 42, "samples": 7,
+                                    "from": "training defaults (no config.json beside the model)"}}, None),
+             ({"dataset": "FER2013"}, None)]
+    for index, (facts, expected) in enumerate(cases):
+        path = with_facts_in_metadata(build_tiny_onnx_model(tmp_path / f"m{index}.onnx"), facts)
+        split = evaluate_cli.recorded_split(str(path), "--model")
+        assert split == (None if expected is None else {**expected, "from": f"{path}'s metadata"}), facts
+    save_stripe_reader(tmp_path / "alone.keras")
+    assert evaluate_cli.recorded_split(str(tmp_path / "alone.keras"), "--model") is None
+    # a model that records training's default split goes with one that records none
+    default = with_facts_in_metadata(build_tiny_onnx_model(tmp_path / "default.onnx"), {"validation_split": {
+        "fraction": 0.1, "split_seed": 42, "from": "config.json", "samples": 7}})
+    assert evaluate_cli.validation_splits([("--model", str(default)), ("--against", str(tmp_path / "alone.keras"))],
+                                          None) == [
+        {"fraction": 0.1, "split_seed": 42, "models": [str(default), str(tmp_path / "alone.keras")],
+         "from": f"as recorded in {default}'s metadata, and training's defaults for the 1 model that records none"}]
+
+    data = make_fer_folder(tmp_path / "fer", per_class=2)
+    model = run_recording_a_split(tmp_path / "run", 0.5, 3)
+    config = tmp_path / "run" / "config.json"
+    for text, message in [('{"val_fraction": 0.5, "split_', f"{config} cannot be read ("),
+                          ('{"val_fraction": "half", "split_seed": 3}', f"{config} records no usable validation split")]:
+        config.write_text(text)
+        assert evaluate_cli.main(["--model", str(tmp_path / "alone.keras"), "--against", str(model), "--data", str(data),
+                                  "--output-dir", str(tmp_path / "e")]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: --against {model}: {message}") and error.count("\n") == 1
+    assert not (tmp_path / "e").exists()
+
+
+def test_tool_help_lists_the_exit_codes(capsys):
+    """export, models.evaluate and models.data: 2 for bad input refused before any work, 1 for a failure after it
+    began, 130 for Ctrl-C, as their --help says."""
+    from models import data as data_cli
+
+    for parse in (export_cli.parse_args, evaluate_cli.parse_args, lambda argv: data_cli.main(argv)):
+        with pytest.raises(SystemExit):
+            parse(["--help"])
+        out = capsys.readouterr().out
+        assert "exit codes:" in out and "\n  2    bad input or options" in out and "\n  130  interrupted by Ctrl-C" in out
+        assert "\n  1    " in out
 
 
 def test_evaluation_reports_the_faces_without_a_copy_among_the_training_faces(small_model, tiny_model, tmp_path,
@@ -523,7 +685,7 @@ def test_export_refuses_an_opset_it_cannot_convert_to_before_any_work(tmp_path, 
     for extra, message in [(["--opset", "999"], "--opset 999: choose 7-"), (["--opset", "5"], "--opset 5: choose 7-"),
                            (["--opset", "12", "--int8"], "--opset 12: --int8 needs opset 13 or later")]:
         assert export_cli.main(["--model", str(tmp_path / "m.keras"), "--output", str(tmp_path / "m.onnx"),
-                                "--data", str(tmp_path), *extra]) == 1
+                                "--data", str(tmp_path), *extra]) == 2
         error = capsys.readouterr().err
         assert error.startswith(f"error: {message}") and error.count("\n") == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["m.keras"]
@@ -543,7 +705,7 @@ def test_a_model_tf2onnx_cannot_convert_is_an_export_error(monkeypatch):
 
 
 def test_export_of_a_folder_says_it_is_a_folder(tmp_path, capsys):
-    assert export_cli.main(["--model", str(tmp_path), "--output", str(tmp_path / "m.onnx"), "--data", str(tmp_path)]) == 1
+    assert export_cli.main(["--model", str(tmp_path), "--output", str(tmp_path / "m.onnx"), "--data", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path}: is a folder, not a .keras model\n"
 
 
@@ -612,7 +774,8 @@ PROC_CASES = [(["--output-dir", "/proc/self"], "/proc/self: cannot write in it")
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--split", "validation"], "{data}: the validation (10% of train/, split seed 42) split holds no faces"),
+    (["--split", "validation"], "{data}: the validation (10% of train/, split seed 42, training's defaults: the model "
+                                "records none) split holds no faces"),
     (["--pipeline-size", "96"], "--pipeline-size: give --through-pipeline too"),
     (["--model", "{tmp}"], "--model {tmp}: is a folder, not a .keras or .onnx model"),
     (["--against", "{tmp}/none.onnx"], "--against {tmp}/none.onnx: no such file"),

@@ -212,3 +212,25 @@ def test_pack_interrupted_exits_130_and_writes_nothing(tmp_path, monkeypatch, ca
     assert without_escaping_ctrl_c(pack, [str(folder), str(tmp_path / "fer.npz")]) == 130
     assert capsys.readouterr().err == f"\ninterrupted (Ctrl-C): {tmp_path / 'fer.npz'} not written\n"
     assert not (tmp_path / "fer.npz").exists()
+
+
+def test_pack_whose_writing_fails_after_the_loading_exits_1(tmp_path, monkeypatch, capsys):
+    """The folder the packed file goes to is removed while the data load: the checks passed and the work began,
+    so the failure is 1 (2 is for bad input refused before any work), one line, nothing written."""
+    import models.data
+    from models.data import main as pack
+
+    folder = make_fer_folder(tmp_path / "fer", per_class=1)
+    target = tmp_path / "out"
+    real_load = models.data.load_fer2013
+
+    def load_then_lose_the_folder(source):
+        splits = real_load(source)
+        target.rmdir()
+        return splits
+
+    monkeypatch.setattr(models.data, "load_fer2013", load_then_lose_the_folder)
+    assert pack([str(folder), str(target / "fer.npz")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {target / 'fer.npz'}: cannot write it") and error.count("\n") == 1
+    assert not target.exists()

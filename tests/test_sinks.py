@@ -450,3 +450,13 @@ def test_a_stop_while_a_file_is_written_atomically_leaves_neither_it_nor_a_parti
     with pytest.raises(KeyboardInterrupt):
         write_atomically(target, b"{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_into_a_folder_that_became_a_file_is_an_output_error(tmp_path):
+    """The output folder replaced by a file (another program, a user) before the write: one OutputError line,
+    not a NotADirectoryError traceback from cleaning up the partial file."""
+    folder = tmp_path / "evaluation"
+    folder.write_bytes(b"not a folder")
+    with pytest.raises(OutputError, match="cannot write it"):
+        write_atomically(folder / "metrics.json", b"{}")
+    assert folder.read_bytes() == b"not a folder"

@@ -93,10 +93,10 @@ def partial_path(path: Path) -> Path:
 
 
 def remove_quietly(path: Path) -> None:
-    """Delete ``path`` if it exists."""
+    """Delete ``path`` if it exists (it does not when a folder on its way is a file now)."""
     try:
         path.unlink()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass
 
 
