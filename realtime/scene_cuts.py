@@ -10,6 +10,7 @@ them goes back to the shot before.
 
 from __future__ import annotations
 
+from collections import deque
 from enum import Enum
 
 import cv2
@@ -53,21 +54,27 @@ class SceneCutDetector:
 
     def reset(self) -> None:
         """Forget the previous frames (a new source starts)."""
-        self._previous: np.ndarray | None = None
-        self._before_cut: np.ndarray | None = None  # the last frame before a new shot, for FLASH_FRAMES frames
+        self._recent: deque[np.ndarray] = deque(maxlen=2)  # the last two frames
+        # while a new shot may still be a flash (FLASH_FRAMES frames): the two frames before it (two, for a
+        # flash half caught by a rolling shutter, whose first frame differs too little to be a cut)
+        self._before_cut: list[np.ndarray] = []
         self._frames_since_cut = 0
 
     def shot_change(self, image: np.ndarray) -> ShotChange:
         """What the BGR ``image`` does to the shot, against the frames before it; the first frame: SAME."""
         thumbnail = hsv_thumbnail(image)
-        previous, self._previous = self._previous, thumbnail
+        previous = self._recent[-1] if self._recent else None
         self._frames_since_cut += 1
         if self._frames_since_cut > FLASH_FRAMES:
-            self._before_cut = None
-        if previous is None or frame_difference(previous, thumbnail) <= self.threshold:
-            return ShotChange.SAME
-        if self._before_cut is not None and frame_difference(self._before_cut, thumbnail) <= self.threshold:
-            self._before_cut = None
-            return ShotChange.BACK
-        self._before_cut, self._frames_since_cut = previous, 0
-        return ShotChange.NEW
+            self._before_cut = []
+        change = ShotChange.SAME
+        if any(frame_difference(before, thumbnail) <= self.threshold for before in self._before_cut):
+            # like the shot before a new one of at most FLASH_FRAMES frames (even when the flash's last frame
+            # was lit too little to differ from this one as a cut does): that was a flash
+            self._before_cut, change = [], ShotChange.BACK
+        elif previous is not None and frame_difference(previous, thumbnail) > self.threshold:
+            if not self._before_cut:  # not a second change within a flash: a new shot, which may be a flash
+                self._before_cut, self._frames_since_cut = list(self._recent), 0
+            change = ShotChange.NEW
+        self._recent.append(thumbnail)
+        return change

@@ -20,6 +20,7 @@ from statistics import median
 
 import numpy as np
 
+from realtime.scene_cuts import FLASH_FRAMES
 from realtime.types import Box, FaceDetection, FaceResult
 
 # The frame rate at which ``smoothing``, ``max_missed`` and LABEL_LEAD_FRAMES are stated: at other rates
@@ -55,9 +56,10 @@ PREDICTION_HORIZON = 15
 # A face's box side is a moving average (this weight of the past per reference frame): a face looked for where
 # its motion takes it is looked for at that usual size, not at the size of a last box that was partly hidden.
 SIZE_SMOOTHING = 0.7
-# When a box's width (height) changed by more than this fraction of its side since the last detection, its
-# two edges moved differently (a part of the face hidden by another face or the frame's edge, or uncovered):
-# the face moved as its centre or as one of its edges, whichever agrees best with its velocity.
+# When a box's width (height) changed by more than this fraction of its side in 1/30 s (or since the last
+# detection, when that is longer ago), its two edges moved differently (a part of the face hidden by another
+# face or the frame's edge, or uncovered): the face moved as its centre or as one of its edges, whichever
+# agrees best with its velocity.
 EDGE_AGREEMENT = 0.1
 # Where a face unseen for a while should be is less sure than where one seen a frame ago should be: when both
 # overlap a detection, each reference frame unseen beyond the first weighs the overlap by this much.
@@ -112,11 +114,12 @@ class _Track:
     def __post_init__(self) -> None:
         self.side = self.side or box_side(self.box)
 
-    def predicted_box(self, elapsed: float) -> Box:
-        """Where the face's motion takes it ``elapsed`` reference frames after its last detection, at its
-        usual size."""
+    def predicted_boxes(self, elapsed: float) -> tuple[Box, Box]:
+        """Where the face's motion takes it ``elapsed`` reference frames after its last detection: at its usual
+        size, and at the size of its last box (a face going on behind another, or coming out of it)."""
         horizon = min(elapsed, PREDICTION_HORIZON)
-        return moved_and_resized(self.box, self.velocity[0] * horizon, self.velocity[1] * horizon, self.side)
+        dx, dy = self.velocity[0] * horizon, self.velocity[1] * horizon
+        return moved_and_resized(self.box, dx, dy, self.side), moved_and_resized(self.box, dx, dy, box_side(self.box))
 
     def _measured_velocity(self, box: Box, axis: int, step: float) -> float:
         """The face's move along ``axis`` (0: x, 1: y) from its last box to ``box``, per reference frame: the
@@ -125,7 +128,7 @@ class _Track:
         nearer grows about its centre)."""
         edges = [(box[axis] - self.box[axis]) / step, (box[axis + 2] - self.box[axis + 2]) / step]
         centre = (edges[0] + edges[1]) / 2
-        if abs(edges[0] - edges[1]) * step <= EDGE_AGREEMENT * box_side(box):
+        if abs(edges[0] - edges[1]) * max(step, 1.0) <= EDGE_AGREEMENT * box_side(box):  # per 1/30 s at most
             return centre
         return min([centre, *edges], key=lambda move: abs(move - self.velocity[axis]))
 
@@ -188,8 +191,10 @@ class FaceTracker:
         self._first_frame = True
         self._last_timestamp: float | None = None
         self._steps: deque[float] = deque(maxlen=STEP_HISTORY)  # recent reference frames between updates
-        self._before_cut: list[_Track] = []  # the faces with ids when the last new scene started
-        self._since_cut = 0.0  # reference frames since then
+        # while the last new scene may be a flash: the faces with ids before it, the reference frames and the
+        # updates since it (None: nothing waits)
+        self._before_cut: list[_Track] | None = None
+        self._since_cut, self._updates_since_cut = 0.0, 0
 
     def _elapsed(self, timestamp: float | None) -> float | None:
         """Reference frames since the previous update; None when either has no usable timestamp, or when
@@ -206,13 +211,13 @@ class FaceTracker:
         pairs = []
         for t_index, track in enumerate(self._tracks):
             since_seen = track.missed + elapsed
-            predicted = track.predicted_box(since_seen)
+            predicted, predicted_as_last = track.predicted_boxes(since_seen)
             for d_index, detection in enumerate(detections):
-                iou = box_iou(predicted, detection.box)
+                iou = max(box_iou(predicted, detection.box), box_iou(predicted_as_last, detection.box))
                 if iou >= self.iou_threshold:
                     fit = 1.0 + iou * UNSEEN_OVERLAP_WEIGHT ** max(since_seen - 1.0, 0.0)
                 elif track.face_id is not None:  # lost, or moved far in one frame (frames dropped)
-                    fit = max(near_enough(track.box, detection.box), near_enough(predicted, detection.box))
+                    fit = max(near_enough(box, detection.box) for box in (track.box, predicted, predicted_as_last))
                 else:
                     continue
                 if fit > 0:
@@ -245,8 +250,11 @@ class FaceTracker:
         ``new_scene``: the frame starts a new shot (a cut in an edited video): every face is forgotten and
         the frame's faces are reported at once with new ids.
         ``scene_resumed``: the frame goes back to the shot before the last new scene, which was a flash: the
-        faces of that shot come back (those not gone for longer than a face survives), the flash's go.
+        faces of that shot come back (those not gone for longer than a face survives), the flash's go. A new
+        scene within FLASH_FRAMES updates of the last one is part of the same flash (its faces keep waiting).
         """
+        if new_scene and scene_resumed:
+            raise ValueError("a frame cannot both start a new scene and go back to the one before")
         probabilities = np.asarray(probabilities, dtype=np.float32)
         if probabilities.shape != (len(detections), len(self.classes)):
             raise ValueError(f"expected probabilities of shape {(len(detections), len(self.classes))}, "
@@ -260,16 +268,20 @@ class FaceTracker:
         if measured is not None:
             self._steps.append(measured)
         self._since_cut += elapsed
-        if scene_resumed and not gap:
+        self._updates_since_cut += 1
+        within_flash = self._before_cut is not None and self._updates_since_cut <= FLASH_FRAMES
+        if scene_resumed and within_flash and not gap:
             for track in self._before_cut:
                 track.missed += self._since_cut - elapsed
             self._tracks = [track for track in self._before_cut if track.missed + elapsed <= survival]
-            self._before_cut = []
+            self._before_cut = None
         elif new_scene or gap:
-            self._before_cut = [track for track in self._tracks if track.face_id is not None] if new_scene else []
-            for track in self._before_cut:
-                track.hits = 0
-            self._tracks, self._first_frame, self._since_cut = [], True, elapsed
+            if gap or not within_flash:  # (a second new scene within a flash: the faces before it keep waiting)
+                self._before_cut = None if gap else [track for track in self._tracks if track.face_id is not None]
+                for track in self._before_cut or []:
+                    track.hits = 0
+                self._since_cut, self._updates_since_cut = elapsed, 0
+            self._tracks, self._first_frame = [], True
         matches = self._match(detections, elapsed)
         matched: set[int] = set()
         results = []

@@ -181,6 +181,20 @@ def test_a_flash_in_a_real_clip_is_not_a_new_shot(media, tiny_model, tmp_path, f
     assert len(ids) == 30 and set().union(*ids[:15], *ids[15 + flash_frames:]) == {1}
 
 
+def test_a_flash_of_two_unlike_frames_or_half_caught_by_a_rolling_shutter_is_not_a_new_shot(media):
+    """White then black; or a flash lighting the top half of one frame (too little for a cut) and the bottom
+    half of the next: the frame after either goes back to the shot before."""
+    frames = clip(media, "single_face.mp4")[:10]
+    white, black = np.full_like(frames[0], 255), np.zeros_like(frames[0])
+    half = frames[0].shape[0] // 2
+    top_lit, bottom_lit = frames[4].copy(), frames[5].copy()
+    top_lit[:half], bottom_lit[half:] = flashed(top_lit[:half]), flashed(bottom_lit[half:])
+    for flash in ([white, black], [top_lit, bottom_lit]):
+        detector = SceneCutDetector()
+        changes = [detector.shot_change(image) for image in frames[:4] + flash + frames[6:]]
+        assert ShotChange.BACK in changes[4:7] and changes[7:] == [ShotChange.SAME] * 3, changes
+
+
 def test_three_frames_unlike_the_shot_around_them_are_a_shot_of_their_own(media):
     frames = clip(media, "single_face.mp4")[:30]
     frames[15:18] = [flashed(image) for image in frames[15:18]]

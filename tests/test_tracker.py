@@ -349,6 +349,31 @@ def test_faces_come_back_with_their_ids_after_a_flash():
     assert [r.face_id for r in tracker.update(faces(left, right), probs(HAPPY, HAPPY))] == [1, 3]
 
 
+def test_faces_come_back_after_a_flash_of_two_unlike_frames():
+    """A flash frame, another unlike it (white, then black), then the shot before: the second new scene is part
+    of the flash, and the faces before it come back."""
+    tracker = FaceTracker(CLASSES, smoothing=0.0)
+    box = (0, 0, 100, 100)
+    for _ in range(3):
+        tracker.update(faces(box), probs(HAPPY))
+    assert [r.face_id for r in tracker.update(faces(box), probs(SAD), new_scene=True)] == [2]
+    assert [r.face_id for r in tracker.update([], np.zeros((0, 3), np.float32), new_scene=True)] == []
+    assert [r.face_id for r in tracker.update(faces(box), probs(HAPPY), scene_resumed=True)] == [1]
+    # after three new scenes in a row the shot before them does not come back: the third one's face goes on
+    for _ in range(3):
+        tracker.update(faces(box), probs(SAD), new_scene=True)
+    assert [r.face_id for r in tracker.update(faces(box), probs(SAD), scene_resumed=True)] == [5]
+
+
+def test_scene_resumed_without_a_flash_changes_nothing_and_both_flags_are_refused():
+    tracker = FaceTracker(CLASSES, smoothing=0.0)
+    box = (0, 0, 100, 100)
+    tracker.update(faces(box), probs(HAPPY))
+    assert [r.face_id for r in tracker.update(faces(box), probs(HAPPY), scene_resumed=True)] == [1]
+    with pytest.raises(ValueError, match="both"):
+        tracker.update(faces(box), probs(HAPPY), new_scene=True, scene_resumed=True)
+
+
 def test_faces_gone_longer_than_they_survive_do_not_come_back_after_a_flash():
     tracker = FaceTracker(CLASSES, max_missed=45)
     box = (0, 0, 100, 100)
@@ -373,14 +398,16 @@ def test_timestamps_that_do_not_go_forward_count_as_one_frame():
     np.testing.assert_allclose(third.probabilities, 0.25 * np.array(HAPPY) + 0.75 * np.array(SAD), rtol=1e-5)
 
 
-def test_a_face_going_behind_another_comes_back_with_its_id():
-    """Walking right, 6 px a frame, a face goes behind one walking left: its box shrinks to the part still
-    visible, it is hidden for 6 frames and comes out on the other side. The box's centre hardly moves as it
-    shrinks, but the face's motion is its left edge's: it comes back with its id."""
+@pytest.mark.parametrize("fps", [15, 30, 60])
+def test_a_face_going_behind_another_comes_back_with_its_id(fps):
+    """Walking right, 6 px per 1/30 s, a face goes behind one walking left: its box shrinks to the part still
+    visible, it is hidden for 0.2 s and comes out on the other side. The box's centre hardly moves as it
+    shrinks, but the face's motion is its left edge's: it comes back with its id, at any frame rate."""
     tracker = FaceTracker(CLASSES, smoothing=0.0, min_hits=1)
     behind_ids, front_ids = set(), set()
-    for step in range(60):
-        behind_left, front_left = 6 * step, 400 - 6 * step
+    per_frame = 6 * 30 / fps
+    for step in range(2 * fps):
+        behind_left, front_left = round(per_frame * step), round(400 - per_frame * step)
         front = (front_left, 100, front_left + 100, 200)
         boxes = [front]
         if behind_left + 100 <= front_left or behind_left >= front_left + 100:  # in full view
@@ -391,7 +418,7 @@ def test_a_face_going_behind_another_comes_back_with_its_id():
         elif 40 <= behind_left - front_left:  # coming out: its right part shows
             visible = behind_left - front_left
             boxes.append((front_left + 100, 150 - visible // 2, behind_left + 100, 150 + visible // 2))
-        results = tracker.update(faces(*boxes), probs(*[HAPPY] * len(boxes)))
+        results = tracker.update(faces(*boxes), probs(*[HAPPY] * len(boxes)), timestamp=step / fps)
         front_ids |= {r.face_id for r in results if r.box == front}
         behind_ids |= {r.face_id for r in results if r.box != front}
     assert front_ids == {1} and behind_ids == {2}
