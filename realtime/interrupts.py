@@ -5,7 +5,8 @@ but missing from the video. ``stop_signals()`` (the command line's) turns the th
 KeyboardInterrupt / ``Stopped``; inside ``frame_handoff()`` such a stop waits until the block ends, so every
 sink gets the frame or none does; inside ``finishing_outputs()`` (a file sink's close) a first stop waits
 until the file is finished. A second Ctrl-C while the outputs are being finished raises
-``FinishingBrokenOff`` at once, so that the run can say what the break cost. Without ``stop_signals()`` (the library in
+``FinishingBrokenOff`` at once, so that the run can say what the break cost; a copy of the first that comes
+within ``SAME_STOP_S`` of it (``timeout -s INT`` sends two) is the same stop. Without ``stop_signals()`` (the library in
 someone else's program) signals keep their usual handlers and ``frame_handoff()`` changes nothing.
 """
 
@@ -13,10 +14,20 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+# A repeat of the stop signal just received, this soon after it, is the same stop, not a second one. One stop
+# can arrive twice: coreutils' ``timeout -s INT`` signals the program and then its process group, and a
+# wrapper that passes a terminal's Ctrl-C on to its child (which the terminal signalled too) does the same,
+# so the copies come microseconds apart (milliseconds when the main thread is busy in C code before
+# Python's handler runs). A person who means "stop now" presses again after seeing that the first press
+# was taken, which takes longer than a visual reaction (about 0.25 s at the quickest), and keyboard
+# auto-repeat waits 0.25 s or more (often 0.5 s) before it repeats a held key. Measured from the stop taken,
+# so a stream of repeats (a held key) still counts as twice once the window has passed.
+SAME_STOP_S = 0.25
 
 
 class Stopped(KeyboardInterrupt):
@@ -73,19 +84,29 @@ def _stops_held(breakable: bool) -> Iterator[None]:
         raise held
 
 
+def _ignore(signum, frame) -> None:
+    """A handler that does nothing."""
+
+
 @contextmanager
 def stop_signals() -> Iterator[list[int]]:
     """Within the block, Ctrl-C raises KeyboardInterrupt and SIGTERM / SIGHUP raise Stopped in the main
     thread, after any frame being handed to the sinks. SIGTERM and SIGHUP act once, so that a repeat does
     not break off finishing the outputs (SIGKILL still does; the outputs stay playable); a Ctrl-C after any
-    first stop raises FinishingBrokenOff. Yields the numbers of the signals received, in order (for code
+    first stop raises FinishingBrokenOff, unless it is a copy of a first Ctrl-C, within SAME_STOP_S of it
+    (``timeout -s INT`` sends two). Yields the numbers of the signals received, in order (for code
     that sees only a plain KeyboardInterrupt: Ray turns any it meets into one)."""
     stopped: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield stopped
         return
+    last = {}  # signal number: when it was last taken as a stop (time.monotonic())
 
     def stop(signum, frame):
+        now = time.monotonic()
+        if signum in last and now - last[signum] < SAME_STOP_S:
+            return  # a copy of the stop just taken
+        last[signum] = now
         if signum in STOP_SIGNALS:
             for number in STOP_SIGNALS:
                 signal.signal(number, signal.SIG_IGN)
@@ -102,5 +123,11 @@ def stop_signals() -> Iterator[list[int]]:
     try:
         yield stopped
     finally:
+        if last and (copies_until := max(last.values()) + SAME_STOP_S) > time.monotonic():
+            # a stop ended the block sooner than its copy may come: the copy must not meet the handlers restored
+            # (Python's would end the program with a KeyboardInterrupt instead of its exit code)
+            for number in previous:
+                signal.signal(number, _ignore)  # not SIG_IGN, which a signal caught but not yet handled would report
+            time.sleep(max(0.0, copies_until - time.monotonic()))
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -1,12 +1,21 @@
-"""Stop signals wait for a frame's hand-off to the sinks (real signals sent to this process)."""
+"""Stop signals wait for a frame's hand-off to the sinks (real signals sent to this process and to the command
+line's)."""
 
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
+import av
 import pytest
 
-from realtime.interrupts import FinishingBrokenOff, Stopped, frame_handoff, stop_signals
+from realtime.interrupts import SAME_STOP_S, FinishingBrokenOff, Stopped, frame_handoff, stop_signals
 from realtime.io.files import KeptOutput
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def send_to_self(signum: int) -> None:
@@ -52,6 +61,7 @@ def test_a_ctrl_c_after_a_first_stop_says_that_finishing_was_broken_off(first):
         with pytest.raises(KeyboardInterrupt) as stop:
             send_to_self(first)
         assert not isinstance(stop.value, FinishingBrokenOff)
+        time.sleep(2 * SAME_STOP_S)  # sooner, a Ctrl-C after a Ctrl-C would be a copy of it
         with pytest.raises(FinishingBrokenOff):  # e.g. while the video's last fragment is being written
             send_to_self(signal.SIGINT)
 
@@ -99,3 +109,62 @@ def test_without_stop_signals_a_handoff_leaves_ctrl_c_as_python_has_it():
                 pytest.fail("Python's own SIGINT handler raises at once")
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_copy_of_a_first_ctrl_c_is_the_same_stop():
+    """``timeout -s INT`` signals the program, then its process group: one stop, twice within microseconds."""
+    output = TwoStepFile(signal.SIGINT, signal.SIGINT)
+    with stop_signals() as stops:
+        with pytest.raises(KeyboardInterrupt) as stop:
+            with output:
+                pass
+    assert not isinstance(stop.value, FinishingBrokenOff)
+    assert output.steps == ["last fragment", "index"] and stops == [signal.SIGINT]
+
+
+def test_a_ctrl_c_well_after_the_first_still_breaks_off_finishing():
+    with stop_signals():
+        with pytest.raises(KeyboardInterrupt) as stop:
+            send_to_self(signal.SIGINT)
+        assert not isinstance(stop.value, FinishingBrokenOff)
+        time.sleep(4 * SAME_STOP_S)  # a person pressing again
+        output = TwoStepFile(signal.SIGINT)
+        with pytest.raises(FinishingBrokenOff):
+            with output:
+                pass
+    assert output.steps == ["last fragment"]
+
+
+@pytest.mark.parametrize("gap", [0, 0.02], ids=["back_to_back", "copy_after_the_handler_ran"])
+def test_a_doubled_sigint_to_the_command_line_finishes_the_outputs_and_exits_130(gap, media, tiny_model, tmp_path):
+    """Both copies sent at once (they may merge into one, as they mostly do for ``timeout -s INT``), or the copy
+    a little later, once the first has been taken (as on a busy machine): one stop either way."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(12):  # long enough to be interrupted in the middle
+        (folder / f"clip{index:02}.mov").symlink_to(media / "noface_face.mov")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "realtime", str(folder), "-o", str(out), "-r",
+                                str(tmp_path / "r.csv"), "--model", str(tiny_model)], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "clip00.mp4").exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)  # clip00 finished: the run is under way
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        os.kill(process.pid, signal.SIGINT)
+        time.sleep(gap)
+        os.kill(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted (Ctrl-C): outputs written so far are finished and kept" in stderr
+    assert "twice" not in stderr and "Traceback" not in stderr
+    assert "frames" in stdout  # the summary
+    written = sorted(path.name for path in out.iterdir())
+    assert "clip00.mp4" in written and all(not name.startswith(".") for name in written)  # no partial file
+    for name in written:
+        with av.open(str(out / name)) as container:  # every file, even the interrupted one, plays
+            assert sum(1 for _ in container.decode(video=0)) > 0
