@@ -195,6 +195,20 @@ def test_a_cut_short_file_whose_audio_outlasts_the_video_is_still_reported(tmp_p
     assert 5 < len(frames) < 50 and source.frames_lost >= 60 - len(frames)
 
 
+def test_a_transport_stream_cut_short_is_reported_and_a_whole_one_is_not(tmp_path):
+    """MPEG-TS has no duration to compare with, but its 188-byte packets show a file cut in the middle of one
+    (a download or recording that did not finish); before, such a file passed as whole."""
+    data = write_clip(tmp_path / "whole.ts", frames=60, audio="aac").read_bytes()
+    assert len(data) % 188 == 0
+    frames, source = read_all(tmp_path / "whole.ts")
+    assert len(frames) == 60 and source.issues == []
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2 + 100])
+    frames, source = read_all(cut)
+    [issue] = source.issues
+    assert "cut short" in issue and "ends inside a transport-stream packet" in issue and 5 < len(frames) < 55
+
+
 @pytest.mark.parametrize("suffix", [".mkv", ".ts"])
 def test_a_clip_cut_mid_gop_reports_only_its_leading_gap_at_its_real_times(tmp_path, suffix):
     whole = write_clip(tmp_path / f"whole{suffix}", frames=30, gop=15)

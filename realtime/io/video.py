@@ -192,7 +192,11 @@ class VideoFileSource:
                 previous = timestamp
                 yield Frame(index, timestamp, np.ascontiguousarray(image))
                 index += 1
-        self._note_end(stream, origin or 0.0, first, previous, index, fps, sum(map(len, expected)), data_end)
+        noted = self._note_end(stream, origin or 0.0, first, previous, index, fps, sum(map(len, expected)), data_end)
+        if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
+            self.issues.append(f"video {self.path.name}: the file ends inside a transport-stream packet: it is cut "
+                               f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
+                               "how many frames are lost cannot be told)")
 
     def _resized(self, image: np.ndarray, size: tuple[int, int], timestamp: float) -> np.ndarray:
         """``image`` scaled to ``size`` (height, width); the first time, a warning says so."""
@@ -210,7 +214,7 @@ class VideoFileSource:
                            f"({lost} frame{'s' * (lost != 1)} lost)")
 
     def _note_end(self, stream, origin: float, first: float, last: float, frames: int, fps: float,
-                  unreadable: int, data_end: float) -> None:
+                  unreadable: int, data_end: float) -> bool:
         """One issue when frames are missing after the last of ``frames`` (from ``first`` to ``last``,
         seconds after ``origin`` on the file's timeline): ``unreadable`` read but not decoded, or fewer
         than the duration in the file's header needs (a cut-short file). Without a duration of the video
@@ -219,6 +223,7 @@ class VideoFileSource:
         outlasts its video is whole.
 
         The missing frames are counted at the rate of the frames decoded (the header's rate can be wrong).
+        Whether an issue was noted.
         """
         interval = (last - first) / (frames - 1) if frames > 1 and last > first else 1.0 / fps
         end = last + interval
@@ -231,10 +236,11 @@ class VideoFileSource:
         missing = round((header - reached) / interval)
         lost = max(unreadable, missing if missing >= 2 else 0)
         if not lost:
-            return
+            return False
         self.frames_lost += lost
         self.issues.append(f"video {self.path.name}: frames end at {end:.2f} s but the file says {max(header, end):.2f} s: "
                            f"it is cut short or damaged from there on ({lost} frame{'s' * (lost != 1)} lost)")
+        return True
 
     def _produce(self) -> None:
         """Background thread: move decoded frames into the bounded queue until the end or close()."""
@@ -570,6 +576,21 @@ class _PeriodicSync:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def transport_stream_cut_short(path: Path) -> bool:
+    """Whether an MPEG transport stream file ends inside a packet, as a recording or download cut short does:
+    its packets are all 188 bytes (192 in M2TS, a 4-byte timecode first), each starting with the sync byte 0x47."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(2 * 192 + 8)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    for packet, offset in ((188, 0), (192, 4)):
+        if len(head) > offset + packet and head[offset] == head[offset + packet] == 0x47:
+            return size % packet != 0
+    return False
 
 
 def _drop_incomplete_fragment(path: Path) -> bool:
