@@ -1,10 +1,11 @@
 """Faces found, kept and labelled: measurements on ../shared (not a test; prints tables, asserts nothing).
 
     python -m benchmarks.faces                      # every table
-    python -m benchmarks.faces photos edges         # some of them: photos closeups edges fer timing
-                                                    # flicker reaction occlusion
+    python -m benchmarks.faces photos edges         # some of them: photos groups closeups edges fer timing
+                                                    # flicker reaction occlusion crossing cuts
 
 photos     faces found in the ../shared photos and faceless media by each detector choice
+groups     large photos whose faces are small against them (group photos, a panorama): with and without tiles
 closeups   each face of the photos cropped to itself and scaled to 256x256 gray
 edges      each face of the photos moved partly out of the frame (left, right, top, bottom)
 fer        FER2013 PublicTest faces (48x48): found by each detector; accuracy through the command line
@@ -132,10 +133,51 @@ def print_table(header: list[str], rows: list[list]) -> None:
     print(flush=True)
 
 
-def count_faces(detector: FaceDetector, image: np.ndarray) -> int:
+def count_faces(detector: FaceDetector, image: np.ndarray, tiles: bool = False) -> int:
     """Detected faces in a photo (a whole-image fallback is not a detection)."""
     detector.reset()
-    return sum(face.score is not None for face in detector.detect(image))
+    return sum(face.score is not None for face in detector.detect(image, tiles=tiles))
+
+
+def group_photos() -> dict[str, tuple[np.ndarray, int]]:
+    """Large photos whose faces are small against them, and how many faces each holds: multi_face.jpg (five
+    faces of 70-100 px) in the middle of a wider scene (free-mountain-vector-01.jpg scaled around it), 2x2 to 4x4 copies of it
+    side by side (a class photo), twice its size in a 12-megapixel scene, and justin.jpg's face in a 17000x800
+    panorama."""
+    group, scene = read_image(MEDIA / "multi_face.jpg"), read_image(MEDIA / "free-mountain-vector-01.jpg")
+
+    def placed(image: np.ndarray, width: int, height: int) -> np.ndarray:
+        canvas = cv2.resize(scene, (width, height), interpolation=cv2.INTER_CUBIC)
+        top, left = (height - image.shape[0]) // 2, (width - image.shape[1]) // 2
+        canvas[top:top + image.shape[0], left:left + image.shape[1]] = image
+        return canvas
+
+    photos = {f"multi_face.jpg in a scene {scale}x as wide": (
+        placed(group, int(group.shape[1] * scale), int(group.shape[0] * scale)), 5) for scale in (1.5, 2, 3)}
+    photos.update({f"{n}x{n} copies of multi_face.jpg": (np.vstack([np.hstack([group] * n)] * n), 5 * n * n)
+                   for n in (2, 3, 4)})
+    photos["multi_face.jpg twice as large in a 4000x3000 scene"] = (
+        placed(cv2.resize(group, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), 4000, 3000), 5)
+    panorama = np.full((800, 17000, 3), 180, np.uint8)
+    face = read_image(MEDIA / "justin.jpg")
+    panorama[100:100 + face.shape[0], 8000:8000 + face.shape[1]] = face
+    photos["justin.jpg in a 17000x800 panorama"] = (panorama, 1)
+    return photos
+
+
+def table_groups() -> None:
+    print("## Faces found in large photos whose faces are small against them (detector auto, min_confidence "
+          "0.7), without and with tiles (photos get tiles)\n")
+    rows = []
+    with FaceDetector("auto") as detector:
+        for name, (image, expected) in group_photos().items():
+            row = [name, f"{image.shape[1]}x{image.shape[0]}", expected]
+            for tiles in (False, True):
+                started = time.perf_counter()
+                row.append(count_faces(detector, image, tiles))
+                row.append(f"{1000 * (time.perf_counter() - started):.0f}")
+            rows.append(row)
+    print_table(["photo", "size", "faces", "no tiles", "ms", "tiles", "ms"], rows)
 
 
 def table_photos(detectors: dict[str, FaceDetector]) -> None:
@@ -145,7 +187,9 @@ def table_photos(detectors: dict[str, FaceDetector]) -> None:
         image = read_image(MEDIA / name)
         rows.append([name, f"{image.shape[1]}x{image.shape[0]}", expected,
                      *(count_faces(detector, image) for detector in detectors.values())])
-    print_table(["photo", "size", "a person sees", *detectors], rows)
+    for row, image in zip(rows, (read_image(MEDIA / name) for name in PHOTO_FACES)):
+        row.append(count_faces(detectors["auto"], image, tiles=True))
+    print_table(["photo", "size", "a person sees", *detectors, "auto, tiles"], rows)
     rows = []
     for clip in ("no_face.mp4", "noface_face.mov"):
         frames, _ = clip_frames(MEDIA / clip)
@@ -482,7 +526,7 @@ def table_cuts() -> None:
           f"({len(between)} pairs); a frame's thumbnail takes {1000 * seconds / count:.2f} ms\n")
 
 
-TABLES = ("photos", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts")
+TABLES = ("photos", "groups", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     for table in tables:
         if table == "photos":
             table_photos(detectors)
+        elif table == "groups":
+            table_groups()
         elif table == "closeups":
             table_closeups(detectors)
         elif table == "edges":

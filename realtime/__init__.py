@@ -18,6 +18,7 @@ __version__ = "0.14.0"
 _EXPORTS = {
     "EmotionAnalyzer": "realtime.pipeline",
     "process_source": "realtime.pipeline",
+    "SourceWarning": "realtime.pipeline",
     "EmotionAnnotator": "realtime.annotator",
     "open_source": "realtime.sources",
     "Source": "realtime.sources",

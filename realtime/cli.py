@@ -17,8 +17,8 @@ from tqdm import tqdm
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import check_threads
 from realtime.crops import ROLL_TOLERANCE
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
-from realtime.errors import EmotionTracerError, OutputError, SourceError
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, WHOLE_IMAGE_MAX_SIDE
+from realtime.errors import EmotionTracerError, OutputError, SourceError, one_line
 from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path, check_output_suffix, out_of_space
@@ -35,8 +35,8 @@ from realtime.io.stream import (
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import EmotionAnalyzer, process_source, source_label
-from realtime.sources import list_media, media_kind, open_source, parse_source
-from realtime.summary import RunSummary
+from realtime.sources import FolderContents, media_below_hint, media_kind, open_source, parse_source, scan_folder
+from realtime.summary import RunSummary, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 WINDOW_TITLE = "Emotion Tracer (q or Esc quits)"
@@ -57,6 +57,9 @@ examples:
       annotate a photo
   python -m realtime photos/ --output annotated/ --results photos.csv
       every image and video in a folder; outputs keep the file names (videos become .mp4)
+  python -m realtime dataset/ --recursive --output annotated/ --results dataset.csv
+      its subfolders too: results name each file by its path in the folder (happy/0001.jpg),
+      and annotated/ gets the same subfolders
   python -m realtime --demo --output demo.mp4
       a short clip built from a sample face photo, no camera or file needed
 
@@ -217,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--image", type=_file, metavar="PATH", help="a photo (jpg, png, webp, bmp, tif...)")
     source.add_argument("--demo", action="store_true",
                         help="a short built-in clip of a sample face, to try it without a camera")
+    folders = parser.add_argument_group("folders")
+    folders.add_argument("--recursive", action="store_true",
+                         help="a folder's subfolders too (hidden ones skipped); results name each file by its path "
+                              "in the folder, and the output folder gets the same subfolders")
 
     output = parser.add_argument_group("outputs")
     output.add_argument("--output", "-o", type=_path, metavar="PATH",
@@ -239,7 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--whole-image", action="store_true",
                           help="each image (or frame) is one face already, e.g. a face crop: classify it "
                                "whole, without face detection (small images where no face is found are "
-                               "taken whole anyway)")
+                               "taken whole anyway, see --small-images-whole)")
+    analysis.add_argument("--small-images-whole", action=argparse.BooleanOptionalAction,
+                          help=f"a photo at most {WHOLE_IMAGE_MAX_SIDE} px on its longer side in which no face is "
+                               "found is taken whole, as a face crop (FER2013-style), and the summary counts "
+                               "them; --no-small-images-whole gives it no face, e.g. for thumbnails of scenes, "
+                               "logos or icons (default: on)")
     analysis.add_argument("--min-confidence", type=fraction_type(below_one=False), metavar="P",
                           help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or dim faces, at "
                                f"the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
@@ -282,6 +294,7 @@ class Job:
     kind: str  # "camera", "video", "image" or "demo"
     spec: int | Path | None
     output: Path | None
+    name: str | None = None  # a folder's file: its path within the folder (its source in the results and summary)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -298,8 +311,9 @@ def _file_identity(path: Path) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
-    """The jobs to run and whether the input is a folder; checks every output path before any work."""
+def _plan(args: argparse.Namespace, notes: list[str] | None = None) -> tuple[list[Job], bool]:
+    """The jobs to run and whether the input is a folder; checks every output path before any work. What a folder
+    holds but the run leaves out is said in a line added to ``notes``."""
     camera = args.camera if args.camera is not None or args.input is None else parse_source(args.input)
     if args.open_timeout is not None and not isinstance(camera, str):
         raise SourceError("--open-timeout applies to a network camera only (--camera URL)")
@@ -322,9 +336,11 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
         if isinstance(spec, (int, str)):
             jobs, folder = [Job("camera", spec, args.output)], False
         elif spec.is_dir():
-            jobs, folder = _folder_jobs(spec, args.output), True
+            jobs, folder = _folder_jobs(spec, args.output, args.recursive, notes), True
         else:
             jobs, folder = [Job(media_kind(spec), spec, args.output)], False
+    if args.recursive and not folder:
+        raise SourceError("--recursive applies to a folder only (SOURCE a folder)")
     if not folder:
         job = jobs[0]
         if job.output is not None:
@@ -347,9 +363,19 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], bool]:
     return jobs, folder
 
 
-def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
-    """One job per image or video in ``folder``; outputs go to the ``output`` folder under the same name."""
-    files = list_media(folder)
+def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
+                 notes: list[str] | None = None) -> list[Job]:
+    """One job per image or video in ``folder`` (and, with ``recursive``, in its subfolders); outputs go to the
+    ``output`` folder under the same path (its subfolders are made as the run reaches them). A line on what is
+    left out (subfolders, files of unknown kind, subfolders that cannot be read) is added to ``notes``."""
+    skip = [output] if output is not None else []  # an output folder inside the input is no input
+    contents = scan_folder(folder, recursive, skip)
+    if not contents.media:
+        below = "" if recursive else media_below_hint(folder, contents, "use --recursive", skip)
+        raise SourceError(f"folder {folder}: no images or videos in it{below}", folder)
+    files = contents.media
+    if notes is not None and (left_out := _left_out(folder, contents)):
+        notes.append(f"note: {left_out}")
     if output is not None:
         if output.exists() and not output.is_dir():
             raise OutputError(f"{output}: is a file; give a folder for the outputs of a folder")
@@ -360,28 +386,91 @@ def _folder_jobs(folder: Path, output: Path | None) -> list[Job]:
         if output.exists() and _same_file(output, folder):
             raise OutputError(f"{output}: is the input folder; choose another output folder")
         check_output_folder(output)
-    jobs, targets = [], {}
+    jobs, targets, made = [], {}, set()
     inputs = {_file_identity(path) for path in files}  # hard links to them included
     for path in files:
         kind = media_kind(path)
+        within = path.relative_to(folder)
+        name = within.as_posix()
         target = None
         if output is not None:
             if kind == "image":
                 suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_OUTPUT_SUFFIXES else ".png"
             else:
                 suffix = ".mp4"
-            target = output / (path.stem + suffix)
+            target = output / within.parent / (path.stem + suffix)
+            _check_output_subfolders(output, within.parent, name, made)
             if target.is_dir():
-                raise OutputError(f"{target}: is a folder, where the output for {path.name} would go; move it or "
+                raise OutputError(f"{target}: is a folder, where the output for {name} would go; move it or "
                                   "choose another output folder")
-            if target.name in targets:
-                raise OutputError(f"{target}: would be written for both {targets[target.name].name} and "
-                                  f"{path.name}; rename one of them")
-            targets[target.name] = path
+            key = target.relative_to(output).as_posix()
+            if key in targets:
+                raise OutputError(f"{target}: would be written for both {targets[key]} and {name}; rename one of them")
+            targets[key] = name
             if target.exists() and _file_identity(target) in inputs:
                 raise OutputError(f"{target}: is one of the inputs; choose another output folder")
-        jobs.append(Job(kind, path, target))
+        jobs.append(Job(kind, path, target, name))
+    for key, name in targets.items():  # an output file where another file's output needs a subfolder: x.jpg, x.jpg/
+        if key in made:
+            raise OutputError(f"{output / key}: would be both the output for {name} and a folder of outputs; "
+                              "rename one of them")
     return jobs
+
+
+def _check_output_subfolders(output: Path, subfolder: Path, name: str, made: set[str]) -> None:
+    """Refuse, before any work, a file in the way of a subfolder that the output of ``name`` (a folder's file at
+    ``subfolder`` within the folder) needs in ``output``, or one that cannot be written in; ``made`` gathers the
+    subfolders already checked (paths within ``output``)."""
+    for depth in range(1, len(subfolder.parts) + 1):
+        key = Path(*subfolder.parts[:depth]).as_posix()
+        if key in made:
+            continue
+        made.add(key)
+        path = output / key
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"{path}: is a file, where the subfolder for the output of {name} would go; move it "
+                              "or choose another output folder")
+        if path.is_dir():  # one to be made is as writable as the output folder, checked already
+            check_output_folder(path)
+
+
+def _make_output_folder(job: Job) -> None:
+    """Make the subfolders of the output folder that ``job``'s output goes in (a folder run with --recursive), as
+    the run reaches it; a failure is that file's output failure. Making a folder is atomic, and one made meanwhile
+    by someone else is used."""
+    if job.name is None or job.output is None or job.output.parent.is_dir():
+        return
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{job.output}: cannot create the folder {job.output.parent} ({one_line(error)}); nothing "
+                          "of it was written", job.output) from error
+
+
+def _left_out(folder: Path, contents: FolderContents, shown: int = 5) -> str:
+    """What a folder run leaves out of ``folder``, in words (a few names of each, then how many more), or ""."""
+
+    def names(paths: list[Path]) -> str:
+        listed = ", ".join(printable(path.relative_to(folder).as_posix()) for path in paths[:shown])
+        return listed + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+
+    def count(number: int, what: str) -> str:
+        return f"{number} {what}{'s' * (number != 1)}"
+
+    parts = []
+    if contents.subfolders:
+        parts.append(f"{count(len(contents.subfolders), 'subfolder')} not analysed (use --recursive): "
+                     f"{names(contents.subfolders)}")
+    if contents.unknown:
+        parts.append(f"{count(len(contents.unknown), 'file')} of unknown kind skipped: {names(contents.unknown)}")
+    if contents.unreadable:
+        unreadable = [path for path, _ in contents.unreadable]
+        parts.append(f"{count(len(unreadable), 'subfolder')} that could not be read skipped "
+                     f"({contents.unreadable[0][1]}): {names(unreadable)}")
+    if contents.repeated:
+        parts.append(f"{count(len(contents.repeated), 'folder link')} skipped (its folder is analysed already): "
+                     f"{names(contents.repeated)}")
+    return "; ".join(parts)
 
 
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
@@ -400,6 +489,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         source_options = {name: value for name in ("open_timeout", "reconnect_for")
                           if (value := getattr(args, name)) is not None}
         source = stack.enter_context(open_source(job.spec, job.kind, **source_options))
+        _make_output_folder(job)  # once the file is known to open: no empty subfolder for a file skipped
         if getattr(source, "frames_in_file", 1) > 1:  # an animated GIF/WebP or a multi-page TIFF
             as_video = " (--video analyses them all)" if job.spec.suffix.lower() in VIDEO_SUFFIXES else ""
             notes.append(f"note: {job.spec} holds {source.frames_in_file} frames; only the first is analysed{as_video}")
@@ -450,7 +540,7 @@ def _output_failure(job: Job, error: OutputError, frames: int, results: Path | N
     if job.output is None or error.path is None or Path(error.path) != job.output:
         return None
     rows = ", their rows are in the results file" if results is not None and frames else ""
-    return f"{job.spec.name}: {error} ({frames} frame{'s' * (frames != 1)} analysed{rows})"
+    return f"{job.name or job.spec.name}: {error} ({frames} frame{'s' * (frames != 1)} analysed{rows})"
 
 
 def _raise_stop(stops: list[int]) -> None:
@@ -504,20 +594,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.whole_image:
         detection_options = [option for option, value in (("--detector", args.detector),
                                                           ("--min-confidence", args.min_confidence),
-                                                          ("--[no-]roll-correction", args.roll_correction))
+                                                          ("--[no-]roll-correction", args.roll_correction),
+                                                          ("--[no-]small-images-whole", args.small_images_whole))
                              if value is not None]
         if detection_options:
             parser.error(f"{', '.join(detection_options)}: face detection option{'s' * (len(detection_options) > 1)}, "
                          "which --whole-image turns off")
     args.min_confidence = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
     args.roll_correction = args.roll_correction is not False
+    args.small_images_whole = args.small_images_whole is not False
     try:
-        jobs, folder = _plan(args)
+        notes = []  # printed once the first source is open, so bad input gets only its error line
+        jobs, folder = _plan(args, notes)
         live = jobs[0].kind == "camera"
         detector_range = args.detector or ("short" if live else "auto")
         want_window = args.show or (live and not args.no_display)
         show_window = want_window and display_available()
-        notes = []  # printed once the first source is open, so bad input gets only its error line
         if want_window and not show_window:
             notes.append("note: no display available, running without a window")
         if live and not show_window:
@@ -543,14 +635,14 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
     files after it would fail alike. A failing results file, shared by all the files, and a stop
     (``stops``: Ctrl-C, SIGTERM, SIGHUP) end the whole run.
     """
-    summary = RunSummary()
+    summary = RunSummary(whole_image=args.whole_image)
     latencies: list[LatencyMeter] = []
     try:
         with ExitStack() as stack:
             analyzer = stack.enter_context(EmotionAnalyzer(
                 args.model, detector_range=detector_range, min_confidence=args.min_confidence,
                 smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads, whole_image=args.whole_image,
-                roll_correction=args.roll_correction))
+                roll_correction=args.roll_correction, small_images_whole=args.small_images_whole))
             annotator = EmotionAnnotator()
             opened = []
 
@@ -569,7 +661,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 frames_before = summary.frames
                 try:
                     rewrite_failure = _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
-                                               job.spec.name if folder else None, notes, latencies)
+                                               job.name if folder else None, notes, latencies)
                 except SourceError as error:
                     if not folder:
                         raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,6 +34,13 @@ from realtime.types import AnalyzedFrame, FaceResult, Frame, FrameResult
 FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
 
 
+class SourceWarning(UserWarning):
+    """What ``EmotionAnalyzer.stream()`` could not analyse of its source, one warning per line of the source's
+    ``issues`` (a damaged stretch skipped, a cut-short end, a camera or stream outage), worded as the command
+    line's "warning:" lines; the stream's results lack those frames. ``analyzer.last_source_issues`` keeps
+    the lines of the last stream."""
+
+
 class EmotionAnalyzer:
     """Emotions of the faces in photos and in streams of frames.
 
@@ -48,7 +56,10 @@ class EmotionAnalyzer:
     ``whole_image``: classify each whole frame as one face (pictures that are face crops already),
     without detection; such faces have no detection score (None). Without it, a photo (not a video's
     frame) no larger than 160 pixels on its longer side in which no face is found, and which is not flat,
-    is also taken whole (see ``FaceDetector``): a small picture is usually a face crop.
+    is also taken whole (see ``FaceDetector``): a small picture is usually a face crop. Such a face has no
+    detection score (None) either.
+    ``small_images_whole``: False turns that off: a small photo without a detected face has no face (for
+    thumbnails of scenes, logos, icons).
     ``roll_correction``: turn tilted heads upright (eye line level) in their crops before classifying.
 
     Only ``model_path`` may be given by position. One analyzer may be shared between threads: its calls
@@ -58,7 +69,8 @@ class EmotionAnalyzer:
 
     def __init__(self, model_path: str | Path | None = None, *, detector_range: str = "auto",
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE, smoothing: float = 0.6, flip_tta: bool = True,
-                 threads: int | None = 1, whole_image: bool = False, roll_correction: bool = True):
+                 threads: int | None = 1, whole_image: bool = False, roll_correction: bool = True,
+                 small_images_whole: bool = True):
         if model_path in DETECTOR_CHOICES and not Path(model_path).exists():
             raise ValueError(f"{model_path!r} is a detector range, not a model file: detector_range={model_path!r}")
         if detector_range not in DETECTOR_CHOICES:
@@ -72,7 +84,10 @@ class EmotionAnalyzer:
         self.detector = FaceDetector(detector_range, min_confidence)
         self.scene_cuts = SceneCutDetector()
         self.whole_image = whole_image
+        self.small_images_whole = small_images_whole
         self.roll_correction = roll_correction
+        self.last_source_issues: tuple[str, ...] = ()  # what the last stream() lost, a line each (SourceWarning)
+        self.last_source_frames_lost = 0  # frames of the last stream()'s video file skipped as damaged or cut off
         self._lock = threading.RLock()
         self._closed = self._streaming = False
         self._tracked_frames, self._first_capture = 0, None
@@ -81,6 +96,7 @@ class EmotionAnalyzer:
         return (f"EmotionAnalyzer({str(self.classifier.model_path)!r}, detector_range={self.detector.model_range!r}, "
                 f"min_confidence={self.detector.min_confidence}, smoothing={self.tracker.smoothing}, "
                 f"flip_tta={self.classifier.flip_tta}, whole_image={self.whole_image}, "
+                f"small_images_whole={self.small_images_whole}, "
                 f"roll_correction={self.roll_correction}{', closed' * self._closed})")
 
     @property
@@ -132,7 +148,8 @@ class EmotionAnalyzer:
     def _track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str, still: bool,
                edited: bool) -> FrameResult:
         """``track()`` without the stream check (the stream's own frames come through here); ``still``: the
-        frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does;
+        frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does (unless
+        ``small_images_whole`` is off);
         ``edited``: the frame is a video file's, which may cut from one shot to another (a new shot forgets
         the faces of the last one: new ids, no smoothing across the cut; after a flash of a frame or two the
         faces of the shot before it come back)."""
@@ -149,7 +166,7 @@ class EmotionAnalyzer:
             change = self.scene_cuts.shot_change(image) if edited else ShotChange.SAME
             if change is not ShotChange.SAME:
                 self.detector.reset()  # every detection pass for the faces of the new (or resumed) shot
-            detections, probabilities, speed = self._detect_and_classify(image, whole_image_fallback=still)
+            detections, probabilities, speed = self._detect_and_classify(image, photo=still)
             started = time.perf_counter()
             faces = self.tracker.update(detections, probabilities, timestamp, new_scene=change is ShotChange.NEW,
                                         scene_resumed=change is ShotChange.BACK)
@@ -162,14 +179,16 @@ class EmotionAnalyzer:
         if self._closed:
             raise RuntimeError("this EmotionAnalyzer is closed; make a new one")
 
-    def _detect_and_classify(self, image: np.ndarray, whole_image_fallback: bool = True
+    def _detect_and_classify(self, image: np.ndarray, photo: bool = True
                              ) -> tuple[list, np.ndarray, dict[str, float]]:
-        """The image's faces (or the whole image as one), their probabilities, and each stage's milliseconds."""
+        """The image's faces (or the whole image as one), their probabilities, and each stage's milliseconds;
+        ``photo``: the image is a photo, not a video's frame: a large one is also searched in tiles, and a small
+        one without a detected face is taken whole when ``small_images_whole`` is on."""
         started = time.perf_counter()
         if self.whole_image:
             detections = [whole_image_face(image)] if image.shape[0] and image.shape[1] else []
         else:
-            detections = self.detector.detect(image, whole_image_fallback)
+            detections = self.detector.detect(image, photo and self.small_images_whole, tiles=photo)
         detected = time.perf_counter()
         rolls = [face.roll for face in detections] if self.roll_correction else None
         probabilities = self.classifier.infer(image, [face.box for face in detections], rolls)
@@ -177,25 +196,48 @@ class EmotionAnalyzer:
         return detections, probabilities, {"detect": 1000 * (detected - started),
                                            "classify": 1000 * (classified - detected)}
 
-    def stream(self, source: Source | str | int | Path, max_frames: int | None = None) -> Iterator[FrameResult]:
+    def stream(self, source: Source | str | int | Path, max_frames: int | None = None, *,
+               source_name: str | None = None) -> Iterator[FrameResult]:
         """One FrameResult per frame of a video file, a camera index or URL, or an open Source, ids tracked.
 
         A source given by name or index is opened here and closed when the iteration ends. One stream at a
         time: a second one started before the first has ended is refused (make a second analyzer for it).
         Tracking starts afresh with each stream, and after it (``reset()``).
+
+        ``source_name`` goes into every result's ``source``. By default a file is named by its path as
+        given (here or to ``open_source()``), as ``analyze()`` names a photo, so that ``cam_a/clip.mp4``
+        and ``cam_b/clip.mp4`` stay apart; a camera is "camera 0", a stream its address with any password
+        hidden.
+
+        What the source could not deliver (damaged stretches skipped, a cut-short end, camera or stream
+        outages) is a ``SourceWarning`` per line when the iteration ends, and those lines stay in
+        ``last_source_issues`` (``last_source_frames_lost``: a video file's frames lost) until the next stream.
         """
         if isinstance(source, bool) or not isinstance(source, (str, int, Path, Source)):
             raise TypeError(f"stream() takes a video file's path, a camera index or URL, or an open Source, not "
                             f"{type(source).__name__} (for single images: analyze(), or track() frame by frame)")
-        return self._stream(source, check_max_frames(max_frames))
+        if source_name is not None and not isinstance(source_name, str):
+            raise TypeError(f"source_name must be a str, not {type(source_name).__name__}")
+        return self._stream(source, check_max_frames(max_frames), source_name)
 
-    def _stream(self, source: Source | str | int | Path, max_frames: int | None) -> Iterator[FrameResult]:
+    def _stream(self, source: Source | str | int | Path, max_frames: int | None,
+                source_name: str | None) -> Iterator[FrameResult]:
         self._refuse_second_stream()  # before a camera is opened for it
+        given = source
         with ExitStack() as stack:
             if not isinstance(source, Source):
                 source = stack.enter_context(open_source(source))
-            for analyzed in process_source(source, self, max_frames=max_frames):
-                yield analyzed.result
+            if source_name is None:  # a file by its path as given, as analyze() names a photo
+                source_name = str(given) if isinstance(given, (str, Path)) and not source.live else source.info.source
+            self.last_source_issues, self.last_source_frames_lost = (), 0
+            try:
+                for analyzed in process_source(source, self, source_name=source_name, max_frames=max_frames):
+                    yield analyzed.result
+            finally:  # also when the caller stops early or the source fails part way: what was lost so far
+                self.last_source_issues = tuple(getattr(source, "issues", ()))
+                self.last_source_frames_lost = getattr(source, "frames_lost", 0)
+            for issue in self.last_source_issues:  # the iteration ended: the caller's loop is told
+                warnings.warn(issue, SourceWarning, stacklevel=2)
 
     def _refuse_second_stream(self) -> None:
         if self._streaming:
@@ -278,11 +320,13 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
 
     Yields an AnalyzedFrame per frame, annotated when an ``annotator`` is given (sinks that show or
     write images need one). A sink returning False from ``write_frame`` stops the run (the user
-    pressed q). ``source_name`` (default: the source's file name) goes into every result;
+    pressed q). ``source_name`` goes into every result (default: ``source_label()``, a file's name without
+    its folder, as the command line names a single file; ``stream()`` names a file by its path);
     ``max_frames`` stops early; ``progress`` shows a tqdm bar on stderr when it is a terminal (not
     in a log file). The tracker is reset first and afterwards, so ids start at 1 for each source; meanwhile
     the analyzer refuses a second stream and ``track()``. Closing the sinks and the source is the caller's job
-    (``with`` blocks), which also makes Ctrl-C leave finished files.
+    (``with`` blocks), which also makes Ctrl-C leave finished files, and so is reading what the source lost
+    (its ``issues`` and ``frames_lost``, complete once the iteration has ended): no warning is given here.
     """
     if not isinstance(source, Source):
         raise TypeError(f"process_source() takes an open Source (realtime.open_source(...)), not "

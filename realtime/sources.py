@@ -11,19 +11,24 @@ ended (video files count the frames lost in ``frames_lost``).
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
-from realtime.errors import SourceError
+from realtime.errors import SourceError, one_line
 from realtime.io.camera import CAMERA_RECONNECT_S, CameraSource
 from realtime.io.images import IMAGE_SUFFIXES, ImageSource
 from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, StreamSource, is_stream_url, redacted
 from realtime.io.video import VIDEO_SUFFIXES, VideoFileSource
 from realtime.types import Frame, VideoInfo
+
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 @runtime_checkable
@@ -78,18 +83,113 @@ def media_kind(path: Path | str) -> str:
         return "video"
 
 
-def list_media(folder: Path | str) -> list[Path]:
-    """The images and videos directly inside ``folder`` (hidden files skipped), sorted by name."""
+@dataclass
+class FolderContents:
+    """What a folder holds, as ``scan_folder`` found it; hidden files and folders are left out of every list.
+
+    Each list is sorted by the path within the folder (``a.jpg`` before ``day1/a.jpg`` before ``z.jpg``).
+    """
+
+    media: list[Path] = field(default_factory=list)  # images and videos (in the subfolders too, when recursive)
+    subfolders: list[Path] = field(default_factory=list)  # subfolders not entered (the scan was not recursive)
+    unknown: list[Path] = field(default_factory=list)  # files whose suffix is no known image or video
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # subfolders that could not be read, and why
+    repeated: list[Path] = field(default_factory=list)  # links to a folder already scanned (a loop, a second link)
+
+
+def _folder_identity(path: Path | str) -> tuple[int, int]:
+    """(device, inode) of the folder ``path`` names, through any links: the same for every way to it."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def scan_folder(folder: Path | str, recursive: bool = False, skip: Iterable[Path | str] = ()) -> FolderContents:
+    """The images, videos, subfolders and other files inside ``folder``; with ``recursive``, inside its subfolders too.
+
+    Files are told apart by suffix only. Links to folders are followed, but a folder is entered once however many
+    links lead to it, so a link loop ends there (it is listed in ``repeated``). Folders in ``skip`` (an output folder
+    inside the input) are neither entered nor listed. A subfolder that cannot be read is listed in ``unreadable``;
+    ``folder`` itself raises SourceError.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"folder {folder}: no such folder", folder)
-    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-    files = sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
-    )
-    if not files:
-        raise SourceError(f"folder {folder}: no images or videos in it", folder)
-    return files
+    skipped = set()
+    for path in skip:
+        with suppress(OSError):  # not there (yet): nothing to skip
+            skipped.add(_folder_identity(path))
+    contents = FolderContents()
+    try:
+        seen = {_folder_identity(folder)}
+        entries = _entries(folder)
+    except OSError as error:
+        raise SourceError(f"folder {folder}: cannot read it ({one_line(error)})", folder) from error
+    pending = [iter(entries)]  # depth first, in name order: which of two links to a folder is entered is fixed
+    while pending:
+        for entry in pending[-1]:
+            path = Path(entry.path)
+            try:
+                is_folder = entry.is_dir()  # through a link too
+            except OSError:
+                is_folder = False
+            if not is_folder:
+                if entry.is_file():
+                    (contents.media if path.suffix.lower() in MEDIA_SUFFIXES else contents.unknown).append(path)
+                continue  # a broken link, a device, a pipe: nothing to analyse, as before
+            try:
+                identity = _folder_identity(path)
+            except OSError as error:
+                contents.unreadable.append((path, one_line(error)))
+                continue
+            if identity in skipped:
+                continue
+            if not recursive:
+                contents.subfolders.append(path)
+            elif identity in seen:
+                contents.repeated.append(path)
+            else:
+                seen.add(identity)
+                try:
+                    pending.append(iter(_entries(path)))
+                except OSError as error:
+                    contents.unreadable.append((path, one_line(error)))
+                else:
+                    break  # into the subfolder; the rest of this folder comes after it
+        else:
+            pending.pop()
+
+    def within(path: Path) -> tuple[str, ...]:
+        return path.relative_to(folder).parts
+
+    for found in (contents.media, contents.subfolders, contents.unknown, contents.repeated):
+        found.sort(key=within)
+    contents.unreadable.sort(key=lambda item: within(item[0]))
+    return contents
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` that are not hidden (their names do not start with a dot), sorted by name."""
+    with os.scandir(folder) as entries:
+        return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda entry: entry.name)
+
+
+def list_media(folder: Path | str, recursive: bool = False) -> list[Path]:
+    """The images and videos directly inside ``folder`` (with ``recursive``, in its subfolders too; hidden files and
+    folders skipped), sorted by their path within it (see ``scan_folder``)."""
+    contents = scan_folder(folder, recursive)
+    if not contents.media:
+        below = "" if recursive else media_below_hint(folder, contents, "list_media(folder, recursive=True) lists them")
+        raise SourceError(f"folder {folder}: no images or videos in it{below}", folder)
+    return contents.media
+
+
+def media_below_hint(folder: Path | str, contents: FolderContents, how: str, skip: Iterable[Path | str] = ()) -> str:
+    """For a folder that holds no media itself (``contents``, not recursive): ``", but N in its subfolders (<how>)"``,
+    or "" when they hold none either."""
+    if not contents.subfolders:
+        return ""
+    count = len(scan_folder(folder, recursive=True, skip=skip).media)
+    return f", but {count} in its subfolders ({how})" if count else ""
 
 
 def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout: float | None = None,

@@ -42,6 +42,8 @@ class RunSummary:
     tracked: dict[tuple[str, int], FaceSummary] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # what was lost, skipped or cut short, a line each
     failed_outputs: int = 0  # of the problems: outputs that could not be written whole
+    whole_image: bool = False  # every frame is classified whole on request (--whole-image): none counts below
+    taken_whole: int = 0  # small photos without a detected face classified whole, as face crops (no score)
 
     def note(self, problem: str, output_failed: bool = False) -> None:
         """Record one thing the run could not analyse (a damaged stretch, a skipped file, an outage) or, with
@@ -56,6 +58,7 @@ class RunSummary:
         self.frames += 1
         self.faces += len(result.faces)
         self.frames_with_faces += bool(result.faces)
+        self.taken_whole += not self.whole_image and any(face.detection_score is None for face in result.faces)
         self.seconds += seconds
         for face in result.faces:
             key = (source, face.face_id)
@@ -80,7 +83,8 @@ class RunSummary:
         return self.frames / busy if busy > 0 else 0.0
 
     def format(self) -> str:
-        """A short plain-text report: totals, one row per tracked face, then the problems, if any."""
+        """A short plain-text report: totals, one row per tracked face, the small images taken whole, then the
+        problems, if any."""
         lines = [f"{self.frames} frame{'s' * (self.frames != 1)}, {self.faces} face detection"
                  f"{'s' * (self.faces != 1)} in {self.frames_with_faces} frame{'s' * (self.frames_with_faces != 1)}"
                  + (f", {self.fps:.1f} frames/s" if self.fps > 0 else "") + self._outages()]
@@ -88,6 +92,11 @@ class RunSummary:
             lines.append("no faces found")
         else:
             lines.extend(self._face_table())
+        if self.taken_whole:
+            several = self.taken_whole != 1
+            lines.append(f"{self.taken_whole} small image{'s' * several} without a detected face "
+                         f"{'were' if several else 'was'} taken whole as {'face crops' if several else 'a face crop'}"
+                         " (--no-small-images-whole turns this off)")
         if self.problems:
             kept = "everything analysed is kept in the outputs"
             if self.failed_outputs:

@@ -342,6 +342,113 @@ def test_results_may_go_into_the_output_folder_the_run_creates(tiny_model, tmp_p
     assert sorted(p.name for p in annotated.iterdir()) == ["a.png", "all.csv"]
 
 
+def photo_tree(root: Path, names: list[str], media: Path | None = None) -> None:
+    """Files under ``root`` at ``names`` (paths within it): links to a real face photo when ``media`` is given,
+    else small grey PNGs; a name not ending in an image suffix gets a line of text."""
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not name.endswith((".jpg", ".png")):
+            path.write_text("not a photo")
+        elif media is not None:
+            path.symlink_to(media / "justin.jpg")
+        else:
+            cv2.imwrite(str(path), np.full((60, 80, 3), 90, np.uint8))
+
+
+def test_a_folder_run_says_what_it_leaves_out(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png", "day1/b.png", "day2/c.png", "notes.txt", "IMG_0001.HEIC", ".hidden.txt",
+                        ".cache/d.png"])
+    (tmp_path / "out").mkdir()
+    (folder / "annotated").symlink_to(tmp_path / "out")  # the output folder, though inside the input, is no input
+    assert main([str(folder), "-o", str(folder / "annotated"), "--model", str(tiny_model)]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
+    assert notes == ["note: 2 subfolders not analysed (use --recursive): day1, day2; "
+                     "2 files of unknown kind skipped: IMG_0001.HEIC, notes.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    photo_tree(tmp_path / "plain", ["a.png", "b.png"])  # nothing left out: nothing said
+    assert main([str(tmp_path / "plain"), "--model", str(tiny_model)]) == 0
+    assert "note" not in capsys.readouterr().err
+
+
+def test_a_folder_whose_media_are_all_in_subfolders_suggests_recursive(tiny_model, tmp_path, capsys):
+    photo_tree(tmp_path / "in", ["happy/a.png", "happy/b.png", "sad/deep/c.png", "notes.txt"])
+    assert main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]) == 2
+    assert one_line_error(capsys.readouterr()) == (f"error: folder {tmp_path / 'in'}: no images or videos in it, "
+                                                   "but 3 in its subfolders (use --recursive)")
+    assert not (tmp_path / "out").exists()
+    photo_tree(tmp_path / "none", ["sub/notes.txt"])  # subfolders without media: no suggestion
+    assert main([str(tmp_path / "none"), "--model", str(tiny_model)]) == 2
+    assert one_line_error(capsys.readouterr()).endswith(": no images or videos in it")
+
+
+def test_a_class_per_folder_dataset_suggests_recursive(fer2013, tiny_model, capsys):
+    assert main([str(fer2013 / "test"), "--model", str(tiny_model)]) == 2
+    error = one_line_error(capsys.readouterr())
+    assert error.startswith(f"error: folder {fer2013 / 'test'}: no images or videos in it, but ")
+    assert error.endswith(" in its subfolders (use --recursive)")
+
+
+def test_recursive_folder_run_keeps_paths_in_results_and_outputs(media, tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.jpg", "day1/a.jpg", "day2/deep/a.jpg", "day2/notes.txt", ".hidden/a.jpg",
+                        "day2/.a.jpg"], media)
+    (folder / "day1" / "clip.mov").symlink_to(media / "single_face.mp4")
+    (folder / "day2" / "deep" / "loop").symlink_to(folder)  # a link loop: each folder is entered once
+    (folder / "empty").mkdir()
+    out, results = tmp_path / "out", tmp_path / "r.csv"
+    assert main([str(folder), "--recursive", "-o", str(out), "-r", str(results), "--model", str(tiny_model),
+                 "--max-frames", "5"]) == 0
+    captured = capsys.readouterr()
+    written = sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file())
+    assert written == ["a.jpg", "day1/a.jpg", "day1/clip.mp4", "day2/deep/a.jpg"]  # no partial file left either
+    assert video_facts(out / "day1" / "clip.mp4")[0] == 5
+    sources = [row["source"] for row in read_csv(results)]
+    assert sorted(set(sources)) == ["a.jpg", "day1/a.jpg", "day1/clip.mov", "day2/deep/a.jpg"]
+    assert sources.index("a.jpg") < sources.index("day1/a.jpg") < sources.index("day1/clip.mov") \
+        < sources.index("day2/deep/a.jpg")  # sorted by path, depth first
+    assert "day2/deep/a.jpg" in captured.out  # the summary tells the photos named a.jpg apart
+    assert [line for line in captured.err.splitlines() if line.startswith("note:")] == [
+        "note: 1 file of unknown kind skipped: day2/notes.txt; "
+        "1 folder link skipped (its folder is analysed already): day2/deep/loop"]
+
+
+def test_recursive_output_folder_inside_the_input_is_not_analysed_again(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png", "day1/b.png"])
+    argv = [str(folder), "--recursive", "-o", str(folder / "annotated"), "-r", str(tmp_path / "r.csv"),
+            "--model", str(tiny_model)]
+    for _ in range(2):  # the second run finds the first one's outputs inside the input
+        assert main(argv) == 0
+        assert sorted(p.relative_to(folder / "annotated").as_posix() for p in (folder / "annotated").rglob("*")) == [
+            "a.png", "day1", "day1/b.png"]
+    assert "note" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["file_and_folder", "file_in_the_way", "not_a_folder"])
+def test_recursive_clashes_are_refused_before_any_work(case, tiny_model, tmp_path, capsys):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    photo_tree(folder, ["x.tif", "x.png/y.png", "day1/z.png"] if case == "file_and_folder" else ["day1/z.png"])
+    out.mkdir()
+    if case == "file_in_the_way":
+        (out / "day1").write_text("a file where the subfolder day1 of the outputs would go")
+    source = folder / "day1" / "z.png" if case == "not_a_folder" else folder
+    before = sorted(path.as_posix() for path in tmp_path.rglob("*"))
+    assert main([str(source), "--recursive", "-o", str(out), "-r", str(tmp_path / "r.csv"),
+                 "--model", str(tiny_model)]) == 2
+    error = one_line_error(capsys.readouterr())
+    assert sorted(path.as_posix() for path in tmp_path.rglob("*")) == before  # nothing written
+    assert error == {
+        "file_and_folder": f"error: {out / 'x.png'}: would be both the output for x.tif and a folder of outputs; "
+                           "rename one of them",
+        "file_in_the_way": f"error: {out / 'day1'}: is a file, where the subfolder for the output of day1/z.png "
+                           "would go; move it or choose another output folder",
+        "not_a_folder": "error: --recursive applies to a folder only (SOURCE a folder)",
+    }[case]
+
+
 def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(realtime.classifier, "SHIPPED_MODEL", "missing.onnx")
     assert main(["--demo", "-o", str(tmp_path / "out.mp4")]) == 2
@@ -531,3 +638,67 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log_file(tiny_model, 
         assert subprocess.run(command, cwd=PROJECT_ROOT, stdout=log, stderr=log, timeout=300).returncode == 0
     logged = (tmp_path / "log.txt").read_text()
     assert "\r" not in logged and "15 frames" in logged  # the summary, without the bar's redrawn lines
+
+
+def test_small_photos_taken_whole_are_counted_and_can_be_turned_off(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "thumbs"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for name in ("landscape.png", "logo.jpg"):  # thumbnails without a face, not flat
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (100, 150, 3), dtype=np.uint8))
+    results = tmp_path / "r.csv"
+    assert main([str(folder), "-r", str(results), "--model", str(tiny_model)]) == 0
+    out = capsys.readouterr().out
+    assert len(read_csv(results)) == 2
+    assert "2 small images without a detected face were taken whole as face crops " \
+           "(--no-small-images-whole turns this off)" in out
+    assert main([str(folder), "-r", str(results), "--model", str(tiny_model), "--no-small-images-whole"]) == 0
+    out = capsys.readouterr().out
+    assert read_csv(results) == [] and "no faces found" in out and "taken whole" not in out
+    assert main(["--image", str(folder / "logo.jpg"), "--model", str(tiny_model)]) == 0
+    assert "1 small image without a detected face was taken whole as a face crop" in capsys.readouterr().out
+    assert main(["--image", str(folder / "logo.jpg"), "--model", str(tiny_model), "--whole-image"]) == 0
+    assert "taken whole" not in capsys.readouterr().out  # asked for: every image is taken whole
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--image", str(folder / "logo.jpg"), "--whole-image", "--no-small-images-whole"])
+    assert exit_info.value.code == 2
+    assert "--[no-]small-images-whole" in one_line_error(capsys.readouterr())
+
+
+def test_a_video_given_as_a_photo_points_to_video(media, tiny_model, tmp_path, capsys):
+    assert main(["--image", str(media / "single_face.mp4"), "-o", str(tmp_path / "x.jpg"),
+                 "--model", str(tiny_model)]) == 2
+    error = one_line_error(capsys.readouterr())
+    assert "a video, not a photo" in error and "--video" in error and "not an image file" not in error
+
+
+def test_a_cut_short_video_is_reported_once_without_python_warnings(media, tiny_model, tmp_path):
+    from realtime.io.video import H264VideoWriter, VideoFileSource
+
+    whole = tmp_path / "whole.mp4"
+    with VideoFileSource(media / "single_face.mp4") as source, H264VideoWriter(whole, source.info) as writer:
+        for frame in source:
+            writer.write(frame.image, frame.timestamp)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    completed = run_cli("--video", str(cut), "--model", str(tiny_model))
+    assert completed.returncode == 3
+    warned = [line for line in completed.stderr.splitlines() if "frames lost" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: video cut.mp4: ")
+    assert "Warning" not in completed.stderr
+
+
+def test_an_output_subfolder_that_cannot_be_made_fails_that_file_only(tiny_model, tmp_path):
+    """Made as the run reaches the file (atomic, and one made meanwhile is used); a failure is that file's."""
+    output = tmp_path / "out" / "day1" / "a.png"
+    (tmp_path / "out").mkdir()
+    job = realtime.cli.Job("image", tmp_path / "in" / "day1" / "a.png", output, "day1/a.png")
+    realtime.cli._make_output_folder(job)
+    assert output.parent.is_dir()
+    realtime.cli._make_output_folder(job)  # already there: nothing to do
+    output.parent.rmdir()
+    output.parent.write_text("a file got in the way after the checks")
+    with pytest.raises(realtime.cli.OutputError) as failure:
+        realtime.cli._make_output_folder(job)
+    assert failure.value.path == output and str(failure.value).startswith(
+        f"{output}: cannot create the folder {output.parent} (")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.faces import close_up, cut_at_edge
+from benchmarks.faces import close_up, cut_at_edge, group_photos
 from realtime.detector import (
     DEFAULT_MIN_CONFIDENCE,
     FULL_RANGE_INTERVAL,
@@ -273,3 +273,31 @@ def test_detected_eyes_measure_how_far_a_real_face_is_tilted(auto):
     for degrees in (20, -25):
         assert 0.5 * abs(degrees) <= abs(rolls[degrees] - rolls[0]) <= 1.5 * abs(degrees)
         assert np.sign(rolls[degrees] - rolls[0]) == -np.sign(degrees)
+
+
+def test_tiles_find_the_faces_of_large_photos_that_are_small_against_them(media):
+    """multi_face.jpg's five faces in a scene three times as wide, 2x2 copies of it, justin.jpg's face in a
+    panorama: the whole-photo passes find almost none, the tiles every one; and no face in a faceless
+    photo at twice its size."""
+    photos = group_photos()
+    with FaceDetector("auto") as detector:
+        for name in ("multi_face.jpg in a scene 3x as wide", "2x2 copies of multi_face.jpg",
+                     "justin.jpg in a 17000x800 panorama"):
+            image, expected = photos[name]
+            detector.reset()
+            assert len(detector.detect(image)) <= expected // 4, name
+            detector.reset()
+            faces = detector.detect(image, tiles=True)
+            assert len(faces) == expected, name
+            assert all(face.eyes is not None and face.box.x1 <= face.eyes[0][0] <= face.box.x2 for face in faces)
+        faceless = read_image(media / "free-mountain-vector-01.jpg")
+        detector.reset()
+        assert detector.detect(np.repeat(np.repeat(faceless, 2, axis=0), 2, axis=1), tiles=True) == []
+
+
+def test_tiles_and_the_small_image_fallback_leave_small_photos_alone():
+    """A photo no larger than a tile gets no tiles: a small faceless photo still falls back to itself whole."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    with FaceDetector("auto") as detector:
+        assert [face.score for face in detector.detect(image, tiles=True)] == [None]

@@ -101,3 +101,16 @@ def test_installed_wheel_runs_the_api_example_cli_and_demo_outside_the_repositor
     for generic in ("models", "export"):
         absent = subprocess.run([str(python), "-c", f"import {generic}"], **run)
         assert absent.returncode != 0, f"the wheel installed a top-level '{generic}' package"
+
+
+def test_source_warning_is_exported_as_a_warning():
+    import warnings
+
+    import realtime
+
+    assert "SourceWarning" in realtime.__all__ and "SourceWarning" in dir(realtime)
+    assert issubclass(realtime.SourceWarning, UserWarning)
+    with warnings.catch_warnings():  # a user can silence exactly these, or make them errors
+        warnings.simplefilter("error", realtime.SourceWarning)
+        with pytest.raises(realtime.SourceWarning):
+            warnings.warn("video x.mp4: lost", realtime.SourceWarning, stacklevel=1)

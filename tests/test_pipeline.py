@@ -337,7 +337,8 @@ def test_bad_options_are_refused_under_their_own_names(tiny_model):
             EmotionAnalyzer(tiny_model, **option)
     with EmotionAnalyzer(tiny_model, detector_range="short", smoothing=0.3) as analyzer:
         assert repr(analyzer) == (f"EmotionAnalyzer({str(tiny_model)!r}, detector_range='short', min_confidence=0.7, "
-                                  "smoothing=0.3, flip_tta=True, whole_image=False, roll_correction=True)")
+                                  "smoothing=0.3, flip_tta=True, whole_image=False, small_images_whole=True, "
+                                  "roll_correction=True)")
         with pytest.raises(ValueError, match="max_frames must be None or a whole number"):
             analyzer.stream(demo_source(), max_frames=0)  # at once, not at the first frame
 
@@ -358,3 +359,186 @@ def test_a_pil_image_is_taken_upright_as_its_exif_orientation_says(tiny_model, t
         assert photo.size == (60, 40)
         from_pil, from_path = whole.analyze(photo), whole.analyze(tmp_path / "turned.jpg")
     assert from_pil.faces[0].box == from_path.faces[0].box == (0, 0, 40, 60)
+
+
+def _cut_short_copy(media, tmp_path) -> tuple:
+    """single_face.mp4 rewritten as the command line's --output does (its index first), then cut at half: a
+    download broken off; with the frames and the issue lines that a VideoFileSource reads from it."""
+    import warnings
+
+    from realtime.io.video import H264VideoWriter
+
+    whole = tmp_path / "whole.mp4"
+    with VideoFileSource(media / "single_face.mp4") as source, H264VideoWriter(whole, source.info) as writer:
+        for frame in source:
+            writer.write(frame.image, frame.timestamp)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with warnings.catch_warnings(), VideoFileSource(cut) as source:
+        warnings.simplefilter("error")  # a Source itself only records its issues
+        frames = len(list(source))
+    return cut, frames, source.issues, source.frames_lost
+
+
+def test_stream_warns_of_what_a_damaged_or_cut_short_file_lost_and_keeps_the_lines(media, analyzer, tmp_path):
+    import warnings
+
+    from realtime import SourceWarning
+    from realtime.sources import open_source
+
+    cut, frames, issues, lost = _cut_short_copy(media, tmp_path)
+    assert issues and lost > 0 and frames + lost == 72  # what the command line prints: "warning: <issue>"
+    with pytest.warns(SourceWarning) as caught:
+        results = list(analyzer.stream(cut))
+    assert len(results) == frames
+    assert [str(warning.message) for warning in caught if warning.category is SourceWarning] == issues
+    assert {warning.filename for warning in caught} == {__file__}  # said at the caller's loop
+    assert "frames lost" in issues[-1] and "cut short" in issues[-1]
+    assert analyzer.last_source_issues == tuple(issues) and analyzer.last_source_frames_lost == lost
+    with pytest.warns(SourceWarning), open_source(cut) as source:  # an open Source given: the same
+        assert len(list(analyzer.stream(source))) == frames
+    # a whole file: no warning, and the last stream's lines are gone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SourceWarning)
+        assert len(list(analyzer.stream(media / "single_face.mp4", max_frames=5))) == 5
+    assert analyzer.last_source_issues == () and analyzer.last_source_frames_lost == 0
+
+
+def test_stream_names_a_file_by_its_path_as_given_or_by_source_name(media, analyzer, tmp_path):
+    import shutil
+
+    from realtime.sources import open_source
+
+    for camera in ("cam_a", "cam_b"):
+        (tmp_path / camera).mkdir()
+        shutil.copy(media / "single_face.mp4", tmp_path / camera / "clip.mp4")
+    first, second = tmp_path / "cam_a" / "clip.mp4", str(tmp_path / "cam_b" / "clip.mp4")
+    results = [*analyzer.stream(first, max_frames=2), *analyzer.stream(second, max_frames=2)]
+    assert [result.source for result in results] == [str(first)] * 2 + [second] * 2  # as analyze() names a photo
+    assert analyzer.analyze(media / "single_face.jpg").source == str(media / "single_face.jpg")
+    with open_source(first) as source:
+        assert {result.source for result in analyzer.stream(source, max_frames=2)} == {str(first)}
+    named = list(analyzer.stream(first, max_frames=2, source_name="door camera"))
+    assert {result.source for result in named} == {"door camera"}
+    assert {row["source"] for row in named[0].to_rows()} == {"door camera"}
+    with pytest.raises(TypeError, match="source_name"):
+        analyzer.stream(first, source_name=3)
+    # process_source() keeps naming a file by its name, as the command line's results do
+    with open_source(first) as source:
+        assert {analyzed.result.source for analyzed in process_source(source, analyzer, max_frames=1)} == {"clip.mp4"}
+    assert [result.source for result in analyzer.stream(demo_source(), max_frames=1)] == \
+        [demo_source().info.source]
+
+
+def test_small_photos_without_a_face_are_not_taken_whole_when_turned_off(tiny_model, tmp_path):
+    texture = np.random.default_rng(3).integers(0, 255, (90, 160, 3), dtype=np.uint8)  # no face in it
+    cv2.imwrite(str(tmp_path / "thumb.png"), texture)
+    with EmotionAnalyzer(tiny_model, detector_range="full", small_images_whole=False) as strict:
+        assert "small_images_whole=False" in repr(strict)
+        assert strict.analyze(texture).faces == [] and strict.analyze(tmp_path / "thumb.png").faces == []
+        with ImageSource(tmp_path / "thumb.png") as photo:
+            assert [analyzed.result.faces for analyzed in process_source(photo, strict)] == [[]]
+    with EmotionAnalyzer(tiny_model, detector_range="full") as default:  # on by default: one face, no score
+        assert [face.detection_score for face in default.analyze(texture).faces] == [None]
+
+
+def test_the_summary_counts_the_small_photos_taken_whole(analyzer, tmp_path):
+    texture = np.random.default_rng(3).integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), texture)
+    summary = RunSummary()
+    for name in ("a.png", "b.png"):
+        with ImageSource(tmp_path / name) as photo:
+            list(process_source(photo, analyzer, sinks=[summary]))
+    list(process_source(StillSource(read_image(tmp_path / "a.png"), 3), analyzer, sinks=[summary]))  # video: none
+    assert summary.taken_whole == 2
+    assert "2 small images without a detected face were taken whole as face crops" in summary.format()
+    asked = RunSummary(whole_image=True)  # every frame classified whole on request: nothing to say
+    with EmotionAnalyzer(analyzer.classifier.model_path, whole_image=True) as whole:
+        list(process_source(StillSource(texture, 2), whole, sinks=[asked]))
+    assert asked.faces == 2 and asked.taken_whole == 0 and "taken whole" not in asked.format()
+
+
+def test_a_phone_photo_over_pillows_default_limit_is_read(tmp_path):
+    from PIL import Image
+
+    side = 9500  # 90.25 megapixels: over Pillow's default 89.5, as 108 and 200 MP phone photos are
+    assert side * side > Image.MAX_IMAGE_PIXELS
+    photo = np.full((side, side, 3), 200, np.uint8)
+    photo[100:200, 300:400] = (0, 0, 255)
+    cv2.imwrite(str(tmp_path / "phone.jpg"), photo)
+    del photo
+    limit_before = Image.MAX_IMAGE_PIXELS
+    image = read_image(tmp_path / "phone.jpg")
+    assert image.shape == (side, side, 3) and tuple(image[150, 350]) == pytest.approx((0, 0, 255), abs=8)
+    assert Image.MAX_IMAGE_PIXELS == limit_before  # Pillow's own limit is as it was
+
+
+def _png_header(path, width: int, height: int):
+    """A PNG file that says it is ``width`` x ``height`` but holds almost no data: what a decompression bomb,
+    or a broken-off copy of a huge photo, looks like before it is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_photos_up_to_250_megapixels_pass_the_size_check_and_larger_ones_get_one_clear_line(tmp_path):
+    from realtime.errors import SourceError
+
+    with pytest.raises(SourceError) as error:  # 200 MP (16320x12240) passes the check: only the missing data fails
+        read_image(_png_header(tmp_path / "200mp.png", 16320, 12240))
+    assert "cannot decode it" in str(error.value) and "bomb" not in str(error.value)
+    messages = []
+    for width, height in ((20000, 15000), (40000, 20000)):  # 300 MP; 800 MP, over twice the limit
+        with pytest.raises(SourceError) as error:
+            read_image(_png_header(tmp_path / "big.png", width, height))
+        messages.append(str(error.value))
+    for message in messages:
+        assert message.startswith(f"image {tmp_path / 'big.png'}: ") and "\n" not in message
+        assert "more than the 250,000,000 (250 megapixels) this program reads" in message
+        assert "decompression bomb" in message
+    assert "20000x15000 pixels" in messages[0] and "over 500,000,000 pixels" in messages[1]
+
+
+def test_a_video_given_as_a_photo_is_said_to_be_a_video(media, analyzer):
+    from realtime.errors import SourceError
+
+    with pytest.raises(SourceError) as error:
+        analyzer.analyze(media / "single_face.mp4")
+    assert "a video, not a photo" in str(error.value) and "stream()" in str(error.value)
+
+
+def test_a_pixel_limit_the_program_sets_in_pillow_is_honoured_and_left_as_set(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from realtime.errors import SourceError
+
+    big = _png_header(tmp_path / "300mp.png", 20000, 15000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # a program that reads any size
+    with pytest.raises(SourceError, match="cannot decode it"):  # past the size check: only the data is missing
+        read_image(big)
+    assert Image.MAX_IMAGE_PIXELS is None
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000_000)  # a program's own, lower limit
+    with pytest.raises(SourceError, match="more than the 100,000,000 "):
+        read_image(_png_header(tmp_path / "120mp.png", 12000, 10000))
+    assert Image.MAX_IMAGE_PIXELS == 100_000_000
+
+
+def test_a_large_photo_is_searched_in_tiles_and_a_video_frame_is_not(media, tiny_model, tmp_path):
+    """multi_face.jpg's five faces in a scene three times as wide (3000x2001): analyze() finds all five; the same
+    picture as a video's frame gets no tiles (they would cost every frame), so fewer."""
+    from benchmarks.faces import group_photos
+
+    image, expected = group_photos()["multi_face.jpg in a scene 3x as wide"]
+    path = tmp_path / "group.jpg"
+    cv2.imwrite(str(path), image)
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        assert len(analyzer.analyze(path).faces) == expected == 5
+        assert len(list(analyzer.stream(ImageSource(path)))[0].faces) == 5  # a photo as a stream: still a photo
+        assert len(analyzer.track(image).faces) < 5

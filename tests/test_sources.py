@@ -18,7 +18,7 @@ from PIL import Image
 
 from realtime.errors import SourceError
 from realtime.io.camera import CameraSource
-from realtime.io.images import ImageSource, read_image
+from realtime.io.images import MAX_PHOTO_PIXELS, ImageSource, read_image
 from realtime.io.video import VideoFileSource
 from realtime.sources import list_media, media_kind, open_source, parse_source
 from realtime.types import DEFAULT_FPS, VideoInfo
@@ -171,14 +171,14 @@ def test_read_image_refuses_decompression_bombs(tmp_path):
         read_image(bomb)
 
 
-def test_an_image_just_over_the_pixel_limit_is_refused_without_a_library_warning(tmp_path):
-    large = minimal_png(tmp_path / "large.png", 12_000, 8_000)  # over Pillow's limit, under twice it
-    assert Image.MAX_IMAGE_PIXELS < 12_000 * 8_000 < 2 * Image.MAX_IMAGE_PIXELS
+def test_an_image_over_the_pixel_limit_is_refused_without_a_library_warning(tmp_path):
+    large = minimal_png(tmp_path / "large.png", 20_000, 15_000)  # 300 MP: over MAX_PHOTO_PIXELS, under twice it
+    assert MAX_PHOTO_PIXELS < 20_000 * 15_000 < 2 * MAX_PHOTO_PIXELS
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(SourceError, match="12000x8000 pixels is more than"):
+        with pytest.raises(SourceError, match="20000x15000 pixels, more than the 250,000,000"):
             read_image(large)
-        assert media_kind(minimal_png(tmp_path / "large_without_suffix", 12_000, 8_000)) == "image"
+        assert media_kind(minimal_png(tmp_path / "large_without_suffix", 20_000, 15_000)) == "image"
         assert media_kind(minimal_png(tmp_path / "bomb_without_suffix", 100_000, 100_000)) == "image"
     assert [str(warning.message) for warning in caught] == []
 

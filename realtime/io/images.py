@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -12,18 +14,62 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, write_atomically
+from realtime.io.video import VIDEO_SUFFIXES
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
+# The most pixels a photo may have, checked before it is decoded (against decompression bombs: small files
+# that decode to huge images). Pillow's own default, 89.5 megapixels, refuses the 108 and 200 megapixel photos
+# of today's phones; 250 megapixels takes them (a 200 MP photo is 16320x12240). A decoded photo costs 3 bytes
+# a pixel, held in a few copies at once: reading a 200 MP photo peaks at about 2 GB of memory, analysing and
+# annotating it (the command line) at about 4.5 GB. None: no limit. A limit set in Pillow's
+# Image.MAX_IMAGE_PIXELS (other than its default; None: no limit) is honoured instead.
+MAX_PHOTO_PIXELS: int | None = 250_000_000
+PILLOW_DEFAULT_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)  # Pillow's Image.MAX_IMAGE_PIXELS unless changed
+
+_pillow_limit_lock = threading.Lock()
+_pillow_limit_readers = 0
+_pillow_limit_raised = False  # whether the readers raised Pillow's limit from its default to MAX_PHOTO_PIXELS
+
+
+def photo_pixel_limit() -> int | None:
+    """The most pixels a photo read here may have: MAX_PHOTO_PIXELS, or Pillow's Image.MAX_IMAGE_PIXELS where
+    it was changed from its default (None: no limit)."""
+    pillow = Image.MAX_IMAGE_PIXELS
+    unchanged = pillow == PILLOW_DEFAULT_PIXELS or (_pillow_limit_raised and pillow == MAX_PHOTO_PIXELS)  # by a read
+    return MAX_PHOTO_PIXELS if unchanged else pillow
+
+
+@contextmanager
+def _photo_pixel_limit() -> Iterator[None]:
+    """Pillow's own checks against decompression bombs at MAX_PHOTO_PIXELS, not its default, while a photo is
+    read here (it would refuse one over twice its default before ``read_image`` could say so in one clear
+    line). Pillow's limit is process-wide: it is raised while any photo is being read and put back after
+    the last one; one set by the program is left as it is."""
+    global _pillow_limit_readers, _pillow_limit_raised
+    with _pillow_limit_lock:
+        if _pillow_limit_readers == 0 and Image.MAX_IMAGE_PIXELS == PILLOW_DEFAULT_PIXELS:
+            Image.MAX_IMAGE_PIXELS, _pillow_limit_raised = MAX_PHOTO_PIXELS, True
+        _pillow_limit_readers += 1
+    try:
+        yield
+    finally:
+        with _pillow_limit_lock:
+            _pillow_limit_readers -= 1
+            if _pillow_limit_readers == 0 and _pillow_limit_raised:
+                if Image.MAX_IMAGE_PIXELS == MAX_PHOTO_PIXELS:  # not set by the program meanwhile
+                    Image.MAX_IMAGE_PIXELS = PILLOW_DEFAULT_PIXELS
+                _pillow_limit_raised = False
 
 
 def read_image(path: Path | str) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 BGR, upright per its EXIF orientation.
 
     Transparency is composited onto white, grayscale and 16-bit images become 8-bit BGR.
-    Images larger than Pillow's MAX_IMAGE_PIXELS are refused before they are decoded.
+    Images of more than ``photo_pixel_limit()`` pixels (MAX_PHOTO_PIXELS, 250 megapixels) are refused before
+    they are decoded.
     An animated image (GIF, WebP, multi-page TIFF) gives its first frame.
     """
     return read_image_and_frame_count(path)[0]
@@ -33,24 +79,32 @@ def read_image_and_frame_count(path: Path | str) -> tuple[np.ndarray, int]:
     """``read_image``, and how many frames the file holds (more than one: animated)."""
     path = Path(path)
     check_input_file(path, "image")
+    limit = photo_pixel_limit()
     try:
-        with warnings.catch_warnings():  # the size is checked below, with one clear line instead of a warning
+        with _photo_pixel_limit(), warnings.catch_warnings():  # the size is checked below, with one clear line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        with image:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and image.width * image.height > limit:
-                raise SourceError(
-                    f"image {path}: {image.width}x{image.height} pixels is more than the {limit} allowed "
-                    "(possible decompression bomb)"
-                )
-            return pil_to_bgr(ImageOps.exif_transpose(image)), getattr(image, "n_frames", 1)
-    except Image.DecompressionBombError as error:
-        raise SourceError(f"image {path}: too many pixels (possible decompression bomb)") from error
+            with Image.open(path) as image:
+                if limit is not None and image.width * image.height > limit:
+                    raise SourceError(_too_many_pixels(path, f"{image.width}x{image.height} pixels", limit))
+                ImageOps.exif_transpose(image, in_place=True)  # upright; in place: no copy of a huge photo
+                return pil_to_bgr(image), getattr(image, "n_frames", 1)
+    except Image.DecompressionBombError as error:  # over twice the limit, said by Pillow as it opened the file
+        if limit is None:  # no limit here, so Pillow had none either but for a race: in its own words
+            raise SourceError(f"image {path}: {one_line(error)}") from error
+        raise SourceError(_too_many_pixels(path, f"over {2 * limit:,} pixels", limit)) from error
     except UnidentifiedImageError as error:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            raise SourceError(f"image {path}: a video, not a photo: analyse it with --video (in "
+                              "Python: EmotionAnalyzer.stream())") from error
         raise SourceError(f"image {path}: not an image file this program can read") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
+
+
+def _too_many_pixels(path: Path, size: str, limit: int) -> str:
+    """The line that refuses a photo of ``size`` over ``limit`` pixels."""
+    return (f"image {path}: {size}, more than the {limit:,} ({limit / 1e6:g} megapixels) this program reads "
+            "(a guard against decompression bombs: small files that decode to huge images)")
 
 
 def _wide_to_gray(image: Image.Image) -> np.ndarray:
@@ -77,7 +131,7 @@ def pil_to_bgr(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(white, rgba)
     if image.mode in ("1", "L"):
         return cv2.cvtColor(np.asarray(image.convert("L")), cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), cv2.COLOR_RGB2BGR)
 
 
 class ImageSource:
@@ -109,7 +163,7 @@ class ImageSource:
 def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) from an image file's header, without decoding it; None if it is not one Pillow reads."""
     try:
-        with warnings.catch_warnings():
+        with _photo_pixel_limit(), warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 return image.size
