@@ -74,3 +74,17 @@ def without_escaping_ctrl_c(main, argv: list[str]) -> int:
         return main(argv)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C went through main as a traceback")
+
+
+def cut_short_mp4(clip: Path, folder: Path) -> Path:
+    """``clip`` rewritten as the command line's --output does (its index first), then cut at half: a download
+    broken off."""
+    from realtime.io.video import H264VideoWriter, VideoFileSource
+
+    whole = folder / "whole.mp4"
+    with VideoFileSource(clip) as source, H264VideoWriter(whole, source.info) as writer:
+        for frame in source:
+            writer.write(frame.image, frame.timestamp)
+    cut = folder / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return cut

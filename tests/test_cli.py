@@ -31,7 +31,7 @@ from realtime.detector import FaceDetector
 from realtime.io.camera import CameraSource
 from realtime.io.images import read_image
 from realtime.types import Frame, VideoInfo
-from tests.conftest import SHARED_MEDIA
+from tests.conftest import SHARED_MEDIA, cut_short_mp4
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -673,14 +673,7 @@ def test_a_video_given_as_a_photo_points_to_video(media, tiny_model, tmp_path, c
 
 
 def test_a_cut_short_video_is_reported_once_without_python_warnings(media, tiny_model, tmp_path):
-    from realtime.io.video import H264VideoWriter, VideoFileSource
-
-    whole = tmp_path / "whole.mp4"
-    with VideoFileSource(media / "single_face.mp4") as source, H264VideoWriter(whole, source.info) as writer:
-        for frame in source:
-            writer.write(frame.image, frame.timestamp)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = cut_short_mp4(media / "single_face.mp4", tmp_path)
     completed = run_cli("--video", str(cut), "--model", str(tiny_model))
     assert completed.returncode == 3
     warned = [line for line in completed.stderr.splitlines() if "frames lost" in line]

@@ -19,7 +19,7 @@ from realtime.pipeline import EmotionAnalyzer, process_source
 from realtime.rows import RESULT_COLUMNS
 from realtime.summary import RunSummary
 from realtime.types import AnalyzedFrame, Frame, VideoInfo
-from tests.conftest import EMOTIONS
+from tests.conftest import EMOTIONS, cut_short_mp4
 
 
 @pytest.fixture(scope="module")
@@ -366,14 +366,7 @@ def _cut_short_copy(media, tmp_path) -> tuple:
     download broken off; with the frames and the issue lines that a VideoFileSource reads from it."""
     import warnings
 
-    from realtime.io.video import H264VideoWriter
-
-    whole = tmp_path / "whole.mp4"
-    with VideoFileSource(media / "single_face.mp4") as source, H264VideoWriter(whole, source.info) as writer:
-        for frame in source:
-            writer.write(frame.image, frame.timestamp)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = cut_short_mp4(media / "single_face.mp4", tmp_path)
     with warnings.catch_warnings(), VideoFileSource(cut) as source:
         warnings.simplefilter("error")  # a Source itself only records its issues
         frames = len(list(source))
