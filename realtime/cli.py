@@ -488,7 +488,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
     with ExitStack() as stack:
         source_options = {name: value for name in ("open_timeout", "reconnect_for")
                           if (value := getattr(args, name)) is not None}
-        source = stack.enter_context(open_source(job.spec, job.kind, **source_options))
+        source = stack.enter_context(open_source(job.spec, job.kind, name=job.name, **source_options))
         _make_output_folder(job)  # once the file is known to open: no empty subfolder for a file skipped
         if getattr(source, "frames_in_file", 1) > 1:  # an animated GIF/WebP or a multi-page TIFF
             as_video = " (--video analyses them all)" if job.spec.suffix.lower() in VIDEO_SUFFIXES else ""

@@ -39,6 +39,10 @@ FULL_RANGE_INTERVAL = 10
 # by a tile's inner edge is left to a tile that holds it whole, at this scale or with the photo halved.
 TILE_SIDE = 640
 TILE_OVERLAP = 0.25
+# The passes on the whole image see it at most this large (longer side, pixels; the models see 128 or 192 px
+# anyway): MediaPipe's image code aborts the process on a side of 32768 px or more, which the mirrored padding
+# (EDGE_PADDING on every side) would reach from 21846 px on; tiles still look at the photo's every pixel.
+MAX_PASS_SIDE = 16384
 SAME_FACE_OVERLAP = 0.3  # two passes' boxes overlapping this much (IoU, or share of the smaller box) are one face
 WHOLE_IMAGE_MAX_SIDE = 160  # an image this small (longer side, pixels) without a detected face is one whole face,
 WHOLE_IMAGE_MIN_CONTRAST = 8.0  # unless it is flat: standard deviation of its gray levels below this
@@ -129,6 +133,15 @@ def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     intersection = inter_w * inter_h
     area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
     return max(intersection / (area_a + area_b - intersection), intersection / min(area_a, area_b))
+
+
+def scaled_back(face: FaceDetection, scale: float, shape: tuple[int, ...]) -> FaceDetection:
+    """``face``, found in an image scaled by ``scale``, in the coordinates of the image of ``shape``, clamped."""
+    height, width = shape[:2]
+    x1, y1, x2, y2 = (round(value / scale) for value in face.box)
+    box = (min(max(x1, 0), width), min(max(y1, 0), height), min(max(x2, 0), width), min(max(y2, 0), height))
+    eyes = None if face.eyes is None else tuple((x / scale, y / scale) for x, y in face.eyes)
+    return FaceDetection(box=box, score=face.score, eyes=eyes)
 
 
 def fuse(preferred: list[FaceDetection], others: list[FaceDetection]) -> list[FaceDetection]:
@@ -234,10 +247,7 @@ class FaceDetector:
         faces = []
         scale, scaled = 1.0, rgb
         while max(scaled.shape[:2]) > TILE_SIDE:
-            for face in self._detect_in_tiles_of(scaled, model):
-                x1, y1, x2, y2 = (int(round(value / scale)) for value in face.box)
-                eyes = None if face.eyes is None else tuple((x / scale, y / scale) for x, y in face.eyes)
-                faces.append(FaceDetection(box=(x1, y1, x2, y2), score=face.score, eyes=eyes))
+            faces.extend(scaled_back(face, scale, rgb.shape) for face in self._detect_in_tiles_of(scaled, model))
             scale /= 2
             scaled = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
                                 interpolation=cv2.INTER_AREA)
@@ -279,10 +289,13 @@ class FaceDetector:
         if image_bgr.size == 0:
             return []
         rgb = _as_rgb(image_bgr)
-        if self.model_range == "auto":
-            faces = self._detect_auto(rgb)
-        else:
-            faces = self._run(self.model_range, rgb)
+        scale = min(1.0, MAX_PASS_SIDE / max(rgb.shape[:2]))
+        whole = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)),
+                                                          max(1, round(rgb.shape[0] * scale))),
+                                                    interpolation=cv2.INTER_AREA)
+        faces = self._detect_auto(whole) if self.model_range == "auto" else self._run(self.model_range, whole)
+        if scale != 1.0:
+            faces = [scaled_back(face, scale, rgb.shape) for face in faces]
         if tiles and max(rgb.shape[:2]) > TILE_SIDE:
             faces = fuse(faces, self._detect_in_tiles(rgb))
         if not faces and whole_image_fallback and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE \

@@ -224,12 +224,12 @@ class EmotionAnalyzer:
                 source_name: str | None) -> Iterator[FrameResult]:
         self._refuse_second_stream()  # before a camera is opened for it
         given = source
+        self.last_source_issues, self.last_source_frames_lost = (), 0
         with ExitStack() as stack:
             if not isinstance(source, Source):
-                source = stack.enter_context(open_source(source))
+                source = stack.enter_context(open_source(source, name=source_name or str(source)))
             if source_name is None:  # a file by its path as given, as analyze() names a photo
                 source_name = str(given) if isinstance(given, (str, Path)) and not source.live else source.info.source
-            self.last_source_issues, self.last_source_frames_lost = (), 0
             try:
                 for analyzed in process_source(source, self, source_name=source_name, max_frames=max_frames):
                     yield analyzed.result

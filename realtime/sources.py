@@ -193,7 +193,7 @@ def media_below_hint(folder: Path | str, contents: FolderContents, how: str, ski
 
 
 def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout: float | None = None,
-                reconnect_for: float | None = None) -> Source:
+                reconnect_for: float | None = None, name: str | None = None) -> Source:
     """Open a camera index, a stream URL, a photo, a video file or the demo clip: the one place a source
     is interpreted.
 
@@ -202,6 +202,7 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
     a network camera or stream, and files are told apart by ``media_kind``. A stream waits at most
     ``open_timeout`` seconds for its first frame; a camera or stream that stalls or goes away is
     reopened for up to ``reconnect_for`` seconds before its recording ends (None: each kind's default).
+    ``name``: how a video file's ``issues`` name it (default: its file name).
     """
     if kind == "demo":
         from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
@@ -225,5 +226,5 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
     if kind == "image":
         return ImageSource(path)
     if kind == "video":
-        return VideoFileSource(path)
+        return VideoFileSource(path, name=name)
     raise ValueError(f"unknown source kind {kind!r}")

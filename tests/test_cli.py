@@ -695,3 +695,33 @@ def test_an_output_subfolder_that_cannot_be_made_fails_that_file_only(tiny_model
         realtime.cli._make_output_folder(job)
     assert failure.value.path == output and str(failure.value).startswith(
         f"{output}: cannot create the folder {output.parent} (")
+
+
+def test_a_photo_too_wide_for_mediapipe_to_pad_is_analysed(media, tiny_model, tmp_path):
+    """justin.jpg's face in a 22000x900 panorama: the whole-photo passes would pad it past the 32767 px that
+    MediaPipe's image code takes, which aborted the process (no error line, no results); now they see it scaled
+    down, and the tiles find the face."""
+    panorama = np.full((900, 22000, 3), 180, np.uint8)
+    face = read_image(media / "justin.jpg")
+    panorama[100:100 + face.shape[0], 15000:15000 + face.shape[1]] = face
+    path = tmp_path / "panorama.jpg"
+    cv2.imwrite(str(path), panorama)
+    results = tmp_path / "rows.csv"
+    completed = run_cli("--image", str(path), "--results", str(results), "--model", str(tiny_model))
+    assert completed.returncode == 0, completed.stderr
+    rows = list(csv.DictReader(results.open()))
+    assert len(rows) == 1 and 15000 <= int(rows[0]["x1"]) < int(rows[0]["x2"]) <= 15000 + face.shape[1]
+
+
+def test_a_recursive_folder_names_each_lost_stretch_by_its_path(tmp_path, tiny_model):
+    """Two cut-short clips of the same name in two subfolders: each warning says which one."""
+    from tests.test_video_edge_cases import write_clip
+
+    data = write_clip(tmp_path / "whole.ts", frames=60).read_bytes()
+    for camera in ("cam_a", "cam_b"):
+        (tmp_path / "in" / camera).mkdir(parents=True)
+        (tmp_path / "in" / camera / "clip.ts").write_bytes(data[: len(data) // 2 + 100])
+    completed = run_cli(str(tmp_path / "in"), "--recursive", "--model", str(tiny_model))
+    assert completed.returncode == 3
+    warned = [line for line in completed.stderr.splitlines() if line.startswith("warning:")]
+    assert [line.split(": ")[1] for line in warned] == ["video cam_a/clip.ts", "video cam_b/clip.ts"]

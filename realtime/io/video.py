@@ -29,7 +29,7 @@ from realtime.io.files import KeptOutput, check_input_file, check_output_path, p
 from realtime.types import AnalyzedFrame, Frame, VideoInfo, usable_fps
 
 VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp", ".gif"}
+    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv", ".3gp", ".gif"}
 )
 VIDEO_OUTPUT_SUFFIXES = (".mp4",)
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3"})  # copied as they are; other audio is re-encoded to AAC
@@ -85,8 +85,9 @@ class VideoFileSource:
 
     live = False
 
-    def __init__(self, path: Path | str, queue_size: int = 4):
+    def __init__(self, path: Path | str, queue_size: int = 4, name: str | None = None):
         self.path = Path(path)
+        self.name = name or self.path.name  # how ``issues`` name the file
         check_input_file(self.path, "video")
         self.issues: list[str] = []
         self.frames_lost = 0
@@ -194,7 +195,7 @@ class VideoFileSource:
                 index += 1
         noted = self._note_end(stream, origin or 0.0, first, previous, index, fps, sum(map(len, expected)), data_end)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
-            self.issues.append(f"video {self.path.name}: the file ends inside a transport-stream packet: it is cut "
+            self.issues.append(f"video {self.name}: the file ends inside a transport-stream packet: it is cut "
                                f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
                                "how many frames are lost cannot be told)")
 
@@ -203,14 +204,14 @@ class VideoFileSource:
         if not self._size_changed:
             self._size_changed = True
             LOG.warning("warning: video %s: the frame size changes from %dx%d to %dx%d at %.2f s; frames are "
-                        "scaled to the first size", self.path.name, size[1], size[0], image.shape[1],
+                        "scaled to the first size", self.name, size[1], size[0], image.shape[1],
                         image.shape[0], timestamp)
         return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
     def _note_gap(self, start: float, after: float, lost: int) -> None:
         """One issue for ``lost`` frames from ``start`` up to the frame at ``after``."""
         self.frames_lost += lost
-        self.issues.append(f"video {self.path.name}: damaged data from {start:.2f} s to {after:.2f} s skipped "
+        self.issues.append(f"video {self.name}: damaged data from {start:.2f} s to {after:.2f} s skipped "
                            f"({lost} frame{'s' * (lost != 1)} lost)")
 
     def _note_end(self, stream, origin: float, first: float, last: float, frames: int, fps: float,
@@ -238,7 +239,7 @@ class VideoFileSource:
         if not lost:
             return False
         self.frames_lost += lost
-        self.issues.append(f"video {self.path.name}: frames end at {end:.2f} s but the file says {max(header, end):.2f} s: "
+        self.issues.append(f"video {self.name}: frames end at {end:.2f} s but the file says {max(header, end):.2f} s: "
                            f"it is cut short or damaged from there on ({lost} frame{'s' * (lost != 1)} lost)")
         return True
 
