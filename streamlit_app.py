@@ -63,8 +63,10 @@ def forget_old_photos(kept: dict, shown: set) -> None:
         del kept[key]
 
 
-def show_photo(name: str, data: bytes, pool: webapp.AnalyzerPool) -> None:
-    """One photo: annotated image, a table of its faces and each face's probabilities."""
+def show_photo(index: int, name: str, data: bytes, pool: webapp.AnalyzerPool) -> webapp.PhotoAnalysis | None:
+    """One photo: annotated image, a table of its faces, each face's probabilities and the downloads. The
+    analysis, or None when the photo could not be analysed or shown (said on the page: the other photos and
+    tabs go on)."""
     st.subheader(webapp.plain_markdown(name))
     kept: dict = st.session_state.setdefault("photo_analyses", {})
     key = photo_key(name, data, pool)
@@ -73,21 +75,44 @@ def show_photo(name: str, data: bytes, pool: webapp.AnalyzerPool) -> None:
     photo, error = kept[key]
     if error is not None:
         st.error(webapp.plain_markdown(error))
-        return
+        return None
+    try:
+        show_photo_analysis(index, photo, data)
+    except Exception as error:  # a bug or an environment problem: this photo's, one line; the page goes on
+        webapp.LOG.exception("showing %s failed", name)
+        st.error(webapp.plain_markdown(
+            f"{name}: cannot show the result ({type(error).__name__}: {' '.join(str(error).split())})"))
+        return None
+    return photo
+
+
+def show_photo_analysis(index: int, photo: webapp.PhotoAnalysis, data: bytes) -> None:
+    """The annotated photo, its faces and their probabilities, and the downloads."""
     if not photo.faces:
         st.image(photo.image_rgb)
-        st.warning(webapp.plain_markdown(
-            f"No face found in {name}. Faces that are small, turned away or partly hidden can be "
-            "missed: try another photo, or lower the detection confidence in the sidebar."))
+        st.warning(webapp.plain_markdown(no_face_hint(photo.name, "photo")))
         return
     picture, details = st.columns([3, 2])
     picture.image(photo.image_rgb)
+    image, table = picture.columns(2)
+    image.download_button(
+        "Download the annotated photo", lambda: webapp.annotated_photo(data, photo), file_name=photo.image_file_name,
+        mime=photo.image_mime_type, on_click="ignore", key=f"photo-image-{index}",
+        help="At the photo's full size (the page shows it smaller).")
+    table.download_button("Download the per-face CSV", photo.csv, file_name=photo.csv_file_name, mime="text/csv",
+                          on_click="ignore", key=f"photo-csv-{index}")
     details.dataframe(photo.table(), hide_index=True, column_config={
         "confidence": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
         "detection score": st.column_config.NumberColumn(format="%.2f")})
     for face in photo.faces:
         details.markdown(f"**Face {face.face_id}: {face.label}** ({face.confidence:.0%} confident)")
         details.altair_chart(probability_chart(photo.probabilities(face)), width="stretch")
+
+
+def no_face_hint(name: str, kind: str) -> str:
+    """Why no face was found in a photo or a clip, and what to try."""
+    return (f"No face found in {name}. Faces that are small, turned away or partly hidden can be "
+            f"missed: try another {kind}, or lower the detection confidence in the sidebar.")
 
 
 def probability_chart(probabilities) -> alt.Chart:
@@ -105,8 +130,10 @@ def probability_chart(probabilities) -> alt.Chart:
 def photo_tab(pool: webapp.AnalyzerPool) -> None:
     """Photos: uploads, a camera snapshot or the example photo."""
     uploads = st.file_uploader(
-        "Photos (JPG, JPEG, PNG or WebP)", type=list(webapp.PHOTO_TYPES), accept_multiple_files=True,
-        max_upload_size=webapp.MAX_PHOTO_MB, key="photos")
+        "Photos", type=list(webapp.PHOTO_TYPES), accept_multiple_files=True,
+        max_upload_size=webapp.MAX_PHOTO_MB, key="photos",
+        help=f"{webapp.type_list(webapp.PHOTO_TYPES)}: the photos the command line reads, up to "
+             f"{webapp.MAX_PHOTO_MB} MB and {webapp.MAX_PHOTO_MEGAPIXELS} megapixels each.")
     camera, example = st.columns(2)
     photos = [(upload.name, upload.getvalue()) for upload in uploads]
     if camera.toggle("Take a snapshot with the camera"):
@@ -118,8 +145,12 @@ def photo_tab(pool: webapp.AnalyzerPool) -> None:
     if not photos:
         st.info("Upload photos, take a snapshot or try the example photo: every face gets a box and "
                 "its emotion.")
-    for name, data in photos:
-        show_photo(name, data, pool)
+    analysed = [photo for index, (name, data) in enumerate(photos)
+                if (photo := show_photo(index, name, data, pool)) is not None and photo.faces]
+    if len(analysed) > 1:
+        st.download_button("Download the faces of all these photos (CSV)",
+                           webapp.results_csv([photo.result for photo in analysed], pool.classes),
+                           file_name="photos_faces.csv", mime="text/csv", on_click="ignore", key="photos-csv")
     forget_old_photos(st.session_state.setdefault("photo_analyses", {}),
                       {photo_key(name, data, pool) for name, data in photos})
 
@@ -134,9 +165,12 @@ def session_connected() -> Callable[[], bool]:
 def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None:
     """A short video: progress while it runs, then the annotated video, a timeline and downloads."""
     upload = st.file_uploader(
-        "A short video (MP4, MOV, AVI or WebM)", type=list(webapp.CLIP_TYPES),
-        max_upload_size=webapp.MAX_CLIP_MB, key="clip")
+        "A short video", type=list(webapp.CLIP_TYPES), max_upload_size=webapp.MAX_CLIP_MB, key="clip",
+        help=f"{webapp.type_list(webapp.CLIP_TYPES)}: the videos the command line reads, up to "
+             f"{webapp.MAX_CLIP_MB} MB.")
     demo = st.toggle("Try the demo clip", help="a 4 s pan over scikit-image's astronaut photo")
+    if demo and upload is not None:
+        st.info("Remove the uploaded clip to try the demo clip.")
     st.caption(f"Clips are analysed up to their first {webapp.MAX_CLIP_SECONDS} s "
                f"(at most {webapp.MAX_CLIP_FRAMES} frames).")
     job: webapp.BackgroundClip | None = st.session_state.get("clip_job")
@@ -157,11 +191,12 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
         connected = session_connected()
         if upload is not None:
             data = upload.getvalue()
-            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_clip(data, name, pool, progress),
-                                        connected)
+            job = webapp.BackgroundClip(
+                key, name, lambda progress, waiting: webapp.analyze_clip(data, name, pool, progress, waiting),
+                connected)
         else:
-            job = webapp.BackgroundClip(key, name, lambda progress: webapp.analyze_demo_clip(pool, progress),
-                                        connected)
+            job = webapp.BackgroundClip(
+                key, name, lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting), connected)
         st.session_state["clip_job"] = job
     if not job.finished:
         clip_progress(job)
@@ -178,6 +213,10 @@ def clip_progress(job: webapp.BackgroundClip) -> None:
     """The running analysis's progress, polled; the whole page reruns to show the result once it is done."""
     if job.finished:
         st.rerun()
+    if job.waiting:
+        st.progress(0.0, text=webapp.plain_markdown(
+            f"Waiting for a free analyzer: other clips are being analysed; {job.name} starts after them..."))
+        return
     percent = min(99, 100 * job.done // job.expected) if job.expected else 0
     text = f"Analysing {job.name}: frame {job.done}" + (f" of {job.expected}" if job.expected else "")
     st.progress(percent / 100, text=webapp.plain_markdown(text if job.done else f"Analysing {job.name}..."))
@@ -196,15 +235,16 @@ def show_clip(clip: webapp.ClipAnalysis) -> None:
     st.markdown(f"**{clip.frames} frames** ({clip.seconds:.1f} s), faces in {summary.frames_with_faces} of them, "
                 f"{len(summary.tracked)} face{'s' * (len(summary.tracked) != 1)} tracked.")
     if not clip.faces_found:
-        st.warning(webapp.plain_markdown(f"No face found in {clip.name}."))
+        st.warning(webapp.plain_markdown(no_face_hint(clip.name, "clip")))
     else:
         st.altair_chart(timeline_chart(clip), width="stretch")
         st.dataframe(clip.faces_table(), hide_index=True)
     video, table = st.columns(2)
     video.download_button("Download the annotated video", clip.video, file_name=clip.video_file_name,
                           mime="video/mp4", on_click="ignore")
-    table.download_button("Download the per-face CSV", clip.csv, file_name=clip.csv_file_name,
-                          mime="text/csv", on_click="ignore")
+    if clip.faces_found:  # without faces the CSV would be its header alone
+        table.download_button("Download the per-face CSV", clip.csv, file_name=clip.csv_file_name,
+                              mime="text/csv", on_click="ignore")
 
 
 def timeline_chart(clip: webapp.ClipAnalysis) -> alt.Chart:

@@ -294,10 +294,13 @@ def test_oversized_clip_frames_are_refused(pool, monkeypatch, tmp_path, private_
     ("garbage.mp4", b"\x00\x01 definitely not a video" * 50, r"video garbage\.mp4: not a video file"),
     ("empty.mov", b"", r"video empty\.mov: file is empty"),
     ("header_only.mp4", None, r"video header_only\.mp4: has no frames"),
-    ("movie.mkv", b"whatever", r"movie\.mkv: not a supported file type"),
+    ("notes.txt", b"whatever", r"notes\.txt: not a supported file type"),
+    ("photo.mp4", None, r"video photo\.mp4: looks like a photo: use the Photo tab"),
 ])
 def test_bad_clips_give_one_line_errors_naming_the_upload(pool, tmp_path, private_tmp, name, data, message):
-    data = clip_bytes(tmp_path, 5, header_only=True) if data is None else data
+    if data is None:  # a clip cut after its header, or a photo renamed .mp4
+        data = png_bytes(np.full((48, 64, 3), 90, np.uint8)) if name == "photo.mp4" else \
+            clip_bytes(tmp_path, 5, header_only=True)
     with pytest.raises(webapp.UploadError, match=message) as raised:
         webapp.analyze_clip(data, name, pool)
     assert "\n" not in str(raised.value) and str(private_tmp) not in str(raised.value)
@@ -493,7 +496,8 @@ def test_page_reruns_neither_restart_nor_wait_for_a_clip_and_other_options_do(ap
 
 
 def test_a_background_clip_reports_progress_and_stops_when_cancelled(pool, private_tmp):
-    job = webapp.BackgroundClip("demo", "demo clip", lambda progress: webapp.analyze_demo_clip(pool, progress))
+    job = webapp.BackgroundClip("demo", "demo clip",
+                                lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting))
     seen = []
     for _ in range(20_000):  # bounded: the test's own guard, not a speed requirement
         seen.append(job.done)
@@ -501,7 +505,8 @@ def test_a_background_clip_reports_progress_and_stops_when_cancelled(pool, priva
             break
     clip, error = job.result
     assert error is None and clip.frames == 120 and job.done == job.expected == 120 and seen == sorted(seen)
-    cancelled = webapp.BackgroundClip("demo", "demo clip", lambda progress: webapp.analyze_demo_clip(pool, progress))
+    cancelled = webapp.BackgroundClip("demo", "demo clip",
+                                      lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting))
     for _ in range(20_000):
         if cancelled.done or cancelled.wait(0.01):
             break
@@ -510,8 +515,8 @@ def test_a_background_clip_reports_progress_and_stops_when_cancelled(pool, priva
     if cancelled.done < 120:  # cancelled before its last frame
         assert cancelled.result == (None, "demo clip: cancelled")
     assert list(private_tmp.iterdir()) == []  # the cancelled analysis's temporary files are gone too
-    failed = webapp.BackgroundClip("x", "broken.mp4", lambda progress: webapp.analyze_clip(b"\x00" * 100, "broken.mp4",
-                                                                                            pool, progress))
+    failed = webapp.BackgroundClip("x", "broken.mp4", lambda progress, waiting: webapp.analyze_clip(
+        b"\x00" * 100, "broken.mp4", pool, progress, waiting))
     assert failed.wait(APP_TIMEOUT_S) and failed.result[0] is None
     assert failed.result[1].startswith("video broken.mp4: not a video file")
 
@@ -519,7 +524,8 @@ def test_a_background_clip_reports_progress_and_stops_when_cancelled(pool, priva
 def test_a_background_clip_no_longer_wanted_stops_and_frees_its_analyzer(tiny_model, private_tmp):
     pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(), clips=1)
     try:
-        job = webapp.BackgroundClip("demo", "demo clip", lambda progress: webapp.analyze_demo_clip(pool, progress),
+        job = webapp.BackgroundClip("demo", "demo clip",
+                                    lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting),
                                     wanted=lambda: False)  # its page's session has ended
         assert job.wait(APP_TIMEOUT_S)
         assert job.result == (None, "demo clip: cancelled") and job.cancelled and job.done == 0
@@ -570,7 +576,7 @@ def test_page_shows_file_names_as_they_are(app, tmp_path):
         "image _bad_ <b>.jpg: not an image file this program can read"]
     app.file_uploader(key="clip").set_value(("*grey* $1 and $2.mp4", clip_bytes(tmp_path, 4), "video/mp4")).run()
     clip_analysed(app)
-    assert plain_text(app.warning[-1].value) == "No face found in *grey* $1 and $2.mp4."
+    assert plain_text(app.warning[-1].value).startswith("No face found in *grey* $1 and $2.mp4. ")
 
 
 def test_page_warns_that_a_damaged_clip_was_partly_analysed(app, tmp_path):
@@ -591,3 +597,241 @@ def test_page_without_a_model_says_how_to_get_one(monkeypatch, tmp_path):
     assert page.error[0].value.startswith("No usable emotion model: EMOTION_TRACER_MODEL=")
     assert any("python -m export" in markdown.value for markdown in page.markdown)
     assert not page.tabs
+
+
+# --- thin photos, photo downloads, file types, the model's help, the demo toggle, clips without faces,
+# --- clips waiting for an analyzer ----------------------------------------------------------------------
+
+STREAMLIT_IMAGE_WIDTH = 1460  # st.image shrinks wider images to this width (image_utils.MAXIMUM_CONTENT_WIDTH)
+
+
+@pytest.mark.parametrize("shape", [(1, 2000), (7, 10000), (1, 1500), (2000, 1), (3, 3), (1600, 1600)])
+def test_display_rgb_never_gives_a_side_that_shrinks_to_nothing(shape):
+    shown = webapp.display_rgb(np.full((*shape, 3), 200, np.uint8))
+    height, width = shown.shape[:2]
+    assert max(height, width) <= webapp.DISPLAY_MAX_SIDE and shown.dtype == np.uint8
+    assert min(height, width) >= max(height, width) / webapp.DISPLAY_MAX_ASPECT
+    assert int(height * min(width, STREAMLIT_IMAGE_WIDTH) / width) >= 1  # as st.image scales it down
+
+
+def test_page_a_very_thin_photo_is_shown_and_the_page_goes_on(app):
+    banner = png_bytes(np.full((1, 2000, 3), 200, np.uint8))
+    app.file_uploader(key="photos").set_value([("banner.png", banner, "image/png"),
+                                               ("grey.png", png_bytes(np.full((60, 80, 3), 90, np.uint8)),
+                                                "image/png")]).run()
+    assert not app.exception and not app.error
+    assert [plain_text(subheader.value) for subheader in app.subheader] == ["banner.png", "grey.png"]
+    assert len(app.get("image")) == 2 and len(app.get("file_uploader")) == 2  # the clip tab too
+
+
+def test_page_one_photo_that_cannot_be_shown_leaves_the_others_and_the_tabs(app, monkeypatch):
+    def broken(photo, face):
+        raise ValueError("no chart today")
+
+    monkeypatch.setattr(webapp.PhotoAnalysis, "probabilities", broken)
+    [example] = [toggle for toggle in app.toggle if toggle.label == "Try the example photo"]
+    app.file_uploader(key="photos").set_value(
+        ("grey.png", png_bytes(np.full((60, 80, 3), 90, np.uint8)), "image/png"))
+    example.set_value(True).run()
+    assert not app.exception
+    assert [plain_text(error.value) for error in app.error] == [
+        "astronaut.png: cannot show the result (ValueError: no chart today)"]
+    assert [plain_text(warning.value).split(". ")[0] for warning in app.warning] == ["No face found in grey.png"]
+    assert len(app.get("file_uploader")) == 2  # the clip tab too
+
+
+def test_photo_downloads_are_the_full_size_annotated_photo_and_the_command_lines_csv(pool, private_tmp):
+    _, data = webapp.example_photo()
+    big = cv2.resize(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), (2000, 2000))
+    jpeg = cv2.imencode(".jpg", big)[1].tobytes()
+    photo = webapp.analyze_photo(jpeg, "Holiday (1).JPEG", pool)
+    assert max(photo.image_rgb.shape[:2]) == webapp.DISPLAY_MAX_SIDE  # shown smaller...
+    assert photo.image_file_name == "Holiday_1_emotions.jpeg" and photo.image_mime_type == "image/jpeg"
+    annotated = cv2.imdecode(np.frombuffer(webapp.annotated_photo(jpeg, photo), np.uint8), cv2.IMREAD_COLOR)
+    assert annotated.shape == (2000, 2000, 3)  # ... downloaded at full size
+    assert not np.array_equal(annotated, big)  # with its boxes
+    shown = cv2.resize(annotated, photo.image_rgb.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(shown.astype(int) - photo.image_rgb[..., ::-1]).mean() < 3  # the annotation the page shows
+    assert photo.csv_file_name == "Holiday_1_faces.csv"
+    table = pd.read_csv(io.BytesIO(photo.csv))
+    from realtime.rows import RESULT_COLUMNS
+    assert list(table.columns) == [*RESULT_COLUMNS, *EMOTIONS]  # the command line's results file
+    assert len(table) == len(photo.faces) == 1 and table["source"][0] == "Holiday (1).JPEG"
+    assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(("name", "size", "file_name"), [
+    ("a.png", (10, 10), "a_emotions.png"), ("a.jpg", (10, 10), "a_emotions.jpg"),
+    ("scan.TIF", (10, 10), "scan_emotions.png"), ("x.avif", (10, 10), "x_emotions.png"),
+    ("wide.webp", (10, 10), "wide_emotions.webp"), ("wide.webp", (10, 20_000), "wide_emotions.png"),
+])
+def test_annotated_photo_names_follow_the_command_line(name, size, file_name):
+    photo = webapp.PhotoAnalysis(name, np.zeros((1, 1, 3), np.uint8), None, EMOTIONS, b"", size)
+    assert photo.image_file_name == file_name
+
+
+def test_page_photo_downloads(app, media):
+    name, data = webapp.example_photo()
+    app.file_uploader(key="photos").set_value([
+        (name, data, "image/png"), ("couple.jpg", (media / "couple.jpg").read_bytes(), "image/jpeg"),
+        ("grey.png", png_bytes(np.full((60, 80, 3), 90, np.uint8)), "image/png")]).run()
+    assert not app.exception and not app.error
+    assert [button.label for button in app.get("download_button")] == [
+        "Download the annotated photo", "Download the per-face CSV",  # astronaut.png
+        "Download the annotated photo", "Download the per-face CSV",  # couple.jpg; none for grey.png: no face
+        "Download the faces of all these photos (CSV)"]
+    app.file_uploader(key="photos").set_value((name, data, "image/png")).run()
+    assert [button.label for button in app.get("download_button")] == [
+        "Download the annotated photo", "Download the per-face CSV"]
+
+
+def test_upload_types_are_what_the_command_line_reads_and_what_the_uploader_lets_through():
+    from streamlit.elements.lib.file_uploader_utils import normalize_upload_file_type
+
+    from realtime.io.images import IMAGE_SUFFIXES
+    from realtime.io.video import VIDEO_SUFFIXES
+    assert {f".{kind}" for kind in webapp.PHOTO_TYPES} >= IMAGE_SUFFIXES  # Pillow here decodes AVIF
+    assert {f".{kind}" for kind in webapp.CLIP_TYPES} >= VIDEO_SUFFIXES
+    for types in (webapp.PHOTO_TYPES, webapp.CLIP_TYPES):  # the uploader's own aliases are checked too (.mpeg4)
+        assert sorted(normalize_upload_file_type(list(types))) == sorted(f".{kind}" for kind in types)
+    assert webapp.check_upload("talk.MPEG4", 10, webapp.CLIP_TYPES, 1) == ".mpeg4"
+    assert webapp.check_upload("scan.tiff", 10, webapp.PHOTO_TYPES, 1) == ".tiff"
+
+
+def test_clips_and_photos_the_command_line_reads_are_analysed(pool, tmp_path):
+    path = tmp_path / "talk.mkv"
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(6):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 * index, np.uint8),
+                                                                   format="bgr24")))
+        container.mux(stream.encode(None))
+    assert webapp.analyze_clip(path.read_bytes(), "talk.mkv", pool).frames == 6
+    name, data = webapp.example_photo()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    for suffix in (".bmp", ".tif"):
+        photo = webapp.analyze_photo(cv2.imencode(suffix, image)[1].tobytes(), f"astronaut{suffix}", pool)
+        assert len(photo.faces) == 1
+
+
+def test_page_takes_a_bmp_photo_and_an_mkv_clip(app, tmp_path):
+    name, data = webapp.example_photo()
+    bmp = cv2.imencode(".bmp", cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
+    app.file_uploader(key="photos").set_value(("astronaut.bmp", bmp, "image/bmp")).run()
+    assert not app.exception and not app.error and len(face_headlines(app)) == 1
+    mp4 = tmp_path / "clip.mp4"
+    mp4.write_bytes(clip_bytes(tmp_path, 4))
+    mkv = tmp_path / "clip.mkv"
+    with av.open(str(mp4)) as source, av.open(str(mkv), "w", format="matroska") as target:
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    app.file_uploader(key="clip").set_value(("clip.mkv", mkv.read_bytes(), "video/x-matroska")).run()
+    clip_analysed(app)
+    assert not app.exception and not app.error and len(app.get("video")) == 1
+
+
+def test_page_without_a_model_says_what_the_app_reads(monkeypatch, tmp_path):
+    monkeypatch.setenv(webapp.MODEL_ENV, str(tmp_path / "nothing.onnx"))
+    page = AppTest.from_file(APP, default_timeout=APP_TIMEOUT_S)
+    page.run()
+    assert not page.exception and not page.tabs
+    help_text = "\n".join(markdown.value for markdown in page.markdown)
+    assert "--model" not in help_text.replace("--model runs/", "")  # the command line's flag is not the app's
+    assert f"{webapp.MODEL_ENV}=path/to/model.onnx streamlit run streamlit_app.py" in help_text
+    assert "--int8-output realtime/model/emotion_cnn_int8.onnx" in help_text  # the path the app reads
+
+
+def test_a_missing_shipped_model_is_said_without_the_command_lines_flag(monkeypatch):
+    def missing():
+        raise ModelError("the shipped model /x/realtime/model/emotion_cnn_int8.onnx is missing; reinstall "
+                         "emotion-tracer or pass --model PATH", "/x/realtime/model/emotion_cnn_int8.onnx")
+
+    monkeypatch.delenv(webapp.MODEL_ENV, raising=False)
+    monkeypatch.setattr(webapp, "default_model_path", missing)
+    with pytest.raises(ModelError) as raised:
+        webapp.resolve_model_path()
+    assert str(raised.value) == "the shipped model /x/realtime/model/emotion_cnn_int8.onnx is missing"
+
+
+def test_page_says_to_remove_the_uploaded_clip_to_try_the_demo(app, tmp_path):
+    app.file_uploader(key="clip").set_value(("grey.mp4", clip_bytes(tmp_path, 4), "video/mp4")).run()
+    job = app.session_state["clip_job"]
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(True).run()
+    assert "Remove the uploaded clip to try the demo clip." in [info.value for info in app.info]
+    assert app.session_state["clip_job"] is job  # the upload is still the one analysed
+    clip_analysed(app)
+    assert not app.exception and not app.error
+
+
+def test_page_clip_without_faces_explains_and_offers_no_empty_csv(app, tmp_path):
+    app.file_uploader(key="clip").set_value(("grey.mp4", clip_bytes(tmp_path, 4), "video/mp4")).run()
+    clip_analysed(app)
+    assert not app.exception and not app.error
+    [warning] = [plain_text(warning.value) for warning in app.warning]
+    assert warning.startswith("No face found in grey.mp4. ") and "lower the detection confidence" in warning
+    assert [button.label for button in app.get("download_button")] == ["Download the annotated video"]
+
+
+def test_page_refuses_a_photo_uploaded_as_a_clip(app):
+    app.file_uploader(key="clip").set_value(
+        ("holiday.mp4", png_bytes(np.full((48, 64, 3), 90, np.uint8)), "video/mp4")).run()
+    clip_analysed(app)
+    assert not app.exception and not app.get("video")
+    assert [plain_text(error.value) for error in app.error] == ["video holiday.mp4: looks like a photo: use the Photo tab"]
+
+
+def test_a_clip_waiting_for_an_analyzer_says_so_and_can_be_cancelled(tiny_model, private_tmp):
+    pool = webapp.AnalyzerPool(tiny_model, webapp.AnalysisOptions(), clips=1)
+    try:
+        with pool.borrow(for_clip=True):  # another session's clip has the only clip analyzer
+            job = webapp.BackgroundClip("demo", "demo clip",
+                                        lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting))
+            for _ in range(20_000):  # bounded: the test's own guard
+                if job.waiting or job.wait(0.01):
+                    break
+            assert job.waiting and job.done == 0 and not job.finished
+        assert job.wait(APP_TIMEOUT_S) and job.result[1] is None and not job.waiting  # its turn came
+        with pool.borrow(for_clip=True):
+            waiting = webapp.BackgroundClip("demo", "demo clip",
+                                            lambda progress, on_wait: webapp.analyze_demo_clip(pool, progress, on_wait))
+            for _ in range(20_000):
+                if waiting.waiting or waiting.wait(0.01):
+                    break
+            waiting.cancel()  # another clip chosen meanwhile: it stops waiting at once
+            assert waiting.wait(APP_TIMEOUT_S) and waiting.result == (None, "demo clip: cancelled")
+        assert list(private_tmp.iterdir()) == []
+    finally:
+        pool.close()
+
+
+def test_page_says_a_clip_waits_for_a_free_analyzer(app, monkeypatch):
+    release, analyse = threading.Event(), webapp.analyze_demo_clip
+
+    def queued(pool, on_progress=None, on_wait=None):
+        if on_wait is not None:
+            on_wait(True)
+        release.wait(APP_TIMEOUT_S)
+        if on_wait is not None:
+            on_wait(False)
+        return analyse(pool, on_progress)
+
+    monkeypatch.setattr(webapp, "analyze_demo_clip", queued)
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    try:
+        demo.set_value(True).run()
+        job = app.session_state["clip_job"]
+        for _ in range(20_000):
+            if job.waiting or job.wait(0.01):
+                break
+        app.run()
+        [progress] = app.get("progress")
+        assert progress.proto.text.startswith(webapp.plain_markdown("Waiting for a free analyzer"))
+    finally:
+        release.set()
+    clip_analysed(app)
+    assert not app.exception and not app.error and len(app.get("video")) == 1

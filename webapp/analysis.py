@@ -24,15 +24,15 @@ import av
 import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, features
 
 from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
 from realtime.detector import DEFAULT_MIN_CONFIDENCE
 from realtime.errors import ModelError, OutputError, SourceError
-from realtime.io.images import read_image
+from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, IMAGE_SUFFIXES, WEBP_MAX_SIDE, read_image
 from realtime.io.results_file import ResultsWriter
-from realtime.io.video import H264VideoWriter, VideoFileSource
+from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
 from realtime.model_metadata import ModelMetadata
 from realtime.pipeline import EmotionAnalyzer, process_source
 from realtime.rows import face_rows, results_rows
@@ -41,8 +41,26 @@ from realtime.types import FaceResult, Frame, FrameResult
 
 LOG = logging.getLogger("emotion_tracer.webapp")
 MODEL_ENV = "EMOTION_TRACER_MODEL"  # overrides the default model path
-PHOTO_TYPES = ("jpg", "jpeg", "png", "webp")
-CLIP_TYPES = ("mp4", "mov", "avi", "webm")
+# Other names Streamlit's uploader accepts for a type it is given (streamlit's file_uploader_utils.TYPE_PAIRS):
+# the uploads check takes them too, so that what the uploader lets through is analysed.
+UPLOAD_TYPE_ALIASES = (("jpg", "jpeg"), ("mpg", "mpeg"), ("mp4", "mpeg4"), ("tif", "tiff"))
+
+
+def _upload_types(suffixes, first: tuple[str, ...]) -> tuple[str, ...]:
+    """The upload types (no dot, lower case) for the command line's ``suffixes`` and their aliases,
+    the common ones (``first``) first."""
+    types = {suffix.lstrip(".").lower() for suffix in suffixes}
+    for pair in UPLOAD_TYPE_ALIASES:
+        if types & set(pair):
+            types |= set(pair)
+    return tuple(sorted(types, key=lambda kind: (first.index(kind) if kind in first else len(first), kind)))
+
+
+# What the command line reads (realtime/io/images.py, realtime/io/video.py); AVIF only where Pillow decodes it.
+# GIF is a video for the command line (animated), so it goes to the Video clip tab.
+PHOTO_TYPES = _upload_types((suffix for suffix in IMAGE_SUFFIXES if suffix != ".avif" or features.check("avif")),
+                            ("jpg", "jpeg", "png", "webp"))
+CLIP_TYPES = _upload_types(VIDEO_SUFFIXES, ("mp4", "mov", "avi", "webm"))
 MAX_PHOTO_MB = 50
 MAX_CLIP_MB = 200  # also server.maxUploadSize in .streamlit/config.toml, the server's hard limit
 MAX_PHOTO_MEGAPIXELS = 50  # larger photos are refused before they are decoded
@@ -50,19 +68,26 @@ MAX_CLIP_SIZE = (3840, 2160)  # 4K: larger frames are refused (either orientatio
 MAX_CLIP_SECONDS = 60  # longer clips are analysed up to here
 MAX_CLIP_FRAMES = 1800  # ... and up to this many frames (high frame rates)
 DISPLAY_MAX_SIDE = 1600  # annotated photos are shown at most this large
+DISPLAY_MAX_ASPECT = 50  # thinner photos are shown padded to this ratio (a 2000x1 banner: no zero-height image)
 CLIP_ANALYZERS = 2  # clips analysed at the same time with the same options
 PHOTO_ANALYZERS = 1  # photos analysed at the same time with the same options, besides the clips
+WAIT_POLL_SECONDS = 0.5  # how often a clip waiting for a free analyzer asks whether it is still wanted
 PHOTOS_KEPT = 16  # analysed photos a session keeps for reruns, besides those uploaded now (all kept)
 MEGABYTE = 1024 * 1024  # Streamlit's upload limits count in these
 
 MODEL_HELP = (
-    "Train and export the emotion model, then reload this page:\n\n"
+    "The app reads the model shipped at `realtime/model/emotion_cnn_int8.onnx`, or the `.onnx` file the "
+    f"`{MODEL_ENV}` environment variable names when the app starts. Either restart the app with an exported "
+    "model:\n\n"
+    "```\n"
+    f"{MODEL_ENV}=path/to/model.onnx streamlit run streamlit_app.py\n"
+    "```\n\n"
+    "or train and export a model to the shipped path, then reload this page:\n\n"
     "```\n"
     "python -m models.train --data ../shared/datasets/fer2013 --output-dir runs/emotion_cnn\n"
     "python -m export --model runs/emotion_cnn/best.keras --output models/emotion_cnn.onnx "
-    "--data ../shared/datasets/fer2013 --int8\n"
-    "```\n\n"
-    f"or point the `{MODEL_ENV}` environment variable at an exported `.onnx` model."
+    "--data ../shared/datasets/fer2013 --int8 --int8-output realtime/model/emotion_cnn_int8.onnx\n"
+    "```"
 )
 
 
@@ -103,7 +128,10 @@ def resolve_model_path() -> Path:
     """
     override = os.environ.get(MODEL_ENV, "").strip()
     if not override:
-        return default_model_path()
+        try:
+            return default_model_path()
+        except ModelError as error:  # its message names the command line's --model, which the app has not
+            raise ModelError(f"the shipped model {error.path} is missing", error.path) from None
     path = Path(override).expanduser()
     if not path.is_file():
         raise ModelError(f"{MODEL_ENV}={override}: no such model file")
@@ -140,11 +168,21 @@ class AnalyzerPool:
                                min_confidence=self.options.min_confidence, smoothing=self.options.smoothing)
 
     @contextmanager
-    def borrow(self, for_clip: bool = False) -> Iterator[EmotionAnalyzer]:
-        """An analyzer for this thread alone until the ``with`` block ends (a photo's, or a clip's)."""
+    def borrow(self, for_clip: bool = False,
+               on_wait: Callable[[bool], None] | None = None) -> Iterator[EmotionAnalyzer]:
+        """An analyzer for this thread alone until the ``with`` block ends (a photo's, or a clip's).
+
+        While all are lent, ``on_wait(True)`` is called before waiting and then every WAIT_POLL_SECONDS (it
+        may raise to stop waiting: a cancelled clip), and ``on_wait(False)`` once one is got."""
         with self._condition:
+            waited = False
             while self._lent[for_clip] >= self._limits[for_clip]:
-                self._condition.wait()
+                if on_wait is not None:
+                    on_wait(True)
+                waited = True
+                self._condition.wait(WAIT_POLL_SECONDS if on_wait is not None else None)
+            if on_wait is not None and waited:
+                on_wait(False)
             self._lent[for_clip] += 1
             analyzer = self._idle.pop() if self._idle else None
         try:
@@ -203,12 +241,17 @@ def emotion_hex(label: str) -> str:
     return f"#{red:02x}{green:02x}{blue:02x}"
 
 
+def type_list(types: tuple[str, ...]) -> str:
+    """Upload types for people: "JPG, JPEG, PNG or WEBP"."""
+    kinds = [kind.upper() for kind in types]
+    return ", ".join(kinds[:-1]) + f" or {kinds[-1]}" if len(kinds) > 1 else "".join(kinds)
+
+
 def check_upload(name: str, size: int, allowed_types: tuple[str, ...], max_mb: int) -> str:
     """The upload's lower-case suffix (".jpg") after checking its type and size; UploadError otherwise."""
     suffix = Path(name).suffix.lower()
     if suffix.lstrip(".") not in allowed_types:
-        kinds = ", ".join(kind.upper() for kind in allowed_types)
-        raise UploadError(f"{name}: not a supported file type (use {kinds})")
+        raise UploadError(f"{name}: not a supported file type (use {type_list(allowed_types)})")
     if size > max_mb * MEGABYTE:
         raise UploadError(f"{name}: {size / MEGABYTE:.1f} MB is more than the {max_mb} MB allowed")
     return suffix
@@ -261,12 +304,30 @@ def _check_photo_pixels(path: Path, name: str) -> None:
 
 @dataclass
 class PhotoAnalysis:
-    """One analysed photo: the annotated image (RGB, at most DISPLAY_MAX_SIDE) and its faces."""
+    """One analysed photo: the annotated image to show (RGB, at most DISPLAY_MAX_SIDE), its faces and the
+    per-face CSV (the command line's results file). The full-size annotated photo is made when it is
+    downloaded (``annotated_photo``), not kept."""
 
     name: str
     image_rgb: np.ndarray
     result: FrameResult
     classes: list[str]
+    csv: bytes = b""
+    size: tuple[int, int] = (0, 0)  # the photo's (height, width), before it was shrunk to be shown
+
+    @property
+    def image_file_name(self) -> str:
+        """The annotated photo's download name: ``<stem>_emotions`` and the upload's suffix where the command
+        line writes that format, else .png (as the command line names a folder's outputs)."""
+        return f"{download_stem(self.name, 'photo')}_emotions{photo_output_suffix(self.name, self.size)}"
+
+    @property
+    def image_mime_type(self) -> str:
+        return IMAGE_MIME_TYPES[photo_output_suffix(self.name, self.size)]
+
+    @property
+    def csv_file_name(self) -> str:
+        return f"{download_stem(self.name, 'photo')}_faces.csv"
 
     @property
     def faces(self) -> list[FaceResult]:
@@ -293,31 +354,81 @@ class PhotoAnalysis:
         })
 
 
-def display_rgb(image_bgr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
-    """An RGB copy of a BGR image, shrunk so its longer side is at most ``max_side``."""
+def display_rgb(image_bgr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE,
+                max_aspect: int = DISPLAY_MAX_ASPECT) -> np.ndarray:
+    """An RGB copy of a BGR image, shrunk so its longer side is at most ``max_side``, and padded (light grey,
+    centered) where it is thinner than ``max_aspect``:1, so that no side shrinks to nothing when the page
+    scales it down (a 2000x1 banner)."""
     height, width = image_bgr.shape[:2]
     scale = max_side / max(height, width)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
+        height, width = image_bgr.shape[:2]
+    least = math.ceil(max(height, width) / max_aspect)
+    if min(height, width) < least:
+        across = least - min(height, width)
+        before, after = across // 2, across - across // 2
+        pad = (before, after, 0, 0) if height < width else (0, 0, before, after)
+        image_bgr = cv2.copyMakeBorder(image_bgr, *pad, cv2.BORDER_CONSTANT, value=(224, 224, 224))
     return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
 
 
-def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
-    """Detect, classify and annotate the faces of an uploaded photo; UploadError for bad input."""
+def _read_photo(data: bytes, name: str) -> np.ndarray:
+    """An uploaded photo, decoded (BGR, upright); UploadError for bad input."""
     suffix = check_upload(name, len(data), PHOTO_TYPES, MAX_PHOTO_MB)
     with private_folder() as folder:
         path = _save(folder, data, suffix)
         _check_photo_pixels(path, name)
         try:
-            image = read_image(path)
+            return read_image(path)
         except SourceError as error:
             raise _renamed(error, path, name) from None
+
+
+def results_csv(results: list[FrameResult], classes: list[str]) -> bytes:
+    """The command line's CSV results file of ``results`` (ResultsWriter), as bytes."""
+    with private_folder() as folder:
+        path = folder / "faces.csv"
+        with ResultsWriter(path, classes) as writer:
+            for result in results:
+                writer.write(result)
+        return path.read_bytes()
+
+
+def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
+    """Detect, classify and annotate the faces of an uploaded photo; UploadError for bad input."""
+    image = _read_photo(data, name)
     with pool.borrow() as analyzer:
         result = analyzer.analyze(image)
     result.source = name
     annotated = EmotionAnnotator().annotate(image, result)
-    return PhotoAnalysis(name, display_rgb(annotated), result, pool.classes)
+    return PhotoAnalysis(name, display_rgb(annotated), result, pool.classes, results_csv([result], pool.classes),
+                         image.shape[:2])
+
+
+def photo_output_suffix(name: str, size: tuple[int, int] | None = None) -> str:
+    """The annotated photo's format: the upload's where the command line writes it (and WebP holds a photo
+    of ``size``, (height, width)), else .png."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in IMAGE_OUTPUT_SUFFIXES or (suffix == ".webp" and size and max(size) > WEBP_MAX_SIDE):
+        return ".png"
+    return suffix
+
+
+IMAGE_MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
+                    ".webp": "image/webp"}
+
+
+def annotated_photo(data: bytes, photo: PhotoAnalysis) -> bytes:
+    """The photo ``data`` annotated with ``photo``'s faces at its full size, encoded as
+    ``photo.image_file_name`` says (made again from the upload when it is downloaded, not kept)."""
+    image = EmotionAnnotator().annotate(_read_photo(data, photo.name), photo.result)
+    suffix = photo_output_suffix(photo.name, photo.size)
+    ok, encoded = cv2.imencode(suffix, image)
+    if not ok:
+        raise RuntimeError(f"cannot encode {photo.name} as {suffix}")
+    return encoded.tobytes()
 
 
 def example_photo() -> tuple[str, bytes]:
@@ -388,22 +499,28 @@ def clip_frame_limit(fps: float) -> int:
 
 
 ProgressCallback = Callable[[int, "int | None"], None]  # (frames done, frames expected or None)
+WaitCallback = Callable[[bool], None]  # (whether waiting for a free analyzer)
 
 
-def analyze_clip(data: bytes, name: str, pool: AnalyzerPool,
-                 on_progress: ProgressCallback | None = None) -> ClipAnalysis:
-    """Annotate an uploaded clip (H.264, audio kept) and tabulate its faces; UploadError for bad input.
+def analyze_clip(data: bytes, name: str, pool: AnalyzerPool, on_progress: ProgressCallback | None = None,
+                 on_wait: WaitCallback | None = None) -> ClipAnalysis:
+    """Annotate an uploaded clip (H.264, audio kept) and tabulate its faces; UploadError for bad input
+    (a still photo, but for a GIF, included).
 
-    ``on_progress(done, expected)`` is called after every frame. Clips longer than the limits are
-    analysed up to MAX_CLIP_SECONDS (at most MAX_CLIP_FRAMES frames) and marked ``truncated``.
+    ``on_progress(done, expected)`` is called after every frame; ``on_wait(True)`` while the clip waits
+    for a free analyzer (the pool's are all analysing other clips), ``on_wait(False)`` once it has one.
+    Clips longer than the limits are analysed up to MAX_CLIP_SECONDS (at most MAX_CLIP_FRAMES frames) and
+    marked ``truncated``.
     """
     suffix = check_upload(name, len(data), CLIP_TYPES, MAX_CLIP_MB)
     with private_folder() as folder:
         path = _save(folder, data, suffix)
+        if _is_still_photo(path):
+            raise UploadError(f"video {name}: looks like a photo: use the Photo tab")
         try:
             with VideoFileSource(path) as source:
                 clip = _analyze_video(source, name, folder, pool, on_progress, audio_source=path,
-                                      header_seconds=_header_seconds(path))
+                                      header_seconds=_header_seconds(path), on_wait=on_wait)
                 clip.issues = [issue.replace(path.name, name) for issue in source.issues]
                 return clip
         except SourceError as error:
@@ -413,12 +530,25 @@ def analyze_clip(data: bytes, name: str, pool: AnalyzerPool,
             raise UploadError(f"video {name}: cannot write the annotated results ({detail})") from None
 
 
-def analyze_demo_clip(pool: AnalyzerPool, on_progress: ProgressCallback | None = None) -> ClipAnalysis:
+def analyze_demo_clip(pool: AnalyzerPool, on_progress: ProgressCallback | None = None,
+                      on_wait: WaitCallback | None = None) -> ClipAnalysis:
     """The built-in demo clip (a pan over scikit-image's astronaut photo), analysed like an upload."""
     from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
 
     with private_folder() as folder, demo_source() as source:
-        return _analyze_video(source, "demo clip", folder, pool, on_progress, audio_source=None)
+        return _analyze_video(source, "demo clip", folder, pool, on_progress, audio_source=None, on_wait=on_wait)
+
+
+def _is_still_photo(path: Path) -> bool:
+    """Whether the file is a single still image (a photo renamed .mp4), not a video; a GIF is a clip, even
+    of one frame, as on the command line."""
+    try:
+        with Image.open(path) as image:
+            return image.format != "GIF" and getattr(image, "n_frames", 1) == 1
+    except Image.DecompressionBombError:
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False  # not an image Pillow recognises
 
 
 def _header_seconds(path: Path) -> float | None:
@@ -457,7 +587,8 @@ class _FirstFrames:
 
 
 def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progress: ProgressCallback | None,
-                   audio_source: Path | None, header_seconds: float | None = None) -> ClipAnalysis:
+                   audio_source: Path | None, header_seconds: float | None = None,
+                   on_wait: WaitCallback | None = None) -> ClipAnalysis:
     info = source.info
     longest, shortest = max(info.width, info.height), min(info.width, info.height)
     if longest > max(MAX_CLIP_SIZE) or shortest > min(MAX_CLIP_SIZE):
@@ -471,7 +602,7 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
     summary = RunSummary()
     frames, seconds = 0, 0.0
     results: list[FrameResult] = []
-    with pool.borrow(for_clip=True) as analyzer, \
+    with pool.borrow(for_clip=True, on_wait=on_wait) as analyzer, \
             H264VideoWriter(video_path, info, audio_source=audio_source) as video_writer, \
             ResultsWriter(csv_path, analyzer.classes) as results_writer:
         for analyzed in process_source(first_frames, analyzer, sinks=[video_writer, results_writer, summary],
@@ -493,14 +624,16 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
 class BackgroundClip:
     """A clip analysed in a thread of its own, so that the page's reruns (a tab chosen, a widget moved)
     neither restart it nor wait for it; the page polls ``done`` and ``expected`` and shows ``result`` once
-    ``finished``. ``analysis(on_progress)`` is ``analyze_clip`` or ``analyze_demo_clip`` with its other
-    arguments bound; ``key`` says what it analyses (file, model, options). ``wanted()`` is asked after
-    every frame: once it says no (the page's session has ended), the analysis stops as if cancelled."""
+    ``finished``, and says ``waiting`` while the clip waits for a free analyzer. ``analysis(on_progress,
+    on_wait)`` is ``analyze_clip`` or ``analyze_demo_clip`` with its other arguments bound; ``key`` says what
+    it analyses (file, model, options). ``wanted()`` is asked after every frame and while the clip waits
+    for an analyzer: once it says no (the page's session has ended), the analysis stops as if cancelled."""
 
-    def __init__(self, key: object, name: str, analysis: Callable[[ProgressCallback], ClipAnalysis],
+    def __init__(self, key: object, name: str, analysis: Callable[[ProgressCallback, WaitCallback], ClipAnalysis],
                  wanted: Callable[[], bool] = lambda: True):
         self.key, self.name = key, name
         self.done, self.expected = 0, None
+        self.waiting = False  # for a free analyzer: the pool's are all analysing other clips
         self.result: tuple[ClipAnalysis | None, str | None] | None = None
         self._wanted = wanted
         self._cancelled = threading.Event()
@@ -508,17 +641,26 @@ class BackgroundClip:
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, analysis: Callable[[ProgressCallback], ClipAnalysis]) -> None:
+    def _run(self, analysis: Callable[[ProgressCallback, WaitCallback], ClipAnalysis]) -> None:
         try:
-            self.result = run_safely(self.name, analysis, self._progress)
+            self.result = run_safely(self.name, analysis, self._progress, self._waiting)
         except ClipCancelled:
             self.result = (None, f"{self.name}: cancelled")
+        finally:
+            self.waiting = False
 
-    def _progress(self, done: int, expected: int | None) -> None:
+    def _waiting(self, waiting: bool) -> None:
+        self._check_wanted()
+        self.waiting = waiting
+
+    def _check_wanted(self) -> None:
         if not self._wanted():
             self._cancelled.set()
         if self._cancelled.is_set():
             raise ClipCancelled
+
+    def _progress(self, done: int, expected: int | None) -> None:
+        self._check_wanted()
         self.done, self.expected = done, expected
 
     @property
