@@ -246,6 +246,22 @@ def test_clip_without_faces(pool, tmp_path):
     assert decoded_frames(clip.video) == ("h264", 8)
 
 
+def test_a_raw_mpeg_video_stream_is_a_clip_not_a_photo(pool, tmp_path):
+    """A .mpg holding a raw MPEG-1 video stream, which Pillow opens as one "MPEG" frame: still a clip (the
+    command line reads its frames), not refused as a photo uploaded as a clip."""
+    path = tmp_path / "raw.mpg"
+    with av.open(str(path), "w", format="mpeg1video") as container:
+        stream = container.add_stream("mpeg1video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(10):
+            image = np.full((48, 64, 3), 20 * index, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    assert path.read_bytes()[:4] == b"\x00\x00\x01\xb3"  # a sequence header: what Pillow's MPEG plugin takes
+    clip = webapp.analyze_clip(path.read_bytes(), "holiday.mpg", pool)
+    assert clip.frames == 10
+
+
 def test_a_webm_clip_exactly_at_the_limit_is_whole_and_a_longer_one_is_cut(pool, monkeypatch, tmp_path):
     data = webm_bytes(tmp_path, 12)
     monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 12)

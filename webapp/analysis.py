@@ -539,12 +539,17 @@ def analyze_demo_clip(pool: AnalyzerPool, on_progress: ProgressCallback | None =
         return _analyze_video(source, "demo clip", folder, pool, on_progress, audio_source=None, on_wait=on_wait)
 
 
+# Pillow's formats that are photos (those of the command line's IMAGE_SUFFIXES, and MPO: a phone's JPEG); not
+# GIF (a clip, even of one frame, as on the command line) nor MPEG (Pillow opens a raw MPEG video stream as one
+# frame).
+PHOTO_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "AVIF"})
+
+
 def _is_still_photo(path: Path) -> bool:
-    """Whether the file is a single still image (a photo renamed .mp4), not a video; a GIF is a clip, even
-    of one frame, as on the command line."""
+    """Whether the file is a single still photo (a photo renamed .mp4), not a video."""
     try:
         with Image.open(path) as image:
-            return image.format != "GIF" and getattr(image, "n_frames", 1) == 1
+            return image.format in PHOTO_FORMATS and getattr(image, "n_frames", 1) == 1
     except Image.DecompressionBombError:
         return True
     except (OSError, SyntaxError, ValueError):
