@@ -22,7 +22,7 @@ from realtime.errors import EmotionTracerError, OutputError, SourceError, one_li
 from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path, check_output_suffix, out_of_space
-from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, check_image_fits, image_size, write_image
+from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, annotated_photo_suffix, check_image_fits, image_size, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.stream import (
     DEFAULT_OPEN_TIMEOUT_S,
@@ -395,7 +395,7 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
         target = None
         if output is not None:
             if kind == "image":
-                suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_OUTPUT_SUFFIXES else ".png"
+                suffix = annotated_photo_suffix(path)
             else:
                 suffix = ".mp4"
             target = output / within.parent / (path.stem + suffix)

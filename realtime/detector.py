@@ -135,6 +135,12 @@ def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     return max(intersection / (area_a + area_b - intersection), intersection / min(area_a, area_b))
 
 
+def scaled_down(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` shrunk by ``scale`` (< 1), each side at least 1 px."""
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def scaled_back(face: FaceDetection, scale: float, shape: tuple[int, ...]) -> FaceDetection:
     """``face``, found in an image scaled by ``scale``, in the coordinates of the image of ``shape``, clamped."""
     height, width = shape[:2]
@@ -249,8 +255,7 @@ class FaceDetector:
         while max(scaled.shape[:2]) > TILE_SIDE:
             faces.extend(scaled_back(face, scale, rgb.shape) for face in self._detect_in_tiles_of(scaled, model))
             scale /= 2
-            scaled = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
-                                interpolation=cv2.INTER_AREA)
+            scaled = scaled_down(rgb, scale)
         return faces
 
     def _detect_in_tiles_of(self, rgb: np.ndarray, model: str) -> list[FaceDetection]:
@@ -290,9 +295,7 @@ class FaceDetector:
             return []
         rgb = _as_rgb(image_bgr)
         scale = min(1.0, MAX_PASS_SIDE / max(rgb.shape[:2]))
-        whole = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)),
-                                                          max(1, round(rgb.shape[0] * scale))),
-                                                    interpolation=cv2.INTER_AREA)
+        whole = rgb if scale == 1.0 else scaled_down(rgb, scale)
         faces = self._detect_auto(whole) if self.model_range == "auto" else self._run(self.model_range, whole)
         if scale != 1.0:
             faces = [scaled_back(face, scale, rgb.shape) for face in faces]

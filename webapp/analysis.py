@@ -30,7 +30,7 @@ from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
 from realtime.detector import DEFAULT_MIN_CONFIDENCE
 from realtime.errors import ModelError, OutputError, SourceError
-from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, IMAGE_SUFFIXES, WEBP_MAX_SIDE, read_image
+from realtime.io.images import IMAGE_SUFFIXES, WEBP_MAX_SIDE, annotated_photo_suffix, read_image
 from realtime.io.results_file import ResultsWriter
 from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
 from realtime.model_metadata import ModelMetadata
@@ -410,10 +410,8 @@ def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
 def photo_output_suffix(name: str, size: tuple[int, int] | None = None) -> str:
     """The annotated photo's format: the upload's where the command line writes it (and WebP holds a photo
     of ``size``, (height, width)), else .png."""
-    suffix = Path(name).suffix.lower()
-    if suffix not in IMAGE_OUTPUT_SUFFIXES or (suffix == ".webp" and size and max(size) > WEBP_MAX_SIDE):
-        return ".png"
-    return suffix
+    suffix = annotated_photo_suffix(name)
+    return ".png" if suffix == ".webp" and size and max(size) > WEBP_MAX_SIDE else suffix
 
 
 IMAGE_MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",

@@ -171,6 +171,12 @@ def image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def annotated_photo_suffix(name: str | Path) -> str:
+    """The suffix of an annotated copy of the photo ``name``: its own where that format can be written, else .png."""
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in IMAGE_OUTPUT_SUFFIXES else ".png"
+
+
 def check_image_fits(path: Path, width: int, height: int) -> None:
     """OutputError when the format ``path``'s suffix names cannot hold an image that size (WebP: 16383 px)."""
     if path.suffix.lower() == ".webp" and max(width, height) > WEBP_MAX_SIDE:
