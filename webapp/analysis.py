@@ -516,10 +516,10 @@ def analyze_clip(data: bytes, name: str, pool: AnalyzerPool, on_progress: Progre
         if _is_still_photo(path):
             raise UploadError(f"video {name}: looks like a photo: use the Photo tab")
         try:
-            with VideoFileSource(path) as source:
+            with VideoFileSource(path, name=name) as source:  # its issues name the upload
                 clip = _analyze_video(source, name, folder, pool, on_progress, audio_source=path,
                                       header_seconds=_header_seconds(path), on_wait=on_wait)
-                clip.issues = [issue.replace(path.name, name) for issue in source.issues]
+                clip.issues = list(source.issues)
                 return clip
         except SourceError as error:
             raise _renamed(error, path, name) from None
