@@ -72,9 +72,9 @@ exit codes:
   1    failed part way (e.g. disk full): outputs kept up to the failure, the error says why
   2    bad input or options, refused before any work: nothing written
   3    done with problems: damaged stretches skipped, a video cut short, a camera lost, files of a
-       folder that could not be read or whose output could not be written whole (or found no room for
-       the video's final rewrite); the summary lists them and what each keeps (a folder run stops, with 1,
-       when the disk is full for a second file in a row)
+       folder (or subfolders, with --recursive) that could not be read, files whose output could not be
+       written whole (or found no room for the video's final rewrite); the summary lists them and what
+       each keeps (a folder run stops, with 1, when the disk is full for a second file in a row)
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM (kill, timeout, docker stop); 129 by SIGHUP
        (terminal closed): outputs finished and kept, summary printed
 """
@@ -311,9 +311,11 @@ def _file_identity(path: Path) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def _plan(args: argparse.Namespace, notes: list[str] | None = None) -> tuple[list[Job], bool]:
+def _plan(args: argparse.Namespace, notes: list[str] | None = None,
+          unread: list[str] | None = None) -> tuple[list[Job], bool]:
     """The jobs to run and whether the input is a folder; checks every output path before any work. What a folder
-    holds but the run leaves out is said in a line added to ``notes``."""
+    holds but the run leaves out is said in a line added to ``notes``; its subfolders that could not be read, in
+    lines added to ``unread`` (problems of the run)."""
     camera = args.camera if args.camera is not None or args.input is None else parse_source(args.input)
     if args.open_timeout is not None and not isinstance(camera, str):
         raise SourceError("--open-timeout applies to a network camera only (--camera URL)")
@@ -336,7 +338,7 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None) -> tuple[lis
         if isinstance(spec, (int, str)):
             jobs, folder = [Job("camera", spec, args.output)], False
         elif spec.is_dir():
-            jobs, folder = _folder_jobs(spec, args.output, args.recursive, notes), True
+            jobs, folder = _folder_jobs(spec, args.output, args.recursive, notes, unread), True
         else:
             jobs, folder = [Job(media_kind(spec), spec, args.output)], False
     if args.recursive and not folder:
@@ -364,10 +366,11 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None) -> tuple[lis
 
 
 def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
-                 notes: list[str] | None = None) -> list[Job]:
+                 notes: list[str] | None = None, unread: list[str] | None = None) -> list[Job]:
     """One job per image or video in ``folder`` (and, with ``recursive``, in its subfolders); outputs go to the
     ``output`` folder under the same path (its subfolders are made as the run reaches them). A line on what is
-    left out (subfolders, files of unknown kind, subfolders that cannot be read) is added to ``notes``."""
+    left out (subfolders, files of unknown kind) is added to ``notes``, one per subfolder that cannot be read
+    (whose files are lost to the run) to ``unread``."""
     skip = [output] if output is not None else []  # an output folder inside the input is no input
     contents = scan_folder(folder, recursive, skip)
     if not contents.media:
@@ -376,6 +379,9 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
     files = contents.media
     if notes is not None and (left_out := _left_out(folder, contents)):
         notes.append(f"note: {left_out}")
+    if unread is not None:
+        unread.extend(f"subfolder {printable(path.relative_to(folder).as_posix())}: cannot read it ({reason}); "
+                      "its files were not analysed" for path, reason in contents.unreadable)
     if output is not None:
         if output.exists() and not output.is_dir():
             raise OutputError(f"{output}: is a file; give a folder for the outputs of a folder")
@@ -463,10 +469,6 @@ def _left_out(folder: Path, contents: FolderContents, shown: int = 5) -> str:
                      f"{names(contents.subfolders)}")
     if contents.unknown:
         parts.append(f"{count(len(contents.unknown), 'file')} of unknown kind skipped: {names(contents.unknown)}")
-    if contents.unreadable:
-        unreadable = [path for path, _ in contents.unreadable]
-        parts.append(f"{count(len(unreadable), 'subfolder')} that could not be read skipped "
-                     f"({contents.unreadable[0][1]}): {names(unreadable)}")
     if contents.repeated:
         parts.append(f"{count(len(contents.repeated), 'folder link')} skipped (its folder is analysed already): "
                      f"{names(contents.repeated)}")
@@ -605,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     args.small_images_whole = args.small_images_whole is not False
     try:
         notes = []  # printed once the first source is open, so bad input gets only its error line
-        jobs, folder = _plan(args, notes)
+        unread = []  # a folder's subfolders that could not be read: problems, once the model is loaded
+        jobs, folder = _plan(args, notes, unread)
         live = jobs[0].kind == "camera"
         detector_range = args.detector or ("short" if live else "auto")
         want_window = args.show or (live and not args.no_display)
@@ -619,11 +622,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _show_library_warnings()
     with stop_signals() as stops:
-        return _run(args, jobs, folder, detector_range, show_window, notes, stops)
+        return _run(args, jobs, folder, detector_range, show_window, notes, unread, stops)
 
 
 def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range: str, show_window: bool,
-         notes: list[str], stops: list[int]) -> int:
+         notes: list[str], unread: list[str], stops: list[int]) -> int:
     """Run the planned jobs; every ending finishes the outputs and prints the summary once work has begun.
 
     In a folder, a file that cannot be read is skipped, and a file whose annotated output fails part way
@@ -633,7 +636,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
     quota, at any stage of its output, the final rewrite included; only a file written whole in between
     shows there was room), the disk is taken to be full: the run stops there and fails (exit 1), as the
     files after it would fail alike. A failing results file, shared by all the files, and a stop
-    (``stops``: Ctrl-C, SIGTERM, SIGHUP) end the whole run.
+    (``stops``: Ctrl-C, SIGTERM, SIGHUP) end the whole run. A folder's subfolders that could not be read
+    (``unread``) are problems of the run from its start.
     """
     summary = RunSummary(whole_image=args.whole_image)
     latencies: list[LatencyMeter] = []
@@ -644,6 +648,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads, whole_image=args.whole_image,
                 roll_correction=args.roll_correction, small_images_whole=args.small_images_whole))
             annotator = EmotionAnnotator()
+            for problem in unread:
+                _problem(summary, f"skipped {problem}")
             opened = []
 
             def results_writer() -> ResultsWriter | None:

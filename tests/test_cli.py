@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -413,6 +414,26 @@ def test_recursive_folder_run_keeps_paths_in_results_and_outputs(media, tiny_mod
     assert [line for line in captured.err.splitlines() if line.startswith("note:")] == [
         "note: 1 file of unknown kind skipped: day2/notes.txt; "
         "1 folder link skipped (its folder is analysed already): day2/deep/loop"]
+
+
+def test_an_unreadable_subfolder_is_a_problem_of_a_recursive_run(tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png", "locked/b.png", "open/c.png"])
+    prefix = []
+    if os.geteuid() == 0:  # root reads any folder: run without the capabilities that let it
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+        if shutil.which("setpriv") is None or subprocess.run([*prefix, "true"]).returncode != 0:
+            pytest.skip("running as root, and setpriv cannot drop the capability to read any folder")
+    (folder / "locked").chmod(0)
+    try:
+        completed = subprocess.run([*prefix, sys.executable, "-m", "realtime", str(folder), "--recursive", "--model",
+                                    str(tiny_model)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert completed.returncode == 3, completed.stderr  # done with problems: a folder's files were lost
+    problem = "skipped subfolder locked: cannot read it (Permission denied); its files were not analysed"
+    assert f"warning: {problem}" in completed.stderr.splitlines() and "note:" not in completed.stderr
+    assert "2 frames," in completed.stdout and f"  {problem}" in completed.stdout.splitlines()
 
 
 def test_recursive_output_folder_inside_the_input_is_not_analysed_again(tiny_model, tmp_path, capsys):
