@@ -53,8 +53,10 @@ FRAME_COUNT_TOLERANCE = 1e-3
 # 65 (`python -m benchmarks.faces crossing`).
 VELOCITY_SMOOTHING = 0.7
 PREDICTION_HORIZON = 15
-# A face's box side is a moving average (this weight of the past per reference frame): a face looked for where
-# its motion takes it is looked for at that usual size, not at the size of a last box that was partly hidden.
+# A face's box side is a moving average (this weight of the past per reference frame) of the boxes that moved as
+# a whole (a box that one of its edges moved with, a face partly hidden, leaves it be): a face looked for where its
+# motion takes it is looked for at that usual size, from the edge that moved with it, not at the size of a last
+# box that was partly hidden.
 SIZE_SMOOTHING = 0.7
 # When a box's width (height) changed by more than this fraction of its side in 1/30 s (or since the last
 # detection, when that is longer ago), its two edges moved differently (a part of the face hidden by another
@@ -64,6 +66,10 @@ EDGE_AGREEMENT = 0.1
 # Where a face unseen for a while should be is less sure than where one seen a frame ago should be: when both
 # overlap a detection, each reference frame unseen beyond the first weighs the overlap by this much.
 UNSEEN_OVERLAP_WEIGHT = 0.9
+# A face last seen partly hidden (one edge of its box moving with it) comes out partly hidden on another side:
+# a detection with at least this much of its area inside where the face's motion takes it (at its usual size)
+# takes it back.
+REAPPEAR_INSIDE = 0.8
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -91,12 +97,26 @@ def box_side(box: Box) -> int:
     return max(box[2] - box[0], box[3] - box[1], 1)
 
 
-def moved_and_resized(box: Box, dx: float, dy: float, side: float) -> Box:
-    """``box`` moved by (dx, dy) pixels and scaled about its centre to have ``side`` as its longer side."""
+def moved_and_resized(box: Box, dx: float, dy: float, side: float, anchor: tuple[int, int] = (0, 0)) -> Box:
+    """``box`` moved by (dx, dy) pixels and scaled to have ``side`` as its longer side: about its centre, or, on
+    an axis whose ``anchor`` is -1 (+1), about its low (high) edge."""
     scale = side / box_side(box)
-    half_w, half_h = (box[2] - box[0]) * scale / 2, (box[3] - box[1]) * scale / 2
-    x, y = (box[0] + box[2]) / 2 + dx, (box[1] + box[3]) / 2 + dy
-    return Box(round(x - half_w), round(y - half_h), round(x + half_w), round(y + half_h))
+    corners = []
+    for axis, move in ((0, dx), (1, dy)):
+        low, high = box[axis] + move, box[axis + 2] + move
+        half = (high - low) * scale / 2
+        middle = {-1: low + half, 0: (low + high) / 2, 1: high - half}[anchor[axis]]
+        corners.append((middle - half, middle + half))
+    (x1, x2), (y1, y2) = corners
+    return Box(round(x1), round(y1), round(x2), round(y2))
+
+
+def share_inside(box: Box, region: Box) -> float:
+    """The share of ``box``'s area that lies inside ``region``."""
+    inter_w = min(box[2], region[2]) - max(box[0], region[0])
+    inter_h = min(box[3], region[3]) - max(box[1], region[1])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return inter_w * inter_h / area if inter_w > 0 and inter_h > 0 and area > 0 else 0.0
 
 
 @dataclass
@@ -110,37 +130,43 @@ class _Track:
     leading: float = 0.0  # reference frames in a row in which another class led the displayed one by half the margin
     velocity: tuple[float, float] = (0.0, 0.0)  # of the box's centre, pixels per reference frame
     side: float = 0.0  # the face's usual box side (a moving average); 0: the first box's
+    # per axis, what of the last box moved with the face: 0 its centre, -1 its low edge, +1 its high edge (the
+    # face, partly hidden, reaches past the other)
+    anchor: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         self.side = self.side or box_side(self.box)
 
     def predicted_boxes(self, elapsed: float) -> tuple[Box, Box]:
         """Where the face's motion takes it ``elapsed`` reference frames after its last detection: at its usual
-        size, and at the size of its last box (a face going on behind another, or coming out of it)."""
+        size (from the edge that moved with it, when it was partly hidden), and at the size of its last box (a
+        face going on behind another, or coming out of it)."""
         horizon = min(elapsed, PREDICTION_HORIZON)
         dx, dy = self.velocity[0] * horizon, self.velocity[1] * horizon
-        return moved_and_resized(self.box, dx, dy, self.side), moved_and_resized(self.box, dx, dy, box_side(self.box))
+        return (moved_and_resized(self.box, dx, dy, self.side, self.anchor),
+                moved_and_resized(self.box, dx, dy, box_side(self.box)))
 
-    def _measured_velocity(self, box: Box, axis: int, step: float) -> float:
-        """The face's move along ``axis`` (0: x, 1: y) from its last box to ``box``, per reference frame: the
-        centre's; or, when the box changed size, the move of its centre or of one of its edges, whichever agrees
-        best with the face's velocity (a face partly hidden keeps the edge on its free side moving; one coming
-        nearer grows about its centre)."""
+    def _measured_velocity(self, box: Box, axis: int, step: float) -> tuple[float, int]:
+        """The face's move along ``axis`` (0: x, 1: y) from its last box to ``box``, per reference frame, and
+        what moved so (the anchor: 0 the centre, -1 the low edge, +1 the high edge): the centre; or, when the box
+        changed size, its centre or one of its edges, whichever agrees best with the face's velocity (a face partly
+        hidden keeps the edge on its free side moving; one coming nearer grows about its centre)."""
         edges = [(box[axis] - self.box[axis]) / step, (box[axis + 2] - self.box[axis + 2]) / step]
         centre = (edges[0] + edges[1]) / 2
         if abs(edges[0] - edges[1]) * max(step, 1.0) <= EDGE_AGREEMENT * box_side(box):  # per 1/30 s at most
-            return centre
-        return min([centre, *edges], key=lambda move: abs(move - self.velocity[axis]))
+            return centre, 0
+        return min([(centre, 0), (edges[0], -1), (edges[1], 1)], key=lambda move: abs(move[0] - self.velocity[axis]))
 
     def move_to(self, box: Box, elapsed: float) -> None:
         """Take the detection ``box``, found ``elapsed`` reference frames after the last one."""
         step = max(elapsed, 0.1)  # frames closer than 1/300 s: their jitter says nothing of a velocity
-        measured = [self._measured_velocity(box, axis, step) for axis in (0, 1)]
+        (move_x, anchor_x), (move_y, anchor_y) = (self._measured_velocity(box, axis, step) for axis in (0, 1))
         past = VELOCITY_SMOOTHING ** min(step, 1.0)  # per reference frame, up to one measurement's worth
-        self.velocity = (past * self.velocity[0] + (1 - past) * measured[0],
-                         past * self.velocity[1] + (1 - past) * measured[1])
-        past = SIZE_SMOOTHING ** min(step, 1.0)
-        self.side = past * self.side + (1 - past) * box_side(box)
+        self.velocity = (past * self.velocity[0] + (1 - past) * move_x, past * self.velocity[1] + (1 - past) * move_y)
+        self.anchor = (anchor_x, anchor_y)
+        if self.anchor == (0, 0):  # the box moved as a whole: its size is the face's
+            past = SIZE_SMOOTHING ** min(step, 1.0)
+            self.side = past * self.side + (1 - past) * box_side(box)
         self.box = box
 
 
@@ -218,6 +244,8 @@ class FaceTracker:
                     fit = 1.0 + iou * UNSEEN_OVERLAP_WEIGHT ** max(since_seen - 1.0, 0.0)
                 elif track.face_id is not None:  # lost, or moved far in one frame (frames dropped)
                     fit = max(near_enough(box, detection.box) for box in (track.box, predicted, predicted_as_last))
+                    if track.anchor != (0, 0) and (inside := share_inside(detection.box, predicted)) >= REAPPEAR_INSIDE:
+                        fit = max(fit, inside)  # out from behind another face, partly hidden on its other side
                 else:
                     continue
                 if fit > 0:

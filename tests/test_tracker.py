@@ -398,7 +398,7 @@ def test_timestamps_that_do_not_go_forward_count_as_one_frame():
     np.testing.assert_allclose(third.probabilities, 0.25 * np.array(HAPPY) + 0.75 * np.array(SAD), rtol=1e-5)
 
 
-@pytest.mark.parametrize("fps", [15, 30, 60])
+@pytest.mark.parametrize("fps", [10, 15, 30, 60, 120])
 def test_a_face_going_behind_another_comes_back_with_its_id(fps):
     """Walking right, 6 px per 1/30 s, a face goes behind one walking left: its box shrinks to the part still
     visible, it is hidden for 0.2 s and comes out on the other side. The box's centre hardly moves as it
