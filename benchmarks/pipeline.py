@@ -3,11 +3,13 @@
     python -m benchmarks.pipeline                       # ../shared/media clips when present, else the demo clip
     python -m benchmarks.pipeline clip.mp4 --detector short
     python -m benchmarks.pipeline --classifier-only --models a_int8.onnx b_int8.onnx
+    python -m benchmarks.pipeline --detector auto --sample-fps 5   # the full stages analyse 5 frames a second
 
 For each video and detector range: decode only; decode + face detection; the full pipeline
 (detect, classify, track, annotate) without writing; the full pipeline writing H.264. Each is the
-best of --repeat runs. Then the classifier alone on one CPU thread at several batch sizes, for every
-shipped model (or the --models given). Prints tables; asserts nothing.
+best of --repeat runs, in the clip's frames per second of wall time (with --sample-fps the full stages
+analyse only that many frames a second, and read and skip the others). Then the classifier alone on one CPU
+thread at several batch sizes, for every shipped model (or the --models given). Prints tables; asserts nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier, default_model_path
-from realtime.cli import positive_int_type
+from realtime.cli import frames_per_second, positive_int_type
 from realtime.demo import demo_source
 from realtime.detector import DETECTOR_CHOICES, FaceDetector
 from realtime.errors import ModelError
@@ -42,8 +44,10 @@ def open_clip(path: Path | None):
     return demo_source() if path is None else VideoFileSource(path)
 
 
-def time_stage(stage: str, path: Path | None, analyzer: EmotionAnalyzer, detector: FaceDetector) -> tuple[int, float]:
-    """Frames processed and seconds taken by one run of ``stage`` over the clip."""
+def time_stage(stage: str, path: Path | None, analyzer: EmotionAnalyzer, detector: FaceDetector,
+               sample_fps: float | None = None) -> tuple[int, float]:
+    """Frames processed and seconds taken by one run of ``stage`` over the clip (the full stages analysing at
+    most ``sample_fps`` frames a second)."""
     annotator = EmotionAnnotator()
     with open_clip(path) as source, tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -52,15 +56,18 @@ def time_stage(stage: str, path: Path | None, analyzer: EmotionAnalyzer, detecto
         elif stage == "decode + detect":
             frames = sum(1 for frame in source if detector.detect(frame.image) is not None)
         elif stage == "full, no writing":
-            frames = sum(1 for _ in process_source(source, analyzer, annotator=annotator))
+            frames = sum(1 for _ in process_source(source, analyzer, annotator=annotator, sample_fps=sample_fps))
         else:
             with H264VideoWriter(Path(folder) / "out.mp4", source.info) as writer:
-                frames = sum(1 for _ in process_source(source, analyzer, sinks=[writer], annotator=annotator))
+                frames = sum(1 for _ in process_source(source, analyzer, sinks=[writer], annotator=annotator,
+                                                       sample_fps=sample_fps))
         return frames, time.perf_counter() - started
 
 
-def benchmark_pipeline(clips: list[Path | None], detector_ranges: list[str], repeat: int) -> None:
-    """Print fps per stage, and the full pipeline with H.264 relative to decoding alone."""
+def benchmark_pipeline(clips: list[Path | None], detector_ranges: list[str], repeat: int,
+                       sample_fps: float | None = None) -> None:
+    """Print the clip's frames per second of wall time per stage, and the full pipeline with H.264 relative to
+    decoding alone."""
     print(f"{'clip':<18}{'size':>10}{'detector':>10}" + "".join(f"{stage:>18}" for stage in STAGES)
           + f"{'full+H.264 / decode':>21}")
     for clip in clips:
@@ -69,10 +76,11 @@ def benchmark_pipeline(clips: list[Path | None], detector_ranges: list[str], rep
         for detector_range in detector_ranges:
             with EmotionAnalyzer(detector_range=detector_range) as analyzer, \
                     FaceDetector(detector_range, 0.5) as detector:
-                fps = {}
+                fps, clip_frames = {}, None
                 for stage in STAGES:
-                    runs = [time_stage(stage, clip, analyzer, detector) for _ in range(repeat)]
-                    fps[stage] = max(frames / seconds for frames, seconds in runs)
+                    runs = [time_stage(stage, clip, analyzer, detector, sample_fps) for _ in range(repeat)]
+                    clip_frames = clip_frames or runs[0][0]  # decode only: every frame of the clip
+                    fps[stage] = max(clip_frames / seconds for _, seconds in runs)
             name = clip.name if clip else "demo clip"
             print(f"{name:<18}{size:>10}{detector_range:>10}" + "".join(f"{fps[s]:>14.0f} fps" for s in STAGES)
                   + f"{fps['full + H.264'] / fps['decode only']:>20.0%}", flush=True)
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", type=Path,
                         help="ONNX emotion models for the per-face table (default: the shipped float32 and INT8)")
     parser.add_argument("--classifier-only", action="store_true", help="only the per-face table")
+    parser.add_argument("--sample-fps", type=frames_per_second, metavar="N",
+                        help="the full stages analyse at most N frames a second, as python -m realtime --sample-fps")
     args = parser.parse_args(argv)
     models = args.models or [path for path in CLASSIFIER_MODELS if path.is_file()]
     try:  # every model opens before anything is timed
@@ -125,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no such video: {missing[0]}", file=sys.stderr)
         return 2
-    print(f"{os.cpu_count()} CPU cores; frames per second, best of {args.repeat} runs\n")
-    benchmark_pipeline(clips, list(DETECTOR_CHOICES) if args.detector == "all" else [args.detector], args.repeat)
+    sampled = f"; the full stages analyse at most {args.sample_fps:g} a second" if args.sample_fps else ""
+    print(f"{os.cpu_count()} CPU cores; the clip's frames per second, best of {args.repeat} runs{sampled}\n")
+    benchmark_pipeline(clips, list(DETECTOR_CHOICES) if args.detector == "all" else [args.detector], args.repeat,
+                       args.sample_fps)
     benchmark_classifier(classifiers)
     return 0
 

@@ -7,6 +7,7 @@ sinks: ``process_source`` hands every analysed frame of a source to whichever si
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -32,6 +33,9 @@ from realtime.tracker import LABEL_MARGIN, FaceTracker
 from realtime.types import AnalyzedFrame, FaceResult, Frame, FrameResult
 
 FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
+# Sampled frames are due on a grid of 1/N s from the first; a frame this close before its time counts as on time
+# (timestamps such as i / 30 do not add up exactly).
+SAMPLE_TOLERANCE_S = 1e-6
 
 
 class SourceWarning(UserWarning):
@@ -197,7 +201,7 @@ class EmotionAnalyzer:
                                            "classify": 1000 * (classified - detected)}
 
     def stream(self, source: Source | str | int | Path, max_frames: int | None = None, *,
-               source_name: str | None = None) -> Iterator[FrameResult]:
+               source_name: str | None = None, sample_fps: float | None = None) -> Iterator[FrameResult]:
         """One FrameResult per frame of a video file, a camera index or URL, or an open Source, ids tracked.
 
         A source given by name or index is opened here and closed when the iteration ends. One stream at a
@@ -207,7 +211,8 @@ class EmotionAnalyzer:
         ``source_name`` goes into every result's ``source``. By default a file is named by its path as
         given (here or to ``open_source()``), as ``analyze()`` names a photo, so that ``cam_a/clip.mp4``
         and ``cam_b/clip.mp4`` stay apart; a camera is "camera 0", a stream its address with any password
-        hidden.
+        hidden. ``sample_fps`` analyses at most that many frames a second (see ``sample_frames``), the
+        others are read and skipped: a long video goes faster; ``max_frames`` counts the frames analysed.
 
         What the source could not deliver (damaged stretches skipped, a cut-short end, camera or stream
         outages) is a ``SourceWarning`` per line when the iteration ends, and those lines stay in
@@ -218,10 +223,10 @@ class EmotionAnalyzer:
                             f"{type(source).__name__} (for single images: analyze(), or track() frame by frame)")
         if source_name is not None and not isinstance(source_name, str):
             raise TypeError(f"source_name must be a str, not {type(source_name).__name__}")
-        return self._stream(source, check_max_frames(max_frames), source_name)
+        return self._stream(source, check_max_frames(max_frames), source_name, check_sample_fps(sample_fps))
 
     def _stream(self, source: Source | str | int | Path, max_frames: int | None,
-                source_name: str | None) -> Iterator[FrameResult]:
+                source_name: str | None, sample_fps: float | None) -> Iterator[FrameResult]:
         self._refuse_second_stream()  # before a camera is opened for it
         given = source
         self.last_source_issues, self.last_source_frames_lost = (), 0
@@ -231,7 +236,8 @@ class EmotionAnalyzer:
             if source_name is None:  # a file by its path as given, as analyze() names a photo
                 source_name = str(given) if isinstance(given, (str, Path)) and not source.live else source.info.source
             try:
-                for analyzed in process_source(source, self, source_name=source_name, max_frames=max_frames):
+                for analyzed in process_source(source, self, source_name=source_name, max_frames=max_frames,
+                                               sample_fps=sample_fps):
                     yield analyzed.result
             finally:  # also when the caller stops early or the source fails part way: what was lost so far
                 self.last_source_issues = tuple(getattr(source, "issues", ()))
@@ -307,6 +313,38 @@ def check_max_frames(max_frames: int | None) -> int | None:
     return max_frames
 
 
+def check_sample_fps(sample_fps: float | None) -> float | None:
+    """``sample_fps`` if it is None (every frame) or a finite number above 0, as a float, else ValueError."""
+    if sample_fps is None:
+        return None
+    if isinstance(sample_fps, bool) or not isinstance(sample_fps, (int, float)) or not 0 < sample_fps < math.inf:
+        raise ValueError(f"sample_fps must be None or a number of frames a second above 0, not {sample_fps!r}")
+    return float(sample_fps)
+
+
+def sample_frames(frames: Iterable[Frame], per_second: float | None) -> Iterator[tuple[Frame | None, int]]:
+    """Each of ``frames`` with 1 (``per_second`` None), or at most ``per_second`` of them a second: the first,
+    then the first at or after each step of a 1/``per_second`` s grid from it (so a rate that does not divide
+    the source's keeps its average), each with how many frames were read for it (it and those skipped before);
+    at the end, None with the frames skipped after the last one, if any. Time going back (a source restarting
+    its clock) starts the grid again."""
+    first = due = previous = None
+    read = 0
+    for frame in frames:
+        read += 1
+        if per_second is not None and due is not None and previous <= frame.timestamp < due - SAMPLE_TOLERANCE_S:
+            continue
+        if per_second is not None:
+            if due is None or frame.timestamp < previous:
+                first = frame.timestamp
+            previous = frame.timestamp
+            due = first + (math.floor((frame.timestamp - first) * per_second + SAMPLE_TOLERANCE_S) + 1) / per_second
+        yield frame, read
+        read = 0
+    if read:
+        yield None, read
+
+
 def source_label(source: Source) -> str:
     """How results name a source: a file by its name; a camera or stream as its info says ("camera 0",
     or the stream's address with any password hidden)."""
@@ -315,40 +353,46 @@ def source_label(source: Source) -> str:
 
 def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable[Sink] = (),
                    annotator: EmotionAnnotator | None = None, source_name: str | None = None,
-                   max_frames: int | None = None, progress: bool = False) -> Iterator[AnalyzedFrame]:
+                   max_frames: int | None = None, progress: bool = False,
+                   sample_fps: float | None = None) -> Iterator[AnalyzedFrame]:
     """Run every frame of an open ``source`` through ``analyzer`` and hand it to each of ``sinks``.
 
     Yields an AnalyzedFrame per frame, annotated when an ``annotator`` is given (sinks that show or
     write images need one). A sink returning False from ``write_frame`` stops the run (the user
     pressed q). ``source_name`` goes into every result (default: ``source_label()``, a file's name without
     its folder, as the command line names a single file; ``stream()`` names a file by its path);
-    ``max_frames`` stops early; ``progress`` shows a tqdm bar on stderr when it is a terminal (not
-    in a log file). The tracker is reset first and afterwards, so ids start at 1 for each source; meanwhile
-    the analyzer refuses a second stream and ``track()``. Closing the sinks and the source is the caller's job
-    (``with`` blocks), which also makes Ctrl-C leave finished files, and so is reading what the source lost
-    (its ``issues`` and ``frames_lost``, complete once the iteration has ended): no warning is given here.
+    ``max_frames`` stops after that many frames analysed; ``sample_fps`` analyses at most that many frames a
+    second (``sample_frames``), skipping the others; ``progress`` shows a tqdm bar of the source's frames on
+    stderr when it is a terminal (not in a log file). The tracker is reset first and afterwards, so ids start at
+    1 for each source; meanwhile the analyzer refuses a second stream and ``track()``. Closing the sinks and the
+    source is the caller's job (``with`` blocks), which also makes Ctrl-C leave finished files, and so is reading
+    what the source lost (its ``issues`` and ``frames_lost``, complete once the iteration has ended): no warning
+    is given here.
     """
     if not isinstance(source, Source):
         raise TypeError(f"process_source() takes an open Source (realtime.open_source(...)), not "
                         f"{type(source).__name__}; EmotionAnalyzer.stream() takes a path or a camera")
     check_max_frames(max_frames)
+    sample_fps = check_sample_fps(sample_fps)
     sinks = list(sinks)
     name = source_name if source_name is not None else source_label(source)
     total = source.info.total_frames
     if max_frames is not None:
-        total = min(total, max_frames) if total is not None else max_frames
+        limit = max_frames if sample_fps is None else math.ceil(max_frames * max(source.info.fps / sample_fps, 1.0))
+        total = min(total, limit) if total is not None else limit
     still = isinstance(source, ImageSource)  # a photo: a small one without a detected face is taken whole
     edited = not source.live and not still  # a video file, which may cut from shot to shot
     fps = 0.0
-    frames = iter(source)
+    frames = sample_frames(source, sample_fps)
     with analyzer._going_through_a_stream(), \
             tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, file=sys.stderr,
                  dynamic_ncols=True, leave=True) as bar:
         count = 0
         while max_frames is None or count < max_frames:
             started = time.perf_counter()
-            frame = next(frames, None)
+            frame, read = next(frames, (None, 0))
             if frame is None:
+                bar.update(read)  # the frames skipped after the last one analysed
                 break
             result = analyzer._track(frame, name, still, edited)
             annotated = annotator.annotate(frame.image, result) if annotator is not None else None
@@ -362,7 +406,7 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
                     if sink.write_frame(analyzed) is False:
                         keep_going = False
             count += 1
-            bar.update(1)
+            bar.update(read)
             yield analyzed
             if not keep_going:
                 break

@@ -15,7 +15,7 @@ from realtime.crops import prepare_crops
 from realtime.demo import demo_source, sample_photo_bgr
 from realtime.io.images import ImageSource, read_image
 from realtime.io.video import H264VideoWriter, VideoFileSource
-from realtime.pipeline import EmotionAnalyzer, process_source
+from realtime.pipeline import EmotionAnalyzer, process_source, sample_frames
 from realtime.rows import RESULT_COLUMNS
 from realtime.summary import RunSummary
 from realtime.types import AnalyzedFrame, Frame, VideoInfo
@@ -341,6 +341,35 @@ def test_bad_options_are_refused_under_their_own_names(tiny_model):
                                   "roll_correction=True)")
         with pytest.raises(ValueError, match="max_frames must be None or a whole number"):
             analyzer.stream(demo_source(), max_frames=0)  # at once, not at the first frame
+
+
+def frames_at(*timestamps: float) -> list[Frame]:
+    """Blank frames at ``timestamps`` (seconds), indexed in order."""
+    return [Frame(index, timestamp, np.zeros((4, 4, 3), np.uint8)) for index, timestamp in enumerate(timestamps)]
+
+
+def test_sampled_frames_keep_the_rate_asked_for_on_average():
+    thirty = frames_at(*(i / 30 for i in range(120)))
+    sampled = list(sample_frames(thirty, 5))
+    assert [frame.index for frame, _ in sampled[:-1]] == list(range(0, 120, 6))
+    assert sampled[-1] == (None, 5) and sum(read for _, read in sampled) == 120  # every frame counted once
+    seven = [frame.timestamp for frame, _ in sample_frames(thirty, 7) if frame is not None]
+    assert len(seven) == 28 and all(1 / 7 - 1 / 30 < b - a < 1 / 7 + 1 / 30 for a, b in zip(seven, seven[1:]))
+    assert [frame.index for frame, _ in sample_frames(thirty[:10], 60)] == list(range(10))  # faster: all
+    assert [read for _, read in sample_frames(thirty[:10], None)] == [1] * 10
+    restarted = frames_at(0.0, 0.1, 0.2, 0.3, 0.05, 0.1, 0.25, 0.3)  # a source restarting its clock
+    assert [frame.index for frame, _ in sample_frames(restarted, 5) if frame is not None] == [0, 2, 4, 6]
+
+
+def test_a_stream_sampled_analyses_frames_at_the_rate_asked_for(tiny_model):
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        results = list(analyzer.stream(demo_source(), sample_fps=10))
+        assert [result.index for result in results] == list(range(0, 120, 3))
+        assert [face.face_id for result in results for face in result.faces] == [1] * 40  # one face, tracked
+        assert [result.index for result in analyzer.stream(demo_source(), max_frames=2, sample_fps=1)] == [0, 30]
+        for wrong in (0, -1.0, float("inf"), float("nan"), True, "5"):
+            with pytest.raises(ValueError, match="sample_fps must be None or a number of frames a second above 0"):
+                analyzer.stream(demo_source(), sample_fps=wrong)
 
 
 def test_track_after_a_stream_starts_afresh(tiny_model):
