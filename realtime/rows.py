@@ -15,6 +15,12 @@ RESULT_COLUMNS = (
 PROBABILITY_DECIMALS = 4
 
 
+def utf8_safe(text: str) -> str:
+    """``text`` with what UTF-8 cannot hold (the bytes of a file name that is not UTF-8, which Python keeps as
+    lone surrogates) written as backslash escapes: ``caf\\udce9.jpg``, as the summary prints it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def face_rows(result: FrameResult) -> list[dict]:
     """One dict per face of ``result``: the RESULT_COLUMNS, then each class's probability (rounded)."""
     rows = []
@@ -24,7 +30,7 @@ def face_rows(result: FrameResult) -> list[dict]:
             raise ValueError(f"class names clash with result columns: {sorted(clashes)}")
         score = None if face.detection_score is None else round(float(face.detection_score), PROBABILITY_DECIMALS)
         row = {
-            "source": result.source,
+            "source": utf8_safe(result.source),  # any file name, in any results file (CSV, JSON, Parquet)
             "frame": int(result.index),
             "time": round(float(result.timestamp), 3),
             "face_id": int(face.face_id),

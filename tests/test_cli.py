@@ -28,6 +28,7 @@ import realtime.cli
 import realtime.pipeline
 import realtime.sources
 from realtime.cli import main
+from realtime.demo import sample_photo_bgr
 from realtime.detector import FaceDetector
 from realtime.io.camera import CameraSource
 from realtime.io.images import read_image
@@ -161,10 +162,47 @@ def test_an_unreadable_file_in_a_folder_is_skipped(media, tiny_model, tmp_path, 
         "(and 1 more problem above)")
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_file_name_that_is_not_utf8_is_escaped_in_the_results(suffix, tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = cv2.imencode(".jpg", sample_photo_bgr())[1].tobytes()
+    for name in (b"a.jpg", b"caf\xe9.jpg", b"z.jpg"):  # a Latin-1 name from an old archive, between two others
+        with open(os.fsencode(folder) + b"/" + name, "wb") as file:
+            file.write(photo)
+    results, out = tmp_path / f"r{suffix}", tmp_path / "out"
+    assert main([str(folder), "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) == 0
+    text = results.read_text(encoding="utf-8")
+    sources = ([row["source"] for row in read_csv(results)] if suffix == ".csv"
+               else [json.loads(line)["source"] for line in text.splitlines()])
+    assert sources == ["a.jpg", "caf\\udce9.jpg", "z.jpg"]  # as the summary shows it
+    assert "caf\\udce9.jpg  1" in capsys.readouterr().out
+    assert sorted(os.listdir(os.fsencode(out))) == [b"a.jpg", b"caf\xe9.jpg", b"z.jpg"]  # outputs keep the names
+
+
 def test_demo_clip(tiny_model, tmp_path):
     out = tmp_path / "demo.mp4"
     assert main(["--demo", "-o", str(out), "--max-frames", "15", "--model", str(tiny_model), "--no-display"]) == 0
     assert video_facts(out)[:3] == (15, 640, 360)
+
+
+def test_sample_fps_analyses_and_writes_that_many_frames_a_second(tiny_model, tmp_path, capsys):
+    out, results = tmp_path / "demo.mp4", tmp_path / "demo.csv"
+    assert main(["--demo", "--sample-fps", "5", "-o", str(out), "-r", str(results), "--model", str(tiny_model),
+                 "--no-display"]) == 0
+    rows = read_csv(results)
+    assert [int(row["frame"]) for row in rows] == list(range(0, 120, 6))  # the demo: 120 frames at 30 a second
+    assert [float(row["time"]) for row in rows] == pytest.approx([i / 5 for i in range(20)])
+    with av.open(str(out)) as container:  # each frame written at its own time: the clip lasts as long
+        times = [frame.time for frame in container.decode(container.streams.video[0])]
+    assert times == pytest.approx([i / 5 for i in range(20)], abs=1e-3)
+    assert capsys.readouterr().out.startswith("20 frames, 20 face detections in 20 frames")
+    for wrong in ("0", "-2", "inf", "five"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--demo", "--sample-fps", wrong, "--model", str(tiny_model), "--no-display"])
+        assert exit_info.value.code == 2
+        error = final_error(capsys.readouterr())
+        assert error.startswith("error: argument --sample-fps: ") and "frames a second" in error
 
 
 def test_flip_tta_is_on_by_default_and_can_be_turned_off(media, tiny_model, tmp_path):
@@ -618,7 +656,6 @@ def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
 
 
 def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_path):
-    from realtime.demo import sample_photo_bgr
 
     photo = sample_photo_bgr()
     height, width = photo.shape[:2]
