@@ -34,7 +34,7 @@ def sidebar_options() -> webapp.AnalysisOptions:
         help="auto: both models, also faces cut by the edge and close-ups. full: faces at any distance. "
              "short: faces within about 2 m (webcam), fastest.")
     min_confidence = sidebar.slider(
-        "Face detection confidence", 0.1, 0.95, webapp.DEFAULT_MIN_CONFIDENCE, 0.05,
+        "Face detection confidence", webapp.LOWEST_MIN_CONFIDENCE, 0.95, webapp.DEFAULT_MIN_CONFIDENCE, 0.05,
         help="Faces the detector is less sure about are ignored. Lower it if faces are missed.")
     smoothing = sidebar.slider(
         "Smoothing (videos)", 0.0, 0.9, 0.6, 0.1,

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import check_threads
 from realtime.crops import ROLL_TOLERANCE
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, WHOLE_IMAGE_MAX_SIDE
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, LOWEST_MIN_CONFIDENCE, WHOLE_IMAGE_MAX_SIDE
 from realtime.errors import EmotionTracerError, OutputError, SourceError, one_line
 from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
@@ -99,6 +99,18 @@ def fraction_type(below_one: bool):
             raise argparse.ArgumentTypeError(f"{value:g} is not in [0, 1{')' if below_one else ']'}")
         return value
     return parse
+
+
+def detection_score_type(text: str) -> float:
+    """Parser for a minimum face detection score: LOWEST_MIN_CONFIDENCE (0.5) to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not LOWEST_MIN_CONFIDENCE <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not in [{LOWEST_MIN_CONFIDENCE:g}, 1]: MediaPipe's face "
+                                         f"detector reports no face scored under {LOWEST_MIN_CONFIDENCE:g}")
+    return value
 
 
 def positive_int_type(text: str) -> int:
@@ -264,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "found is taken whole, as a face crop (FER2013-style), and the summary counts "
                                "them; --no-small-images-whole gives it no face, e.g. for thumbnails of scenes, "
                                "logos or icons (default: on)")
-    analysis.add_argument("--min-confidence", type=fraction_type(below_one=False), metavar="P",
-                          help="minimum face detection score, 0-1; lower it (e.g. 0.5) for small or dim faces, at "
+    analysis.add_argument("--min-confidence", type=detection_score_type, metavar="P",
+                          help=f"minimum face detection score, {LOWEST_MIN_CONFIDENCE:g}-1 (the detector reports "
+                               f"none lower); lower it (e.g. to {LOWEST_MIN_CONFIDENCE:g}) for small or dim faces, at "
                                f"the cost of false faces (default: {DEFAULT_MIN_CONFIDENCE})")
     analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
                           help="how much each face's emotion follows its past: the weight of the past per "

@@ -516,7 +516,8 @@ def test_without_a_model_the_error_says_how_to_get_one(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.parametrize("argv", [[], ["--camera", "0", "--demo"], ["--demo", "--smooth", "1"],
-                                  ["--demo", "--min-confidence", "-0.1"], ["--demo", "--detector", "far"],
+                                  ["--demo", "--min-confidence", "-0.1"], ["--demo", "--min-confidence", "0.3"],
+                                  ["--demo", "--detector", "far"],
                                   ["--demo", "--max-frames", "0"], ["--camera", "front"],
                                   ["--camera", "0", "--reconnect-for", "-1"], ["--camera", "0", "--reconnect-for", "nan"],
                                   ["--demo", "--whole-image", "--detector", "full"],

@@ -224,6 +224,8 @@ def test_bad_arguments_and_images_are_refused(full_range):
         FaceDetector("medium")
     with pytest.raises(ValueError):
         FaceDetector("short", min_confidence=1.5)
+    with pytest.raises(ValueError, match="reports no face scored under 0.5"):  # a lower minimum would do nothing
+        FaceDetector("short", min_confidence=0.3)
     with pytest.raises(ValueError):
         full_range.detect(np.zeros((10, 10, 3), np.float32))
 

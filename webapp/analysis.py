@@ -28,7 +28,7 @@ from PIL import Image, features
 
 from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
-from realtime.detector import DEFAULT_MIN_CONFIDENCE
+from realtime.detector import DEFAULT_MIN_CONFIDENCE, LOWEST_MIN_CONFIDENCE  # noqa: F401 (the page's slider starts there)
 from realtime.errors import ModelError, OutputError, SourceError
 from realtime.io.images import IMAGE_SUFFIXES, WEBP_MAX_SIDE, annotated_photo_suffix, read_image
 from realtime.io.results_file import ResultsWriter

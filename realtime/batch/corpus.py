@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.cli import OneLineErrorParser, fraction_type, positive_int_type
+from realtime.cli import OneLineErrorParser, detection_score_type, fraction_type, positive_int_type
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import ModelError, OutputError, SourceError, one_line
 from realtime.interrupts import stop_signals
@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     analysis = parser.add_argument_group("analysis (as in python -m realtime)")
     analysis.add_argument("--detector", choices=DETECTOR_CHOICES, default="auto",
                           help="face detector (default: auto, as for files in python -m realtime)")
-    analysis.add_argument("--min-confidence", type=fraction_type(below_one=False), default=DEFAULT_MIN_CONFIDENCE,
-                          metavar="P", help=f"minimum face detection score (default: {DEFAULT_MIN_CONFIDENCE})")
+    analysis.add_argument("--min-confidence", type=detection_score_type, default=DEFAULT_MIN_CONFIDENCE,
+                          metavar="P", help=f"minimum face detection score, 0.5-1 (default: {DEFAULT_MIN_CONFIDENCE})")
     analysis.add_argument("--smooth", type=fraction_type(below_one=True), default=0.6, metavar="S",
                           help="weight of each face's past in its probabilities, 0 <= S < 1 (default: 0.6)")
     analysis.add_argument("--model", type=Path, metavar="PATH", help="exported .onnx emotion model")
