@@ -483,12 +483,17 @@ def _make_output_folder(job: Job) -> None:
                           "of it was written", job.output) from error
 
 
-def _left_out(folder: Path, contents: FolderContents, shown: int = 5) -> str:
+def _some_of(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names``, then how many more."""
+    listed = ", ".join(printable(name) for name in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _left_out(folder: Path, contents: FolderContents) -> str:
     """What a folder run leaves out of ``folder``, in words (a few names of each, then how many more), or ""."""
 
     def names(paths: list[Path]) -> str:
-        listed = ", ".join(printable(path.relative_to(folder).as_posix()) for path in paths[:shown])
-        return listed + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+        return _some_of([path.relative_to(folder).as_posix() for path in paths])
 
     def count(number: int, what: str) -> str:
         return f"{number} {what}{'s' * (number != 1)}"
@@ -672,6 +677,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
     """
     summary = RunSummary(whole_image=args.whole_image)
     latencies: list[LatencyMeter] = []
+    begun = 0  # jobs begun: a stop leaves those after them not analysed
     try:
         with ExitStack() as stack:
             analyzer = stack.enter_context(EmotionAnalyzer(
@@ -695,6 +701,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             # outputs failed for another reason are left out: they show neither a full disk nor room)
             out_of_space_before = False
             for index, job in enumerate(jobs):
+                begun = index + 1
                 frames_before = summary.frames
                 try:
                     rewrite_failure = _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
@@ -736,6 +743,10 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                       "lack up to its last second, which the summary and results count", file=sys.stderr)
             else:
                 print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
+            if folder and begun < len(jobs):
+                left = [job.name for job in jobs[begun:]]
+                summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "
+                             f"{_some_of(left)}")
             _report(summary, latencies)
         return 128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED
     except Exception as error:  # a failure while processing: outputs kept, one error line

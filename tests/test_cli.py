@@ -654,10 +654,12 @@ def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
     assert "clip00.mp4" in written and all(not name.startswith(".") for name in written)
     for name in written:
         assert video_facts(out / name)[0] > 0  # every file, even the interrupted one, plays
+    left = 12 - len(written)  # the files after the interrupted one: the summary names them
+    assert left > 0 and (f"  {left} file{'s' * (left != 1)} of the folder not analysed (interrupted): "
+                         f"clip{len(written):02}.mov") in stdout
 
 
 def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_path):
-
     photo = sample_photo_bgr()
     height, width = photo.shape[:2]
     turned = cv2.warpAffine(photo, cv2.getRotationMatrix2D((width / 2, height / 2), 30, 1.0), (width, height),
