@@ -82,6 +82,10 @@ class EmotionAnalyzer:
         for name, value in (("min_confidence", min_confidence), ("smoothing", smoothing)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, not {value!r}")
+        for name, value in (("flip_tta", flip_tta), ("whole_image", whole_image), ("roll_correction", roll_correction),
+                            ("small_images_whole", small_images_whole)):
+            if not isinstance(value, (bool, np.bool_)):  # "no" would be taken as true
+                raise TypeError(f"{name} must be True or False, not {value!r}")
         self.classifier = EmotionClassifier(model_path, threads=threads, flip_tta=flip_tta)
         self.tracker = FaceTracker(self.classifier.classes, smoothing=smoothing,
                                    label_margin=LABEL_MARGIN if smoothing else 0.0)
@@ -139,14 +143,18 @@ class EmotionAnalyzer:
     def track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str = "") -> FrameResult:
         """The next frame of a stream: faces with ids kept across frames and smoothed probabilities.
 
-        ``frame``: a ``Frame``, or an image as for ``analyze()`` (e.g. from your own camera loop), which is
-        numbered from 0 and timed by the clock from the first one since ``reset()``. Refused while the
-        analyzer goes through a stream (``stream()``, ``process_source()``): its tracker follows that
-        stream's faces.
+        ``frame``: a ``Frame``, or an image as ``analyze()`` takes it (e.g. from your own camera loop), which is
+        numbered from 0 and timed by the clock from the first one since ``reset()``. It is a video's frame: unlike
+        a photo in ``analyze()``, it is not searched in tiles, and a small one without a detected face is not taken
+        whole. ``source_name`` goes into the result's ``source`` (default: the path of a frame given as one).
+        Refused while the analyzer goes through a stream (``stream()``, ``process_source()``): its tracker follows
+        that stream's faces.
         """
         if self._streaming:
             raise RuntimeError("this EmotionAnalyzer is going through a stream (stream() or process_source()), "
                                "whose faces its tracker follows; track() another source with another EmotionAnalyzer")
+        if not source_name and isinstance(frame, (str, Path)):
+            source_name = str(frame)  # as analyze() names a photo
         return self._track(frame, source_name, still=False, edited=False)
 
     def _track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str, still: bool,

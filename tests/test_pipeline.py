@@ -335,6 +335,9 @@ def test_bad_options_are_refused_under_their_own_names(tiny_model):
     for option in ({"smoothing": "0.5"}, {"smoothing": None}, {"min_confidence": None}):
         with pytest.raises(TypeError, match=f"{next(iter(option))} must be a number, not "):
             EmotionAnalyzer(tiny_model, **option)
+    for option in ({"whole_image": "no"}, {"flip_tta": 0}, {"roll_correction": None}, {"small_images_whole": "off"}):
+        with pytest.raises(TypeError, match=f"{next(iter(option))} must be True or False, not "):
+            EmotionAnalyzer(tiny_model, **option)
     with EmotionAnalyzer(tiny_model, detector_range="short", smoothing=0.3) as analyzer:
         assert repr(analyzer) == (f"EmotionAnalyzer({str(tiny_model)!r}, detector_range='short', min_confidence=0.7, "
                                   "smoothing=0.3, flip_tta=True, whole_image=False, small_images_whole=True, "
@@ -370,6 +373,15 @@ def test_a_stream_sampled_analyses_frames_at_the_rate_asked_for(tiny_model):
         for wrong in (0, -1.0, float("inf"), float("nan"), True, "5"):
             with pytest.raises(ValueError, match="sample_fps must be None or a number of frames a second above 0"):
                 analyzer.stream(demo_source(), sample_fps=wrong)
+
+
+def test_track_names_a_frame_given_as_a_path_by_it(tiny_model, tmp_path):
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), sample_photo_bgr())
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        assert analyzer.track(path).source == analyzer.analyze(path).source == str(path)
+        assert analyzer.track(str(path), source_name="door").source == "door"
+        assert analyzer.track(sample_photo_bgr()).source == ""
 
 
 def test_track_after_a_stream_starts_afresh(tiny_model):
