@@ -36,7 +36,15 @@ from realtime.io.stream import (
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import EmotionAnalyzer, process_source, source_label
-from realtime.sources import FolderContents, media_below_hint, media_kind, open_source, parse_source, scan_folder
+from realtime.sources import (
+    MEDIA_SUFFIXES,
+    FolderContents,
+    media_below_hint,
+    media_kind,
+    open_source,
+    parse_source,
+    scan_folder,
+)
 from realtime.summary import RunSummary, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -369,6 +377,8 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None,
             jobs, folder = [Job("camera", spec, args.output)], False
         elif spec.is_dir():
             jobs, folder = _folder_jobs(spec, args.output, args.recursive, notes, unread), True
+        elif not spec.exists() and spec.suffix.lower() not in MEDIA_SUFFIXES:  # a photo, a video or a folder?
+            raise SourceError(f"{spec}: no such file or folder", spec)
         else:
             jobs, folder = [Job(media_kind(spec), spec, args.output)], False
     if args.recursive and not folder:

@@ -226,5 +226,8 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
     if kind == "image":
         return ImageSource(path)
     if kind == "video":
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            raise SourceError(f"video {path}: a photo, not a video: analyse it with --image (in Python: "
+                              "EmotionAnalyzer.analyze())", path)
         return VideoFileSource(path, name=name)
     raise ValueError(f"unknown source kind {kind!r}")

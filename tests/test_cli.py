@@ -733,6 +733,26 @@ def test_a_video_given_as_a_photo_points_to_video(media, tiny_model, tmp_path, c
     assert "a video, not a photo" in error and "--video" in error and "not an image file" not in error
 
 
+def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(tiny_model, tmp_path, capsys):
+    clip, photo = tmp_path / "clip.mp4", tmp_path / "face.jpg"
+    assert main(["--demo", "-o", str(clip), "--max-frames", "3", "--model", str(tiny_model), "--no-display"]) == 0
+    cv2.imwrite(str(photo), sample_photo_bgr())
+    misnamed = tmp_path / "clip.jpg"  # a video renamed as a photo
+    misnamed.write_bytes(clip.read_bytes())
+    capsys.readouterr()
+    for argv, expected in (
+            (["--video", str(photo), "-o", str(tmp_path / "out.mp4")],
+             f"error: video {photo}: a photo, not a video: analyse it with --image (in Python: "
+             "EmotionAnalyzer.analyze())"),
+            ([str(misnamed)], f"error: image {misnamed}: a video (named .jpg), not a photo: analyse it with --video "
+                              "(in Python: EmotionAnalyzer.stream())"),
+            ([str(tmp_path / "nothere") + "/"], f"error: {tmp_path / 'nothere'}: no such file or folder"),
+            ([str(tmp_path / "nothere.mp4")], f"error: video {tmp_path / 'nothere.mp4'}: no such file")):
+        assert main([*argv, "--model", str(tiny_model)]) == 2
+        assert one_line_error(capsys.readouterr()) == expected
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.jpg", "clip.mp4", "face.jpg"]  # nothing written
+
+
 def test_a_cut_short_video_is_reported_once_without_python_warnings(media, tiny_model, tmp_path):
     cut = cut_short_mp4(media / "single_face.mp4", tmp_path)
     completed = run_cli("--video", str(cut), "--model", str(tiny_model))

@@ -93,12 +93,26 @@ def read_image_and_frame_count(path: Path | str) -> tuple[np.ndarray, int]:
             raise SourceError(f"image {path}: {one_line(error)}") from error
         raise SourceError(_too_many_pixels(path, f"over {2 * limit:,} pixels", limit)) from error
     except UnidentifiedImageError as error:
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            raise SourceError(f"image {path}: a video, not a photo: analyse it with --video (in "
+        if path.suffix.lower() in VIDEO_SUFFIXES or looks_like_a_video(path):
+            named = "" if path.suffix.lower() in VIDEO_SUFFIXES else f" (named {path.suffix or 'without a suffix'})"
+            raise SourceError(f"image {path}: a video{named}, not a photo: analyse it with --video (in "
                               "Python: EmotionAnalyzer.stream())") from error
         raise SourceError(f"image {path}: not an image file this program can read") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
+
+
+def looks_like_a_video(path: Path) -> bool:
+    """Whether the file starts as a video container does (MP4/MOV, Matroska/WebM, AVI, MPEG, FLV), whatever its
+    name says."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(189)
+    except OSError:
+        return False
+    return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
+            or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith((b"\x00\x00\x01\xba", b"FLV"))
+            or (len(head) == 189 and head[0] == head[188] == 0x47))  # MPEG-TS: a sync byte every 188 bytes
 
 
 def _too_many_pixels(path: Path, size: str, limit: int) -> str:
