@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 
 from realtime.types import AnalyzedFrame, FrameResult
 
+# A run with more tracked faces than this (a folder of photos) shows this many rows of its face table, after a line
+# on the share of each dominant emotion: every face is in the results file (--results).
+FACE_ROWS_SHOWN = 20
+NAMES_SHOWN = 5  # of the sources in which no face was found
+
 
 @dataclass
 class FaceSummary:
@@ -91,6 +96,9 @@ class RunSummary:
         if not self.tracked:
             lines.append("no faces found")
         else:
+            lines.extend(self._faceless_sources())
+            if len(self.tracked) > FACE_ROWS_SHOWN:
+                lines.append(self._emotion_shares())
             lines.extend(self._face_table())
         if self.taken_whole:
             several = self.taken_whole != 1
@@ -113,17 +121,39 @@ class RunSummary:
         return (f"{' while frames came' * (self.fps > 0)} (none came for {self.silent_seconds:.1f} s "
                 f"in {self.outages} outage{'s' * (self.outages != 1)})")
 
+    def _faceless_sources(self) -> list[str]:
+        """Of several sources, a line naming those in which no face was found (a few, then how many more)."""
+        with_faces = {face.source for face in self.tracked.values()}
+        faceless = [source for source in self.sources if source not in with_faces]
+        if len(self.sources) < 2 or not faceless:
+            return []
+        names = ", ".join(printable(source) for source in faceless[:NAMES_SHOWN])
+        more = f" and {len(faceless) - NAMES_SHOWN} more" if len(faceless) > NAMES_SHOWN else ""
+        return [f"no face found in {len(faceless)} of {len(self.sources)} files: {names}{more}"]
+
+    def _emotion_shares(self) -> str:
+        """The share of the tracked faces that had each dominant emotion, most common first."""
+        counts = Counter(face.dominant[0] for face in self.tracked.values())
+        percents = [(label, f"{count / len(self.tracked):.0%}") for label, count in counts.most_common()]
+        shares = ", ".join(f"{label} {'<1%' if percent == '0%' else percent}" for label, percent in percents)
+        return f"dominant emotion of the {len(self.tracked)} faces: {shares}"
+
     def _face_table(self) -> list[str]:
-        """One line per tracked face under a header, columns aligned."""
+        """One line per tracked face under a header, columns aligned (the first FACE_ROWS_SHOWN, then how many
+        more)."""
         several_sources = len(self.sources) > 1
         header = (["source"] if several_sources else []) + ["face", "frames", "dominant emotion", "share"]
         rows = []
-        for face in self.tracked.values():
+        for face in list(self.tracked.values())[:FACE_ROWS_SHOWN]:
             label, share = face.dominant
             rows.append(([printable(face.source)] if several_sources else [])
                         + [str(face.face_id), str(face.frames), label, f"{share * 100:.0f}%"])
         widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-        return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+        if len(self.tracked) > FACE_ROWS_SHOWN:
+            more = len(self.tracked) - FACE_ROWS_SHOWN
+            lines.append(f"... and {more} more face{'s' * (more != 1)} (every face's rows: --results)")
+        return lines
 
 
 def printable(text: str) -> str:

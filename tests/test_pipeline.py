@@ -233,6 +233,25 @@ def test_summary_reports_the_dominant_emotion_of_each_face():
     assert summary.format().splitlines()[-1].split() == ["two\\nlines.mp4", "1", "1", "sad", "100%"]
 
 
+def test_a_summary_of_many_photos_gives_the_shares_and_the_photos_without_faces_and_a_short_table():
+    from realtime.summary import FACE_ROWS_SHOWN
+    from realtime.types import FaceResult, FrameResult
+
+    summary = RunSummary()
+    labels = ["happy"] * 150 + ["sad"] * 49 + ["fear"]
+    for index, label in enumerate(labels):
+        face = FaceResult(1, (0, 0, 1, 1), 0.9, np.zeros(2), label, 0.5, ("a", "b"))
+        summary.add(FrameResult(0, 0.0, [face]), f"face{index:03}.jpg")
+    for name in ("empty1.jpg", "empty2.jpg"):  # photos in which no face was found
+        summary.add(FrameResult(0, 0.0, []), name)
+    lines = summary.format().splitlines()
+    assert lines[1] == "no face found in 2 of 202 files: empty1.jpg, empty2.jpg"
+    assert lines[2] == "dominant emotion of the 200 faces: happy 75%, sad 24%, fear <1%"
+    assert lines[3].split() == ["source", "face", "frames", "dominant", "emotion", "share"]
+    assert lines[4].split()[0] == "face000.jpg" and len(lines) == 4 + FACE_ROWS_SHOWN + 1
+    assert lines[-1] == f"... and {200 - FACE_ROWS_SHOWN} more faces (every face's rows: --results)"
+
+
 def test_analyze_takes_a_pil_image_and_gray_with_a_channel_axis_and_says_what_else_it_takes(analyzer):
     photo = sample_photo_bgr()
     from_array = analyzer.analyze(photo)
