@@ -403,7 +403,9 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
                 bar.update(read)  # the frames skipped after the last one analysed
                 break
             result = analyzer._track(frame, name, still, edited)
-            annotated = annotator.annotate(frame.image, result) if annotator is not None else None
+            annotated = None
+            if annotator is not None:  # a small photo scaled up, so that its labels can be read
+                annotated = (annotator.annotate_photo if still else annotator.annotate)(frame.image, result)
             seconds = time.perf_counter() - started
             if seconds > 0:
                 fps = 1.0 / seconds if fps == 0 else FPS_SMOOTHING * fps + (1 - FPS_SMOOTHING) / seconds

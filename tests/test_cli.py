@@ -27,6 +27,7 @@ import realtime.classifier
 import realtime.cli
 import realtime.pipeline
 import realtime.sources
+from realtime.annotator import photo_enlargement
 from realtime.cli import main
 from realtime.demo import sample_photo_bgr
 from realtime.detector import FaceDetector
@@ -107,7 +108,8 @@ def test_photo_to_annotated_photo(media, tiny_model, tmp_path, name, faces):
     assert main(["--image", str(media / name), "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) == 0
     annotated = cv2.imread(str(out))
     original = cv2.imread(str(media / name))
-    assert annotated.shape == original.shape
+    factor = photo_enlargement(original.shape)  # 1 but for a small photo (no-faces.jpg: 199x148), scaled up
+    assert annotated.shape == (original.shape[0] * factor, original.shape[1] * factor, 3)
     if faces is not None:
         assert len(read_csv(results)) == faces
 
@@ -118,7 +120,7 @@ def test_an_animated_image_given_as_a_photo_is_said_to_be_analysed_by_its_first_
     out = tmp_path / "first.png"
     assert main(["--image", str(tmp_path / "moving.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
     assert "moving.gif holds 3 frames; only the first is analysed (--video analyses them all)" in capsys.readouterr().err
-    assert cv2.imread(str(out)).shape == (48, 64, 3)
+    assert cv2.imread(str(out)).shape == (48 * 5, 64 * 5, 3)  # its first frame, scaled up for a readable label
     frames[0].save(tmp_path / "pages.tiff", save_all=True, append_images=frames[1:])  # no video reads it
     assert main(["--image", str(tmp_path / "pages.tiff"), "-o", str(out), "--model", str(tiny_model)]) == 0
     assert "pages.tiff holds 3 frames; only the first is analysed\n" in capsys.readouterr().err
@@ -776,6 +778,19 @@ def test_an_output_subfolder_that_cannot_be_made_fails_that_file_only(tiny_model
         realtime.cli._make_output_folder(job)
     assert failure.value.path == output and str(failure.value).startswith(
         f"{output}: cannot create the folder {output.parent} (")
+
+
+def test_a_small_photo_is_annotated_scaled_up_so_that_its_label_can_be_read(tiny_model, tmp_path):
+    crop = cv2.resize(cv2.cvtColor(sample_photo_bgr()[30:230, 170:350], cv2.COLOR_BGR2GRAY), (48, 48))
+    cv2.imwrite(str(tmp_path / "crop.png"), crop)  # a FER2013-style face crop, taken whole
+    out, results = tmp_path / "crop_out.png", tmp_path / "rows.csv"
+    assert main(["--image", str(tmp_path / "crop.png"), "-o", str(out), "-r", str(results),
+                 "--model", str(tiny_model)]) == 0
+    annotated = cv2.imread(str(out))
+    assert annotated.shape == (240, 240, 3)  # 5 times as large, each pixel a 5x5 square
+    assert (np.abs(annotated[2::5, 2::5, 0].astype(int) - crop) <= 8).mean() > 0.6  # but where box and label are
+    box = [int(read_csv(results)[0][key]) for key in ("x1", "y1", "x2", "y2")]
+    assert 0 <= box[0] < box[2] <= 48 and 0 <= box[1] < box[3] <= 48  # the results: the photo's own coordinates
 
 
 def test_a_photo_too_wide_for_mediapipe_to_pad_is_analysed(media, tiny_model, tmp_path):

@@ -402,7 +402,7 @@ def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
     with pool.borrow() as analyzer:
         result = analyzer.analyze(image)
     result.source = name
-    annotated = EmotionAnnotator().annotate(image, result)
+    annotated = EmotionAnnotator().annotate_photo(image, result)
     return PhotoAnalysis(name, display_rgb(annotated), result, pool.classes, results_csv([result], pool.classes),
                          image.shape[:2])
 
@@ -421,7 +421,7 @@ IMAGE_MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/
 def annotated_photo(data: bytes, photo: PhotoAnalysis) -> bytes:
     """The photo ``data`` annotated with ``photo``'s faces at its full size, encoded as
     ``photo.image_file_name`` says (made again from the upload when it is downloaded, not kept)."""
-    image = EmotionAnnotator().annotate(_read_photo(data, photo.name), photo.result)
+    image = EmotionAnnotator().annotate_photo(_read_photo(data, photo.name), photo.result)
     suffix = photo_output_suffix(photo.name, photo.size)
     ok, encoded = cv2.imencode(suffix, image)
     if not ok:
