@@ -2,7 +2,7 @@
 
     python -m benchmarks.faces                      # every table
     python -m benchmarks.faces photos edges         # some of them: photos groups closeups edges fer timing
-                                                    # flicker reaction occlusion crossing cuts
+                                                    # flicker reaction occlusion crossing cuts calls
 
 photos     faces found in the ../shared photos and faceless media by each detector choice
 groups     large photos whose faces are small against them (group photos, a panorama): with and without tiles
@@ -16,6 +16,8 @@ reaction   frames a real change (a neutral face replaced by a surprised one) tak
 occlusion  a face blanked out for 30 frames of a clip: does it keep its id
 crossing   two real faces pasted on a real background walk past each other: ids kept, swapped or new
 cuts       scene cuts: how much frames differ within the clips' shots, at their cuts and between clips
+calls      video-call layouts built from the clips (2x2 grid, side by side): faces found per frame, with and
+           without following faces the whole-frame passes miss
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def raw_results(frames: list[np.ndarray], detector: FaceDetector,
     detector.reset()
     results = []
     for image in frames:
-        detections = detector.detect(image)
+        detections = detector.detect(image, follow=True)  # a video's frames, as the runtime sees them
         results.append((detections, classifier.infer(image, [face.box for face in detections])))
     return results
 
@@ -196,7 +198,7 @@ def table_photos(detectors: dict[str, FaceDetector]) -> None:
         row = [clip, len(frames)]
         for detector in detectors.values():
             detector.reset()
-            counts = [sum(face.score is not None for face in detector.detect(image)) for image in frames]
+            counts = [sum(face.score is not None for face in detector.detect(image, follow=True)) for image in frames]
             row.append(f"{sum(c > 0 for c in counts)} ({max(counts)} at most)")
         rows.append(row)
     print("Frames with faces found in the clips (no_face.mp4 has none; noface_face.mov has one face in its "
@@ -301,7 +303,7 @@ def table_timing(repeat: int = 3) -> None:
                     detector.reset()
                     started = time.perf_counter()
                     for image in frames:
-                        detector.detect(image)
+                        detector.detect(image, follow=True)
                     best = min(best, (time.perf_counter() - started) / len(frames) * 1000)
             row.append(f"{best:.2f}")
         rows.append(row)
@@ -405,7 +407,7 @@ def table_occlusion() -> None:
         hidden = [image.copy() for image in frames]
         for image in hidden[20:50]:  # 30 frames: the face is covered
             image[max(0, y1 - 20):y2 + 20, max(0, x1 - 20):x2 + 20] = 0
-        recorded = [(detector.detect(image), None) for image in hidden]
+        recorded = [(detector.detect(image, follow=True), None) for image in hidden]
     print(f"## single_face.mp4 with the face blanked in frames 20-49 (30 frames, {30 / fps:.1f} s)\n")
     rows = []
     for name, settings in {"before": TRACKER_BEFORE, "now": {}}.items():
@@ -472,7 +474,8 @@ def crossing_outcomes(detector: FaceDetector, pairs: list[tuple[str, str]], spee
                 frames, centres = crossing_frames(detector, behind, in_front, speed, height)
                 detector.reset()
                 outcomes[behind, in_front].append(
-                    crossing_outcome(FaceTracker(["x"]), [detector.detect(image) for image in frames], centres))
+                    crossing_outcome(FaceTracker(["x"]), [detector.detect(image, follow=True) for image in frames],
+                                     centres))
     return outcomes
 
 
@@ -526,7 +529,37 @@ def table_cuts() -> None:
           f"({len(between)} pairs); a frame's thumbnail takes {1000 * seconds / count:.2f} ms\n")
 
 
-TABLES = ("photos", "groups", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts")
+TABLES = ("photos", "groups", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts",
+          "calls")
+
+
+def call_layouts(frames: int = 40) -> dict[str, tuple[list[np.ndarray], int]]:
+    """Video-call layouts of ``frames`` frames built from test.mp4 and single_face.mp4, each scaled to a 640x360
+    cell, and how many faces each frame holds: a 2x2 grid (1280x720; the bottom row plays the clips backwards)
+    and the two side by side (1280x360)."""
+    first, second = ([cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA) for image in clip_frames(MEDIA / name)[0]]
+                     for name in ("test.mp4", "single_face.mp4"))
+    grid = [np.vstack([np.hstack([first[i], second[i]]), np.hstack([second[-1 - i], first[-1 - i]])])
+            for i in range(frames)]
+    return {"2x2 grid, 1280x720": (grid, 4),
+            "side by side, 1280x360": ([np.hstack([first[i], second[i]]) for i in range(frames)], 2)}
+
+
+def table_calls() -> None:
+    print("## Video calls: the faces of test.mp4 and single_face.mp4 in 640x360 cells (40 frames), detector auto: "
+          "face detections per frame (of all the faces there) and milliseconds per frame\n")
+    rows = []
+    with FaceDetector("auto") as detector:
+        for name, (frames, faces) in call_layouts().items():
+            row = [name]
+            for follow in (False, True):
+                detector.reset()
+                started = time.perf_counter()
+                found = [len(detector.detect(image, whole_image_fallback=False, follow=follow)) for image in frames]
+                seconds = (time.perf_counter() - started) / len(frames)
+                row += [f"{sum(found)} of {faces * len(frames)}", f"{seconds * 1000:.1f}"]
+            rows.append(row)
+    print_table(["layout", "whole frame", "ms", "and followed (now)", "ms"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -569,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
             table_crossing()
         elif table == "cuts":
             table_cuts()
+        elif table == "calls":
+            table_calls()
     return 0
 
 

@@ -54,7 +54,7 @@ def time_stage(stage: str, path: Path | None, analyzer: EmotionAnalyzer, detecto
         if stage == "decode only":
             frames = sum(1 for _ in source)
         elif stage == "decode + detect":
-            frames = sum(1 for frame in source if detector.detect(frame.image) is not None)
+            frames = sum(1 for frame in source if detector.detect(frame.image, follow=True) is not None)
         elif stage == "full, no writing":
             frames = sum(1 for _ in process_source(source, analyzer, annotator=annotator, sample_fps=sample_fps))
         else:

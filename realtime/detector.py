@@ -16,7 +16,7 @@ import threading
 import cv2
 import numpy as np
 
-from realtime.types import FaceDetection
+from realtime.types import Box, FaceDetection
 
 MODEL_RANGES = {"short": 0, "full": 1}  # name -> MediaPipe model_selection
 DETECTOR_CHOICES = ("short", "full", "auto")  # "auto": both models, fused (see FaceDetector)
@@ -43,6 +43,12 @@ FULL_RANGE_INTERVAL = 10
 # by a tile's inner edge is left to a tile that holds it whole, at this scale or with the photo halved.
 TILE_SIDE = 640
 TILE_OVERLAP = 0.25
+# "auto" on a video: a face of the last frame that the whole-frame passes miss (too small for them: a video call's
+# grid, a wide shot; or a detection that flickers) is looked for by the short-range model in a square around its
+# last box, this many times its side (at least FOLLOW_CROP_MIN pixels), where it is as large as the model expects.
+# On frames larger than a tile, the frames of the full pass are also searched in tiles for such faces.
+FOLLOW_CROP = 3.0
+FOLLOW_CROP_MIN = 128
 # The passes on the whole image see it at most this large (longer side, pixels; the models see 128 or 192 px
 # anyway): MediaPipe's image code aborts the process on a side of 32768 px or more, which the mirrored padding
 # (EDGE_PADDING on every side) would reach from 21846 px on; tiles still look at the photo's every pixel.
@@ -179,7 +185,10 @@ class FaceDetector:
       image (smaller faces cut by the edge). Where passes agree, the box of the earlier pass is
       kept. On a video (frames of one size in a row) the second and third passes run on every
       FULL_RANGE_INTERVAL-th frame, and on every frame where the first pass finds fewer faces than
-      they last did. ``reset()`` starts over for a new source.
+      they last did; a face of the last frame that these passes miss is looked for around its last box
+      (FOLLOW_CROP), and frames larger than TILE_SIDE are also searched in tiles along with the full pass
+      (faces too small for the whole frame: a video call's grid, a wide shot). ``reset()`` starts over for a
+      new source.
 
     ``min_confidence``: detections scoring below it are dropped; LOWEST_MIN_CONFIDENCE (0.5) to 1.
     Any range: a photo no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
@@ -207,10 +216,12 @@ class FaceDetector:
         self._frames_since_full = 0  # "auto" on a video: frames since the last full pass
         self._faces_in_view = 0  # "auto" on a video: faces the last full pass found (fewer from the short pass: run it)
         self._last_shape: tuple[int, ...] | None = None
+        self._last_faces: list[Box] = []  # "auto" on a video: the last frame's faces, followed into the next
 
     def reset(self) -> None:
         """Start over for a new source: the next image gets every pass."""
         self._last_shape = None
+        self._last_faces = []
 
     def _run(self, model_range: str, rgb: np.ndarray, padding: int = 0) -> list[FaceDetection]:
         """One model's faces above ``min_confidence`` in an RGB image that was padded by ``padding`` pixels."""
@@ -234,13 +245,16 @@ class FaceDetector:
                 faces.append(FaceDetection(box=box, score=score, eyes=eyes if len(eyes) == 2 else None))
         return faces
 
-    def _detect_auto(self, rgb: np.ndarray) -> list[FaceDetection]:
+    def _detect_auto(self, rgb: np.ndarray) -> tuple[list[FaceDetection], bool]:
+        """The faces of the "auto" passes, and whether the full pass ran (see the class)."""
         short = self._run("short", rgb)
         new_source = rgb.shape != self._last_shape
+        if new_source:
+            self._last_faces = []
         self._last_shape = rgb.shape
         self._frames_since_full += 1
         if not (new_source or len(short) < self._faces_in_view or self._frames_since_full >= FULL_RANGE_INTERVAL):
-            return short
+            return short, False
         self._frames_since_full = 0
         padding = int(round(EDGE_PADDING * max(rgb.shape[:2])))
         padded = cv2.copyMakeBorder(rgb, padding, padding, padding, padding, cv2.BORDER_REFLECT)
@@ -248,7 +262,36 @@ class FaceDetector:
         self._faces_in_view = len(fused)
         if new_source:  # a photo (or a video's first frame) can afford the full range on the padded image too
             fused = fuse(fused, self._run("full", padded, padding))
-        return fused
+        return fused, True
+
+    def _follow_faces(self, rgb: np.ndarray, found: list[FaceDetection], discover: bool) -> list[FaceDetection]:
+        """``found`` (a video frame's faces from the whole-frame passes) and the last frame's faces they miss, each
+        looked for in a square around its last box (FOLLOW_CROP); with ``discover``, also faces found in tiles.
+        These are followed into the next frame."""
+        faces = list(found)
+        for box in self._last_faces:
+            if all(overlap(box, face.box) < SAME_FACE_OVERLAP for face in faces):
+                faces = fuse(faces, self._detect_around(rgb, box))
+        if discover:
+            faces = fuse(faces, self._detect_in_tiles(rgb))
+        self._last_faces = [face.box for face in faces]
+        return faces
+
+    def _detect_around(self, rgb: np.ndarray, box: Box) -> list[FaceDetection]:
+        """The short-range model's faces in a square FOLLOW_CROP times ``box``'s side around its centre (kept
+        inside the image), in the image's coordinates."""
+        height, width = rgb.shape[:2]
+        side = min(max(round(FOLLOW_CROP * max(box[2] - box[0], box[3] - box[1])), FOLLOW_CROP_MIN),
+                   height, width)
+        left = min(max((box[0] + box[2] - side) // 2, 0), width - side)
+        top = min(max((box[1] + box[3] - side) // 2, 0), height - side)
+        crop = np.ascontiguousarray(rgb[top:top + side, left:left + side])
+        faces = []
+        for face in self._run("short", crop):
+            x1, y1, x2, y2 = face.box
+            eyes = None if face.eyes is None else tuple((x + left, y + top) for x, y in face.eyes)
+            faces.append(FaceDetection(box=(x1 + left, y1 + top, x2 + left, y2 + top), score=face.score, eyes=eyes))
+        return faces
 
     def _detect_in_tiles(self, rgb: np.ndarray) -> list[FaceDetection]:
         """Faces in overlapping TILE_SIDE tiles of a large RGB image, and of the image halved, quartered... while
@@ -287,13 +330,16 @@ class FaceDetector:
                     faces.append(FaceDetection(box=(x1, y1, x2, y2), score=face.score, eyes=eyes))
         return faces
 
-    def detect(self, image_bgr: np.ndarray, whole_image_fallback: bool = True, tiles: bool = False
-               ) -> list[FaceDetection]:
+    def detect(self, image_bgr: np.ndarray, whole_image_fallback: bool = True, tiles: bool = False,
+               follow: bool = False) -> list[FaceDetection]:
         """Faces in a BGR (or gray/BGRA) uint8 image, best score first; [] when there are none.
         ``whole_image_fallback``: a small image without a detected face is one whole face (for photos,
         not a video's frames: a thumbnail-size video of a scene would get a face in every frame).
         ``tiles``: an image larger than TILE_SIDE is also searched in tiles, for faces small against it (for
-        photos: 50-170 ms more on 3-12 megapixels; a video's frames would get faces a frame at a time)."""
+        photos: 50-170 ms more on 3-12 megapixels).
+        ``follow`` ("auto", a video's frames): faces of the last frame that the whole-frame passes miss are looked
+        for around their last boxes, and frames larger than TILE_SIDE are also searched in tiles along with the
+        full pass (``_follow_faces``)."""
         if self.closed:
             raise RuntimeError("FaceDetector is closed")
         if image_bgr.size == 0:
@@ -301,11 +347,14 @@ class FaceDetector:
         rgb = _as_rgb(image_bgr)
         scale = min(1.0, MAX_PASS_SIDE / max(rgb.shape[:2]))
         whole = rgb if scale == 1.0 else scaled_down(rgb, scale)
-        faces = self._detect_auto(whole) if self.model_range == "auto" else self._run(self.model_range, whole)
+        faces, full_pass = self._detect_auto(whole) if self.model_range == "auto" else \
+            (self._run(self.model_range, whole), False)
         if scale != 1.0:
             faces = [scaled_back(face, scale, rgb.shape) for face in faces]
         if tiles and max(rgb.shape[:2]) > TILE_SIDE:
             faces = fuse(faces, self._detect_in_tiles(rgb))
+        elif follow and self.model_range == "auto":
+            faces = self._follow_faces(rgb, faces, full_pass and max(rgb.shape[:2]) > TILE_SIDE)
         if not faces and whole_image_fallback and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE \
                 and cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).std() >= WHOLE_IMAGE_MIN_CONTRAST:
             return [whole_image_face(image_bgr)]

@@ -200,7 +200,8 @@ class EmotionAnalyzer:
         if self.whole_image:
             detections = [whole_image_face(image)] if image.shape[0] and image.shape[1] else []
         else:
-            detections = self.detector.detect(image, photo and self.small_images_whole, tiles=photo)
+            detections = self.detector.detect(image, photo and self.small_images_whole, tiles=photo,
+                                              follow=not photo)
         detected = time.perf_counter()
         rolls = [face.roll for face in detections] if self.roll_correction else None
         probabilities = self.classifier.infer(image, [face.box for face in detections], rolls)
