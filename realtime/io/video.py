@@ -223,8 +223,8 @@ class VideoFileSource:
         data of every stream ends early (``data_end``, on the file's timeline): a file whose audio
         outlasts its video is whole.
 
-        The missing frames are counted at the rate of the frames decoded (the header's rate can be wrong).
-        Whether an issue was noted.
+        The missing frames are counted from the header's frame count where it has one (an MP4's index), else at
+        the rate of the frames decoded (the header's rate can be wrong). Whether an issue was noted.
         """
         interval = (last - first) / (frames - 1) if frames > 1 and last > first else 1.0 / fps
         end = last + interval
@@ -238,6 +238,8 @@ class VideoFileSource:
         lost = max(unreadable, missing if missing >= 2 else 0)
         if not lost:
             return False
+        if stream.frames and stream.frames - frames - self.frames_lost > 0:  # the index counts the frames: exact
+            lost = stream.frames - frames - self.frames_lost  # (those lost inside were noted already)
         self.frames_lost += lost
         self.issues.append(f"video {self.name}: frames end at {end:.2f} s but the file says {max(header, end):.2f} s: "
                            f"it is cut short or damaged from there on ({lost} frame{'s' * (lost != 1)} lost)")
