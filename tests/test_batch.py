@@ -419,6 +419,18 @@ def test_a_worker_killed_mid_video_is_retried(local_ray, media, tmp_path, capsys
 
 
 @in_namespace
+def test_sample_fps_analyses_that_many_frames_a_second_and_is_kept_with_the_settings(local_ray, media, tmp_path,
+                                                                                      capsys):
+    results = tmp_path / "results"
+    assert main([str(media / "single_face.mp4"), "--results", str(results), "--sample-fps", "5"]) == 0
+    frames = sorted(pd.read_parquet(results)["frame"].unique())
+    assert frames == list(range(0, 72, 6))  # single_face.mp4: 72 frames at 30 a second
+    assert "frames: 12, faces: 12" in capsys.readouterr().out
+    assert main([str(media / "single_face.mp4"), "--results", str(results)]) == 2  # every frame: other settings
+    assert "holds results made with other settings" in capsys.readouterr().err
+
+
+@in_namespace
 def test_frames_lost_to_a_cut_short_video_are_reported_and_exit_3(first_run, tmp_path, capsys):
     _, _, annotated, _ = first_run
     whole = min(annotated.glob("*.mp4"), key=lambda path: path.stat().st_size).read_bytes()  # index in front

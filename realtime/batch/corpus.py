@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.cli import OneLineErrorParser, detection_score_type, fraction_type, positive_int_type
+from realtime.cli import OneLineErrorParser, detection_score_type, fraction_type, frames_per_second, positive_int_type
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import ModelError, OutputError, SourceError, one_line
 from realtime.interrupts import stop_signals
@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--model", type=Path, metavar="PATH", help="exported .onnx emotion model")
     analysis.add_argument("--flip-tta", action=argparse.BooleanOptionalAction, default=True,
                           help="average each face with its mirror image (default: on)")
+    analysis.add_argument("--sample-fps", type=frames_per_second, metavar="N",
+                          help="analyse at most N frames a second of each video, the others read and skipped "
+                               "(default: every frame)")
     return parser
 
 
@@ -319,6 +322,7 @@ class VideoAnalyst:
         self.analyzer = EmotionAnalyzer(settings["model"], detector_range=settings["detector"],
                                         min_confidence=settings["min_confidence"],
                                         smoothing=settings["smoothing"], flip_tta=settings["flip_tta"], threads=1)
+        self.sample_fps = settings["sample_fps"]
         self.annotator = EmotionAnnotator()
         self.counter = ray.get_actor(counter_name)
 
@@ -368,7 +372,8 @@ class VideoAnalyst:
                 reported, last_report = 0, time.monotonic()
                 sinks = [sink for sink in (annotated, rows, summary) if sink is not None]
                 for _ in process_source(source, self.analyzer, sinks=sinks,
-                                        annotator=self.annotator if annotated else None, source_name=video.source):
+                                        annotator=self.annotator if annotated else None, source_name=video.source,
+                                        sample_fps=self.sample_fps):
                     if time.monotonic() - last_report >= PROGRESS_INTERVAL_S:
                         self.counter.add.remote(summary.frames - reported)
                         reported, last_report = summary.frames, time.monotonic()
@@ -534,7 +539,7 @@ def analysis_settings(args: argparse.Namespace) -> dict:
     model_path = classifier.model_path.resolve()
     return {"model": str(model_path), "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
             "classes": classifier.classes, "detector": args.detector, "min_confidence": args.min_confidence,
-            "smoothing": args.smooth, "flip_tta": args.flip_tta}
+            "smoothing": args.smooth, "flip_tta": args.flip_tta, "sample_fps": args.sample_fps}
 
 
 def check_folder(path: Path, option: str) -> Path:
