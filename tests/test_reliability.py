@@ -13,6 +13,7 @@ import errno
 import functools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -361,6 +362,40 @@ def test_a_full_disk_fails_the_run_and_keeps_what_was_written(long_clip, tiny_mo
     times = played(out)  # what reached the disk plays
     assert 30 <= len(times) <= frames
     assert [int(row["frame"]) for row in rows(results)] == list(range(frames))
+
+
+def fragments_end(path: Path) -> list[int]:
+    """Where each fragment (moof + mdat) of a fragmented MP4 ends."""
+    data, position, ends = path.read_bytes(), 0, []
+    while position + 8 <= len(data):
+        length, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
+        position += length
+        if kind == b"mdat":
+            ends.append(position)
+    return ends
+
+
+def test_a_disk_that_fills_as_the_video_is_closed_fails_the_run_and_keeps_it_playable(
+        long_clip, tiny_model, small_disk, tmp_path, monkeypatch, capsys):
+    """The last fragment is written as the file is closed, where PyAV does not pass on a write's error: the run
+    said nothing (exit 0) and left a video whose end was cut off in the middle of a box."""
+    argv = ["--video", str(long_clip), "--max-frames", "200", "--model", str(tiny_model), "--smooth", "0"]
+    with monkeypatch.context() as patch:  # first the same video on a roomy disk, fragmented, to see its layout
+        patch.setattr(realtime.io.video, "_rewrite_with_index_in_front", lambda path: OSError(errno.EIO, "kept"))
+        assert main([*argv, "-o", str(tmp_path / "probe.mp4")]) == 0
+    ends = fragments_end(tmp_path / "probe.mp4")
+    size = (tmp_path / "probe.mp4").stat().st_size
+    room = (ends[-2] // 4096 + 2) * 4096  # all but the last fragment (tmpfs counts whole 4 KB pages)
+    assert room < size, "the last fragment is too small for this test"
+    (small_disk / "filler").write_bytes(bytes(shutil.disk_usage(small_disk).free - room))
+    capsys.readouterr()
+    out = small_disk / "out.mp4"
+    assert main([*argv, "-o", str(out)]) == EXIT_CODES["disk full"]
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (f"error: {out}: writing failed (No space left on device); the video is kept up to its last "
+                     "complete second")
+    assert 0 < len(played(out)) < 200  # plays to its end: the last fragment, cut off, is gone
+    assert out.stat().st_size in ends
 
 
 def media_folder(folder: Path, files: dict[str, Path]) -> Path:

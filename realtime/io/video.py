@@ -8,9 +8,11 @@ if the run is killed, and finishes the file whatever ends the run.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import deque
@@ -32,6 +34,8 @@ VIDEO_SUFFIXES = frozenset(
     {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv", ".3gp", ".gif"}
 )
 VIDEO_OUTPUT_SUFFIXES = (".mp4",)
+# A file whose last writes failed, on a disk with less free room than this, failed for want of room.
+FULL_DISK_BYTES = 1 << 20
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3"})  # copied as they are; other audio is re-encoded to AAC
 AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates)  # what the AAC encoder takes; other rates become 48 kHz
 TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source's frame times
@@ -537,8 +541,14 @@ class H264VideoWriter(KeptOutput):
             raise OutputError(f"{self.path}: no frames were written", self.path)
         if not self.path.exists():
             raise OutputError(f"{self.path}: deleted while the run was writing it; the video is lost", self.path)
+        if self._error is None and _ends_cut_off(self.path):  # closing's last writes failed, unreported
+            full = shutil.disk_usage(self.path.parent).free < FULL_DISK_BYTES
+            self._error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else \
+                OSError(errno.EIO, "its last data could not be written")
         if self._error is not None:
             kept = _drop_incomplete_fragment(self.path)
+            if not kept:  # not a second of video: nothing half-written is left
+                remove_quietly(self.path)
             self._raise_if_failed(kept)
         if (error := _rewrite_with_index_in_front(self.path)) is not None:
             failure = OutputError(f"{self.path}: rewriting it with its index in front failed ({one_line(error)}); "
@@ -596,25 +606,42 @@ def transport_stream_cut_short(path: Path) -> bool:
     return False
 
 
+def _complete_fragments(file) -> tuple[int, int, int]:
+    """(where the last complete fragment of a fragmented MP4 ends, the file's size, complete fragments) for an
+    open binary file: its top-level boxes are read up to the first that is cut off."""
+    size = os.fstat(file.fileno()).st_size
+    position = complete = fragments = 0
+    while position + 8 <= size:
+        file.seek(position)
+        length, kind = int.from_bytes(file.read(4), "big"), file.read(4)
+        if length == 1:
+            length = int.from_bytes(file.read(8), "big")
+        if length < 8 or position + length > size:
+            break
+        position += length
+        if kind != b"moof":  # a fragment is complete once its mdat is
+            complete = position
+            fragments += kind == b"mdat"
+    return complete, size, fragments
+
+
+def _ends_cut_off(path: Path) -> bool:
+    """Whether a fragmented MP4 ends inside a box: its last write failed (PyAV does not pass on an error of the
+    writes that closing the file makes, such as a full disk's)."""
+    try:
+        with open(path, "rb") as file:
+            complete, size, _ = _complete_fragments(file)
+    except OSError:
+        return False
+    return complete < size
+
+
 def _drop_incomplete_fragment(path: Path) -> bool:
     """Cut a fragmented MP4 whose writing failed (e.g. a full disk) after its last complete fragment,
     so that it plays to its end. Returns whether it keeps a fragment (frames), True when unknown."""
-    fragments = 0
     try:
         with open(path, "r+b") as file:
-            size = os.fstat(file.fileno()).st_size
-            position = complete = 0
-            while position + 8 <= size:
-                file.seek(position)
-                length, kind = int.from_bytes(file.read(4), "big"), file.read(4)
-                if length == 1:
-                    length = int.from_bytes(file.read(8), "big")
-                if length < 8 or position + length > size:
-                    break
-                position += length
-                if kind != b"moof":  # a fragment is complete once its mdat is
-                    complete = position
-                    fragments += kind == b"mdat"
+            complete, _, fragments = _complete_fragments(file)
             file.truncate(complete)
     except OSError:  # the file stays as it is; players stop at the damaged end
         return True
