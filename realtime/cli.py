@@ -606,15 +606,22 @@ def _problem(summary: RunSummary, problem: str, output_failed: bool = False) -> 
 
 
 def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
-    """Print the run's summary, and the latency of live sources (to no one when stdout is closed: ``| head``)."""
+    """Print the run's summary, and the latency of live sources (to no one when stdout is closed: ``| head``,
+    ``>&-``; a stdout that cannot take it, such as a full disk, gets a warning: the outputs are as written)."""
+    if sys.stdout is None:  # started with stdout closed
+        return
     try:
         print(summary.format())
         for meter in latencies:
             if meter.frames:
                 print(meter.format())
         sys.stdout.flush()
-    except BrokenPipeError:  # the outputs are as written; only the report has no reader
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and Python's flush at exit none either
+    except (OSError, ValueError) as error:  # the outputs are as written; only the report has no reader
+        with suppress(OSError, ValueError):  # and Python's flush at exit none either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if not isinstance(error, BrokenPipeError):
+            with suppress(OSError, AttributeError):
+                print(f"warning: the summary could not be printed ({one_line(error)})", file=sys.stderr)
 
 
 class _AboveProgressBars(logging.Handler):

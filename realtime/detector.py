@@ -85,9 +85,10 @@ def _quiet_native_stderr():
     """Silence the C++ log lines (XNNPACK, absl) MediaPipe writes to file descriptor 2 at start-up."""
     with _native_stderr_lock:
         try:
-            sys.stderr.flush()
+            if sys.stderr is not None:  # None: started with stderr closed (2>&-), or under pythonw
+                sys.stderr.flush()
             saved = os.dup(2)
-        except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): leave it alone
+        except (OSError, ValueError):  # no usable fd 2 (embedded interpreters, stderr closed): leave it alone
             yield
             return
         try:

@@ -394,8 +394,8 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     fps = 0.0
     frames = sample_frames(source, sample_fps)
     with analyzer._going_through_a_stream(), \
-            tqdm(total=total, desc=name, unit="frame", disable=None if progress else True, file=sys.stderr,
-                 dynamic_ncols=True, leave=True) as bar:
+            tqdm(total=total, desc=name, unit="frame", disable=None if progress and sys.stderr else True,
+                 file=sys.stderr, dynamic_ncols=True, leave=True) as bar:  # (no stderr: started with 2>&-)
         count = 0
         while max_frames is None or count < max_frames:
             started = time.perf_counter()

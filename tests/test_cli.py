@@ -617,6 +617,22 @@ def test_subprocess_end_to_end_and_error(media, tiny_model, tmp_path):
     assert missing.stderr.strip().splitlines() == [f"error: video {tmp_path / 'missing.mp4'}: no such file"]
 
 
+@pytest.mark.parametrize("redirect", ["2>&-", ">&-", ">/dev/full"])
+def test_a_run_started_with_stderr_or_stdout_closed_or_full_does_its_work(redirect, tiny_model, tmp_path):
+    """Started by a service with no stderr (or no stdout, or stdout on a full disk): the work is done and the exit
+    code is the work's; before, a closed stderr failed every run and the others ended in a traceback."""
+    if redirect == ">/dev/full" and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    out, log = tmp_path / "demo.mp4", tmp_path / "log.txt"
+    command = (f'"{sys.executable}" -m realtime --demo --max-frames 10 -o "{out}" --model "{tiny_model}" '
+               f'{redirect} {"2>" if redirect.startswith(">") else ">"}"{log}"')
+    completed = subprocess.run(["sh", "-c", command], cwd=PROJECT_ROOT, timeout=300)
+    assert completed.returncode == 0, log.read_text()
+    assert video_facts(out)[0] == 10 and "Traceback" not in log.read_text()
+    if redirect == ">/dev/full":
+        assert log.read_text().strip() == "warning: the summary could not be printed (No space left on device)"
+
+
 def test_a_closed_stdout_loses_only_the_report(tiny_model, tmp_path):
     """``python -m realtime ... | head -0``: the outputs are written, no traceback, the work's exit code."""
     out = tmp_path / "demo.mp4"
