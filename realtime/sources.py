@@ -23,7 +23,7 @@ from PIL import Image
 
 from realtime.errors import SourceError, one_line
 from realtime.io.camera import CAMERA_RECONNECT_S, CameraSource
-from realtime.io.images import IMAGE_SUFFIXES, ImageSource
+from realtime.io.images import IMAGE_SUFFIXES, ImageSource, looks_like_a_video
 from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, StreamSource, is_stream_url, redacted
 from realtime.io.video import VIDEO_SUFFIXES, VideoFileSource
 from realtime.types import Frame, VideoInfo
@@ -69,7 +69,7 @@ def media_kind(path: Path | str) -> str:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return "image"
+        return "video" if looks_like_a_video(path) else "image"  # a video named as a photo is read as a video
     if suffix in VIDEO_SUFFIXES or not path.is_file():
         return "video"
     try:
@@ -226,7 +226,7 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
     if kind == "image":
         return ImageSource(path)
     if kind == "video":
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not looks_like_a_video(path):
             raise SourceError(f"video {path}: a photo, not a video: analyse it with --image (in Python: "
                               "EmotionAnalyzer.analyze())", path)
         return VideoFileSource(path, name=name)

@@ -757,18 +757,24 @@ def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(ti
     cv2.imwrite(str(photo), sample_photo_bgr())
     misnamed = tmp_path / "clip.jpg"  # a video renamed as a photo
     misnamed.write_bytes(clip.read_bytes())
+    heic = tmp_path / "phone.jpg"  # a HEIF still photo (an ISO box file, as an MP4 is): no video either
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
     capsys.readouterr()
     for argv, expected in (
             (["--video", str(photo), "-o", str(tmp_path / "out.mp4")],
              f"error: video {photo}: a photo, not a video: analyse it with --image (in Python: "
              "EmotionAnalyzer.analyze())"),
-            ([str(misnamed)], f"error: image {misnamed}: a video (named .jpg), not a photo: analyse it with --video "
-                              "(in Python: EmotionAnalyzer.stream())"),
+            (["--image", str(misnamed)], f"error: image {misnamed}: a video (named .jpg), not a photo: analyse it "
+                                         "with --video (in Python: EmotionAnalyzer.stream())"),
+            (["--image", str(heic)], f"error: image {heic}: not an image file this program can read"),
             ([str(tmp_path / "nothere") + "/"], f"error: {tmp_path / 'nothere'}: no such file or folder"),
             ([str(tmp_path / "nothere.mp4")], f"error: video {tmp_path / 'nothere.mp4'}: no such file")):
         assert main([*argv, "--model", str(tiny_model)]) == 2
         assert one_line_error(capsys.readouterr()) == expected
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.jpg", "clip.mp4", "face.jpg"]  # nothing written
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.jpg", "clip.mp4", "face.jpg", "phone.jpg"]
+    for argv in ([str(misnamed)], ["--video", str(misnamed)]):  # as SOURCE, or as a video: read as the video it is
+        assert main([*argv, "-r", str(tmp_path / "rows.csv"), "--model", str(tiny_model)]) == 0
+        assert sorted({int(row["frame"]) for row in read_csv(tmp_path / "rows.csv")}) == [0, 1, 2]
 
 
 def test_a_cut_short_video_is_reported_once_without_python_warnings(media, tiny_model, tmp_path):

@@ -18,6 +18,8 @@ from realtime.io.video import VIDEO_SUFFIXES
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
+# Major brands of ISO box files that hold still images (HEIC from phones, AVIF), not video.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
 # The most pixels a photo may have, checked before it is decoded (against decompression bombs: small files
@@ -109,6 +111,8 @@ def looks_like_a_video(path: Path) -> bool:
         with open(path, "rb") as file:
             head = file.read(189)
     except OSError:
+        return False
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:  # a HEIF/AVIF still photo is an ISO box file too
         return False
     return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
             or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith((b"\x00\x00\x01\xba", b"FLV"))
