@@ -27,8 +27,10 @@ REFERENCE_SIDE = 600  # frame short side at which the font scale is 1
 MIN_FONT_SCALE = 0.4  # smallest legible font scale
 LABEL_MAX_BOX_WIDTHS = 1.6  # labels wider than this many face widths are drawn smaller
 # A photo smaller than this on its shorter side (a 48x48 face crop) is annotated scaled up, by the smallest whole
-# factor that reaches it, so that its label can be read.
+# factor that reaches it, so that its label can be read; but never past MAX_ENLARGED_PHOTO_SIDE on its longer side
+# (a thin strip stays as it is).
 MIN_ANNOTATED_PHOTO_SIDE = 240
+MAX_ENLARGED_PHOTO_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,10 @@ class EmotionAnnotator:
 
 def photo_enlargement(image_shape: tuple[int, ...]) -> int:
     """The whole factor by which ``annotate_photo`` scales a photo of this shape up (1: not at all)."""
-    short_side = min(image_shape[:2])
-    return max(1, math.ceil(MIN_ANNOTATED_PHOTO_SIDE / short_side)) if short_side else 1
+    short_side, long_side = min(image_shape[:2]), max(image_shape[:2])
+    if not short_side:
+        return 1
+    return max(1, min(math.ceil(MIN_ANNOTATED_PHOTO_SIDE / short_side), MAX_ENLARGED_PHOTO_SIDE // long_side))
 
 
 def draw_fps(image: np.ndarray, fps: float) -> np.ndarray:

@@ -129,3 +129,12 @@ def test_labels_on_a_real_group_photo_stay_apart(media):
     annotator = EmotionAnnotator()
     assert labels_clash([annotator.layout_label(result, image.shape) for result in results], results) != (0, 0)
     assert labels_clash(annotator.layout_labels(results, image.shape), results) == (0, 0)
+
+
+def test_small_photos_are_enlarged_for_their_labels_but_thin_ones_are_not():
+    from realtime.annotator import photo_enlargement
+
+    assert photo_enlargement((48, 48, 3)) == 5 and photo_enlargement((148, 199)) == 2  # to 240 px on the short side
+    assert photo_enlargement((240, 320, 3)) == photo_enlargement((0, 10, 3)) == 1
+    assert photo_enlargement((3, 6000, 3)) == photo_enlargement((1, 8000)) == 1  # a strip: not to 480,000 px
+    assert photo_enlargement((200, 2000, 3)) == 2  # at most 4096 px on the long side
