@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
 import sys
@@ -35,7 +34,7 @@ from realtime.io.stream import (
 )
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
-from realtime.pipeline import EmotionAnalyzer, process_source, source_label
+from realtime.pipeline import MAX_SAMPLE_FPS, EmotionAnalyzer, process_source, source_label
 from realtime.sources import (
     MEDIA_SUFFIXES,
     FolderContents,
@@ -156,8 +155,8 @@ def frames_per_second(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of frames a second: {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text} is not a number of frames a second above 0")
+    if not 0 < value <= MAX_SAMPLE_FPS:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of frames a second above 0 and at most {MAX_SAMPLE_FPS}")
     return value
 
 
@@ -309,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--max-frames", type=positive_int_type, metavar="N",
                           help="stop after N frames of each source (analysed frames, with --sample-fps)")
     analysis.add_argument("--sample-fps", type=frames_per_second, metavar="N",
-                          help="analyse at most N frames a second of a video or camera, e.g. 5 for a long "
-                               "video (6 times less work at 30 frames/s); the others are read and skipped, and "
-                               "the annotated video and results hold the frames analysed, at their own times "
+                          help="analyse at most N frames a second of a video or camera (and a video's last "
+                               "frame), e.g. 5 for a long video; the others are read and skipped, and the "
+                               "annotated video and results hold the frames analysed, at their own times "
                                "(default: every frame)")
     cameras = parser.add_argument_group("cameras (local and network)")
     cameras.add_argument("--reconnect-for", type=seconds_type(positive=False), metavar="SECONDS",
@@ -695,6 +694,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
     summary = RunSummary(whole_image=args.whole_image)
     latencies: list[LatencyMeter] = []
     begun = 0  # jobs begun: a stop leaves those after them not analysed
+    stopped_in: tuple[Job, int] | None = None  # the job a stop came in, and its frames analysed
     try:
         with ExitStack() as stack:
             analyzer = stack.enter_context(EmotionAnalyzer(
@@ -723,6 +723,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 try:
                     rewrite_failure = _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
                                                job.name if folder else None, notes, latencies)
+                except KeyboardInterrupt:
+                    stopped_in = job, summary.frames - frames_before
+                    raise
                 except SourceError as error:
                     if not folder:
                         raise
@@ -760,6 +763,10 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                       "lack up to its last second, which the summary and results count", file=sys.stderr)
             else:
                 print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
+            if folder and stopped_in is not None and stopped_in[0].kind == "video":
+                done = stopped_in[1]
+                summary.note(f"{stopped_in[0].name}: interrupted after {done} frame{'s' * (done != 1)}, which its "
+                             "outputs keep")
             if folder and begun < len(jobs):
                 left = [job.name for job in jobs[begun:]]
                 summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "

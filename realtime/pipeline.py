@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -36,6 +36,7 @@ FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
 # Sampled frames are due on a grid of 1/N s from the first; a frame this close before its time counts as on time
 # (timestamps such as i / 30 do not add up exactly).
 SAMPLE_TOLERANCE_S = 1e-6
+MAX_SAMPLE_FPS = 1000  # frames a second at most that sampling is asked for (no camera or file has more)
 
 
 class SourceWarning(UserWarning):
@@ -99,6 +100,7 @@ class EmotionAnalyzer:
         self._lock = threading.RLock()
         self._closed = self._streaming = False
         self._tracked_frames, self._first_capture = 0, None
+        self._change_while_skipping = ShotChange.SAME  # the last shot change among frames sampling skipped
 
     def __repr__(self) -> str:
         return (f"EmotionAnalyzer({str(self.classifier.model_path)!r}, detector_range={self.detector.model_range!r}, "
@@ -176,6 +178,9 @@ class EmotionAnalyzer:
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
             change = self.scene_cuts.shot_change(image) if edited else ShotChange.SAME
+            if change is ShotChange.SAME:  # or a cut (or a flash's end) among the frames skipped before it
+                change = self._change_while_skipping
+            self._change_while_skipping = ShotChange.SAME
             if change is not ShotChange.SAME:
                 self.detector.reset()  # every detection pass for the faces of the new (or resumed) shot
             detections, probabilities, speed = self._detect_and_classify(image, photo=still)
@@ -186,6 +191,14 @@ class EmotionAnalyzer:
             self._tracked_frames += 1
         return FrameResult(index=index, timestamp=timestamp, faces=faces, source=source_name, speed=speed,
                            classes=tuple(self.classes))
+
+    def _skipped_frame(self, frame: Frame) -> None:
+        """A video file's frame that sampling skips: the scene-cut detector sees it all the same, so that it
+        compares neighbouring frames (motion over the frames skipped is no cut) and a cut among them is not missed."""
+        with self._lock:
+            change = self.scene_cuts.shot_change(_as_bgr(frame.image))
+            if change is not ShotChange.SAME:
+                self._change_while_skipping = change
 
     def _check_open(self) -> None:
         if self._closed:
@@ -281,6 +294,7 @@ class EmotionAnalyzer:
             self.detector.reset()
             self.scene_cuts.reset()
             self._tracked_frames, self._first_capture = 0, None
+            self._change_while_skipping = ShotChange.SAME
 
     def close(self) -> None:
         """Release the face detector; the analyzer cannot be used afterwards."""
@@ -323,35 +337,46 @@ def check_max_frames(max_frames: int | None) -> int | None:
 
 
 def check_sample_fps(sample_fps: float | None) -> float | None:
-    """``sample_fps`` if it is None (every frame) or a finite number above 0, as a float, else ValueError."""
+    """``sample_fps`` if it is None (every frame) or a number above 0 and at most MAX_SAMPLE_FPS, as a float, else
+    ValueError."""
     if sample_fps is None:
         return None
-    if isinstance(sample_fps, bool) or not isinstance(sample_fps, (int, float)) or not 0 < sample_fps < math.inf:
-        raise ValueError(f"sample_fps must be None or a number of frames a second above 0, not {sample_fps!r}")
+    if isinstance(sample_fps, bool) or not isinstance(sample_fps, (int, float)) \
+            or not 0 < sample_fps <= MAX_SAMPLE_FPS:
+        raise ValueError(f"sample_fps must be None or a number of frames a second above 0 and at most "
+                         f"{MAX_SAMPLE_FPS}, not {sample_fps!r}")
     return float(sample_fps)
 
 
-def sample_frames(frames: Iterable[Frame], per_second: float | None) -> Iterator[tuple[Frame | None, int]]:
-    """Each of ``frames`` with 1 (``per_second`` None), or at most ``per_second`` of them a second: the first,
-    then the first at or after each step of a 1/``per_second`` s grid from it (so a rate that does not divide
-    the source's keeps its average), each with how many frames were read for it (it and those skipped before);
-    at the end, None with the frames skipped after the last one, if any. Time going back (a source restarting
-    its clock) starts the grid again."""
-    first = due = previous = None
+def sample_frames(frames: Iterable[Frame], per_second: float | None,
+                  skipped: Callable[[Frame], None] | None = None) -> Iterator[tuple[Frame, int]]:
+    """Each of ``frames`` (``per_second`` None), or at most ``per_second`` of them a second: the first, then the
+    first at or after each step of a 1/``per_second`` s grid from it (so a rate that does not divide the source's
+    keeps its average), and the last (the analysis reaches the source's end); each with how many frames were read
+    for it (it and those skipped before it). Each frame skipped goes to ``skipped``. Time going back (a source
+    restarting its clock) starts the grid again; a frame without a finite time is taken."""
+    first = due = previous = waiting = None  # waiting: the last frame read, skipped unless it is the last
     read = 0
     for frame in frames:
         read += 1
-        if per_second is not None and due is not None and previous <= frame.timestamp < due - SAMPLE_TOLERANCE_S:
-            continue
-        if per_second is not None:
+        if waiting is not None and skipped is not None:
+            skipped(waiting)
+        waiting = None
+        if per_second is not None and math.isfinite(frame.timestamp):
+            if due is not None and previous <= frame.timestamp < due - SAMPLE_TOLERANCE_S:
+                waiting = frame
+                continue
             if due is None or frame.timestamp < previous:
                 first = frame.timestamp
+            steps = (frame.timestamp - first) * per_second
+            if not math.isfinite(steps):  # times too far apart for the grid: it starts again here
+                first, steps = frame.timestamp, 0.0
             previous = frame.timestamp
-            due = first + (math.floor((frame.timestamp - first) * per_second + SAMPLE_TOLERANCE_S) + 1) / per_second
+            due = first + (math.floor(steps + SAMPLE_TOLERANCE_S) + 1) / per_second
         yield frame, read
         read = 0
-    if read:
-        yield None, read
+    if waiting is not None:
+        yield waiting, read
 
 
 def source_label(source: Source) -> str:
@@ -392,7 +417,8 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     still = isinstance(source, ImageSource)  # a photo: a small one without a detected face is taken whole
     edited = not source.live and not still  # a video file, which may cut from shot to shot
     fps = 0.0
-    frames = sample_frames(source, sample_fps)
+    # frames that sampling skips are still seen by the scene-cut detector: a cut between two frames analysed
+    frames = sample_frames(source, sample_fps, analyzer._skipped_frame if edited else None)
     with analyzer._going_through_a_stream(), \
             tqdm(total=total, desc=name, unit="frame", disable=None if progress and sys.stderr else True,
                  file=sys.stderr, dynamic_ncols=True, leave=True) as bar:  # (no stderr: started with 2>&-)
@@ -401,7 +427,6 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
             started = time.perf_counter()
             frame, read = next(frames, (None, 0))
             if frame is None:
-                bar.update(read)  # the frames skipped after the last one analysed
                 break
             result = analyzer._track(frame, name, still, edited)
             annotated = None

@@ -424,8 +424,8 @@ def test_sample_fps_analyses_that_many_frames_a_second_and_is_kept_with_the_sett
     results = tmp_path / "results"
     assert main([str(media / "single_face.mp4"), "--results", str(results), "--sample-fps", "5"]) == 0
     frames = sorted(pd.read_parquet(results)["frame"].unique())
-    assert frames == list(range(0, 72, 6))  # single_face.mp4: 72 frames at 30 a second
-    assert "frames: 12, faces: 12" in capsys.readouterr().out
+    assert frames == [*range(0, 72, 6), 71]  # single_face.mp4: 72 frames at 30 a second, its last one too
+    assert "frames: 13, faces: 13" in capsys.readouterr().out
     assert main([str(media / "single_face.mp4"), "--results", str(results)]) == 2  # every frame: other settings
     assert "holds results made with other settings" in capsys.readouterr().err
 

@@ -193,12 +193,15 @@ def test_sample_fps_analyses_and_writes_that_many_frames_a_second(tiny_model, tm
     assert main(["--demo", "--sample-fps", "5", "-o", str(out), "-r", str(results), "--model", str(tiny_model),
                  "--no-display"]) == 0
     rows = read_csv(results)
-    assert [int(row["frame"]) for row in rows] == list(range(0, 120, 6))  # the demo: 120 frames at 30 a second
-    assert [float(row["time"]) for row in rows] == pytest.approx([i / 5 for i in range(20)])
+    # the demo: 120 frames at 30 a second; its last frame too, so that the video reaches the source's end
+    assert [int(row["frame"]) for row in rows] == [*range(0, 120, 6), 119]
+    assert [float(row["time"]) for row in rows] == pytest.approx([*(i / 5 for i in range(20)), 119 / 30], abs=1e-3)
     with av.open(str(out)) as container:  # each frame written at its own time: the clip lasts as long
         times = [frame.time for frame in container.decode(container.streams.video[0])]
-    assert times == pytest.approx([i / 5 for i in range(20)], abs=1e-3)
-    assert capsys.readouterr().out.startswith("20 frames, 20 face detections in 20 frames")
+        duration = container.duration / av.time_base
+    assert times == pytest.approx([*(i / 5 for i in range(20)), 119 / 30], abs=1e-3)
+    assert duration == pytest.approx(4.0, abs=0.05)
+    assert capsys.readouterr().out.startswith("21 frames, 21 face detections in 21 frames")
     for wrong in ("0", "-2", "inf", "five"):
         with pytest.raises(SystemExit) as exit_info:
             main(["--demo", "--sample-fps", wrong, "--model", str(tiny_model), "--no-display"])
@@ -672,9 +675,10 @@ def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
     assert "clip00.mp4" in written and all(not name.startswith(".") for name in written)
     for name in written:
         assert video_facts(out / name)[0] > 0  # every file, even the interrupted one, plays
-    left = 12 - len(written)  # the files after the interrupted one: the summary names them
+    left = 12 - len(written)  # the files after the interrupted one: the summary names them, and that one
     assert left > 0 and (f"  {left} file{'s' * (left != 1)} of the folder not analysed (interrupted): "
                          f"clip{len(written):02}.mov") in stdout
+    assert f"  clip{len(written) - 1:02}.mov: interrupted after " in stdout and ", which its outputs keep" in stdout
 
 
 def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_path):

@@ -28,6 +28,28 @@ def analyzer(tiny_model):
         yield analyzer
 
 
+class FramesSource:
+    """A video file's frames from a list (not live: its shots are told apart)."""
+
+    live, audio_path = False, None
+
+    def __init__(self, frames: list[Frame], fps: float = 30.0):
+        height, width = frames[0].image.shape[:2]
+        self.frames, self.info = frames, VideoInfo(width, height, fps, len(frames), "frames")
+
+    def __iter__(self):
+        return iter(self.frames)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FramesSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 class StillSource:
     """A synthetic source: the same image ``n`` times."""
 
@@ -370,26 +392,39 @@ def frames_at(*timestamps: float) -> list[Frame]:
     return [Frame(index, timestamp, np.zeros((4, 4, 3), np.uint8)) for index, timestamp in enumerate(timestamps)]
 
 
-def test_sampled_frames_keep_the_rate_asked_for_on_average():
+def test_sampled_frames_keep_the_rate_asked_for_on_average_and_reach_the_end():
     thirty = frames_at(*(i / 30 for i in range(120)))
-    sampled = list(sample_frames(thirty, 5))
-    assert [frame.index for frame, _ in sampled[:-1]] == list(range(0, 120, 6))
-    assert sampled[-1] == (None, 5) and sum(read for _, read in sampled) == 120  # every frame counted once
-    seven = [frame.timestamp for frame, _ in sample_frames(thirty, 7) if frame is not None]
+    skipped = []
+    sampled = list(sample_frames(thirty, 5, skipped.append))
+    assert [frame.index for frame, _ in sampled] == [*range(0, 120, 6), 119]  # the last too: the source's end
+    assert [read for _, read in sampled] == [1] + [6] * 19 + [5] and sum(read for _, read in sampled) == 120
+    assert [frame.index for frame in skipped] == [i for i in range(119) if i % 6]  # every other one, once
+    seven = [frame.timestamp for frame, _ in sample_frames(thirty, 7)][:-1]
     assert len(seven) == 28 and all(1 / 7 - 1 / 30 < b - a < 1 / 7 + 1 / 30 for a, b in zip(seven, seven[1:]))
     assert [frame.index for frame, _ in sample_frames(thirty[:10], 60)] == list(range(10))  # faster: all
     assert [read for _, read in sample_frames(thirty[:10], None)] == [1] * 10
     restarted = frames_at(0.0, 0.1, 0.2, 0.3, 0.05, 0.1, 0.25, 0.3)  # a source restarting its clock
-    assert [frame.index for frame, _ in sample_frames(restarted, 5) if frame is not None] == [0, 2, 4, 6]
+    assert [frame.index for frame, _ in sample_frames(restarted, 5)] == [0, 2, 4, 6, 7]
+    odd = frames_at(0.0, 0.05, float("nan"), 0.1, float("inf"), 1e308, 1e308 + 1.0)  # times no grid can take
+    assert [frame.index for frame, _ in sample_frames(odd, 1000)] == [0, 1, 2, 3, 4, 5, 6]
 
 
 def test_a_stream_sampled_analyses_frames_at_the_rate_asked_for(tiny_model):
     with EmotionAnalyzer(tiny_model) as analyzer:
         results = list(analyzer.stream(demo_source(), sample_fps=10))
-        assert [result.index for result in results] == list(range(0, 120, 3))
-        assert [face.face_id for result in results for face in result.faces] == [1] * 40  # one face, tracked
+        assert [result.index for result in results] == [*range(0, 120, 3), 119]
+        assert [face.face_id for result in results for face in result.faces] == [1] * 41  # one face, tracked
         assert [result.index for result in analyzer.stream(demo_source(), max_frames=2, sample_fps=1)] == [0, 30]
-        for wrong in (0, -1.0, float("inf"), float("nan"), True, "5"):
+        # the demo pans: frames a second apart differ as a scene cut's do, but every frame read is compared with the
+        # one before, so the face keeps its id (it got a new one at every frame analysed)
+        results = list(analyzer.stream(demo_source(), sample_fps=1))
+        assert [result.index for result in results] == [0, 30, 60, 90, 119]
+        assert [[face.face_id for face in result.faces] for result in results] == [[1]] * 5
+        cut = [frame if frame.index < 45 else Frame(frame.index, frame.timestamp, frame.image[:, ::-1, ::-1].copy())
+               for frame in demo_source()]  # a cut at frame 45, among the frames skipped: another shot, a new id
+        ids = [[face.face_id for face in result.faces] for result in analyzer.stream(FramesSource(cut), sample_fps=1)]
+        assert ids[:2] == [[1], [1]] and ids[2] == [2]
+        for wrong in (0, -1.0, 1001, float("inf"), float("nan"), True, "5"):
             with pytest.raises(ValueError, match="sample_fps must be None or a number of frames a second above 0"):
                 analyzer.stream(demo_source(), sample_fps=wrong)
 
