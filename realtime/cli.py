@@ -765,8 +765,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
             if folder and stopped_in is not None and stopped_in[0].kind == "video":
                 done = stopped_in[1]
-                summary.note(f"{stopped_in[0].name}: interrupted after {done} frame{'s' * (done != 1)}, which its "
-                             "outputs keep")
+                summary.note(f"{stopped_in[0].name}: interrupted after {done} frame{'s' * (done != 1)}")
             if folder and begun < len(jobs):
                 left = [job.name for job in jobs[begun:]]
                 summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "

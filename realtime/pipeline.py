@@ -36,6 +36,7 @@ FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
 # Sampled frames are due on a grid of 1/N s from the first; a frame this close before its time counts as on time
 # (timestamps such as i / 30 do not add up exactly).
 SAMPLE_TOLERANCE_S = 1e-6
+NO_CHANGES = (ShotChange.SAME, None)  # no shot change since the last frame analysed
 MAX_SAMPLE_FPS = 1000  # frames a second at most that sampling is asked for (no camera or file has more)
 
 
@@ -100,7 +101,9 @@ class EmotionAnalyzer:
         self._lock = threading.RLock()
         self._closed = self._streaming = False
         self._tracked_frames, self._first_capture = 0, None
-        self._change_while_skipping = ShotChange.SAME  # the last shot change among frames sampling skipped
+        # the shot changes since the last frame analysed (sampling skips frames): where they lead, and where
+        # the newest cut among them came from (None: no cut among them)
+        self._changes_since_analysed: tuple[ShotChange, ShotChange | None] = NO_CHANGES
 
     def __repr__(self) -> str:
         return (f"EmotionAnalyzer({str(self.classifier.model_path)!r}, detector_range={self.detector.model_range!r}, "
@@ -177,10 +180,10 @@ class EmotionAnalyzer:
                 image, now = _as_bgr(frame), time.monotonic()
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
-            change = self.scene_cuts.shot_change(image) if edited else ShotChange.SAME
-            if change is ShotChange.SAME:  # or a cut (or a flash's end) among the frames skipped before it
-                change = self._change_while_skipping
-            self._change_while_skipping = ShotChange.SAME
+            change = ShotChange.SAME
+            if edited:  # with the changes among the frames sampling skipped before it, if any
+                change = self._fold_shot_change(self.scene_cuts.shot_change(image))
+                self._changes_since_analysed = NO_CHANGES
             if change is not ShotChange.SAME:
                 self.detector.reset()  # every detection pass for the faces of the new (or resumed) shot
             detections, probabilities, speed = self._detect_and_classify(image, photo=still)
@@ -196,9 +199,19 @@ class EmotionAnalyzer:
         """A video file's frame that sampling skips: the scene-cut detector sees it all the same, so that it
         compares neighbouring frames (motion over the frames skipped is no cut) and a cut among them is not missed."""
         with self._lock:
-            change = self.scene_cuts.shot_change(_as_bgr(frame.image))
-            if change is not ShotChange.SAME:
-                self._change_while_skipping = change
+            self._fold_shot_change(self.scene_cuts.shot_change(_as_bgr(frame.image)))
+
+    def _fold_shot_change(self, change: ShotChange) -> ShotChange:
+        """Where the shot changes since the last frame analysed lead, with ``change`` (the newest frame's): SAME
+        (none, or a flash that began and ended among them), NEW (a cut; a flash after it ends in it), or BACK (the
+        end of a flash that began at or before that frame)."""
+        state, before_cut = self._changes_since_analysed
+        if change is ShotChange.NEW:
+            state, before_cut = ShotChange.NEW, state
+        elif change is ShotChange.BACK:
+            state, before_cut = (ShotChange.BACK, None) if before_cut is None else (before_cut, None)
+        self._changes_since_analysed = state, before_cut
+        return state
 
     def _check_open(self) -> None:
         if self._closed:
@@ -294,7 +307,7 @@ class EmotionAnalyzer:
             self.detector.reset()
             self.scene_cuts.reset()
             self._tracked_frames, self._first_capture = 0, None
-            self._change_while_skipping = ShotChange.SAME
+            self._changes_since_analysed = NO_CHANGES
 
     def close(self) -> None:
         """Release the face detector; the analyzer cannot be used afterwards."""

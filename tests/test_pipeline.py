@@ -424,6 +424,15 @@ def test_a_stream_sampled_analyses_frames_at_the_rate_asked_for(tiny_model):
                for frame in demo_source()]  # a cut at frame 45, among the frames skipped: another shot, a new id
         ids = [[face.face_id for face in result.faces] for result in analyzer.stream(FramesSource(cut), sample_fps=1)]
         assert ids[:2] == [[1], [1]] and ids[2] == [2]
+        flash = [Frame(frame.index, frame.timestamp, np.full_like(frame.image, 255)) if frame.index == 50 else frame
+                 for frame in cut]  # and a flash after the cut, also skipped: the cut still counts
+        ids = [[face.face_id for face in result.faces] for result in analyzer.stream(FramesSource(flash), sample_fps=1)]
+        assert ids[:2] == [[1], [1]] and ids[2] == [2]
+        flash_only = [Frame(frame.index, frame.timestamp, np.full_like(frame.image, 255)) if frame.index == 50
+                      else frame for frame in demo_source()]  # a flash alone, skipped: no new shot
+        ids = [[face.face_id for face in result.faces] for result in analyzer.stream(FramesSource(flash_only),
+                                                                                       sample_fps=1)]
+        assert ids == [[1]] * 5
         for wrong in (0, -1.0, 1001, float("inf"), float("nan"), True, "5"):
             with pytest.raises(ValueError, match="sample_fps must be None or a number of frames a second above 0"):
                 analyzer.stream(demo_source(), sample_fps=wrong)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import struct
 import threading
 import time
@@ -461,3 +462,16 @@ def test_camera_source_ends_when_the_camera_stops_and_does_not_come_back(monkeyp
     assert 1 <= len(values) <= 5 and values == sorted(set(values)) and values[-1] == 4
     assert len(camera.issues) == 1 and "stopped delivering frames" in camera.issues[0]
     assert "did not open again within 0.3 s" in camera.issues[0]
+
+
+def test_a_named_pipe_with_a_photo_name_is_not_read_to_see_what_it_is(tmp_path):
+    """Telling a video named as a photo by its first bytes must not block on a pipe that no one writes to."""
+    pipe = tmp_path / "waiting.jpg"
+    os.mkfifo(pipe)
+    kinds = []
+    probe = threading.Thread(target=lambda: kinds.append(media_kind(pipe)), daemon=True)
+    probe.start()
+    probe.join(timeout=30)
+    assert kinds == ["image"]  # and open_source() then says it is no file, as for any pipe
+    with pytest.raises(SourceError, match="not a file"):
+        open_source(pipe)

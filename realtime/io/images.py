@@ -108,6 +108,8 @@ def looks_like_a_video(path: Path) -> bool:
     """Whether the file starts as a video container does (MP4/MOV, Matroska/WebM, AVI, MPEG, FLV), whatever its
     name says."""
     try:
+        if not path.is_file():  # a named pipe would block the read
+            return False
         with open(path, "rb") as file:
             head = file.read(189)
     except OSError:
