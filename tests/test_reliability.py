@@ -438,13 +438,15 @@ def test_a_folder_stops_when_a_second_file_in_a_row_finds_the_disk_full(media, l
     b_line, c_line = warnings(captured.err)  # each failure told once, what it keeps included
     assert b_line.startswith(f"warning: b.mp4: {small_disk / 'b.mp4'}: writing failed (No space left on device); "
                              "the video is kept up to its last complete second (")
-    assert c_line.startswith(f"warning: c.mp4: {small_disk / 'c.mp4'}: writing failed (No space left on device); ")
+    assert c_line.startswith(f"warning: c.mp4: {small_disk / 'c.mp4'}: writing failed (No space left on device); "
+                             "no second of it could be kept")
     assert captured.err.strip().splitlines()[-1] == (f"error: {small_disk}: no space left for a second file in a "
                                                      "row, so the run stops (1 more file not analysed)")
     assert "incomplete (2 problems; 2 outputs could not be written whole" in captured.out
     analysed = int(re.search(r"\((\d+) frames analysed", b_line).group(1))
     assert 30 <= len(played(small_disk / "b.mp4")) < analysed < 576  # plays to its end, up to the failure
-    assert sorted(p.name for p in small_disk.iterdir()) == ["a.jpg", "b.mp4", "c.mp4"]  # d.jpg not analysed
+    # c.mp4 kept no second, so it is not left behind (nothing half-written); d.jpg was not analysed
+    assert sorted(p.name for p in small_disk.iterdir()) == ["a.jpg", "b.mp4"]
     assert [row["source"] for row in rows(results)][:1 + analysed] == ["a.jpg"] + ["b.mp4"] * analysed
     assert "d.jpg" not in {row["source"] for row in rows(results)}
 
