@@ -161,6 +161,14 @@ def scaled_back(face: FaceDetection, scale: float, shape: tuple[int, ...]) -> Fa
     return FaceDetection(box=box, score=face.score, eyes=eyes)
 
 
+def shifted(face: FaceDetection, left: int, top: int) -> FaceDetection:
+    """``face``, found in a part of an image whose top-left corner is at (``left``, ``top``), in the image's
+    coordinates."""
+    x1, y1, x2, y2 = face.box
+    eyes = None if face.eyes is None else tuple((x + left, y + top) for x, y in face.eyes)
+    return FaceDetection(box=(x1 + left, y1 + top, x2 + left, y2 + top), score=face.score, eyes=eyes)
+
+
 def fuse(preferred: list[FaceDetection], others: list[FaceDetection]) -> list[FaceDetection]:
     """All faces of ``preferred`` plus those of ``others`` that are not one of them (best score first)."""
     fused = list(preferred)
@@ -287,12 +295,7 @@ class FaceDetector:
         left = min(max((box[0] + box[2] - side) // 2, 0), width - side)
         top = min(max((box[1] + box[3] - side) // 2, 0), height - side)
         crop = np.ascontiguousarray(rgb[top:top + side, left:left + side])
-        faces = []
-        for face in self._run("short", crop):
-            x1, y1, x2, y2 = face.box
-            eyes = None if face.eyes is None else tuple((x + left, y + top) for x, y in face.eyes)
-            faces.append(FaceDetection(box=(x1 + left, y1 + top, x2 + left, y2 + top), score=face.score, eyes=eyes))
-        return faces
+        return [shifted(face, left, top) for face in self._run("short", crop)]
 
     def _detect_in_tiles(self, rgb: np.ndarray) -> list[FaceDetection]:
         """Faces in overlapping TILE_SIDE tiles of a large RGB image, and of the image halved, quartered... while
@@ -322,13 +325,12 @@ class FaceDetector:
             for left in starts(width):
                 tile = np.ascontiguousarray(rgb[top:top + TILE_SIDE, left:left + TILE_SIDE])
                 bottom, right = top + tile.shape[0], left + tile.shape[1]
-                for face in self._run(model, tile):
-                    x1, y1, x2, y2 = face.box[0] + left, face.box[1] + top, face.box[2] + left, face.box[3] + top
+                for face in (shifted(face, left, top) for face in self._run(model, tile)):
+                    x1, y1, x2, y2 = face.box
                     if ((left > 0 and x1 <= left + 1) or (top > 0 and y1 <= top + 1)
                             or (right < width and x2 >= right - 1) or (bottom < height and y2 >= bottom - 1)):
                         continue  # cut by the tile's edge inside the image
-                    eyes = None if face.eyes is None else tuple((x + left, y + top) for x, y in face.eyes)
-                    faces.append(FaceDetection(box=(x1, y1, x2, y2), score=face.score, eyes=eyes))
+                    faces.append(face)
         return faces
 
     def detect(self, image_bgr: np.ndarray, whole_image_fallback: bool = True, tiles: bool = False,
