@@ -534,20 +534,29 @@ TABLES = ("photos", "groups", "closeups", "edges", "fer", "timing", "flicker", "
 
 
 def call_layouts(frames: int = 40) -> dict[str, tuple[list[np.ndarray], int]]:
-    """Video-call layouts of ``frames`` frames built from test.mp4 and single_face.mp4, each scaled to a 640x360
-    cell, and how many faces each frame holds: a 2x2 grid (1280x720; the bottom row plays the clips backwards)
-    and the two side by side (1280x360)."""
+    """Video-call layouts of ``frames`` frames built from test.mp4 and single_face.mp4, and how many faces each
+    frame holds: a 2x2 grid of 640x360 cells (1280x720; the bottom row plays the clips backwards), the two side by
+    side (1280x360), and a 4x4 grid of 320x180 cells (1280x720; the clips alternate, each cell 7 frames on from the
+    one before)."""
     first, second = ([cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA) for image in clip_frames(MEDIA / name)[0]]
                      for name in ("test.mp4", "single_face.mp4"))
     grid = [np.vstack([np.hstack([first[i], second[i]]), np.hstack([second[-1 - i], first[-1 - i]])])
             for i in range(frames)]
+
+    def small_cell(index: int, cell: int) -> np.ndarray:
+        clip = first if cell % 2 == cell // 4 % 2 else second
+        return cv2.resize(clip[(index + 7 * cell) % len(clip)], (320, 180), interpolation=cv2.INTER_AREA)
+
+    grid16 = [np.vstack([np.hstack([small_cell(i, 4 * row + column) for column in range(4)]) for row in range(4)])
+              for i in range(frames)]
     return {"2x2 grid, 1280x720": (grid, 4),
-            "side by side, 1280x360": ([np.hstack([first[i], second[i]]) for i in range(frames)], 2)}
+            "side by side, 1280x360": ([np.hstack([first[i], second[i]]) for i in range(frames)], 2),
+            "4x4 grid, 1280x720": (grid16, 16)}
 
 
 def table_calls() -> None:
-    print("## Video calls: the faces of test.mp4 and single_face.mp4 in 640x360 cells (40 frames), detector auto: "
-          "face detections per frame (of all the faces there) and milliseconds per frame\n")
+    print("## Video calls: the faces of test.mp4 and single_face.mp4 in cells of a larger frame (40 frames), detector "
+          "auto: face detections (of all the faces there) and milliseconds per frame\n")
     rows = []
     with FaceDetector("auto") as detector:
         for name, (frames, faces) in call_layouts().items():

@@ -46,9 +46,20 @@ TILE_OVERLAP = 0.25
 # "auto" on a video: a face of the last frame that the whole-frame passes miss (too small for them: a video call's
 # grid, a wide shot; or a detection that flickers) is looked for by the short-range model in a square around its
 # last box, this many times its side (at least FOLLOW_CROP_MIN pixels), where it is as large as the model expects.
-# On frames larger than a tile, the frames of the full pass are also searched in tiles for such faces.
 FOLLOW_CROP = 3.0
 FOLLOW_CROP_MIN = 128
+# What the square holds that is less than this share of the followed face's side is not that face (a badge on a
+# shirt scored 0.73 in the square around a 62 px face): a face does not halve from one frame to the next.
+FOLLOW_MIN_SIZE = 0.5
+# "auto" on a video larger than TILE_SIDE: faces too small for the whole-frame passes are found in tiles of this
+# side, and of the frame halved, quartered... (a 4x4 video call at 1280x720: faces of 40-75 px, too small in a
+# TILE_SIDE tile), then followed. A source's first frame is searched in all of them; each later frame in its share,
+# so that every tile is searched once in FULL_RANGE_INTERVAL frames at an even cost per frame.
+VIDEO_TILE_SIDE = 320
+# A face found in those tiles of the frame at full scale (finer than any TILE_SIDE tile) must score at least this, or
+# min_confidence if higher: in 1280x720 frames of the shared clips, text scored 0.72-0.78 in them, while 95-99% of
+# the clips' faces in video-call grids score 0.8 and up.
+FINEST_TILE_MIN_CONFIDENCE = 0.8
 # The passes on the whole image see it at most this large (longer side, pixels; the models see 128 or 192 px
 # anyway): MediaPipe's image code aborts the process on a side of 32768 px or more, which the mirrored padding
 # (EDGE_PADDING on every side) would reach from 21846 px on; tiles still look at the photo's every pixel.
@@ -169,6 +180,27 @@ def shifted(face: FaceDetection, left: int, top: int) -> FaceDetection:
     return FaceDetection(box=(x1 + left, y1 + top, x2 + left, y2 + top), score=face.score, eyes=eyes)
 
 
+def tile_starts(length: int, side: int) -> list[int]:
+    """Where overlapping tiles of ``side`` (TILE_OVERLAP) start along a side of ``length`` pixels, the last one
+    ending at its end."""
+    found = list(range(0, max(length - side, 0) + 1, int(side * (1 - TILE_OVERLAP))))
+    return found + [length - side] if found[-1] + side < length else found
+
+
+def tile_windows(shape: tuple[int, ...], side: int) -> list[tuple[float, int, int]]:
+    """(scale, top, left) of the overlapping ``side`` x ``side`` tiles of an image of ``shape``, and of the image
+    halved, quartered... while it is larger than a tile (a face cut by the tiles' edges at one scale is whole in a
+    tile of the next)."""
+    windows = []
+    scale = 1.0
+    height, width = shape[:2]
+    while max(height, width) > side:
+        windows += [(scale, top, left) for top in tile_starts(height, side) for left in tile_starts(width, side)]
+        scale /= 2
+        height, width = max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))  # as scaled_down's
+    return windows
+
+
 def fuse(preferred: list[FaceDetection], others: list[FaceDetection]) -> list[FaceDetection]:
     """All faces of ``preferred`` plus those of ``others`` that are not one of them (best score first)."""
     fused = list(preferred)
@@ -195,9 +227,9 @@ class FaceDetector:
       kept. On a video (frames of one size in a row) the second and third passes run on every
       FULL_RANGE_INTERVAL-th frame, and on every frame where the first pass finds fewer faces than
       they last did; a face of the last frame that these passes miss is looked for around its last box
-      (FOLLOW_CROP), and frames larger than TILE_SIDE are also searched in tiles along with the full pass
-      (faces too small for the whole frame: a video call's grid, a wide shot). ``reset()`` starts over for a
-      new source.
+      (FOLLOW_CROP), and frames larger than TILE_SIDE are also searched in tiles of VIDEO_TILE_SIDE, a share of
+      them in each frame (faces too small for the whole frame: a video call's grid, a wide shot). ``reset()``
+      starts over for a new source.
 
     ``min_confidence``: detections scoring below it are dropped; LOWEST_MIN_CONFIDENCE (0.5) to 1.
     Any range: a photo no larger than WHOLE_IMAGE_MAX_SIDE on its longer side in which no face is
@@ -226,11 +258,13 @@ class FaceDetector:
         self._faces_in_view = 0  # "auto" on a video: faces the last full pass found (fewer from the short pass: run it)
         self._last_shape: tuple[int, ...] | None = None
         self._last_faces: list[Box] = []  # "auto" on a video: the last frame's faces, followed into the next
+        self._next_tile: int | None = None  # "auto" on a video: the first tile of the next frame's share (None: all)
 
     def reset(self) -> None:
         """Start over for a new source: the next image gets every pass."""
         self._last_shape = None
         self._last_faces = []
+        self._next_tile = None
 
     def _run(self, model_range: str, rgb: np.ndarray, padding: int = 0) -> list[FaceDetection]:
         """One model's faces above ``min_confidence`` in an RGB image that was padded by ``padding`` pixels."""
@@ -254,16 +288,17 @@ class FaceDetector:
                 faces.append(FaceDetection(box=box, score=score, eyes=eyes if len(eyes) == 2 else None))
         return faces
 
-    def _detect_auto(self, rgb: np.ndarray) -> tuple[list[FaceDetection], bool]:
-        """The faces of the "auto" passes, and whether the full pass ran (see the class)."""
+    def _detect_auto(self, rgb: np.ndarray) -> list[FaceDetection]:
+        """The faces of the "auto" passes (see the class)."""
         short = self._run("short", rgb)
         new_source = rgb.shape != self._last_shape
         if new_source:
             self._last_faces = []
+            self._next_tile = None
         self._last_shape = rgb.shape
         self._frames_since_full += 1
         if not (new_source or len(short) < self._faces_in_view or self._frames_since_full >= FULL_RANGE_INTERVAL):
-            return short, False
+            return short
         self._frames_since_full = 0
         padding = int(round(EDGE_PADDING * max(rgb.shape[:2])))
         padded = cv2.copyMakeBorder(rgb, padding, padding, padding, padding, cv2.BORDER_REFLECT)
@@ -271,66 +306,77 @@ class FaceDetector:
         self._faces_in_view = len(fused)
         if new_source:  # a photo (or a video's first frame) can afford the full range on the padded image too
             fused = fuse(fused, self._run("full", padded, padding))
-        return fused, True
+        return fused
 
-    def _follow_faces(self, rgb: np.ndarray, found: list[FaceDetection], discover: bool) -> list[FaceDetection]:
+    def _follow_faces(self, rgb: np.ndarray, found: list[FaceDetection]) -> list[FaceDetection]:
         """``found`` (a video frame's faces from the whole-frame passes) and the last frame's faces they miss, each
-        looked for in a square around its last box (FOLLOW_CROP); with ``discover``, also faces found in tiles.
-        These are followed into the next frame."""
+        looked for in a square around its last box (FOLLOW_CROP); in a frame larger than TILE_SIDE, also the faces
+        in this frame's share of the tiles (VIDEO_TILE_SIDE; FINEST_TILE_MIN_CONFIDENCE). These are followed into
+        the next frame."""
         faces = list(found)
         for box in self._last_faces:
             if all(overlap(box, face.box) < SAME_FACE_OVERLAP for face in faces):
                 faces = fuse(faces, self._detect_around(rgb, box))
-        if discover:
-            faces = fuse(faces, self._detect_in_tiles(rgb))
+        if max(rgb.shape[:2]) > TILE_SIDE:
+            share = self._tile_share(rgb.shape)
+            finest = [window for window in share if window[0] == 1.0]
+            lowest = max(self.min_confidence, FINEST_TILE_MIN_CONFIDENCE)
+            in_tiles = [face for face in self._detect_in_windows(rgb, finest, VIDEO_TILE_SIDE) if face.score >= lowest]
+            in_tiles += self._detect_in_windows(rgb, [window for window in share if window[0] != 1.0], VIDEO_TILE_SIDE)
+            faces = fuse(faces, in_tiles)
         self._last_faces = [face.box for face in faces]
         return faces
 
+    def _tile_share(self, shape: tuple[int, ...]) -> list[tuple[float, int, int]]:
+        """This video frame's tiles (VIDEO_TILE_SIDE): all of them for a source's first frame, then the next
+        share of them in turn, every tile once in FULL_RANGE_INTERVAL frames."""
+        windows = tile_windows(shape, VIDEO_TILE_SIDE)
+        if self._next_tile is None:
+            self._next_tile = len(windows)
+            return windows
+        if self._next_tile >= len(windows):
+            self._next_tile = 0
+        share = -(-len(windows) // FULL_RANGE_INTERVAL)
+        self._next_tile += share
+        return windows[self._next_tile - share:self._next_tile]
+
     def _detect_around(self, rgb: np.ndarray, box: Box) -> list[FaceDetection]:
         """The short-range model's faces in a square FOLLOW_CROP times ``box``'s side around its centre (kept
-        inside the image), in the image's coordinates."""
+        inside the image), in the image's coordinates: those at least FOLLOW_MIN_SIZE of ``box``'s side."""
         height, width = rgb.shape[:2]
-        side = min(max(round(FOLLOW_CROP * max(box[2] - box[0], box[3] - box[1])), FOLLOW_CROP_MIN),
-                   height, width)
+        box_side = max(box[2] - box[0], box[3] - box[1])
+        side = min(max(round(FOLLOW_CROP * box_side), FOLLOW_CROP_MIN), height, width)
         left = min(max((box[0] + box[2] - side) // 2, 0), width - side)
         top = min(max((box[1] + box[3] - side) // 2, 0), height - side)
         crop = np.ascontiguousarray(rgb[top:top + side, left:left + side])
-        return [shifted(face, left, top) for face in self._run("short", crop)]
+        return [shifted(face, left, top) for face in self._run("short", crop)
+                if max(face.box[2] - face.box[0], face.box[3] - face.box[1]) >= FOLLOW_MIN_SIZE * box_side]
 
     def _detect_in_tiles(self, rgb: np.ndarray) -> list[FaceDetection]:
-        """Faces in overlapping TILE_SIDE tiles of a large RGB image, and of the image halved, quartered... while
-        it is larger than a tile (a face cut by the tiles' edges at one scale is whole in a tile of the next), in
-        the image's coordinates. The short-range model where it is loaded."""
+        """Faces in all the TILE_SIDE tiles of a large RGB image (``tile_windows``), in its coordinates."""
+        return self._detect_in_windows(rgb, tile_windows(rgb.shape, TILE_SIDE), TILE_SIDE)
+
+    def _detect_in_windows(self, rgb: np.ndarray, windows: list[tuple[float, int, int]],
+                           side: int) -> list[FaceDetection]:
+        """Faces in the ``side`` x ``side`` tiles (scale, top, left) of an RGB image, in the image's coordinates;
+        a face cut by a tile's edge inside the (scaled) image is left out. The short-range model where it is
+        loaded."""
         model = "short" if "short" in self._models else self.model_range
+        scaled_images: dict[float, np.ndarray] = {}
         faces = []
-        scale, scaled = 1.0, rgb
-        while max(scaled.shape[:2]) > TILE_SIDE:
-            faces.extend(scaled_back(face, scale, rgb.shape) for face in self._detect_in_tiles_of(scaled, model))
-            scale /= 2
-            scaled = scaled_down(rgb, scale)
-        return faces
-
-    def _detect_in_tiles_of(self, rgb: np.ndarray, model: str) -> list[FaceDetection]:
-        """Faces in overlapping TILE_SIDE tiles of an RGB image, in its coordinates; a face cut by a tile's edge
-        inside the image is left out."""
-        height, width = rgb.shape[:2]
-        step = int(TILE_SIDE * (1 - TILE_OVERLAP))
-
-        def starts(length: int) -> list[int]:
-            found = list(range(0, max(length - TILE_SIDE, 0) + 1, step))
-            return found + [length - TILE_SIDE] if found[-1] + TILE_SIDE < length else found
-
-        faces = []
-        for top in starts(height):
-            for left in starts(width):
-                tile = np.ascontiguousarray(rgb[top:top + TILE_SIDE, left:left + TILE_SIDE])
-                bottom, right = top + tile.shape[0], left + tile.shape[1]
-                for face in (shifted(face, left, top) for face in self._run(model, tile)):
-                    x1, y1, x2, y2 = face.box
-                    if ((left > 0 and x1 <= left + 1) or (top > 0 and y1 <= top + 1)
-                            or (right < width and x2 >= right - 1) or (bottom < height and y2 >= bottom - 1)):
-                        continue  # cut by the tile's edge inside the image
-                    faces.append(face)
+        for scale, top, left in windows:
+            if scale not in scaled_images:
+                scaled_images[scale] = rgb if scale == 1.0 else scaled_down(rgb, scale)
+            image = scaled_images[scale]
+            height, width = image.shape[:2]
+            tile = np.ascontiguousarray(image[top:top + side, left:left + side])
+            bottom, right = top + tile.shape[0], left + tile.shape[1]
+            for face in (shifted(face, left, top) for face in self._run(model, tile)):
+                x1, y1, x2, y2 = face.box
+                if ((left > 0 and x1 <= left + 1) or (top > 0 and y1 <= top + 1)
+                        or (right < width and x2 >= right - 1) or (bottom < height and y2 >= bottom - 1)):
+                    continue  # cut by the tile's edge inside the image
+                faces.append(scaled_back(face, scale, rgb.shape))
         return faces
 
     def detect(self, image_bgr: np.ndarray, whole_image_fallback: bool = True, tiles: bool = False,
@@ -341,8 +387,8 @@ class FaceDetector:
         ``tiles``: an image larger than TILE_SIDE is also searched in tiles, for faces small against it (for
         photos: 50-170 ms more on 3-12 megapixels).
         ``follow`` ("auto", a video's frames): faces of the last frame that the whole-frame passes miss are looked
-        for around their last boxes, and frames larger than TILE_SIDE are also searched in tiles along with the
-        full pass (``_follow_faces``)."""
+        for around their last boxes, and frames larger than TILE_SIDE are also searched in a share of their tiles
+        (``_follow_faces``)."""
         if self.closed:
             raise RuntimeError("FaceDetector is closed")
         if image_bgr.size == 0:
@@ -350,14 +396,13 @@ class FaceDetector:
         rgb = _as_rgb(image_bgr)
         scale = min(1.0, MAX_PASS_SIDE / max(rgb.shape[:2]))
         whole = rgb if scale == 1.0 else scaled_down(rgb, scale)
-        faces, full_pass = self._detect_auto(whole) if self.model_range == "auto" else \
-            (self._run(self.model_range, whole), False)
+        faces = self._detect_auto(whole) if self.model_range == "auto" else self._run(self.model_range, whole)
         if scale != 1.0:
             faces = [scaled_back(face, scale, rgb.shape) for face in faces]
         if tiles and max(rgb.shape[:2]) > TILE_SIDE:
             faces = fuse(faces, self._detect_in_tiles(rgb))
         elif follow and self.model_range == "auto":
-            faces = self._follow_faces(rgb, faces, full_pass and max(rgb.shape[:2]) > TILE_SIDE)
+            faces = self._follow_faces(rgb, faces)
         if not faces and whole_image_fallback and max(image_bgr.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE \
                 and cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).std() >= WHOLE_IMAGE_MIN_CONTRAST:
             return [whole_image_face(image_bgr)]

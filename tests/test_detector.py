@@ -231,10 +231,40 @@ def test_a_video_call_of_two_side_by_side_finds_both_faces_in_every_frame():
     assert sorted(face.box[0] < 640 for face in found[-1]) == [False, True]  # one face in each half
 
 
+def sixteen_person_call(present: int = 16) -> np.ndarray:
+    """A 4x4 video call at 1280x720: the sample photo's face (about 60 px) in the first ``present`` of its 320x180
+    cells, mirrored in every other one; the other cells empty."""
+    cell = np.full((180, 320, 3), 60, np.uint8)
+    cell[:, 70:250] = cv2.resize(sample_photo_bgr()[30:330, 80:380], (180, 180))
+    cells = [(cv2.flip(cell, 1) if index % 2 else cell) if index < present else np.full_like(cell, 60)
+             for index in range(16)]
+    return np.vstack([np.hstack(cells[row * 4:row * 4 + 4]) for row in range(4)])
+
+
+def test_a_video_call_of_sixteen_finds_every_face_in_every_frame():
+    """Sixteen faces of about 60 px, each too small for the whole-frame passes and for a TILE_SIDE tile: the first
+    frame is searched in all of the smaller tiles of a video (VIDEO_TILE_SIDE), then each face is followed."""
+    frame = sixteen_person_call()
+    with FaceDetector("auto") as detector:
+        counts = [len(detector.detect(frame, whole_image_fallback=False, follow=True)) for _ in range(12)]
+    assert counts == [16] * 12
+
+
+def test_a_small_face_that_joins_a_video_call_is_found_within_a_round_of_the_tiles():
+    """The sixteenth face of the call shows from frame 3: each frame searches its share of the tiles, so it is found
+    within FULL_RANGE_INTERVAL frames and kept from then on."""
+    with FaceDetector("auto") as detector:
+        counts = [len(detector.detect(sixteen_person_call(15 if index < 3 else 16), whole_image_fallback=False,
+                                      follow=True)) for index in range(3 + FULL_RANGE_INTERVAL + 5)]
+    assert counts[:3] == [15] * 3
+    joined = counts.index(16)
+    assert 3 <= joined < 3 + FULL_RANGE_INTERVAL and counts[joined:] == [16] * (len(counts) - joined)
+
+
 def test_a_face_the_whole_frame_passes_lose_is_followed_around_its_last_box():
-    """A face of about 85 px walking in a 1280x720 video shows from frame 5: the full pass finds it at frame 10;
-    the short-range pass on the whole frame does not, so the face was lost again from frame 20 (when the
-    full pass ran once more and missed it); now it is looked for around its last box in every frame."""
+    """A face of about 85 px walking in a 1280x720 video shows from frame 5: the whole-frame passes miss it (the
+    full pass found it at frame 10 once, and lost it again at frame 20); the tiles find it within a round of their
+    shares, and from then on it is looked for around its last box in every frame."""
     photo = cv2.resize(sample_photo_bgr(), (420, 420))
     counts, boxes = [], []
     with FaceDetector("auto") as detector:
@@ -245,8 +275,10 @@ def test_a_face_the_whole_frame_passes_lose_is_followed_around_its_last_box():
             faces = detector.detect(frame, whole_image_fallback=False, follow=True)
             counts.append(len(faces))
             boxes += [face.box for face in faces]
-    assert counts == [0] * 10 + [1] * 20
-    assert boxes[-1][0] - boxes[0][0] == pytest.approx(2 * 19, abs=4)  # it moved with the face
+    found = counts.index(1)
+    assert 5 <= found < 5 + FULL_RANGE_INTERVAL and counts == [0] * found + [1] * (30 - found)
+    centres = [(box[0] + box[2]) / 2 for box in boxes]
+    assert centres[-1] - centres[0] == pytest.approx(2 * (29 - found), abs=4)  # it moved with the face
 
 
 def test_bad_arguments_and_images_are_refused(full_range):
