@@ -232,7 +232,9 @@ def show_clip(clip: webapp.ClipAnalysis) -> None:
         st.warning(webapp.plain_markdown(f"{issue}. The results cover only the frames that could be read."))
     st.video(clip.video, format="video/mp4")
     summary = clip.summary
-    st.markdown(f"**{clip.frames} frames** ({clip.seconds:.1f} s), faces in {summary.frames_with_faces} of them, "
+    seconds = f"{clip.seconds:.1f}" if clip.seconds >= 1 else f"{clip.seconds:.2f}"
+    st.markdown(f"**{clip.frames} frame{'s' * (clip.frames != 1)}** ({seconds} s), "
+                f"faces in {summary.frames_with_faces} of them, "
                 f"{len(summary.tracked)} face{'s' * (len(summary.tracked) != 1)} tracked.")
     if not clip.faces_found:
         st.warning(webapp.plain_markdown(no_face_hint(clip.name, "clip")))
@@ -310,7 +312,7 @@ def show_live(snapshot: live.LiveSnapshot, classes: list[str]) -> None:
         return
     latency = (f"; from arrival to annotated frame: p50 {snapshot.latency_ms[0]:.0f} ms, "
                f"p95 {snapshot.latency_ms[1]:.0f} ms" if snapshot.latency_ms else "")
-    st.markdown(f"**{snapshot.frames} frames** analysed{latency}.")
+    st.markdown(f"**{snapshot.frames} frame{'s' * (snapshot.frames != 1)}** analysed{latency}.")
     if snapshot.timeline.empty:
         st.warning("No face found yet: face the camera, in good light.")
     else:

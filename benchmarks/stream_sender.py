@@ -1,4 +1,4 @@
-"""Stream a video file as a live camera would: H.264 in MPEG-TS, paced at the clip's frame rate.
+"""Stream a video file as a live camera would: H.264 (or MPEG-2) in MPEG-TS, paced at the clip's frame rate.
 
     python -m benchmarks.stream_sender clip.mp4 udp://127.0.0.1:5000 --loop
     python -m benchmarks.stream_sender clip.mp4 "tcp://127.0.0.1:5000?listen=1"
@@ -21,16 +21,22 @@ from realtime.types import usable_fps
 LATE_S = 0.5  # further behind schedule than this, sending restarts from now
 
 
-def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None) -> int:
-    """Send ``clip`` to ``url`` in real time; returns the frames sent."""
+CODECS = {"h264": ("libx264", {"preset": "ultrafast", "tune": "zerolatency", "repeat-headers": "1"}),
+          "mpeg2": ("mpeg2video", {})}
+
+
+def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None, codec: str = "h264",
+         keyframe_interval: int | None = None) -> int:
+    """Send ``clip`` to ``url`` in real time in ``codec`` (CODECS), a key frame every ``keyframe_interval`` frames
+    (default: a second's); returns the frames sent."""
     with av.open(str(clip)) as source:
         stream = source.streams.video[0]
         fps = usable_fps(stream.average_rate)
         rate = Fraction(fps).limit_denominator(1001)
         width, height = stream.width, stream.height
     with av.open(url, "w", format="mpegts") as output:
-        video = output.add_stream("libx264", rate=rate, options={
-            "preset": "ultrafast", "tune": "zerolatency", "g": str(round(fps)), "repeat-headers": "1"})
+        name, options = CODECS[codec]
+        video = output.add_stream(name, rate=rate, options={**options, "g": str(keyframe_interval or round(fps))})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sent = 0
         started = time.monotonic()
@@ -59,8 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("url", help="where to send it, e.g. udp://127.0.0.1:5000")
     parser.add_argument("--loop", action="store_true", help="start the clip again at its end, forever")
     parser.add_argument("--frames", type=int, help="stop after this many frames (the clip repeats as needed)")
+    parser.add_argument("--codec", choices=sorted(CODECS), default="h264", help="the video codec (default h264)")
+    parser.add_argument("--keyframe-interval", type=int, help="frames from one key frame to the next (default: "
+                        "a second's)")
     args = parser.parse_args(argv)
-    send(args.clip, args.url, loop=args.loop, max_frames=args.frames)
+    send(args.clip, args.url, loop=args.loop, max_frames=args.frames, codec=args.codec,
+         keyframe_interval=args.keyframe_interval)
 
 
 if __name__ == "__main__":

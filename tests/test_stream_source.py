@@ -382,6 +382,80 @@ def test_a_lost_stream_is_reopened_when_it_comes_back(media, caplog):
 
 
 @loopback_only
+def test_a_stream_whose_data_stops_decoding_is_reopened(media):
+    """The camera at the address changes codec (H.264, then MPEG-2) with no silence between: the data keeps coming
+    but decodes to no frame, so after the read timeout the stream counts as lost and is reopened in its new codec
+    (it waited until the reader gave up, and kept its thread and socket after close())."""
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    frames = []
+    with sender(media / CLIP, url, "--frames", "3000") as first, StreamSource(url, open_timeout=20, reconnect_for=30,
+                                                                          read_timeout=1.5) as source:
+        deadline = time.monotonic() + 60
+        with sender(media / CLIP, url, "--frames", "3000", "--codec", "mpeg2"):
+            for frame in source:
+                frames.append(frame)
+                if len(frames) == 20:
+                    first.kill()  # from here on only the MPEG-2 sender's data comes
+                    switched = frame.timestamp
+                if len(frames) > 20 and frame.timestamp > switched + 3 or time.monotonic() > deadline:
+                    break
+            issues = source.issues
+    assert frames[-1].timestamp > switched + 3, issues  # frames again, in the new codec
+    [outage] = issues
+    assert "lost (data but no frame decoded for 1.5 s)" in outage and "; reopened it " in outage
+
+
+@loopback_only
+def test_the_open_timeout_holds_when_data_comes_but_no_frame_decodes(media):
+    """A stream joined between key frames (none for the rest of its run) gives data but no frame: opening
+    stops at --open-timeout (it waited while the data lasted)."""
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    with sender(media / CLIP, url, "--frames", "3000", "--keyframe-interval", "100000"):
+        time.sleep(2.0)  # the stream's only key frame has gone by
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="no video frame within 2 s"):
+            StreamSource(url, open_timeout=2, read_timeout=1)
+        assert time.monotonic() - started < 10
+
+
+@loopback_only
+def test_a_lost_stream_is_said_lost_when_its_last_frame_was_sent_and_tried_once(media):
+    """The line of a stream lost for good counts from its last frame's capture time, not from when MPEG-TS let
+    it out (at the read timeout); and a stream whose loss shows only after --reconnect-for is still tried once."""
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    with sender(media / CLIP, url, "--frames", "60"), \
+            StreamSource(url, open_timeout=20, reconnect_for=1, read_timeout=1.5) as source:
+        deadline = time.monotonic() + 60
+        frames = []
+        for frame in source:  # ends when the stream is given up
+            frames.append(frame)
+            assert time.monotonic() < deadline
+    [line] = source.issues
+    lost_after = float(re.search(r"lost \(no data for 1.5 s\) after ([\d.]+) s", line)[1])
+    assert lost_after == pytest.approx(frames[-1].timestamp, abs=0.3)  # it said the held frames' arrival, +1.5 s
+    assert "not back within 1 s (last try: " in line
+
+
+@loopback_only
+def test_a_stream_stopped_while_it_is_reopened_says_so(media):
+    """Stopped (Ctrl-C) while a lost stream is being reopened: the outage is among its issues, before close() and
+    after (it was left out of the summary)."""
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    with sender(media / CLIP, url, "--frames", "90") as stream:
+        source = StreamSource(url, open_timeout=20, reconnect_for=60, read_timeout=0.5)
+        stream.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while not source.issues:
+        assert time.monotonic() < deadline, "the loss was never noticed"
+        time.sleep(0.1)
+    [line] = source.issues
+    assert re.fullmatch(rf"stream {url}: lost \(no data for 0.5 s\) after [\d.]+ s; still being reopened when the "
+                        r"run stopped, [\d.]+ s after its last frame; what was received is kept", line)
+    source.close()
+    assert [issue.split("; still")[0] for issue in source.issues] == [line.split("; still")[0]]
+
+
+@loopback_only
 def test_a_slow_reader_always_gets_the_newest_frame(media):
     url = f"udp://127.0.0.1:{free_udp_port()}"
     with sender(media / CLIP, url, "--frames", "3000"), StreamSource(url, open_timeout=20) as source:

@@ -128,6 +128,8 @@ def test_download_stem_is_safe():
     assert webapp.download_stem("my clip (1).mp4", "clip") == "my_clip_1"
     assert webapp.download_stem("../../etc/passwd.mp4", "clip") == "passwd"
     assert webapp.download_stem("...mp4", "clip") == "clip"
+    assert webapp.download_stem("café ☕ 写真.jpg", "photo") == "café_写真"  # letters of any script are kept
+    assert webapp.download_stem("写真.jpg", "photo") != webapp.download_stem("画像.jpg", "photo")
 
 
 def test_resolve_model_path_honours_the_environment(monkeypatch, tiny_model, tmp_path):
@@ -209,6 +211,12 @@ def test_bad_photos_give_one_line_errors_naming_the_upload(pool, private_tmp, na
     assert str(private_tmp) not in str(raised.value)
     assert list(private_tmp.iterdir()) == []
 
+
+
+def test_a_video_uploaded_as_a_photo_is_sent_to_the_video_tab(pool, private_tmp, tmp_path):
+    with pytest.raises(webapp.UploadError, match=r"^clip\.jpg: a video, not a photo: upload it in the Video clip tab$"):
+        webapp.analyze_photo(clip_bytes(tmp_path, 3), "clip.jpg", pool)  # it said: use --video
+    assert list(private_tmp.iterdir()) == []
 
 def test_demo_clip_gives_a_playable_h264_video_csv_and_timeline(pool, private_tmp):
     progress = []

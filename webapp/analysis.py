@@ -30,7 +30,7 @@ from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, LOWEST_MIN_CONFIDENCE  # noqa: F401 (the page's slider starts there)
 from realtime.errors import ModelError, OutputError, SourceError
-from realtime.io.images import IMAGE_SUFFIXES, WEBP_MAX_SIDE, annotated_photo_suffix, read_image
+from realtime.io.images import IMAGE_SUFFIXES, WEBP_MAX_SIDE, annotated_photo_suffix, looks_like_a_video, read_image
 from realtime.io.results_file import ResultsWriter
 from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
 from realtime.model_metadata import ModelMetadata
@@ -258,8 +258,9 @@ def check_upload(name: str, size: int, allowed_types: tuple[str, ...], max_mb: i
 
 
 def download_stem(name: str, fallback: str) -> str:
-    """A safe file-name stem for downloads, derived from an uploaded file's name."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._")
+    """A safe file-name stem for downloads, derived from an uploaded file's name: its letters and digits (any
+    script), dots and dashes; the rest become underscores."""
+    stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")
     return stem[:80] or fallback
 
 
@@ -379,6 +380,8 @@ def _read_photo(data: bytes, name: str) -> np.ndarray:
     suffix = check_upload(name, len(data), PHOTO_TYPES, MAX_PHOTO_MB)
     with private_folder() as folder:
         path = _save(folder, data, suffix)
+        if looks_like_a_video(path):
+            raise UploadError(f"{name}: a video, not a photo: upload it in the Video clip tab")
         _check_photo_pixels(path, name)
         try:
             return read_image(path)

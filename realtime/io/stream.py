@@ -37,7 +37,7 @@ from realtime.types import AnalyzedFrame, Frame, VideoInfo, usable_fps
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_OPEN_TIMEOUT_S = 10.0  # bound on waiting for a stream's first frame
 DEFAULT_RECONNECT_FOR_S = 30.0  # how long a lost stream is reopened before the run ends
-READ_TIMEOUT_S = 5.0  # silence after which a stream counts as lost and is reopened
+READ_TIMEOUT_S = 5.0  # silence (or data without a frame decoded from it) after which a stream counts as lost
 OUTAGE_S = 1.0  # a wait for a frame longer than this (and two frame steps) is an outage, left out of frames/s
 HELD_S = 0.1  # an MPEG-TS frame out this much later than its pts step after the frame before was held over a silence
 HELD_FRAMES = 2  # frames FFmpeg holds at most: one in the MPEG-TS demuxer, one in the parser
@@ -110,11 +110,16 @@ def check_stream_url(url: str) -> str:
     return scheme + url.strip()[len(parts.scheme):]  # FFmpeg knows its protocols in lower case only
 
 
+class NoFrameDecoded(Exception):
+    """Data came but no video frame was decoded from it in time (another codec on the same address, damaged
+    packets, or no key frame)."""
+
+
 class StreamSource:
     """A live network stream, newest frame first. Opening waits at most ``open_timeout`` seconds for
     the first frame (SourceError otherwise); timestamps are seconds since then on the monotonic
-    clock, whose reading at time 0 is ``clock_origin``. After the iteration ends, ``issues`` has a line
-    per outage (reopened, or lost for good), empty when nothing was lost; ``outages`` counts the waits
+    clock, whose reading at time 0 is ``clock_origin``. ``issues`` has a line per outage (reopened, lost for
+    good, or still being reopened), empty when nothing was lost; ``outages`` counts the waits
     for a frame longer than OUTAGE_S (and two frame steps) that ended with one, and ``silent_seconds``
     is their sum: time the consumer spent waiting for the stream, not analysing. A frame MPEG-TS held
     over the silence, out at the read timeout, ends a wait but not the outage.
@@ -131,7 +136,8 @@ class StreamSource:
         self.open_timeout = open_timeout
         self.reconnect_for = reconnect_for
         self.read_timeout = read_timeout
-        self.issues: list[str] = []
+        self._issues: list[str] = []
+        self._reopening: tuple[str, float] | None = None  # while a lost stream is reopened: why, its last frame
         self.outages = 0
         self.silent_seconds = 0.0
         first, container, frames = self._first_frame(time.monotonic() + open_timeout)
@@ -182,10 +188,11 @@ class StreamSource:
 
         Returns the frame, the container and its remaining frames."""
         while True:
-            container, frames = self._open(timeout=(max(deadline - time.monotonic(), 0.1), self.read_timeout))
+            container, frames = self._open(timeout=(max(deadline - time.monotonic(), 0.1), self.read_timeout),
+                                           first_frame_by=deadline)
             try:
                 first = next(self._until(frames, deadline), None)
-            except av.ExitError:  # silent for read_timeout: open again while time is left
+            except (av.ExitError, NoFrameDecoded):  # silent, or nothing decoded: open again while time is left
                 first = None
             except (av.FFmpegError, OSError) as error:
                 container.close()
@@ -197,8 +204,10 @@ class StreamSource:
             if time.monotonic() >= deadline:
                 raise SourceError(f"stream {self.name}: no video frame within {self.open_timeout:g} s")
 
-    def _open(self, timeout: tuple[float, float]) -> tuple[av.container.InputContainer, Iterator[av.VideoFrame]]:
-        """Open the stream and return the container and its decoded video frames; SourceError if it fails."""
+    def _open(self, timeout: tuple[float, float],
+              first_frame_by: float) -> tuple[av.container.InputContainer, Iterator[av.VideoFrame]]:
+        """Open the stream and return the container and its decoded video frames (``_decode``); SourceError if
+        it fails."""
         scheme = urlsplit(self.url).scheme.lower()
         options = {**LIVE_OPTIONS, **SCHEME_OPTIONS.get(scheme, {})}
         try:
@@ -214,16 +223,23 @@ class StreamSource:
         if not container.streams.video:
             container.close()
             raise SourceError(f"stream {self.name}: has no video")
-        return container, self._decode(container, container.streams.video[0])
+        return container, self._decode(container, container.streams.video[0], first_frame_by)
 
-    @staticmethod
-    def _decode(container, stream) -> Iterator[av.VideoFrame]:
-        """Decoded frames; a damaged packet (lost datagrams) is skipped, a broken connection raises."""
+    def _decode(self, container, stream, first_frame_by: float) -> Iterator[av.VideoFrame]:
+        """Decoded frames; a damaged packet (lost datagrams) is skipped, a broken connection raises, and so
+        does data that gives no frame (NoFrameDecoded): none by ``first_frame_by`` (monotonic), or none for
+        read_timeout after one."""
+        last_frame = None
         for packet in container.demux(stream):
             try:
-                yield from packet.decode()
+                frames = packet.decode()
             except av.InvalidDataError:
-                continue
+                frames = []
+            if frames:
+                last_frame = time.monotonic()
+                yield from frames
+            elif time.monotonic() > (first_frame_by if last_frame is None else last_frame + self.read_timeout):
+                raise NoFrameDecoded
 
     @staticmethod
     def _until(frames: Iterator[av.VideoFrame], deadline: float) -> Iterator[av.VideoFrame]:
@@ -262,13 +278,15 @@ class StreamSource:
                     with self._condition:
                         if not self._running:
                             return
-                        last_frame = time.monotonic()
+                        last_frame = self.clock_origin + stamp  # when it was sent, for a frame held over a silence
                         self._latest = (frame, stamp, held)
                         self._received += 1
                         self._condition.notify_all()
                 reason = "the stream ended"
             except av.ExitError:
                 reason = f"no data for {self.read_timeout:g} s"
+            except NoFrameDecoded:
+                reason = f"data but no frame decoded for {self.read_timeout:g} s"
             except (av.FFmpegError, OSError) as error:
                 reason = one_line(error).replace(self.url, self.name)
             finally:
@@ -288,48 +306,78 @@ class StreamSource:
         """Stop the iteration, noting ``issue`` (what was lost) if any."""
         with self._condition:
             if issue is not None:
-                self.issues.append(issue)
+                self._issues.append(issue)
             self._running = False
             self._condition.notify_all()
 
     def _reopen(self, last_frame: float, reason: str):
         """(container, frames) of the reopened stream, or None once closed or given up. Either way the
-        outage is one line of ``issues``: when the stream was lost, why, and how it ended."""
+        outage is one line of ``issues``: when the stream was lost, why, and how it ended. It is tried at least
+        once (unless reconnect_for is 0), even when the loss was found after reconnect_for."""
         delay = FIRST_RETRY_S
         lost_after = last_frame - self.clock_origin
         LOG.warning("warning: stream %s lost (%s); reopening it for up to %g s", self.name, reason,
                     self.reconnect_for)
+        with self._condition:
+            self._reopening = (reason, last_frame)
         last_try = ""
-        while True:
-            left = last_frame + self.reconnect_for - time.monotonic()
-            with self._condition:
-                if not self._running:
+        tried = settled = False  # settled: reopened, or given up (a line of issues either way)
+        try:
+            while True:
+                left = last_frame + self.reconnect_for - time.monotonic()
+                with self._condition:
+                    if not self._running:
+                        return None
+                if left <= 0 and (tried or self.reconnect_for <= 0):
+                    settled = True
+                    self._end(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s and not back within "
+                              f"{self.reconnect_for:g} s{last_try}; what was received is kept")
                     return None
-            if left <= 0:
-                self._end(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s and not back within "
-                          f"{self.reconnect_for:g} s{last_try}; what was received is kept")
-                return None
+                with self._condition:
+                    self._condition.wait(timeout=min(delay, max(left, 0.0)))
+                    if not self._running:
+                        return None
+                tried = True
+                try:
+                    opened = self._open(timeout=(min(self.open_timeout, max(left, 1.0)), self.read_timeout),
+                                        first_frame_by=time.monotonic() + self.open_timeout)
+                except SourceError as error:
+                    last_try = f" (last try: {str(error).removeprefix(f'stream {self.name}: ')})"
+                    delay = min(2 * delay, MAX_RETRY_S)
+                    continue
+                back_after = time.monotonic() - last_frame
+                with self._condition:
+                    if not self._running:
+                        opened[0].close()
+                        return None
+                    LOG.warning("warning: stream %s reopened", self.name)
+                    settled = True
+                    self._issues.append(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s; reopened it "
+                                        f"{back_after:.1f} s after its last frame (nothing received in between)")
+                return opened
+        finally:
             with self._condition:
-                self._condition.wait(timeout=min(delay, left))
-                if not self._running:
-                    return None
-            try:
-                opened = self._open(timeout=(min(self.open_timeout, max(left, 0.1)), self.read_timeout))
-            except SourceError as error:
-                last_try = f" (last try: {str(error).removeprefix(f'stream {self.name}: ')})"
-                delay = min(2 * delay, MAX_RETRY_S)
-                continue
-            back_after = time.monotonic() - last_frame
-            LOG.warning("warning: stream %s reopened", self.name)
-            with self._condition:
-                self.issues.append(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s; reopened it "
-                                   f"{back_after:.1f} s after its last frame (nothing received in between)")
-            return opened
+                if not settled:  # closed meanwhile
+                    self._issues.append(self._still_reopening())
+                self._reopening = None
+
+    def _still_reopening(self) -> str:
+        """The line of the outage being reopened now (``_reopening``)."""
+        reason, last_frame = self._reopening
+        return (f"stream {self.name}: lost ({reason}) after {last_frame - self.clock_origin:.1f} s; still being "
+                f"reopened when the run stopped, {time.monotonic() - last_frame:.1f} s after its last frame; what "
+                "was received is kept")
+
+    @property
+    def issues(self) -> list[str]:
+        """A line per outage; one still being reopened (the run stopped meanwhile) says so."""
+        with self._condition:
+            return self._issues + ([self._still_reopening()] if self._reopening is not None else [])
 
     def __iter__(self) -> Iterator[Frame]:
         seen = 0
         index = 0
-        bound = self.read_timeout + self.reconnect_for + MAX_RETRY_S + 5  # the reader gives up before this
+        bound = self.read_timeout + self.reconnect_for + MAX_RETRY_S + self.open_timeout + 5  # the reader gives up first
         outage = max(OUTAGE_S, 2 / self.info.fps)
         silence_goes_on = False  # the last frames were held over an outage: out at the read timeout, it goes on
         while True:
