@@ -534,7 +534,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
     with ExitStack() as stack:
         source_options = {name: value for name in ("open_timeout", "reconnect_for")
                           if (value := getattr(args, name)) is not None}
-        source = stack.enter_context(open_source(job.spec, job.kind, name=job.name, **source_options))
+        source = open_source(job.spec, job.kind, name=job.name, **source_options)
+        stack.callback(_close_after_its_outputs, source)
         _make_output_folder(job)  # once the file is known to open: no empty subfolder for a file skipped
         if getattr(source, "frames_in_file", 1) > 1:  # an animated GIF/WebP or a multi-page TIFF
             as_video = " (--video analyses them all)" if job.spec.suffix.lower() in VIDEO_SUFFIXES else ""
@@ -576,6 +577,15 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
             while window.show(last.annotated):  # a photo stays up until q/Esc or the window is closed
                 time.sleep(0.05)
     return video_writer.rewrite_failure if video_writer is not None else None
+
+
+def _close_after_its_outputs(source) -> None:
+    """Close a source, last of a job's (its outputs are finished by then): a Ctrl-C after the first stop, while a
+    stream's reader takes up to its read timeout to end, only cuts that wait short; nothing is broken off."""
+    try:
+        source.close()
+    except FinishingBrokenOff:
+        pass
 
 
 def _output_failure(job: Job, error: OutputError, frames: int, results: Path | None) -> str | None:

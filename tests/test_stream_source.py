@@ -456,6 +456,37 @@ def test_a_stream_stopped_while_it_is_reopened_says_so(media):
 
 
 @loopback_only
+def test_a_ctrl_c_while_a_stopped_run_waits_for_a_lost_stream_breaks_off_nothing(media, tiny_model, tmp_path):
+    """SIGTERM while a lost stream is being reopened, then Ctrl-C while the run waits for the stream's reader to
+    end (its outputs are finished by then): the run ends as SIGTERM asked, its outputs finished, and the outage
+    is listed (it said "Ctrl-C twice: finishing the outputs was broken off" and exited 130)."""
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    output, log = tmp_path / "out.mp4", tmp_path / "stderr.txt"
+    with sender(media / CLIP, url, "--frames", "3000") as stream, open(log, "w") as errors:
+        run = subprocess.Popen([sys.executable, "-m", "realtime", "--camera", url, "--output", str(output),
+                                "--reconnect-for", "60", "--model", str(tiny_model)],
+                               cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+        wait_for_recording(output, run)
+        time.sleep(1.0)
+        stream.kill()
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while "reopening it" not in log.read_text():
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)
+        run.send_signal(signal.SIGTERM)
+        time.sleep(2.0)
+        run.send_signal(signal.SIGINT)
+        run.wait(timeout=RUN_TIMEOUT_S)
+    stderr = log.read_text()
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    assert "interrupted (SIGTERM): outputs written so far are finished and kept" in stderr
+    assert "twice" not in stderr and "still being reopened when the run stopped" in stderr
+    _, times = video_times(output)
+    assert len(times) >= 10
+
+
+@loopback_only
 def test_a_slow_reader_always_gets_the_newest_frame(media):
     url = f"udp://127.0.0.1:{free_udp_port()}"
     with sender(media / CLIP, url, "--frames", "3000"), StreamSource(url, open_timeout=20) as source:

@@ -22,8 +22,9 @@ FLUSH_SECONDS = 1.0  # rows reach the file (and the disk) at least this often
 class ResultsWriter(KeptOutput):
     """Streams the rows of ``realtime.rows`` to CSV or JSONL, straight into ``path``.
 
-    Rows are flushed and fsynced at least once a second, so a run that is killed (even with
-    kill -9) or a power cut loses at most the last second of rows; whatever ends the ``with``
+    Rows are flushed and fsynced when a row is written a second or more after the last flush, so a run
+    that is killed (even with kill -9) or a power cut loses at most the rows of the last second of frames
+    written (before a stalled stream's stall, too); whatever ends the ``with``
     block, the rows written so far are kept, every one whole: a write that fails (a full disk) is
     cut back to the last whole row, and the error says how many rows the file keeps. CSV columns:
     RESULT_COLUMNS and one probability column per class. JSONL rows carry the same fields with
