@@ -25,8 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import av
+import cv2
+import numpy as np
 import pytest
 
+from realtime.demo import sample_photo_bgr
 from tests.conftest import EMOTIONS, PROJECT_ROOT, SHARED_MEDIA
 from tests.netns import loopback_only
 from webapp import analysis as webapp
@@ -174,5 +178,49 @@ def test_a_clip_goes_on_while_another_tab_is_open(playwright_api, tiny_model, tm
                     page.get_by_role("button", name=label).wait_for(timeout=RESULT_TIMEOUT_MS)
                 assert page.locator('[data-testid="stException"]').count() == 0
                 assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+            finally:
+                browser.close()
+
+
+def long_clip(path: Path, seconds: int = 40) -> Path:
+    """A 640x360 H.264 clip of the sample photo's face panning, ``seconds`` long at 30 frames/s: long enough to
+    be removed while it is analysed."""
+    face = cv2.resize(sample_photo_bgr(), (300, 300))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for index in range(30 * seconds):
+            frame = np.full((360, 640, 3), 90, np.uint8)
+            left = 20 + index % 300
+            frame[30:330, left:left + 300] = face
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@loopback_only
+def test_a_clip_removed_while_it_is_analysed_stops(playwright_api, tiny_model, tmp_path):
+    """The uploader's Remove button while a clip is analysed: the analysis stops at once (its progress goes, the
+    page asks for a video again) and frees its analyzer."""
+    clip = long_clip(tmp_path / "long.mp4")
+    env = {**os.environ, webapp.MODEL_ENV: str(tiny_model)}
+    with streamlit_server(env, tmp_path / "streamlit.log") as url:
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto(url)
+                page.get_by_role("tab", name="Video clip").click()
+                uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="A short video")
+                uploader.locator('input[type="file"]').set_input_files(str(clip))
+                progress = page.get_by_text(re.compile(r"Analysing long\.mp4: frame \d+ of 1200"))
+                progress.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+                uploader.get_by_role("button", name="Remove long.mp4").click()
+                page.get_by_text("Upload a video to follow each face's emotion over time.").wait_for(
+                    timeout=RESULT_TIMEOUT_MS)
+                page.wait_for_timeout(1500)  # two rounds of the progress polling, had it gone on
+                assert progress.count() == 0
+                assert page.locator('[data-testid="stVideo"]').count() == 0
+                assert page.locator('[data-testid="stException"]').count() == 0
             finally:
                 browser.close()
