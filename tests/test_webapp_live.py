@@ -133,6 +133,19 @@ def test_a_session_stopped_before_any_frame_says_so(tiny_model):
     assert snapshot.status == "The camera stopped before any frame was analysed: press START to try again."
 
 
+
+def test_a_session_that_gets_no_frame_says_why_that_may_be(tiny_model, monkeypatch):
+    """START pressed but no frame comes (the browser cannot reach the server's WebRTC): after NO_FRAME_HINT_S the
+    page says what to check, where it waited without end."""
+    monkeypatch.setattr(live, "NO_FRAME_HINT_S", 0.3)
+    session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
+    assert session.snapshot().status == "Waiting for the first frame..."
+    time.sleep(0.4)
+    snapshot = session.snapshot()
+    assert snapshot.waited_seconds >= 0.3
+    assert snapshot.status.startswith("No frame has come in 0 s: the camera's video is not reaching this server.")
+    assert live.ICE_SERVERS_ENV in snapshot.status
+
 def test_rtc_configuration_has_no_servers_unless_configured(monkeypatch):
     monkeypatch.delenv(live.ICE_SERVERS_ENV, raising=False)
     assert live.rtc_configuration() == {"iceServers": []}

@@ -38,6 +38,7 @@ SOURCE_NAME = "live camera"
 CHART_SECONDS = 30  # the live chart shows this much of the recent past
 CHART_MAX_ROWS = 20_000  # bound on the rows kept for it (many faces at a high frame rate)
 STRIP_MAX_SECONDS = 1.0  # a face unseen for longer leaves a gap in its strip
+NO_FRAME_HINT_S = 10.0  # a session without a frame this long after START says why that may be
 
 
 def rtc_configuration() -> dict:
@@ -69,6 +70,7 @@ class LiveSnapshot:
     latency_ms: tuple[float, float] | None  # (p50, p95) from frame arrival to annotated frame, once measured
     csv: bytes | None  # the session's results, once the stream has stopped
     finished: bool
+    waited_seconds: float = 0.0  # since START, while no frame has come
 
     @property
     def status(self) -> str | None:
@@ -77,6 +79,10 @@ class LiveSnapshot:
             return None
         if self.finished:
             return "The camera stopped before any frame was analysed: press START to try again."
+        if self.waited_seconds >= NO_FRAME_HINT_S:
+            return (f"No frame has come in {self.waited_seconds:.0f} s: the camera's video is not reaching this "
+                    "server. Check that the browser may use the camera; a browser on another network may need a "
+                    f"TURN server to connect ({ICE_SERVERS_ENV}, README: Web app).")
         return "Waiting for the first frame..."
 
 
@@ -112,6 +118,7 @@ class LiveSession:
         self._frames = 0
         self._csv: bytes | None = None
         self._finished = False
+        self._created = time.monotonic()  # START was pressed
 
     def _start(self, origin: float) -> None:
         """First frame (received at ``origin``, the session's time 0): the analyzer and the private results file."""
@@ -172,6 +179,7 @@ class LiveSession:
                               "share of its frames": f"{share:.0%}"})
             latency = (self._latency.percentile(50), self._latency.percentile(95)) if self._frames else None
             frames, csv, finished = self._frames, self._csv, self._finished
+            waited = 0.0 if frames else time.monotonic() - self._created
         if rows:
             newest = rows[-1]["time"]
             rows = [row for row in rows if row["time"] >= newest - CHART_SECONDS]
@@ -179,4 +187,4 @@ class LiveSession:
             frames=frames,
             faces=pd.DataFrame(faces, columns=["face", "frames seen", "dominant emotion", "share of its frames"]),
             timeline=_strips(rows),
-            latency_ms=latency, csv=csv, finished=finished)
+            latency_ms=latency, csv=csv, finished=finished, waited_seconds=waited)
