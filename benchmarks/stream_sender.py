@@ -23,6 +23,7 @@ LATE_S = 0.5  # further behind schedule than this, sending restarts from now
 
 CODECS = {"h264": ("libx264", {"preset": "ultrafast", "tune": "zerolatency", "repeat-headers": "1"}),
           "mpeg2": ("mpeg2video", {})}
+NO_SCENE_CUT_KEY_FRAMES = {"h264": {"x264-params": "scenecut=0"}, "mpeg2": {"sc_threshold": "1000000000"}}
 
 
 def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None, codec: str = "h264",
@@ -36,6 +37,8 @@ def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None
         width, height = stream.width, stream.height
     with av.open(url, "w", format="mpegts") as output:
         name, options = CODECS[codec]
+        if keyframe_interval is not None:  # key frames at that interval only
+            options = {**options, **NO_SCENE_CUT_KEY_FRAMES[codec]}
         video = output.add_stream(name, rate=rate, options={**options, "g": str(keyframe_interval or round(fps))})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sent = 0

@@ -54,8 +54,10 @@ FOLLOW_MIN_SIZE = 0.5
 # "auto" on a video larger than TILE_SIDE: faces too small for the whole-frame passes are found in tiles of this
 # side, and of the frame halved, quartered... (a 4x4 video call at 1280x720: faces of 40-75 px, too small in a
 # TILE_SIDE tile), then followed. A source's first frame is searched in all of them; each later frame in its share,
-# so that every tile is searched once in FULL_RANGE_INTERVAL frames at an even cost per frame.
+# so that every tile is searched once in TILE_SWEEP_FRAMES frames (a second at 30 frames/s: how late a small face
+# that comes into view may show) at an even cost per frame (1280x720: 21 tiles, 1 a frame; 1920x1080: 57, 2).
 VIDEO_TILE_SIDE = 320
+TILE_SWEEP_FRAMES = 30
 # A face found in those tiles of the frame at full scale (finer than any TILE_SIDE tile) must score at least this, or
 # min_confidence if higher: in 1280x720 frames of the shared clips, text scored 0.72-0.78 in them, while 95-99% of
 # the clips' faces in video-call grids score 0.8 and up.
@@ -329,14 +331,14 @@ class FaceDetector:
 
     def _tile_share(self, shape: tuple[int, ...]) -> list[tuple[float, int, int]]:
         """This video frame's tiles (VIDEO_TILE_SIDE): all of them for a source's first frame, then the next
-        share of them in turn, every tile once in FULL_RANGE_INTERVAL frames."""
+        share of them in turn, every tile once in TILE_SWEEP_FRAMES frames."""
         windows = tile_windows(shape, VIDEO_TILE_SIDE)
         if self._next_tile is None:
             self._next_tile = len(windows)
             return windows
         if self._next_tile >= len(windows):
             self._next_tile = 0
-        share = -(-len(windows) // FULL_RANGE_INTERVAL)
+        share = -(-len(windows) // TILE_SWEEP_FRAMES)
         self._next_tile += share
         return windows[self._next_tile - share:self._next_tile]
 

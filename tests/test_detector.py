@@ -14,6 +14,7 @@ from realtime.demo import sample_photo_bgr
 from realtime.detector import (
     DEFAULT_MIN_CONFIDENCE,
     FULL_RANGE_INTERVAL,
+    TILE_SWEEP_FRAMES,
     FaceDetector,
     fuse,
     overlap,
@@ -252,13 +253,13 @@ def test_a_video_call_of_sixteen_finds_every_face_in_every_frame():
 
 def test_a_small_face_that_joins_a_video_call_is_found_within_a_round_of_the_tiles():
     """The sixteenth face of the call shows from frame 3: each frame searches its share of the tiles, so it is found
-    within FULL_RANGE_INTERVAL frames and kept from then on."""
+    within TILE_SWEEP_FRAMES frames and kept from then on."""
     with FaceDetector("auto") as detector:
         counts = [len(detector.detect(sixteen_person_call(15 if index < 3 else 16), whole_image_fallback=False,
-                                      follow=True)) for index in range(3 + FULL_RANGE_INTERVAL + 5)]
+                                      follow=True)) for index in range(3 + TILE_SWEEP_FRAMES + 5)]
     assert counts[:3] == [15] * 3
     joined = counts.index(16)
-    assert 3 <= joined < 3 + FULL_RANGE_INTERVAL and counts[joined:] == [16] * (len(counts) - joined)
+    assert 3 <= joined < 3 + TILE_SWEEP_FRAMES and counts[joined:] == [16] * (len(counts) - joined)
 
 
 def test_a_face_the_whole_frame_passes_lose_is_followed_around_its_last_box():

@@ -406,6 +406,31 @@ def test_a_stream_whose_data_stops_decoding_is_reopened(media):
 
 
 @loopback_only
+def test_a_stream_that_comes_back_undecodable_is_given_up_once(media):
+    """The camera comes back in another codec, joined after its only key frame: it opens but gives no frame, so
+    each try fails, and the outage is given up after reconnect_for, one line (it was 'reopened' at every try and
+    never given up)."""
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    with sender(media / CLIP, url, "--frames", "3000") as first, \
+            StreamSource(url, open_timeout=3, reconnect_for=6, read_timeout=1.5) as source:
+        frames = []
+        deadline = time.monotonic() + 60
+        for frame in source:
+            frames.append(frame)
+            if len(frames) == 20:
+                first.kill()
+                second = subprocess.Popen([sys.executable, "-m", "benchmarks.stream_sender", str(media / CLIP), url,
+                                           "--frames", "3000", "--codec", "mpeg2", "--keyframe-interval", "100000"],
+                                          cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert time.monotonic() < deadline
+        second.kill()
+        second.wait(timeout=30)
+    [line] = source.issues
+    assert "and not back within 6 s (last try: no video frame within " in line
+    assert "data came, but no frame decoded from it" in line
+
+
+@loopback_only
 def test_the_open_timeout_holds_when_data_comes_but_no_frame_decodes(media):
     """A stream joined between key frames (none for the rest of its run) gives data but no frame: opening
     stops at --open-timeout (it waited while the data lasted)."""

@@ -130,6 +130,8 @@ def test_download_stem_is_safe():
     assert webapp.download_stem("...mp4", "clip") == "clip"
     assert webapp.download_stem("café ☕ 写真.jpg", "photo") == "café_写真"  # letters of any script are kept
     assert webapp.download_stem("写真.jpg", "photo") != webapp.download_stem("画像.jpg", "photo")
+    assert webapp.download_stem("नमस्ते.jpg", "photo") == "नमस्ते"  # marks too
+    assert webapp.download_stem("re\u0301sume\u0301 photo.jpg", "photo") == "r\u00e9sum\u00e9_photo"  # as a Mac sends it
 
 
 def test_resolve_model_path_honours_the_environment(monkeypatch, tiny_model, tmp_path):

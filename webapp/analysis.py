@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,9 +259,12 @@ def check_upload(name: str, size: int, allowed_types: tuple[str, ...], max_mb: i
 
 
 def download_stem(name: str, fallback: str) -> str:
-    """A safe file-name stem for downloads, derived from an uploaded file's name: its letters and digits (any
-    script), dots and dashes; the rest become underscores."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(name).stem).strip("._")
+    """A safe file-name stem for downloads, derived from an uploaded file's name: its letters, marks and digits (any
+    script, composed as NFC: a Mac sends them decomposed), dots, dashes and underscores; each run of other
+    characters becomes one underscore."""
+    stem = unicodedata.normalize("NFC", Path(name).stem)
+    kept = "".join(c if c in "._-" or unicodedata.category(c)[0] in "LMN" else "\0" for c in stem)
+    stem = re.sub("\0+", "_", kept).strip("._")
     return stem[:80] or fallback
 
 

@@ -20,6 +20,7 @@ be a new one whose pts did not count the silence, so arrival times stay.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -187,13 +188,19 @@ class StreamSource:
         """Open the stream and decode its first frame before ``deadline`` (monotonic); SourceError if not.
 
         Returns the frame, the container and its remaining frames."""
+        window = deadline - time.monotonic()
+        undecoded = ""  # what was seen when data came but no frame decoded from it
         while True:
             container, frames = self._open(timeout=(max(deadline - time.monotonic(), 0.1), self.read_timeout),
                                            first_frame_by=deadline)
             try:
                 first = next(self._until(frames, deadline), None)
-            except (av.ExitError, NoFrameDecoded):  # silent, or nothing decoded: open again while time is left
+            except av.ExitError:  # silent: open again while time is left
                 first = None
+            except NoFrameDecoded:  # data, but nothing decoded from it (no key frame yet, another codec)
+                first = None
+                undecoded = (" (data came, but no frame decoded from it: key frames may be further apart than that; "
+                             "a longer open timeout waits for one)")
             except (av.FFmpegError, OSError) as error:
                 container.close()
                 detail = one_line(error).replace(self.url, self.name)
@@ -202,7 +209,7 @@ class StreamSource:
                 return first, container, frames
             container.close()
             if time.monotonic() >= deadline:
-                raise SourceError(f"stream {self.name}: no video frame within {self.open_timeout:g} s")
+                raise SourceError(f"stream {self.name}: no video frame within {round(window, 1):g} s{undecoded}")
 
     def _open(self, timeout: tuple[float, float],
               first_frame_by: float) -> tuple[av.container.InputContainer, Iterator[av.VideoFrame]]:
@@ -303,17 +310,19 @@ class StreamSource:
             previous = None  # a new stream: its pts do not follow on
 
     def _end(self, issue: str | None) -> None:
-        """Stop the iteration, noting ``issue`` (what was lost) if any."""
+        """Stop the iteration, noting ``issue`` (what was lost) if any; an outage being reopened is settled."""
         with self._condition:
             if issue is not None:
                 self._issues.append(issue)
+            self._reopening = None
             self._running = False
             self._condition.notify_all()
 
     def _reopen(self, last_frame: float, reason: str):
-        """(container, frames) of the reopened stream, or None once closed or given up. Either way the
-        outage is one line of ``issues``: when the stream was lost, why, and how it ended. It is tried at least
-        once (unless reconnect_for is 0), even when the loss was found after reconnect_for."""
+        """(container, frames) of the reopened stream, from its first frame, or None once closed or given up.
+        Either way the outage is one line of ``issues``: when the stream was lost, why, and how it ended. It is
+        tried at least once (unless reconnect_for is 0), even when the loss was found after reconnect_for; a try
+        is back only once a frame has been decoded."""
         delay = FIRST_RETRY_S
         lost_after = last_frame - self.clock_origin
         LOG.warning("warning: stream %s lost (%s); reopening it for up to %g s", self.name, reason,
@@ -321,7 +330,7 @@ class StreamSource:
         with self._condition:
             self._reopening = (reason, last_frame)
         last_try = ""
-        tried = settled = False  # settled: reopened, or given up (a line of issues either way)
+        tried = False
         try:
             while True:
                 left = last_frame + self.reconnect_for - time.monotonic()
@@ -329,7 +338,6 @@ class StreamSource:
                     if not self._running:
                         return None
                 if left <= 0 and (tried or self.reconnect_for <= 0):
-                    settled = True
                     self._end(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s and not back within "
                               f"{self.reconnect_for:g} s{last_try}; what was received is kept")
                     return None
@@ -339,8 +347,8 @@ class StreamSource:
                         return None
                 tried = True
                 try:
-                    opened = self._open(timeout=(min(self.open_timeout, max(left, 1.0)), self.read_timeout),
-                                        first_frame_by=time.monotonic() + self.open_timeout)
+                    first, container, frames = self._wait_for_first_frame(
+                        time.monotonic() + max(min(self.open_timeout, left), 1.0))
                 except SourceError as error:
                     last_try = f" (last try: {str(error).removeprefix(f'stream {self.name}: ')})"
                     delay = min(2 * delay, MAX_RETRY_S)
@@ -348,18 +356,18 @@ class StreamSource:
                 back_after = time.monotonic() - last_frame
                 with self._condition:
                     if not self._running:
-                        opened[0].close()
+                        container.close()
                         return None
                     LOG.warning("warning: stream %s reopened", self.name)
-                    settled = True
                     self._issues.append(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s; reopened it "
                                         f"{back_after:.1f} s after its last frame (nothing received in between)")
-                return opened
+                    self._reopening = None
+                return container, itertools.chain([first], frames)
         finally:
             with self._condition:
-                if not settled:  # closed meanwhile
+                if self._reopening is not None:  # closed meanwhile
                     self._issues.append(self._still_reopening())
-                self._reopening = None
+                    self._reopening = None
 
     def _still_reopening(self) -> str:
         """The line of the outage being reopened now (``_reopening``)."""
