@@ -739,7 +739,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 except SourceError as error:
                     if not folder:
                         raise
-                    _problem(summary, f"skipped {error}")  # one unreadable file does not stop a folder
+                    # one unreadable file does not stop a folder; named by its path in the folder, as the others
+                    _problem(summary, f"skipped {str(error).replace(str(job.spec), job.name)}")
                     continue
                 except OutputError as error:
                     if not folder or (failure := _output_failure(job, error, summary.frames - frames_before,

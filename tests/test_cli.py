@@ -154,6 +154,7 @@ def test_an_unreadable_file_in_a_folder_is_skipped(media, tiny_model, tmp_path, 
     captured = capsys.readouterr()
     assert "skipped" in captured.err and "b.mp4" in captured.err and "Traceback" not in captured.err
     assert "1 frame," in captured.out and "incomplete (1 problem" in captured.out
+    assert "skipped video b.mp4: " in captured.out and str(folder) not in captured.out  # by its path in the folder
     assert main([str(folder / "b.mp4"), str(folder / "b.mp4")][:1] + ["--model", str(tiny_model)]) == 2
     capsys.readouterr()
     (folder / "a.jpg").unlink()

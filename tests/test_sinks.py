@@ -108,6 +108,26 @@ def test_writer_keeps_frames_size_rate_and_colors(tmp_path):
     assert leftovers(tmp_path) == ["out.mp4"]
 
 
+
+def test_an_output_named_by_a_link_keeps_its_links(tmp_path):
+    """Through a symbolic link the video goes into the link's target and the link stays; a name with another hard
+    link becomes a new file and the other name keeps its old file (both were left with a half-made copy: the
+    link replaced by the final video, the target or the other name holding the fragmented one)."""
+    info = VideoInfo(96, 64, 25.0, None, "test")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "v.mp4").write_bytes(b"old")
+    (tmp_path / "v.mp4").symlink_to(Path("real") / "v.mp4")
+    write_frames(tmp_path / "v.mp4", info, 9)
+    assert (tmp_path / "v.mp4").is_symlink() and probe(tmp_path / "real" / "v.mp4")["frames"] == 9
+    target = (tmp_path / "real" / "v.mp4").read_bytes()
+    assert b"moof" not in target  # the final video, not the fragmented one
+    (tmp_path / "h1.mp4").write_bytes(b"old")
+    os.link(tmp_path / "h1.mp4", tmp_path / "h2.mp4")
+    write_frames(tmp_path / "h2.mp4", info, 9)
+    assert probe(tmp_path / "h2.mp4")["frames"] == 9 and (tmp_path / "h1.mp4").read_bytes() == b"old"
+    write_atomically(tmp_path / "v.mp4", b"photo")  # photos (and every output renamed into place) alike
+    assert (tmp_path / "v.mp4").is_symlink() and (tmp_path / "real" / "v.mp4").read_bytes() == b"photo"
+
 def test_writer_uses_an_exact_ntsc_rate(tmp_path):
     path = tmp_path / "ntsc.mp4"
     write_frames(path, VideoInfo(32, 32, 30000 / 1001, None, "test"), 5)

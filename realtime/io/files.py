@@ -87,6 +87,23 @@ def _try_writing(path: Path) -> None:
         raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error
 
 
+def through_links(path: Path) -> Path:
+    """The file an output named ``path`` is renamed into place as: a symbolic link's target (the link stays a
+    link, and its target gets the output), else ``path``."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def detach_hard_link(path: Path) -> None:
+    """Remove a file at ``path`` that has other names (hard links) before an output is written there: the output
+    is a new file, and the other names keep what they had (a file written in place, then renamed into place
+    when finished, would leave them a half-made copy)."""
+    try:
+        if not path.is_symlink() and path.is_file() and path.stat().st_nlink > 1:
+            path.unlink()
+    except OSError:
+        pass  # writing it says what is wrong
+
+
 def partial_path(path: Path) -> Path:
     """A hidden, unique file name beside ``path`` (same file system, so the final rename is atomic)."""
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
@@ -102,12 +119,13 @@ def remove_quietly(path: Path) -> None:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a partial file renamed into place: never a half-written file (when
-    writing fails, a file already at ``path`` stays as it was)."""
-    temp = partial_path(path)
+    writing fails, a file already at ``path`` stays as it was). Through a symbolic link, its target gets the data."""
+    target = through_links(path)
+    temp = partial_path(target)
     try:
         with open(temp, "xb") as file:
             file.write(data)
-        os.replace(temp, path)
+        os.replace(temp, target)
     except OSError as error:
         remove_quietly(temp)
         raise OutputError(f"{path}: cannot write it ({one_line(error)}); nothing of it was written", path) from error

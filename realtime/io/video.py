@@ -27,7 +27,15 @@ import numpy as np
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.background import Handoff
-from realtime.io.files import KeptOutput, check_input_file, check_output_path, partial_path, remove_quietly
+from realtime.io.files import (
+    KeptOutput,
+    check_input_file,
+    check_output_path,
+    detach_hard_link,
+    partial_path,
+    remove_quietly,
+    through_links,
+)
 from realtime.types import AnalyzedFrame, Frame, VideoInfo, usable_fps
 
 VIDEO_SUFFIXES = frozenset(
@@ -446,6 +454,7 @@ class H264VideoWriter(KeptOutput):
         self._handoff = Handoff(queue_size)
         self._audio: _AudioTrack | None = None
         self._thread: threading.Thread | None = None
+        detach_hard_link(self.path)
         try:
             self._container = av.open(str(self.path), "w", format="mp4", options=FRAGMENTED_MP4)
         except (av.FFmpegError, OSError) as error:
@@ -652,7 +661,9 @@ def _rewrite_with_index_in_front(path: Path) -> BaseException | None:
     """Remux a fragmented MP4 into a normal one with the index in front (stream copy, then rename).
 
     If that fails (e.g. a full disk) the fragmented file stays, which plays as well, and the error is returned.
+    Through a symbolic link, its target is rewritten (the link stays).
     """
+    path = through_links(path)
     temp = partial_path(path)
     try:
         with av.open(str(path)) as source, av.open(str(temp), "w", format="mp4",
