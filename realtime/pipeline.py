@@ -23,8 +23,10 @@ from tqdm import tqdm
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDetector, whole_image_face
+from realtime.errors import SourceError
 from realtime.interrupts import frame_handoff
 from realtime.io.images import ImageSource, pil_to_bgr, read_image
+from realtime.io.stream import is_stream_url
 from realtime.model_metadata import ModelMetadata
 from realtime.scene_cuts import SceneCutDetector, ShotChange
 from realtime.sinks import Sink
@@ -45,6 +47,17 @@ class SourceWarning(UserWarning):
     ``issues`` (a damaged stretch skipped, a cut-short end, a camera or stream outage), worded as the command
     line's "warning:" lines; the stream's results lack those frames. ``analyzer.last_source_issues`` keeps
     the lines of the last stream."""
+
+
+def read_photo(path: str | Path):
+    """A photo file's image (``read_image``); SourceError naming what was given for an empty path or a network
+    address (which ``stream()`` reads)."""
+    if not str(path):
+        raise SourceError("image path is empty")
+    if isinstance(path, str) and is_stream_url(path):
+        raise SourceError(f"image {path}: a network address; analyze() and track() read image files (stream() "
+                          "reads cameras and network streams)")
+    return read_image(Path(path))
 
 
 class EmotionAnalyzer:
@@ -132,7 +145,7 @@ class EmotionAnalyzer:
         source = ""
         if isinstance(image, (str, Path)):
             source = str(image)
-            image = read_image(Path(image))
+            image = read_photo(image)
         image = _as_bgr(image)
         with self._lock:
             self._check_open()
@@ -155,25 +168,27 @@ class EmotionAnalyzer:
         Refused while the analyzer goes through a stream (``stream()``, ``process_source()``): its tracker follows
         that stream's faces.
         """
-        if self._streaming:
-            raise RuntimeError("this EmotionAnalyzer is going through a stream (stream() or process_source()), "
-                               "whose faces its tracker follows; track() another source with another EmotionAnalyzer")
         if not source_name and isinstance(frame, (str, Path)):
             source_name = str(frame)  # as analyze() names a photo
-        return self._track(frame, source_name, still=False, edited=False)
+        return self._track(frame, source_name, still=False, edited=False, in_stream=False)
 
     def _track(self, frame: Frame | np.ndarray | Image.Image | str | Path, source_name: str, still: bool,
-               edited: bool) -> FrameResult:
-        """``track()`` without the stream check (the stream's own frames come through here); ``still``: the
+               edited: bool, in_stream: bool = True) -> FrameResult:
+        """``track()``; ``in_stream``: the frame is the stream's own (else it is refused while a stream goes,
+        checked under the lock that a stream's frames hold, so never between two of them); ``still``: the
         frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does (unless
         ``small_images_whole`` is off);
         ``edited``: the frame is a video file's, which may cut from one shot to another (a new shot forgets
         the faces of the last one: new ids, no smoothing across the cut; after a flash of a frame or two the
         faces of the shot before it come back)."""
         if isinstance(frame, (str, Path)):
-            frame = read_image(Path(frame))
+            frame = read_photo(frame)
         with self._lock:
             self._check_open()
+            if not in_stream and self._streaming:
+                raise RuntimeError("this EmotionAnalyzer is going through a stream (stream() or process_source()), "
+                                   "whose faces its tracker follows; track() another source with another "
+                                   "EmotionAnalyzer")
             if isinstance(frame, Frame):
                 index, timestamp, image = frame.index, frame.timestamp, _as_bgr(frame.image)
             else:

@@ -440,7 +440,8 @@ def test_frames_lost_to_a_cut_short_video_are_reported_and_exit_3(first_run, tmp
         assert main([str(tmp_path / "half.mp4"), "--results", str(results)]) == 3
         out = capsys.readouterr().out
         assert f"videos: {1 - run} done, {run} skipped (complete before), 0 failed, of 1" in out
-        assert "frames lost: video half.mp4: frames end at " in out and "cut short" in out
+        # named by its path as given, as failures are (two damaged.mp4 in two folders were told apart by nothing)
+        assert f"frames lost: video {tmp_path / 'half.mp4'}: frames end at " in out and "cut short" in out
         [outcome] = manifest(results).values()
         assert outcome["problems"] and "cut short" in outcome["problems"][0]
     assert 0 < len(pd.read_parquet(results)) < 72
@@ -478,3 +479,35 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cut_off_copy(media, tmp_
     assert main(argv) == 0
     assert sorted(video_facts(copy)[0] for copy in annotated.glob("[!.]*.mp4")) == [72, 169]
     assert not list(annotated.glob(".*")) and not list(results.glob(".*"))
+
+
+
+@in_namespace
+def test_a_worker_keeps_nothing_once_its_run_has_ended(local_ray, media, tmp_path, capsys):
+    """A run's workers keep a video's rows and completion marker only while the run's marker file is there. The
+    driver removes it first when it stops, so a worker that goes on (Ray's workers went on after a SIGTERM to the
+    whole process group, writing results seconds after the manifest listed them as not finished) keeps nothing.
+    Here the marker goes while the first video is analysed, as when its driver has stopped."""
+    results = tmp_path / "results"
+    removed = []
+
+    def remove_the_marker_once_a_video_is_under_way() -> None:
+        deadline = time.monotonic() + RAY_COMMAND_TIMEOUT_S
+        while time.monotonic() < deadline and not removed:
+            markers = list(results.glob(".running.*")) if results.is_dir() else []
+            if markers and list(results.glob(".*.part")):
+                for marker in markers:
+                    marker.unlink()
+                removed.extend(markers)
+            time.sleep(0.01)
+
+    remover = threading.Thread(target=remove_the_marker_once_a_video_is_under_way)
+    remover.start()
+    code = main([str(media / "noface_face.mov"), "--results", str(results), "--workers", "1"])
+    remover.join(timeout=RAY_COMMAND_TIMEOUT_S)
+    out = capsys.readouterr().out
+    assert removed and code == 1, out
+    [outcome] = manifest(results).values()
+    assert outcome["status"] == "failed" and outcome["error"] == "the run was stopped before this video was finished"
+    assert not list(results.glob("*.parquet")) and not list((results / DONE_FOLDER).glob("*"))
+    assert not list(results.glob(".*"))  # no partial file left either

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 from realtime.annotator import EmotionAnnotator
 from realtime.crops import prepare_crops
 from realtime.demo import demo_source, sample_photo_bgr
+from realtime.errors import SourceError
 from realtime.io.images import ImageSource, read_image
 from realtime.io.video import H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source, sample_frames
@@ -328,6 +330,32 @@ def test_an_analyzer_goes_through_one_stream_at_a_time(analyzer):
     assert analyzer.track(sample_photo_bgr()).index == 0  # and so has the second
 
 
+
+def test_track_is_refused_when_a_stream_starts_while_it_reads_its_photo(analyzer, tmp_path):
+    """track() of a photo file in one thread while another starts a stream as the photo is still being read: it is
+    refused (it was checked before the photo was read, so it ran among the stream's frames, on its tracker)."""
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), cv2.resize(sample_photo_bgr(), (3000, 3000)))  # about 0.3 s to decode
+    outcome = []
+
+    def track_big() -> None:
+        try:
+            outcome.append(analyzer.track(big))
+        except RuntimeError as error:
+            outcome.append(error)
+
+    other = threading.Thread(target=track_big)
+    other.start()
+    time.sleep(0.05)  # track() has begun reading the photo
+    stream = analyzer.stream(demo_source())  # 120 frames: it goes on while the photo is read
+    for _ in stream:
+        if not other.is_alive():
+            break
+    other.join(timeout=60)
+    stream.close()
+    [result] = outcome
+    assert isinstance(result, RuntimeError) and "going through a stream" in str(result)
+
 def test_stream_and_process_source_refuse_what_is_not_a_source(analyzer):
     with pytest.raises(TypeError, match="stream\\(\\) takes"):
         analyzer.stream(sample_photo_bgr())
@@ -363,6 +391,15 @@ def test_a_closed_analyzer_says_so_and_an_empty_whole_image_has_no_face(tiny_mod
     with pytest.raises(RuntimeError, match="EmotionAnalyzer is closed"):
         whole.analyze(sample_photo_bgr())
 
+
+
+@pytest.mark.parametrize("call", ["analyze", "track"])
+def test_a_photo_given_as_an_address_or_an_empty_path_says_what_it_was(analyzer, call):
+    with pytest.raises(SourceError, match=r"^image http://127\.0\.0\.1:9/x\.jpg: a network address; analyze\(\) "
+                                          r"and track\(\) read image files \(stream\(\) reads cameras"):
+        getattr(analyzer, call)("http://127.0.0.1:9/x.jpg")  # it said "image http:/127.0.0.1:9/x.jpg: no such file"
+    with pytest.raises(SourceError, match="^image path is empty$"):  # it said "image .: not a file"
+        getattr(analyzer, call)("")
 
 def test_bad_options_are_refused_under_their_own_names(tiny_model):
     with pytest.raises(ValueError, match="detector_range must be one of"):
@@ -588,8 +625,6 @@ def _png_header(path, width: int, height: int):
 
 
 def test_photos_up_to_250_megapixels_pass_the_size_check_and_larger_ones_get_one_clear_line(tmp_path):
-    from realtime.errors import SourceError
-
     with pytest.raises(SourceError) as error:  # 200 MP (16320x12240) passes the check: only the missing data fails
         read_image(_png_header(tmp_path / "200mp.png", 16320, 12240))
     assert "cannot decode it" in str(error.value) and "bomb" not in str(error.value)

@@ -224,6 +224,20 @@ def _write_json_atomically(path: Path, data) -> None:
     write_atomically(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
+class RunStopped(Exception):
+    """The run this worker's video belongs to has ended (interrupted): its results are not kept."""
+
+
+RUNNING_PREFIX = ".running."  # a run's marker in its results folder: workers keep results only while it is there
+
+
+def _check_still_running(running: Path) -> None:
+    """RunStopped once the run's marker is gone: the driver stopped (its manifest lists this video as not
+    finished), even if this worker got no signal (a SIGTERM to the process group lets Ray's workers go on)."""
+    if not running.exists():
+        raise RunStopped("the run was stopped before this video was finished")
+
+
 def _remove_unfinished(folder: Path, file_name: str) -> None:
     """Delete hidden partial copies of ``file_name`` left by a worker that was cut off."""
     for part in folder.glob(f".{file_name}.*.part*"):
@@ -330,28 +344,32 @@ class VideoAnalyst:
         """The worker's number, once its model is loaded."""
         return self.number
 
-    def analyse(self, video: Video, results_dir: str, videos_dir: str | None, write_rows: bool) -> VideoOutcome:
+    def analyse(self, video: Video, results_dir: str, videos_dir: str | None, write_rows: bool,
+                running: str) -> VideoOutcome:
         """Analyse one video into its Parquet file (unless ``write_rows`` is False: it is complete) and,
-        with ``videos_dir``, an annotated copy; then mark its rows complete. Failures are returned."""
+        with ``videos_dir``, an annotated copy; then mark its rows complete. Failures are returned. Nothing is
+        kept once the run's marker ``running`` is gone (``_check_still_running``)."""
         outcome = VideoOutcome(video.name, video.source, video.path, "done", started=time.time(),
                                worker=self.number, node=self.node)
         summary = RunSummary()
         started, cpu_started = time.perf_counter(), time.process_time()
         try:
-            self._analyse(video, Path(results_dir), Path(videos_dir) if videos_dir else None, write_rows, summary)
+            self._analyse(video, Path(results_dir), Path(videos_dir) if videos_dir else None, write_rows, summary,
+                          Path(running))
         except Exception as error:  # isolated: reported for this video, the worker goes on with others
             outcome.status, outcome.error = "failed", one_line(error)
         outcome.frames, outcome.faces, outcome.problems = summary.frames, summary.faces, list(summary.problems)
         outcome.seconds = time.perf_counter() - started
         outcome.cpu_seconds = time.process_time() - cpu_started
-        if outcome.status == "done" and write_rows:
+        if outcome.status == "done" and write_rows and Path(running).exists():
             _write_json_atomically(Path(results_dir) / DONE_FOLDER / f"{video.name}.json", asdict(outcome))
         return outcome
 
     def _analyse(self, video: Video, results_dir: Path, videos_dir: Path | None, write_rows: bool,
-                 summary: RunSummary) -> None:
+                 summary: RunSummary, running: Path) -> None:
         """The rows and the annotated copy, each written under a hidden name and moved into place only
-        when the whole video is analysed; what the source lost goes into ``summary``'s problems."""
+        when the whole video is analysed and the run still goes on; what the source lost goes into ``summary``'s
+        problems."""
         parquet_path = results_dir / f"{video.name}.parquet"
         _remove_unfinished(results_dir, parquet_path.name)
         annotated_path = unfinished_video = None
@@ -361,7 +379,7 @@ class VideoAnalyst:
             unfinished_video = annotated_path.with_name(f".{annotated_path.name}.{secrets.token_hex(4)}.part.mp4")
         try:
             with ExitStack() as stack:
-                source = stack.enter_context(VideoFileSource(video.path))
+                source = stack.enter_context(VideoFileSource(video.path, name=video.source))
                 rows = None
                 if write_rows:
                     rows = stack.enter_context(ParquetResultsWriter(parquet_path, self.analyzer.classes))
@@ -378,9 +396,11 @@ class VideoAnalyst:
                         self.counter.add.remote(summary.frames - reported)
                         reported, last_report = summary.frames, time.monotonic()
                 self.counter.add.remote(summary.frames - reported)
+                _check_still_running(running)  # (before the rows are moved into place, as the ExitStack ends)
             for issue in source.issues:
                 summary.note(issue)
             if unfinished_video is not None and unfinished_video.exists():
+                _check_still_running(running)
                 os.replace(unfinished_video, annotated_path)
         finally:
             if unfinished_video is not None:
@@ -437,13 +457,18 @@ class BatchRun:
         counter = FrameCounter.options(name=counter_name).remote()
         analysts = [VideoAnalyst.options(scheduling_strategy="SPREAD").remote(number, self.settings, counter_name)
                     for number in range(1, min(self.workers, len(todo)) + 1)]
+        for stale in self.results_dir.glob(RUNNING_PREFIX + "*"):  # of runs that were killed
+            stale.unlink(missing_ok=True)
+        running = self.results_dir / f"{RUNNING_PREFIX}{secrets.token_hex(4)}"
+        running.touch()
         try:
-            self._dispatch(todo, analysts, counter)
+            self._dispatch(todo, analysts, counter, running)
         finally:
+            running.unlink(missing_ok=True)  # first: a worker that goes on keeps nothing the manifest does not list
             for actor in [*analysts, counter]:
                 ray.kill(actor)
 
-    def _dispatch(self, todo: deque, analysts: list, counter) -> None:
+    def _dispatch(self, todo: deque, analysts: list, counter, running: Path) -> None:
         """Keep every worker busy with one video until all are analysed; update the progress bars."""
         idle, pending = list(analysts), {}
         with ExitStack() as bars:
@@ -458,7 +483,8 @@ class BatchRun:
                     analyst = idle.pop()
                     video, write_rows, write_video = todo.popleft()
                     reference = analyst.analyse.remote(video, str(self.results_dir),
-                                                       str(self.videos_dir) if write_video else None, write_rows)
+                                                       str(self.videos_dir) if write_video else None, write_rows,
+                                                       str(running))
                     pending[reference] = (video, analyst)
                 finished, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL_S)
                 frames_bar.update(ray.get(counter.take.remote()))
