@@ -53,9 +53,10 @@ FOLLOW_CROP_MIN = 128
 FOLLOW_MIN_SIZE = 0.5
 # "auto" on a video larger than TILE_SIDE: faces too small for the whole-frame passes are found in tiles of this
 # side, and of the frame halved, quartered... (a 4x4 video call at 1280x720: faces of 40-75 px, too small in a
-# TILE_SIDE tile), then followed. A source's first frame is searched in all of them; each later frame in its share,
-# so that every tile is searched once in TILE_SWEEP_FRAMES frames (a second at 30 frames/s: how late a small face
-# that comes into view may show) at an even cost per frame (1280x720: 21 tiles, 1 a frame; 1920x1080: 57, 2).
+# TILE_SIDE tile), then followed. A source's first frame is searched in all of them; each later frame in its share
+# (a TILE_SWEEP_FRAMES-th of them, rounded up), so that every tile is searched within TILE_SWEEP_FRAMES frames (a
+# second at 30 frames/s: how late a small face that comes into view may show) at an even cost per frame (1280x720:
+# 21 tiles, 1 a frame; 1920x1080: 50, 2).
 VIDEO_TILE_SIDE = 320
 TILE_SWEEP_FRAMES = 30
 # A face found in those tiles of the frame at full scale (finer than any TILE_SIDE tile) must score at least this, or

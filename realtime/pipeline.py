@@ -52,7 +52,7 @@ class SourceWarning(UserWarning):
 def read_photo(path: str | Path):
     """A photo file's image (``read_image``); SourceError naming what was given for an empty path or a network
     address (which ``stream()`` reads)."""
-    if not str(path):
+    if not str(path).strip():
         raise SourceError("image path is empty")
     if isinstance(path, str) and is_stream_url(path):
         raise SourceError(f"image {path}: a network address; analyze() and track() read image files (stream() "

@@ -31,7 +31,16 @@ for _package in ("ray", "pyarrow", "pandas"):
 import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 
-from realtime.batch.corpus import DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME, collect_videos, connect_ray, main, output_name  # noqa: E402
+from realtime.batch.corpus import (  # noqa: E402
+    DONE_FOLDER,
+    MANIFEST_NAME,
+    SETTINGS_NAME,
+    collect_videos,
+    connect_ray,
+    driver_gone,
+    main,
+    output_name,
+)
 from realtime.cli import main as cli_main  # noqa: E402
 from tests.test_cli import video_facts  # noqa: E402
 
@@ -163,6 +172,21 @@ def _namespace_command() -> list[str]:
     unshare = ["unshare", "-n", "-p", "-f", "--mount-proc"]
     return unshare if os.geteuid() == 0 else [unshare[0], "-r", *unshare[1:]]
 
+
+
+def test_only_the_marker_of_a_run_whose_driver_is_gone_is_taken_for_stale(tmp_path):
+    """A run removes the ``.running.*`` markers of runs killed here before they could (their driver process is
+    gone), never one of a run still going (here or on another machine into the same shared folder), whose workers
+    would then keep nothing."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    cases = {"alive": f"{socket.gethostname()} {os.getpid()}", "gone": f"{socket.gethostname()} {ended.stdout.strip()}",
+             "other machine": f"another-host-{secrets.token_hex(4)} 1", "unreadable": ""}
+    gone = {}
+    for name, text in cases.items():
+        marker = tmp_path / f".running.{name.replace(' ', '-')}"
+        marker.write_text(text)
+        gone[name] = driver_gone(marker)
+    assert gone == {"alive": False, "gone": True, "other machine": False, "unreadable": False}
 
 @pytest.mark.skipif(IN_NAMESPACE, reason="already inside the namespace")
 def test_ray_tests_run_in_a_loopback_only_namespace(media):

@@ -127,6 +127,9 @@ def test_an_output_named_by_a_link_keeps_its_links(tmp_path):
     assert probe(tmp_path / "h2.mp4")["frames"] == 9 and (tmp_path / "h1.mp4").read_bytes() == b"old"
     write_atomically(tmp_path / "v.mp4", b"photo")  # photos (and every output renamed into place) alike
     assert (tmp_path / "v.mp4").is_symlink() and (tmp_path / "real" / "v.mp4").read_bytes() == b"photo"
+    (tmp_path / "device.mp4").symlink_to("/dev/null")  # not a file: the link itself is replaced, not the device
+    write_atomically(tmp_path / "device.mp4", b"photo")
+    assert not (tmp_path / "device.mp4").is_symlink() and Path("/dev/null").is_char_device()
 
 def test_writer_uses_an_exact_ntsc_rate(tmp_path):
     path = tmp_path / "ntsc.mp4"

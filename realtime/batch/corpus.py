@@ -238,6 +238,21 @@ def _check_still_running(running: Path) -> None:
         raise RunStopped("the run was stopped before this video was finished")
 
 
+def driver_gone(marker: Path) -> bool:
+    """Whether the run of a ``.running.*`` marker has ended without removing it: its driver, a process of this
+    machine, is not there. A marker of another machine's run, or of one still going here, is never taken for one."""
+    try:
+        host, pid = marker.read_text(encoding="utf-8").split()
+        if host != socket.gethostname():
+            return False
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):  # unreadable, or a process of another user: left alone
+        return False
+    return False
+
+
 def _remove_unfinished(folder: Path, file_name: str) -> None:
     """Delete hidden partial copies of ``file_name`` left by a worker that was cut off."""
     for part in folder.glob(f".{file_name}.*.part*"):
@@ -457,10 +472,11 @@ class BatchRun:
         counter = FrameCounter.options(name=counter_name).remote()
         analysts = [VideoAnalyst.options(scheduling_strategy="SPREAD").remote(number, self.settings, counter_name)
                     for number in range(1, min(self.workers, len(todo)) + 1)]
-        for stale in self.results_dir.glob(RUNNING_PREFIX + "*"):  # of runs that were killed
-            stale.unlink(missing_ok=True)
+        for marker in self.results_dir.glob(RUNNING_PREFIX + "*"):
+            if driver_gone(marker):  # a run killed before it could remove its marker
+                marker.unlink(missing_ok=True)
         running = self.results_dir / f"{RUNNING_PREFIX}{secrets.token_hex(4)}"
-        running.touch()
+        running.write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")  # whose run (driver_gone)
         try:
             self._dispatch(todo, analysts, counter, running)
         finally:

@@ -89,8 +89,14 @@ def _try_writing(path: Path) -> None:
 
 def through_links(path: Path) -> Path:
     """The file an output named ``path`` is renamed into place as: a symbolic link's target (the link stays a
-    link, and its target gets the output), else ``path``."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    link, and its target gets the output) when that is a file in a folder this process can write in, else
+    ``path`` (the link itself is replaced by the output)."""
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if (target.is_file() or not target.exists()) and os.access(target.parent, os.W_OK | os.X_OK):
+        return target
+    return path
 
 
 def detach_hard_link(path: Path) -> None:

@@ -24,7 +24,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
@@ -184,13 +184,15 @@ class StreamSource:
             raise outcome["error"]
         return outcome["opened"]
 
-    def _wait_for_first_frame(self, deadline: float):
+    def _wait_for_first_frame(self, deadline: float, closed: Callable[[], bool] = lambda: False):
         """Open the stream and decode its first frame before ``deadline`` (monotonic); SourceError if not.
 
-        Returns the frame, the container and its remaining frames."""
+        Returns the frame, the container and its remaining frames; None once ``closed()`` (checked at each open)."""
         window = deadline - time.monotonic()
         undecoded = ""  # what was seen when data came but no frame decoded from it
         while True:
+            if closed():
+                return None
             container, frames = self._open(timeout=(max(deadline - time.monotonic(), 0.1), self.read_timeout),
                                            first_frame_by=deadline)
             try:
@@ -205,9 +207,11 @@ class StreamSource:
                 container.close()
                 detail = one_line(error).replace(self.url, self.name)
                 raise SourceError(f"stream {self.name}: no video frame ({detail})") from error
-            if first is not None:
+            if first is not None and not closed():
                 return first, container, frames
             container.close()
+            if closed():
+                return None
             if time.monotonic() >= deadline:
                 raise SourceError(f"stream {self.name}: no video frame within {round(window, 1):g} s{undecoded}")
 
@@ -347,12 +351,15 @@ class StreamSource:
                         return None
                 tried = True
                 try:
-                    first, container, frames = self._wait_for_first_frame(
-                        time.monotonic() + max(min(self.open_timeout, left), 1.0))
+                    opened = self._wait_for_first_frame(time.monotonic() + max(min(self.open_timeout, left), 1.0),
+                                                        closed=lambda: not self._running)
                 except SourceError as error:
                     last_try = f" (last try: {str(error).removeprefix(f'stream {self.name}: ')})"
                     delay = min(2 * delay, MAX_RETRY_S)
                     continue
+                if opened is None:  # closed meanwhile
+                    return None
+                first, container, frames = opened
                 back_after = time.monotonic() - last_frame
                 with self._condition:
                     if not self._running:
