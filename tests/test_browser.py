@@ -150,8 +150,9 @@ def progress_frames(page) -> list[int]:
     return [int(re.search(r"frame (\d+)", text).group(1)) for text in texts]
 
 
-@loopback_only
-def test_a_clip_goes_on_while_another_tab_is_open(playwright_api, tiny_model, tmp_path):
+@contextmanager
+def video_clip_tab(playwright_api, tiny_model, tmp_path: Path) -> Iterator:
+    """The page's Video clip tab in headless Chromium, served with ``tiny_model``."""
     env = {**os.environ, webapp.MODEL_ENV: str(tiny_model)}
     with streamlit_server(env, tmp_path / "streamlit.log") as url:
         with playwright_api.sync_playwright() as playwright:
@@ -160,26 +161,32 @@ def test_a_clip_goes_on_while_another_tab_is_open(playwright_api, tiny_model, tm
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})
                 page.goto(url)
                 page.get_by_role("tab", name="Video clip").click()
-                page.get_by_text("Try the demo clip").click()
-                video = page.locator('[data-testid="stVideo"]')
-                video.or_(page.get_by_text("Analysing demo clip")).first.wait_for(timeout=RESULT_TIMEOUT_MS)
-                seen = []
-                for step in range(200):  # bounded; each tab chosen reruns the page while the clip is analysed
-                    seen += progress_frames(page)
-                    if step % 4 == 0:
-                        page.get_by_role("tab", name="Photo" if step % 8 == 0 else "Video clip").click()
-                    if step % 8 == 4 and video.count():
-                        break
-                    page.wait_for_timeout(100)
-                page.get_by_role("tab", name="Video clip").click()
-                video.first.wait_for(timeout=RESULT_TIMEOUT_MS)
-                assert seen == sorted(seen)  # the analysis went on; it never started again
-                for label in ("Download the annotated video", "Download the per-face CSV"):
-                    page.get_by_role("button", name=label).wait_for(timeout=RESULT_TIMEOUT_MS)
-                assert page.locator('[data-testid="stException"]').count() == 0
-                assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+                yield page
             finally:
                 browser.close()
+
+
+@loopback_only
+def test_a_clip_goes_on_while_another_tab_is_open(playwright_api, tiny_model, tmp_path):
+    with video_clip_tab(playwright_api, tiny_model, tmp_path) as page:
+        page.get_by_text("Try the demo clip").click()
+        video = page.locator('[data-testid="stVideo"]')
+        video.or_(page.get_by_text("Analysing demo clip")).first.wait_for(timeout=RESULT_TIMEOUT_MS)
+        seen = []
+        for step in range(200):  # bounded; each tab chosen reruns the page while the clip is analysed
+            seen += progress_frames(page)
+            if step % 4 == 0:
+                page.get_by_role("tab", name="Photo" if step % 8 == 0 else "Video clip").click()
+            if step % 8 == 4 and video.count():
+                break
+            page.wait_for_timeout(100)
+        page.get_by_role("tab", name="Video clip").click()
+        video.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+        assert seen == sorted(seen)  # the analysis went on; it never started again
+        for label in ("Download the annotated video", "Download the per-face CSV"):
+            page.get_by_role("button", name=label).wait_for(timeout=RESULT_TIMEOUT_MS)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
 
 
 def long_clip(path: Path, seconds: int = 40) -> Path:
@@ -203,24 +210,15 @@ def test_a_clip_removed_while_it_is_analysed_stops(playwright_api, tiny_model, t
     """The uploader's Remove button while a clip is analysed: the analysis stops at once (its progress goes, the
     page asks for a video again) and frees its analyzer."""
     clip = long_clip(tmp_path / "long.mp4")
-    env = {**os.environ, webapp.MODEL_ENV: str(tiny_model)}
-    with streamlit_server(env, tmp_path / "streamlit.log") as url:
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.goto(url)
-                page.get_by_role("tab", name="Video clip").click()
-                uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="A short video")
-                uploader.locator('input[type="file"]').set_input_files(str(clip))
-                progress = page.get_by_text(re.compile(r"Analysing long\.mp4: frame \d+ of 1200"))
-                progress.first.wait_for(timeout=RESULT_TIMEOUT_MS)
-                uploader.get_by_role("button", name="Remove long.mp4").click()
-                page.get_by_text("Upload a video to follow each face's emotion over time.").wait_for(
-                    timeout=RESULT_TIMEOUT_MS)
-                page.wait_for_timeout(1500)  # two rounds of the progress polling, had it gone on
-                assert progress.count() == 0
-                assert page.locator('[data-testid="stVideo"]').count() == 0
-                assert page.locator('[data-testid="stException"]').count() == 0
-            finally:
-                browser.close()
+    with video_clip_tab(playwright_api, tiny_model, tmp_path) as page:
+        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="A short video")
+        uploader.locator('input[type="file"]').set_input_files(str(clip))
+        progress = page.get_by_text(re.compile(r"Analysing long\.mp4: frame \d+ of 1200"))
+        progress.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+        uploader.get_by_role("button", name="Remove long.mp4").click()
+        page.get_by_text("Upload a video to follow each face's emotion over time.").wait_for(
+            timeout=RESULT_TIMEOUT_MS)
+        page.wait_for_timeout(1500)  # two rounds of the progress polling, had it gone on
+        assert progress.count() == 0
+        assert page.locator('[data-testid="stVideo"]').count() == 0
+        assert page.locator('[data-testid="stException"]').count() == 0
