@@ -262,6 +262,7 @@ class FaceDetector:
         self._last_shape: tuple[int, ...] | None = None
         self._last_faces: list[Box] = []  # "auto" on a video: the last frame's faces, followed into the next
         self._next_tile: int | None = None  # "auto" on a video: the first tile of the next frame's share (None: all)
+        self._video_tiles: list[tuple[float, int, int]] = []  # "auto" on a video: the source's tiles (tile_windows)
 
     def reset(self) -> None:
         """Start over for a new source: the next image gets every pass."""
@@ -333,10 +334,11 @@ class FaceDetector:
     def _tile_share(self, shape: tuple[int, ...]) -> list[tuple[float, int, int]]:
         """This video frame's tiles (VIDEO_TILE_SIDE): all of them for a source's first frame, then the next
         share of them in turn, every tile once in TILE_SWEEP_FRAMES frames."""
-        windows = tile_windows(shape, VIDEO_TILE_SIDE)
-        if self._next_tile is None:
-            self._next_tile = len(windows)
-            return windows
+        if self._next_tile is None:  # a new source: its tiles, once
+            self._video_tiles = tile_windows(shape, VIDEO_TILE_SIDE)
+            self._next_tile = len(self._video_tiles)
+            return self._video_tiles
+        windows = self._video_tiles
         if self._next_tile >= len(windows):
             self._next_tile = 0
         share = -(-len(windows) // TILE_SWEEP_FRAMES)
