@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 
+from realtime.errors import SourceError
 from realtime.io.video import H264VideoWriter, VideoFileSource
 
 FPS = 30
@@ -38,9 +39,10 @@ def sound(seconds: float, rate: int, beep_at: float | None) -> np.ndarray:
 
 def write_clip(path: Path, frames: int = 15, size: tuple[int, int] = (64, 48), gop: int | None = None,
                audio: str | None = None, audio_rate: int = AUDIO_RATE, audio_seconds: float | None = None,
-               beep_at: float | None = None) -> Path:
+               beep_at: float | None = None, cover: bool = False) -> Path:
     """A small H.264 clip at 30 fps (container from the suffix), keyframes every ``gop`` frames when
-    given, with a mono ``audio`` track (an encoder name) as long as the video unless ``audio_seconds``."""
+    given, with a mono ``audio`` track (an encoder name) as long as the video unless ``audio_seconds``,
+    and a cover picture when ``cover``."""
     options = {"preset": "ultrafast", "bf": "0"}
     if gop is not None:
         options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
@@ -48,6 +50,8 @@ def write_clip(path: Path, frames: int = 15, size: tuple[int, int] = (64, 48), g
         video = container.add_stream("libx264", rate=FPS, options=options)
         video.width, video.height, video.pix_fmt = *size, "yuv420p"
         track = container.add_stream(audio, rate=audio_rate, layout="mono") if audio else None
+        if cover:
+            add_cover_picture(container)
         for index in range(frames):
             container.mux(video.encode(av.VideoFrame.from_ndarray(picture(index, size), format="bgr24")))
         container.mux(video.encode(None))
@@ -59,6 +63,17 @@ def write_clip(path: Path, frames: int = 15, size: tuple[int, int] = (64, 48), g
                 container.mux(track.encode(frame))
             container.mux(track.encode(None))
     return path
+
+
+def add_cover_picture(container: av.container.OutputContainer) -> None:
+    """A cover picture in ``container``: a JPEG in a video track marked as an attached picture, as music
+    files and some videos carry."""
+    cover = container.add_stream("mjpeg", rate=1)
+    cover.width = cover.height = 64
+    cover.pix_fmt = "yuvj420p"
+    cover.disposition = av.stream.Disposition.attached_pic
+    container.mux(cover.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="bgr24")))
+    container.mux(cover.encode(None))
 
 
 def cut_mid_gop(source: Path, target: Path, dropped: int = 5) -> Path:
@@ -230,3 +245,24 @@ def test_a_clip_cut_mid_gop_keeps_its_audio_in_step_with_the_frames(tmp_path):
     assert beep_time(out) == pytest.approx(frames[0].timestamp, abs=0.01)
     times = played(out)[0]  # the first frame is shown from 0, as a held frame; the others at their times
     assert times[1:] == pytest.approx([frame.timestamp for frame in frames[1:]], abs=0.01)
+
+
+def test_a_video_with_a_cover_picture_is_read_from_its_video_track(tmp_path):
+    clip = write_clip(tmp_path / "in.mp4", frames=15, audio="aac", cover=True)
+    frames, source = annotate(clip, tmp_path / "out.mp4")
+    assert len(frames) == 15 and source.issues == [] and source.info.width == 64
+    times, audio_seconds, _ = played(tmp_path / "out.mp4")
+    assert len(times) == 15 and audio_seconds == pytest.approx(15 / FPS, abs=0.05)
+
+
+def test_a_music_file_with_a_cover_picture_is_not_taken_for_a_video(tmp_path):
+    song = tmp_path / "song.mp4"
+    with av.open(str(song), "w") as container:
+        track = container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+        add_cover_picture(container)
+        frame = av.AudioFrame.from_ndarray(sound(0.5, AUDIO_RATE, None)[None], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = AUDIO_RATE, 0
+        container.mux(track.encode(frame))
+        container.mux(track.encode(None))
+    with pytest.raises(SourceError, match=r"song.mp4: has no video track \(only a cover picture\)$"):
+        VideoFileSource(song)

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from realtime.errors import SourceError, one_line
+from realtime.io.video import video_track
 from realtime.types import AnalyzedFrame, Frame, VideoInfo, usable_fps
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -145,7 +146,7 @@ class StreamSource:
         self.clock_origin = time.monotonic()
         # a file served over the network: read once, never reopened (it would start over)
         self.finite = bool(container.duration) or served_file(self.url, open_timeout)
-        stream = container.streams.video[0]
+        stream = video_track(container)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.info = VideoInfo(first.width, first.height, usable_fps(fps), None, self.name)
         self._condition = threading.Condition()
@@ -231,10 +232,11 @@ class StreamSource:
         except (av.FFmpegError, OSError) as error:
             detail = one_line(error).replace(self.url, self.name)  # FFmpeg's message repeats the URL
             raise SourceError(f"stream {self.name}: cannot open it ({detail})") from error
-        if not container.streams.video:
+        stream = video_track(container)
+        if stream is None:
             container.close()
             raise SourceError(f"stream {self.name}: has no video")
-        return container, self._decode(container, container.streams.video[0], first_frame_by)
+        return container, self._decode(container, stream, first_frame_by)
 
     def _decode(self, container, stream, first_frame_by: float) -> Iterator[av.VideoFrame]:
         """Decoded frames; a damaged packet (lost datagrams) is skipped, a broken connection raises, and so

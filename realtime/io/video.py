@@ -115,9 +115,10 @@ class VideoFileSource:
                                   "download did not finish): without the index its frames cannot be found") from error
             raise SourceError(f"video {self.path}: not a video file this program can read ({one_line(error)})") from error
         try:
-            if not self._container.streams.video:
-                raise SourceError(f"video {self.path}: has no video track")
-            stream = self._container.streams.video[0]
+            stream = video_track(self._container)
+            if stream is None:
+                only_pictures = " (only a cover picture)" if self._container.streams.video else ""
+                raise SourceError(f"video {self.path}: has no video track{only_pictures}")
             # slice threads only: frame threads report a damaged packet's error late, on a packet
             # after the next keyframe, and a whole extra keyframe interval would be dropped
             stream.thread_type = "SLICE"
@@ -301,6 +302,13 @@ def video_start(stream) -> float | None:
     return None if stream.start_time is None else float(stream.start_time * stream.time_base)
 
 
+def video_track(container: av.container.InputContainer):
+    """The container's first video track that is a video: not a cover picture (attached to music files, and
+    to some videos before their video track); None if it has none."""
+    return next((stream for stream in container.streams.video
+                 if not stream.disposition & av.stream.Disposition.attached_pic), None)
+
+
 def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
     """Apply a display rotation (degrees counter-clockwise, as PyAV reports it)."""
     turns = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
@@ -321,7 +329,8 @@ class _AudioTrack:
         self._input = av.open(str(source))
         try:
             stream = self._input.streams.audio[0]
-            start = video_start(self._input.streams.video[0]) if self._input.streams.video else None
+            video = video_track(self._input)
+            start = video_start(video) if video is not None else None
             self._offset = start or 0.0
             context = stream.codec_context
             self._remux = context.codec.canonical_name in MP4_AUDIO_CODECS
