@@ -87,7 +87,9 @@ def show_photo(index: int, name: str, data: bytes, pool: webapp.AnalyzerPool) ->
 
 
 def show_photo_analysis(index: int, photo: webapp.PhotoAnalysis, data: bytes) -> None:
-    """The annotated photo, its faces and their probabilities, and the downloads."""
+    """The annotated photo, what was lost reading it, its faces and their probabilities, and the downloads."""
+    for issue in photo.issues:
+        st.warning(webapp.plain_markdown(issue))
     if not photo.faces:
         st.image(photo.image_rgb)
         st.warning(webapp.plain_markdown(no_face_hint(photo.name, "photo")))

@@ -60,7 +60,7 @@ def measure(clip: Path, frames: int, detector_range: str, write: bool) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("clip", nargs="?", type=Path, default=DEFAULT_CLIP, help="a video file to stream")
     parser.add_argument("--frames", type=int, default=300, help="frames to analyse (default: 300)")
     parser.add_argument("--detector", choices=("short", "full"), default="short", help="default: short (camera)")

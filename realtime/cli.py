@@ -409,7 +409,8 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
     """One job per image or video in ``folder`` (and, with ``recursive``, in its subfolders); outputs go to the
     ``output`` folder under the same path (its subfolders are made as the run reaches them). A line on what is
     left out (subfolders, files of unknown kind) is added to ``notes``, one per subfolder that cannot be read
-    (whose files are lost to the run) to ``unread``."""
+    (whose files are lost to the run) and per image or video name that is no file to read (a broken link) to
+    ``unread``."""
     skip = [output] if output is not None else []  # an output folder inside the input is no input
     contents = scan_folder(folder, recursive, skip)
     if not contents.media:
@@ -421,6 +422,8 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
     if unread is not None:
         unread.extend(f"subfolder {printable(path.relative_to(folder).as_posix())}: cannot read it ({reason}); "
                       "its files were not analysed" for path, reason in contents.unreadable)
+        unread.extend(f"{printable(path.relative_to(folder).as_posix())}: {printable(what)}"
+                      for path, what in contents.not_files)
     if output is not None:
         if output.exists() and not output.is_dir():
             raise OutputError(f"{output}: is a file; give a folder for the outputs of a folder")
@@ -539,7 +542,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         _make_output_folder(job)  # once the file is known to open: no empty subfolder for a file skipped
         if getattr(source, "frames_in_file", 1) > 1:  # an animated GIF/WebP or a multi-page TIFF
             as_video = " (--video analyses them all)" if job.spec.suffix.lower() in VIDEO_SUFFIXES else ""
-            notes.append(f"note: {job.spec} holds {source.frames_in_file} frames; only the first is analysed{as_video}")
+            notes.append(f"note: {job.name or job.spec} holds {source.frames_in_file} frames; only the first is "
+                         f"analysed{as_video}")
         for note in notes:
             print(note, file=sys.stderr)
         notes.clear()

@@ -25,7 +25,7 @@ from realtime.classifier import EmotionClassifier
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDetector, whole_image_face
 from realtime.errors import SourceError
 from realtime.interrupts import frame_handoff
-from realtime.io.images import ImageSource, pil_to_bgr, read_image
+from realtime.io.images import ImageSource, pil_to_bgr, read_photo_file
 from realtime.io.stream import is_stream_url
 from realtime.model_metadata import ModelMetadata
 from realtime.scene_cuts import SceneCutDetector, ShotChange
@@ -49,15 +49,19 @@ class SourceWarning(UserWarning):
     the lines of the last stream."""
 
 
-def read_photo(path: str | Path):
-    """A photo file's image (``read_image``); SourceError naming what was given for an empty path or a network
+def read_photo(path: str | Path) -> np.ndarray:
+    """A photo file's image (``read_photo_file``), with a SourceWarning for each thing lost reading it (a damaged
+    or cut-short file, unreadable EXIF data); SourceError naming what was given for an empty path or a network
     address (which ``stream()`` reads)."""
     if not str(path).strip():
         raise SourceError("image path is empty")
     if isinstance(path, str) and is_stream_url(path):
         raise SourceError(f"image {path}: a network address; analyze() and track() read image files (stream() "
                           "reads cameras and network streams)")
-    return read_image(Path(path))
+    photo = read_photo_file(Path(path))
+    for issue in photo.issues:
+        warnings.warn(issue, SourceWarning, stacklevel=3)  # at the caller of analyze() or track()
+    return photo.image
 
 
 class EmotionAnalyzer:

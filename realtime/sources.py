@@ -65,11 +65,14 @@ def parse_source(text: str) -> int | str | Path:
 
 
 def media_kind(path: Path | str) -> str:
-    """Return "image" or "video" by suffix; with an unknown suffix, "image" if Pillow recognises the file."""
+    """Return "image" or "video" by suffix (a GIF of one frame is an image); with an unknown suffix, "image" if
+    Pillow recognises the file."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return "video" if looks_like_a_video(path) else "image"  # a video named as a photo is read as a video
+    if suffix == ".gif" and path.is_file():
+        return "image" if _still_gif(path) else "video"
     if suffix in VIDEO_SUFFIXES or not path.is_file():
         return "video"
     try:
@@ -81,6 +84,15 @@ def media_kind(path: Path | str) -> str:
         return "image"
     except Exception:  # anything Pillow cannot identify is left to the video decoder to judge
         return "video"
+
+
+def _still_gif(path: Path) -> bool:
+    """Whether ``path`` is a GIF of one frame (a photo, not an animation)."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "GIF" and not getattr(image, "is_animated", False)
+    except Exception:  # not a GIF Pillow reads: left to the video decoder to judge
+        return False
 
 
 @dataclass
@@ -95,6 +107,8 @@ class FolderContents:
     unknown: list[Path] = field(default_factory=list)  # files whose suffix is no known image or video
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # subfolders that could not be read, and why
     repeated: list[Path] = field(default_factory=list)  # links to a folder already scanned (a loop, a second link)
+    # names of images or videos that are no file to read (a broken link, a pipe, a device), and what they are
+    not_files: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def _folder_identity(path: Path | str) -> tuple[int, int]:
@@ -133,9 +147,12 @@ def scan_folder(folder: Path | str, recursive: bool = False, skip: Iterable[Path
             except OSError:
                 is_folder = False
             if not is_folder:
+                media = path.suffix.lower() in MEDIA_SUFFIXES
                 if entry.is_file():
-                    (contents.media if path.suffix.lower() in MEDIA_SUFFIXES else contents.unknown).append(path)
-                continue  # a broken link, a device, a pipe: nothing to analyse, as before
+                    (contents.media if media else contents.unknown).append(path)
+                elif media:  # named as one, but nothing to read
+                    contents.not_files.append((path, _not_a_file(entry)))
+                continue
             try:
                 identity = _folder_identity(path)
             except OSError as error:
@@ -163,8 +180,16 @@ def scan_folder(folder: Path | str, recursive: bool = False, skip: Iterable[Path
 
     for found in (contents.media, contents.subfolders, contents.unknown, contents.repeated):
         found.sort(key=within)
-    contents.unreadable.sort(key=lambda item: within(item[0]))
+    for pairs in (contents.unreadable, contents.not_files):
+        pairs.sort(key=lambda item: within(item[0]))
     return contents
+
+
+def _not_a_file(entry: os.DirEntry) -> str:
+    """What a folder's entry that is neither a file nor a folder is, in words."""
+    if entry.is_symlink():
+        return f"a link to {os.readlink(entry.path)}, which is not there"
+    return "not a file (a pipe, socket or device)"
 
 
 def _entries(folder: Path) -> list[os.DirEntry]:
@@ -202,7 +227,7 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
     a network camera or stream, and files are told apart by ``media_kind``. A stream waits at most
     ``open_timeout`` seconds for its first frame; a camera or stream that stalls or goes away is
     reopened for up to ``reconnect_for`` seconds before its recording ends (None: each kind's default).
-    ``name``: how a video file's ``issues`` name it (default: its file name).
+    ``name``: how a file's ``issues`` name it (default: a video's file name, a photo's path).
     """
     if kind == "demo":
         from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
@@ -224,7 +249,7 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
         raise SourceError(f"{path}: is a folder; list its files with realtime.sources.list_media() and open them "
                           "one by one", path)
     if kind == "image":
-        return ImageSource(path)
+        return ImageSource(path, name=name)
     if kind == "video":
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not looks_like_a_video(path):
             raise SourceError(f"video {path}: a photo, not a video: analyse it with --image (in Python: "

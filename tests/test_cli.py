@@ -129,6 +129,56 @@ def test_an_animated_image_given_as_a_photo_is_said_to_be_analysed_by_its_first_
     assert "note" not in capsys.readouterr().err
 
 
+def astronaut_jpeg(**options) -> bytes:
+    """scikit-image's astronaut photo (one face, in its upper half) as JPEG bytes, saved with ``options``."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB)).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_photo_cut_short_is_analysed_as_far_as_it_decodes_and_the_run_says_so(tiny_model, tmp_path, capsys,
+                                                                                 progressive):
+    whole = astronaut_jpeg(progressive=progressive)
+    photo, out, results = tmp_path / "cut.jpg", tmp_path / "out.png", tmp_path / "r.csv"
+    photo.write_bytes(whole[: len(whole) * 8 // 10])  # a download broken off: it was refused whole
+    assert main([str(photo), "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) == 3
+    captured = capsys.readouterr()
+    assert f"warning: image {photo}: damaged or cut short (image file is truncated" in captured.err
+    lost = "analysed as far as it decodes (blurred where" if progressive else "its bottom 15% is blank, the rest was"
+    assert lost in captured.err and "incomplete (1 problem" in captured.out
+    assert len(read_csv(results)) == 1 and cv2.imread(str(out)).shape == (512, 512, 3)  # the face, in the part there
+    png = tmp_path / "cut.png"
+    png.write_bytes(cv2.imencode(".png", sample_photo_bgr())[1].tobytes()[:400])  # too little of the picture
+    assert main([str(png), "--model", str(tiny_model)]) == 2
+    assert one_line_error(capsys.readouterr()) == (f"error: image {png}: cannot decode it (image file is truncated; "
+                                                   "too little of the picture decodes)")
+
+
+def test_a_photo_whose_exif_data_cannot_be_read_is_analysed_as_stored(tiny_model, tmp_path, capsys):
+    photo, out = tmp_path / "exif.jpg", tmp_path / "out.jpg"
+    # no TIFF header (and dots per inch set, so that Pillow does not look for them in the EXIF data): it was refused
+    photo.write_bytes(astronaut_jpeg(exif=b"Exif\x00\x00" + b"\x137" * 40, dpi=(72, 72)))
+    assert main([str(photo), "-o", str(out), "--model", str(tiny_model)]) == 3
+    captured = capsys.readouterr()
+    assert f"warning: image {photo}: its EXIF data cannot be read (" in captured.err
+    assert "analysed as stored, without its orientation" in captured.err and "UserWarning" not in captured.err
+    assert cv2.imread(str(out)).shape == (512, 512, 3) and "1 face detection" in captured.out
+
+
+def test_a_gif_of_one_frame_is_a_photo(tiny_model, tmp_path, capsys):
+    Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB)).save(tmp_path / "still.gif")
+    out = tmp_path / "still.png"  # a photo's output: it was refused (a GIF was taken for a video)
+    assert main([str(tmp_path / "still.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
+    assert cv2.imread(str(out)).shape == (512, 512, 3)
+    assert realtime.sources.media_kind(tmp_path / "still.gif") == "image"
+    frames = [Image.new("RGB", (64, 48), (40 * index, 90, 160)) for index in range(3)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert realtime.sources.media_kind(tmp_path / "moving.gif") == "video"
+
+
 def test_folder_of_images_and_videos(media, tiny_model, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -418,6 +468,20 @@ def test_a_folder_run_says_what_it_leaves_out(tiny_model, tmp_path, capsys):
     assert "note" not in capsys.readouterr().err
 
 
+def test_a_folder_names_its_broken_links_and_pipes_as_problems(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png"])
+    (folder / "gone.jpg").symlink_to(tmp_path / "unplugged" / "gone.jpg")  # a drive that is not there
+    os.mkfifo(folder / "pipe.mp4")
+    (folder / "notes").symlink_to(tmp_path / "nowhere")  # not named as a photo or video: nothing said
+    assert main([str(folder), "--model", str(tiny_model)]) == 3  # they were left out without a word
+    captured = capsys.readouterr()
+    assert f"warning: skipped gone.jpg: a link to {tmp_path / 'unplugged' / 'gone.jpg'}, which is not there\n" \
+        in captured.err
+    assert "warning: skipped pipe.mp4: not a file (a pipe, socket or device)\n" in captured.err
+    assert "notes" not in captured.err and "incomplete (2 problems" in captured.out
+
+
 def test_a_folder_whose_media_are_all_in_subfolders_suggests_recursive(tiny_model, tmp_path, capsys):
     photo_tree(tmp_path / "in", ["happy/a.png", "happy/b.png", "sad/deep/c.png", "notes.txt"])
     assert main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]) == 2
@@ -578,6 +642,12 @@ def test_failure_part_way_keeps_what_was_analysed(media, tiny_model, tmp_path, m
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "realtime", *args], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=120, **kwargs)
+
+
+def test_a_named_pipe_given_as_a_photo_is_refused_at_once(tiny_model, tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")  # with an output, the run waited for a writer that never came
+    completed = run_cli(str(tmp_path / "pipe.jpg"), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model))
+    assert completed.returncode == 2 and completed.stderr == f"error: image {tmp_path / 'pipe.jpg'}: not a file\n"
 
 
 def test_version_names_the_package_the_shipped_model_and_the_libraries():

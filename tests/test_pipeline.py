@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -676,3 +677,20 @@ def test_a_large_photo_is_searched_in_tiles_and_a_video_frame_with_the_full_pass
         assert len(analyzer.analyze(path).faces) == expected == 5
         assert len(list(analyzer.stream(ImageSource(path)))[0].faces) == 5  # a photo as a stream: still a photo
         assert [len(analyzer.track(image).faces) for _ in range(3)] == [5, 5, 5]
+
+
+def test_analyze_reads_a_cut_short_photo_as_far_as_it_decodes_with_a_warning(analyzer, tmp_path):
+    from PIL import ImageFile
+
+    from realtime import SourceWarning
+
+    whole = cv2.imencode(".jpg", sample_photo_bgr())[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 8 // 10])
+    with pytest.warns(SourceWarning, match=r"^image .*cut\.jpg: damaged or cut short \(image file is truncated") as caught:
+        result = analyzer.analyze(tmp_path / "cut.jpg")
+    assert len(result.faces) == 1 and caught[0].filename == __file__  # said where analyze() was called
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # Pillow's process-wide setting, back as it was
+    (tmp_path / "whole.jpg").write_bytes(whole)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole photo: no warning
+        assert len(analyzer.analyze(tmp_path / "whole.jpg").faces) == 1

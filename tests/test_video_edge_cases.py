@@ -13,6 +13,7 @@ import pytest
 
 from realtime.errors import SourceError
 from realtime.io.video import H264VideoWriter, VideoFileSource
+from realtime.types import VideoInfo
 
 FPS = 30
 AUDIO_RATE = 48_000
@@ -39,11 +40,11 @@ def sound(seconds: float, rate: int, beep_at: float | None) -> np.ndarray:
 
 def write_clip(path: Path, frames: int = 15, size: tuple[int, int] = (64, 48), gop: int | None = None,
                audio: str | None = None, audio_rate: int = AUDIO_RATE, audio_seconds: float | None = None,
-               beep_at: float | None = None, cover: bool = False) -> Path:
+               beep_at: float | None = None, cover: bool = False, bframes: int = 0) -> Path:
     """A small H.264 clip at 30 fps (container from the suffix), keyframes every ``gop`` frames when
     given, with a mono ``audio`` track (an encoder name) as long as the video unless ``audio_seconds``,
-    and a cover picture when ``cover``."""
-    options = {"preset": "ultrafast", "bf": "0"}
+    a cover picture when ``cover``, and up to ``bframes`` B-frames in a row."""
+    options = {"preset": "ultrafast", "bf": str(bframes)}
     if gop is not None:
         options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
     with av.open(str(path), "w") as container:
@@ -65,15 +66,23 @@ def write_clip(path: Path, frames: int = 15, size: tuple[int, int] = (64, 48), g
     return path
 
 
-def add_cover_picture(container: av.container.OutputContainer) -> None:
-    """A cover picture in ``container``: a JPEG in a video track marked as an attached picture, as music
-    files and some videos carry."""
+def add_cover_picture(container: av.container.OutputContainer, marked: bool = True,
+                      then_video: tuple[int, int] | None = None) -> av.video.stream.VideoStream | None:
+    """A cover picture in ``container``: a JPEG in a video track of its own, marked as an attached picture
+    (as music files and some videos carry it) when ``marked``; with ``then_video`` (width, height), an H.264
+    track after it, which is returned (every track is added before anything is written)."""
     cover = container.add_stream("mjpeg", rate=1)
     cover.width = cover.height = 64
     cover.pix_fmt = "yuvj420p"
-    cover.disposition = av.stream.Disposition.attached_pic
+    if marked:
+        cover.disposition = av.stream.Disposition.attached_pic
+    video = None
+    if then_video is not None:
+        video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = *then_video, "yuv420p"
     container.mux(cover.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="bgr24")))
     container.mux(cover.encode(None))
+    return video
 
 
 def cut_mid_gop(source: Path, target: Path, dropped: int = 5) -> Path:
@@ -255,6 +264,18 @@ def test_a_video_with_a_cover_picture_is_read_from_its_video_track(tmp_path):
     assert len(times) == 15 and audio_seconds == pytest.approx(15 / FPS, abs=0.05)
 
 
+def test_a_still_picture_track_before_the_video_track_is_passed_over(tmp_path):
+    clip = tmp_path / "in.mkv"
+    with av.open(str(clip), "w") as container:
+        # Matroska keeps no mark: a track of one frame, first
+        video = add_cover_picture(container, marked=False, then_video=(96, 48))
+        for index in range(15):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(picture(index, (96, 48)), format="bgr24")))
+        container.mux(video.encode(None))
+    frames, source = read_all(clip)  # it was the still, and "cut short or damaged": 14 frames lost
+    assert len(frames) == 15 and source.issues == [] and source.info.width == 96
+
+
 def test_a_music_file_with_a_cover_picture_is_not_taken_for_a_video(tmp_path):
     song = tmp_path / "song.mp4"
     with av.open(str(song), "w") as container:
@@ -266,3 +287,76 @@ def test_a_music_file_with_a_cover_picture_is_not_taken_for_a_video(tmp_path):
         container.mux(track.encode(None))
     with pytest.raises(SourceError, match=r"song.mp4: has no video track \(only a cover picture\)$"):
         VideoFileSource(song)
+
+
+def test_segments_joined_end_to_end_keep_their_audio_in_step_with_the_frames(tmp_path):
+    first = write_clip(tmp_path / "a.ts", frames=15, audio="aac")
+    second = write_clip(tmp_path / "b.ts", frames=15, audio="aac", beep_at=0.2)
+    joined = tmp_path / "joined.ts"  # timestamps start again in the second: the audio copy broke the output
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    frames, source = annotate(joined, tmp_path / "out.mp4")
+    assert len(frames) == 30 and source.issues == []
+    times, audio_seconds, _ = played(tmp_path / "out.mp4")
+    assert len(times) == 30 and audio_seconds == pytest.approx(30 / FPS, abs=0.1)
+    assert beep_time(tmp_path / "out.mp4") == pytest.approx(frames[15].timestamp + 0.2, abs=0.05)
+
+
+def test_an_avi_file_with_b_frames_is_read_whole_at_its_frame_times(tmp_path):
+    clip = write_clip(tmp_path / "in.avi", frames=30, gop=15, bframes=3)  # AVI: timestamps in decode order
+    frames, source = read_all(clip)  # it was read as damaged (35 frames "lost"), its times going back and forth
+    assert len(frames) == 30 and source.issues == [] and source.frames_lost == 0
+    steps = np.diff([frame.timestamp for frame in frames])
+    assert steps == pytest.approx(np.full(29, 1 / FPS), abs=0.002)
+    levels = [int(frame.image[0, -1, 0]) for frame in frames]  # each frame's own grey (off the bar): in the order shown
+    assert np.all(np.diff(levels) > 0)
+
+
+def test_a_video_whose_first_frame_is_late_shows_it_from_the_start_and_the_others_at_their_times(tmp_path):
+    times = [0.5 + index / FPS for index in range(20)]  # a clip whose first frames were lost
+    with H264VideoWriter(tmp_path / "out.mp4", VideoInfo(64, 48, FPS, None, "in")) as writer:
+        for index, time in enumerate(times):
+            writer.write(picture(index, (64, 48)), time)
+    played_times = played(tmp_path / "out.mp4")[0]  # without audio, every frame was shown 0.5 s early
+    assert played_times == pytest.approx([0.0, *times[1:]], abs=0.002)
+
+
+def marked_clip(path: Path, matrix: list[int] | None = None, pixel_shape: Fraction | None = None) -> Path:
+    """10 frames of 64x48, dark with a bright patch in the top left corner, with a display ``matrix`` (FFmpeg's
+    layout) and a sample aspect ratio ``pixel_shape`` when given."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        if matrix is not None:
+            video.set_display_matrix(matrix)
+        if pixel_shape is not None:
+            video.codec_context.sample_aspect_ratio = pixel_shape
+        image = np.full((48, 64, 3), 60, np.uint8)
+        image[:16, :16] = 250
+        for _ in range(10):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("matrix", "corner", "shape"), [
+    ([-65536, 0, 0, 0, 65536, 0, 64 * 65536, 0, 1 << 30], "top right", (48, 64)),  # a mirror: it was turned over
+    ([-65536, 0, 0, 0, -65536, 0, 64 * 65536, 48 * 65536, 1 << 30], "bottom right", (48, 64)),  # a half turn
+    ([65536, 0, 0, 0, -65536, 0, 0, 48 * 65536, 1 << 30], "bottom left", (48, 64)),  # a mirror top to bottom
+    ([0, 65536, 0, -65536, 0, 0, 48 * 65536, 0, 1 << 30], "top right", (64, 48)),  # a quarter turn clockwise
+    ([0, -65536, 0, 65536, 0, 0, 0, 64 * 65536, 1 << 30], "bottom left", (64, 48)),  # ... anticlockwise
+    ([0, 65536, 0, 65536, 0, 0, 0, 0, 1 << 30], "top left", (64, 48)),  # a mirror across the diagonal
+])
+def test_frames_are_turned_and_mirrored_as_players_show_them(tmp_path, matrix, corner, shape):
+    frames, _ = read_all(marked_clip(tmp_path / "in.mp4", matrix))
+    image = frames[0].image[..., 0]
+    rows, columns = np.nonzero(image > 200)  # the bright patch
+    assert image.shape == shape
+    assert corner == f"{'top' if rows.mean() < shape[0] / 2 else 'bottom'} " \
+                     f"{'left' if columns.mean() < shape[1] / 2 else 'right'}"
+
+
+def test_a_video_whose_pixels_are_not_square_is_read_as_players_show_it(tmp_path):
+    frames, source = read_all(marked_clip(tmp_path / "in.mp4", pixel_shape=Fraction(2, 1)))
+    assert frames[0].image.shape == (48, 128, 3) and (source.info.width, source.info.height) == (128, 48)
+    frames, _ = read_all(marked_clip(tmp_path / "tall.mp4", pixel_shape=Fraction(1, 2)))
+    assert frames[0].image.shape == (96, 64, 3)  # stretched, never shrunk

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from realtime.demo import sample_photo_bgr
 from realtime.errors import ModelError
 from realtime.model_metadata import ModelMetadata
 from tests.conftest import EMOTIONS, PROJECT_ROOT
@@ -198,21 +199,30 @@ def test_plain_image_has_no_faces(pool):
 @pytest.mark.parametrize(("name", "data", "message"), [
     ("garbage.jpg", b"this is not a picture at all", r"image garbage\.jpg: not an image file"),
     ("empty.png", b"", r"image empty\.png: file is empty"),
-    ("cut.png", None, r"image cut\.png: cannot decode it"),
+    ("cut.png", None, r"image cut\.png: cannot decode it \(image file is truncated; too little of the picture"),
     ("bomb.png", png_header(30_000, 30_000), r"bomb\.png: too many pixels \(possible decompression bomb\)"),
     ("huge.png", png_header(9_000, 7_000), r"huge\.png: 9000x7000 is 63 megapixels; photos up to 50"),
     ("photo.gif", b"GIF89a", r"photo\.gif: not a supported file type"),
 ])
 def test_bad_photos_give_one_line_errors_naming_the_upload(pool, private_tmp, name, data, message):
-    if data is None:  # a truncated PNG
+    if data is None:  # a PNG cut short in its first rows
         whole = png_bytes(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
-        data = whole[: len(whole) // 2]
+        data = whole[:400]
     with pytest.raises(webapp.UploadError, match=message) as raised:
         webapp.analyze_photo(data, name, pool)
     assert "\n" not in str(raised.value)
     assert str(private_tmp) not in str(raised.value)
     assert list(private_tmp.iterdir()) == []
 
+
+
+def test_a_photo_cut_short_is_analysed_as_far_as_it_decodes_with_a_warning(pool, private_tmp):
+    whole = cv2.imencode(".jpg", sample_photo_bgr())[1].tobytes()
+    photo = webapp.analyze_photo(whole[: len(whole) * 8 // 10], "cut.jpg", pool)  # it was refused
+    [issue] = photo.issues
+    assert issue.startswith("image cut.jpg: damaged or cut short (image file is truncated") and "bottom" in issue
+    assert len(photo.faces) == 1 and list(private_tmp.iterdir()) == []
+    assert webapp.analyze_photo(whole, "whole.jpg", pool).issues == []
 
 
 def test_a_video_uploaded_as_a_photo_is_sent_to_the_video_tab(pool, private_tmp, tmp_path):
@@ -465,6 +475,14 @@ def test_page_no_face_and_bad_uploads_then_keeps_working(app):
     name, data = webapp.example_photo()
     app.file_uploader(key="photos").set_value((name, data, "image/png")).run()
     assert not app.exception and not app.error and len(face_headlines(app)) == 1
+
+
+def test_page_says_what_a_cut_short_photo_lost(app):
+    whole = cv2.imencode(".jpg", sample_photo_bgr())[1].tobytes()
+    app.file_uploader(key="photos").set_value(("cut.jpg", whole[: len(whole) * 8 // 10], "image/jpeg")).run()
+    assert not app.exception and not app.error and len(face_headlines(app)) == 1
+    [warning] = [plain_text(warning.value) for warning in app.warning]
+    assert warning.startswith("image cut.jpg: damaged or cut short (image file is truncated") and "bottom" in warning
 
 
 def test_page_demo_clip_shows_video_chart_and_downloads(app):

@@ -18,7 +18,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -31,7 +31,14 @@ from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, LOWEST_MIN_CONFIDENCE  # noqa: F401 (the page's slider starts there)
 from realtime.errors import ModelError, OutputError, SourceError
-from realtime.io.images import IMAGE_SUFFIXES, WEBP_MAX_SIDE, annotated_photo_suffix, looks_like_a_video, read_image
+from realtime.io.images import (
+    IMAGE_SUFFIXES,
+    WEBP_MAX_SIDE,
+    PhotoFile,
+    annotated_photo_suffix,
+    looks_like_a_video,
+    read_photo_file,
+)
 from realtime.io.results_file import ResultsWriter
 from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
 from realtime.model_metadata import ModelMetadata
@@ -301,7 +308,7 @@ def _check_photo_pixels(path: Path, name: str) -> None:
     except Image.DecompressionBombError:
         raise UploadError(f"photo {name}: too many pixels (possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError):
-        return  # not an image Pillow recognises: read_image reports why
+        return  # not an image Pillow recognises: read_photo_file reports why
     if width * height > MAX_PHOTO_MEGAPIXELS * 1_000_000:
         raise UploadError(f"photo {name}: {width}x{height} is {width * height / 1e6:.0f} megapixels; "
                           f"photos up to {MAX_PHOTO_MEGAPIXELS} megapixels are accepted")
@@ -319,6 +326,7 @@ class PhotoAnalysis:
     classes: list[str]
     csv: bytes = b""
     size: tuple[int, int] = (0, 0)  # the photo's (height, width), before it was shrunk to be shown
+    issues: list[str] = field(default_factory=list)  # what was lost reading it (damage), a line each
 
     @property
     def image_file_name(self) -> str:
@@ -379,8 +387,9 @@ def display_rgb(image_bgr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE,
     return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
 
 
-def _read_photo(data: bytes, name: str) -> np.ndarray:
-    """An uploaded photo, decoded (BGR, upright); UploadError for bad input."""
+def _read_photo(data: bytes, name: str) -> PhotoFile:
+    """An uploaded photo, decoded (BGR, upright), with what was lost reading it (its ``issues`` name the
+    upload); UploadError for bad input."""
     suffix = check_upload(name, len(data), PHOTO_TYPES, MAX_PHOTO_MB)
     with private_folder() as folder:
         path = _save(folder, data, suffix)
@@ -388,7 +397,7 @@ def _read_photo(data: bytes, name: str) -> np.ndarray:
             raise UploadError(f"{name}: a video, not a photo: upload it in the Video clip tab")
         _check_photo_pixels(path, name)
         try:
-            return read_image(path)
+            return read_photo_file(path, name)
         except SourceError as error:
             raise _renamed(error, path, name) from None
 
@@ -405,13 +414,13 @@ def results_csv(results: list[FrameResult], classes: list[str]) -> bytes:
 
 def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
     """Detect, classify and annotate the faces of an uploaded photo; UploadError for bad input."""
-    image = _read_photo(data, name)
+    photo = _read_photo(data, name)
     with pool.borrow() as analyzer:
-        result = analyzer.analyze(image)
+        result = analyzer.analyze(photo.image)
     result.source = name
-    annotated = EmotionAnnotator().annotate_photo(image, result)
+    annotated = EmotionAnnotator().annotate_photo(photo.image, result)
     return PhotoAnalysis(name, display_rgb(annotated), result, pool.classes, results_csv([result], pool.classes),
-                         image.shape[:2])
+                         photo.image.shape[:2], list(photo.issues))
 
 
 def photo_output_suffix(name: str, size: tuple[int, int] | None = None) -> str:
@@ -428,7 +437,7 @@ IMAGE_MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/
 def annotated_photo(data: bytes, photo: PhotoAnalysis) -> bytes:
     """The photo ``data`` annotated with ``photo``'s faces at its full size, encoded as
     ``photo.image_file_name`` says (made again from the upload when it is downloaded, not kept)."""
-    image = EmotionAnnotator().annotate_photo(_read_photo(data, photo.name), photo.result)
+    image = EmotionAnnotator().annotate_photo(_read_photo(data, photo.name).image, photo.result)
     suffix = photo_output_suffix(photo.name, photo.size)
     ok, encoded = cv2.imencode(suffix, image)
     if not ok:

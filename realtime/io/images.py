@@ -6,11 +6,12 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, write_atomically
@@ -66,30 +67,47 @@ def _photo_pixel_limit() -> Iterator[None]:
                 _pillow_limit_raised = False
 
 
+@dataclass
+class PhotoFile:
+    """A photo file as read: its image (BGR, upright), how many frames the file holds (more than one:
+    animated) and what was lost reading it, a line each (damage, a cut-short file, unreadable EXIF data)."""
+
+    image: np.ndarray
+    frames_in_file: int = 1
+    issues: tuple[str, ...] = ()
+
+
 def read_image(path: Path | str) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 BGR, upright per its EXIF orientation (``read_photo_file``,
+    without what was lost)."""
+    return read_photo_file(path).image
+
+
+def read_photo_file(path: Path | str, name: str | None = None) -> PhotoFile:
     """Read an image file as (H, W, 3) uint8 BGR, upright per its EXIF orientation.
 
     Transparency is composited onto white, grayscale and 16-bit images become 8-bit BGR.
     Images of more than ``photo_pixel_limit()`` pixels (MAX_PHOTO_PIXELS, 250 megapixels) are refused before
     they are decoded.
     An animated image (GIF, WebP, multi-page TIFF) gives its first frame.
+    A damaged or cut-short file is decoded as far as it goes (the rest of the picture blank or blurred), and
+    EXIF data that cannot be read is left out (the photo as stored); ``issues`` say so, naming the file
+    ``name`` (default: ``path``).
     """
-    return read_image_and_frame_count(path)[0]
-
-
-def read_image_and_frame_count(path: Path | str) -> tuple[np.ndarray, int]:
-    """``read_image``, and how many frames the file holds (more than one: animated)."""
     path = Path(path)
     check_input_file(path, "image")
+    name = name or str(path)
     limit = photo_pixel_limit()
     try:
         with _photo_pixel_limit(), warnings.catch_warnings():  # the size is checked below, with one clear line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if limit is not None and image.width * image.height > limit:
-                    raise SourceError(_too_many_pixels(path, f"{image.width}x{image.height} pixels", limit))
-                ImageOps.exif_transpose(image, in_place=True)  # upright; in place: no copy of a huge photo
-                return pil_to_bgr(image), getattr(image, "n_frames", 1)
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's on EXIF it reads in part: what it read is used
+            try:
+                with _strict_decoding():
+                    return _decode_photo(path, name, limit)
+            except _DamagedData as damage:
+                with _tolerant_decoding():
+                    return _decode_photo(path, name, limit, damage=str(damage))
     except Image.DecompressionBombError as error:  # over twice the limit, said by Pillow as it opened the file
         if limit is None:  # no limit here, so Pillow had none either but for a race: in its own words
             raise SourceError(f"image {path}: {one_line(error)}") from error
@@ -102,6 +120,93 @@ def read_image_and_frame_count(path: Path | str) -> tuple[np.ndarray, int]:
         raise SourceError(f"image {path}: not an image file this program can read") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
+
+
+class _DamagedData(Exception):
+    """A photo's pixel data failed to decode (its header did not): damaged or cut short."""
+
+
+def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None = None) -> PhotoFile:
+    """Open, check the size of, decode and turn upright one photo; _DamagedData when its pixels fail to decode.
+
+    ``damage``: why they failed before: they are now decoded as far as they go (under ``_tolerant_decoding``),
+    and the photo is refused if less than 1% of its picture decodes.
+    """
+    with Image.open(path) as image:
+        if limit is not None and image.width * image.height > limit:
+            raise SourceError(_too_many_pixels(path, f"{image.width}x{image.height} pixels", limit))
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise _DamagedData(one_line(error)) from error
+        issues = ()
+        try:
+            ImageOps.exif_transpose(image, in_place=True)  # upright; in place: no copy of a huge photo
+        except Exception as error:  # EXIF parsing fails in many ways (struct, TIFF header, key errors)
+            issues += (f"image {name}: its EXIF data cannot be read ({one_line(error)}): analysed as stored, "
+                      "without its orientation",)
+        bgr = pil_to_bgr(image)
+        if damage is not None:
+            blank = _blank_share(bgr)
+            if blank > 0.99:
+                raise SourceError(f"image {path}: cannot decode it ({damage}; too little of the picture decodes)")
+            lost = (f"its bottom {blank:.0%} is blank, the rest was analysed" if blank >= 0.005 else
+                    "analysed as far as it decodes (blurred where its data is missing)")
+            issues = (f"image {name}: damaged or cut short ({damage}): {lost}", *issues)
+        return PhotoFile(bgr, getattr(image, "n_frames", 1), issues)
+
+
+def _blank_share(image: np.ndarray) -> float:
+    """The share of the picture's rows, from its bottom, all of the colour of its last pixel: where the missing
+    data of a cut-short file leaves it blank."""
+    height, last = image.shape[0], image[-1, -1]
+    blank = 0
+    while blank < height:  # a band of rows at a time: no copy of the whole of a huge photo
+        band = image[max(0, height - blank - 64):height - blank]
+        other = np.flatnonzero(~np.all(band == last, axis=(1, 2)))
+        if len(other):
+            return (blank + len(band) - 1 - other[-1]) / height
+        blank += len(band)
+    return 1.0
+
+
+_decoding = threading.Condition()
+_strict_decoders = 0  # photos being decoded strictly (a damaged one raises) now
+_tolerant_decoder = False  # a damaged photo is being decoded as far as it goes (Pillow's LOAD_TRUNCATED_IMAGES)
+
+
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """A photo decoded as Pillow does by default: not while a damaged one is decoded as far as it goes (the
+    setting that allows that is process-wide)."""
+    global _strict_decoders
+    with _decoding:
+        _decoding.wait_for(lambda: not _tolerant_decoder)
+        _strict_decoders += 1
+    try:
+        yield
+    finally:
+        with _decoding:
+            _strict_decoders -= 1
+            _decoding.notify_all()
+
+
+@contextmanager
+def _tolerant_decoding() -> Iterator[None]:
+    """A damaged photo decoded as far as it goes (Pillow's process-wide LOAD_TRUNCATED_IMAGES on), once no
+    other photo is being decoded here, and none starts meanwhile."""
+    global _tolerant_decoder
+    with _decoding:
+        _decoding.wait_for(lambda: not _tolerant_decoder and _strict_decoders == 0)
+        _tolerant_decoder, before = True, ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        yield
+    finally:
+        with _decoding:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
+            _tolerant_decoder = False
+            _decoding.notify_all()
 
 
 def looks_like_a_video(path: Path) -> bool:
@@ -156,14 +261,15 @@ def pil_to_bgr(image: Image.Image) -> np.ndarray:
 
 class ImageSource:
     """A single image file as a one-frame source (an animated one's first frame; ``frames_in_file``
-    says how many it holds)."""
+    says how many it holds; ``issues``, what was lost reading it, naming it ``name``, default its path)."""
 
     live = False
     audio_path = None
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, name: str | None = None):
         self.path = Path(path)
-        self._image, self.frames_in_file = read_image_and_frame_count(self.path)
+        photo = read_photo_file(self.path, name)
+        self._image, self.frames_in_file, self.issues = photo.image, photo.frames_in_file, list(photo.issues)
         height, width = self._image.shape[:2]
         self.info = VideoInfo(width, height, DEFAULT_FPS, 1, str(self.path))
 
@@ -181,7 +287,10 @@ class ImageSource:
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from an image file's header, without decoding it; None if it is not one Pillow reads."""
+    """(width, height) from an image file's header, without decoding it; None if it is not one Pillow reads (or
+    not a file: a named pipe would block the read)."""
+    if not path.is_file():
+        return None
     try:
         with _photo_pixel_limit(), warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import errno
 import heapq
 import logging
+import math
 import os
 import shutil
+import struct
 import threading
 import time
 from collections import deque
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import av
 import av.bitstream
+import av.sidedata.sidedata
 import cv2
 import numpy as np
 
@@ -50,6 +53,9 @@ TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source'
 # while writing: a fragment at each keyframe and at least every second of video, written out at once
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
                   "flush_packets": "1"}
+# frames: in an AVI file (timestamps in decode order), a packet whose frame has not come out this many frames
+# after a later one's is lost (H.264 reorders by at most 16 B-frames)
+REORDER_WINDOW = 16
 SYNC_SECONDS = 1.0  # written data is fsynced at least this often
 # the boxes an MP4/MOV holds at its top level, but for "moov" (the index)
 MP4_TOP_LEVEL_BOXES = frozenset({b"ftyp", b"mdat", b"free", b"skip", b"wide", b"uuid", b"pdin", b"meta", b"moof",
@@ -136,11 +142,11 @@ class VideoFileSource:
         self._thread = threading.Thread(target=self._produce, name=f"decode {self.path.name}", daemon=True)
         self._thread.start()
 
-    def _packets(self, stream) -> Iterator[av.Packet]:
-        """The packets of the video and audio streams, up to the end of the file or up to where it
-        can no longer be read."""
+    def _packets(self) -> Iterator[av.Packet]:
+        """The packets of every stream (where the data of each ends tells a cut-short file from a whole one),
+        up to the end of the file or up to where it can no longer be read."""
         try:
-            yield from self._container.demux([stream, *self._container.streams.audio])
+            yield from self._container.demux()
         except av.FFmpegError:  # what was read stays; _note_end reports the rest as lost
             return
 
@@ -151,7 +157,8 @@ class VideoFileSource:
         Every packet read is expected to give the frame of its pts; frames that never come out
         between two that do are one gap, those after the last frame are lost at the end. Where the
         timestamps start again lower (segments joined end to end), the packets that follow are
-        expected after the frames of the packets before.
+        expected after the frames of the packets before. In an AVI file the packets' timestamps are in
+        decode order (see ``_DecodeOrderTimes``).
         """
         origin = video_start(stream)  # None: the first frame's time is the start
         previous = -1.0 / fps  # time of the last frame handed out
@@ -162,8 +169,11 @@ class VideoFileSource:
         # per segment of rising timestamps, a heap of the pts of packets read whose frames are not out yet
         expected: deque[list[int]] = deque([[]])
         last_dts = last_pts = None  # of the last packet read, and of the last frame out
+        pixel_shape = stream.sample_aspect_ratio  # width over height of a pixel as shown (None: square)
+        in_decode_order = (_DecodeOrderTimes(round(REORDER_WINDOW / fps / stream.time_base))
+                           if self._container.format.name == "avi" else None)
         index = 0
-        for packet in self._packets(stream):
+        for packet in self._packets():
             if packet.dts is not None and packet.pts is not None:
                 data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
             if packet.stream.index != stream.index:
@@ -172,7 +182,10 @@ class VideoFileSource:
                 expected.append([])
             last_dts = packet.dts if packet.dts is not None else last_dts
             if packet.dts is not None and packet.pts is not None and not packet.is_discard:  # (edit lists)
-                heapq.heappush(expected[-1], packet.pts)
+                if in_decode_order is not None:
+                    in_decode_order.read(packet.pts)
+                else:
+                    heapq.heappush(expected[-1], packet.pts)
             if damaged and packet.dts is not None and not packet.is_keyframe:
                 continue
             try:
@@ -183,18 +196,23 @@ class VideoFileSource:
             damaged = False
             for av_frame in decoded:
                 lost = 0
-                if av_frame.pts is not None:
+                frame_time = av_frame.time
+                if av_frame.pts is not None and in_decode_order is not None:
+                    shown, lost = in_decode_order.came_out(av_frame.pts)
+                    frame_time = None if shown is None else float(shown * stream.time_base)
+                elif av_frame.pts is not None:
                     if len(expected) > 1 and (not expected[0] or (last_pts is not None and av_frame.pts < last_pts)):
                         lost += len(expected.popleft())  # the next segment's first frame: the rest never came
                     while expected[0] and expected[0][0] <= av_frame.pts:
                         lost += heapq.heappop(expected[0]) != av_frame.pts
                     last_pts = av_frame.pts
-                image = _upright(av_frame.to_ndarray(format="bgr24"), av_frame.rotation)
-                if av_frame.time is None:
+                image = _upright(_square_pixels(av_frame.to_ndarray(format="bgr24"), pixel_shape),
+                                 _display_matrix(av_frame))
+                if frame_time is None:
                     timestamp = previous + 1.0 / fps
                 else:
-                    origin = av_frame.time if origin is None else origin
-                    timestamp = av_frame.time - origin
+                    origin = frame_time if origin is None else origin
+                    timestamp = frame_time - origin
                     if timestamp <= previous or timestamp < 0:  # broken or missing pts: keep time moving forward
                         timestamp = previous + 1.0 / fps
                 if size is None:
@@ -206,7 +224,8 @@ class VideoFileSource:
                 previous = timestamp
                 yield Frame(index, timestamp, np.ascontiguousarray(image))
                 index += 1
-        noted = self._note_end(stream, origin or 0.0, first, previous, index, fps, sum(map(len, expected)), data_end)
+        unreadable = sum(map(len, expected)) + (in_decode_order.waiting if in_decode_order is not None else 0)
+        noted = self._note_end(stream, origin or 0.0, first, previous, index, fps, unreadable, data_end)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
             self.issues.append(f"video {self.name}: the file ends inside a transport-stream packet: it is cut "
                                f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
@@ -296,6 +315,43 @@ class VideoFileSource:
         self.close()
 
 
+class _DecodeOrderTimes:
+    """Frame times for a file whose packets' timestamps are in decode order (AVI): with B-frames, frames come out
+    of the decoder in another order than their packets, each with its packet's timestamp, so that the times
+    of the frames out go back and forth. Frames come out in the order they are shown, so the n-th frame out is
+    shown at the n-th lowest timestamp read; a packet whose frame has not come out by ``window`` (in the
+    stream's time base) after a frame that has is lost."""
+
+    def __init__(self, window: int):
+        self._window = window
+        self._times: list[int] = []  # heap: timestamps read, not yet given to a frame
+        self._waiting: list[int] = []  # heap: timestamps of packets whose frames have not come out
+
+    @property
+    def waiting(self) -> int:
+        """How many packets read have not given their frame."""
+        return len(self._waiting)
+
+    def read(self, pts: int) -> None:
+        """A packet with timestamp ``pts`` was read."""
+        heapq.heappush(self._times, pts)
+        heapq.heappush(self._waiting, pts)
+
+    def came_out(self, pts: int) -> tuple[int | None, int]:
+        """The time at which the frame that came out with its packet's timestamp ``pts`` is shown (None when no
+        packet was read for it), and how many frames were lost before it (their times are passed over)."""
+        if pts in self._waiting:
+            self._waiting.remove(pts)
+            heapq.heapify(self._waiting)
+        lost = 0
+        while self._waiting and self._waiting[0] < pts - self._window:
+            heapq.heappop(self._waiting)
+            if self._times:
+                heapq.heappop(self._times)
+            lost += 1
+        return (heapq.heappop(self._times) if self._times else None), lost
+
+
 def video_start(stream) -> float | None:
     """When a video stream starts, in seconds of its file's timeline (None when the file does not say):
     time 0 of the frames read from the file and of its audio written with them."""
@@ -303,17 +359,55 @@ def video_start(stream) -> float | None:
 
 
 def video_track(container: av.container.InputContainer):
-    """The container's first video track that is a video: not a cover picture (attached to music files, and
-    to some videos before their video track); None if it has none."""
-    return next((stream for stream in container.streams.video
-                 if not stream.disposition & av.stream.Disposition.attached_pic), None)
+    """The container's video track: of those that are not a cover picture (attached to music files and some
+    videos), the one FFmpeg's players show (``streams.best``: a default track, one of many frames rather than a
+    still); None if it has none."""
+    videos = [stream for stream in container.streams.video
+              if not stream.disposition & av.stream.Disposition.attached_pic]
+    best = container.streams.best("video")
+    return best if best in videos else next(iter(videos), None)
 
 
-def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
-    """Apply a display rotation (degrees counter-clockwise, as PyAV reports it)."""
-    turns = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
-    code = turns.get(round(rotation or 0) % 360)
-    return image if code is None else cv2.rotate(image, code)
+def _square_pixels(image: np.ndarray, pixel_shape: Fraction | None) -> np.ndarray:
+    """``image`` stretched to square pixels, as players show a video whose pixels are not square (``pixel_shape``,
+    its sample aspect ratio: width over height): wider (or taller), never smaller."""
+    if not pixel_shape or pixel_shape <= 0 or pixel_shape == 1:
+        return image
+    height, width = image.shape[:2]
+    size = (round(width * pixel_shape), height) if pixel_shape > 1 else (width, round(height / pixel_shape))
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+
+
+def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The frame's display matrix (how players turn and mirror it), nine integers, if it has one."""
+    for data in frame.side_data:
+        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX and len(bytes(data)) == 36:
+            return struct.unpack("=9i", bytes(data))
+    return None
+
+
+def _upright(image: np.ndarray, matrix: tuple[int, ...] | None) -> np.ndarray:
+    """``image`` turned and mirrored as its display matrix says, as FFmpeg's command line does it (autorotate:
+    quarter turns with or without a mirror, mirrors; other angles are left as they are)."""
+    if matrix is None:
+        return image
+    across, down = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if not across or not down:
+        return image
+    theta = round(math.degrees(math.atan2(matrix[1] / down, matrix[0] / across)))  # clockwise turn to apply
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:  # a quarter turn clockwise, or a mirror across the diagonal
+        turned = image.transpose(1, 0, 2) if matrix[3] > 0 else cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    elif abs(theta - 270) < 1:
+        turned = (image[::-1, ::-1].transpose(1, 0, 2) if matrix[3] < 0 else
+                  cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE))
+    elif abs(theta - 180) < 1:  # a half turn, or a mirror left to right (or top to bottom)
+        turned = image[::-1 if matrix[4] < 0 else 1, ::-1 if matrix[0] < 0 else 1]
+    elif abs(theta) < 1 and matrix[4] < 0:
+        turned = image[::-1]
+    else:
+        turned = image
+    return np.ascontiguousarray(turned)
 
 
 class _AudioTrack:
@@ -322,7 +416,9 @@ class _AudioTrack:
     AAC and MP3 packets are copied as they are (AAC in ADTS form, as MPEG-TS holds it, through the
     aac_adtstoasc filter that MP4 needs); any other codec is re-encoded to AAC (mono or stereo, at
     48 kHz where the AAC encoder does not take the source's rate). Timestamps are shifted so the start
-    of the source's video track is time 0, the clock of the frames VideoFileSource reads.
+    of the source's video track is time 0, the clock of the frames VideoFileSource reads; where they start
+    again lower (segments joined end to end), the audio that follows goes on from where the audio before
+    ended, as the frames go on from the last frame before.
     """
 
     def __init__(self, source: Path, container: av.container.OutputContainer):
@@ -332,6 +428,9 @@ class _AudioTrack:
             video = video_track(self._input)
             start = video_start(video) if video is not None else None
             self._offset = start or 0.0
+            self._joined = 0.0  # seconds added to the audio of the segment being read (joined end to end)
+            self._last_start: float | None = None  # on the output's clock, of the last packet or frame
+            self._end = 0.0  # where the audio so far ends, on the output's clock
             context = stream.codec_context
             self._remux = context.codec.canonical_name in MP4_AUDIO_CODECS
             # ADTS AAC (no extradata) becomes the raw AAC with its config in the header that MP4 needs
@@ -378,7 +477,8 @@ class _AudioTrack:
                 continue
             for frame in frames:
                 if frame.pts is not None:
-                    frame.pts -= round(self._offset / frame.time_base)
+                    shift = self._shift(float(frame.pts * frame.time_base), frame.samples / frame.sample_rate)
+                    frame.pts -= round(shift / frame.time_base)
                 yield from self._output.encode(frame)
         if not self._remux:
             yield from self._output.encode(None)
@@ -392,10 +492,22 @@ class _AudioTrack:
             except av.FFmpegError:
                 return
         for copy in packets:
-            shift = round(self._offset / copy.time_base)
+            shift = round(self._shift(float(copy.dts * copy.time_base), float((copy.duration or 0) * copy.time_base))
+                          / copy.time_base)
             copy.pts, copy.dts = copy.pts - shift, copy.dts - shift
             copy.stream = self._output
             yield copy
+
+    def _shift(self, start: float, duration: float) -> float:
+        """Seconds to take off the time of audio that starts at ``start`` (on the source's timeline) and lasts
+        ``duration``: the video track's start, less the length of the segments before its own (a start lower
+        than the last one's begins a segment, which goes on from where the audio before ended)."""
+        joined = start - self._offset + self._joined
+        if self._last_start is not None and joined < self._last_start:
+            self._joined += self._end - joined
+            joined = self._end
+        self._last_start, self._end = joined, max(self._end, joined + duration)
+        return self._offset - self._joined
 
     def mux_until(self, container: av.container.OutputContainer, seconds: float) -> None:
         """Mux the audio packets that start before `seconds`.
@@ -492,7 +604,8 @@ class H264VideoWriter(KeptOutput):
         """Queue one (H, W, 3) uint8 BGR frame of the size in ``info``.
 
         The frame is shown at ``timestamp`` (seconds since the start); without one, frames are
-        spaced 1/fps apart. A timestamp that does not move forward moves to the next tick (1/90000 s).
+        spaced 1/fps apart. A timestamp that does not move forward moves to the next tick (1/90000 s). The
+        first frame is shown from the start, whatever its time (a clip whose first frames are lost).
         """
         expected = (self.info.height, self.info.width, 3)
         if image_bgr.shape != expected or image_bgr.dtype != np.uint8:
@@ -502,7 +615,7 @@ class H264VideoWriter(KeptOutput):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")  # copies the pixels
         if timestamp is None:
             timestamp = self.frames_written / self._rate
-        pts = max(self._last_pts + 1, round(timestamp / TIME_BASE))
+        pts = max(self._last_pts + 1, round(timestamp / TIME_BASE)) if self.frames_written else 0
         frame.pts, frame.time_base = pts, TIME_BASE
         self._last_pts = pts
         self._end_time = float(pts * TIME_BASE + 1 / self._rate)
