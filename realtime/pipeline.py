@@ -49,10 +49,10 @@ class SourceWarning(UserWarning):
     the lines of the last stream."""
 
 
-def read_photo(path: str | Path) -> np.ndarray:
+def read_photo(path: str | Path, calls_below_user: int = 1) -> np.ndarray:
     """A photo file's image (``read_photo_file``), with a SourceWarning for each thing lost reading it (a damaged
-    or cut-short file, unreadable EXIF data); SourceError naming what was given for an empty path or a network
-    address (which ``stream()`` reads)."""
+    or cut-short file, unreadable EXIF data), said where the user's code called this ``calls_below_user`` calls
+    up; SourceError naming what was given for an empty path or a network address (which ``stream()`` reads)."""
     if not str(path).strip():
         raise SourceError("image path is empty")
     if isinstance(path, str) and is_stream_url(path):
@@ -60,7 +60,7 @@ def read_photo(path: str | Path) -> np.ndarray:
                           "reads cameras and network streams)")
     photo = read_photo_file(Path(path))
     for issue in photo.issues:
-        warnings.warn(issue, SourceWarning, stacklevel=3)  # at the caller of analyze() or track()
+        warnings.warn(issue, SourceWarning, stacklevel=2 + calls_below_user)
     return photo.image
 
 
@@ -186,7 +186,7 @@ class EmotionAnalyzer:
         the faces of the last one: new ids, no smoothing across the cut; after a flash of a frame or two the
         faces of the shot before it come back)."""
         if isinstance(frame, (str, Path)):
-            frame = read_photo(frame)
+            frame = read_photo(frame, calls_below_user=2)  # track() -> _track()
         with self._lock:
             self._check_open()
             if not in_stream and self._streaming:

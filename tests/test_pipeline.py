@@ -694,3 +694,13 @@ def test_analyze_reads_a_cut_short_photo_as_far_as_it_decodes_with_a_warning(ana
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a whole photo: no warning
         assert len(analyzer.analyze(tmp_path / "whole.jpg").faces) == 1
+
+
+def test_track_reads_a_cut_short_photo_with_a_warning_said_where_it_was_called(analyzer, tmp_path):
+    from realtime import SourceWarning
+
+    whole = cv2.imencode(".jpg", sample_photo_bgr())[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 8 // 10])
+    with pytest.warns(SourceWarning, match=r"cut\.jpg: damaged or cut short") as caught:
+        analyzer.track(tmp_path / "cut.jpg")
+    assert caught[0].filename == __file__
