@@ -12,7 +12,6 @@ ended (video files count the frames lost in ``frames_lost``).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from PIL import Image
 
 from realtime.errors import SourceError, one_line
 from realtime.io.camera import CAMERA_RECONNECT_S, CameraSource
-from realtime.io.images import IMAGE_SUFFIXES, ImageSource, looks_like_a_video
+from realtime.io.images import IMAGE_SUFFIXES, ImageSource, looks_like_a_video, quiet_pillow
 from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, StreamSource, is_stream_url, redacted
 from realtime.io.video import VIDEO_SUFFIXES, VideoFileSource
 from realtime.types import Frame, VideoInfo
@@ -76,8 +75,7 @@ def media_kind(path: Path | str) -> str:
     if suffix in VIDEO_SUFFIXES or not path.is_file():
         return "video"
     try:
-        with warnings.catch_warnings():  # a very large image is still an image; read_image() refuses it
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with quiet_pillow():  # a very large image is still an image; read_image() refuses it
             with Image.open(path):
                 return "image"
     except Image.DecompressionBombError:
@@ -89,7 +87,7 @@ def media_kind(path: Path | str) -> str:
 def _still_gif(path: Path) -> bool:
     """Whether ``path`` is a GIF of one frame (a photo, not an animation)."""
     try:
-        with Image.open(path) as image:
+        with quiet_pillow(), Image.open(path) as image:
             return image.format == "GIF" and not getattr(image, "is_animated", False)
     except Exception:  # not a GIF Pillow reads: left to the video decoder to judge
         return False
@@ -148,7 +146,11 @@ def scan_folder(folder: Path | str, recursive: bool = False, skip: Iterable[Path
                 is_folder = False
             if not is_folder:
                 media = path.suffix.lower() in MEDIA_SUFFIXES
-                if entry.is_file():
+                try:
+                    is_file = entry.is_file()
+                except OSError:  # a link that cannot be followed (a loop)
+                    is_file = False
+                if is_file:
                     (contents.media if media else contents.unknown).append(path)
                 elif media:  # named as one, but nothing to read
                     contents.not_files.append((path, _not_a_file(entry)))
@@ -187,9 +189,15 @@ def scan_folder(folder: Path | str, recursive: bool = False, skip: Iterable[Path
 
 def _not_a_file(entry: os.DirEntry) -> str:
     """What a folder's entry that is neither a file nor a folder is, in words."""
-    if entry.is_symlink():
+    if not entry.is_symlink():
+        return "not a file (a pipe, socket or device)"
+    try:
+        os.stat(entry.path)
+    except FileNotFoundError:
         return f"a link to {os.readlink(entry.path)}, which is not there"
-    return "not a file (a pipe, socket or device)"
+    except OSError as error:
+        return f"a link to {os.readlink(entry.path)}, which cannot be followed ({error.strerror})"
+    return f"a link to {os.readlink(entry.path)}, which is not a file (a pipe, socket or device)"
 
 
 def _entries(folder: Path) -> list[os.DirEntry]:

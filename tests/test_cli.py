@@ -157,6 +157,19 @@ def test_a_photo_cut_short_is_analysed_as_far_as_it_decodes_and_the_run_says_so(
                                                    "too little of the picture decodes)")
 
 
+def test_a_photo_that_does_not_decode_even_as_far_as_it_goes_is_skipped_in_a_folder(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    garbled = bytearray(cv2.imencode(".webp", sample_photo_bgr())[1].tobytes())
+    garbled[1000:1064] = bytes(64)
+    (folder / "a.webp").write_bytes(bytes(garbled))
+    (folder / "b.jpg").write_bytes(astronaut_jpeg())
+    assert main([str(folder), "--model", str(tiny_model)]) == 3  # the run stopped there, with an internal error
+    captured = capsys.readouterr()
+    assert "warning: skipped image a.webp: cannot decode it (failed to read next frame)\n" in captured.err
+    assert "1 frame, 1 face detection" in captured.out
+
+
 def test_a_photo_whose_exif_data_cannot_be_read_is_analysed_as_stored(tiny_model, tmp_path, capsys):
     photo, out = tmp_path / "exif.jpg", tmp_path / "out.jpg"
     # no TIFF header (and dots per inch set, so that Pillow does not look for them in the EXIF data): it was refused
@@ -473,13 +486,18 @@ def test_a_folder_names_its_broken_links_and_pipes_as_problems(tiny_model, tmp_p
     photo_tree(folder, ["a.png"])
     (folder / "gone.jpg").symlink_to(tmp_path / "unplugged" / "gone.jpg")  # a drive that is not there
     os.mkfifo(folder / "pipe.mp4")
+    (folder / "null.png").symlink_to("/dev/null")
+    (folder / "loop.jpg").symlink_to("loop.jpg")  # it stopped the run with a traceback
     (folder / "notes").symlink_to(tmp_path / "nowhere")  # not named as a photo or video: nothing said
     assert main([str(folder), "--model", str(tiny_model)]) == 3  # they were left out without a word
     captured = capsys.readouterr()
     assert f"warning: skipped gone.jpg: a link to {tmp_path / 'unplugged' / 'gone.jpg'}, which is not there\n" \
         in captured.err
     assert "warning: skipped pipe.mp4: not a file (a pipe, socket or device)\n" in captured.err
-    assert "notes" not in captured.err and "incomplete (2 problems" in captured.out
+    assert "warning: skipped null.png: a link to /dev/null, which is not a file (a pipe, socket or device)\n" \
+        in captured.err
+    assert "warning: skipped loop.jpg: a link to loop.jpg, which cannot be followed (Too many levels of " in captured.err
+    assert "notes" not in captured.err and "incomplete (4 problems" in captured.out
 
 
 def test_a_folder_whose_media_are_all_in_subfolders_suggests_recursive(tiny_model, tmp_path, capsys):

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -475,3 +476,40 @@ def test_a_named_pipe_with_a_photo_name_is_not_read_to_see_what_it_is(tmp_path):
     assert kinds == ["image"]  # and open_source() then says it is no file, as for any pipe
     with pytest.raises(SourceError, match="not a file"):
         open_source(pipe)
+
+
+def test_a_damaged_photo_waiting_to_be_read_as_far_as_it_goes_is_not_kept_waiting_by_new_photos(tmp_path):
+    import realtime.io.images as images
+
+    whole = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 8 // 10])
+    order, holding, release = [], threading.Event(), threading.Event()
+
+    def hold_a_strict_decoding():  # a photo being read while the damaged one comes
+        with images._strict_decoding():
+            holding.set()
+            release.wait(30)
+
+    def read_the_damaged_photo():
+        images.read_photo_file(tmp_path / "cut.jpg")
+        order.append("damaged")
+
+    def read_another_photo():
+        with images._strict_decoding():
+            order.append("another")
+
+    holder, damaged = threading.Thread(target=hold_a_strict_decoding), threading.Thread(target=read_the_damaged_photo)
+    holder.start()
+    holding.wait(30)
+    damaged.start()
+    for _ in range(3000):  # until it waits for the photo being read (bounded: 30 s)
+        if images._tolerant_waiting:
+            break
+        time.sleep(0.01)
+    another = threading.Thread(target=read_another_photo)  # a photo that comes meanwhile: it went first, and more
+    another.start()                                        # such photos kept the damaged one waiting for good
+    another.join(0.2)
+    release.set()
+    for thread in (holder, damaged, another):
+        thread.join(30)
+    assert order == ["damaged", "another"]

@@ -360,3 +360,27 @@ def test_a_video_whose_pixels_are_not_square_is_read_as_players_show_it(tmp_path
     assert frames[0].image.shape == (48, 128, 3) and (source.info.width, source.info.height) == (128, 48)
     frames, _ = read_all(marked_clip(tmp_path / "tall.mp4", pixel_shape=Fraction(1, 2)))
     assert frames[0].image.shape == (96, 64, 3)  # stretched, never shrunk
+    for nonsense in (Fraction(5, 1), Fraction(1, 5)):  # no video's: a value that is wrong (a 4000:1 made frames
+        frames, _ = read_all(marked_clip(tmp_path / "odd.mp4", pixel_shape=nonsense))  # of 2,880,000 pixels wide)
+        assert frames[0].image.shape == (48, 64, 3)
+
+
+def test_an_avi_file_with_damaged_frames_reports_them_where_they_are(tmp_path):
+    clip = tmp_path / "in.avi"
+    garbage = np.random.default_rng(0)
+    with av.open(str(clip), "w") as container:  # MJPEG: every frame on its own; frames 10 and 11 garbled
+        video = container.add_stream("mjpeg", rate=FPS)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuvj420p"
+        for index in range(30):
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture(index, (64, 48)), format="bgr24")):
+                if index in (10, 11):
+                    damaged = av.Packet(b"\xff\xd8" + garbage.integers(0, 256, packet.size, np.uint8).tobytes())
+                    damaged.pts, damaged.dts, damaged.time_base, damaged.stream = \
+                        packet.pts, packet.dts, packet.time_base, video
+                    packet = damaged
+                container.mux(packet)
+    frames, source = read_all(clip)  # they were timed as the frames after them, and reported 16 frames later
+    assert len(frames) == 28 and source.frames_lost == 2
+    assert source.issues == ["video in.avi: damaged data from 0.33 s to 0.40 s skipped (2 frames lost)"]
+    assert [frame.timestamp for frame in frames] == pytest.approx(
+        [index / FPS for index in range(30) if index not in (10, 11)], abs=0.002)

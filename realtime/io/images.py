@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, write_atomically
@@ -99,15 +99,15 @@ def read_photo_file(path: Path | str, name: str | None = None) -> PhotoFile:
     name = name or str(path)
     limit = photo_pixel_limit()
     try:
-        with _photo_pixel_limit(), warnings.catch_warnings():  # the size is checked below, with one clear line
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            warnings.simplefilter("ignore", UserWarning)  # Pillow's on EXIF it reads in part: what it read is used
+        with _photo_pixel_limit():
             try:
                 with _strict_decoding():
                     return _decode_photo(path, name, limit)
             except _DamagedData as damage:
                 with _tolerant_decoding():
                     return _decode_photo(path, name, limit, damage=str(damage))
+    except _DamagedData as damage:  # not even as far as it goes
+        raise SourceError(f"image {path}: cannot decode it ({damage})") from damage
     except Image.DecompressionBombError as error:  # over twice the limit, said by Pillow as it opened the file
         if limit is None:  # no limit here, so Pillow had none either but for a race: in its own words
             raise SourceError(f"image {path}: {one_line(error)}") from error
@@ -132,20 +132,28 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
     ``damage``: why they failed before: they are now decoded as far as they go (under ``_tolerant_decoding``),
     and the photo is refused if less than 1% of its picture decodes.
     """
-    with Image.open(path) as image:
+    with quiet_pillow():  # the size is checked below, with one clear line
+        image = Image.open(path)
+    with image:
         if limit is not None and image.width * image.height > limit:
             raise SourceError(_too_many_pixels(path, f"{image.width}x{image.height} pixels", limit))
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as error:
             raise _DamagedData(one_line(error)) from error
-        issues = ()
+        frames, issues = getattr(image, "n_frames", 1), ()
         try:
-            ImageOps.exif_transpose(image, in_place=True)  # upright; in place: no copy of a huge photo
+            with quiet_pillow():  # on EXIF data it reads in part: what it read is used
+                turn = EXIF_TURNS.get(image.getexif().get(ExifTags.Base.Orientation, 1))
         except Exception as error:  # EXIF parsing fails in many ways (struct, TIFF header, key errors)
+            turn = None
             issues += (f"image {name}: its EXIF data cannot be read ({one_line(error)}): analysed as stored, "
-                      "without its orientation",)
-        bgr = pil_to_bgr(image)
+                       "without its orientation",)
+        upright = image
+        if turn is not None:
+            upright = image.transpose(turn)
+            image.close()  # its pixels: not two copies of a huge photo
+        bgr = pil_to_bgr(upright)
         if damage is not None:
             blank = _blank_share(bgr)
             if blank > 0.99:
@@ -153,7 +161,7 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
             lost = (f"its bottom {blank:.0%} is blank, the rest was analysed" if blank >= 0.005 else
                     "analysed as far as it decodes (blurred where its data is missing)")
             issues = (f"image {name}: damaged or cut short ({damage}): {lost}", *issues)
-        return PhotoFile(bgr, getattr(image, "n_frames", 1), issues)
+        return PhotoFile(bgr, frames, issues)
 
 
 def _blank_share(image: np.ndarray) -> float:
@@ -170,18 +178,38 @@ def _blank_share(image: np.ndarray) -> float:
     return 1.0
 
 
+# EXIF orientation -> the turn or mirror that makes the photo upright (as Pillow's ImageOps.exif_transpose)
+EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+_pillow_warnings_lock = threading.Lock()
+
+
+@contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Pillow's warnings left unsaid for a short call (opening a file, reading its EXIF data): those of large
+    images (this program checks their size itself, with one clear line) and of EXIF data read in part.
+    ``warnings.catch_warnings`` is not thread-safe (a filter could stay on for good), so such calls take turns."""
+    with _pillow_warnings_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+        yield
+
+
 _decoding = threading.Condition()
 _strict_decoders = 0  # photos being decoded strictly (a damaged one raises) now
+_tolerant_waiting = 0  # damaged photos waiting to be decoded as far as they go
 _tolerant_decoder = False  # a damaged photo is being decoded as far as it goes (Pillow's LOAD_TRUNCATED_IMAGES)
 
 
 @contextmanager
 def _strict_decoding() -> Iterator[None]:
     """A photo decoded as Pillow does by default: not while a damaged one is decoded as far as it goes (the
-    setting that allows that is process-wide)."""
+    setting that allows that is process-wide), nor while one waits to be (it would wait for good while photos
+    keep coming)."""
     global _strict_decoders
     with _decoding:
-        _decoding.wait_for(lambda: not _tolerant_decoder)
+        _decoding.wait_for(lambda: not _tolerant_decoder and not _tolerant_waiting)
         _strict_decoders += 1
     try:
         yield
@@ -195,9 +223,14 @@ def _strict_decoding() -> Iterator[None]:
 def _tolerant_decoding() -> Iterator[None]:
     """A damaged photo decoded as far as it goes (Pillow's process-wide LOAD_TRUNCATED_IMAGES on), once no
     other photo is being decoded here, and none starts meanwhile."""
-    global _tolerant_decoder
+    global _tolerant_decoder, _tolerant_waiting
     with _decoding:
-        _decoding.wait_for(lambda: not _tolerant_decoder and _strict_decoders == 0)
+        _tolerant_waiting += 1
+        try:
+            _decoding.wait_for(lambda: not _tolerant_decoder and _strict_decoders == 0)
+        finally:
+            _tolerant_waiting -= 1
+            _decoding.notify_all()  # (if the wait was broken off, strict decoders wait on it no longer)
         _tolerant_decoder, before = True, ImageFile.LOAD_TRUNCATED_IMAGES
         ImageFile.LOAD_TRUNCATED_IMAGES = True
     try:
@@ -292,8 +325,7 @@ def image_size(path: Path) -> tuple[int, int] | None:
     if not path.is_file():
         return None
     try:
-        with _photo_pixel_limit(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _photo_pixel_limit(), quiet_pillow():
             with Image.open(path) as image:
                 return image.size
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):

@@ -53,9 +53,6 @@ TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source'
 # while writing: a fragment at each keyframe and at least every second of video, written out at once
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
                   "flush_packets": "1"}
-# frames: in an AVI file (timestamps in decode order), a packet whose frame has not come out this many frames
-# after a later one's is lost (H.264 reorders by at most 16 B-frames)
-REORDER_WINDOW = 16
 SYNC_SECONDS = 1.0  # written data is fsynced at least this often
 # the boxes an MP4/MOV holds at its top level, but for "moov" (the index)
 MP4_TOP_LEVEL_BOXES = frozenset({b"ftyp", b"mdat", b"free", b"skip", b"wide", b"uuid", b"pdin", b"meta", b"moof",
@@ -143,8 +140,8 @@ class VideoFileSource:
         self._thread.start()
 
     def _packets(self) -> Iterator[av.Packet]:
-        """The packets of every stream (where the data of each ends tells a cut-short file from a whole one),
-        up to the end of the file or up to where it can no longer be read."""
+        """The packets of every stream (where the data of every video and audio track ends tells a cut-short file
+        from a whole one), up to the end of the file or up to where it can no longer be read."""
         try:
             yield from self._container.demux()
         except av.FFmpegError:  # what was read stays; _note_end reports the rest as lost
@@ -170,35 +167,37 @@ class VideoFileSource:
         expected: deque[list[int]] = deque([[]])
         last_dts = last_pts = None  # of the last packet read, and of the last frame out
         pixel_shape = stream.sample_aspect_ratio  # width over height of a pixel as shown (None: square)
-        in_decode_order = (_DecodeOrderTimes(round(REORDER_WINDOW / fps / stream.time_base))
-                           if self._container.format.name == "avi" else None)
+        in_decode_order = _DecodeOrderTimes() if self._container.format.name == "avi" else None
         index = 0
         for packet in self._packets():
-            if packet.dts is not None and packet.pts is not None:
+            if packet.dts is not None and packet.pts is not None and packet.stream.type in ("video", "audio"):
                 data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
             if packet.stream.index != stream.index:
                 continue
+            if in_decode_order is not None:
+                in_decode_order.read(packet)
             if packet.dts is not None and last_dts is not None and packet.dts < last_dts:
                 expected.append([])
             last_dts = packet.dts if packet.dts is not None else last_dts
-            if packet.dts is not None and packet.pts is not None and not packet.is_discard:  # (edit lists)
-                if in_decode_order is not None:
-                    in_decode_order.read(packet.pts)
-                else:
-                    heapq.heappush(expected[-1], packet.pts)
+            if packet.dts is not None and packet.pts is not None and not packet.is_discard and in_decode_order is None:
+                heapq.heappush(expected[-1], packet.pts)  # (a discarded packet: cut by an edit list)
             if damaged and packet.dts is not None and not packet.is_keyframe:
+                if in_decode_order is not None:
+                    in_decode_order.dropped()
                 continue
             try:
                 decoded = packet.decode()
             except (av.FFmpegError, ValueError):
+                if in_decode_order is not None:
+                    in_decode_order.dropped()
                 damaged = True
                 continue
             damaged = False
             for av_frame in decoded:
                 lost = 0
                 frame_time = av_frame.time
-                if av_frame.pts is not None and in_decode_order is not None:
-                    shown, lost = in_decode_order.came_out(av_frame.pts)
+                if in_decode_order is not None:
+                    shown, lost = in_decode_order.came_out(av_frame.dts)
                     frame_time = None if shown is None else float(shown * stream.time_base)
                 elif av_frame.pts is not None:
                     if len(expected) > 1 and (not expected[0] or (last_pts is not None and av_frame.pts < last_pts)):
@@ -224,8 +223,7 @@ class VideoFileSource:
                 previous = timestamp
                 yield Frame(index, timestamp, np.ascontiguousarray(image))
                 index += 1
-        unreadable = sum(map(len, expected)) + (in_decode_order.waiting if in_decode_order is not None else 0)
-        noted = self._note_end(stream, origin or 0.0, first, previous, index, fps, unreadable, data_end)
+        noted = self._note_end(stream, origin or 0.0, first, previous, index, fps, sum(map(len, expected)), data_end)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
             self.issues.append(f"video {self.name}: the file ends inside a transport-stream packet: it is cut "
                                f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
@@ -317,39 +315,36 @@ class VideoFileSource:
 
 class _DecodeOrderTimes:
     """Frame times for a file whose packets' timestamps are in decode order (AVI): with B-frames, frames come out
-    of the decoder in another order than their packets, each with its packet's timestamp, so that the times
-    of the frames out go back and forth. Frames come out in the order they are shown, so the n-th frame out is
-    shown at the n-th lowest timestamp read; a packet whose frame has not come out by ``window`` (in the
-    stream's time base) after a frame that has is lost."""
+    of the decoder in another order than their packets, each with its packet's timestamp, so that those times
+    go back and forth. A frame is timed instead by the decode timestamp of the packet that let it out (which
+    rises as the frames come out, in the order they are shown), less the decoder's delay: the first frame is
+    shown at the lowest timestamp read before it. Packets dropped as damaged are the frames lost.
+    """
 
-    def __init__(self, window: int):
-        self._window = window
-        self._times: list[int] = []  # heap: timestamps read, not yet given to a frame
-        self._waiting: list[int] = []  # heap: timestamps of packets whose frames have not come out
+    def __init__(self):
+        self._lowest: int | None = None  # the lowest timestamp read before the first frame came out
+        self._delay: int | None = None  # the first frame's decode timestamp, less that
+        self._dropped = 0  # packets dropped since the last frame came out
 
-    @property
-    def waiting(self) -> int:
-        """How many packets read have not given their frame."""
-        return len(self._waiting)
+    def read(self, packet: av.Packet) -> None:
+        """A packet of the video track was read."""
+        if self._delay is None and packet.pts is not None and (self._lowest is None or packet.pts < self._lowest):
+            self._lowest = packet.pts
 
-    def read(self, pts: int) -> None:
-        """A packet with timestamp ``pts`` was read."""
-        heapq.heappush(self._times, pts)
-        heapq.heappush(self._waiting, pts)
+    def dropped(self) -> None:
+        """The packet read last was dropped (damaged): its frame is lost."""
+        self._dropped += 1
 
-    def came_out(self, pts: int) -> tuple[int | None, int]:
-        """The time at which the frame that came out with its packet's timestamp ``pts`` is shown (None when no
-        packet was read for it), and how many frames were lost before it (their times are passed over)."""
-        if pts in self._waiting:
-            self._waiting.remove(pts)
-            heapq.heapify(self._waiting)
-        lost = 0
-        while self._waiting and self._waiting[0] < pts - self._window:
-            heapq.heappop(self._waiting)
-            if self._times:
-                heapq.heappop(self._times)
-            lost += 1
-        return (heapq.heappop(self._times) if self._times else None), lost
+    def came_out(self, dts: int | None) -> tuple[int | None, int]:
+        """The time (in the stream's time base) at which a frame that came out with decode timestamp ``dts``
+        is shown (None when it has none: the last frames, let out at the end), and how many frames were lost
+        before it."""
+        lost, self._dropped = self._dropped, 0
+        if dts is None:
+            return None, lost
+        if self._delay is None:
+            self._delay = dts - (self._lowest if self._lowest is not None else dts)
+        return dts - self._delay, lost
 
 
 def video_start(stream) -> float | None:
@@ -371,7 +366,7 @@ def video_track(container: av.container.InputContainer):
 def _square_pixels(image: np.ndarray, pixel_shape: Fraction | None) -> np.ndarray:
     """``image`` stretched to square pixels, as players show a video whose pixels are not square (``pixel_shape``,
     its sample aspect ratio: width over height): wider (or taller), never smaller."""
-    if not pixel_shape or pixel_shape <= 0 or pixel_shape == 1:
+    if not pixel_shape or not 0.25 <= pixel_shape <= 4 or abs(pixel_shape - 1) < 0.01:  # square, or nonsense
         return image
     height, width = image.shape[:2]
     size = (round(width * pixel_shape), height) if pixel_shape > 1 else (width, round(height / pixel_shape))
