@@ -41,7 +41,14 @@ from realtime.demo import demo_source
 from realtime.detector import DETECTOR_CHOICES, FaceDetector
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
-from realtime.scene_cuts import CUT_THRESHOLD, frame_difference, hsv_thumbnail
+from realtime.scene_cuts import (
+    CUT_THRESHOLD,
+    RELIT_CORRELATION,
+    SceneCutDetector,
+    ShotChange,
+    frame_difference,
+    hsv_thumbnail,
+)
 from realtime.tracker import FaceTracker
 from realtime.types import FaceDetection
 
@@ -504,8 +511,8 @@ def table_crossing() -> None:
 
 def table_cuts() -> None:
     print(f"## Frame differences (mean absolute HSV difference of 64x36 thumbnails; a cut above "
-          f"{CUT_THRESHOLD:g})\n")
-    first_and_last, rows, seconds, count = {}, [], 0.0, 0
+          f"{CUT_THRESHOLD:g}, unless their brightness correlates {RELIT_CORRELATION:g} or more)\n")
+    first_and_last, rows, seconds, count, flashes = {}, [], 0.0, 0, []
     for clip in [*CLIPS, "no_face.mp4", "demo"]:
         if clip == "demo":
             with demo_source() as source:
@@ -516,17 +523,39 @@ def table_cuts() -> None:
         thumbnails = [hsv_thumbnail(image) for image in frames]
         seconds, count = seconds + time.perf_counter() - started, count + len(frames)
         differences = [frame_difference(a, b) for a, b in zip(thumbnails, thumbnails[1:])]
-        cuts = [index + 1 for index, difference in enumerate(differences) if difference > CUT_THRESHOLD]
+        detector = SceneCutDetector()
+        cuts = [index for index, image in enumerate(frames) if detector.shot_change(image) is ShotChange.NEW]
         within = [d for index, d in enumerate(differences) if index + 1 not in cuts]
         rows.append([clip, len(frames), f"{max(within):.1f}", ", ".join(f"frame {c}: {differences[c - 1]:.1f}"
                                                                         for c in cuts) or "none"])
         first_and_last[clip] = (frames[0], frames[-1])
+        for name, light in FLASHES.items():  # frame 30 lit by a flash: the same picture, no cut
+            detector = SceneCutDetector()
+            lit = [light(image) if index == 30 else image for index, image in enumerate(frames[:40])]
+            flashes.append((clip, name, [detector.shot_change(image) for image in lit][30] is ShotChange.NEW))
     print_table(["clip", "frames", "most within a shot", "cuts found"], rows)
-    between = [frame_difference(hsv_thumbnail(first_and_last[a][1]),
-                                hsv_thumbnail(cv2.resize(first_and_last[b][0], first_and_last[a][1].shape[1::-1])))
-               for a in first_and_last for b in first_and_last if a != b]
+    pairs = [(first_and_last[a][1], cv2.resize(first_and_last[b][0], first_and_last[a][1].shape[1::-1]))
+             for a in first_and_last for b in first_and_last if a != b]
+    between = [frame_difference(hsv_thumbnail(last), hsv_thumbnail(first)) for last, first in pairs]
+    joins_cut = 0
+    for last, first in pairs:
+        detector = SceneCutDetector()
+        joins_cut += [detector.shot_change(image) for image in (last, first)][1] is ShotChange.NEW
     print(f"Last frame of one clip against the first of another: {min(between):.1f} to {max(between):.1f} "
-          f"({len(between)} pairs); a frame's thumbnail takes {1000 * seconds / count:.2f} ms\n")
+          f"({len(between)} pairs, {joins_cut} taken for cuts); a frame's thumbnail takes "
+          f"{1000 * seconds / count:.2f} ms\n")
+    print_table(["flash on frame 30", "taken for a cut"],
+                [[name, f"{sum(cut for _, kind, cut in flashes if kind == name)} of {len(CLIPS) + 2} clips"]
+                 for name in FLASHES])
+    print()
+
+
+# A camera's flash, as it lights a frame: most of the way to white; brighter with its highlights burnt out; a
+# white frame in an edit
+FLASHES = {"70% white": lambda image: cv2.addWeighted(image, 0.3, np.full_like(image, 255), 0.7, 0),
+           "x1.5 + 60": lambda image: cv2.convertScaleAbs(image, alpha=1.5, beta=60),
+           "x2 + 100": lambda image: cv2.convertScaleAbs(image, alpha=2.0, beta=100),
+           "all white": lambda image: np.full_like(image, 255)}
 
 
 TABLES = ("photos", "groups", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts",
