@@ -241,6 +241,7 @@ def test_a_clip_cut_mid_gop_reports_only_its_leading_gap_at_its_real_times(tmp_p
     assert len(frames) == 15 and source.frames_lost == 10
     assert frames[0].timestamp == pytest.approx(10 / FPS, abs=0.002)  # on the clock of the track's start
     assert [frame.timestamp for frame in frames] == pytest.approx([(10 + i) / FPS for i in range(15)], abs=0.002)
+    assert [frame.index for frame in frames] == list(range(10, 25))  # places in the video: they were 0 to 14
     assert source.issues == [f"video {clip.name}: damaged data from 0.00 s to 0.33 s skipped (10 frames lost)"]
 
 
@@ -384,3 +385,4 @@ def test_an_avi_file_with_damaged_frames_reports_them_where_they_are(tmp_path):
     assert source.issues == ["video in.avi: damaged data from 0.33 s to 0.40 s skipped (2 frames lost)"]
     assert [frame.timestamp for frame in frames] == pytest.approx(
         [index / FPS for index in range(30) if index not in (10, 11)], abs=0.002)
+    assert [frame.index for frame in frames] == [index for index in range(30) if index not in (10, 11)]

@@ -149,7 +149,7 @@ class VideoFileSource:
 
     def _decode(self, stream, fps: float) -> Iterator[Frame]:
         """Decode frames in order, upright, at the first frame's size, with seconds since the video
-        track's start; note what is lost.
+        track's start and their places in it (the frames lost counted); note what is lost.
 
         Every packet read is expected to give the frame of its pts; frames that never come out
         between two that do are one gap, those after the last frame are lost at the end. Where the
@@ -168,7 +168,7 @@ class VideoFileSource:
         last_dts = last_pts = None  # of the last packet read, and of the last frame out
         pixel_shape = stream.sample_aspect_ratio  # width over height of a pixel as shown (None: square)
         in_decode_order = _DecodeOrderTimes() if self._container.format.name == "avi" else None
-        index = 0
+        index = handed_out = 0  # the next frame's place in the video; frames handed out
         for packet in self._packets():
             if packet.dts is not None and packet.pts is not None and packet.stream.type in ("video", "audio"):
                 data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
@@ -220,10 +220,11 @@ class VideoFileSource:
                     image = self._resized(image, size, timestamp)
                 if lost:
                     self._note_gap(previous + 1.0 / fps, timestamp, lost)
+                    index += lost  # a frame's index is its place in the video, the frames lost counted
                 previous = timestamp
                 yield Frame(index, timestamp, np.ascontiguousarray(image))
-                index += 1
-        noted = self._note_end(stream, origin or 0.0, first, previous, index, fps, sum(map(len, expected)), data_end)
+                index, handed_out = index + 1, handed_out + 1
+        noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, sum(map(len, expected)), data_end)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
             self.issues.append(f"video {self.name}: the file ends inside a transport-stream packet: it is cut "
                                f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
