@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import csv
 import io
+import itertools
 import shutil
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from realtime.scene_cuts import (
     RELIT_CORRELATION,
     SceneCutDetector,
     ShotChange,
+    detail_correlation,
     frame_difference,
     hsv_thumbnail,
 )
@@ -548,6 +550,50 @@ def table_cuts() -> None:
                 [[name, f"{sum(cut for _, kind, cut in flashes if kind == name)} of {len(CLIPS) + 2} clips"]
                  for name in FLASHES])
     print()
+    table_relit()
+
+
+def table_relit() -> None:
+    """Every 8th frame of each shared clip (at 640x360) against every 8th of each other clip, framed alike in
+    several ways, and against itself lit by each flash: of the pairs that differ as cuts do, how many pass for
+    the same picture relit (no cut)."""
+    clips = {name: [cv2.resize(image, (640, 360)) for image in clip_frames(MEDIA / name)[0][::8]]
+             for name in [*CLIPS, "no_face.mp4"]}
+    rows = []
+    for framing, framed in FRAMINGS.items():
+        thumbnails = {name: [hsv_thumbnail(framed(image)) for image in images] for name, images in clips.items()}
+        pairs = [(a, b) for one, other in itertools.permutations(thumbnails, 2)
+                 for a in thumbnails[one] for b in thumbnails[other] if frame_difference(a, b) > CUT_THRESHOLD]
+        relit = sum(detail_correlation(a, b) >= RELIT_CORRELATION for a, b in pairs)
+        rows.append([f"another clip's frame, {framing}", f"{relit} of {len(pairs)}"])
+    for name, light in FLASHES.items():
+        pairs = [(hsv_thumbnail(image), hsv_thumbnail(light(image))) for images in clips.values() for image in images]
+        pairs = [(a, b) for a, b in pairs if frame_difference(a, b) > CUT_THRESHOLD]
+        relit = sum(detail_correlation(a, b) >= RELIT_CORRELATION for a, b in pairs)
+        rows.append([f"the same frame lit: {name}", f"{relit} of {len(pairs)}"])
+    print_table(["pairs of frames that differ as cuts do", "taken for one picture relit (no cut)"], rows)
+    print()
+
+
+def _vignetted(image: np.ndarray, strength: float = 0.8) -> np.ndarray:
+    """``image`` darkened towards its corners, as a strong vignette does."""
+    height, width = image.shape[:2]
+    rows, columns = np.mgrid[0:height, 0:width]
+    radius = ((columns - width / 2) / (width / 2)) ** 2 + ((rows - height / 2) / (height / 2)) ** 2
+    return (image * np.clip(1 - strength * radius, 0, 1)[..., None]).astype(np.uint8)
+
+
+def _boxed(image: np.ndarray, top: float = 0.0, side: float = 0.0) -> np.ndarray:
+    """``image`` with black bars over ``top`` of its height at top and bottom, ``side`` of its width at each side."""
+    boxed, (height, width) = image.copy(), image.shape[:2]
+    rows, columns = round(height * top), round(width * side)
+    boxed[:rows], boxed[height - rows:], boxed[:, :columns], boxed[:, width - columns:] = 0, 0, 0, 0
+    return boxed
+
+
+FRAMINGS = {"as it is": lambda image: image, "letterboxed 2.39:1": lambda image: _boxed(image, top=0.128),
+            "letterboxed 1.85:1": lambda image: _boxed(image, top=0.0625),
+            "pillarboxed 4:3": lambda image: _boxed(image, side=0.125), "vignetted": _vignetted}
 
 
 # A camera's flash, as it lights a frame: most of the way to white; brighter with its highlights burnt out; a

@@ -561,14 +561,13 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         if window is not None:
             sinks.append(window)
         name = source_name or source_label(source)
-        last = None
+        last, done = None, 0
         try:
             for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,  # noqa: B007 (the last frame is used after the loop)
                                        max_frames=args.max_frames, progress=job.kind != "image",
                                        sample_fps=args.sample_fps):
-                pass
+                done += 1
         except SourceError as error:  # failed part way: what was analysed before is kept
-            done = last.frame.index + 1 if last is not None else 0
             _problem(summary, f"{name}: stopped after {done} frame{'s' * (done != 1)} ({error}); "
                               "the outputs keep those frames")
         finally:  # also when interrupted: what was lost before is reported

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks.faces import (
+    FRAMINGS,
     TRACKER_BEFORE,
     change_sequences,
     clip_frames,
@@ -27,7 +28,15 @@ from realtime.detector import FaceDetector
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
 from realtime.pipeline import EmotionAnalyzer
-from realtime.scene_cuts import SceneCutDetector, ShotChange
+from realtime.scene_cuts import (
+    CUT_THRESHOLD,
+    RELIT_CORRELATION,
+    SceneCutDetector,
+    ShotChange,
+    detail_correlation,
+    frame_difference,
+    hsv_thumbnail,
+)
 from realtime.tracker import FaceTracker
 from realtime.types import FaceDetection, Frame
 
@@ -184,6 +193,18 @@ def test_a_flash_in_a_real_clip_is_not_a_new_shot(media, tiny_model, tmp_path, f
         results = list(analyzer.stream(path))
     ids = [{face.face_id for face in result.faces} for result in results]
     assert len(ids) == 30 and set().union(*ids) == {1} and ids[:15] == [{1}] * 15 and ids[18:] == [{1}] * 12
+
+
+@pytest.mark.parametrize("framing", ["letterboxed 2.39:1", "letterboxed 1.85:1", "pillarboxed 4:3", "vignetted"])
+def test_frames_framed_alike_are_not_taken_for_one_picture_relit(media, framing):
+    """Frames of shared clips of different scenes, with the same black bars or vignette, that differ as cuts do:
+    cuts (the bars and vignette in common made most of them pass for a flash, which kept the face ids across)."""
+    framed = FRAMINGS[framing]
+    thumbnails = {name: [hsv_thumbnail(framed(cv2.resize(image, (640, 360)))) for image in clip(media, name)[::12]]
+                  for name in ("single_face.mp4", "test.mp4", "no_face.mp4")}
+    for one in ("single_face.mp4", "test.mp4"):
+        pairs = [(a, b) for a in thumbnails[one] for b in thumbnails["no_face.mp4"] if frame_difference(a, b) > CUT_THRESHOLD]
+        assert len(pairs) >= 40 and max(detail_correlation(a, b) for a, b in pairs) < RELIT_CORRELATION
 
 
 def test_a_light_switched_on_for_good_is_no_new_shot(media):

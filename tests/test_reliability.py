@@ -557,3 +557,22 @@ def test_the_exit_codes_are_in_the_help_and_the_fault_table_matches_the_tests():
         if line.startswith("|") and len(cells) == 5 and cells[0] in EXIT_CODES:
             documented[cells[0]] = None if cells[4] == "none (killed)" else int(cells[4])
     assert documented == EXIT_CODES
+
+
+def test_a_decoder_failure_part_way_with_sampling_counts_the_frames_analysed(media, tiny_model, tmp_path,
+                                                                              monkeypatch, capsys):
+    upright, calls = realtime.io.video._upright, []
+
+    def failing_at_frame_30(image, matrix):
+        calls.append(None)
+        if len(calls) == 30:
+            raise RuntimeError("simulated decoder failure")
+        return upright(image, matrix)
+
+    monkeypatch.setattr(realtime.io.video, "_upright", failing_at_frame_30)
+    out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
+    assert main([str(media / "single_face.mp4"), "-o", str(out), "-r", str(results), "--sample-fps", "5",
+                 "--model", str(tiny_model)]) == EXIT_CODES["folder file fails part way"]
+    analysed = len(rows(results))  # one face in every frame
+    assert 5 <= analysed <= 7 and len(played(out)) == analysed
+    assert f"stopped after {analysed} frames (video " in capsys.readouterr().out  # it said 29, the source's frames

@@ -386,3 +386,26 @@ def test_an_avi_file_with_damaged_frames_reports_them_where_they_are(tmp_path):
     assert [frame.timestamp for frame in frames] == pytest.approx(
         [index / FPS for index in range(30) if index not in (10, 11)], abs=0.002)
     assert [frame.index for frame in frames] == [index for index in range(30) if index not in (10, 11)]
+
+
+def test_an_avi_file_with_b_frames_damaged_at_its_end_counts_its_lost_frames_once(tmp_path):
+    clip = tmp_path / "in.avi"
+    garbage = np.random.default_rng(0)
+    with av.open(str(clip), "w") as container:  # the last three packets garbled
+        video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "bf": "2", "g": "12"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        packets = [packet for index in range(30)
+                   for packet in video.encode(av.VideoFrame.from_ndarray(picture(index, (64, 48)), format="bgr24"))]
+        packets += video.encode(None)
+        for number, packet in enumerate(packets):
+            if number >= len(packets) - 3:
+                damaged = av.Packet(garbage.integers(0, 256, max(packet.size, 64), np.uint8).tobytes())
+                damaged.pts, damaged.dts, damaged.time_base, damaged.stream = \
+                    packet.pts, packet.dts, packet.time_base, video
+                packet = damaged
+            container.mux(packet)
+    frames, source = read_all(clip)  # lost frames were counted twice, and the last frames numbered past them
+    assert len(frames) == 27 and source.frames_lost == 3 and len(source.issues) == 1
+    assert [frame.index for frame in frames] == list(range(27))
+    assert [frame.timestamp for frame in frames] == pytest.approx([(index + 1) / FPS for index in range(27)],
+                                                                  abs=0.002)

@@ -141,7 +141,12 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
             image.load()
         except (OSError, SyntaxError, ValueError) as error:
             raise _DamagedData(one_line(error)) from error
-        frames, issues = getattr(image, "n_frames", 1), ()
+        try:
+            with quiet_pillow():  # (a page it cannot count past: the first is read all the same)
+                frames = getattr(image, "n_frames", 1)
+        except (OSError, SyntaxError, ValueError):
+            frames = 1
+        issues = ()
         try:
             with quiet_pillow():  # on EXIF data it reads in part: what it read is used
                 turn = EXIF_TURNS.get(image.getexif().get(ExifTags.Base.Orientation, 1))

@@ -224,7 +224,8 @@ class VideoFileSource:
                 previous = timestamp
                 yield Frame(index, timestamp, np.ascontiguousarray(image))
                 index, handed_out = index + 1, handed_out + 1
-        noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, sum(map(len, expected)), data_end)
+        unreadable = sum(map(len, expected)) + (in_decode_order.lost_at_end if in_decode_order is not None else 0)
+        noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, unreadable, data_end)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
             self.issues.append(f"video {self.name}: the file ends inside a transport-stream packet: it is cut "
                                f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
@@ -336,13 +337,18 @@ class _DecodeOrderTimes:
         """The packet read last was dropped (damaged): its frame is lost."""
         self._dropped += 1
 
+    @property
+    def lost_at_end(self) -> int:
+        """Packets dropped after the last frame that came out with a decode timestamp."""
+        return self._dropped
+
     def came_out(self, dts: int | None) -> tuple[int | None, int]:
         """The time (in the stream's time base) at which a frame that came out with decode timestamp ``dts``
-        is shown (None when it has none: the last frames, let out at the end), and how many frames were lost
-        before it."""
-        lost, self._dropped = self._dropped, 0
+        is shown (None when it has none: the last frames, let out at the end, after which what was dropped
+        is lost at the end), and how many frames were lost before it."""
         if dts is None:
-            return None, lost
+            return None, 0
+        lost, self._dropped = self._dropped, 0
         if self._delay is None:
             self._delay = dts - (self._lowest if self._lowest is not None else dts)
         return dts - self._delay, lost
