@@ -22,21 +22,14 @@ from benchmarks.faces import (
     reaction_frames,
     replay,
 )
+from realtime import scene_cuts
 from realtime.classifier import EmotionClassifier
 from realtime.cli import main
 from realtime.detector import FaceDetector
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
 from realtime.pipeline import EmotionAnalyzer
-from realtime.scene_cuts import (
-    CUT_THRESHOLD,
-    RELIT_CORRELATION,
-    SceneCutDetector,
-    ShotChange,
-    detail_correlation,
-    frame_difference,
-    hsv_thumbnail,
-)
+from realtime.scene_cuts import SceneCutDetector, ShotChange
 from realtime.tracker import FaceTracker
 from realtime.types import FaceDetection, Frame
 
@@ -200,11 +193,14 @@ def test_frames_framed_alike_are_not_taken_for_one_picture_relit(media, framing)
     """Frames of shared clips of different scenes, with the same black bars or vignette, that differ as cuts do:
     cuts (the bars and vignette in common made most of them pass for a flash, which kept the face ids across)."""
     framed = FRAMINGS[framing]
-    thumbnails = {name: [hsv_thumbnail(framed(cv2.resize(image, (640, 360)))) for image in clip(media, name)[::12]]
+    thumbnails = {name: [scene_cuts.hsv_thumbnail(framed(cv2.resize(image, (640, 360))))
+                         for image in clip(media, name)[::12]]
                   for name in ("single_face.mp4", "test.mp4", "no_face.mp4")}
     for one in ("single_face.mp4", "test.mp4"):
-        pairs = [(a, b) for a in thumbnails[one] for b in thumbnails["no_face.mp4"] if frame_difference(a, b) > CUT_THRESHOLD]
-        assert len(pairs) >= 40 and max(detail_correlation(a, b) for a, b in pairs) < RELIT_CORRELATION
+        pairs = [(a, b) for a in thumbnails[one] for b in thumbnails["no_face.mp4"]
+                 if scene_cuts.frame_difference(a, b) > scene_cuts.CUT_THRESHOLD]
+        assert len(pairs) >= 40
+        assert max(scene_cuts.detail_correlation(a, b) for a, b in pairs) < scene_cuts.RELIT_CORRELATION
 
 
 def test_a_light_switched_on_for_good_is_no_new_shot(media):
