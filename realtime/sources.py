@@ -191,13 +191,14 @@ def _not_a_file(entry: os.DirEntry) -> str:
     """What a folder's entry that is neither a file nor a folder is, in words."""
     if not entry.is_symlink():
         return "not a file (a pipe, socket or device)"
+    link = f"a link to {os.readlink(entry.path)}"
     try:
         os.stat(entry.path)
     except FileNotFoundError:
-        return f"a link to {os.readlink(entry.path)}, which is not there"
+        return f"{link}, which is not there"
     except OSError as error:
-        return f"a link to {os.readlink(entry.path)}, which cannot be followed ({error.strerror})"
-    return f"a link to {os.readlink(entry.path)}, which is not a file (a pipe, socket or device)"
+        return f"{link}, which cannot be followed ({error.strerror})"
+    return f"{link}, which is not a file (a pipe, socket or device)"
 
 
 def _entries(folder: Path) -> list[os.DirEntry]:
