@@ -173,8 +173,14 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
     demo = st.toggle("Try the demo clip", help="a 4 s pan over scikit-image's astronaut photo")
     if demo and upload is not None:
         st.info("Remove the uploaded clip to try the demo clip.")
-    st.caption(f"Clips are analysed up to their first {webapp.MAX_CLIP_SECONDS} s "
-               f"(at most {webapp.MAX_CLIP_FRAMES} frames).")
+    sample_fps = st.radio(
+        "Frames analysed", webapp.CLIP_SAMPLE_RATES, horizontal=True, key="clip_sample_fps",
+        format_func=lambda rate: "every frame" if rate is None else f"{rate} a second",
+        help="Fewer frames a second take a longer clip and go faster; the other frames are only decoded, and "
+             "faces keep their ids (the command line's --sample-fps).")
+    limit = webapp.duration_text(webapp.clip_seconds_limit(sample_fps))
+    st.caption(f"Clips are analysed up to their first {limit} (at most {webapp.MAX_CLIP_FRAMES:,} frames"
+               + (" analysed)." if sample_fps else ")."))
     job: webapp.BackgroundClip | None = st.session_state.get("clip_job")
     if upload is None and not demo:
         if job is not None:
@@ -185,7 +191,7 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
     name = upload.name if upload is not None else "demo clip"
     # The clip is analysed in a thread of its own: reruns (another tab, a photo, a widget) neither restart
     # the analysis nor wait for it; only another clip or other options start a new one.
-    key = (upload.file_id if upload is not None else "demo", str(pool.model_path), options)
+    key = (upload.file_id if upload is not None else "demo", str(pool.model_path), options, sample_fps)
     # A job cancelled but still here stopped while this session was disconnected: it starts again.
     if job is None or job.key != key or job.cancelled:
         if job is not None:
@@ -194,11 +200,14 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
         if upload is not None:
             data = upload.getvalue()
             job = webapp.BackgroundClip(
-                key, name, lambda progress, waiting: webapp.analyze_clip(data, name, pool, progress, waiting),
+                key, name,
+                lambda progress, waiting: webapp.analyze_clip(data, name, pool, progress, waiting, sample_fps=sample_fps),
                 connected)
         else:
             job = webapp.BackgroundClip(
-                key, name, lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting), connected)
+                key, name, lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting,
+                                                                            sample_fps=sample_fps),
+                connected)
         st.session_state["clip_job"] = job
     if not job.finished:
         clip_progress(job)
@@ -227,15 +236,21 @@ def clip_progress(job: webapp.BackgroundClip) -> None:
 def show_clip(clip: webapp.ClipAnalysis) -> None:
     """The annotated video, each face's emotion over time and the downloads."""
     if clip.truncated:
-        st.warning(webapp.plain_markdown(
-            f"{clip.name} is longer than the web app takes: only its first {clip.frames} frames "
-            f"({clip.seconds:.1f} s) were analysed. The command line (python -m realtime) takes any length."))
+        if clip.sample_fps == webapp.CLIP_SAMPLE_RATES[-1]:
+            hint = "The command line (python -m realtime) takes any length."
+        else:
+            hint = (f"Fewer frames analysed a second take up to "
+                    f"{webapp.duration_text(webapp.MAX_SAMPLED_CLIP_SECONDS)} of a clip; the command line "
+                    f"(python -m realtime) takes any length.")
+        st.warning(webapp.plain_markdown(f"{clip.name} is longer than the web app takes: only its first "
+                                         f"{clip.seconds:.1f} s were analysed ({clip.frames} frames). {hint}"))
     for issue in clip.issues:
         st.warning(webapp.plain_markdown(f"{issue}. The results cover only the frames that could be read."))
     st.video(clip.video, format="video/mp4")
     summary = clip.summary
     seconds = f"{clip.seconds:.1f}" if clip.seconds >= 1 else f"{clip.seconds:.2f}"
-    st.markdown(f"**{clip.frames} frame{'s' * (clip.frames != 1)}** ({seconds} s), "
+    sampled = f" analysed of {clip.frames_read}" if clip.frames_read > clip.frames else ""
+    st.markdown(f"**{clip.frames} frame{'s' * (clip.frames != 1)}**{sampled} ({seconds} s), "
                 f"faces in {summary.frames_with_faces} of them, "
                 f"{len(summary.tracked)} face{'s' * (len(summary.tracked) != 1)} tracked.")
     if not clip.faces_found:

@@ -319,6 +319,39 @@ def test_long_clip_is_cut_at_the_limit(pool, monkeypatch, tmp_path):
     assert webapp.clip_frame_limit(30.0) == 30 * webapp.MAX_CLIP_SECONDS
 
 
+def test_a_sampled_clip_analyses_fewer_frames_over_its_whole_length(pool, tmp_path):
+    progress = []
+    clip = webapp.analyze_clip(clip_bytes(tmp_path, 50), "talk.mp4", pool, sample_fps=5,
+                               on_progress=lambda done, expected: progress.append((done, expected)))
+    # 2 s at 25 fps: frames 0, 5, ... 45 (every 0.2 s) and the last, 49; all 50 read
+    assert (clip.frames, clip.frames_read, clip.sample_fps) == (11, 50, 5) and not clip.truncated
+    assert clip.seconds == pytest.approx(2.0)
+    assert progress[0] == (1, 50) and progress[-1] == (50, 50) and len(progress) == 11
+    assert decoded_frames(clip.video) == ("h264", 11)
+    assert webapp.clip_seconds_limit(5) == webapp.MAX_CLIP_FRAMES / 5 and webapp.clip_frame_limit(25.0, 5) == 9000
+    assert webapp.clip_seconds_limit(1) == webapp.MAX_SAMPLED_CLIP_SECONDS
+
+
+def test_a_sampled_demo_clip_has_a_row_per_face_per_frame_analysed_and_a_timeline_of_its_steps(pool):
+    clip = webapp.analyze_demo_clip(pool, sample_fps=5)
+    assert (clip.frames, clip.frames_read) == (21, 120)  # 4 s at 30 fps: every 0.2 s, and the last
+    table = pd.read_csv(io.BytesIO(clip.csv))
+    assert list(table["frame"]) == list(range(0, 120, 6)) + [119] and set(table["face_id"]) == {1}
+    timeline = clip.timeline()
+    steps = (timeline["until"] - timeline["time"]).round(6)
+    assert steps[:-1].eq(0.2).all() and steps.iloc[-1] == pytest.approx(1 / 30, abs=0.001)  # until the end
+
+
+def test_a_sampled_clip_is_cut_after_the_most_frames_analysed(pool, monkeypatch, tmp_path):
+    monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 4)  # at 5 a second: 0.8 s of the clip
+    clip = webapp.analyze_clip(clip_bytes(tmp_path, 50), "long.mp4", pool, sample_fps=5)
+    assert clip.truncated and clip.frames == 4 and clip.seconds == pytest.approx(0.64)  # frames 0, 5, 10, 15
+    assert decoded_frames(clip.video) == ("h264", 4)
+    # the fourth frame analysed is the clip's last: it is whole, although the analysis stopped at the most
+    clip = webapp.analyze_clip(clip_bytes(tmp_path, 16), "whole.mp4", pool, sample_fps=5)
+    assert clip.frames == 4 and not clip.truncated
+
+
 def test_oversized_clip_frames_are_refused(pool, monkeypatch, tmp_path, private_tmp):
     monkeypatch.setattr(webapp, "MAX_CLIP_SIZE", (32, 24))
     with pytest.raises(webapp.UploadError, match=r"video small\.mp4: 64x48 frames are larger than the 32x24"):
@@ -505,6 +538,23 @@ def test_page_real_clip_upload(app, media):
     assert not app.exception and not app.error
     assert any(markdown.value.startswith("**72 frames** (2.4 s)") for markdown in app.markdown)
     assert len(app.get("video")) == 1 and len(app.get("download_button")) == 2
+
+
+def test_page_analyses_a_clip_at_fewer_frames_a_second_on_request(app):
+    [rate] = [radio for radio in app.radio if radio.label == "Frames analysed"]
+    def limit() -> str:
+        [caption] = [caption.value for caption in app.caption if caption.value.startswith("Clips are analysed")]
+        return caption
+
+    assert rate.value is None and limit() == "Clips are analysed up to their first 60 s (at most 1,800 frames)."
+    rate.set_value(5).run()
+    assert limit() == "Clips are analysed up to their first 6 min (at most 1,800 frames analysed)."
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(True).run()
+    clip_analysed(app)
+    assert not app.exception and not app.error and len(app.get("video")) == 1
+    # 4 s at 30 fps: every 0.2 s and the last frame
+    assert any(markdown.value.startswith("**21 frames** analysed of 120 (4.0 s)") for markdown in app.markdown)
 
 
 def test_page_bad_clip_shows_an_error(app):
@@ -856,13 +906,13 @@ def test_a_clip_waiting_for_an_analyzer_says_so_and_can_be_cancelled(tiny_model,
 def test_page_says_a_clip_waits_for_a_free_analyzer(app, monkeypatch):
     release, analyse = threading.Event(), webapp.analyze_demo_clip
 
-    def queued(pool, on_progress=None, on_wait=None):
+    def queued(pool, on_progress=None, on_wait=None, sample_fps=None):
         if on_wait is not None:
             on_wait(True)
         release.wait(APP_TIMEOUT_S)
         if on_wait is not None:
             on_wait(False)
-        return analyse(pool, on_progress)
+        return analyse(pool, on_progress, sample_fps=sample_fps)
 
     monkeypatch.setattr(webapp, "analyze_demo_clip", queued)
     [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]

@@ -73,8 +73,10 @@ MAX_PHOTO_MB = 50
 MAX_CLIP_MB = 200  # also server.maxUploadSize in .streamlit/config.toml, the server's hard limit
 MAX_PHOTO_MEGAPIXELS = 50  # larger photos are refused before they are decoded
 MAX_CLIP_SIZE = (3840, 2160)  # 4K: larger frames are refused (either orientation)
-MAX_CLIP_SECONDS = 60  # longer clips are analysed up to here
-MAX_CLIP_FRAMES = 1800  # ... and up to this many frames (high frame rates)
+MAX_CLIP_SECONDS = 60  # clips analysed frame by frame are analysed up to here
+MAX_CLIP_FRAMES = 1800  # ... and up to this many frames (high frame rates); also the most analysed when sampling
+MAX_SAMPLED_CLIP_SECONDS = 600  # a clip analysed at fewer frames a second: as long as MAX_CLIP_FRAMES last, up to here
+CLIP_SAMPLE_RATES = (None, 10, 5, 2, 1)  # the page's choices: every frame (None), or at most this many a second
 DISPLAY_MAX_SIDE = 1600  # annotated photos are shown at most this large
 DISPLAY_MAX_ASPECT = 50  # thinner photos are shown padded to this ratio (a 2000x1 banner: no zero-height image)
 CLIP_ANALYZERS = 2  # clips analysed at the same time with the same options
@@ -465,13 +467,15 @@ class ClipAnalysis:
     video_file_name: str
     csv_file_name: str
     rows: list[dict]  # the results rows (realtime.rows), one per face per frame
-    frames: int
+    frames: int  # frames analysed
     seconds: float  # length of the analysed part
     fps: float
     truncated: bool  # the clip was longer than the limits; only its start was analysed
     issues: list[str]  # damaged or missing stretches of the file, one line each (their frames were not analysed)
     summary: RunSummary
     classes: list[str]  # the model's emotions, in its order
+    frames_read: int  # frames of the clip read, analysed or not (``frames`` are those analysed)
+    sample_fps: float | None  # analysed at most this many frames a second; None: every frame
 
     @property
     def faces_found(self) -> bool:
@@ -488,8 +492,13 @@ class ClipAnalysis:
         return pd.DataFrame(rows, columns=["face", "frames seen", "dominant emotion", "share of its frames"])
 
     def timeline(self) -> pd.DataFrame:
-        """Each face's emotion over time, one row per face per frame (from the CSV, so they agree)."""
-        return face_timeline(self.rows, 1.0 / self.fps)
+        """Each face's emotion over time, one row per face per frame (from the CSV, so they agree); a frame
+        lasts until the next one analysed (sampled: the last one until the clip's end)."""
+        if self.sample_fps is None or self.sample_fps >= self.fps:
+            return face_timeline(self.rows, 1.0 / self.fps)
+        timeline = face_timeline(self.rows, 1.0 / self.sample_fps)
+        timeline["until"] = timeline["until"].clip(upper=self.seconds)
+        return timeline
 
 
 def face_timeline(rows: list[dict], frame_seconds: float) -> pd.DataFrame:
@@ -507,9 +516,22 @@ def face_timeline(rows: list[dict], frame_seconds: float) -> pd.DataFrame:
     })
 
 
-def clip_frame_limit(fps: float) -> int:
-    """Frames analysed at most: MAX_CLIP_SECONDS of the clip, and never more than MAX_CLIP_FRAMES."""
-    return max(1, min(MAX_CLIP_FRAMES, math.ceil(MAX_CLIP_SECONDS * fps)))
+def clip_seconds_limit(sample_fps: float | None = None) -> float:
+    """How much of a clip is analysed at most: MAX_CLIP_SECONDS frame by frame; at ``sample_fps`` frames a second,
+    as long as MAX_CLIP_FRAMES frames last at that rate, and at most MAX_SAMPLED_CLIP_SECONDS."""
+    return MAX_CLIP_SECONDS if sample_fps is None else min(MAX_SAMPLED_CLIP_SECONDS, MAX_CLIP_FRAMES / sample_fps)
+
+
+def clip_frame_limit(fps: float, sample_fps: float | None = None) -> int:
+    """Frames of a clip of ``fps`` read at most: ``clip_seconds_limit()`` of it, and, frame by frame, never more than
+    MAX_CLIP_FRAMES (sampled, the analysis also stops at MAX_CLIP_FRAMES analysed)."""
+    frames = math.ceil(clip_seconds_limit(sample_fps) * fps)
+    return max(1, frames if sample_fps is not None else min(MAX_CLIP_FRAMES, frames))
+
+
+def duration_text(seconds: float) -> str:
+    """A clip limit as the page says it: "60 s", "6 min", "2.5 min"."""
+    return f"{seconds:g} s" if seconds < 120 else f"{seconds / 60:.3g} min"
 
 
 ProgressCallback = Callable[[int, "int | None"], None]  # (frames done, frames expected or None)
@@ -517,14 +539,15 @@ WaitCallback = Callable[[bool], None]  # (whether waiting for a free analyzer)
 
 
 def analyze_clip(data: bytes, name: str, pool: AnalyzerPool, on_progress: ProgressCallback | None = None,
-                 on_wait: WaitCallback | None = None) -> ClipAnalysis:
+                 on_wait: WaitCallback | None = None, sample_fps: float | None = None) -> ClipAnalysis:
     """Annotate an uploaded clip (H.264, audio kept) and tabulate its faces; UploadError for bad input
     (a still photo, but for a GIF, included).
 
-    ``on_progress(done, expected)`` is called after every frame; ``on_wait(True)`` while the clip waits
-    for a free analyzer (the pool's are all analysing other clips), ``on_wait(False)`` once it has one.
-    Clips longer than the limits are analysed up to MAX_CLIP_SECONDS (at most MAX_CLIP_FRAMES frames) and
-    marked ``truncated``.
+    ``on_progress(done, expected)`` is called after every frame analysed, with the clip's frames read and
+    expected; ``on_wait(True)`` while the clip waits for a free analyzer (the pool's are all analysing other
+    clips), ``on_wait(False)`` once it has one. ``sample_fps`` analyses at most that many frames a second (as
+    ``--sample-fps``), which lets a longer clip in. Clips longer than the limits are analysed up to
+    ``clip_seconds_limit()`` (at most MAX_CLIP_FRAMES frames analysed) and marked ``truncated``.
     """
     suffix = check_upload(name, len(data), CLIP_TYPES, MAX_CLIP_MB)
     with private_folder() as folder:
@@ -534,7 +557,7 @@ def analyze_clip(data: bytes, name: str, pool: AnalyzerPool, on_progress: Progre
         try:
             with VideoFileSource(path, name=name) as source:  # its issues name the upload
                 clip = _analyze_video(source, name, folder, pool, on_progress, audio_source=path,
-                                      header_seconds=_header_seconds(path), on_wait=on_wait)
+                                      header_seconds=_header_seconds(path), on_wait=on_wait, sample_fps=sample_fps)
                 clip.issues = list(source.issues)
                 return clip
         except SourceError as error:
@@ -545,12 +568,13 @@ def analyze_clip(data: bytes, name: str, pool: AnalyzerPool, on_progress: Progre
 
 
 def analyze_demo_clip(pool: AnalyzerPool, on_progress: ProgressCallback | None = None,
-                      on_wait: WaitCallback | None = None) -> ClipAnalysis:
+                      on_wait: WaitCallback | None = None, sample_fps: float | None = None) -> ClipAnalysis:
     """The built-in demo clip (a pan over scikit-image's astronaut photo), analysed like an upload."""
     from realtime.demo import demo_source  # builds the clip with scikit-image: only when asked
 
     with private_folder() as folder, demo_source() as source:
-        return _analyze_video(source, "demo clip", folder, pool, on_progress, audio_source=None, on_wait=on_wait)
+        return _analyze_video(source, "demo clip", folder, pool, on_progress, audio_source=None, on_wait=on_wait,
+                              sample_fps=sample_fps)
 
 
 # Pillow's formats that are photos (those of the command line's IMAGE_SUFFIXES, and MPO: a phone's JPEG); not
@@ -580,19 +604,27 @@ def _header_seconds(path: Path) -> float | None:
 
 
 class _FirstFrames:
-    """The first ``limit`` frames of a source (a Source itself); ``cut`` tells, once they have been
-    read, whether the source had another."""
+    """The first ``limit`` frames of a source (a Source itself). ``read`` counts the frames handed out;
+    ``whole`` tells whether the last of them was the source's last (each is handed out once the next has been
+    read), and ``cut`` whether the limit left frames unread."""
 
     def __init__(self, source, limit: int):
         self.source, self.limit = source, limit
         self.info, self.live, self.audio_path = source.info, source.live, source.audio_path
         self.cut = False
+        self.read = 0
+        self.whole = True
 
     def __iter__(self) -> Iterator[Frame]:
-        for index, frame in enumerate(self.source):
-            if index == self.limit:
-                self.cut = True
+        frames = iter(self.source)
+        upcoming = next(frames, None)
+        while upcoming is not None:
+            if self.read == self.limit:
+                self.cut, self.whole = True, False
                 return
+            frame, upcoming = upcoming, next(frames, None)
+            self.read += 1
+            self.whole = upcoming is None
             yield frame
 
     def close(self) -> None:
@@ -607,13 +639,13 @@ class _FirstFrames:
 
 def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progress: ProgressCallback | None,
                    audio_source: Path | None, header_seconds: float | None = None,
-                   on_wait: WaitCallback | None = None) -> ClipAnalysis:
+                   on_wait: WaitCallback | None = None, sample_fps: float | None = None) -> ClipAnalysis:
     info = source.info
     longest, shortest = max(info.width, info.height), min(info.width, info.height)
     if longest > max(MAX_CLIP_SIZE) or shortest > min(MAX_CLIP_SIZE):
         raise UploadError(f"video {name}: {info.width}x{info.height} frames are larger than the "
                           f"{MAX_CLIP_SIZE[0]}x{MAX_CLIP_SIZE[1]} allowed")
-    limit = clip_frame_limit(info.fps)
+    limit = clip_frame_limit(info.fps, sample_fps)
     total = info.total_frames or (round(header_seconds * info.fps) if header_seconds else None)  # WebM: no count
     expected = min(total, limit) if total else None
     first_frames = _FirstFrames(source, limit)
@@ -625,19 +657,19 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
             H264VideoWriter(video_path, info, audio_source=audio_source) as video_writer, \
             ResultsWriter(csv_path, analyzer.classes) as results_writer:
         for analyzed in process_source(first_frames, analyzer, sinks=[video_writer, results_writer, summary],
-                                       annotator=EmotionAnnotator(), source_name=name):
+                                       annotator=EmotionAnnotator(), source_name=name, sample_fps=sample_fps,
+                                       max_frames=None if sample_fps is None else MAX_CLIP_FRAMES):
             frames += 1
             results.append(analyzed.result)
             seconds = analyzed.frame.timestamp + 1.0 / info.fps
             if on_progress is not None:
-                on_progress(frames, max(expected, frames) if expected else None)
+                on_progress(first_frames.read, max(expected, first_frames.read) if expected else None)
     stem = download_stem(name, "clip")
     return ClipAnalysis(name=name, video=video_path.read_bytes(), csv=csv_path.read_bytes(),
                         video_file_name=f"{stem}_emotions.mp4", csv_file_name=f"{stem}_faces.csv",
                         rows=results_rows(results),
-                        frames=frames, seconds=seconds, fps=info.fps, truncated=first_frames.cut, issues=[],
-                        summary=summary,
-                        classes=pool.classes)
+                        frames=frames, seconds=seconds, fps=info.fps, truncated=not first_frames.whole, issues=[],
+                        summary=summary, classes=pool.classes, frames_read=first_frames.read, sample_fps=sample_fps)
 
 
 class BackgroundClip:
