@@ -292,9 +292,12 @@ class FaceDetector:
                 faces.append(FaceDetection(box=box, score=score, eyes=eyes if len(eyes) == 2 else None))
         return faces
 
-    def _detect_auto(self, rgb: np.ndarray) -> list[FaceDetection]:
-        """The faces of the "auto" passes (see the class)."""
+    def _detect_auto(self, rgb: np.ndarray, photo: bool = False) -> list[FaceDetection]:
+        """The faces of the "auto" passes (see the class); ``photo``: every pass, and a video's state (what the
+        passes of its last frame found) neither read nor changed."""
         short = self._run("short", rgb)
+        if photo:
+            return self._more_passes(rgb, short, padded_full_range=True)[0]
         new_source = rgb.shape != self._last_shape
         if new_source:
             self._last_faces = []
@@ -304,13 +307,21 @@ class FaceDetector:
         if not (new_source or len(short) < self._faces_in_view or self._frames_since_full >= FULL_RANGE_INTERVAL):
             return short
         self._frames_since_full = 0
+        fused, self._faces_in_view = self._more_passes(rgb, short, padded_full_range=new_source)
+        return fused
+
+    def _more_passes(self, rgb: np.ndarray, short: list[FaceDetection],
+                     padded_full_range: bool) -> tuple[list[FaceDetection], int]:
+        """The short-range pass's faces ``short`` fused with those of the short range on the padded image and the
+        full range, and how many these are; ``padded_full_range`` (a photo, a video's first frame, which can afford
+        it): also the full range on the padded image, whose faces that count leaves out."""
         padding = int(round(EDGE_PADDING * max(rgb.shape[:2])))
         padded = cv2.copyMakeBorder(rgb, padding, padding, padding, padding, cv2.BORDER_REFLECT)
         fused = fuse(fuse(short, self._run("short", padded, padding)), self._run("full", rgb))
-        self._faces_in_view = len(fused)
-        if new_source:  # a photo (or a video's first frame) can afford the full range on the padded image too
+        count = len(fused)
+        if padded_full_range:
             fused = fuse(fused, self._run("full", padded, padding))
-        return fused
+        return fused, count
 
     def _follow_faces(self, rgb: np.ndarray, found: list[FaceDetection]) -> list[FaceDetection]:
         """``found`` (a video frame's faces from the whole-frame passes) and the last frame's faces they miss, each
@@ -389,8 +400,9 @@ class FaceDetector:
         """Faces in a BGR (or gray/BGRA) uint8 image, best score first; [] when there are none.
         ``whole_image_fallback``: a small image without a detected face is one whole face (for photos,
         not a video's frames: a thumbnail-size video of a scene would get a face in every frame).
-        ``tiles``: an image larger than TILE_SIDE is also searched in tiles, for faces small against it (for
-        photos: 50-170 ms more on 3-12 megapixels).
+        ``tiles`` (a photo): every whole-image pass, whatever the frames before it, whose state (kept for a video's
+        next frame) is left as it is; and an image larger than TILE_SIDE is also searched in tiles, for faces small
+        against it (50-170 ms more on 3-12 megapixels).
         ``follow`` ("auto", a video's frames): faces of the last frame that the whole-frame passes miss are looked
         for around their last boxes, and frames larger than TILE_SIDE are also searched in a share of their tiles
         (``_follow_faces``)."""
@@ -401,7 +413,7 @@ class FaceDetector:
         rgb = _as_rgb(image_bgr)
         scale = min(1.0, MAX_PASS_SIDE / max(rgb.shape[:2]))
         whole = rgb if scale == 1.0 else scaled_down(rgb, scale)
-        faces = self._detect_auto(whole) if self.model_range == "auto" else self._run(self.model_range, whole)
+        faces = self._detect_auto(whole, photo=tiles) if self.model_range == "auto" else self._run(self.model_range, whole)
         if scale != 1.0:
             faces = [scaled_back(face, scale, rgb.shape) for face in faces]
         if tiles and max(rgb.shape[:2]) > TILE_SIDE:

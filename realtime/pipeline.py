@@ -153,8 +153,7 @@ class EmotionAnalyzer:
         image = _as_bgr(image)
         with self._lock:
             self._check_open()
-            self.detector.reset()  # a photo gets every detection pass
-            detections, probabilities, speed = self._detect_and_classify(image)
+            detections, probabilities, speed = self._detect_and_classify(image)  # a stream's state is left as it is
         classes = tuple(self.classes)
         faces = [FaceResult(face_id=number, box=detection.box, detection_score=detection.score,
                             probabilities=row, label=classes[int(np.argmax(row))], confidence=float(np.max(row)),

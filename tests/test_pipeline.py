@@ -126,6 +126,36 @@ def test_analyze_takes_arrays_and_is_independent_of_streams(media, analyzer):
         analyzer.analyze(image.astype(np.float32))
 
 
+def test_photos_analysed_between_a_streams_frames_leave_its_faces_as_they_are(tiny_model):
+    """Faces of 45 px in a 4x4 grid of a 1280x720 frame (a video call) are found in the frame's tiles and then
+    followed from frame to frame; analyze() between two frames used to make the detector forget them (and the
+    tiles' turn): 6 to 15 of the 16 faces in 9 of the 20 frames."""
+    photo = sample_photo_bgr()
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        x1, y1, x2, y2 = analyzer.analyze(photo).faces[0].box
+        side, middle_x, middle_y = x2 - x1, (x1 + x2) // 2, (y1 + y2) // 2
+        head = photo[max(middle_y - side, 0):middle_y + side, max(middle_x - side, 0):middle_x + side]
+        head = cv2.resize(head, None, fx=45 / side, fy=45 / side)
+        frames = []
+        for index in range(20):
+            image = np.full((720, 1280, 3), 90, np.uint8)
+            for top in range(20, 720, 180):
+                for left in range(60 + index, 1280, 320):
+                    image[top:top + head.shape[0], left:left + head.shape[1]] = head
+            frames.append(Frame(index, index / 30, image))
+
+        def faces(photo_between: bool) -> list[list[tuple]]:
+            found = []
+            for analyzed in process_source(FramesSource(frames), analyzer):
+                found.append([(face.face_id, face.box) for face in analyzed.result.faces])
+                if photo_between:
+                    analyzer.analyze(photo)
+            return found
+
+        alone = faces(photo_between=False)
+        assert [len(faces) for faces in alone] == [16] * 20 and faces(photo_between=True) == alone
+
+
 def test_results_become_rows_and_a_dataframe(media, analyzer):
     result = analyzer.analyze(media / "couple.jpg")
     rows = result.to_rows()

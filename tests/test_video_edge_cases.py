@@ -3,6 +3,7 @@ outlasts the video, a clip cut mid-GOP, audio at a rate AAC does not take. Each 
 
 from __future__ import annotations
 
+import io
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from realtime.errors import SourceError
 from realtime.io.video import H264VideoWriter, VideoFileSource
@@ -409,3 +411,23 @@ def test_an_avi_file_with_b_frames_damaged_at_its_end_counts_its_lost_frames_onc
     assert [frame.index for frame in frames] == list(range(27))
     assert [frame.timestamp for frame in frames] == pytest.approx([(index + 1) / FPS for index in range(27)],
                                                                   abs=0.002)
+
+
+def test_motion_jpeg_frames_that_carry_exif_data_are_read(tmp_path):
+    """A camera's Motion-JPEG AVI whose frames hold EXIF data, which FFmpeg 8 hands out as side data of a kind PyAV
+    cannot name: it stopped the run with "ValueError: 31 is not a valid Type"."""
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    jpeg = io.BytesIO()
+    Image.fromarray(picture(3, (64, 48))).save(jpeg, "JPEG", exif=exif)
+    path = tmp_path / "camera.avi"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        for index in range(5):
+            packet = av.Packet(jpeg.getvalue())
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, index, index, Fraction(1, 10)
+            container.mux(packet)
+    with VideoFileSource(path) as source:
+        frames = list(source)
+        assert [frame.image.shape for frame in frames] == [(48, 64, 3)] * 5 and source.issues == []

@@ -382,7 +382,11 @@ def _square_pixels(image: np.ndarray, pixel_shape: Fraction | None) -> np.ndarra
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
     """The frame's display matrix (how players turn and mirror it), nine integers, if it has one."""
-    for data in frame.side_data:
+    try:
+        side_data = frame.side_data
+    except ValueError:  # a kind of side data PyAV does not know (FFmpeg 8's EXIF, from JPEG frames): none to read
+        return None
+    for data in side_data:
         if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX and len(bytes(data)) == 36:
             return struct.unpack("=9i", bytes(data))
     return None
