@@ -6,6 +6,7 @@ the file itself; the runtime has no list of emotions of its own.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from importlib import resources
@@ -43,8 +44,9 @@ def check_threads(threads: int) -> int:
     """``threads`` if it is a whole number from 1 to the machine's CPU cores (more only slow every
     thread down), else ValueError."""
     cores = os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
+    threads = int(threads)
     if threads > cores:
         raise ValueError(f"{threads} threads is more than this machine's {cores} CPU cores")
     return threads

@@ -8,6 +8,8 @@ sinks: ``process_source`` hands every analysed frame of a source to whichever si
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import sys
 import threading
 import time
@@ -26,7 +28,7 @@ from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDete
 from realtime.errors import SourceError
 from realtime.interrupts import frame_handoff
 from realtime.io.images import ImageSource, pil_to_bgr, read_photo_file
-from realtime.io.stream import is_stream_url
+from realtime.io.stream import is_stream_url, redacted
 from realtime.model_metadata import ModelMetadata
 from realtime.scene_cuts import SceneCutDetector, ShotChange
 from realtime.sinks import Sink
@@ -56,7 +58,7 @@ def read_photo(path: str | Path, calls_below_user: int = 1) -> np.ndarray:
     if not str(path).strip():
         raise SourceError("image path is empty")
     if isinstance(path, str) and is_stream_url(path):
-        raise SourceError(f"image {path}: a network address; analyze() and track() read image files (stream() "
+        raise SourceError(f"image {redacted(path)}: a network address; analyze() and track() read image files (stream() "
                           "reads cameras and network streams)")
     photo = read_photo_file(Path(path))
     for issue in photo.issues:
@@ -99,8 +101,9 @@ class EmotionAnalyzer:
         if detector_range not in DETECTOR_CHOICES:
             raise ValueError(f"detector_range must be one of {sorted(DETECTOR_CHOICES)}, not {detector_range!r}")
         for name, value in (("min_confidence", min_confidence), ("smoothing", smoothing)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"{name} must be a number, not {value!r}")
+        min_confidence, smoothing = float(min_confidence), float(smoothing)
         for name, value in (("flip_tta", flip_tta), ("whole_image", whole_image), ("roll_correction", roll_correction),
                             ("small_images_whole", small_images_whole)):
             if not isinstance(value, (bool, np.bool_)):  # "no" would be taken as true
@@ -147,6 +150,7 @@ class EmotionAnalyzer:
         are independent of each other and of any stream.
         """
         source = ""
+        image = _as_path(image)
         if isinstance(image, (str, Path)):
             source = str(image)
             image = read_photo(image)
@@ -171,6 +175,9 @@ class EmotionAnalyzer:
         Refused while the analyzer goes through a stream (``stream()``, ``process_source()``): its tracker follows
         that stream's faces.
         """
+        if not isinstance(source_name, str):
+            raise TypeError(f"source_name must be a str, not {type(source_name).__name__}")
+        frame = _as_path(frame)
         if not source_name and isinstance(frame, (str, Path)):
             source_name = str(frame)  # as analyze() names a photo
         return self._track(frame, source_name, still=False, edited=False, in_stream=False)
@@ -186,6 +193,9 @@ class EmotionAnalyzer:
         faces of the shot before it come back)."""
         if isinstance(frame, (str, Path)):
             frame = read_photo(frame, calls_below_user=2)  # track() -> _track()
+        if isinstance(frame, Frame) and (isinstance(frame.timestamp, bool)
+                                         or not isinstance(frame.timestamp, numbers.Real)):
+            raise TypeError(f"a Frame's timestamp must be a number of seconds, not {frame.timestamp!r}")
         with self._lock:
             self._check_open()
             if not in_stream and self._streaming:
@@ -271,6 +281,7 @@ class EmotionAnalyzer:
         outages) is a ``SourceWarning`` per line when the iteration ends, and those lines stay in
         ``last_source_issues`` (``last_source_frames_lost``: a video file's frames lost) until the next stream.
         """
+        source = _as_path(source)
         if isinstance(source, bool) or not isinstance(source, (str, int, Path, Source)):
             raise TypeError(f"stream() takes a video file's path, a camera index or URL, or an open Source, not "
                             f"{type(source).__name__} (for single images: analyze(), or track() frame by frame)")
@@ -340,6 +351,11 @@ class EmotionAnalyzer:
         self.close()
 
 
+def _as_path(value: object) -> object:
+    """A path-like object (``os.PathLike``: a PurePath, a DirEntry...) as a Path; anything else as it is."""
+    return Path(os.fsdecode(value)) if isinstance(value, os.PathLike) and not isinstance(value, Path) else value
+
+
 def _as_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
     """A (H, W, 3) uint8 image from a BGR, BGRA or gray uint8 array or a PIL image; anything else is refused."""
     if isinstance(image, Image.Image):  # upright as a viewer shows it, as for a file's path
@@ -362,9 +378,10 @@ def _as_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
 
 def check_max_frames(max_frames: int | None) -> int | None:
     """``max_frames`` if it is None (no limit) or a whole number of at least 1, else ValueError."""
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral)
+                                   or max_frames < 1):
         raise ValueError(f"max_frames must be None or a whole number of at least 1, not {max_frames!r}")
-    return max_frames
+    return None if max_frames is None else int(max_frames)
 
 
 def check_sample_fps(sample_fps: float | None) -> float | None:
@@ -372,7 +389,7 @@ def check_sample_fps(sample_fps: float | None) -> float | None:
     ValueError."""
     if sample_fps is None:
         return None
-    if isinstance(sample_fps, bool) or not isinstance(sample_fps, (int, float)) \
+    if isinstance(sample_fps, bool) or not isinstance(sample_fps, numbers.Real) \
             or not 0 < sample_fps <= MAX_SAMPLE_FPS:
         raise ValueError(f"sample_fps must be None or a number of frames a second above 0 and at most "
                          f"{MAX_SAMPLE_FPS}, not {sample_fps!r}")

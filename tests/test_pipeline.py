@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import warnings
+from pathlib import PurePosixPath
 
 import cv2
 import numpy as np
@@ -423,7 +424,6 @@ def test_a_closed_analyzer_says_so_and_an_empty_whole_image_has_no_face(tiny_mod
         whole.analyze(sample_photo_bgr())
 
 
-
 @pytest.mark.parametrize("call", ["analyze", "track"])
 def test_a_photo_given_as_an_address_or_an_empty_path_says_what_it_was(analyzer, call):
     with pytest.raises(SourceError, match=r"^image http://127\.0\.0\.1:9/x\.jpg: a network address; analyze\(\) "
@@ -431,6 +431,38 @@ def test_a_photo_given_as_an_address_or_an_empty_path_says_what_it_was(analyzer,
         getattr(analyzer, call)("http://127.0.0.1:9/x.jpg")  # it said "image http:/127.0.0.1:9/x.jpg: no such file"
     with pytest.raises(SourceError, match="^image path is empty$"):  # it said "image .: not a file"
         getattr(analyzer, call)("")
+    with pytest.raises(SourceError, match=r"^image rtsp://admin:\*\*\*@127\.0\.0\.1:9/live: a network address"):
+        getattr(analyzer, call)("rtsp://admin:hunter2@127.0.0.1:9/live")  # the password was shown
+
+
+def test_numpy_numbers_path_like_objects_and_premultiplied_pil_images_are_taken(tiny_model, tmp_path):
+    photo = sample_photo_bgr()
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), photo)
+
+    class PhotoPath:  # any os.PathLike: it was refused as not an image, though open_source() took it
+        def __fspath__(self) -> str:
+            return str(path)
+
+    with EmotionAnalyzer(tiny_model, min_confidence=np.float32(0.7), smoothing=np.float64(0.5),
+                         threads=np.int64(1)) as analyzer:  # each said "must be a number, not 0.7" (or 1)
+        from_path = analyzer.analyze(path)
+        assert analyzer.analyze(PhotoPath()) == analyzer.analyze(PurePosixPath(path)) == from_path
+        assert len(list(analyzer.stream(PhotoPath(), max_frames=np.int64(1), sample_fps=np.float32(5)))) == 1
+        premultiplied = Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)).convert("LA").convert("La")
+        assert len(analyzer.analyze(premultiplied).faces) == 1  # "conversion from La to L not supported"
+
+
+def test_track_refuses_a_frame_it_cannot_time_or_name_and_goes_on_with_the_next(tiny_model):
+    photo = sample_photo_bgr()
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        with pytest.raises(TypeError, match=r"^a Frame's timestamp must be a number of seconds, not "):
+            analyzer.track(Frame(0, np.datetime64("2026-01-01T00:00:01"), photo))
+        with pytest.raises(TypeError, match="^source_name must be a str, not int$"):  # to_rows() failed later
+            analyzer.track(photo, source_name=5)
+        result = analyzer.track(Frame(1, 0.1, photo))  # it failed too: the bad time had been kept
+        assert result.timestamp == 0.1 and [face.face_id for face in result.faces] == [1]
+
 
 def test_bad_options_are_refused_under_their_own_names(tiny_model):
     with pytest.raises(ValueError, match="detector_range must be one of"):

@@ -289,7 +289,7 @@ def pil_to_bgr(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return cv2.cvtColor(_wide_to_gray(image), cv2.COLOR_GRAY2BGR)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
+        rgba = (image.convert("LA") if image.mode == "La" else image).convert("RGBA")  # Pillow: no La -> RGBA
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
     if image.mode in ("1", "L"):
