@@ -404,6 +404,40 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None,
     return jobs, folder
 
 
+# An output folder inside the folder analysed is left out of its runs; this file in it says it holds this program's
+# outputs (which a rerun replaces), not photos or videos of the user's own (which the run would leave out unsaid,
+# and replace where an output's name is theirs).
+OUTPUT_FOLDER_MARK = ".emotion-tracer-outputs"
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    """Whether ``inner`` lies inside the folder ``outer``, as the paths read or as their links resolve."""
+    return outer.absolute() in inner.absolute().parents or outer.resolve() in inner.resolve().parents
+
+
+def _check_output_folder_inside(output: Path, folder: Path) -> None:
+    """Refuse an existing output folder inside ``folder`` that holds photos or videos without this program's mark
+    (OUTPUT_FOLDER_MARK): a folder of the user's own, which the run would leave out and partly overwrite."""
+    if not output.is_dir() or not _inside(output, folder) or (output / OUTPUT_FOLDER_MARK).exists():
+        return
+    with suppress(SourceError):
+        if own := scan_folder(output, recursive=True).media:
+            raise OutputError(
+                f"{output}: the output folder is inside {folder} and holds photos or videos that are not this "
+                f"program's outputs ({_some_of([path.relative_to(output).as_posix() for path in own], 3)}): the "
+                "run would leave them out and replace those with an output's name; choose another output folder")
+
+
+def _mark_output_folder(output: Path, folder: Path) -> None:
+    """Mark an output folder inside ``folder`` as holding this program's outputs (``_check_output_folder_inside``);
+    a mark that cannot be written leaves the folder as it was (its outputs then say why they cannot be)."""
+    if _inside(output, folder) and not (output / OUTPUT_FOLDER_MARK).exists():
+        with suppress(OSError):
+            (output / OUTPUT_FOLDER_MARK).write_text(
+                "This folder holds annotated outputs of Emotion Tracer (python -m realtime), which a folder run of "
+                "the folder around it leaves out and a rerun replaces.\n", encoding="utf-8")
+
+
 def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
                  notes: list[str] | None = None, unread: list[str] | None = None) -> list[Job]:
     """One job per image or video in ``folder`` (and, with ``recursive``, in its subfolders); outputs go to the
@@ -434,6 +468,7 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
         if output.exists() and _same_file(output, folder):
             raise OutputError(f"{output}: is the input folder; choose another output folder")
         check_output_folder(output)
+        _check_output_folder_inside(output, folder)
     jobs, targets, made = [], {}, set()
     inputs = {_file_identity(path) for path in files}  # hard links to them included
     for path in files:
@@ -727,6 +762,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
 
             if folder and args.output is not None:
                 args.output.mkdir(exist_ok=True)
+                _mark_output_folder(args.output, parse_source(args.input))
             # whether the last file that was written, or failed to be, found no space (files skipped unread and
             # outputs failed for another reason are left out: they show neither a full disk nor room)
             out_of_space_before = False

@@ -570,8 +570,30 @@ def test_recursive_output_folder_inside_the_input_is_not_analysed_again(tiny_mod
     for _ in range(2):  # the second run finds the first one's outputs inside the input
         assert main(argv) == 0
         assert sorted(p.relative_to(folder / "annotated").as_posix() for p in (folder / "annotated").rglob("*")) == [
-            "a.png", "day1", "day1/b.png"]
+            realtime.cli.OUTPUT_FOLDER_MARK, "a.png", "day1", "day1/b.png"]
     assert "note" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recursive", [False, True])
+def test_an_output_folder_inside_the_input_that_holds_photos_of_its_own_is_refused(recursive, tiny_model, tmp_path,
+                                                                                    capsys):
+    """The user's own subfolder given as the output folder: its photos were left out of the run without a word,
+    and the one named as an output (photo.png, from the folder's photo.png) was replaced by it."""
+    folder = tmp_path / "in"
+    photo_tree(folder, ["photo.png", "originals/photo.png", "originals/deeper/b.png"])
+    before = {path: path.read_bytes() for path in folder.rglob("*.png")}
+    argv = [str(folder), "-o", str(folder / "originals"), "--model", str(tiny_model)] + ["--recursive"] * recursive
+    assert main(argv) == 2
+    assert one_line_error(capsys.readouterr()) == (
+        f"error: {folder / 'originals'}: the output folder is inside {folder} and holds photos or videos that are not "
+        "this program's outputs (deeper/b.png, photo.png): the run would leave them out and replace those with an "
+        "output's name; choose another output folder")
+    assert {path: path.read_bytes() for path in folder.rglob("*.png")} == before and \
+        not (folder / "originals" / realtime.cli.OUTPUT_FOLDER_MARK).exists()
+    (folder / "annotated").mkdir()  # a folder of its own, empty: taken, and marked as the outputs' for the reruns
+    for _ in range(2):
+        assert main([str(folder), "-o", str(folder / "annotated"), "--model", str(tiny_model)]) == 0
+        assert (folder / "annotated" / realtime.cli.OUTPUT_FOLDER_MARK).is_file()
 
 
 @pytest.mark.parametrize("case", ["file_and_folder", "file_in_the_way", "not_a_folder"])
