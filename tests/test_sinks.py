@@ -130,6 +130,12 @@ def test_an_output_named_by_a_link_keeps_its_links(tmp_path):
     (tmp_path / "device.mp4").symlink_to("/dev/null")  # not a file: the link itself is replaced, not the device
     write_atomically(tmp_path / "device.mp4", b"photo")
     assert not (tmp_path / "device.mp4").is_symlink() and Path("/dev/null").is_char_device()
+    (tmp_path / "r1.csv").write_bytes(b"old")
+    os.link(tmp_path / "r1.csv", tmp_path / "r2.csv")
+    with ResultsWriter(tmp_path / "r2.csv", CLASSES):  # the results too (written in place, the other name got them)
+        pass
+    assert (tmp_path / "r2.csv").read_bytes().startswith(b"source,") and (tmp_path / "r1.csv").read_bytes() == b"old"
+
 
 def test_writer_uses_an_exact_ntsc_rate(tmp_path):
     path = tmp_path / "ntsc.mp4"

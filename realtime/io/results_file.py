@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from realtime.errors import OutputError, one_line
-from realtime.io.files import KeptOutput, check_output_path
+from realtime.io.files import KeptOutput, check_output_path, detach_hard_link
 from realtime.rows import RESULT_COLUMNS, face_rows
 from realtime.types import AnalyzedFrame, FrameResult
 
@@ -42,6 +42,7 @@ class ResultsWriter(KeptOutput):
         self._pending: list[bytes] = []  # encoded rows not yet in the file
         self._whole_bytes = 0  # the file's length up to its last whole row
         self._failed = False
+        detach_hard_link(self.path)  # a new file: the file's other names keep the rows they had
         try:
             self._file = open(self.path, "wb", buffering=0)
         except OSError as error:
