@@ -461,7 +461,8 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
     if output is not None:
         if output.exists() and not output.is_dir():
             raise OutputError(f"{output}: is a file; give a folder for the outputs of a folder")
-        if not output.exists() and output.suffix.lower() in (*VIDEO_OUTPUT_SUFFIXES, *IMAGE_OUTPUT_SUFFIXES):
+        if not output.exists() and output.suffix.lower() in (*VIDEO_OUTPUT_SUFFIXES, *IMAGE_OUTPUT_SUFFIXES,
+                                                             *RESULTS_SUFFIXES):
             raise OutputError(f"{output}: looks like a file name; give a folder for the outputs of a folder")
         if not output.parent.is_dir():
             raise OutputError(f"{output}: folder {output.parent} does not exist")
@@ -559,7 +560,7 @@ def _left_out(folder: Path, contents: FolderContents) -> str:
 
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
-             notes: list[str], latencies: list[LatencyMeter]) -> OutputError | None:
+             notes: list[str], latencies: list[LatencyMeter], reached: dict | None = None) -> OutputError | None:
     """Process one source into its outputs, which are finished (kept) whatever ends it; returns the annotated
     video's ``rewrite_failure`` (kept whole, but its final rewrite failed, e.g. for want of space), if any.
 
@@ -567,7 +568,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
     results writer, created then. A source that fails part way, and what a source reports as lost
     (``issues``), become warnings and problems in ``summary``. A SourceError means the source
     could not be opened: nothing of it was analysed. A live source that tells its capture clock
-    gets a latency meter, added to ``latencies``.
+    gets a latency meter, added to ``latencies``. ``reached`` gets how far into a video file the analysis came
+    (``seconds``, of ``length`` when known), for a stop to say what was left.
     """
     with ExitStack() as stack:
         source_options = {name: value for name in ("open_timeout", "reconnect_for")
@@ -597,11 +599,16 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
             sinks.append(window)
         name = source_name or source_label(source)
         last, done = None, 0
+        if reached is not None:
+            total = source.info.total_frames
+            reached.update(seconds=0.0, length=total / source.info.fps if total else None)
         try:
             for last in process_source(source, analyzer, sinks=sinks, annotator=annotator, source_name=source_name,  # noqa: B007 (the last frame is used after the loop)
                                        max_frames=args.max_frames, progress=job.kind != "image",
                                        sample_fps=args.sample_fps):
                 done += 1
+                if reached is not None:
+                    reached["seconds"] = last.frame.timestamp
         except SourceError as error:  # failed part way: what was analysed before is kept
             _problem(summary, f"{name}: stopped after {done} frame{'s' * (done != 1)} ({error}); "
                               "the outputs keep those frames")
@@ -743,6 +750,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
     latencies: list[LatencyMeter] = []
     begun = 0  # jobs begun: a stop leaves those after them not analysed
     stopped_in: tuple[Job, int] | None = None  # the job a stop came in, and its frames analysed
+    reached: dict = {}  # how far into its video the job came (_run_job)
     try:
         with ExitStack() as stack:
             analyzer = stack.enter_context(EmotionAnalyzer(
@@ -770,8 +778,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 begun = index + 1
                 frames_before = summary.frames
                 try:
+                    reached.clear()
                     rewrite_failure = _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
-                                               job.name if folder else None, notes, latencies)
+                                               job.name if folder else None, notes, latencies, reached)
                 except KeyboardInterrupt:
                     stopped_in = job, summary.frames - frames_before
                     raise
@@ -813,9 +822,11 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                       "lack up to its last second, which the summary and results count", file=sys.stderr)
             else:
                 print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
-            if folder and stopped_in is not None and stopped_in[0].kind == "video":
-                done = stopped_in[1]
-                summary.note(f"{stopped_in[0].name}: interrupted after {done} frame{'s' * (done != 1)}")
+            if stopped_in is not None and stopped_in[0].kind == "video" and "seconds" in reached:
+                done, length = stopped_in[1], reached["length"]
+                of = f" of {length:.1f} s" if length else ""
+                summary.note(f"{stopped_in[0].name or stopped_in[0].spec.name}: interrupted at {reached['seconds']:.1f} s"
+                             f"{of}, after {done} frame{'s' * (done != 1)} analysed; the rest was not analysed")
             if folder and begun < len(jobs):
                 left = [job.name for job in jobs[begun:]]
                 summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "

@@ -494,3 +494,6 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
             yield analyzed
             if not keep_going:
                 break
+            if count == max_frames and bar.total is not None:  # the frames read (its total was a guess with sampling)
+                bar.total = bar.n
+                bar.refresh()

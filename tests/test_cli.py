@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -29,10 +30,11 @@ import realtime.pipeline
 import realtime.sources
 from realtime.annotator import photo_enlargement
 from realtime.cli import main
-from realtime.demo import sample_photo_bgr
+from realtime.demo import demo_source, sample_photo_bgr
 from realtime.detector import FaceDetector
 from realtime.io.camera import CameraSource
 from realtime.io.images import read_image
+from realtime.io.video import H264VideoWriter
 from realtime.types import Frame, VideoInfo
 from tests.conftest import SHARED_MEDIA, cut_short_mp4
 
@@ -596,6 +598,20 @@ def test_an_output_folder_inside_the_input_that_holds_photos_of_its_own_is_refus
         assert (folder / "annotated" / realtime.cli.OUTPUT_FOLDER_MARK).is_file()
 
 
+@pytest.mark.parametrize("name", ["same.jsonl", "faces.CSV", "out.mp4"])
+def test_a_folder_run_refuses_an_output_folder_named_as_a_file_before_any_work(name, tiny_model, tmp_path, capsys):
+    """``--output same.jsonl --results same.jsonl`` made the folder same.jsonl, wrote into it, then failed on the
+    results file."""
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png"])
+    before = sorted(tmp_path.rglob("*"))
+    assert main([str(folder), "-o", str(tmp_path / name), "-r", str(tmp_path / "same.jsonl"),
+                 "--model", str(tiny_model)]) == 2
+    assert one_line_error(capsys.readouterr()) == (
+        f"error: {tmp_path / name}: looks like a file name; give a folder for the outputs of a folder")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 @pytest.mark.parametrize("case", ["file_and_folder", "file_in_the_way", "not_a_folder"])
 def test_recursive_clashes_are_refused_before_any_work(case, tiny_model, tmp_path, capsys):
     folder, out = tmp_path / "in", tmp_path / "out"
@@ -789,7 +805,36 @@ def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
     left = 12 - len(written)  # the files after the interrupted one: the summary names them, and that one
     assert left > 0 and (f"  {left} file{'s' * (left != 1)} of the folder not analysed (interrupted): "
                          f"clip{len(written):02}.mov") in stdout
-    assert f"  clip{len(written) - 1:02}.mov: interrupted after " in stdout
+    assert re.search(rf"^  clip{len(written) - 1:02}\.mov: interrupted at \d+\.\d s of 6\.4 s, after \d+ frames? "
+                     r"analysed; the rest was not analysed$", stdout, re.MULTILINE)
+
+
+def test_an_interrupted_video_says_how_far_it_was_analysed(tiny_model, tmp_path):
+    """A single video stopped part way said only that its outputs were kept, not that most of it was left."""
+    clip, results = tmp_path / "talk.mp4", tmp_path / "r.csv"
+    with demo_source() as demo, H264VideoWriter(clip, demo.info) as writer:
+        frames = list(demo)
+        for index in range(600):  # 20 s at 30 frames/s
+            writer.write(frames[index % len(frames)].image, index / 30)
+    process = subprocess.Popen([sys.executable, "-m", "realtime", str(clip), "-r", str(results),
+                                "--model", str(tiny_model)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None and \
+                (not results.exists() or results.read_text().count("\n") < 2):
+            time.sleep(0.1)  # rows written: the analysis is under way
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    analysed = len({row["frame"] for row in read_csv(results)})
+    match = re.search(r"^  talk\.mp4: interrupted at (\d+\.\d) s of 20\.0 s, after (\d+) frames? analysed; the rest "
+                      r"was not analysed$", stdout, re.MULTILINE)
+    assert match and int(match[2]) == analysed < 600 and float(match[1]) < 20, stdout
 
 
 def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_path):
@@ -809,10 +854,10 @@ def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_
     assert runs["off"][0][0] == runs["on"][0][0] and runs["off"] != runs["on"]  # same face, another crop
 
 
-def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log_file(tiny_model, tmp_path):
-    command = [sys.executable, "-m", "realtime", "--demo", "--max-frames", "15", "--model", str(tiny_model)]
+def on_a_terminal(command: list[str]) -> tuple[int, bytes]:
+    """The exit code of ``command`` run with its stderr on a terminal 100 columns wide, and what it showed there."""
     controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
         completed = subprocess.run(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=terminal, timeout=300)
         os.close(terminal)
@@ -827,7 +872,17 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log_file(tiny_model, 
             shown += chunk
     finally:
         os.close(controller)
-    assert completed.returncode == 0 and b"15/15" in shown and b"frame/s" in shown
+    return completed.returncode, shown
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log_file(tiny_model, tmp_path):
+    command = [sys.executable, "-m", "realtime", "--demo", "--max-frames", "15", "--model", str(tiny_model)]
+    returncode, shown = on_a_terminal(command)
+    assert returncode == 0 and b"15/15" in shown and b"frame/s" in shown
+    # sampled: 4 frames analysed (every 0.2 s of 30 frames/s) end at frame 18, the 19th read; it stopped at 19/24
+    returncode, shown = on_a_terminal([sys.executable, "-m", "realtime", "--demo", "--max-frames", "4",
+                                       "--sample-fps", "5", "--model", str(tiny_model)])
+    assert returncode == 0 and b"100%" in shown and b"19/19" in shown
     with open(tmp_path / "log.txt", "wb") as log:
         assert subprocess.run(command, cwd=PROJECT_ROOT, stdout=log, stderr=log, timeout=300).returncode == 0
     logged = (tmp_path / "log.txt").read_text()

@@ -556,6 +556,52 @@ def test_ctrl_c_while_a_stream_is_opening_stops_at_once(tiny_model, tmp_path):
     assert "interrupted (Ctrl-C)" in stderr and "no answer" not in stderr
 
 
+@contextmanager
+def served_folder(folder: Path):
+    """An HTTP server on 127.0.0.1 for the files of ``folder``; yields its address."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@loopback_only
+def test_every_frame_of_a_video_file_on_a_web_server_is_read_at_its_time(tmp_path):
+    """A served file was read as a live stream: only the newest frame each time the analysis asked (7 of 120), at
+    its arrival time; and its first key frame was dropped, so a clip of 20 frames gave none at all."""
+    from realtime.demo import demo_source
+    from realtime.io.video import H264VideoWriter
+
+    with demo_source() as demo, H264VideoWriter(tmp_path / "demo.mp4", demo.info) as writer:  # 120 frames, 30 fps
+        for frame in demo:
+            writer.write(frame.image, frame.timestamp)
+    with av.open(str(tmp_path / "demo.mp4")) as source, av.open(str(tmp_path / "short.mp4"), "w") as target:
+        stream = target.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+        for frame in list(source.decode(video=0))[:20]:
+            target.mux(stream.encode(frame.reformat(256, 256, "yuv420p")))
+        target.mux(stream.encode())
+    with served_folder(tmp_path) as address:
+        with StreamSource(f"{address}/demo.mp4") as source:
+            times = []
+            for frame in source:
+                times.append(frame.timestamp)
+                time.sleep(0.02)  # an analysis slower than the file comes: no frame is skipped
+            assert source.finite and source.issues == []
+        assert times == pytest.approx([index / 30 for index in range(120)], abs=1e-6)
+        with StreamSource(f"{address}/short.mp4") as source:
+            assert len(list(source)) == 20
+
+
 @loopback_only
 def test_a_video_file_served_over_http_is_read_once(media, tiny_model, tmp_path):
     served = tmp_path / "served"
@@ -567,21 +613,11 @@ def test_a_video_file_served_over_http_is_read_once(media, tiny_model, tmp_path)
             target.mux(stream.encode(frame.reformat(format="yuv420p")))
         target.mux(stream.encode())
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     results = tmp_path / "served.csv"
-    try:
-        run = run_cli("--camera", f"http://127.0.0.1:{server.server_address[1]}/clip.ts", "--results", str(results),
-                      "--model", str(tiny_model))
-    finally:
-        server.shutdown()
+    with served_folder(served) as address:
+        run = run_cli("--camera", f"{address}/clip.ts", "--results", str(results), "--model", str(tiny_model))
     assert run.returncode == 0, run.stderr  # it ended with the file: no loss, no replay
     assert "reopen" not in run.stderr
-    assert 0 < len({row["frame"] for row in csv_rows(results)}) <= 72
+    rows = csv_rows(results)
+    assert sorted({int(row["frame"]) for row in rows}) == list(range(72))  # each frame once, the face in each
+    assert all(float(row["time"]) == pytest.approx(int(row["frame"]) / 30, abs=0.001) for row in rows)

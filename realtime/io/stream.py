@@ -2,6 +2,7 @@
 
 Same live semantics as a local camera: a reader thread decodes as fast as the stream delivers and
 keeps only the newest frame, so latency never builds up; frames carry their capture (arrival) times.
+A video file on a web server is no live stream: every frame of it is handed out, at its own time in the file.
 A gap in the stream is waited out (and counted, so that the run's frames/s can leave it out); a stream
 that breaks is reopened with back-off until no frame has come for ``reconnect_for`` seconds, after
 which the iteration ends and what was recorded is kept.
@@ -24,6 +25,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import Request, urlopen
@@ -48,6 +50,10 @@ FIRST_RETRY_S, MAX_RETRY_S = 0.5, 8.0  # back-off between reopening attempts
 LATENCY_BIN_MS, LATENCY_MAX_MS = 1, 60_000  # latency histogram: 1 ms bins up to a minute (flat memory)
 # Low-latency demuxing: no input buffering, a short probe of the stream's format.
 LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "1000000", "probesize": "1000000"}
+# A file on a web server: buffered as FFmpeg reads files ("nobuffer" drops the packets its probe read: the first key
+# frame, so a short file gave no frame at all, a longer one none until its next key frame).
+SERVED_FILE_OPTIONS = {"analyzeduration": "1000000", "probesize": "1000000"}
+SERVED_FILE_FRAMES_AHEAD = 16  # frames of a served file decoded ahead of the analysis, at most
 SCHEME_OPTIONS = {
     "rtsp": {"rtsp_transport": "tcp"},  # no lost packets (torn frames) on busy networks
     "rtsps": {"rtsp_transport": "tcp"},
@@ -142,15 +148,19 @@ class StreamSource:
         self._reopening: tuple[str, float] | None = None  # while a lost stream is reopened: why, its last frame
         self.outages = 0
         self.silent_seconds = 0.0
-        first, container, frames = self._first_frame(time.monotonic() + open_timeout)
+        # a file on a web server: every frame in turn, at its time in the file; read once, never reopened (it
+        # would start over)
+        deadline = time.monotonic() + open_timeout
+        self.served_file = served_file(self.url, open_timeout)
+        first, container, frames = self._first_frame(deadline)
         self.clock_origin = time.monotonic()
-        # a file served over the network: read once, never reopened (it would start over)
-        self.finite = bool(container.duration) or served_file(self.url, open_timeout)
+        self.finite = self.served_file or bool(container.duration)
         stream = video_track(container)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.info = VideoInfo(first.width, first.height, usable_fps(fps), None, self.name)
         self._condition = threading.Condition()
         self._latest: tuple[av.VideoFrame, float, bool] = (first, 0.0, False)  # frame, timestamp, held
+        self._ahead: deque[tuple[av.VideoFrame, float]] = deque([(first, 0.0)])  # a served file's frames, in turn
         self._received = 1  # frames decoded from the stream so far
         self._running = True
         self._thread = threading.Thread(target=self._read, args=(container, frames, (0.0, first.time)),
@@ -221,7 +231,7 @@ class StreamSource:
         """Open the stream and return the container and its decoded video frames (``_decode``); SourceError if
         it fails."""
         scheme = urlsplit(self.url).scheme.lower()
-        options = {**LIVE_OPTIONS, **SCHEME_OPTIONS.get(scheme, {})}
+        options = {**(SERVED_FILE_OPTIONS if self.served_file else LIVE_OPTIONS), **SCHEME_OPTIONS.get(scheme, {})}
         try:
             container = av.open(self.url, options=options, timeout=timeout)
         except av.ExitError as error:
@@ -249,8 +259,8 @@ class StreamSource:
             except av.InvalidDataError:
                 frames = []
             if frames:
-                last_frame = time.monotonic()
                 yield from frames
+                last_frame = time.monotonic()  # once handed on: a served file's reader waits for the analysis
             elif time.monotonic() > (first_frame_by if last_frame is None else last_frame + self.read_timeout):
                 raise NoFrameDecoded
 
@@ -287,6 +297,9 @@ class StreamSource:
         last_frame = time.monotonic()
         while True:
             try:
+                if self.served_file:
+                    self._read_served_file(frames, previous[1])
+                    return
                 for frame, stamp, held in self._stamped(container, frames, previous):
                     with self._condition:
                         if not self._running:
@@ -304,6 +317,8 @@ class StreamSource:
                 reason = one_line(error).replace(self.url, self.name)
             finally:
                 container.close()
+                if self.served_file:
+                    last_frame = self.clock_origin + self._last_served
             if self.finite:
                 self._end(None if reason == "the stream ended" else
                           f"stream {self.name}: lost ({reason}) after {last_frame - self.clock_origin:.1f} s; a file "
@@ -314,6 +329,26 @@ class StreamSource:
                 return
             container, frames = opened
             previous = None  # a new stream: its pts do not follow on
+
+    def _read_served_file(self, frames: Iterator[av.VideoFrame], first_time: float | None) -> None:
+        """Reader thread of a served file: every frame, at its time in the file from the first (its arrival where
+        the file gives none), up to SERVED_FILE_FRAMES_AHEAD of them ahead of the analysis; ends with the file, or
+        when closed. ``first_time`` is the first frame's time in the file."""
+        self._last_served = 0.0
+        for frame in frames:
+            if frame.time is not None and first_time is not None:
+                stamp = max(frame.time - first_time, self._last_served)
+            else:
+                stamp = time.monotonic() - self.clock_origin
+            with self._condition:
+                self._condition.wait_for(lambda: len(self._ahead) < SERVED_FILE_FRAMES_AHEAD or not self._running)
+                if not self._running:
+                    return
+                self._ahead.append((frame, stamp))
+                self._last_served = stamp
+                self._received += 1
+                self._condition.notify_all()
+        self._end(None)
 
     def _end(self, issue: str | None) -> None:
         """Stop the iteration, noting ``issue`` (what was lost) if any; an outage being reopened is settled."""
@@ -392,6 +427,9 @@ class StreamSource:
             return self._issues + ([self._still_reopening()] if self._reopening is not None else [])
 
     def __iter__(self) -> Iterator[Frame]:
+        if self.served_file:
+            yield from self._served_frames()
+            return
         seen = 0
         index = 0
         bound = self.read_timeout + self.reconnect_for + MAX_RETRY_S + self.open_timeout + 5  # the reader gives up first
@@ -413,6 +451,19 @@ class StreamSource:
             silence_goes_on = held and (silence_goes_on or waited > outage)
             yield Frame(index, timestamp, self._image(frame))
             index += 1
+
+    def _served_frames(self) -> Iterator[Frame]:
+        """A served file's frames, each in turn (``_read_served_file``)."""
+        bound = self.read_timeout + 5  # the reader gives up first
+        for index in itertools.count():
+            with self._condition:
+                if not self._condition.wait_for(lambda: self._ahead or not self._running, timeout=bound):
+                    raise SourceError(f"stream {self.name}: no frame for {bound:.0f} s")
+                if not self._ahead:  # the file ended, it was lost, or close() was called
+                    return
+                frame, timestamp = self._ahead.popleft()
+                self._condition.notify_all()
+            yield Frame(index, timestamp, self._image(frame))
 
     def _image(self, frame: av.VideoFrame) -> np.ndarray:
         """The frame as BGR at the stream's first size (a reopened stream may come back at another)."""
