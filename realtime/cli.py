@@ -122,7 +122,7 @@ def detection_score_type(text: str) -> float:
 
 def positive_int_type(text: str) -> int:
     """Parser for a whole number of at least 1 (argparse type)."""
-    if not text.isdigit() or int(text) < 1:
+    if not text.isdecimal() or int(text) < 1:  # (isdigit() takes "²", which int() does not)
         raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return int(text)
 
@@ -175,7 +175,9 @@ def _camera(text: str) -> int | str:
 
 def _path(text: str) -> Path:
     """A path (argparse type) with ``~`` expanded, as a shell would: so that an output given as ``~/a.jpg``
-    is known to be the input ``~/a.jpg`` however the two were quoted."""
+    is known to be the input ``~/a.jpg`` however the two were quoted. An empty one is refused (it would be ".")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty")
     return Path(text).expanduser()
 
 
@@ -375,7 +377,7 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None,
         if isinstance(spec, (int, str)):
             jobs, folder = [Job("camera", spec, args.output)], False
         elif spec.is_dir():
-            jobs, folder = _folder_jobs(spec, args.output, args.recursive, notes, unread), True
+            jobs, folder = _folder_jobs(spec, args.output, args.recursive, notes, unread, args.results), True
         elif not spec.exists() and spec.suffix.lower() not in MEDIA_SUFFIXES:  # a photo, a video or a folder?
             raise SourceError(f"{spec}: no such file or folder", spec)
         else:
@@ -439,14 +441,17 @@ def _mark_output_folder(output: Path, folder: Path) -> None:
 
 
 def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
-                 notes: list[str] | None = None, unread: list[str] | None = None) -> list[Job]:
+                 notes: list[str] | None = None, unread: list[str] | None = None,
+                 results: Path | None = None) -> list[Job]:
     """One job per image or video in ``folder`` (and, with ``recursive``, in its subfolders); outputs go to the
     ``output`` folder under the same path (its subfolders are made as the run reaches them). A line on what is
     left out (subfolders, files of unknown kind) is added to ``notes``, one per subfolder that cannot be read
     (whose files are lost to the run) and per image or video name that is no file to read (a broken link) to
-    ``unread``."""
+    ``unread``. The ``results`` file, when in the folder (an earlier run's), is no file of unknown kind to it."""
     skip = [output] if output is not None else []  # an output folder inside the input is no input
     contents = scan_folder(folder, recursive, skip)
+    if results is not None and results.exists():
+        contents.unknown = [path for path in contents.unknown if not _same_file(path, results)]
     if not contents.media:
         below = "" if recursive else media_below_hint(folder, contents, "use --recursive", skip)
         raise SourceError(f"folder {folder}: no images or videos in it{below}", folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import json
@@ -427,6 +428,33 @@ def test_a_literal_tilde_names_the_same_file_as_the_input_and_is_refused(tiny_mo
         assert photo.read_bytes() == original
     assert main(["--image", "~/a.png", "-o", "~/b.png", "-r", "~/b.csv", "--model", str(tiny_model)]) == 0
     assert (tmp_path / "b.png").is_file() and (tmp_path / "b.csv").is_file() and not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize(("argv", "refusal"), [
+    (["--demo", "-o", ".mp4"], "error: .mp4: has no name before '.mp4'; give one, e.g. out.mp4"),  # type '(none)'
+    (["--demo", "-r", ".csv"], "error: .csv: has no name before '.csv'; give one, e.g. out.csv"),
+    (["--demo", "--threads", "\u00b9"], "error: argument --threads: not a positive whole number: '\u00b9' "
+                                        "(see python -m realtime --help)"),  # int() failed on it
+    (["--image", ""], "error: argument --image: the path is empty (see python -m realtime --help)"),  # "." a folder
+    (["--demo", "-o", ""], "error: argument --output/-o: the path is empty (see python -m realtime --help)"),
+])
+def test_odd_paths_and_numbers_get_a_line_that_says_what_is_wrong(argv, refusal, tiny_model, tmp_path, monkeypatch,
+                                                                 capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if "argument" in refusal else contextlib.nullcontext() as stop:
+        assert main([*argv, "--model", str(tiny_model)]) == 2
+    assert stop is None or stop.value.code == 2
+    assert one_line_error(capsys.readouterr()) == refusal and list(tmp_path.iterdir()) == []
+
+
+def test_a_rerun_does_not_take_its_own_results_file_in_the_folder_for_a_file_left_out(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png", "notes.txt"])
+    argv = [str(folder), "-o", str(folder / "annotated"), "-r", str(folder / "all.csv"), "--model", str(tiny_model)]
+    for _ in range(2):  # the second run said "2 files of unknown kind skipped: all.csv, notes.txt"
+        assert main(argv) == 0
+        notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+        assert notes == ["note: 1 file of unknown kind skipped: notes.txt"]
 
 
 def test_a_folder_in_the_way_of_one_output_of_a_folder_is_refused_before_any_work(tiny_model, tmp_path, capsys):

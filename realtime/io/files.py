@@ -46,6 +46,8 @@ def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path
 def check_output_suffix(path: Path, allowed_suffixes: Iterable[str]) -> None:
     """OutputError unless ``path`` ends in one of ``allowed_suffixes`` (any case)."""
     allowed = tuple(allowed_suffixes)
+    if not path.suffix and path.name.lower() in allowed:  # ".mp4": a hidden file without a suffix, to Python
+        raise OutputError(f"{path}: has no name before {path.name!r}; give one, e.g. out{path.name}", path)
     if path.suffix.lower() not in allowed:
         raise OutputError(f"{path}: unsupported output type {path.suffix or '(none)'!r}; use {', '.join(allowed)}",
                           path)
