@@ -474,7 +474,6 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
         if output.exists() and _same_file(output, folder):
             raise OutputError(f"{output}: is the input folder; choose another output folder")
         check_output_folder(output)
-        _check_output_folder_inside(output, folder)
     jobs, targets, made = [], {}, set()
     inputs = {_file_identity(path) for path in files}  # hard links to them included
     for path in files:
@@ -503,6 +502,8 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
         if key in made:
             raise OutputError(f"{output / key}: would be both the output for {name} and a folder of outputs; "
                               "rename one of them")
+    if output is not None:
+        _check_output_folder_inside(output, folder)
     return jobs
 
 

@@ -505,7 +505,7 @@ def test_a_folder_run_says_what_it_leaves_out(tiny_model, tmp_path, capsys):
     notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
     assert notes == ["note: 2 subfolders not analysed (use --recursive): day1, day2; "
                      "2 files of unknown kind skipped: IMG_0001.HEIC, notes.txt"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [realtime.cli.OUTPUT_FOLDER_MARK, "a.png"]
     photo_tree(tmp_path / "plain", ["a.png", "b.png"])  # nothing left out: nothing said
     assert main([str(tmp_path / "plain"), "--model", str(tiny_model)]) == 0
     assert "note" not in capsys.readouterr().err
