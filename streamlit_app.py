@@ -180,7 +180,7 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
              "faces keep their ids (the command line's --sample-fps).")
     limit = webapp.duration_text(webapp.clip_seconds_limit(sample_fps))
     st.caption(f"Clips are analysed up to their first {limit} (at most {webapp.MAX_CLIP_FRAMES:,} frames"
-               + (" analysed)." if sample_fps else ")."))
+               + (", one a step, and the last)." if sample_fps else ")."))
     job: webapp.BackgroundClip | None = st.session_state.get("clip_job")
     if upload is None and not demo:
         if job is not None:
@@ -236,12 +236,12 @@ def clip_progress(job: webapp.BackgroundClip) -> None:
 def show_clip(clip: webapp.ClipAnalysis) -> None:
     """The annotated video, each face's emotion over time and the downloads."""
     if clip.truncated:
-        if clip.sample_fps == webapp.CLIP_SAMPLE_RATES[-1]:
+        longest = max(webapp.clip_seconds_limit(rate) for rate in webapp.CLIP_SAMPLE_RATES)
+        if webapp.clip_seconds_limit(clip.sample_fps) >= longest:  # fewer frames a second would take no more
             hint = "The command line (python -m realtime) takes any length."
         else:
-            hint = (f"Fewer frames analysed a second take up to "
-                    f"{webapp.duration_text(webapp.MAX_SAMPLED_CLIP_SECONDS)} of a clip; the command line "
-                    f"(python -m realtime) takes any length.")
+            hint = (f"Fewer frames analysed a second take up to {webapp.duration_text(longest)} of a clip; the "
+                    "command line (python -m realtime) takes any length.")
         st.warning(webapp.plain_markdown(f"{clip.name} is longer than the web app takes: only its first "
                                          f"{clip.seconds:.1f} s were analysed ({clip.frames} frames). {hint}"))
     for issue in clip.issues:

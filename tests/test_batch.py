@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 for _package in ("ray", "pyarrow", "pandas"):
     pytest.importorskip(_package, reason="batch analysis needs requirements-batch.txt (in requirements-dev.txt)")
@@ -164,6 +165,43 @@ def test_listed_videos_that_are_gone_fail_alone_without_starting_ray(tmp_path, c
         assert f"failed: {tmp_path / name}: no such file (listed, but not there)" in out
     assert {video["status"] for video in manifest(results).values()} == {"failed"}
     assert not ray.is_initialized()
+
+
+def test_a_listed_photo_or_folder_without_videos_fails_alone(tmp_path, capsys):
+    """One photo in a list of 10,000 videos stopped the whole run (exit 2, nothing analysed)."""
+    Image.new("RGB", (40, 30), (90, 90, 90)).save(tmp_path / "cover.jpg")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "corpus.txt").write_text("cover.jpg\nnotes\n")
+    results = tmp_path / "results"
+    assert exit_code([str(tmp_path / "corpus.txt"), "--results", str(results)]) == 1
+    out = capsys.readouterr().out
+    assert "videos: 0 done, 0 skipped (complete before), 2 failed, of 2" in out
+    assert f"failed: {tmp_path / 'cover.jpg'}: is a photo; python -m realtime.batch analyses videos" in out
+    assert f"failed: folder {tmp_path / 'notes'}: no videos in it (listed)" in out
+    assert not ray.is_initialized()
+
+
+def test_names_that_are_long_or_no_utf8_give_output_names_that_can_be_written(tmp_path):
+    """A stem of 225 bytes made names too long for the file system (errno 36) on every run; a name with a byte that
+    is no UTF-8 (an old archive's) stopped the whole run with a traceback."""
+    long_stem, japanese = "b" * 225, "\u6620\u753b" * 40  # 240 bytes in UTF-8
+    odd = Path(os.fsdecode(bytes(tmp_path / "caf") + b"\xe9.mp4"))
+    for path in (tmp_path / f"{long_stem}.mp4", tmp_path / f"{japanese}.mkv", odd, tmp_path / "[take 1].mp4"):
+        path.write_bytes(b"x")
+    videos = collect_videos([str(tmp_path)])
+    names = sorted(video.name for video in videos)
+    assert len(set(names)) == 4 and all(len(os.fsencode(f".{name}.parquet.0123abcd.part")) <= 255 for name in names)
+    assert any(name.startswith("caf\ufffd-") for name in names) and "[take 1]" in " ".join(names)
+    for name in names:  # each can be written, as the Parquet file's hidden partial copy
+        (tmp_path / f".{name}.parquet.0123abcd.part").write_bytes(b"")
+    assert output_name(tmp_path / "clip.mp4").startswith("clip-")  # short UTF-8 names as before
+
+
+def test_a_still_gif_in_a_folder_is_a_photo_not_a_video(tmp_path):
+    Image.new("RGB", (40, 30), (90, 90, 90)).save(tmp_path / "still.gif")
+    frames = [Image.new("RGB", (40, 30), (level, level, level)) for level in (60, 120)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    assert [Path(video.path).name for video in collect_videos([str(tmp_path)])] == ["moving.gif"]
 
 
 # Ray in a loopback-only namespace.

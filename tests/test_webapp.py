@@ -345,11 +345,13 @@ def test_a_sampled_demo_clip_has_a_row_per_face_per_frame_analysed_and_a_timelin
 def test_a_sampled_clip_is_cut_after_the_most_frames_analysed(pool, monkeypatch, tmp_path):
     monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 4)  # at 5 a second: 0.8 s of the clip
     clip = webapp.analyze_clip(clip_bytes(tmp_path, 50), "long.mp4", pool, sample_fps=5)
-    assert clip.truncated and clip.frames == 4 and clip.seconds == pytest.approx(0.64)  # frames 0, 5, 10, 15
-    assert decoded_frames(clip.video) == ("h264", 4)
-    # the fourth frame analysed is the clip's last: it is whole, although the analysis stopped at the most
-    clip = webapp.analyze_clip(clip_bytes(tmp_path, 16), "whole.mp4", pool, sample_fps=5)
-    assert clip.frames == 4 and not clip.truncated
+    # frames 0, 5, 10, 15 and the last read, 19 (0.76 s)
+    assert clip.truncated and (clip.frames, clip.frames_read) == (5, 20) and clip.seconds == pytest.approx(0.8)
+    assert decoded_frames(clip.video) == ("h264", 5)
+    # a clip exactly as long as the limit (0.8 s) is whole: it was taken for cut, the most frames analysed
+    for frames in (16, 20):
+        clip = webapp.analyze_clip(clip_bytes(tmp_path, frames), "whole.mp4", pool, sample_fps=5)
+        assert clip.frames == (4 if frames == 16 else 5) and clip.frames_read == frames and not clip.truncated
 
 
 def test_oversized_clip_frames_are_refused(pool, monkeypatch, tmp_path, private_tmp):
@@ -548,13 +550,29 @@ def test_page_analyses_a_clip_at_fewer_frames_a_second_on_request(app):
 
     assert rate.value is None and limit() == "Clips are analysed up to their first 60 s (at most 1,800 frames)."
     rate.set_value(5).run()
-    assert limit() == "Clips are analysed up to their first 6 min (at most 1,800 frames analysed)."
+    assert limit() == "Clips are analysed up to their first 6 min (at most 1,800 frames, one a step, and the last)."
     [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
     demo.set_value(True).run()
     clip_analysed(app)
     assert not app.exception and not app.error and len(app.get("video")) == 1
     # 4 s at 30 fps: every 0.2 s and the last frame
     assert any(markdown.value.startswith("**21 frames** analysed of 120 (4.0 s)") for markdown in app.markdown)
+
+
+def test_page_says_when_fewer_frames_a_second_would_take_more_of_a_clip(app, monkeypatch):
+    monkeypatch.setattr(webapp, "MAX_CLIP_SECONDS", 1)  # every frame: 1 s of the 4 s demo clip (3 frames)
+    monkeypatch.setattr(webapp, "MAX_CLIP_FRAMES", 3)  # sampled: 3 s at 1 a second, 1.5 s at 2, 0.3 s at 10
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(True).run()
+    for chosen, shown in ((None, "Fewer frames analysed a second take up to 3 s of a clip;"),
+                          (2, "Fewer frames analysed a second take up to 3 s of a clip;"),
+                          (1, None)):  # (it said fewer would take up to 10 min at the lowest rate too)
+        [rate] = [radio for radio in app.radio if radio.label == "Frames analysed"]
+        rate.set_value(chosen).run()
+        clip_analysed(app)
+        warnings = [plain_text(warning.value) for warning in app.warning]
+        assert len(warnings) == 1 and "is longer than the web app takes" in warnings[0]
+        assert (shown in warnings[0]) if shown else ("Fewer frames" not in warnings[0]), warnings
 
 
 def test_page_bad_clip_shows_an_error(app):

@@ -547,7 +547,8 @@ def analyze_clip(data: bytes, name: str, pool: AnalyzerPool, on_progress: Progre
     expected; ``on_wait(True)`` while the clip waits for a free analyzer (the pool's are all analysing other
     clips), ``on_wait(False)`` once it has one. ``sample_fps`` analyses at most that many frames a second (as
     ``--sample-fps``), which lets a longer clip in. Clips longer than the limits are analysed up to
-    ``clip_seconds_limit()`` (at most MAX_CLIP_FRAMES frames analysed) and marked ``truncated``.
+    ``clip_seconds_limit()`` (at most MAX_CLIP_FRAMES frames analysed; sampled, and the last frame read) and marked
+    ``truncated``.
     """
     suffix = check_upload(name, len(data), CLIP_TYPES, MAX_CLIP_MB)
     with private_folder() as folder:
@@ -604,12 +605,12 @@ def _header_seconds(path: Path) -> float | None:
 
 
 class _FirstFrames:
-    """The first ``limit`` frames of a source (a Source itself). ``read`` counts the frames handed out;
-    ``whole`` tells whether the last of them was the source's last (each is handed out once the next has been
-    read), and ``cut`` whether the limit left frames unread."""
+    """The first ``limit`` frames of a source (a Source itself), and of them those before ``seconds`` when given.
+    ``read`` counts the frames handed out; ``whole`` tells whether the last of them was the source's last (each is
+    handed out once the next has been read), and ``cut`` whether the limits left frames unread."""
 
-    def __init__(self, source, limit: int):
-        self.source, self.limit = source, limit
+    def __init__(self, source, limit: int, seconds: float | None = None):
+        self.source, self.limit, self.seconds = source, limit, seconds
         self.info, self.live, self.audio_path = source.info, source.live, source.audio_path
         self.cut = False
         self.read = 0
@@ -619,7 +620,7 @@ class _FirstFrames:
         frames = iter(self.source)
         upcoming = next(frames, None)
         while upcoming is not None:
-            if self.read == self.limit:
+            if self.read == self.limit or (self.seconds is not None and upcoming.timestamp >= self.seconds):
                 self.cut, self.whole = True, False
                 return
             frame, upcoming = upcoming, next(frames, None)
@@ -648,7 +649,9 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
     limit = clip_frame_limit(info.fps, sample_fps)
     total = info.total_frames or (round(header_seconds * info.fps) if header_seconds else None)  # WebM: no count
     expected = min(total, limit) if total else None
-    first_frames = _FirstFrames(source, limit)
+    # sampled: cut at the time the limit allows (a count from the average rate would let a variable-rate clip run
+    # longer), and the analysis goes on to the clip's last frame, the one after the MAX_CLIP_FRAMES steps
+    first_frames = _FirstFrames(source, limit, None if sample_fps is None else clip_seconds_limit(sample_fps))
     video_path, csv_path = folder / "annotated.mp4", folder / "faces.csv"
     summary = RunSummary()
     frames, seconds = 0, 0.0
@@ -658,7 +661,7 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
             ResultsWriter(csv_path, analyzer.classes) as results_writer:
         for analyzed in process_source(first_frames, analyzer, sinks=[video_writer, results_writer, summary],
                                        annotator=EmotionAnnotator(), source_name=name, sample_fps=sample_fps,
-                                       max_frames=None if sample_fps is None else MAX_CLIP_FRAMES):
+                                       max_frames=None if sample_fps is None else MAX_CLIP_FRAMES + 1):
             frames += 1
             results.append(analyzed.result)
             seconds = analyzed.frame.timestamp + 1.0 / info.fps

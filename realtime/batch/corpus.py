@@ -14,6 +14,7 @@ rerun with other settings is refused instead of mixing results.
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import logging
@@ -122,6 +123,7 @@ class Video:
     path: str
     source: str
     name: str
+    refused: str = ""  # why a listed path is no video to analyse (a photo, a folder without videos): it fails alone
 
 
 @dataclass
@@ -145,9 +147,16 @@ class VideoOutcome:
     problems: list[str] = field(default_factory=list)
 
 
+# A video's stem is cut to this many bytes (UTF-8) in its output files' names, so that the id and the suffixes of the
+# Parquet file, its marker and its hidden partial copy stay within a file system's 255 bytes a name.
+OUTPUT_STEM_BYTES = 150
+
+
 def output_name(path: Path) -> str:
-    """Stem of a video's output files: its own stem and 8 hex digits of its absolute path."""
-    return f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    """Stem of a video's output files: its own stem, cut to OUTPUT_STEM_BYTES (bytes that are no UTF-8, from an old
+    archive, as U+FFFD), and 8 hex digits of its absolute path."""
+    stem = os.fsencode(path.stem).decode("utf-8", "replace").encode("utf-8")[:OUTPUT_STEM_BYTES]
+    return f"{stem.decode('utf-8', 'ignore')}-{hashlib.sha1(os.fsencode(str(path))).hexdigest()[:8]}"
 
 
 def collect_videos(inputs: list[str]) -> list[Video]:
@@ -164,13 +173,19 @@ def collect_videos(inputs: list[str]) -> list[Video]:
             entries = _listed_paths(path)
             if not entries:
                 raise SourceError(f"list {path}: no paths in it")
-            # a listed file that is gone fails alone (BatchRun.plan), as a video that cannot be read would
-            video_paths = [video for entry in entries for video in (_videos_at(entry) if entry.exists() else [entry])]
+            # a listed path that is gone, a photo or a folder without videos fails alone (BatchRun.plan), as a video
+            # that cannot be read would
+            video_paths = []
+            for entry in entries:
+                try:
+                    video_paths += [(video, "") for video in (_videos_at(entry) if entry.exists() else [entry])]
+                except SourceError as error:
+                    video_paths.append((entry, str(error)))
         else:
-            video_paths = _videos_at(path)
-        for video_path in video_paths:
+            video_paths = [(video, "") for video in _videos_at(path)]
+        for video_path, refused in video_paths:
             absolute = video_path.resolve()
-            found.setdefault(str(absolute), Video(str(absolute), str(video_path), output_name(absolute)))
+            found.setdefault(str(absolute), Video(str(absolute), str(video_path), output_name(absolute), refused))
     return sorted(found.values(), key=lambda video: _size(video.path), reverse=True)
 
 
@@ -201,7 +216,8 @@ def _videos_at(path: Path) -> list[Path]:
     if path.is_dir():
         videos = sorted(file for file in path.rglob("*")
                         if file.suffix.lower() in VIDEO_SUFFIXES and file.is_file()
-                        and not any(part.startswith(".") for part in file.relative_to(path).parts))
+                        and not any(part.startswith(".") for part in file.relative_to(path).parts)
+                        and media_kind(file) == "video")  # not a GIF of one frame: a photo
         if not videos:
             raise SourceError(f"folder {path}: no videos in it")
         return videos
@@ -255,7 +271,7 @@ def driver_gone(marker: Path) -> bool:
 
 def _remove_unfinished(folder: Path, file_name: str) -> None:
     """Delete hidden partial copies of ``file_name`` left by a worker that was cut off."""
-    for part in folder.glob(f".{file_name}.*.part*"):
+    for part in folder.glob(f".{glob.escape(file_name)}.*.part*"):
         part.unlink(missing_ok=True)
 
 
@@ -449,6 +465,10 @@ class BatchRun:
         others (no Ray needed)."""
         self.todo = deque()
         for video in self.videos:
+            if video.refused:
+                self.outcomes.append(VideoOutcome(video.name, video.source, video.path, "failed",
+                                                  error=f"{video.refused} (listed)"))
+                continue
             if not Path(video.path).is_file():
                 self.outcomes.append(VideoOutcome(video.name, video.source, video.path, "failed",
                                                   error="no such file (listed, but not there)"))
