@@ -417,17 +417,24 @@ def _inside(inner: Path, outer: Path) -> bool:
     return outer.absolute() in inner.absolute().parents or outer.resolve() in inner.resolve().parents
 
 
-def _check_output_folder_inside(output: Path, folder: Path) -> None:
-    """Refuse an existing output folder inside ``folder`` that holds photos or videos without this program's mark
-    (OUTPUT_FOLDER_MARK): a folder of the user's own, which the run would leave out and partly overwrite."""
+def _check_output_folder_inside(output: Path, folder: Path, recursive: bool, targets: list[Path]) -> None:
+    """Refuse an existing output folder inside ``folder`` without this program's mark (OUTPUT_FOLDER_MARK), a folder
+    of the user's own, that holds photos or videos the run would leave out (``recursive``: the run enters the
+    folder's subfolders, but not this one) or replace (``targets``: the outputs' paths)."""
     if not output.is_dir() or not _inside(output, folder) or (output / OUTPUT_FOLDER_MARK).exists():
         return
-    with suppress(SourceError):
-        if own := scan_folder(output, recursive=True).media:
-            raise OutputError(
-                f"{output}: the output folder is inside {folder} and holds photos or videos that are not this "
-                f"program's outputs ({_some_of([path.relative_to(output).as_posix() for path in own], 3)}): the "
-                "run would leave them out and replace those with an output's name; choose another output folder")
+    own: list[Path] = []
+    if recursive:
+        with suppress(SourceError):  # a folder that cannot be read: its outputs say so
+            own, harm = scan_folder(output, recursive=True).media, "leave them out, and replace those of an output's name"
+    else:
+        own, harm = [target for target in targets if target.exists()], "replace them"
+    if own:
+        raise OutputError(
+            f"{output}: the output folder is inside {folder} and holds photos or videos not marked as this program's "
+            f"outputs ({_some_of([path.relative_to(output).as_posix() for path in own], 3)}): the run would {harm}; "
+            f"if they are an earlier run's outputs, remove them or add an empty file {OUTPUT_FOLDER_MARK} to the "
+            "folder, else choose another output folder")
 
 
 def _mark_output_folder(output: Path, folder: Path) -> None:
@@ -503,7 +510,7 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
             raise OutputError(f"{output / key}: would be both the output for {name} and a folder of outputs; "
                               "rename one of them")
     if output is not None:
-        _check_output_folder_inside(output, folder)
+        _check_output_folder_inside(output, folder, recursive, [job.output for job in jobs])
     return jobs
 
 
@@ -615,6 +622,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
                 done += 1
                 if reached is not None:
                     reached["seconds"] = last.frame.timestamp
+            if reached is not None:
+                reached["whole"] = True  # analysed to its end (or --max-frames): a stop now only finishes outputs
         except SourceError as error:  # failed part way: what was analysed before is kept
             _problem(summary, f"{name}: stopped after {done} frame{'s' * (done != 1)} ({error}); "
                               "the outputs keep those frames")
@@ -828,7 +837,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                       "lack up to its last second, which the summary and results count", file=sys.stderr)
             else:
                 print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
-            if stopped_in is not None and stopped_in[0].kind == "video" and "seconds" in reached:
+            if stopped_in is not None and stopped_in[0].kind == "video" and "seconds" in reached \
+                    and not reached.get("whole"):
                 done, length = stopped_in[1], reached["length"]
                 of = f" of {length:.1f} s" if length else ""
                 summary.note(f"{stopped_in[0].name or stopped_in[0].spec.name}: interrupted at {reached['seconds']:.1f} s"

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from PIL import Image
 
 import realtime.classifier
 import realtime.cli
+import realtime.io.video
 import realtime.pipeline
 import realtime.sources
 from realtime.annotator import photo_enlargement
@@ -37,7 +39,7 @@ from realtime.io.camera import CameraSource
 from realtime.io.images import read_image
 from realtime.io.video import H264VideoWriter
 from realtime.types import Frame, VideoInfo
-from tests.conftest import SHARED_MEDIA, cut_short_mp4
+from tests.conftest import SHARED_MEDIA, cut_short_mp4, without_escaping_ctrl_c
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -614,16 +616,24 @@ def test_an_output_folder_inside_the_input_that_holds_photos_of_its_own_is_refus
     before = {path: path.read_bytes() for path in folder.rglob("*.png")}
     argv = [str(folder), "-o", str(folder / "originals"), "--model", str(tiny_model)] + ["--recursive"] * recursive
     assert main(argv) == 2
+    found, harm = ("deeper/b.png, photo.png", "leave them out, and replace those of an output's name") if recursive \
+        else ("photo.png", "replace them")
     assert one_line_error(capsys.readouterr()) == (
-        f"error: {folder / 'originals'}: the output folder is inside {folder} and holds photos or videos that are not "
-        "this program's outputs (deeper/b.png, photo.png): the run would leave them out and replace those with an "
-        "output's name; choose another output folder")
+        f"error: {folder / 'originals'}: the output folder is inside {folder} and holds photos or videos not marked "
+        f"as this program's outputs ({found}): the run would {harm}; if they are an earlier run's outputs, remove "
+        f"them or add an empty file {realtime.cli.OUTPUT_FOLDER_MARK} to the folder, else choose another output "
+        "folder")
     assert {path: path.read_bytes() for path in folder.rglob("*.png")} == before and \
         not (folder / "originals" / realtime.cli.OUTPUT_FOLDER_MARK).exists()
     (folder / "annotated").mkdir()  # a folder of its own, empty: taken, and marked as the outputs' for the reruns
     for _ in range(2):
         assert main([str(folder), "-o", str(folder / "annotated"), "--model", str(tiny_model)]) == 0
         assert (folder / "annotated" / realtime.cli.OUTPUT_FOLDER_MARK).is_file()
+    if not recursive:  # a subfolder of its own that a run without --recursive never enters, where no name clashes
+        (folder / "photo.png").rename(folder / "renamed.png")
+        assert main([str(folder), "-o", str(folder / "originals"), "--model", str(tiny_model)]) == 0
+        assert (folder / "originals" / "renamed.png").is_file() and (folder / "originals" / "photo.png").read_bytes() \
+            == before[folder / "originals" / "photo.png"]
 
 
 @pytest.mark.parametrize("name", ["same.jsonl", "faces.CSV", "out.mp4"])
@@ -863,6 +873,29 @@ def test_an_interrupted_video_says_how_far_it_was_analysed(tiny_model, tmp_path)
     match = re.search(r"^  talk\.mp4: interrupted at (\d+\.\d) s of 20\.0 s, after (\d+) frames? analysed; the rest "
                       r"was not analysed$", stdout, re.MULTILINE)
     assert match and int(match[2]) == analysed < 600 and float(match[1]) < 20, stdout
+
+
+def test_a_stop_while_a_whole_video_is_being_finished_says_nothing_was_left(tiny_model, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the annotated video of a video analysed to its end was rewritten said "the rest was not
+    analysed"."""
+    clip = tmp_path / "talk.mp4"
+    with demo_source() as demo, H264VideoWriter(clip, demo.info) as writer:
+        for frame in list(demo)[:10]:
+            writer.write(frame.image, frame.timestamp)
+    rewrite = realtime.io.video._rewrite_with_index_in_front
+
+    def stopped_while_finishing(path):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        for _ in range(10_000):  # the handler runs within the next few bytecodes
+            pass
+        return rewrite(path)
+
+    monkeypatch.setattr(realtime.io.video, "_rewrite_with_index_in_front", stopped_while_finishing)
+    assert without_escaping_ctrl_c(main, [str(clip), "-o", str(tmp_path / "out.mp4"), "--model", str(tiny_model)]) \
+        == 130
+    captured = capsys.readouterr()
+    assert "interrupted (Ctrl-C)" in captured.err and "10 frames" in captured.out
+    assert "not analysed" not in captured.out and video_facts(tmp_path / "out.mp4")[0] == 10
 
 
 def test_roll_correction_is_on_by_default_and_can_be_turned_off(tiny_model, tmp_path):
