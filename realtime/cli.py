@@ -598,7 +598,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
             print(note, file=sys.stderr)
         notes.clear()
         meter = None
-        if getattr(source, "clock_origin", None) is not None:
+        if getattr(source, "clock_origin", None) is not None and not getattr(source, "served_file", False):
+            # (a served file's frames are timed by the file, not by when they came: no latency to measure)
             meter = LatencyMeter(source.clock_origin)
             latencies.append(meter)
         video_writer = None
