@@ -543,6 +543,48 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cut_off_copy(media, tmp_
     assert not list(annotated.glob(".*")) and not list(results.glob(".*"))
 
 
+@in_namespace
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_ray_starts_ends_what_it_started_and_writes_the_manifest(signum, media, tmp_path, request):
+    """A SIGTERM while Ray started went to Ray's own handler (exit 15, no manifest, no summary), and Ray's agents,
+    started by then, were left running after either stop."""
+    results = tmp_path / "results"
+    ray_temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths hold it
+    request.addfinalizer(lambda: shutil.rmtree(ray_temp, ignore_errors=True))
+    run = subprocess.Popen([sys.executable, "-m", "realtime.batch", str(media / "single_face.mp4"), "--results",
+                            str(results), "--workers", "1"], cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={**os.environ, "RAY_TMPDIR": str(ray_temp)})
+    try:
+        deadline = time.monotonic() + RAY_COMMAND_TIMEOUT_S
+        while time.monotonic() < deadline and run.poll() is None and not list(ray_temp.glob("ray/session_2*")):
+            time.sleep(0.02)  # until ray.init has begun: its session folder is made first
+        run.send_signal(signum)
+        out, err = run.communicate(timeout=RAY_COMMAND_TIMEOUT_S)
+    finally:
+        run.kill()
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert run.returncode == (130 if signum == signal.SIGINT else 143), err[-3000:]
+    assert f"interrupted ({name}) while starting Ray: no video was analysed" in err and "Traceback" not in err
+    assert [outcome["status"] for outcome in manifest(results).values()] == ["not finished"]
+    assert "not finished" in out  # the summary
+
+    def left_running() -> list[str]:
+        commands = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(ray_temp) in command:
+                commands.append(command[:200])
+        return commands
+
+    for _ in range(100):  # bounded: 10 s for the processes killed to be gone
+        if not left_running():
+            break
+        time.sleep(0.1)
+    assert left_running() == []
+
 
 @in_namespace
 def test_a_worker_keeps_nothing_once_its_run_has_ended(local_ray, media, tmp_path, capsys):

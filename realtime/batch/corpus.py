@@ -25,7 +25,8 @@ import socket
 import sys
 import time
 from collections import deque
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -715,15 +716,26 @@ def main(argv: list[str] | None = None) -> int:
             _error(f"--results {results_dir}: cannot create it ({one_line(error)})")
             return EXIT_USAGE
         return _finish(batch, _exit_code(batch))
+    received: list[int] = []
+    connected = False
     try:
-        batch.workers, connected = connect_ray(args.address, args.workers)
-    except KeyboardInterrupt:
-        print("\ninterrupted while starting Ray: no video was analysed", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        with stop_signals() as received, _without_rays_sigterm_handler():
+            batch.workers, connected = connect_ray(args.address, args.workers)
+    except (KeyboardInterrupt, SystemExit) as stop:  # SystemExit: SIGTERM through Ray's handler, where it has one
+        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+            raise
+        received = received or [signal.SIGTERM if isinstance(stop, SystemExit) else signal.SIGINT]
     except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError for a bad address
         _error(f"cannot {'connect to the Ray cluster at ' + args.address if args.address else 'start Ray'} "
                f"({one_line(error)})")
         return EXIT_USAGE
+    if received:  # a stop while Ray started (its exception may have been lost in code that ignores them)
+        _end_started_processes()
+        name = "Ctrl-C" if received[0] == signal.SIGINT else signal.Signals(received[0]).name
+        print(f"\ninterrupted ({name}) while starting Ray: no video was analysed; rerun to do them", file=sys.stderr)
+        with suppress(OSError):
+            results_dir.mkdir(exist_ok=True)
+        return _finish(batch, EXIT_INTERRUPTED if received[0] == signal.SIGINT else 128 + received[0])
     try:
         try:
             results_dir.mkdir(exist_ok=True)
@@ -740,6 +752,51 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if connected:
             ray.shutdown()
+
+
+@contextmanager
+def _without_rays_sigterm_handler() -> Iterator[None]:
+    """Keep ray.init from putting its own handler on SIGTERM (a SystemExit raised wherever the signal finds the
+    program), so that the stop_signals() one stays; a stop raised where Python ignores exceptions (code run at a
+    fork) is not printed as a traceback: stop_signals() has noted it all the same."""
+    utils = getattr(ray, "_private", None) and getattr(ray._private, "utils", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    unraisable_hook = sys.unraisablehook
+
+    def quiet_about_stops(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, (KeyboardInterrupt, SystemExit)):
+            unraisable_hook(unraisable)
+
+    sys.unraisablehook = quiet_about_stops
+    if original is not None:  # (another Ray may have none: its handler's SystemExit is taken for a SIGTERM)
+        utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        sys.unraisablehook = unraisable_hook
+        if original is not None:
+            utils.set_sigterm_handler = original
+
+
+def _end_started_processes() -> None:
+    """After ray.init was stopped part way: shut down what it started. ``ray.shutdown()`` knows only the processes
+    of a start that finished, so the others are ended too: every process below this one (Linux's /proc; they are
+    Ray's alone, this program starts none of its own)."""
+    with suppress(Exception):
+        ray.shutdown()
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError, ValueError, IndexError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])  # after the name: state, ppid
+            children.setdefault(parent, []).append(int(entry.name))
+    pending, below = [os.getpid()], []
+    while pending:
+        for child in children.get(pending.pop(), []):
+            below.append(child)
+            pending.append(child)
+    for pid in below:
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _run(batch: BatchRun, received: list[int]) -> int:
