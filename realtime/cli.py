@@ -774,6 +774,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads, whole_image=args.whole_image,
                 roll_correction=args.roll_correction, small_images_whole=args.small_images_whole))
             annotator = EmotionAnnotator()
+            for note in notes:  # what a folder run leaves out, before any file's warnings
+                print(note, file=sys.stderr)
+            notes.clear()
             for problem in unread:
                 _problem(summary, f"skipped {problem}")
             opened = []

@@ -513,6 +513,16 @@ def test_a_folder_run_says_what_it_leaves_out(tiny_model, tmp_path, capsys):
     assert "note" not in capsys.readouterr().err
 
 
+def test_a_folder_run_says_what_it_leaves_out_before_any_file_warning(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["b.png", "day1/c.png"])
+    (folder / "a.png").write_bytes(b"not a photo")  # the first file: skipped with a warning
+    assert main([str(folder), "--model", str(tiny_model)]) == 3
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("note:", "warning:"))]
+    assert lines[0] == "note: 1 subfolder not analysed (use --recursive): day1"  # it came after the warning
+    assert lines[1].startswith("warning: skipped image a.png")
+
+
 def test_a_folder_names_its_broken_links_and_pipes_as_problems(tiny_model, tmp_path, capsys):
     folder = tmp_path / "in"
     photo_tree(folder, ["a.png"])
