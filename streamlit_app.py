@@ -210,7 +210,7 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
                 connected)
         st.session_state["clip_job"] = job
     if not job.finished:
-        clip_progress(job)
+        clip_progress(job, sample_fps)
         return
     clip, error = job.result
     if error is not None:
@@ -220,8 +220,9 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
 
 
 @st.fragment(run_every=0.5)
-def clip_progress(job: webapp.BackgroundClip) -> None:
-    """The running analysis's progress, polled; the whole page reruns to show the result once it is done."""
+def clip_progress(job: webapp.BackgroundClip, sample_fps: float | None) -> None:
+    """The running analysis's progress, polled; the whole page reruns to show the result once it is done. Sampled
+    (``sample_fps``), it counts the frames read, most of which are not analysed."""
     if job.finished:
         st.rerun()
     if job.waiting:
@@ -230,6 +231,8 @@ def clip_progress(job: webapp.BackgroundClip) -> None:
         return
     percent = min(99, 100 * job.done // job.expected) if job.expected else 0
     text = f"Analysing {job.name}: frame {job.done}" + (f" of {job.expected}" if job.expected else "")
+    if sample_fps is not None:
+        text += f" read, {sample_fps:g} a second analysed"
     st.progress(percent / 100, text=webapp.plain_markdown(text if job.done else f"Analysing {job.name}..."))
 
 

@@ -201,7 +201,8 @@ def test_plain_image_has_no_faces(pool):
     ("empty.png", b"", r"image empty\.png: file is empty"),
     ("cut.png", None, r"image cut\.png: cannot decode it \(image file is truncated; too little of the picture"),
     ("bomb.png", png_header(30_000, 30_000), r"bomb\.png: too many pixels \(possible decompression bomb\)"),
-    ("huge.png", png_header(9_000, 7_000), r"huge\.png: 9000x7000 is 63 megapixels; photos up to 50"),
+    ("huge.png", png_header(9_000, 7_000), r"huge\.png: 9000x7000 is 63\.0 megapixels; photos up to 50"),
+    ("phone.png", png_header(8_160, 6_144), r"phone\.png: 8160x6144 is 50\.1 megapixels; photos up to 50"),
     ("photo.gif", b"GIF89a", r"photo\.gif: not a supported file type"),
 ])
 def test_bad_photos_give_one_line_errors_naming_the_upload(pool, private_tmp, name, data, message):
@@ -338,8 +339,8 @@ def test_a_sampled_demo_clip_has_a_row_per_face_per_frame_analysed_and_a_timelin
     table = pd.read_csv(io.BytesIO(clip.csv))
     assert list(table["frame"]) == list(range(0, 120, 6)) + [119] and set(table["face_id"]) == {1}
     timeline = clip.timeline()
-    steps = (timeline["until"] - timeline["time"]).round(6)
-    assert steps[:-1].eq(0.2).all() and steps.iloc[-1] == pytest.approx(1 / 30, abs=0.001)  # until the end
+    steps = (timeline["until"] - timeline["time"]).round(3)  # each until the next frame analysed, as the video
+    assert steps[:-2].eq(0.2).all() and list(steps[-2:]) == pytest.approx([5 / 30, 1 / 30], abs=0.001)  # shows it
 
 
 def test_a_sampled_clip_is_cut_after_the_most_frames_analysed(pool, monkeypatch, tmp_path):
@@ -919,6 +920,35 @@ def test_a_clip_waiting_for_an_analyzer_says_so_and_can_be_cancelled(tiny_model,
         assert list(private_tmp.iterdir()) == []
     finally:
         pool.close()
+
+
+def test_page_progress_of_a_sampled_clip_says_its_frames_are_read(app, monkeypatch):
+    """At 5 a second the bar counted "frame 1039 of 5400" beside a limit of 1,800 frames analysed."""
+    release, analyse = threading.Event(), webapp.analyze_demo_clip
+
+    def under_way(pool, on_progress=None, on_wait=None, sample_fps=None):
+        on_progress(30, 120)
+        release.wait(APP_TIMEOUT_S)
+        return analyse(pool, on_progress, sample_fps=sample_fps)
+
+    monkeypatch.setattr(webapp, "analyze_demo_clip", under_way)
+    [rate] = [radio for radio in app.radio if radio.label == "Frames analysed"]
+    rate.set_value(5).run()
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    try:
+        demo.set_value(True).run()
+        job = app.session_state["clip_job"]
+        for _ in range(20_000):
+            if job.done or job.wait(0.01):
+                break
+        app.run()
+        [progress] = app.get("progress")
+        assert progress.proto.text == webapp.plain_markdown("Analysing demo clip: frame 30 of 120 read, 5 a second "
+                                                            "analysed")
+    finally:
+        release.set()
+    clip_analysed(app)
+    assert not app.exception and not app.error and len(app.get("video")) == 1
 
 
 def test_page_says_a_clip_waits_for_a_free_analyzer(app, monkeypatch):

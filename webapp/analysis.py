@@ -312,7 +312,7 @@ def _check_photo_pixels(path: Path, name: str) -> None:
     except (OSError, SyntaxError, ValueError):
         return  # not an image Pillow recognises: read_photo_file reports why
     if width * height > MAX_PHOTO_MEGAPIXELS * 1_000_000:
-        raise UploadError(f"photo {name}: {width}x{height} is {width * height / 1e6:.0f} megapixels; "
+        raise UploadError(f"photo {name}: {width}x{height} is {width * height / 1e6:.1f} megapixels; "
                           f"photos up to {MAX_PHOTO_MEGAPIXELS} megapixels are accepted")
 
 
@@ -476,6 +476,7 @@ class ClipAnalysis:
     classes: list[str]  # the model's emotions, in its order
     frames_read: int  # frames of the clip read, analysed or not (``frames`` are those analysed)
     sample_fps: float | None  # analysed at most this many frames a second; None: every frame
+    frame_ends: dict[int, float]  # each frame analysed (its index): when the next one analysed begins, or the clip ends
 
     @property
     def faces_found(self) -> bool:
@@ -493,11 +494,11 @@ class ClipAnalysis:
 
     def timeline(self) -> pd.DataFrame:
         """Each face's emotion over time, one row per face per frame (from the CSV, so they agree); a frame
-        lasts until the next one analysed (sampled: the last one until the clip's end)."""
-        if self.sample_fps is None or self.sample_fps >= self.fps:
-            return face_timeline(self.rows, 1.0 / self.fps)
-        timeline = face_timeline(self.rows, 1.0 / self.sample_fps)
-        timeline["until"] = timeline["until"].clip(upper=self.seconds)
+        lasts a frame's time, or, sampled, until the next one analysed (the last one until the clip's end), as the
+        annotated video shows it."""
+        timeline = face_timeline(self.rows, 1.0 / self.fps)
+        if self.sample_fps is not None:
+            timeline["until"] = timeline["frame"].map(self.frame_ends).astype(float)
         return timeline
 
 
@@ -656,6 +657,7 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
     summary = RunSummary()
     frames, seconds = 0, 0.0
     results: list[FrameResult] = []
+    frame_ends: dict[int, float] = {}
     with pool.borrow(for_clip=True, on_wait=on_wait) as analyzer, \
             H264VideoWriter(video_path, info, audio_source=audio_source) as video_writer, \
             ResultsWriter(csv_path, analyzer.classes) as results_writer:
@@ -664,7 +666,10 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
                                        max_frames=None if sample_fps is None else MAX_CLIP_FRAMES + 1):
             frames += 1
             results.append(analyzed.result)
+            if frame_ends:
+                frame_ends[next(reversed(frame_ends))] = analyzed.frame.timestamp
             seconds = analyzed.frame.timestamp + 1.0 / info.fps
+            frame_ends[analyzed.frame.index] = seconds
             if on_progress is not None:
                 on_progress(first_frames.read, max(expected, first_frames.read) if expected else None)
     stem = download_stem(name, "clip")
@@ -672,7 +677,8 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
                         video_file_name=f"{stem}_emotions.mp4", csv_file_name=f"{stem}_faces.csv",
                         rows=results_rows(results),
                         frames=frames, seconds=seconds, fps=info.fps, truncated=not first_frames.whole, issues=[],
-                        summary=summary, classes=pool.classes, frames_read=first_frames.read, sample_fps=sample_fps)
+                        summary=summary, classes=pool.classes, frames_read=first_frames.read, sample_fps=sample_fps,
+                        frame_ends=frame_ends)
 
 
 class BackgroundClip:
