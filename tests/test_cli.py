@@ -18,6 +18,7 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -824,26 +825,33 @@ def test_a_closed_stdout_loses_only_the_report(tiny_model, tmp_path):
     assert video_facts(out)[0] == 10
 
 
-def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for index in range(12):  # long enough to be interrupted in the middle
-        (folder / f"clip{index:02}.mov").symlink_to(media / "noface_face.mov")
-    out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "realtime", str(folder), "-o", str(out),
-                                "--model", str(tiny_model)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+def interrupted_once(argv: list[str], under_way: Callable[[], bool]) -> tuple[int, str, str]:
+    """``python -m realtime argv`` given a Ctrl-C once ``under_way()`` (asked every 0.1 s, for 2 minutes at most):
+    its exit code, stdout and stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "realtime", *argv], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "clip00.mp4").exists() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.1)  # clip00 finished: the run is under way
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None and not under_way():
+            time.sleep(0.1)
         assert process.poll() is None, "the run ended before it could be interrupted"
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, stderr
+    return process.returncode, stdout, stderr
+
+
+def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(12):  # long enough to be interrupted in the middle
+        (folder / f"clip{index:02}.mov").symlink_to(media / "noface_face.mov")
+    out = tmp_path / "out"
+    returncode, stdout, stderr = interrupted_once([str(folder), "-o", str(out), "--model", str(tiny_model)],
+                                                  under_way=(out / "clip00.mp4").exists)  # clip00 finished
+    assert returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert "frames" in stdout  # the summary
     written = sorted(p.name for p in out.iterdir())
@@ -864,21 +872,10 @@ def test_an_interrupted_video_says_how_far_it_was_analysed(tiny_model, tmp_path)
         frames = list(demo)
         for index in range(600):  # 20 s at 30 frames/s
             writer.write(frames[index % len(frames)].image, index / 30)
-    process = subprocess.Popen([sys.executable, "-m", "realtime", str(clip), "-r", str(results),
-                                "--model", str(tiny_model)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None and \
-                (not results.exists() or results.read_text().count("\n") < 2):
-            time.sleep(0.1)  # rows written: the analysis is under way
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, stderr
+    returncode, stdout, stderr = interrupted_once(
+        [str(clip), "-r", str(results), "--model", str(tiny_model)],
+        under_way=lambda: results.exists() and results.read_text().count("\n") >= 2)  # rows written
+    assert returncode == 130, stderr
     analysed = len({row["frame"] for row in read_csv(results)})
     match = re.search(r"^  talk\.mp4: interrupted at (\d+\.\d) s of 20\.0 s, after (\d+) frames? analysed; the rest "
                       r"was not analysed$", stdout, re.MULTILINE)

@@ -8,6 +8,7 @@ import struct
 import tempfile
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -922,58 +923,43 @@ def test_a_clip_waiting_for_an_analyzer_says_so_and_can_be_cancelled(tiny_model,
         pool.close()
 
 
-def test_page_progress_of_a_sampled_clip_says_its_frames_are_read(app, monkeypatch):
-    """At 5 a second the bar counted "frame 1039 of 5400" beside a limit of 1,800 frames analysed."""
+def progress_while_held(app: AppTest, monkeypatch, report: Callable) -> str:
+    """The progress bar's text while the demo clip's analysis is held after ``report(on_progress, on_wait)``; then it
+    is let go, and its result must show."""
     release, analyse = threading.Event(), webapp.analyze_demo_clip
 
-    def under_way(pool, on_progress=None, on_wait=None, sample_fps=None):
-        on_progress(30, 120)
+    def held(pool, on_progress=None, on_wait=None, sample_fps=None):
+        report(on_progress, on_wait)
         release.wait(APP_TIMEOUT_S)
+        on_wait(False)
         return analyse(pool, on_progress, sample_fps=sample_fps)
 
-    monkeypatch.setattr(webapp, "analyze_demo_clip", under_way)
-    [rate] = [radio for radio in app.radio if radio.label == "Frames analysed"]
-    rate.set_value(5).run()
+    monkeypatch.setattr(webapp, "analyze_demo_clip", held)
     [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
     try:
         demo.set_value(True).run()
         job = app.session_state["clip_job"]
         for _ in range(20_000):
-            if job.done or job.wait(0.01):
+            if job.waiting or job.done or job.wait(0.01):
                 break
         app.run()
         [progress] = app.get("progress")
-        assert progress.proto.text == webapp.plain_markdown("Analysing demo clip: frame 30 of 120 read, 5 a second "
-                                                            "analysed")
+        text = progress.proto.text
     finally:
         release.set()
     clip_analysed(app)
     assert not app.exception and not app.error and len(app.get("video")) == 1
+    return text
+
+
+def test_page_progress_of_a_sampled_clip_says_its_frames_are_read(app, monkeypatch):
+    """At 5 a second the bar counted "frame 1039 of 5400" beside a limit of 1,800 frames analysed."""
+    [rate] = [radio for radio in app.radio if radio.label == "Frames analysed"]
+    rate.set_value(5).run()
+    text = progress_while_held(app, monkeypatch, lambda on_progress, on_wait: on_progress(30, 120))
+    assert text == webapp.plain_markdown("Analysing demo clip: frame 30 of 120 read, 5 a second analysed")
 
 
 def test_page_says_a_clip_waits_for_a_free_analyzer(app, monkeypatch):
-    release, analyse = threading.Event(), webapp.analyze_demo_clip
-
-    def queued(pool, on_progress=None, on_wait=None, sample_fps=None):
-        if on_wait is not None:
-            on_wait(True)
-        release.wait(APP_TIMEOUT_S)
-        if on_wait is not None:
-            on_wait(False)
-        return analyse(pool, on_progress, sample_fps=sample_fps)
-
-    monkeypatch.setattr(webapp, "analyze_demo_clip", queued)
-    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
-    try:
-        demo.set_value(True).run()
-        job = app.session_state["clip_job"]
-        for _ in range(20_000):
-            if job.waiting or job.wait(0.01):
-                break
-        app.run()
-        [progress] = app.get("progress")
-        assert progress.proto.text.startswith(webapp.plain_markdown("Waiting for a free analyzer"))
-    finally:
-        release.set()
-    clip_analysed(app)
-    assert not app.exception and not app.error and len(app.get("video")) == 1
+    text = progress_while_held(app, monkeypatch, lambda on_progress, on_wait: on_wait(True))
+    assert text.startswith(webapp.plain_markdown("Waiting for a free analyzer"))
