@@ -437,14 +437,20 @@ def _check_output_folder_inside(output: Path, folder: Path, recursive: bool, tar
             "folder, else choose another output folder")
 
 
-def _mark_output_folder(output: Path, folder: Path) -> None:
-    """Mark an output folder inside ``folder`` as holding this program's outputs (``_check_output_folder_inside``);
-    a mark that cannot be written leaves the folder as it was (its outputs then say why they cannot be)."""
-    if _inside(output, folder) and not (output / OUTPUT_FOLDER_MARK).exists():
-        with suppress(OSError):
-            (output / OUTPUT_FOLDER_MARK).write_text(
-                "This folder holds annotated outputs of Emotion Tracer (python -m realtime), which a folder run of "
-                "the folder around it leaves out and a rerun replaces.\n", encoding="utf-8")
+def _mark_output_folder(output: Path, folder: Path, targets: list[Path]) -> None:
+    """Mark an output folder inside ``folder`` as holding this program's outputs (``_check_output_folder_inside``),
+    unless it holds photos or videos besides the run's outputs (``targets``: the user's own, which a run without
+    --recursive leaves alone, but a run with it would then pass over); a mark that cannot be written leaves the
+    folder as it was (its outputs then say why they cannot be)."""
+    if not _inside(output, folder) or (output / OUTPUT_FOLDER_MARK).exists():
+        return
+    with suppress(SourceError):
+        if set(scan_folder(output, recursive=True).media) - set(targets):
+            return
+    with suppress(OSError):
+        (output / OUTPUT_FOLDER_MARK).write_text(
+            "This folder holds annotated outputs of Emotion Tracer (python -m realtime), which a folder run of the "
+            "folder around it leaves out and a rerun replaces.\n", encoding="utf-8")
 
 
 def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
@@ -774,9 +780,10 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads, whole_image=args.whole_image,
                 roll_correction=args.roll_correction, small_images_whole=args.small_images_whole))
             annotator = EmotionAnnotator()
-            for note in notes:  # what a folder run leaves out, before any file's warnings
-                print(note, file=sys.stderr)
-            notes.clear()
+            if folder:  # what it leaves out, before any file's warnings (a single source's notes wait until it opens)
+                for note in notes:
+                    print(note, file=sys.stderr)
+                notes.clear()
             for problem in unread:
                 _problem(summary, f"skipped {problem}")
             opened = []
@@ -789,7 +796,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
 
             if folder and args.output is not None:
                 args.output.mkdir(exist_ok=True)
-                _mark_output_folder(args.output, parse_source(args.input))
+                _mark_output_folder(args.output, parse_source(args.input), [job.output for job in jobs])
             # whether the last file that was written, or failed to be, found no space (files skipped unread and
             # outputs failed for another reason are left out: they show neither a full disk nor room)
             out_of_space_before = False

@@ -9,6 +9,7 @@ is stopped by the tests, and the kernel ends anything left in the namespace when
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import os
@@ -32,6 +33,7 @@ for _package in ("ray", "pyarrow", "pandas"):
 import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 
+import realtime.batch.corpus as corpus  # noqa: E402
 from realtime.batch.corpus import (  # noqa: E402
     DONE_FOLDER,
     MANIFEST_NAME,
@@ -183,7 +185,7 @@ def test_a_listed_photo_or_folder_without_videos_fails_alone(tmp_path, capsys):
 
 def test_names_that_are_long_or_no_utf8_give_output_names_that_can_be_written(tmp_path):
     """A stem of 225 bytes made names too long for the file system (errno 36) on every run; a name with a byte that
-    is no UTF-8 (an old archive's) stopped the whole run with a traceback."""
+    is no UTF-8 (an old archive's) stopped the whole run with a traceback. Stems that fitted keep their names."""
     long_stem, japanese = "b" * 225, "\u6620\u753b" * 40  # 240 bytes in UTF-8
     odd = Path(os.fsdecode(bytes(tmp_path / "caf") + b"\xe9.mp4"))
     for path in (tmp_path / f"{long_stem}.mp4", tmp_path / f"{japanese}.mkv", odd, tmp_path / "[take 1].mp4"):
@@ -194,7 +196,9 @@ def test_names_that_are_long_or_no_utf8_give_output_names_that_can_be_written(tm
     assert any(name.startswith("caf\ufffd-") for name in names) and "[take 1]" in " ".join(names)
     for name in names:  # each can be written, as the Parquet file's hidden partial copy
         (tmp_path / f".{name}.parquet.0123abcd.part").write_bytes(b"")
-    assert output_name(tmp_path / "clip.mp4").startswith("clip-")  # short UTF-8 names as before
+    for stem in ("clip", "\u00e9t\u00e9 " * 20, "x" * 223):  # names that could be written before are kept (reruns)
+        path = tmp_path / f"{stem}.mp4"
+        assert output_name(path) == f"{stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
 
 
 def test_a_still_gif_in_a_folder_is_a_photo_not_a_video(tmp_path):
@@ -314,6 +318,31 @@ def test_an_address_where_something_else_listens_is_refused_at_once(media, tmp_p
     finally:
         web.shutdown()
         web.server_close()
+        silent.close()
+        if was_connected:
+            connect_ray(None, 2)
+
+
+@in_namespace
+def test_a_stop_while_connecting_to_a_cluster_ends_no_process_of_the_caller(media, tmp_path, capsys):
+    """A stop while Ray started ended every process below this one: a program that calls main() lost its own."""
+    was_connected = ray.is_initialized()
+    ray.shutdown()
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
+    own = subprocess.Popen(["sleep", "60"])
+    stop = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    try:
+        stop.start()
+        argv = [str(media / "single_face.mp4"), "--results", str(tmp_path / "results"), "--address",
+                f"127.0.0.1:{silent.getsockname()[1]}"]
+        assert exit_code(argv) == 130
+        assert "interrupted (Ctrl-C) while starting Ray: no video was analysed" in capsys.readouterr().err
+        with pytest.raises(subprocess.TimeoutExpired):  # still running a second later: it was killed
+            own.wait(timeout=1)
+        assert [outcome["status"] for outcome in manifest(tmp_path / "results").values()] == ["not finished"]
+    finally:
+        stop.cancel()
+        own.kill()
         silent.close()
         if was_connected:
             connect_ray(None, 2)
@@ -490,6 +519,26 @@ def test_sample_fps_analyses_that_many_frames_a_second_and_is_kept_with_the_sett
     assert "frames: 13, faces: 13" in capsys.readouterr().out
     assert main([str(media / "single_face.mp4"), "--results", str(results)]) == 2  # every frame: other settings
     assert "holds results made with other settings" in capsys.readouterr().err
+
+
+@in_namespace
+def test_a_stop_before_the_first_video_is_sent_writes_the_manifest(local_ray, media, tmp_path, capsys, monkeypatch):
+    """A Ctrl-C between Ray's start and the run (while the results folder got its settings) said "interrupted again"
+    and wrote no manifest; a SIGTERM there ended the program at once."""
+    write = corpus._write_json_atomically
+
+    def stopped_while_writing(path, data):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        for _ in range(10_000):  # the handler runs within the next few bytecodes
+            pass
+        write(path, data)
+
+    monkeypatch.setattr(corpus, "_write_json_atomically", stopped_while_writing)
+    results = tmp_path / "results"
+    assert exit_code([str(media / "single_face.mp4"), "--results", str(results)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C): finished videos are kept" in err and "again" not in err
+    assert [outcome["status"] for outcome in manifest(results).values()] == ["not finished"]
 
 
 @in_namespace

@@ -645,6 +645,9 @@ def test_an_output_folder_inside_the_input_that_holds_photos_of_its_own_is_refus
         assert main([str(folder), "-o", str(folder / "originals"), "--model", str(tiny_model)]) == 0
         assert (folder / "originals" / "renamed.png").is_file() and (folder / "originals" / "photo.png").read_bytes() \
             == before[folder / "originals" / "photo.png"]
+        # not marked, as it holds photos of its own: a run with --recursive would have passed over them unsaid
+        assert not (folder / "originals" / realtime.cli.OUTPUT_FOLDER_MARK).exists()
+        assert main([str(folder), "-o", str(folder / "originals"), "--recursive", "--model", str(tiny_model)]) == 2
 
 
 @pytest.mark.parametrize("name", ["same.jsonl", "faces.CSV", "out.mp4"])

@@ -148,9 +148,10 @@ class VideoOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-# A video's stem is cut to this many bytes (UTF-8) in its output files' names, so that the id and the suffixes of the
-# Parquet file, its marker and its hidden partial copy stay within a file system's 255 bytes a name.
-OUTPUT_STEM_BYTES = 150
+# A video's stem is cut to this many bytes (UTF-8) in its output files' names, so that the longest of them, the hidden
+# partial copy of its Parquet file or annotated video (".<stem>-<id>.parquet.<8 hex>.part", 32 bytes more), stays
+# within a file system's 255 bytes a name; the names of every stem that fitted before are kept (reruns find them).
+OUTPUT_STEM_BYTES = 223
 
 
 def output_name(path: Path) -> str:
@@ -716,36 +717,34 @@ def main(argv: list[str] | None = None) -> int:
             _error(f"--results {results_dir}: cannot create it ({one_line(error)})")
             return EXIT_USAGE
         return _finish(batch, _exit_code(batch))
-    received: list[int] = []
+    starts_ray = args.address is None and not ray.is_initialized()  # processes of its own, on this machine
+    before = _processes_below() if starts_ray else set()
     connected = False
     try:
-        with stop_signals() as received, _without_rays_sigterm_handler():
-            batch.workers, connected = connect_ray(args.address, args.workers)
-    except (KeyboardInterrupt, SystemExit) as stop:  # SystemExit: SIGTERM through Ray's handler, where it has one
-        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
-            raise
-        received = received or [signal.SIGTERM if isinstance(stop, SystemExit) else signal.SIGINT]
-    except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError for a bad address
-        _error(f"cannot {'connect to the Ray cluster at ' + args.address if args.address else 'start Ray'} "
-               f"({one_line(error)})")
-        return EXIT_USAGE
-    if received:  # a stop while Ray started (its exception may have been lost in code that ignores them)
-        _end_started_processes()
-        name = "Ctrl-C" if received[0] == signal.SIGINT else signal.Signals(received[0]).name
-        print(f"\ninterrupted ({name}) while starting Ray: no video was analysed; rerun to do them", file=sys.stderr)
-        with suppress(OSError):
-            results_dir.mkdir(exist_ok=True)
-        return _finish(batch, EXIT_INTERRUPTED if received[0] == signal.SIGINT else 128 + received[0])
-    try:
-        try:
-            results_dir.mkdir(exist_ok=True)
-            if not (results_dir / SETTINGS_NAME).is_file():
-                _write_json_atomically(results_dir / SETTINGS_NAME, settings)
-        except (OSError, OutputError) as error:
-            _error(f"--results {results_dir}: cannot write in it ({one_line(error)})")
-            return EXIT_USAGE
-        with stop_signals() as received:  # after ray.init, whose own SIGTERM handler would abort with a stack dump
-            return _run(batch, received)
+        with stop_signals() as received:  # from ray.init to the run's end: no stop falls between two blocks
+            try:
+                with _without_rays_sigterm_handler():
+                    batch.workers, connected = connect_ray(args.address, args.workers)
+            except (KeyboardInterrupt, SystemExit) as stop:  # SystemExit: SIGTERM by Ray's handler, where it has one
+                if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+                    raise
+                received = received or [signal.SIGTERM if isinstance(stop, SystemExit) else signal.SIGINT]
+            except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError for a bad address
+                _error(f"cannot {'connect to the Ray cluster at ' + args.address if args.address else 'start Ray'} "
+                       f"({one_line(error)})")
+                return EXIT_USAGE
+            if received:  # a stop while Ray started (its exception may have been lost in code that ignores them)
+                if starts_ray:
+                    _end_started_processes(before)
+                    connected = False
+                name = "Ctrl-C" if received[0] == signal.SIGINT else signal.Signals(received[0]).name
+                print(f"\ninterrupted ({name}) while starting Ray: no video was analysed; rerun to do them",
+                      file=sys.stderr)
+                with suppress(OSError):
+                    results_dir.mkdir(exist_ok=True)
+                return _finish(batch, EXIT_INTERRUPTED if received[0] == signal.SIGINT else 128 + received[0])
+            with stop_signals() as run_received:  # its own handlers again, should Ray have put one on SIGTERM
+                return _run(batch, run_received, settings)
     except KeyboardInterrupt:  # a second Ctrl-C while the manifest was written
         print("\ninterrupted again: the manifest may be missing or the previous run's", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -778,31 +777,43 @@ def _without_rays_sigterm_handler() -> Iterator[None]:
             utils.set_sigterm_handler = original
 
 
-def _end_started_processes() -> None:
-    """After ray.init was stopped part way: shut down what it started. ``ray.shutdown()`` knows only the processes
-    of a start that finished, so the others are ended too: every process below this one (Linux's /proc; they are
-    Ray's alone, this program starts none of its own)."""
-    with suppress(Exception):
-        ray.shutdown()
+def _processes_below() -> set[int]:
+    """The processes below this one: its children, theirs... (Linux's /proc; none where there is none)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
         with suppress(OSError, ValueError, IndexError):
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])  # after the name: state, ppid
             children.setdefault(parent, []).append(int(entry.name))
-    pending, below = [os.getpid()], []
+    pending, below = [os.getpid()], set()
     while pending:
         for child in children.get(pending.pop(), []):
-            below.append(child)
+            below.add(child)
             pending.append(child)
-    for pid in below:
+    return below
+
+
+def _end_started_processes(before: set[int]) -> None:
+    """After a local ray.init was stopped part way: shut down what it started. ``ray.shutdown()`` knows only the
+    processes of a start that finished, so the others are ended too: those below this one that were not there
+    ``before`` it."""
+    with suppress(Exception):
+        ray.shutdown()
+    for pid in _processes_below() - before:
         with suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
 
-def _run(batch: BatchRun, received: list[int]) -> int:
-    """Run the batch, write its manifest and print its summary; returns the exit code. ``received``: the
-    stop signals received (Ray raises a plain KeyboardInterrupt for each)."""
+def _run(batch: BatchRun, received: list[int], settings: dict) -> int:
+    """Make the results folder with its ``settings``, run the batch, write its manifest and print its summary;
+    returns the exit code. ``received``: the stop signals received (Ray raises a plain KeyboardInterrupt for each)."""
     try:
+        try:
+            batch.results_dir.mkdir(exist_ok=True)
+            if not (batch.results_dir / SETTINGS_NAME).is_file():
+                _write_json_atomically(batch.results_dir / SETTINGS_NAME, settings)
+        except (OSError, OutputError) as error:
+            _error(f"--results {batch.results_dir}: cannot write in it ({one_line(error)})")
+            return EXIT_USAGE
         batch.run()
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP
         signum = received[0] if received else signal.SIGINT

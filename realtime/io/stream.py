@@ -54,7 +54,6 @@ LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "
 # frame, so a short file gave no frame at all, a longer one none until its next key frame).
 SERVED_FILE_OPTIONS = {"analyzeduration": "1000000", "probesize": "1000000"}
 SERVED_FILE_FRAMES_AHEAD = 16  # frames of a served file decoded ahead of the analysis, at most
-SERVED_FILE_CHECK_S = 3.0  # the wait for the answer to "is this a file?" (HEAD), besides the open timeout
 SCHEME_OPTIONS = {
     "rtsp": {"rtsp_transport": "tcp"},  # no lost packets (torn frames) on busy networks
     "rtsps": {"rtsp_transport": "tcp"},
@@ -151,8 +150,9 @@ class StreamSource:
         self.silent_seconds = 0.0
         # a file on a web server: every frame in turn, at its time in the file; read once, never reopened (it
         # would start over)
-        self.served_file = served_file(self.url, min(open_timeout, SERVED_FILE_CHECK_S))  # before the open's own time
-        first, container, frames = self._first_frame(time.monotonic() + open_timeout)
+        deadline = time.monotonic() + open_timeout
+        self.served_file = served_file(self.url, open_timeout / 2)  # half the time at most: the open has the rest
+        first, container, frames = self._first_frame(deadline)
         self.clock_origin = time.monotonic()
         self.finite = self.served_file or bool(container.duration)
         stream = video_track(container)
