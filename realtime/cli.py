@@ -406,10 +406,12 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None,
     return jobs, folder
 
 
-# An output folder inside the folder analysed is left out of its runs; this file in it says it holds this program's
-# outputs (which a rerun replaces), not photos or videos of the user's own (which the run would leave out unsaid,
-# and replace where an output's name is theirs).
+# An output folder inside the folder analysed is left out of its runs; this file in it lists the outputs the program
+# wrote there (which a rerun replaces), so that photos or videos of the user's own in it are told apart (a run would
+# leave them out unsaid, and replace those with an output's name).
 OUTPUT_FOLDER_MARK = ".emotion-tracer-outputs"
+MARK_HEADER = ("# Annotated outputs of Emotion Tracer (python -m realtime) in this folder, one a line: a folder run of "
+               "the folder around it leaves them out, and a rerun replaces them.\n")
 
 
 def _inside(inner: Path, outer: Path) -> bool:
@@ -417,40 +419,47 @@ def _inside(inner: Path, outer: Path) -> bool:
     return outer.absolute() in inner.absolute().parents or outer.resolve() in inner.resolve().parents
 
 
+def _marked_outputs(output: Path) -> set[str]:
+    """The outputs (paths within ``output``) that OUTPUT_FOLDER_MARK lists; none without it."""
+    try:
+        lines = (output / OUTPUT_FOLDER_MARK).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError:
+        return set()
+    return {line for line in lines if line and not line.startswith("#")}
+
+
 def _check_output_folder_inside(output: Path, folder: Path, recursive: bool, targets: list[Path]) -> None:
-    """Refuse an existing output folder inside ``folder`` without this program's mark (OUTPUT_FOLDER_MARK), a folder
-    of the user's own, that holds photos or videos the run would leave out (``recursive``: the run enters the
+    """Refuse an existing output folder inside ``folder`` that holds photos or videos this program did not write there
+    (not in OUTPUT_FOLDER_MARK: the user's own) which the run would leave out (``recursive``: the run enters the
     folder's subfolders, but not this one) or replace (``targets``: the outputs' paths)."""
-    if not output.is_dir() or not _inside(output, folder) or (output / OUTPUT_FOLDER_MARK).exists():
+    if not output.is_dir() or not _inside(output, folder):
         return
+    written = _marked_outputs(output)
     own: list[Path] = []
     if recursive:
         with suppress(SourceError):  # a folder that cannot be read: its outputs say so
-            own, harm = scan_folder(output, recursive=True).media, "leave them out, and replace those of an output's name"
+            media, harm = scan_folder(output, recursive=True).media, "leave them out, and replace those of an output's name"
+            own = [path for path in media if path.relative_to(output).as_posix() not in written]
     else:
-        own, harm = [target for target in targets if target.exists()], "replace them"
+        own, harm = [target for target in targets if target.exists()
+                     and target.relative_to(output).as_posix() not in written], "replace them"
     if own:
         raise OutputError(
-            f"{output}: the output folder is inside {folder} and holds photos or videos not marked as this program's "
+            f"{output}: the output folder is inside {folder} and holds photos or videos that are not this program's "
             f"outputs ({_some_of([path.relative_to(output).as_posix() for path in own], 3)}): the run would {harm}; "
-            f"if they are an earlier run's outputs, remove them or add an empty file {OUTPUT_FOLDER_MARK} to the "
-            "folder, else choose another output folder")
+            "if they are outputs of a version before 0.18, remove them, else choose another output folder")
 
 
 def _mark_output_folder(output: Path, folder: Path, targets: list[Path]) -> None:
-    """Mark an output folder inside ``folder`` as holding this program's outputs (``_check_output_folder_inside``),
-    unless it holds photos or videos besides the run's outputs (``targets``: the user's own, which a run without
-    --recursive leaves alone, but a run with it would then pass over); a mark that cannot be written leaves the
-    folder as it was (its outputs then say why they cannot be)."""
-    if not _inside(output, folder) or (output / OUTPUT_FOLDER_MARK).exists():
+    """List the run's outputs (``targets``) in the OUTPUT_FOLDER_MARK of an output folder inside ``folder``, with those
+    listed before (``_check_output_folder_inside``); a list that cannot be written leaves the folder as it was (its
+    outputs then say why they cannot be)."""
+    if not _inside(output, folder):
         return
-    with suppress(SourceError):
-        if set(scan_folder(output, recursive=True).media) - set(targets):
-            return
+    written = _marked_outputs(output) | {target.relative_to(output).as_posix() for target in targets}
     with suppress(OSError):
-        (output / OUTPUT_FOLDER_MARK).write_text(
-            "This folder holds annotated outputs of Emotion Tracer (python -m realtime), which a folder run of the "
-            "folder around it leaves out and a rerun replaces.\n", encoding="utf-8")
+        (output / OUTPUT_FOLDER_MARK).write_text(MARK_HEADER + "".join(f"{name}\n" for name in sorted(written)),
+                                                 encoding="utf-8", errors="surrogateescape")
 
 
 def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,

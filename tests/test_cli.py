@@ -630,24 +630,25 @@ def test_an_output_folder_inside_the_input_that_holds_photos_of_its_own_is_refus
     found, harm = ("deeper/b.png, photo.png", "leave them out, and replace those of an output's name") if recursive \
         else ("photo.png", "replace them")
     assert one_line_error(capsys.readouterr()) == (
-        f"error: {folder / 'originals'}: the output folder is inside {folder} and holds photos or videos not marked "
-        f"as this program's outputs ({found}): the run would {harm}; if they are an earlier run's outputs, remove "
-        f"them or add an empty file {realtime.cli.OUTPUT_FOLDER_MARK} to the folder, else choose another output "
-        "folder")
+        f"error: {folder / 'originals'}: the output folder is inside {folder} and holds photos or videos that are not "
+        f"this program's outputs ({found}): the run would {harm}; if they are outputs of a version before 0.18, "
+        "remove them, else choose another output folder")
     assert {path: path.read_bytes() for path in folder.rglob("*.png")} == before and \
         not (folder / "originals" / realtime.cli.OUTPUT_FOLDER_MARK).exists()
-    (folder / "annotated").mkdir()  # a folder of its own, empty: taken, and marked as the outputs' for the reruns
+    (folder / "annotated").mkdir()  # a folder of its own, empty: taken, and its outputs listed for the reruns
     for _ in range(2):
         assert main([str(folder), "-o", str(folder / "annotated"), "--model", str(tiny_model)]) == 0
-        assert (folder / "annotated" / realtime.cli.OUTPUT_FOLDER_MARK).is_file()
+        assert (folder / "annotated" / realtime.cli.OUTPUT_FOLDER_MARK).read_text().splitlines()[1:] == ["photo.png"]
     if not recursive:  # a subfolder of its own that a run without --recursive never enters, where no name clashes
         (folder / "photo.png").rename(folder / "renamed.png")
-        assert main([str(folder), "-o", str(folder / "originals"), "--model", str(tiny_model)]) == 0
-        assert (folder / "originals" / "renamed.png").is_file() and (folder / "originals" / "photo.png").read_bytes() \
-            == before[folder / "originals" / "photo.png"]
-        # not marked, as it holds photos of its own: a run with --recursive would have passed over them unsaid
-        assert not (folder / "originals" / realtime.cli.OUTPUT_FOLDER_MARK).exists()
+        for _ in range(2):  # the rerun replaces the output it wrote (it was refused as the user's own)
+            assert main([str(folder), "-o", str(folder / "originals"), "--model", str(tiny_model)]) == 0
+            assert (folder / "originals" / "renamed.png").is_file()
+            assert (folder / "originals" / "photo.png").read_bytes() == before[folder / "originals" / "photo.png"]
+        # the user's photos there are not listed as outputs: a run with --recursive would leave them out, and is refused
+        capsys.readouterr()
         assert main([str(folder), "-o", str(folder / "originals"), "--recursive", "--model", str(tiny_model)]) == 2
+        assert "(deeper/b.png, photo.png)" in one_line_error(capsys.readouterr())
 
 
 @pytest.mark.parametrize("name", ["same.jsonl", "faces.CSV", "out.mp4"])

@@ -112,9 +112,15 @@ def detach_hard_link(path: Path) -> None:
         pass  # writing it says what is wrong
 
 
+MAX_NAME_BYTES = 255  # a file name's length at most on the usual file systems
+
+
 def partial_path(path: Path) -> Path:
-    """A hidden, unique file name beside ``path`` (same file system, so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    """A hidden, unique file name beside ``path`` (same file system, so the final rename is atomic); ``path``'s name
+    is cut where the whole would be longer than a file system takes (a partial copy of a partial copy)."""
+    token = f".{secrets.token_hex(4)}.part"
+    name = os.fsencode(path.name)[:MAX_NAME_BYTES - 1 - len(token)]
+    return path.with_name(f".{os.fsdecode(name)}{token}")
 
 
 def remove_quietly(path: Path) -> None:
