@@ -252,9 +252,11 @@ def show_clip(clip: webapp.ClipAnalysis) -> None:
     st.video(clip.video, format="video/mp4")
     summary = clip.summary
     seconds = f"{clip.seconds:.1f}" if clip.seconds >= 1 else f"{clip.seconds:.2f}"
+    length = "" if clip.frames_read == 1 else f" ({seconds} s)"  # a one-frame GIF's length is only its delay
     sampled = f" analysed of {clip.frames_read}" if clip.frames_read > clip.frames else ""
-    st.markdown(f"**{clip.frames} frame{'s' * (clip.frames != 1)}**{sampled} ({seconds} s), "
-                f"faces in {summary.frames_with_faces} of them, "
+    faces_in = (f"faces in {summary.frames_with_faces} of them" if clip.frames != 1
+                else "a face in it" if summary.frames_with_faces else "no face in it")
+    st.markdown(f"**{clip.frames} frame{'s' * (clip.frames != 1)}**{sampled}{length}, {faces_in}, "
                 f"{len(summary.tracked)} face{'s' * (len(summary.tracked) != 1)} tracked.")
     if not clip.faces_found:
         st.warning(webapp.plain_markdown(no_face_hint(clip.name, "clip")))

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from realtime.demo import sample_photo_bgr
@@ -542,6 +543,16 @@ def test_page_real_clip_upload(app, media):
     assert not app.exception and not app.error
     assert any(markdown.value.startswith("**72 frames** (2.4 s)") for markdown in app.markdown)
     assert len(app.get("video")) == 1 and len(app.get("download_button")) == 2
+
+
+def test_page_gives_a_one_frame_gif_no_length(app):
+    buffer = io.BytesIO()
+    Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB)).save(buffer, format="GIF")
+    app.file_uploader(key="clip").set_value(("still.gif", buffer.getvalue(), "image/gif")).run()
+    clip_analysed(app)
+    assert not app.exception and not app.error
+    [headline] = [markdown.value for markdown in app.markdown if markdown.value.startswith("**1 frame**")]
+    assert headline == "**1 frame**, a face in it, 1 face tracked."  # not "(0.01 s)": a GIF's default delay
 
 
 def test_page_analyses_a_clip_at_fewer_frames_a_second_on_request(app):
