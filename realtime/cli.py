@@ -613,7 +613,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
             print(note, file=sys.stderr)
         notes.clear()
         meter = None
-        if getattr(source, "clock_origin", None) is not None and not getattr(source, "served_file", False):
+        if source.live and getattr(source, "clock_origin", None) is not None:
             # (a served file's frames are timed by the file, not by when they came: no latency to measure)
             meter = LatencyMeter(source.clock_origin)
             latencies.append(meter)

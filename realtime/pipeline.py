@@ -28,7 +28,7 @@ from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDete
 from realtime.errors import SourceError
 from realtime.interrupts import frame_handoff
 from realtime.io.images import ImageSource, pil_to_bgr, read_photo_file
-from realtime.io.stream import is_stream_url, redacted
+from realtime.io.stream import StreamSource, is_stream_url, redacted
 from realtime.model_metadata import ModelMetadata
 from realtime.scene_cuts import SceneCutDetector, ShotChange
 from realtime.sinks import Sink
@@ -298,7 +298,8 @@ class EmotionAnalyzer:
             if not isinstance(source, Source):
                 source = stack.enter_context(open_source(source, name=source_name or str(source)))
             if source_name is None:  # a file by its path as given, as analyze() names a photo
-                source_name = str(given) if isinstance(given, (str, Path)) and not source.live else source.info.source
+                by_path = isinstance(given, (str, Path)) and not _by_address(source)
+                source_name = str(given) if by_path else source.info.source
             try:
                 for analyzed in process_source(source, self, source_name=source_name, max_frames=max_frames,
                                                sample_fps=sample_fps):
@@ -430,7 +431,12 @@ def sample_frames(frames: Iterable[Frame], per_second: float | None,
 def source_label(source: Source) -> str:
     """How results name a source: a file by its name; a camera or stream as its info says ("camera 0",
     or the stream's address with any password hidden)."""
-    return source.info.source if source.live else Path(source.info.source).name
+    return source.info.source if _by_address(source) else Path(source.info.source).name
+
+
+def _by_address(source: Source) -> bool:
+    """Whether results name ``source`` as its info says: a camera or a stream (a file served over HTTP too)."""
+    return source.live or isinstance(source, StreamSource)
 
 
 def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable[Sink] = (),

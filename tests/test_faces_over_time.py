@@ -4,6 +4,7 @@ reaction time with the shipped model; pre-cropped FER2013 faces through the comm
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import av
 import cv2
@@ -140,9 +141,9 @@ def write_clip(path, frames, fps=30):
         container.mux(stream.encode())
 
 
-def test_a_cut_to_another_person_in_the_same_place_gives_a_new_id(media, tiny_model, tmp_path):
-    """An edited clip: one second of single_face.mp4, then a cut to test.mp4's man moved and scaled so that
-    his face lies where the first one was. Before scene cuts were seen, he took over the first face's id."""
+def write_edited_clip(media: Path, path: Path) -> None:
+    """An edited clip of 60 frames: one second of single_face.mp4, then a cut to test.mp4's man moved and scaled so
+    that his face lies where the first one was."""
     first, second = clip(media, "single_face.mp4")[:30], clip(media, "test.mp4")[:30]
     with FaceDetector("auto") as detector:
         (face_first,), (face_second,) = detector.detect(first[0]), detector.detect(second[0])
@@ -151,8 +152,13 @@ def test_a_cut_to_another_person_in_the_same_place_gives_a_new_id(media, tiny_mo
     warp = np.float32([[scale, 0, shift[0]], [0, scale, shift[1]]])
     height, width = first[0].shape[:2]
     moved = [cv2.warpAffine(image, warp, (width, height), borderMode=cv2.BORDER_REPLICATE) for image in second]
-    path = tmp_path / "edited.mp4"
     write_clip(path, first + moved)
+
+
+def test_a_cut_to_another_person_in_the_same_place_gives_a_new_id(media, tiny_model, tmp_path):
+    """Before scene cuts were seen, the man after the cut took over the first face's id."""
+    path = tmp_path / "edited.mp4"
+    write_edited_clip(media, path)
     with EmotionAnalyzer(tiny_model) as analyzer:
         results = list(analyzer.stream(path))
     ids = [{face.face_id for face in result.faces} for result in results]

@@ -29,11 +29,13 @@ import pytest
 from realtime.cli import main
 from realtime.errors import SourceError
 from realtime.io.stream import LATENCY_MAX_MS, LatencyMeter, StreamSource, check_stream_url, redacted
+from realtime.pipeline import EmotionAnalyzer
 from realtime.sources import open_source, parse_source
 from realtime.summary import RunSummary
 from realtime.types import FrameResult
 from tests.conftest import PROJECT_ROOT
 from tests.netns import loopback_only
+from tests.test_faces_over_time import write_edited_clip
 
 CLIP = "single_face.mp4"  # 640x360, 30 fps, one face throughout
 RUN_TIMEOUT_S = 180  # bounds every command-line run (a hang fails the test); not a speed requirement
@@ -623,6 +625,19 @@ def test_every_frame_of_a_video_file_on_a_web_server_is_read_at_its_time(tmp_pat
         assert times == pytest.approx([index / 30 for index in range(120)], abs=1e-6)
         with StreamSource(f"{address}/short.mp4") as source:
             assert len(list(source)) == 20
+
+
+@loopback_only
+def test_a_cut_in_a_video_file_on_a_web_server_gives_a_new_id(media, tiny_model, tmp_path):
+    """A served file was analysed as a live stream, whose scene cuts go unseen: the man after the cut took over
+    the first face's id."""
+    write_edited_clip(media, tmp_path / "edited.ts")  # (http.server serves no byte ranges: an MP4 needs them)
+    with served_folder(tmp_path) as address, EmotionAnalyzer(tiny_model) as analyzer:
+        results = list(analyzer.stream(f"{address}/edited.ts"))
+    ids = [{face.face_id for face in result.faces} for result in results]
+    assert len(ids) == 60 and set().union(*ids[:30]) == {1}
+    assert ids[30] == {2} and set().union(*ids[30:]) == {2}
+    assert {result.source for result in results} == {f"{address}/edited.ts"}  # named by its address
 
 
 @loopback_only

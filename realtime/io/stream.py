@@ -130,10 +130,10 @@ class StreamSource:
     good, or still being reopened), empty when nothing was lost; ``outages`` counts the waits
     for a frame longer than OUTAGE_S (and two frame steps) that ended with one, and ``silent_seconds``
     is their sum: time the consumer spent waiting for the stream, not analysing. A frame MPEG-TS held
-    over the silence, out at the read timeout, ends a wait but not the outage.
+    over the silence, out at the read timeout, ends a wait but not the outage. A video file on a web server
+    (``served_file``) is not ``live``: its frames come each in turn, timed by the file, and scene cuts in it count.
     """
 
-    live = True
     audio_path = None
 
     def __init__(self, url: str, open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
@@ -152,6 +152,7 @@ class StreamSource:
         # would start over)
         deadline = time.monotonic() + open_timeout
         self.served_file = served_file(self.url, open_timeout / 2)  # half the time at most: the open has the rest
+        self.live = not self.served_file  # a served file is analysed as a video file: in turn, cut by cut
         first, container, frames = self._first_frame(deadline)
         self.clock_origin = time.monotonic()
         self.finite = self.served_file or bool(container.duration)
