@@ -32,6 +32,9 @@ LOWEST_MIN_CONFIDENCE = 0.5
 # symmetric), and one that fills a close-up gets the room around it that the model expects. (On every
 # frame this pass would lose faces of middle size, which shrink in the model's 128x128 input.)
 EDGE_PADDING = 0.25
+# A face found there with less than this share of its box in the frame is the mirror image of a face cut by the
+# edge (itself found too), not a face: an 8 px sliver at the edge scored higher than the face beside it.
+MIN_SHARE_IN_FRAME = 0.25
 # "auto" on a video: the full pass (full range and padded short range, ~8 ms at 640x360 against ~2 ms for
 # the short range alone) runs on every FULL_RANGE_INTERVAL-th frame (a third of a second at 30 fps: how late
 # a distant face that walks in may show), and on every frame where the plain short-range pass finds fewer
@@ -141,6 +144,12 @@ def relative_to_pixel_box(xmin: float, ymin: float, width: float, height: float,
     if x2 - x1 < 2 or y2 - y1 < 2:
         return None
     return x1, y1, x2, y2
+
+
+def share_in_frame(xmin: float, ymin: float, width: float, height: float) -> float:
+    """The share of a relative box's area (of the frame's: 0 to 1 inside) that lies inside the frame."""
+    inside = (max(min(xmin + width, 1.0) - max(xmin, 0.0), 0.0) * max(min(ymin + height, 1.0) - max(ymin, 0.0), 0.0))
+    return inside / (width * height) if width > 0 and height > 0 else 0.0
 
 
 def whole_image_face(image: np.ndarray) -> FaceDetection:
@@ -281,10 +290,11 @@ class FaceDetector:
                 continue
             relative = detection.location_data.relative_bounding_box
             # Relative to the padded image; moved and rescaled to the unpadded one.
-            box = relative_to_pixel_box((relative.xmin * rgb.shape[1] - padding) / width,
-                                        (relative.ymin * rgb.shape[0] - padding) / height,
-                                        relative.width * rgb.shape[1] / width, relative.height * rgb.shape[0] / height,
-                                        width, height)
+            xmin, ymin = (relative.xmin * rgb.shape[1] - padding) / width, (relative.ymin * rgb.shape[0] - padding) / height
+            box_width, box_height = relative.width * rgb.shape[1] / width, relative.height * rgb.shape[0] / height
+            if padding and share_in_frame(xmin, ymin, box_width, box_height) < MIN_SHARE_IN_FRAME:
+                continue  # the mirror image, in the padding, of a face cut by the frame's edge (found itself too)
+            box = relative_to_pixel_box(xmin, ymin, box_width, box_height, width, height)
             if box is not None:
                 # keypoints 0 and 1: the person's right and left eye, relative to the padded image
                 eyes = tuple((point.x * rgb.shape[1] - padding, point.y * rgb.shape[0] - padding)

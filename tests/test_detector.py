@@ -206,6 +206,20 @@ def test_face_cut_by_the_frame_edge_gets_a_clamped_box(media, full_range):
     assert faces[0].box[0] == 0  # reaches past the left edge, clamped to it
 
 
+def test_a_face_cut_by_the_edge_is_one_face_not_also_its_mirror_image(media, auto):
+    """single_face.jpg's face, 220 px, cut 40 px by the left edge of a no_face.mp4 frame: the padded pass found
+    its mirror image in the padding too, kept as an 8 px sliver at the edge that scored higher than the face."""
+    from realtime.io.video import VideoFileSource
+    with VideoFileSource(media / "no_face.mp4") as source:
+        image = next(iter(source)).image.copy()
+    x1, y1, x2, y2 = 184, 198, 384, 397  # the face in single_face.jpg, and 70 px around it
+    face = cv2.resize(read_image(media / "single_face.jpg")[y1 - 70:y2 + 70, x1 - 70:x2 + 70], (220, 220))
+    image[150:370, :180] = face[:, 40:]
+    auto.reset()
+    faces = auto.detect(image)
+    assert len(faces) == 1 and 0 <= faces[0].box[0] <= 10 and faces[0].box[2] > 140
+
+
 def test_default_confidence_ignores_face_like_shapes_in_a_video_without_faces(media, full_range):
     from realtime.io.video import VideoFileSource
     with VideoFileSource(media / "no_face.mp4") as source:
