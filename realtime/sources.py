@@ -74,14 +74,19 @@ def media_kind(path: Path | str) -> str:
         return "image" if _still_gif(path) else "video"
     if suffix in VIDEO_SUFFIXES or not path.is_file():
         return "video"
+    return "image" if _pillow_reads(path) else "video"  # what Pillow cannot identify is left to the video decoder
+
+
+def _pillow_reads(path: Path) -> bool:
+    """Whether Pillow identifies the file as an image (a very large one too: read_image() refuses it)."""
     try:
-        with quiet_pillow():  # a very large image is still an image; read_image() refuses it
+        with quiet_pillow():
             with Image.open(path):
-                return "image"
+                return True
     except Image.DecompressionBombError:
-        return "image"
-    except Exception:  # anything Pillow cannot identify is left to the video decoder to judge
-        return "video"
+        return True
+    except Exception:
+        return False
 
 
 def _still_gif(path: Path) -> bool:
@@ -260,7 +265,8 @@ def open_source(spec: str | int | Path, kind: str | None = None, *, open_timeout
     if kind == "image":
         return ImageSource(path, name=name)
     if kind == "video":
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not looks_like_a_video(path):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not looks_like_a_video(path) \
+                and _pillow_reads(path):  # (neither: the video decoder says it cannot read it)
             raise SourceError(f"video {path}: a photo, not a video: analyse it with --image (in Python: "
                               "EmotionAnalyzer.analyze())", path)
         return VideoFileSource(path, name=name)

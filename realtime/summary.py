@@ -90,8 +90,11 @@ class RunSummary:
     def format(self) -> str:
         """A short plain-text report: totals, one row per tracked face, the small images taken whole, then the
         problems, if any."""
-        lines = [f"{self.frames} frame{'s' * (self.frames != 1)}, {self.faces} face detection"
-                 f"{'s' * (self.faces != 1)} in {self.frames_with_faces} frame{'s' * (self.frames_with_faces != 1)}"
+        # faces not all found by the detector (images taken whole) are faces, not face detections
+        counted = "face" if self.whole_image or self.taken_whole else "face detection"
+        lines = [f"{self.frames} frame{'s' * (self.frames != 1)}, {self.faces} {counted}{'s' * (self.faces != 1)}"
+                 + f" (whole image{'s' * (self.faces != 1)})" * self.whole_image
+                 + f" in {self.frames_with_faces} frame{'s' * (self.frames_with_faces != 1)}"
                  + (f", {self.fps:.1f} frames/s" if self.fps > 0 else "") + self._outages()]
         if not self.tracked:
             lines.append("no faces found")

@@ -977,9 +977,13 @@ def test_small_photos_taken_whole_are_counted_and_can_be_turned_off(tiny_model, 
     out = capsys.readouterr().out
     assert read_csv(results) == [] and "no faces found" in out and "taken whole" not in out
     assert main(["--image", str(folder / "logo.jpg"), "--model", str(tiny_model)]) == 0
-    assert "1 small image without a detected face was taken whole as a face crop" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 small image without a detected face was taken whole as a face crop" in out
+    assert out.startswith("1 frame, 1 face in 1 frame")  # no face detection: the image was taken whole
     assert main(["--image", str(folder / "logo.jpg"), "--model", str(tiny_model), "--whole-image"]) == 0
-    assert "taken whole" not in capsys.readouterr().out  # asked for: every image is taken whole
+    out = capsys.readouterr().out
+    assert "taken whole" not in out  # asked for: every image is taken whole
+    assert out.startswith("1 frame, 1 face (whole image) in 1 frame")
     with pytest.raises(SystemExit) as exit_info:
         main(["--image", str(folder / "logo.jpg"), "--whole-image", "--no-small-images-whole"])
     assert exit_info.value.code == 2
@@ -1001,6 +1005,9 @@ def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(ti
     misnamed.write_bytes(clip.read_bytes())
     heic = tmp_path / "phone.jpg"  # a HEIF still photo (an ISO box file, as an MP4 is): no video either
     heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    text_mp4, text_jpg = tmp_path / "notes.mp4", tmp_path / "notes.jpg"  # neither: no pointer to the other flag
+    text_mp4.write_text("hello\n")
+    text_jpg.write_text("hello\n")
     capsys.readouterr()
     for argv, expected in (
             (["--video", str(photo), "-o", str(tmp_path / "out.mp4")],
@@ -1009,11 +1016,15 @@ def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(ti
             (["--image", str(misnamed)], f"error: image {misnamed}: a video (named .jpg), not a photo: analyse it "
                                          "with --video (in Python: EmotionAnalyzer.stream())"),
             (["--image", str(heic)], f"error: image {heic}: not an image file this program can read"),
+            (["--image", str(text_mp4)], f"error: image {text_mp4}: neither a photo nor a video this program can read"),
+            (["--video", str(text_jpg), "-o", str(tmp_path / "out.mp4")],
+             f"error: video {text_jpg}: has no frames it can decode"),
             ([str(tmp_path / "nothere") + "/"], f"error: {tmp_path / 'nothere'}: no such file or folder"),
             ([str(tmp_path / "nothere.mp4")], f"error: video {tmp_path / 'nothere.mp4'}: no such file")):
         assert main([*argv, "--model", str(tiny_model)]) == 2
         assert one_line_error(capsys.readouterr()) == expected
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.jpg", "clip.mp4", "face.jpg", "phone.jpg"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.jpg", "clip.mp4", "face.jpg", "notes.jpg",
+                                                                 "notes.mp4", "phone.jpg"]
     for argv in ([str(misnamed)], ["--video", str(misnamed)]):  # as SOURCE, or as a video: read as the video it is
         assert main([*argv, "-r", str(tmp_path / "rows.csv"), "--model", str(tiny_model)]) == 0
         assert sorted({int(row["frame"]) for row in read_csv(tmp_path / "rows.csv")}) == [0, 1, 2]

@@ -15,7 +15,7 @@ from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, write_atomically
-from realtime.io.video import VIDEO_SUFFIXES
+from realtime.io.video import VIDEO_SUFFIXES, has_video_track
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
@@ -113,11 +113,13 @@ def read_photo_file(path: Path | str, name: str | None = None) -> PhotoFile:
             raise SourceError(f"image {path}: {one_line(error)}") from error
         raise SourceError(_too_many_pixels(path, f"over {2 * limit:,} pixels", limit)) from error
     except UnidentifiedImageError as error:
-        if path.suffix.lower() in VIDEO_SUFFIXES or looks_like_a_video(path):
-            named = "" if path.suffix.lower() in VIDEO_SUFFIXES else f" (named {path.suffix or 'without a suffix'})"
+        video_name = path.suffix.lower() in VIDEO_SUFFIXES
+        if looks_like_a_video(path) or (video_name and has_video_track(path)):
+            named = "" if video_name else f" (named {path.suffix or 'without a suffix'})"
             raise SourceError(f"image {path}: a video{named}, not a photo: analyse it with --video (in "
                               "Python: EmotionAnalyzer.stream())") from error
-        raise SourceError(f"image {path}: not an image file this program can read") from error
+        what = "neither a photo nor a video" if video_name else "not an image file"
+        raise SourceError(f"image {path}: {what} this program can read") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SourceError(f"image {path}: cannot decode it ({one_line(error)})") from error
 

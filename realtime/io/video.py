@@ -354,6 +354,15 @@ class _DecodeOrderTimes:
         return dts - self._delay, lost
 
 
+def has_video_track(path: Path) -> bool:
+    """Whether FFmpeg opens the file and finds a video track in it."""
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.video)
+    except (av.FFmpegError, OSError, ValueError, UnicodeError):
+        return False
+
+
 def video_start(stream) -> float | None:
     """When a video stream starts, in seconds of its file's timeline (None when the file does not say):
     time 0 of the frames read from the file and of its audio written with them."""
