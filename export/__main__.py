@@ -41,7 +41,7 @@ from models.emotions import model_inputs
 from models.evaluate import evaluate
 from models.metrics import expected_calibration_error, fit_temperature
 from models.predictor import load_keras_model, onnx_predictor
-from models.train import CONFIG_NAME, split_as_recorded
+from models.train import BEST_NAME, CONFIG_NAME, STATE_NAME, split_as_recorded
 from realtime.classifier import with_temperature
 from realtime.cli import positive_int_type
 from realtime.errors import ModelError, OutputError, one_line
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def training_facts(model_path: Path) -> dict:
     """What the training run beside the model recorded (settings, best validation accuracy)."""
     facts = {}
-    config, state = model_path.parent / CONFIG_NAME, model_path.parent / "state.json"
+    config, state = model_path.parent / CONFIG_NAME, model_path.parent / STATE_NAME
     if config.is_file():
         settings = json.loads(config.read_text())
         recorded = ("width", "separable_from", "epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
@@ -95,7 +95,7 @@ def training_facts(model_path: Path) -> dict:
             facts["training"].pop("teacher_weight", None)
         if "validation_accuracy" in settings:  # a soup (models.soup) records its own
             facts["validation_accuracy"] = settings["validation_accuracy"]
-    if state.is_file():
+    if state.is_file() and model_path.name == BEST_NAME:  # the run's best score is best.keras's, not final's
         facts["validation_accuracy"] = round(json.loads(state.read_text())["best_val_accuracy"], 4)
     return facts
 

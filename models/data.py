@@ -6,6 +6,7 @@ import csv
 import io
 import lzma
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def load_npz(file: Path) -> dict[str, FaceSet]:
             splits = {key.removesuffix("_images"): FaceSet(packed[key], packed[key.replace("_images", "_labels")],
                                                            packed[key.replace("_images", "_names")].tolist())
                       for key in packed.files if key.endswith("_images")}
-    except (OSError, ValueError, KeyError, lzma.LZMAError) as error:
+    except (OSError, ValueError, KeyError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as error:
         raise DatasetError(f"{file}: not a packed FER2013 file ({error})") from None
     if "train" not in splits:
         raise DatasetError(f"{file}: no train split")

@@ -86,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         reason = f"no such member {missing[0]}" if missing else f"{output}: output must be a .npz in an existing folder"
         print(f"error: {reason}", file=sys.stderr)
         return 2
+    from models.train import CONFIG_NAME, recorded_validation_split  # (models.train imports this module)
+
+    other_splits = [f"{member} (fraction {split['fraction']:g}, split seed {split['split_seed']})"
+                    for member, split in ((member, recorded_validation_split(Path(member))) for member in args.members
+                                          if Path(member).suffix == ".keras")
+                    if split["from"] == CONFIG_NAME
+                    and (split["fraction"], split["split_seed"]) != (args.val_fraction, args.split_seed)]
+    if other_splits:
+        print(f"error: trained with another validation split than --val-fraction {args.val_fraction:g} --split-seed "
+              f"{args.split_seed} (these faces would include faces it trained on): {', '.join(other_splits)}",
+              file=sys.stderr)
+        return 2
     try:
         faces = dict(zip(SPLITS, stratified_split(load_fer2013(args.data)["train"], args.val_fraction, args.split_seed)))
         each = {split: [member_probabilities(member, split, faces[split]) for member in args.members]

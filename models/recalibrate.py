@@ -23,8 +23,9 @@ import numpy as np
 from models.data import DatasetError, FaceSet, load_fer2013
 from models.emotions import model_inputs
 from models.evaluate import evaluate
-from models.predictor import keras_model_predictor
+from models.predictor import keras_model_predictor, load_keras_model
 from models.train import RECALIBRATION_FACES, split_as_recorded
+from realtime.errors import ModelError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
 
     from models.architecture import save_model
     from models.averaging import recalibrate_batch_norm
@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation: {len(validation)} faces of train/ (fraction {split['fraction']}, split seed "
           f"{split['split_seed']}, from {split['from']}); statistics from {len(chosen)} other training faces")
 
-    model = keras.models.load_model(model_path, compile=False)
+    try:
+        model = load_keras_model(model_path)  # one line for a file that is not an emotion model
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     before = validation_accuracies(model, validation)
     recalibrate_batch_norm(model, model_inputs(training_part.images[chosen]))
     after = validation_accuracies(model, validation)

@@ -29,7 +29,7 @@ import numpy as np
 from models.emotions import model_inputs
 from models.predictor import load_keras_model
 from models.recalibrate import model_job_inputs, validation_accuracies
-from models.train import BEST_NAME, CONFIG_NAME, RECALIBRATION_FACES, split_as_recorded
+from models.train import BEST_NAME, CONFIG_NAME, RECALIBRATION_FACES, recorded_validation_split, split_as_recorded
 from realtime.errors import ModelError
 from realtime.io.files import write_atomically
 
@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         config = output_dir / CONFIG_NAME
         if config.is_file() and "soup_of" not in json.loads(config.read_text()):
             raise ValueError(f"{output_dir} holds a training run: give the soup a folder of its own")
+        recorded = [recorded_validation_split(member) for member in members]
+        keys = {(split["fraction"], split["split_seed"]) for split in recorded}
+        if len(keys) > 1:
+            raise ValueError("the members record different validation splits (" + "; ".join(
+                f"{member}: {split['fraction']:g}, split seed {split['split_seed']}" for member, split in
+                zip(members, recorded)) + "), so the soup would be judged on faces some members trained on")
         splits = model_job_inputs(members[0], None, args.faces, args.data)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

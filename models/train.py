@@ -16,6 +16,7 @@ a run stops early, between epochs, to end within that many seconds; rerunning th
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -572,6 +573,15 @@ def checked_keras_model(option: str, path: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return train(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C): the last finished epoch is checkpointed; rerun the command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def train(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
@@ -583,13 +593,20 @@ def main(argv: list[str] | None = None) -> int:
         start_from = None
         if args.init_weights and not resuming:
             start_from = checked_keras_model("--init-weights", args.init_weights)
-        cached_targets = not args.live_teacher and (output_dir / TEACHER_TARGETS_NAME).exists()
+        # a fresh run computes its teachers' targets anew: a file left by an earlier run that never finished an
+        # epoch may hold other teachers', another weight's or other faces'
+        cached_targets = resuming and not args.live_teacher and (output_dir / TEACHER_TARGETS_NAME).exists()
         for teacher in [] if cached_targets else args.teacher or []:
             if Path(teacher).suffix == ".keras":
                 checked_keras_model("--teacher", teacher)
             elif not Path(teacher).is_file():
                 raise DatasetError(f"--teacher {teacher}: no such file")
         splits = load_fer2013(args.data)
+        all_train, val = stratified_split(splits["train"], args.val_fraction, args.split_seed)
+        if not len(val):
+            raise DatasetError(f"--val-fraction {args.val_fraction:g} of {args.data}'s {len(splits['train'])} "
+                               "training faces holds no validation face, and validation picks the model: give more "
+                               "faces or a larger fraction")
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -607,7 +624,6 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     keras.utils.set_random_seed(args.seed)
-    all_train, val = stratified_split(splits["train"], args.val_fraction, args.split_seed)
     kept = np.arange(len(all_train))
     if args.max_train_samples:
         kept = np.random.default_rng(args.seed).permutation(len(all_train))[: args.max_train_samples]
@@ -641,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         state = {"epochs_done": 0, "best_val_accuracy": 0.0}
         (output_dir / AVERAGE_NAME).unlink(missing_ok=True)
+        (output_dir / TEACHER_TARGETS_NAME).unlink(missing_ok=True)
         (output_dir / CONFIG_NAME).write_text(json.dumps(vars(args), indent=2))
         model = build_training_model(args, steps_per_epoch)
         if start_from is not None:
@@ -681,7 +698,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             targets = teacher_targets(probabilities, train, args.teacher_weight, args.distillation_temperature)
-            np.savez(targets_file, targets=targets)
+            packed = io.BytesIO()
+            np.savez(packed, targets=targets)
+            write_atomically(targets_file, packed.getvalue())  # an interrupted save leaves no broken file
         teacher_choice = (targets[:, : len(EMOTIONS)] if tempered
                           else targets - (1 - args.teacher_weight) * label_targets(train)).argmax(axis=1)
         print(f"distilling from {', '.join(args.teacher)} (weight {args.teacher_weight}"

@@ -141,6 +141,16 @@ def test_export_bad_paths_are_one_line_errors(small_model, tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_runs_best_validation_accuracy_is_recorded_for_its_best_model_only(tmp_path):
+    """final.keras (or a model recalibrated beside it) was exported with best.keras's score as its own."""
+    (tmp_path / "config.json").write_text(json.dumps({"width": 4, "val_fraction": 0.1, "split_seed": 42}))
+    (tmp_path / "state.json").write_text(json.dumps({"epochs_done": 3, "best_val_accuracy": 0.61234}))
+    assert export_cli.training_facts(tmp_path / "best.keras")["validation_accuracy"] == 0.6123
+    for other in ("final.keras", "final_recalibrated.keras"):
+        facts = export_cli.training_facts(tmp_path / other)
+        assert facts["training"]["width"] == 4 and "validation_accuracy" not in facts
+
+
 def test_int8_variant_is_written_with_its_own_numbers(small_model, tmp_path, capsys):
     model_path, data = small_model
     output = tmp_path / "model.onnx"
@@ -632,11 +642,14 @@ def test_recalibration_recomputes_batch_norm_on_training_faces_outside_the_recor
     assert f"validation: {len(validation)} faces of train/ (fraction 0.5, split seed 3, from config.json)" in out
     assert "as trained    validation accuracy" in out and "recalibrated  validation accuracy" in out
 
+    (run_dir / "notes.keras").write_text("not a model")  # a Keras traceback before
     for bad_arguments in (["--model", str(run_dir / "missing.keras"), "--output", str(run_dir / "out.keras")],
-                          ["--model", str(run_dir / "best.keras"), "--output", str(run_dir / "out.onnx")]):
+                          ["--model", str(run_dir / "best.keras"), "--output", str(run_dir / "out.onnx")],
+                          ["--model", str(run_dir / "notes.keras"), "--output", str(run_dir / "out.keras")]):
         assert recalibrate_cli.main([*bad_arguments, "--data", str(data)]) == 2
         assert capsys.readouterr().err.count("\n") == 1
-    assert sorted(path.name for path in run_dir.iterdir()) == ["best.keras", "config.json", "recalibrated.keras"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["best.keras", "config.json", "notes.keras",
+                                                               "recalibrated.keras"]
 
 
 def test_evaluation_through_the_pipeline_counts_detected_whole_image_and_missing_faces(small_model, tiny_model,

@@ -133,6 +133,12 @@ def test_damaged_packed_file_and_unknown_split_are_clear_errors(tmp_path, capsys
     damaged.write_bytes(b"not lzma")
     with pytest.raises(DatasetError, match="not a packed FER2013 file"):
         load_fer2013(damaged)
+    folder = make_fer_folder(tmp_path / "whole", per_class=1)
+    assert pack([str(folder), str(tmp_path / "whole.npz")]) == 0
+    cut = tmp_path / "cut.npz"  # cut short: a zip without its directory (it was a BadZipFile traceback)
+    cut.write_bytes((tmp_path / "whole.npz").read_bytes()[:1000])
+    with pytest.raises(DatasetError, match=r"cut\.npz: not a packed FER2013 file \(File is not a zip file\)"):
+        load_fer2013(cut)
     folder = make_fer_folder(tmp_path / "fer", per_class=1)
     assert pack([str(folder), str(tmp_path / "out.npz"), "--splits", "validation"]) == 2
     assert "no split 'validation'" in capsys.readouterr().err

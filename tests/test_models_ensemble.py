@@ -87,11 +87,20 @@ def test_training_distils_from_a_probability_file_and_refuses_one_of_other_faces
     assert error.startswith("error:") and "another split" in error and len(error.splitlines()) == 1
 
 
-def test_a_missing_member_is_one_error_line(tmp_path, capsys):
+def test_a_missing_member_or_one_trained_on_another_split_is_one_error_line(tmp_path, members, capsys):
     data = make_fer_folder(tmp_path / "fer", per_class=6)
     assert ensemble.main(["--data", str(data), "--members", str(tmp_path / "none.keras"),
                           "--output", str(tmp_path / "out.npz")]) == 2
     assert capsys.readouterr().err.strip() == f"error: no such member {tmp_path / 'none.keras'}"
+    run = tmp_path / "run"  # its validation faces would include faces it trained on
+    run.mkdir()
+    (run / "config.json").write_text('{"val_fraction": 0.34, "split_seed": 7}')
+    shutil.copyfile(members[0], run / "best.keras")
+    assert ensemble.main(["--data", str(data), "--members", members[1], str(run / "best.keras"), *SPLIT,
+                          "--output", str(tmp_path / "out.npz")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: trained with another validation split than --val-fraction 0.34 --split-seed 3 (these faces would "
+        f"include faces it trained on): {run / 'best.keras'} (fraction 0.34, split seed 7)")
     assert not (tmp_path / "out.npz").exists()
 
 

@@ -97,6 +97,19 @@ def test_cli_refuses_members_of_different_architectures_a_single_member_and_a_tr
                                        "(a .keras file is a zip archive)\n")
     assert not output_dir.exists()
 
+    split_runs = [tmp_path / "seed42", tmp_path / "seed7"]  # judged on faces one of them trained on
+    for seed, folder in zip((42, 7), split_runs):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"width": 4, "val_fraction": 0.1, "split_seed": seed}))
+        saved_net(folder / "best.keras", seed)
+    assert soup.main(["--members", *(str(folder / "best.keras") for folder in split_runs), "--data", str(data),
+                      "--output-dir", str(output_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the members record different validation splits ({split_runs[0] / 'best.keras'}: 0.1, split seed 42; "
+        f"{split_runs[1] / 'best.keras'}: 0.1, split seed 7), so the soup would be judged on faces some members "
+        "trained on\n")
+    assert not output_dir.exists()
+
     run = tmp_path / "run"  # a training run's folder: its config.json must survive
     run.mkdir()
     (run / "config.json").write_text('{"width": 4, "seed": 1}')

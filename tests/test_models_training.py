@@ -297,10 +297,11 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
 
     train.make_epoch_callback = interrupting_callback
     try:
-        with pytest.raises(KeyboardInterrupt):
-            train.main(arguments)
+        assert train.main(arguments) == 130  # Ctrl-C: one line, no traceback (it was 45 lines and a SIGINT death)
     finally:
         train.make_epoch_callback = original_callback
+    assert capsys.readouterr().err.strip() == ("interrupted (Ctrl-C): the last finished epoch is checkpointed; rerun "
+                                               "the command to resume")
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
     assert not (run_dir / "final.keras").exists()  # only a finished run has a final model
     steps_after_one_epoch = int(keras.models.load_model(run_dir / "checkpoint.keras").optimizer.iterations)
@@ -384,6 +385,10 @@ def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "a_file").write_text("x")
     assert train.main(["--data", str(tmp_path), "--output-dir", str(tmp_path / "a_file")]) == 2
     assert "--output-dir " + str(tmp_path / "a_file") + ": is a file, not a folder" in capsys.readouterr().err
+    few = make_fer_folder(tmp_path / "few", per_class=3)  # 10% of 3 faces a class: no validation face
+    assert train.main(["--data", str(few), "--output-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"error: --val-fraction 0.1 of {few}'s 21 training faces holds no validation "
+                                       "face, and validation picks the model: give more faces or a larger fraction\n")
     assert not (tmp_path / "run").exists()
 
 
@@ -640,6 +645,16 @@ def test_distillation_blends_labels_with_the_teachers_mirror_averaged_probabilit
     assert "resuming after epoch 1" in capsys.readouterr().out
     assert cached.shape[1] == 7 and np.allclose(cached.sum(axis=1), 1, atol=1e-5)
     assert isinstance(keras.models.load_model(tmp_path / "run" / "best.keras"), keras.Model)
+
+    # a fresh run computes its targets anew: those a run stopped before its first epoch left may be another
+    # teacher's, weight's or faces' (other faces' broke the run with a traceback)
+    teacher.save(teacher_path)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    np.savez(fresh / "teacher_targets.npz", targets=np.full((3, 7), 1 / 7, np.float32))
+    assert train.main([*arguments[:3], str(fresh), *arguments[4:]]) == 0
+    with np.load(fresh / "teacher_targets.npz") as saved:
+        np.testing.assert_allclose(saved["targets"], cached, atol=1e-5)  # the same teacher's, on the same faces
 
 
 def test_tempered_distillation_softens_the_teachers_and_matches_the_student_at_that_temperature(tmp_path, capsys):
