@@ -17,7 +17,13 @@ from tqdm import tqdm
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import check_threads
 from realtime.crops import ROLL_TOLERANCE
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, LOWEST_MIN_CONFIDENCE, WHOLE_IMAGE_MAX_SIDE
+from realtime.detector import (
+    DEFAULT_MIN_CONFIDENCE,
+    DETECTOR_CHOICES,
+    LOWEST_MIN_CONFIDENCE,
+    WHOLE_IMAGE_MAX_SIDE,
+    FaceDetector,
+)
 from realtime.errors import EmotionTracerError, OutputError, SourceError, one_line
 from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
@@ -275,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_argument("--detector", choices=DETECTOR_CHOICES,
                           help="face detector: 'short' for faces within ~2 m (fastest), 'full' for faces up "
                                "to ~5 m, 'auto' for both plus faces cut by the frame's edge and close-ups "
-                               "(default: short for the camera, auto otherwise)")
+                               "(default: short for a camera or live stream, auto otherwise)")
     analysis.add_argument("--whole-image", action="store_true",
                           help="each image (or frame) is one face already, e.g. a face crop: classify it "
                                "whole, without face detection (small images where no face is found are "
@@ -586,6 +592,14 @@ def _left_out(folder: Path, contents: FolderContents) -> str:
     return "; ".join(parts)
 
 
+def _detect_as_in_a_video_file(analyzer: EmotionAnalyzer) -> None:
+    """Give ``analyzer``, made for a camera, the detector of video files ("auto")."""
+    if analyzer.detector.model_range != "auto":
+        min_confidence = analyzer.detector.min_confidence
+        analyzer.detector.close()
+        analyzer.detector = FaceDetector("auto", min_confidence)
+
+
 def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, results_writer,
              summary: RunSummary, args: argparse.Namespace, show_window: bool, source_name: str | None,
              notes: list[str], latencies: list[LatencyMeter], reached: dict | None = None) -> OutputError | None:
@@ -604,6 +618,8 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
                           if (value := getattr(args, name)) is not None}
         source = open_source(job.spec, job.kind, name=job.name, **source_options)
         stack.callback(_close_after_its_outputs, source)
+        if job.kind == "camera" and not source.live and args.detector is None and not args.whole_image:
+            _detect_as_in_a_video_file(analyzer)  # a video file on a web server: its faces need not be close
         _make_output_folder(job)  # once the file is known to open: no empty subfolder for a file skipped
         if getattr(source, "frames_in_file", 1) > 1:  # an animated GIF/WebP or a multi-page TIFF
             as_video = " (--video analyses them all)" if job.spec.suffix.lower() in VIDEO_SUFFIXES else ""

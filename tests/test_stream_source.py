@@ -641,6 +641,25 @@ def test_a_cut_in_a_video_file_on_a_web_server_gives_a_new_id(media, tiny_model,
 
 
 @loopback_only
+def test_faces_far_from_the_camera_in_a_video_file_on_a_web_server_are_found(media, tiny_model, tmp_path):
+    """A served file got the camera's detector (short range, faces within ~2 m): single_face.mp4's face at a third
+    of its size in a 640x360 frame was found in none of the 72 frames; a video file's detector finds it in each."""
+    with av.open(str(media / CLIP)) as source, av.open(str(tmp_path / "far.ts"), "w") as target:
+        stream = target.add_stream("mpeg2video", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for frame in source.decode(video=0):
+            canvas = np.full((360, 640, 3), 90, np.uint8)
+            canvas[200:320, 400:613] = cv2.resize(frame.to_ndarray(format="bgr24"), (213, 120))
+            target.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="bgr24").reformat(format="yuv420p")))
+        target.mux(stream.encode())
+    results = tmp_path / "far.csv"
+    with served_folder(tmp_path) as address:
+        run = run_cli("--camera", f"{address}/far.ts", "--results", str(results), "--model", str(tiny_model))
+    assert run.returncode == 0, run.stderr
+    assert sorted(int(row["frame"]) for row in csv_rows(results)) == list(range(72))
+
+
+@loopback_only
 def test_a_video_file_served_over_http_is_read_once(media, tiny_model, tmp_path):
     served = tmp_path / "served"
     served.mkdir()
