@@ -245,6 +245,8 @@ def _pack(source: str, packed: Path, chosen: list[str] | None) -> int:
         print(f"error: {packed}: a packed file is named .npz or .npz.xz", file=sys.stderr)
         return 2
     try:
+        if not Path(source).exists():  # before any folder is made for the packed file
+            raise DatasetError(f"dataset not found: {source}")
         try:
             packed.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -140,6 +140,9 @@ def test_damaged_packed_file_and_unknown_split_are_clear_errors(tmp_path, capsys
     with pytest.raises(DatasetError, match=r"cut\.npz: not a packed FER2013 file \(File is not a zip file\)"):
         load_fer2013(cut)
     folder = make_fer_folder(tmp_path / "fer", per_class=1)
+    assert pack([str(tmp_path / "missing"), str(tmp_path / "new" / "out.npz")]) == 2
+    assert capsys.readouterr().err == f"error: dataset not found: {tmp_path / 'missing'}\n"
+    assert not (tmp_path / "new").exists()  # no folder made for a file that cannot be written
     assert pack([str(folder), str(tmp_path / "out.npz"), "--splits", "validation"]) == 2
     assert "no split 'validation'" in capsys.readouterr().err
     assert not (tmp_path / "out.npz").exists()
