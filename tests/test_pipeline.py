@@ -766,3 +766,31 @@ def test_track_reads_a_cut_short_photo_with_a_warning_said_where_it_was_called(a
     with pytest.warns(SourceWarning, match=r"cut\.jpg: damaged or cut short") as caught:
         analyzer.track(tmp_path / "cut.jpg")
     assert caught[0].filename == __file__
+
+
+def test_the_reference_cycles_frames_leave_are_collected_as_a_video_goes(tiny_model, tmp_path, monkeypatch):
+    """Each frame leaves reference cycles (MediaPipe's class for each detection's outputs, a PyAV frame and its side
+    data) that only Python's rare full collections free: a 25-minute video's run grew by 70 MB. The analyzer now
+    collects them every FULL_COLLECTION_EVERY frames."""
+    import gc
+
+    from realtime import pipeline
+
+    with demo_source() as demo, H264VideoWriter(tmp_path / "clip.mp4", demo.info) as writer:
+        for frame in demo:
+            writer.write(frame.image, frame.timestamp)
+
+    def left_over() -> int:
+        return sum(type(item).__name__ in ("SolutionOutputs", "VideoFrame") for item in gc.get_objects())
+
+    monkeypatch.setattr(pipeline, "FULL_COLLECTION_EVERY", 40)
+    gc.collect()
+    before = left_over()
+    gc.disable()  # as if Python's own full collection never came
+    try:
+        with EmotionAnalyzer(tiny_model) as analyzer:
+            indexes = [result.index for result in analyzer.stream(tmp_path / "clip.mp4", max_frames=80)]
+            after = left_over()
+    finally:
+        gc.enable()
+    assert indexes == list(range(80)) and after - before < 10  # before: each of the 80 frames left one of each
