@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 
+from realtime.io.files import ffmpeg_file
 from realtime.types import usable_fps
 
 LATE_S = 0.5  # further behind schedule than this, sending restarts from now
@@ -30,7 +31,7 @@ def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None
          keyframe_interval: int | None = None) -> int:
     """Send ``clip`` to ``url`` in real time in ``codec`` (CODECS), a key frame every ``keyframe_interval`` frames
     (default: a second's); returns the frames sent."""
-    with av.open(str(clip)) as source:
+    with av.open(ffmpeg_file(clip)) as source:
         stream = source.streams.video[0]
         fps = usable_fps(stream.average_rate)
         rate = Fraction(fps).limit_denominator(1001)
@@ -44,7 +45,7 @@ def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None
         sent = 0
         started = time.monotonic()
         while max_frames is None or sent < max_frames:
-            with av.open(str(clip)) as source:
+            with av.open(ffmpeg_file(clip)) as source:
                 for frame in source.decode(video=0):
                     if max_frames is not None and sent >= max_frames:
                         break

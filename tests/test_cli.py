@@ -1096,3 +1096,17 @@ def test_a_recursive_folder_names_each_lost_stretch_by_its_path(tmp_path, tiny_m
     assert completed.returncode == 3
     warned = [line for line in completed.stderr.splitlines() if line.startswith("warning:")]
     assert [line.split(": ")[1] for line in warned] == ["video cam_a/clip.ts", "video cam_b/clip.ts"]
+
+
+def test_a_video_named_like_a_network_address_is_read_and_written_as_a_file(tiny_model, tmp_path, monkeypatch):
+    """FFmpeg took "12:30.mp4" for the protocol "12" (not a video file this program can read), and "udp:5000.mp4"
+    for a UDP address."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--demo", "-o", "demo.mp4", "--max-frames", "3", "--model", str(tiny_model), "--no-display"]) == 0
+    for name in ("12:30.mp4", "udp:5000.mp4"):
+        Path("demo.mp4").rename(name)
+        assert main(["--video", name, "-o", f"out-{name}", "-r", "rows.csv", "--model", str(tiny_model)]) == 0
+        assert [int(row["frame"]) for row in read_csv(tmp_path / "rows.csv")] == [0, 1, 2]
+        with av.open(str(tmp_path / f"out-{name}")) as written:
+            assert len(list(written.decode(video=0))) == 3
+        Path(name).rename("demo.mp4")

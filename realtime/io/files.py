@@ -16,6 +16,12 @@ from realtime.interrupts import finishing_outputs
 LOG = logging.getLogger("emotion_tracer.files")
 
 
+def ffmpeg_file(path: Path | str) -> str:
+    """A local file's path as FFmpeg is given it: "file:" first, so that a name such as "12:30.mp4" or
+    "udp:5000.mp4" is not taken for a protocol (an error, or a network address)."""
+    return f"file:{path}"
+
+
 def check_input_file(path: Path, kind: str) -> None:
     """Raise SourceError unless ``path`` is an existing, readable, non-empty file."""
     if not path.exists():

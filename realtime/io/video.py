@@ -35,6 +35,7 @@ from realtime.io.files import (
     check_input_file,
     check_output_path,
     detach_hard_link,
+    ffmpeg_file,
     partial_path,
     remove_quietly,
     through_links,
@@ -111,7 +112,7 @@ class VideoFileSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
-            self._container = av.open(str(self.path))
+            self._container = av.open(ffmpeg_file(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as error:
             if mp4_without_index(self.path):
                 raise SourceError(f"video {self.path}: cut short before its index (an MP4/MOV whose recording or "
@@ -357,7 +358,7 @@ class _DecodeOrderTimes:
 def has_video_track(path: Path) -> bool:
     """Whether FFmpeg opens the file and finds a video track in it."""
     try:
-        with av.open(str(path)) as container:
+        with av.open(ffmpeg_file(path)) as container:
             return bool(container.streams.video)
     except (av.FFmpegError, OSError, ValueError, UnicodeError):
         return False
@@ -437,7 +438,7 @@ class _AudioTrack:
     """
 
     def __init__(self, source: Path, container: av.container.OutputContainer):
-        self._input = av.open(str(source))
+        self._input = av.open(ffmpeg_file(source))
         try:
             stream = self._input.streams.audio[0]
             video = video_track(self._input)
@@ -592,7 +593,7 @@ class H264VideoWriter(KeptOutput):
         self._thread: threading.Thread | None = None
         detach_hard_link(self.path)
         try:
-            self._container = av.open(str(self.path), "w", format="mp4", options=FRAGMENTED_MP4)
+            self._container = av.open(ffmpeg_file(self.path), "w", format="mp4", options=FRAGMENTED_MP4)
         except (av.FFmpegError, OSError) as error:
             raise OutputError(f"{self.path}: cannot create it ({one_line(error)})", self.path) from error
         self._sync = _PeriodicSync(self.path)
@@ -803,7 +804,7 @@ def _rewrite_with_index_in_front(path: Path) -> BaseException | None:
     path = through_links(path)
     temp = partial_path(path)
     try:
-        with av.open(str(path)) as source, av.open(str(temp), "w", format="mp4",
+        with av.open(ffmpeg_file(path)) as source, av.open(ffmpeg_file(temp), "w", format="mp4",
                                                    options={"movflags": "+faststart"}) as target:
             streams = [stream for stream in source.streams if stream.type in ("video", "audio")]
             copies = {stream.index: target.add_stream_from_template(stream) for stream in streams}
@@ -825,7 +826,7 @@ def _rewrite_with_index_in_front(path: Path) -> BaseException | None:
 def has_audio(path: Path) -> bool:
     """Whether a media file has an audio track (False when it cannot be opened at all)."""
     try:
-        with av.open(str(path)) as container:
+        with av.open(ffmpeg_file(path)) as container:
             return bool(container.streams.audio)
     except (av.FFmpegError, OSError):
         return False
