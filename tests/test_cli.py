@@ -163,6 +163,24 @@ def test_a_photo_cut_short_is_analysed_as_far_as_it_decodes_and_the_run_says_so(
                                                    "too little of the picture decodes)")
 
 
+def test_a_jpeg_damaged_in_the_middle_is_analysed_as_it_decodes_and_the_run_says_so(tiny_model, tmp_path, capsys):
+    """Zeros over a third of the data: libjpeg only warns, Pillow decoded it without a word (exit 0, a garbled
+    picture analysed as if whole)."""
+    damaged = bytearray(astronaut_jpeg())
+    damaged[len(damaged) // 3: len(damaged) // 3 + 3000] = bytes(3000)
+    photo, results = tmp_path / "damaged.jpg", tmp_path / "r.csv"
+    photo.write_bytes(bytes(damaged))
+    assert main([str(photo), "-r", str(results), "--model", str(tiny_model)]) == 3
+    captured = capsys.readouterr()
+    assert (f"warning: image {photo}: damaged or cut short (corrupt JPEG data): analysed as it decodes (garbled where "
+            "its data is damaged; its bottom 3% is blank)\n") in captured.err
+    assert "incomplete (1 problem" in captured.out
+    assert main(["--image", str(tmp_path / "whole.jpg"), "--model", str(tiny_model)]) == 2  # (no such file)
+    (tmp_path / "whole.jpg").write_bytes(astronaut_jpeg())
+    assert main(["--image", str(tmp_path / "whole.jpg"), "--model", str(tiny_model)]) == 0  # whole: nothing said
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_a_photo_that_does_not_decode_even_as_far_as_it_goes_is_skipped_in_a_folder(tiny_model, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()

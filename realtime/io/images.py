@@ -9,17 +9,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
-from realtime.io.files import check_input_file, check_output_path, write_atomically
+from realtime.io.files import check_input_file, check_output_path, ffmpeg_file, write_atomically
 from realtime.io.video import VIDEO_SUFFIXES, has_video_track
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
 # Major brands of ISO box files that hold still images (HEIC from phones, AVIF), not video.
+CORRUPT_JPEG = "corrupt JPEG data"  # why a JPEG that decodes to its end is damaged (_jpeg_data_corrupt)
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
@@ -143,6 +145,8 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
             image.load()
         except (OSError, SyntaxError, ValueError) as error:
             raise _DamagedData(one_line(error)) from error
+        if damage is None and image.format in ("JPEG", "MPO") and _jpeg_data_corrupt(path):
+            raise _DamagedData(CORRUPT_JPEG)  # libjpeg only warns of it, and Pillow says nothing
         try:
             with quiet_pillow():  # (a page it cannot count past: the first is read all the same)
                 frames = getattr(image, "n_frames", 1)
@@ -165,10 +169,30 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
             blank = _blank_share(bgr)
             if blank > 0.99:
                 raise SourceError(f"image {path}: cannot decode it ({damage}; too little of the picture decodes)")
-            lost = (f"its bottom {blank:.0%} is blank, the rest was analysed" if blank >= 0.005 else
-                    "analysed as far as it decodes (blurred where its data is missing)")
+            blank_bottom = f"its bottom {blank:.0%} is blank" if blank >= 0.005 else ""
+            if damage == CORRUPT_JPEG:  # decoded to its end, but wrong from the damage on
+                lost = f"analysed as it decodes (garbled where its data is damaged{'; ' * bool(blank_bottom)}{blank_bottom})"
+            else:
+                lost = (f"{blank_bottom}, the rest was analysed" if blank_bottom
+                        else "analysed as far as it decodes (blurred where its data is missing)")
             issues = (f"image {name}: damaged or cut short ({damage}): {lost}", *issues)
         return PhotoFile(bgr, frames, issues)
+
+
+def _jpeg_data_corrupt(path: Path) -> bool:
+    """Whether FFmpeg's decoder, told to fail on any error, finds a JPEG's compressed data corrupt (a damaged middle,
+    which Pillow decodes into garbled or grey parts without a word)."""
+    try:
+        with av.open(ffmpeg_file(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.options = {"err_detect": "explode"}
+            for _ in container.decode(stream):
+                pass
+    except av.InvalidDataError:
+        return True
+    except (av.FFmpegError, IndexError, OSError, ValueError):
+        return False  # FFmpeg cannot tell: Pillow's decoding stands
+    return False
 
 
 def _blank_share(image: np.ndarray) -> float:
