@@ -869,7 +869,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"
         with suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
             if isinstance(stop, FinishingBrokenOff):
-                print("\ninterrupted (Ctrl-C twice): finishing the outputs was broken off; the video plays but may "
+                stops = "Ctrl-C twice" if stop.first == signal.SIGINT else f"{signal.Signals(stop.first).name}, then Ctrl-C"
+                print(f"\ninterrupted ({stops}): finishing the outputs was broken off; the video plays but may "
                       "lack up to its last second, which the summary and results count", file=sys.stderr)
             else:
                 print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
@@ -884,7 +885,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "
                              f"{_some_of(left)}")
             _report(summary, latencies)
-        return 128 + stop.signum if isinstance(stop, Stopped) else EXIT_INTERRUPTED
+        first = stop.first if isinstance(stop, FinishingBrokenOff) else getattr(stop, "signum", signal.SIGINT)
+        return EXIT_INTERRUPTED if first == signal.SIGINT else 128 + first  # as the first stop asked
     except Exception as error:  # a failure while processing: outputs kept, one error line
         if not summary.frames and isinstance(error, EmotionTracerError):
             _error(error)

@@ -39,7 +39,12 @@ class Stopped(KeyboardInterrupt):
 
 
 class FinishingBrokenOff(KeyboardInterrupt):
-    """A Ctrl-C after the first stop: finishing the outputs was broken off (the video may lack its last second)."""
+    """A Ctrl-C after the first stop (``first``, its signal number): finishing the outputs was broken off (the video
+    may lack its last second)."""
+
+    def __init__(self, first: int = signal.SIGINT):
+        super().__init__(signal.Signals(first).name)
+        self.first = first
 
 
 class _HandoffState:
@@ -112,7 +117,7 @@ def stop_signals() -> Iterator[list[int]]:
                 signal.signal(number, signal.SIG_IGN)
             interruption = Stopped(signum)
         else:
-            interruption = FinishingBrokenOff() if stopped else KeyboardInterrupt()
+            interruption = FinishingBrokenOff(stopped[0]) if stopped else KeyboardInterrupt()
         stopped.append(signum)
         if not _state.inside or (_state.breakable and isinstance(interruption, FinishingBrokenOff)):
             raise interruption

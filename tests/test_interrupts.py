@@ -94,10 +94,11 @@ def test_a_stop_while_an_output_is_finished_waits_until_it_is_whole(signum, rais
 def test_a_second_ctrl_c_while_an_output_is_finished_breaks_it_off_at_once():
     output = TwoStepFile(signal.SIGTERM, signal.SIGINT)
     with stop_signals():
-        with pytest.raises(FinishingBrokenOff):
+        with pytest.raises(FinishingBrokenOff) as stop:
             with output:
                 pass
     assert output.steps == ["last fragment"]
+    assert stop.value.first == signal.SIGTERM  # what the run reports and exits with (143): it was "Ctrl-C twice"
 
 
 def test_without_stop_signals_a_handoff_leaves_ctrl_c_as_python_has_it():
