@@ -182,8 +182,10 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
 def _jpeg_data_corrupt(path: Path) -> bool:
     """Whether FFmpeg's decoder, told to fail on any error, finds a JPEG's compressed data corrupt (a damaged middle,
     which Pillow decodes into garbled or grey parts without a word)."""
+    if _jpeg_frame_marker(path) not in (0xC0, 0xC1, 0xC2):  # FFmpeg decodes Huffman-coded JPEGs only, not arithmetic
+        return False
     try:
-        with av.open(ffmpeg_file(path)) as container:
+        with av.open(ffmpeg_file(path), format="jpeg_pipe") as container:  # (image2 reads "a%d.jpg" as a pattern)
             stream = container.streams.video[0]
             stream.codec_context.options = {"err_detect": "explode"}
             for _ in container.decode(stream):
@@ -193,6 +195,23 @@ def _jpeg_data_corrupt(path: Path) -> bool:
     except (av.FFmpegError, IndexError, OSError, ValueError):
         return False  # FFmpeg cannot tell: Pillow's decoding stands
     return False
+
+
+def _jpeg_frame_marker(path: Path) -> int | None:
+    """The second byte of a JPEG's first SOFn marker (0xC0 baseline, 0xC2 progressive, 0xC9 arithmetic...), if found."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(2) != b"\xff\xd8":
+                return None
+            while (head := file.read(4)) and len(head) == 4 and head[0] == 0xFF:
+                if 0xC0 <= head[1] <= 0xCF and head[1] not in (0xC4, 0xC8, 0xCC):
+                    return head[1]
+                if (length := int.from_bytes(head[2:], "big")) < 2:
+                    return None
+                file.seek(length - 2, 1)
+    except OSError:
+        return None
+    return None
 
 
 def _blank_share(image: np.ndarray) -> float:
