@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -805,6 +806,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 smoothing=args.smooth, flip_tta=args.flip_tta, threads=args.threads, whole_image=args.whole_image,
                 roll_correction=args.roll_correction, small_images_whole=args.small_images_whole))
             annotator = EmotionAnnotator()
+            gc.collect()
+            gc.freeze()  # what is loaded stays for the run: the analyzer's periodic full collections pass over it
+            stack.callback(gc.unfreeze)
             if folder:  # what it leaves out, before any file's warnings (a single source's notes wait until it opens)
                 for note in notes:
                     print(note, file=sys.stderr)

@@ -40,7 +40,9 @@ from realtime.types import AnalyzedFrame, FaceResult, Frame, FrameResult
 FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
 # Every frame leaves reference cycles (MediaPipe builds a class for each detection's outputs; a PyAV frame and its
 # side data hold each other) that outlive the young generations' collections. Left to Python's rare full
-# collections, a 25-minute video's run grew by 70 MB; a full collection this often (frames analysed) keeps it flat.
+# collections, a 25-minute video's run grew by 70 MB; a full collection every this many frames of a stream
+# (process_source: files, cameras, streams) keeps it flat. It takes ~50 ms with the models loaded (the command line
+# freezes what is loaded first: a few ms); track()'s callers (the web app's live camera) are spared the pause.
 FULL_COLLECTION_EVERY = 500
 # Sampled frames are due on a grid of 1/N s from the first; a frame this close before its time counts as on time
 # (timestamps such as i / 30 do not add up exactly).
@@ -126,7 +128,7 @@ class EmotionAnalyzer:
         self._lock = threading.RLock()
         self._closed = self._streaming = False
         self._tracked_frames, self._first_capture = 0, None
-        self._frames_analysed = 0  # by this analyzer, ever (FULL_COLLECTION_EVERY)
+        self._frames_streamed = 0  # frames of streams (process_source) analysed by this analyzer, ever
         # the shot changes since the last frame analysed (sampling skips frames): where they lead, and where
         # the newest cut among them came from (None: no cut among them)
         self._changes_since_analysed: tuple[ShotChange, ShotChange | None] = NO_CHANGES
@@ -226,8 +228,9 @@ class EmotionAnalyzer:
                                         scene_resumed=change is ShotChange.BACK)
             speed["track"] = 1000 * (time.perf_counter() - started)
             self._tracked_frames += 1
-            self._frames_analysed += 1
-            if self._frames_analysed % FULL_COLLECTION_EVERY == 0:
+        if in_stream:
+            self._frames_streamed += 1
+            if self._frames_streamed % FULL_COLLECTION_EVERY == 0:
                 gc.collect()
         return FrameResult(index=index, timestamp=timestamp, faces=faces, source=source_name, speed=speed,
                            classes=tuple(self.classes))
