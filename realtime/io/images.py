@@ -20,8 +20,8 @@ from realtime.io.video import VIDEO_SUFFIXES, has_video_track
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
-# Major brands of ISO box files that hold still images (HEIC from phones, AVIF), not video.
 CORRUPT_JPEG = "corrupt JPEG data"  # why a JPEG that decodes to its end is damaged (_jpeg_data_corrupt)
+# Major brands of ISO box files that hold still images (HEIC from phones, AVIF), not video.
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
