@@ -16,7 +16,7 @@ from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, ffmpeg_file, write_atomically
-from realtime.io.video import VIDEO_SUFFIXES, has_video_track
+from realtime.io.video import VIDEO_SUFFIXES, has_track
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
@@ -116,7 +116,7 @@ def read_photo_file(path: Path | str, name: str | None = None) -> PhotoFile:
         raise SourceError(_too_many_pixels(path, f"over {2 * limit:,} pixels", limit)) from error
     except UnidentifiedImageError as error:
         video_name = path.suffix.lower() in VIDEO_SUFFIXES
-        if looks_like_a_video(path) or (video_name and has_video_track(path)):
+        if looks_like_a_video(path) or (video_name and has_track(path, "video")):
             named = "" if video_name else f" (named {path.suffix or 'without a suffix'})"
             raise SourceError(f"image {path}: a video{named}, not a photo: analyse it with --video (in "
                               "Python: EmotionAnalyzer.stream())") from error

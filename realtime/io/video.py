@@ -355,11 +355,12 @@ class _DecodeOrderTimes:
         return dts - self._delay, lost
 
 
-def has_video_track(path: Path) -> bool:
-    """Whether FFmpeg opens the file and finds a video track in it."""
+def has_track(path: Path, kind: str) -> bool:
+    """Whether FFmpeg opens the file and finds a track of ``kind`` ("video", "audio") in it (False when it cannot
+    open the file at all)."""
     try:
         with av.open(ffmpeg_file(path)) as container:
-            return bool(container.streams.video)
+            return bool(getattr(container.streams, kind))
     except (av.FFmpegError, OSError, ValueError, UnicodeError):
         return False
 
@@ -608,7 +609,7 @@ class H264VideoWriter(KeptOutput):
             self._video.height = info.height + self._pad[0]
             self._video.pix_fmt = "yuv420p"
             self._video.codec_context.time_base = TIME_BASE
-            if audio_source is not None and has_audio(Path(audio_source)):
+            if audio_source is not None and has_track(Path(audio_source), "audio"):
                 self._audio = _AudioTrack(Path(audio_source), self._container)
         except (av.FFmpegError, OSError, ValueError) as error:
             self._close_container()  # nothing was muxed, so the file was not touched
@@ -821,12 +822,3 @@ def _rewrite_with_index_in_front(path: Path) -> BaseException | None:
         remove_quietly(temp)
         raise
     return None
-
-
-def has_audio(path: Path) -> bool:
-    """Whether a media file has an audio track (False when it cannot be opened at all)."""
-    try:
-        with av.open(ffmpeg_file(path)) as container:
-            return bool(container.streams.audio)
-    except (av.FFmpegError, OSError):
-        return False
