@@ -3,8 +3,8 @@
 import sys
 
 try:
-    from realtime.cli import main
+    from realtime.cli import program_main
 except KeyboardInterrupt:  # Ctrl-C while the libraries load: nothing started yet
     sys.exit(130)
 
-sys.exit(main())
+sys.exit(program_main())

@@ -780,6 +780,19 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, jobs, folder, detector_range, show_window, notes, unread, stops)
 
 
+def program_main() -> int:
+    """``main()`` as a program (``python -m realtime``, ``emotion-tracer``): once the run has ended (outputs
+    finished, summary printed) a late Ctrl-C, such as a second press landing while Python shuts down, changes
+    neither the exit code nor prints a traceback (Python's shutdown resets its handler, and the signal would
+    kill the process)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before the run's own handlers are in place, or just after they are gone
+        code = EXIT_INTERRUPTED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
 def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range: str, show_window: bool,
          notes: list[str], unread: list[str], stops: list[int]) -> int:
     """Run the planned jobs; every ending finishes the outputs and prints the summary once work has begun.

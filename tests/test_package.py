@@ -65,7 +65,7 @@ def test_wheel_holds_the_runtime_and_its_model_but_no_generic_top_level_names(wh
     assert "realtime/model/emotion_cnn_int8.onnx" in names
     assert "realtime/io/video.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "emotion-tracer = realtime.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "emotion-tracer = realtime.cli:program_main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_installed_wheel_runs_the_api_example_cli_and_demo_outside_the_repository(installed, tmp_path):
