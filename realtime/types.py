@@ -60,11 +60,13 @@ class VideoInfo:
 
 @dataclass
 class Frame:
-    """One frame: position in the source, seconds since its start, and a (H, W, 3) uint8 BGR image."""
+    """One frame: position in the source, seconds since its start, a (H, W, 3) uint8 BGR image and, where the
+    source says, how many seconds it is shown (an animated GIF's delay; None: until the next frame)."""
 
     index: int
     timestamp: float
     image: np.ndarray
+    duration: float | None = None
 
 
 @dataclass(frozen=True)

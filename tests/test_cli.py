@@ -136,6 +136,18 @@ def test_an_animated_image_given_as_a_photo_is_said_to_be_analysed_by_its_first_
     assert "note" not in capsys.readouterr().err
 
 
+def test_a_gif_that_holds_its_last_frame_is_whole_and_its_video_holds_it_too(tiny_model, tmp_path, capsys):
+    """GIF frames each have their own delay; a long last one (a pause before the loop) is not a cut-short file."""
+    frames = [Image.new("RGB", (64, 48), (40 * index, 90, 160)) for index in range(3)]
+    frames[0].save(tmp_path / "pause.gif", save_all=True, append_images=frames[1:], duration=[100, 100, 2000], loop=0)
+    out = tmp_path / "pause.mp4"
+    assert main([str(tmp_path / "pause.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
+    assert "incomplete" not in capsys.readouterr().out
+    with av.open(str(out)) as container:
+        assert container.duration / av.time_base == pytest.approx(2.2, abs=0.01)
+        assert [float(frame.time) for frame in container.decode(video=0)] == pytest.approx([0, 0.1, 0.2], abs=0.001)
+
+
 def astronaut_jpeg(**options) -> bytes:
     """scikit-image's astronaut photo (one face, in its upper half) as JPEG bytes, saved with ``options``."""
     import io

@@ -167,6 +167,7 @@ class VideoFileSource:
         # per segment of rising timestamps, a heap of the pts of packets read whose frames are not out yet
         expected: deque[list[int]] = deque([[]])
         last_dts = last_pts = None  # of the last packet read, and of the last frame out
+        last_shown = None  # how long the last frame out is shown, where the file says
         pixel_shape = stream.sample_aspect_ratio  # width over height of a pixel as shown (None: square)
         in_decode_order = _DecodeOrderTimes() if self._container.format.name == "avi" else None
         index = handed_out = 0  # the next frame's place in the video; frames handed out
@@ -223,10 +224,14 @@ class VideoFileSource:
                     self._note_gap(previous + 1.0 / fps, timestamp, lost)
                     index += lost  # a frame's index is its place in the video, the frames lost counted
                 previous = timestamp
-                yield Frame(index, timestamp, np.ascontiguousarray(image))
+                # how long it is shown, where the file says (an AVI's durations are in decode order)
+                last_shown = float(av_frame.duration * stream.time_base) \
+                    if av_frame.duration and in_decode_order is None else None
+                yield Frame(index, timestamp, np.ascontiguousarray(image), last_shown)
                 index, handed_out = index + 1, handed_out + 1
         unreadable = sum(map(len, expected)) + (in_decode_order.lost_at_end if in_decode_order is not None else 0)
-        noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, unreadable, data_end)
+        noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, unreadable, data_end,
+                               last_shown)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
             self.issues.append(f"video {self.name}: the file ends inside a transport-stream packet: it is cut "
                                f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
@@ -248,10 +253,12 @@ class VideoFileSource:
                            f"({lost} frame{'s' * (lost != 1)} lost)")
 
     def _note_end(self, stream, origin: float, first: float, last: float, frames: int, fps: float,
-                  unreadable: int, data_end: float) -> bool:
+                  unreadable: int, data_end: float, last_shown: float | None) -> bool:
         """One issue when frames are missing after the last of ``frames`` (from ``first`` to ``last``,
         seconds after ``origin`` on the file's timeline): ``unreadable`` read but not decoded, or fewer
-        than the duration in the file's header needs (a cut-short file). Without a duration of the video
+        than the duration in the file's header needs (a cut-short file). The last frame is shown for the
+        usual interval, or longer where the file says so (``last_shown``: a GIF that holds its last
+        frame). Without a duration of the video
         track's own, the file's duration covers all its streams, and the file is cut short only where the
         data of every stream ends early (``data_end``, on the file's timeline): a file whose audio
         outlasts its video is whole.
@@ -260,7 +267,7 @@ class VideoFileSource:
         the rate of the frames decoded (the header's rate can be wrong). Whether an issue was noted.
         """
         interval = (last - first) / (frames - 1) if frames > 1 and last > first else 1.0 / fps
-        end = last + interval
+        end = last + max(interval, last_shown or 0.0)
         if stream.duration is not None:
             header, reached = float(stream.duration * stream.time_base), end
         elif self._container.duration is not None:  # taken as the end time of the file (Matroska's is)
@@ -617,12 +624,14 @@ class H264VideoWriter(KeptOutput):
         self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
         self._thread.start()
 
-    def write(self, image_bgr: np.ndarray, timestamp: float | None = None) -> None:
+    def write(self, image_bgr: np.ndarray, timestamp: float | None = None, duration: float | None = None) -> None:
         """Queue one (H, W, 3) uint8 BGR frame of the size in ``info``.
 
         The frame is shown at ``timestamp`` (seconds since the start); without one, frames are
         spaced 1/fps apart. A timestamp that does not move forward moves to the next tick (1/90000 s). The
-        first frame is shown from the start, whatever its time (a clip whose first frames are lost).
+        first frame is shown from the start, whatever its time (a clip whose first frames are lost). It is
+        shown until the next frame; the last one for ``duration`` seconds where given (a GIF that holds its
+        last frame), else for 1/fps.
         """
         expected = (self.info.height, self.info.width, 3)
         if image_bgr.shape != expected or image_bgr.dtype != np.uint8:
@@ -634,8 +643,10 @@ class H264VideoWriter(KeptOutput):
             timestamp = self.frames_written / self._rate
         pts = max(self._last_pts + 1, round(timestamp / TIME_BASE)) if self.frames_written else 0
         frame.pts, frame.time_base = pts, TIME_BASE
+        if duration is not None and duration > 0:
+            frame.duration = max(1, round(duration / TIME_BASE))
         self._last_pts = pts
-        self._end_time = float(pts * TIME_BASE + 1 / self._rate)
+        self._end_time = float(pts * TIME_BASE + (frame.duration * TIME_BASE if frame.duration else 1 / self._rate))
         self._put(frame)
         self.frames_written += 1
 
@@ -643,7 +654,7 @@ class H264VideoWriter(KeptOutput):
         """Sink: write the annotated frame at its source time."""
         if analyzed.annotated is None:
             raise ValueError("the video writer needs annotated frames (give the frame loop an annotator)")
-        self.write(analyzed.annotated, timestamp=analyzed.frame.timestamp)
+        self.write(analyzed.annotated, timestamp=analyzed.frame.timestamp, duration=analyzed.frame.duration)
 
     def _put(self, item) -> None:
         """Hand ``item`` to the encoder thread; raise OutputError if that thread has failed."""
@@ -658,13 +669,26 @@ class H264VideoWriter(KeptOutput):
 
     def _encode_loop(self) -> None:
         """Background thread: encode and mux queued frames, interleaving audio; flush at the end."""
+        shown: dict[int, int] = {}  # pts: duration of the frames given one, until their packets come out
+
+        def with_durations(packets: list[av.Packet]) -> list[av.Packet]:
+            """The packets, given their frames' durations (the encoder drops them)."""
+            for packet in packets:
+                for pts in [pts for pts in shown if pts <= packet.pts]:
+                    duration = shown.pop(pts)
+                    if pts == packet.pts:
+                        packet.duration = duration
+            return packets
+
         try:
             while (frame := self._handoff.get()) is not _STOP:
-                self._container.mux(self._video.encode(frame))
+                if frame.duration:
+                    shown[frame.pts] = frame.duration
+                self._container.mux(with_durations(self._video.encode(frame)))
                 if self._audio is not None:
                     self._audio.mux_until(self._container, float(frame.time))
                 self._sync.maybe()
-            self._container.mux(self._video.encode(None))
+            self._container.mux(with_durations(self._video.encode(None)))
             if self._audio is not None:
                 self._audio.mux_until(self._container, self._end_time)
         except Exception as error:  # reported to the writing thread by write() / close()
