@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import struct
@@ -264,6 +265,31 @@ def test_video_file_source_info_frames_and_timestamps(tmp_path):
     for index, frame in enumerate(frames):
         assert frame.image.shape == (48, 70, 3) and frame.image.dtype == np.uint8 and frame.image.flags.c_contiguous
         assert abs(float(frame.image[:, 20:].mean()) - (20 * index) % 256) < 4
+
+
+def test_a_video_source_left_early_or_never_iterated_holds_no_thread_and_no_file(tmp_path):
+    """A decoder thread that waits for a consumer gone for good kept the source, its file and itself alive."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=40)
+
+    def decoders() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "decode clip.mp4"]
+
+    def open_files() -> list[str]:
+        return [name for name in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{name}") == str(clip)]
+
+    for _ in range(3):
+        source = open_source(str(clip))
+        next(iter(source))  # one frame taken; the iterator is dropped at once
+        del source
+    for _ in range(3):
+        source = open_source(str(clip))  # opened, never iterated nor closed
+        del source
+    source = open_source(str(clip))
+    for _frame in source:
+        break  # a loop left early
+    gc.collect()
+    assert decoders() == [] and open_files() == []
+    del source
 
 
 def test_video_file_source_applies_rotation_metadata(tmp_path):

@@ -96,7 +96,7 @@ class VideoFileSource:
     (also frames before the first keyframe, in a clip cut mid-GOP), and a file whose streams all
     end before the duration its header gives, adds one line to ``issues`` and the frames it lost
     to ``frames_lost`` (both complete once the iteration has ended). Iterate once; ``close()``
-    (or the ``with`` block) stops the decoder.
+    (or the ``with`` block, or leaving the loop) stops the decoder.
     """
 
     live = False
@@ -137,8 +137,6 @@ class VideoFileSource:
             raise
         height, width = self._first.image.shape[:2]
         self.info = VideoInfo(width, height, fps, stream.frames or None, str(self.path))
-        self._thread = threading.Thread(target=self._produce, name=f"decode {self.path.name}", daemon=True)
-        self._thread.start()
 
     def _packets(self) -> Iterator[av.Packet]:
         """The packets of every stream (where the data of every video and audio track ends tells a cut-short file
@@ -296,17 +294,24 @@ class VideoFileSource:
             self._handoff.put(error, self._stop.is_set)
 
     def __iter__(self) -> Iterator[Frame]:
+        """The frames, decoded ahead in a background thread. A loop left early, or an iterator dropped, closes
+        the source (the decoder would otherwise wait for good, holding the file)."""
         if self._first is None:
             raise RuntimeError("a VideoFileSource can be iterated only once")
         first, self._first = self._first, None
-        yield first
-        while True:
-            item = self._handoff.get()
-            if item is _END:
-                return
-            if isinstance(item, Exception):
-                raise SourceError(f"video {self.path}: decoding failed ({one_line(item)})") from item
-            yield item
+        self._thread = threading.Thread(target=self._produce, name=f"decode {self.path.name}", daemon=True)
+        self._thread.start()
+        try:
+            yield first
+            while True:
+                item = self._handoff.get()
+                if item is _END:
+                    return
+                if isinstance(item, Exception):
+                    raise SourceError(f"video {self.path}: decoding failed ({one_line(item)})") from item
+                yield item
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Stop the decoder thread and release the file."""
