@@ -127,7 +127,7 @@ class EmotionAnalyzer:
         self.last_source_frames_lost = 0  # frames of the last stream()'s video file skipped as damaged or cut off
         self._lock = threading.RLock()
         self._closed = self._streaming = False
-        self._tracked_frames, self._first_capture = 0, None
+        self._tracked_frames, self._first_capture, self._tracked_size = 0, None, None
         self._frames_streamed = 0  # frames of streams (process_source) analysed by this analyzer, ever
         # the shot changes since the last frame analysed (sampling skips frames): where they lead, and where
         # the newest cut among them came from (None: no cut among them)
@@ -216,6 +216,10 @@ class EmotionAnalyzer:
                 image, now = _as_bgr(frame), time.monotonic()
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
+            if self._tracked_size not in (None, image.shape[:2]):  # follow the faces to the new size
+                self.tracker.rescale(image.shape[1] / self._tracked_size[1], image.shape[0] / self._tracked_size[0])
+                self.detector.reset()
+            self._tracked_size = image.shape[:2]
             change = ShotChange.SAME
             if edited:  # with the changes among the frames sampling skipped before it, if any
                 change = self._fold_shot_change(self.scene_cuts.shot_change(image))
@@ -348,7 +352,7 @@ class EmotionAnalyzer:
             self.tracker.reset()
             self.detector.reset()
             self.scene_cuts.reset()
-            self._tracked_frames, self._first_capture = 0, None
+            self._tracked_frames, self._first_capture, self._tracked_size = 0, None, None
             self._changes_since_analysed = NO_CHANGES
 
     def close(self) -> None:

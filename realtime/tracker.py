@@ -222,6 +222,18 @@ class FaceTracker:
         self._before_cut: list[_Track] | None = None
         self._since_cut, self._updates_since_cut = 0.0, 0
 
+    def rescale(self, x_scale: float, y_scale: float) -> None:
+        """The frames changed size (a camera or a WebRTC stream switching resolution): every face's box, motion and
+        usual size follow, so that the faces keep their ids."""
+        def scaled(box: Box) -> Box:
+            x1, y1 = round(box[0] * x_scale), round(box[1] * y_scale)
+            return Box(x1, y1, max(round(box[2] * x_scale), x1 + 1), max(round(box[3] * y_scale), y1 + 1))
+
+        for track in {id(track): track for track in self._tracks + (self._before_cut or [])}.values():
+            track.box = scaled(track.box)
+            track.velocity = (track.velocity[0] * x_scale, track.velocity[1] * y_scale)
+            track.side *= max(x_scale, y_scale)
+
     def _elapsed(self, timestamp: float | None) -> float | None:
         """Reference frames since the previous update; None when either has no usable timestamp, or when
         time does not go forward (a source that restarts its clock)."""

@@ -555,6 +555,18 @@ def test_track_after_a_stream_starts_afresh(tiny_model):
         assert first.index == 0 and [face.face_id for face in first.faces] == [1]
 
 
+def test_track_keeps_ids_when_the_frames_change_size(tiny_model):
+    """A camera or a WebRTC stream may switch resolution: the face stays the same face, its box at the new size."""
+    photo = cv2.resize(sample_photo_bgr(), (640, 480))
+    sizes = [1.0] * 3 + [0.5] * 4 + [1.0] * 3  # as WebRTC's sender drops and restores resolution
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        results = [analyzer.track(Frame(index, index / 30, cv2.resize(photo, None, fx=scale, fy=scale)))
+                   for index, scale in enumerate(sizes)]
+        alone = analyzer.analyze(cv2.resize(photo, None, fx=0.5, fy=0.5)).faces[0].box
+    assert [[face.face_id for face in result.faces] for result in results] == [[1]] * len(sizes)
+    assert max(abs(a - b) for a, b in zip(results[5].faces[0].box, alone)) <= 3
+
+
 def test_a_pil_image_is_taken_upright_as_its_exif_orientation_says(tiny_model, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # shown turned 90 degrees clockwise

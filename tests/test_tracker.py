@@ -107,6 +107,21 @@ def test_a_face_gone_longer_than_max_missed_comes_back_as_a_new_face_after_the_d
     assert [tracker.update(faces(box), probs(HAPPY)) for _ in range(3)][-1][0].face_id == 2
 
 
+def test_rescale_keeps_ids_of_moving_faces_when_the_frames_halve():
+    tracker = FaceTracker(CLASSES, smoothing=0.0)
+    for step in range(5):  # both move right 10 px a frame
+        tracker.update(faces((100 + 10 * step, 100, 200 + 10 * step, 200), (400 + 10 * step, 100, 500 + 10 * step, 200)),
+                       probs(HAPPY, SAD), timestamp=step / 30)
+    tracker.rescale(0.5, 0.5)
+    later = tracker.update(faces((228, 50, 278, 100), (78, 50, 128, 100)), probs(SAD, HAPPY), timestamp=5 / 30)
+    assert [(result.box, result.face_id) for result in later] == [((228, 50, 278, 100), 2), ((78, 50, 128, 100), 1)]
+    unscaled = FaceTracker(CLASSES, smoothing=0.0)  # the same, without rescale: new faces
+    for step in range(5):
+        unscaled.update(faces((100 + 10 * step, 100, 200 + 10 * step, 200), (400 + 10 * step, 100, 500 + 10 * step, 200)),
+                        probs(HAPPY, SAD), timestamp=step / 30)
+    assert unscaled.update(faces((228, 50, 278, 100), (78, 50, 128, 100)), probs(SAD, HAPPY), timestamp=5 / 30) == []
+
+
 def test_no_faces_gives_no_results():
     tracker = FaceTracker(CLASSES)
     assert tracker.update([], np.zeros((0, 3), np.float32)) == []
