@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import zlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
+from realtime.io.images import bgr_image, read_photo_file
 from realtime.types import FrameResult
 
 # BGR colors for the FER2013 emotions; other class names get one from PALETTE.
@@ -136,10 +140,13 @@ class EmotionAnnotator:
                     places.append(place)
         return places
 
-    def annotate(self, image: np.ndarray, frame_result: FrameResult, fps: float | None = None) -> np.ndarray:
-        """A copy of the BGR ``image`` with every face's box and label (and the FPS when given); labels
-        are drawn after all boxes and kept off each other (``layout_labels``)."""
-        canvas = image.copy()
+    def annotate(self, image: np.ndarray | Image.Image | str | Path, frame_result: FrameResult,
+                 fps: float | None = None) -> np.ndarray:
+        """A BGR copy of ``image`` (what ``analyze()`` takes: a BGR, gray or BGRA uint8 array, a PIL image or an
+        image file's path) with every face's box and label (and the FPS when given); labels are drawn after all
+        boxes and kept off each other (``layout_labels``)."""
+        canvas = as_picture(image)
+        canvas = canvas.copy() if canvas is image else canvas
         box_thickness = self.style(canvas.shape)[1] + 1
         for face in frame_result.faces:
             x1, y1, x2, y2 = face.box
@@ -155,15 +162,23 @@ class EmotionAnnotator:
             _draw_fps_in_place(canvas, fps)
         return canvas
 
-    def annotate_photo(self, image: np.ndarray, frame_result: FrameResult) -> np.ndarray:
+    def annotate_photo(self, image: np.ndarray | Image.Image | str | Path, frame_result: FrameResult) -> np.ndarray:
         """``annotate()`` for a photo: one smaller than MIN_ANNOTATED_PHOTO_SIDE on its shorter side is first scaled
         up by a whole factor (each pixel a square: nothing blurred), its faces' boxes with it."""
+        image = as_picture(image)
         factor = photo_enlargement(image.shape)
         if factor > 1:
             image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
             frame_result = replace(frame_result, faces=[replace(face, box=tuple(factor * v for v in face.box))
                                                         for face in frame_result.faces])
         return self.annotate(image, frame_result)
+
+
+def as_picture(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:
+    """The BGR uint8 picture of an array, a PIL image or an image file (read upright, as ``analyze()`` reads it)."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_photo_file(Path(os.fsdecode(image))).image
+    return bgr_image(image)
 
 
 def photo_enlargement(image_shape: tuple[int, ...]) -> int:

@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
@@ -28,7 +28,7 @@ from realtime.classifier import EmotionClassifier
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDetector, whole_image_face
 from realtime.errors import SourceError
 from realtime.interrupts import frame_handoff
-from realtime.io.images import ImageSource, pil_to_bgr, read_photo_file
+from realtime.io.images import ImageSource, bgr_image, read_photo_file
 from realtime.io.stream import StreamSource, is_stream_url, redacted
 from realtime.model_metadata import ModelMetadata
 from realtime.scene_cuts import SceneCutDetector, ShotChange
@@ -162,7 +162,7 @@ class EmotionAnalyzer:
         if isinstance(image, (str, Path)):
             source = str(image)
             image = read_photo(image)
-        image = _as_bgr(image)
+        image = bgr_image(image)
         with self._lock:
             self._check_open()
             detections, probabilities, speed = self._detect_and_classify(image)  # a stream's state is left as it is
@@ -211,9 +211,9 @@ class EmotionAnalyzer:
                                    "whose faces its tracker follows; track() another source with another "
                                    "EmotionAnalyzer")
             if isinstance(frame, Frame):
-                index, timestamp, image = frame.index, frame.timestamp, _as_bgr(frame.image)
+                index, timestamp, image = frame.index, frame.timestamp, bgr_image(frame.image)
             else:
-                image, now = _as_bgr(frame), time.monotonic()
+                image, now = bgr_image(frame), time.monotonic()
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
             if self._tracked_size not in (None, image.shape[:2]):  # follow the faces to the new size
@@ -243,7 +243,7 @@ class EmotionAnalyzer:
         """A video file's frame that sampling skips: the scene-cut detector sees it all the same, so that it
         compares neighbouring frames (motion over the frames skipped is no cut) and a cut among them is not missed."""
         with self._lock:
-            self._fold_shot_change(self.scene_cuts.shot_change(_as_bgr(frame.image)))
+            self._fold_shot_change(self.scene_cuts.shot_change(bgr_image(frame.image)))
 
     def _fold_shot_change(self, change: ShotChange) -> ShotChange:
         """Where the shot changes since the last frame analysed lead, with ``change`` (the newest frame's): SAME
@@ -371,26 +371,6 @@ class EmotionAnalyzer:
 def _as_path(value: object) -> object:
     """A path-like object (``os.PathLike``: a PurePath, a DirEntry...) as a Path; anything else as it is."""
     return Path(os.fsdecode(value)) if isinstance(value, os.PathLike) and not isinstance(value, Path) else value
-
-
-def _as_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
-    """A (H, W, 3) uint8 image from a BGR, BGRA or gray uint8 array or a PIL image; anything else is refused."""
-    if isinstance(image, Image.Image):  # upright as a viewer shows it, as for a file's path
-        return pil_to_bgr(ImageOps.exif_transpose(image))
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"expected an image: a uint8 numpy array (BGR), a PIL image or a file's path, not "
-                        f"{type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return np.ascontiguousarray(image[:, :, :3])
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image
-    raise ValueError(f"expected a (H, W, 3) BGR image, got shape {image.shape}")
 
 
 def check_max_frames(max_frames: int | None) -> int | None:

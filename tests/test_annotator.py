@@ -138,3 +138,23 @@ def test_small_photos_are_enlarged_for_their_labels_but_thin_ones_are_not():
     assert photo_enlargement((240, 320, 3)) == photo_enlargement((0, 10, 3)) == 1
     assert photo_enlargement((3, 6000, 3)) == photo_enlargement((1, 8000)) == 1  # a strip: not to 480,000 px
     assert photo_enlargement((200, 2000, 3)) == 2  # at most 4096 px on the long side
+
+
+def test_annotate_takes_what_analyze_takes_a_path_a_pil_image_or_a_gray_array(tmp_path):
+    from PIL import Image
+
+    picture = np.full((120, 160, 3), (30, 60, 90), np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), picture)
+    result = FrameResult(0, 0.0, [face(1, (40, 30, 100, 90))])
+    annotator = EmotionAnnotator()
+    drawn = annotator.annotate(picture, result)
+    assert np.array_equal(annotator.annotate(tmp_path / "photo.png", result), drawn)
+    assert np.array_equal(annotator.annotate(str(tmp_path / "photo.png"), result), drawn)
+    assert np.array_equal(annotator.annotate(Image.fromarray(picture[:, :, ::-1]), result), drawn)
+    assert np.array_equal(annotator.annotate_photo(tmp_path / "photo.png", result),
+                          annotator.annotate_photo(picture, result))
+    gray = annotator.annotate(picture[:, :, 0], result)
+    assert gray.shape == (120, 160, 3) and np.array_equal(gray[30, 70], drawn[30, 70]) and len(set(gray[30, 70])) > 1
+    assert np.array_equal(picture[0, 0], (30, 60, 90))  # the given picture is left as it was
+    with pytest.raises(ValueError, match=r"got float32 \(for values from 0 to 1: \(image \* 255\)"):
+        annotator.annotate(picture.astype(np.float32) / 255, result)

@@ -567,6 +567,18 @@ def test_track_keeps_ids_when_the_frames_change_size(tiny_model):
     assert max(abs(a - b) for a, b in zip(results[5].faces[0].box, alone)) <= 3
 
 
+def test_a_bgra_array_is_taken_as_its_png_file_is_transparency_onto_white(analyzer, tmp_path):
+    photo = cv2.resize(sample_photo_bgr(), (320, 240))
+    bgra = cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA)
+    bgra[:, :100, 3] = 0  # transparent left part, its colour channels black
+    bgra[:, 100:110, 3] = 128
+    cv2.imwrite(str(tmp_path / "cut_out.png"), bgra)
+    from_array, from_file = analyzer.analyze(bgra), analyzer.analyze(tmp_path / "cut_out.png")
+    assert [face.box for face in from_array.faces] == [face.box for face in from_file.faces] != []
+    assert np.allclose([face.probabilities for face in from_array.faces],
+                       [face.probabilities for face in from_file.faces], atol=1e-6)
+
+
 def test_a_pil_image_is_taken_upright_as_its_exif_orientation_says(tiny_model, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # shown turned 90 degrees clockwise

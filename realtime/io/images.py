@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, ffmpeg_file, write_atomically
@@ -340,6 +340,32 @@ def pil_to_bgr(image: Image.Image) -> np.ndarray:
     if image.mode in ("1", "L"):
         return cv2.cvtColor(np.asarray(image.convert("L")), cv2.COLOR_GRAY2BGR)
     return cv2.cvtColor(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), cv2.COLOR_RGB2BGR)
+
+
+def bgr_image(image: np.ndarray | Image.Image) -> np.ndarray:
+    """A (H, W, 3) uint8 BGR image from a BGR, BGRA or gray uint8 array or a PIL image (upright as a viewer shows
+    it, as for a file's path); transparency is composited onto white, as for a file. Anything else is refused."""
+    if isinstance(image, Image.Image):
+        return pil_to_bgr(ImageOps.exif_transpose(image))
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected an image: a uint8 numpy array (BGR), a PIL image or a file's path, not "
+                        f"{type(image).__name__}")
+    if image.dtype != np.uint8:
+        hint = " (for values from 0 to 1: (image * 255).round().astype(np.uint8))" if image.dtype.kind == "f" else ""
+        raise ValueError(f"expected a uint8 image, got {image.dtype}{hint}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim == 3 and image.shape[2] == 4:
+        alpha = image[:, :, 3:]
+        if alpha.size and alpha.min() < 255:
+            opacity = alpha.astype(np.float32) / 255.0
+            return np.rint(image[:, :, :3] * opacity + 255.0 * (1.0 - opacity)).astype(np.uint8)
+        return np.ascontiguousarray(image[:, :, :3])
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"expected a (H, W, 3) BGR image, got shape {image.shape}")
 
 
 class ImageSource:
