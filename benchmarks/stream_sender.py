@@ -10,7 +10,9 @@ Like a camera, it never catches up on frames it could not send in time (e.g. whi
 from __future__ import annotations
 
 import argparse
+import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from realtime.io.files import ffmpeg_file
 from realtime.types import usable_fps
 
 LATE_S = 0.5  # further behind schedule than this, sending restarts from now
+STARTED_AFTER = 2  # frames out (the first, a key frame, wholly sent) when the sender says it is sending
 
 
 CODECS = {"h264": ("libx264", {"preset": "ultrafast", "tune": "zerolatency", "repeat-headers": "1"}),
@@ -28,9 +31,11 @@ NO_SCENE_CUT_KEY_FRAMES = {"h264": {"x264-params": "scenecut=0"}, "mpeg2": {"sc_
 
 
 def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None, codec: str = "h264",
-         keyframe_interval: int | None = None) -> int:
+         keyframe_interval: int | None = None, on_started: Callable[[], None] | None = None,
+         stop: threading.Event | None = None) -> int:
     """Send ``clip`` to ``url`` in real time in ``codec`` (CODECS), a key frame every ``keyframe_interval`` frames
-    (default: a second's); returns the frames sent."""
+    (default: a second's); returns the frames sent. ``on_started`` is called once the first STARTED_AFTER frames (the
+    first key frame among them) are out; ``stop``, once set, ends the sending."""
     with av.open(ffmpeg_file(clip)) as source:
         stream = source.streams.video[0]
         fps = usable_fps(stream.average_rate)
@@ -47,7 +52,7 @@ def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None
         while max_frames is None or sent < max_frames:
             with av.open(ffmpeg_file(clip)) as source:
                 for frame in source.decode(video=0):
-                    if max_frames is not None and sent >= max_frames:
+                    if (max_frames is not None and sent >= max_frames) or (stop is not None and stop.is_set()):
                         break
                     late = time.monotonic() - (started + sent / fps)
                     if late > LATE_S:  # a live source skips ahead rather than bursting old frames
@@ -57,7 +62,9 @@ def send(clip: Path, url: str, loop: bool = False, max_frames: int | None = None
                     out.pts, out.time_base = sent, 1 / rate
                     output.mux(video.encode(out))
                     sent += 1
-            if not loop and max_frames is None:
+                    if sent == STARTED_AFTER and on_started is not None:
+                        on_started()
+            if (not loop and max_frames is None) or (stop is not None and stop.is_set()):
                 break
         output.mux(video.encode(None))
     return sent
@@ -74,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
                         "a second's)")
     args = parser.parse_args(argv)
     send(args.clip, args.url, loop=args.loop, max_frames=args.frames, codec=args.codec,
-         keyframe_interval=args.keyframe_interval)
+         keyframe_interval=args.keyframe_interval,
+         on_started=lambda: print(f"sending {args.clip.name} to {args.url}", flush=True))
 
 
 if __name__ == "__main__":

@@ -324,15 +324,21 @@ def test_an_address_where_something_else_listens_is_refused_at_once(media, tmp_p
 
 
 @in_namespace
-def test_a_stop_while_connecting_to_a_cluster_ends_no_process_of_the_caller(media, tmp_path, capsys):
+def test_a_stop_while_connecting_to_a_cluster_ends_no_process_of_the_caller(media, tmp_path, capsys, monkeypatch):
     """A stop while Ray started ended every process below this one: a program that calls main() lost its own."""
     was_connected = ray.is_initialized()
     ray.shutdown()
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
     own = subprocess.Popen(["sleep", "60"])
     stop = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    connect = corpus.connect_ray
+
+    def connect_stopped_a_second_in(*args):
+        stop.start()  # from here: however long the run took to come this far
+        return connect(*args)
+
+    monkeypatch.setattr(corpus, "connect_ray", connect_stopped_a_second_in)
     try:
-        stop.start()
         argv = [str(media / "single_face.mp4"), "--results", str(tmp_path / "results"), "--address",
                 f"127.0.0.1:{silent.getsockname()[1]}"]
         assert exit_code(argv) == 130
