@@ -314,8 +314,8 @@ def live_tab(model_path: str, options: webapp.AnalysisOptions, classes: list[str
     session: live.LiveSession | None = st.session_state.get("live_session")
     if session is None:
         return
-    if context.state.playing:
-        live_panel(session, classes)
+    if context.state.playing or (context.state.signalling and context.video_processor is not None):
+        live_panel(session, classes)  # while connecting too: one that never connects says why (NO_FRAME_HINT_S)
     elif not context.state.signalling:  # stopped (not still connecting): finish the session's results
         session.on_ended()
         show_live(session.snapshot(), classes)

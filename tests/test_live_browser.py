@@ -125,3 +125,34 @@ def test_live_camera_tab_sends_back_annotated_frames(media, tiny_model, tmp_path
         assert drawn[~near].mean() < 0.01, f"{drawn[~near].mean():.1%} of the pixels away from the face changed"
         assert "Error occurred in the WebRTC thread" not in log.read_text()
         keep_screenshot(screenshot, SCREENSHOT_ENV)
+
+
+@loopback_only
+def test_a_camera_whose_video_never_reaches_the_server_is_said_so(media, tiny_model, tmp_path):
+    """A browser that cannot connect to the server's WebRTC (here: Chromium hiding its local addresses, as it does
+    by default) never gets past connecting: the tab still says, after NO_FRAME_HINT_S, what may be wrong."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright's Python client is not installed")
+    camera = tmp_path / "camera.y4m"
+    write_y4m(media / "single_face.mp4", camera)
+    env = {**os.environ, webapp.MODEL_ENV: str(tiny_model)}
+    env.pop("EMOTION_TRACER_ICE_SERVERS", None)
+    with streamlit_server(env, tmp_path / "streamlit.log") as url:
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream",
+                                                     "--use-fake-device-for-media-stream",
+                                                     f"--use-file-for-fake-video-capture={camera}"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1300})
+                page.set_default_timeout(WAIT_MS)
+                page.goto(url)
+                page.get_by_role("tab", name="Live camera").click()
+                page.frame_locator('iframe[title*="webrtc"]').first.get_by_role("button", name="START").click()
+                page.get_by_text(re.compile(r"No frame has come in \d+ s: the camera's video is not reaching this "
+                                            r"server")).first.wait_for()
+                assert page.get_by_text("EMOTION_TRACER_ICE_SERVERS").count() >= 1
+                assert page.get_by_text(re.compile(r"Face 1: mostly")).count() == 0  # it never connected
+            finally:
+                browser.close()
