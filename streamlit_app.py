@@ -131,13 +131,16 @@ def probability_chart(probabilities) -> alt.Chart:
 
 def photo_tab(pool: webapp.AnalyzerPool) -> None:
     """Photos: uploads, a camera snapshot or the example photo."""
+    # No type filter in the uploader: it would refuse other files with a tooltip only; the page says why instead
     uploads = st.file_uploader(
-        "Photos", type=list(webapp.PHOTO_TYPES), accept_multiple_files=True,
+        f"Photos ({webapp.type_list(webapp.PHOTO_TYPES)})", accept_multiple_files=True,
         max_upload_size=webapp.MAX_PHOTO_MB, key="photos",
-        help=f"{webapp.type_list(webapp.PHOTO_TYPES)}: the photos the command line reads, up to "
-             f"{webapp.MAX_PHOTO_MB} MB and {webapp.MAX_PHOTO_MEGAPIXELS} megapixels each.")
+        help=f"The photos the command line reads, up to {webapp.MAX_PHOTO_MB} MB and "
+             f"{webapp.MAX_PHOTO_MEGAPIXELS} megapixels each.")
     camera, example = st.columns(2)
-    photos = [(upload.name, upload.getvalue()) for upload in uploads]
+    photos = list(dict.fromkeys((upload.name, upload.getvalue()) for upload in uploads))  # one each, if added twice
+    if len(photos) < len(uploads):
+        st.caption("A photo added more than once is shown once.")
     if camera.toggle("Take a snapshot with the camera"):
         snapshot = st.camera_input("Snapshot")
         if snapshot is not None:
@@ -167,7 +170,7 @@ def session_connected() -> Callable[[], bool]:
 def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None:
     """A short video: progress while it runs, then the annotated video, a timeline and downloads."""
     upload = st.file_uploader(
-        "A short video", type=list(webapp.CLIP_TYPES), max_upload_size=webapp.MAX_CLIP_MB, key="clip",
+        "A short video (MP4, MOV, AVI, WEBM, GIF, ...)", max_upload_size=webapp.MAX_CLIP_MB, key="clip",
         help=f"{webapp.type_list(webapp.CLIP_TYPES)}: the videos the command line reads, up to "
              f"{webapp.MAX_CLIP_MB} MB.")
     demo = st.toggle("Try the demo clip", help="a 4 s pan over scikit-image's astronaut photo")

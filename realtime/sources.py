@@ -22,6 +22,7 @@ from PIL import Image
 
 from realtime.errors import SourceError, one_line
 from realtime.io.camera import CAMERA_RECONNECT_S, CameraSource
+from realtime.io.files import heif_still
 from realtime.io.images import IMAGE_SUFFIXES, ImageSource, looks_like_a_video, quiet_pillow
 from realtime.io.stream import DEFAULT_OPEN_TIMEOUT_S, DEFAULT_RECONNECT_FOR_S, StreamSource, is_stream_url, redacted
 from realtime.io.video import VIDEO_SUFFIXES, VideoFileSource
@@ -74,7 +75,8 @@ def media_kind(path: Path | str) -> str:
         return "image" if _still_gif(path) else "video"
     if suffix in VIDEO_SUFFIXES or not path.is_file():
         return "video"
-    return "image" if _pillow_reads(path) else "video"  # what Pillow cannot identify is left to the video decoder
+    # what Pillow cannot identify is left to the video decoder (but a HEIC photo, which the photo reader names)
+    return "image" if _pillow_reads(path) or heif_still(path) else "video"
 
 
 def _pillow_reads(path: Path) -> bool:

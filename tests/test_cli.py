@@ -1057,6 +1057,8 @@ def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(ti
     misnamed.write_bytes(clip.read_bytes())
     heic = tmp_path / "phone.jpg"  # a HEIF still photo (an ISO box file, as an MP4 is): no video either
     heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    heic_named = tmp_path / "IMG_0001.HEIC"
+    heic_named.write_bytes(heic.read_bytes())
     text_mp4, text_jpg = tmp_path / "notes.mp4", tmp_path / "notes.jpg"  # neither: no pointer to the other flag
     text_mp4.write_text("hello\n")
     text_jpg.write_text("hello\n")
@@ -1067,7 +1069,14 @@ def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(ti
              "EmotionAnalyzer.analyze())"),
             (["--image", str(misnamed)], f"error: image {misnamed}: a video (named .jpg), not a photo: analyse it "
                                          "with --video (in Python: EmotionAnalyzer.stream())"),
-            (["--image", str(heic)], f"error: image {heic}: not an image file this program can read"),
+            (["--image", str(heic)], f"error: image {heic}: a HEIC/HEIF photo (an iPhone's usual format), which this "
+                                     "program cannot decode: convert it to JPEG or PNG (an iPhone saves JPEG with "
+                                     "Settings > Camera > Formats > Most Compatible)"),
+            ([str(heic_named)], f"error: image {heic_named}: a HEIC/HEIF photo (an iPhone's usual format), which this "
+                                "program cannot decode: convert it to JPEG or PNG (an iPhone saves JPEG with "
+                                "Settings > Camera > Formats > Most Compatible)"),  # as SOURCE it was read as a video
+            (["--video", str(heic_named), "-o", str(tmp_path / "out.mp4")],
+             f"error: video {heic_named}: a HEIC/HEIF photo, not a video"),  # was "cut short before its index"
             (["--image", str(text_mp4)], f"error: image {text_mp4}: neither a photo nor a video this program can read"),
             (["--video", str(text_jpg), "-o", str(tmp_path / "out.mp4")],
              f"error: video {text_jpg}: has no frames it can decode"),
@@ -1075,8 +1084,8 @@ def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(ti
             ([str(tmp_path / "nothere.mp4")], f"error: video {tmp_path / 'nothere.mp4'}: no such file")):
         assert main([*argv, "--model", str(tiny_model)]) == 2
         assert one_line_error(capsys.readouterr()) == expected
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.jpg", "clip.mp4", "face.jpg", "notes.jpg",
-                                                                 "notes.mp4", "phone.jpg"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["IMG_0001.HEIC", "clip.jpg", "clip.mp4", "face.jpg",
+                                                                 "notes.jpg", "notes.mp4", "phone.jpg"]
     for argv in ([str(misnamed)], ["--video", str(misnamed)]):  # as SOURCE, or as a video: read as the video it is
         assert main([*argv, "-r", str(tmp_path / "rows.csv"), "--model", str(tiny_model)]) == 0
         assert sorted({int(row["frame"]) for row in read_csv(tmp_path / "rows.csv")}) == [0, 1, 2]

@@ -121,8 +121,15 @@ def test_check_upload_accepts_known_types_and_refuses_others_and_oversize():
     assert webapp.check_upload("talk.webm", 10, webapp.CLIP_TYPES, 1) == ".webm"
     with pytest.raises(webapp.UploadError, match=r"notes\.txt: not a supported file type"):
         webapp.check_upload("notes.txt", 10, webapp.PHOTO_TYPES, 1)
-    with pytest.raises(webapp.UploadError, match=r"clip\.mp4: not a supported"):
+    with pytest.raises(webapp.UploadError, match=r"^clip\.mp4: a video: upload it in the Video clip tab$"):
         webapp.check_upload("clip.mp4", 10, webapp.PHOTO_TYPES, 1)
+    with pytest.raises(webapp.UploadError, match=r"^loop\.gif: a GIF \(analysed as a clip, frame by frame\): upload it "
+                                                 r"in the Video clip tab$"):
+        webapp.check_upload("loop.gif", 10, webapp.PHOTO_TYPES, 1)
+    with pytest.raises(webapp.UploadError, match=r"^photo\.JPG: a photo, not a video: upload it in the Photo tab$"):
+        webapp.check_upload("photo.JPG", 10, webapp.CLIP_TYPES, 1)
+    with pytest.raises(webapp.UploadError, match=r"^IMG_0001\.HEIC: HEIC/HEIF photos \(an iPhone's usual format\) "):
+        webapp.check_upload("IMG_0001.HEIC", 10, webapp.PHOTO_TYPES, 1)
     with pytest.raises(webapp.UploadError, match=r"big\.png: 2\.0 MB is more than the 1 MB allowed"):
         webapp.check_upload("big.png", 2 * webapp.MEGABYTE, webapp.PHOTO_TYPES, 1)
 
@@ -202,10 +209,11 @@ def test_plain_image_has_no_faces(pool):
     ("garbage.jpg", b"this is not a picture at all", r"image garbage\.jpg: not an image file"),
     ("empty.png", b"", r"image empty\.png: file is empty"),
     ("cut.png", None, r"image cut\.png: cannot decode it \(image file is truncated; too little of the picture"),
-    ("bomb.png", png_header(30_000, 30_000), r"bomb\.png: too many pixels \(possible decompression bomb\)"),
+    ("bomb.png", png_header(30_000, 30_000), r"bomb\.png: over 500 megapixels; photos up to 50 megapixels are"),
+    ("pano.png", png_header(20_000, 10_000), r"pano\.png: 20000x10000 is 200\.0 megapixels; photos up to 50"),
     ("huge.png", png_header(9_000, 7_000), r"huge\.png: 9000x7000 is 63\.0 megapixels; photos up to 50"),
     ("phone.png", png_header(8_160, 6_144), r"phone\.png: 8160x6144 is 50\.1 megapixels; photos up to 50"),
-    ("photo.gif", b"GIF89a", r"photo\.gif: not a supported file type"),
+    ("photo.gif", b"GIF89a", r"photo\.gif: a GIF \(analysed as a clip, frame by frame\): upload it in the Video clip tab"),
 ])
 def test_bad_photos_give_one_line_errors_naming_the_upload(pool, private_tmp, name, data, message):
     if data is None:  # a PNG cut short in its first rows
@@ -513,6 +521,18 @@ def test_page_no_face_and_bad_uploads_then_keeps_working(app):
     name, data = webapp.example_photo()
     app.file_uploader(key="photos").set_value((name, data, "image/png")).run()
     assert not app.exception and not app.error and len(face_headlines(app)) == 1
+
+
+def test_page_shows_a_photo_added_twice_once_and_points_a_gif_to_the_clip_tab(app):
+    name, data = webapp.example_photo()
+    other = png_bytes(cv2.resize(sample_photo_bgr(), (256, 256)))
+    app.file_uploader(key="photos").set_value([(name, data, "image/png"), ("other.png", other, "image/png"),
+                                               (name, data, "image/png"), ("loop.gif", b"GIF89a", "image/gif")]).run()
+    assert not app.exception
+    assert len(face_headlines(app)) == 2  # the example photo once, the other photo
+    assert "A photo added more than once is shown once." in [caption.value for caption in app.caption]
+    assert [plain_text(error.value) for error in app.error] == [
+        "loop.gif: a GIF (analysed as a clip, frame by frame): upload it in the Video clip tab"]
 
 
 def test_page_says_what_a_cut_short_photo_lost(app):

@@ -33,9 +33,11 @@ from realtime.detector import DEFAULT_MIN_CONFIDENCE, LOWEST_MIN_CONFIDENCE  # n
 from realtime.errors import ModelError, OutputError, SourceError
 from realtime.io.images import (
     IMAGE_SUFFIXES,
+    MAX_PHOTO_PIXELS,
     WEBP_MAX_SIDE,
     PhotoFile,
     annotated_photo_suffix,
+    image_size,
     looks_like_a_video,
     read_photo_file,
 )
@@ -258,9 +260,20 @@ def type_list(types: tuple[str, ...]) -> str:
 
 
 def check_upload(name: str, size: int, allowed_types: tuple[str, ...], max_mb: int) -> str:
-    """The upload's lower-case suffix (".jpg") after checking its type and size; UploadError otherwise."""
+    """The upload's lower-case suffix (".jpg") after checking its type and size; UploadError otherwise, which
+    points to the other tab for a photo given as a clip or a video (an animated GIF) given as a photo."""
     suffix = Path(name).suffix.lower()
-    if suffix.lstrip(".") not in allowed_types:
+    kind = suffix.lstrip(".")
+    if kind not in allowed_types:
+        if allowed_types == PHOTO_TYPES and kind in CLIP_TYPES:
+            what = "a GIF (analysed as a clip, frame by frame)" if kind == "gif" else "a video"
+            raise UploadError(f"{name}: {what}: upload it in the Video clip tab")
+        if allowed_types == CLIP_TYPES and kind in PHOTO_TYPES:
+            raise UploadError(f"{name}: a photo, not a video: upload it in the Photo tab")
+        if kind in ("heic", "heif"):
+            raise UploadError(f"{name}: HEIC/HEIF photos (an iPhone's usual format) cannot be decoded here: convert "
+                              "it to JPEG or PNG (an iPhone saves JPEG with Settings > Camera > Formats > Most "
+                              "Compatible)")
         raise UploadError(f"{name}: not a supported file type (use {type_list(allowed_types)})")
     if size > max_mb * MEGABYTE:
         raise UploadError(f"{name}: {size / MEGABYTE:.1f} MB is more than the {max_mb} MB allowed")
@@ -304,13 +317,18 @@ def _renamed(error: Exception, path: Path, name: str) -> UploadError:
 
 def _check_photo_pixels(path: Path, name: str) -> None:
     """Refuse photos over MAX_PHOTO_MEGAPIXELS from their header, before anything is decoded."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except Image.DecompressionBombError:
-        raise UploadError(f"photo {name}: too many pixels (possible decompression bomb)") from None
-    except (OSError, SyntaxError, ValueError):
-        return  # not an image Pillow recognises: read_photo_file reports why
+    size = image_size(path)
+    if size is None:  # not an image Pillow recognises (read_photo_file says so), or over twice what the reader takes
+        try:
+            with Image.open(path):
+                pass
+        except Image.DecompressionBombError:
+            raise UploadError(f"photo {name}: over {2 * MAX_PHOTO_PIXELS / 1e6:g} megapixels; photos up to "
+                              f"{MAX_PHOTO_MEGAPIXELS} megapixels are accepted") from None
+        except (OSError, SyntaxError, ValueError):
+            pass
+        return
+    width, height = size
     if width * height > MAX_PHOTO_MEGAPIXELS * 1_000_000:
         raise UploadError(f"photo {name}: {width}x{height} is {width * height / 1e6:.1f} megapixels; "
                           f"photos up to {MAX_PHOTO_MEGAPIXELS} megapixels are accepted")

@@ -14,6 +14,8 @@ from realtime.errors import OutputError, SourceError, one_line
 from realtime.interrupts import finishing_outputs
 
 LOG = logging.getLogger("emotion_tracer.files")
+# Major brands of ISO box files that hold still images (HEIC from phones, AVIF), not video.
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
 
 
 def ffmpeg_file(path: Path | str) -> str:
@@ -194,3 +196,20 @@ class KeptOutput(ABC):
                     LOG.warning("warning: %s", error)
         if finished_failure is not None:  # raised after a stop that came meanwhile, which goes first
             raise finished_failure
+
+
+def file_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of a regular file (fewer if it is shorter); b"" for anything else."""
+    try:
+        if not path.is_file():  # a named pipe would block the read
+            return b""
+        with open(path, "rb") as file:
+            return file.read(size)
+    except OSError:
+        return b""
+
+
+def heif_still(path: Path) -> bool:
+    """Whether the file is a HEIF/AVIF still image (an ISO box file of a still-image brand: an iPhone's HEIC)."""
+    head = file_head(path, 12)
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS

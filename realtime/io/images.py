@@ -15,14 +15,12 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
-from realtime.io.files import check_input_file, check_output_path, ffmpeg_file, write_atomically
+from realtime.io.files import check_input_file, check_output_path, ffmpeg_file, file_head, heif_still, write_atomically
 from realtime.io.video import VIDEO_SUFFIXES, has_track
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
 CORRUPT_JPEG = "corrupt JPEG data"  # why a JPEG that decodes to its end is damaged (_jpeg_data_corrupt)
-# Major brands of ISO box files that hold still images (HEIC from phones, AVIF), not video.
-HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
 # The most pixels a photo may have, checked before it is decoded (against decompression bombs: small files
@@ -115,6 +113,10 @@ def read_photo_file(path: Path | str, name: str | None = None) -> PhotoFile:
             raise SourceError(f"image {path}: {one_line(error)}") from error
         raise SourceError(_too_many_pixels(path, f"over {2 * limit:,} pixels", limit)) from error
     except UnidentifiedImageError as error:
+        if heif_still(path):
+            raise SourceError(f"image {path}: a HEIC/HEIF photo (an iPhone's usual format), which this program cannot "
+                              "decode: convert it to JPEG or PNG (an iPhone saves JPEG with Settings > Camera > Formats "
+                              "> Most Compatible)") from error
         video_name = path.suffix.lower() in VIDEO_SUFFIXES
         if looks_like_a_video(path) or (video_name and has_track(path, "video")):
             named = "" if video_name else f" (named {path.suffix or 'without a suffix'})"
@@ -295,14 +297,8 @@ def _tolerant_decoding() -> Iterator[None]:
 def looks_like_a_video(path: Path) -> bool:
     """Whether the file starts as a video container does (MP4/MOV, Matroska/WebM, AVI, MPEG, FLV), whatever its
     name says."""
-    try:
-        if not path.is_file():  # a named pipe would block the read
-            return False
-        with open(path, "rb") as file:
-            head = file.read(189)
-    except OSError:
-        return False
-    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:  # a HEIF/AVIF still photo is an ISO box file too
+    head = file_head(path, 189)
+    if heif_still(path):  # a HEIF/AVIF still photo is an ISO box file too
         return False
     return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
             or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith((b"\x00\x00\x01\xba", b"FLV"))

@@ -36,6 +36,7 @@ from realtime.io.files import (
     check_output_path,
     detach_hard_link,
     ffmpeg_file,
+    heif_still,
     partial_path,
     remove_quietly,
     through_links,
@@ -114,6 +115,8 @@ class VideoFileSource:
         try:
             self._container = av.open(ffmpeg_file(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as error:
+            if heif_still(self.path):
+                raise SourceError(f"video {self.path}: a HEIC/HEIF photo, not a video") from error
             if mp4_without_index(self.path):
                 raise SourceError(f"video {self.path}: cut short before its index (an MP4/MOV whose recording or "
                                   "download did not finish): without the index its frames cannot be found") from error
