@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
@@ -707,6 +708,13 @@ def _problem(summary: RunSummary, problem: str, output_failed: bool = False) -> 
         print(f"warning: {summary.problems[-1]}", file=sys.stderr)
 
 
+def _run_ended() -> None:
+    """The run has ended, its outputs finished: a Ctrl-C from here on, while the summary is printed and the program
+    ends, changes nothing (stop_signals() restores the handler after the run, or leaves it so if the program ends)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
     """Print the run's summary, and the latency of live sources (to no one when stdout is closed: ``| head``,
     ``>&-``; a stdout that cannot take it, such as a full disk, gets a warning: the outputs are as written)."""
@@ -744,8 +752,9 @@ def _error(message: str) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (see EXAMPLES)."""
+def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
+    """Run the command line; returns the exit code (see EXAMPLES). ``program_ends``: the program ends with this
+    run, so Ctrl-C is left ignored once it has ended (``program_main``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.whole_image:
@@ -776,21 +785,19 @@ def main(argv: list[str] | None = None) -> int:
         _error(error)
         return EXIT_USAGE
     _show_library_warnings()
-    with stop_signals() as stops:
+    with stop_signals(program_ends) as stops:
         return _run(args, jobs, folder, detector_range, show_window, notes, unread, stops)
 
 
 def program_main() -> int:
     """``main()`` as a program (``python -m realtime``, ``emotion-tracer``): once the run has ended (outputs
-    finished, summary printed) a late Ctrl-C, such as a second press landing while Python shuts down, changes
-    neither the exit code nor prints a traceback (Python's shutdown resets its handler, and the signal would
-    kill the process)."""
+    finished) a Ctrl-C, such as a second press landing while Python shuts down, changes neither the exit code
+    nor prints a traceback (Python's shutdown resets the handler, and the signal would kill the process)."""
     try:
-        code = main()
-    except KeyboardInterrupt:  # before the run's own handlers are in place, or just after they are gone
-        code = EXIT_INTERRUPTED
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return code
+        return main(program_ends=True)
+    except KeyboardInterrupt:  # before the run began (reading the arguments, listing a folder)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return EXIT_INTERRUPTED
 
 
 def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range: str, show_window: bool,
@@ -882,7 +889,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                                       f"stops{not_analysed}", args.output) from failed
                 out_of_space_before = True
     except KeyboardInterrupt as stop:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the report is short; stop_signals() restores the handler
+        _run_ended()
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"
         with suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
             if isinstance(stop, FinishingBrokenOff):
@@ -905,6 +912,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
         first = stop.first if isinstance(stop, FinishingBrokenOff) else getattr(stop, "signum", signal.SIGINT)
         return EXIT_INTERRUPTED if first == signal.SIGINT else 128 + first  # as the first stop asked
     except Exception as error:  # a failure while processing: outputs kept, one error line
+        _run_ended()
         if not summary.frames and isinstance(error, EmotionTracerError):
             _error(error)
             return EXIT_USAGE  # bad input found on opening it: nothing was written
@@ -912,6 +920,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             _report(summary, latencies)
         _error(error if isinstance(error, EmotionTracerError) else f"{type(error).__name__}: {error}")
         return EXIT_FAILED
+    _run_ended()
     _report(summary, latencies)
     if summary.problems and not summary.frames:
         problems = len(summary.problems)

@@ -13,6 +13,7 @@ someone else's program) signals keep their usual handlers and ``frame_handoff()`
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -94,13 +95,18 @@ def _ignore(signum, frame) -> None:
 
 
 @contextmanager
-def stop_signals() -> Iterator[list[int]]:
+def stop_signals(program_ends: bool = False) -> Iterator[list[int]]:
     """Within the block, Ctrl-C raises KeyboardInterrupt and SIGTERM / SIGHUP raise Stopped in the main
     thread, after any frame being handed to the sinks. SIGTERM and SIGHUP act once, so that a repeat does
     not break off finishing the outputs (SIGKILL still does; the outputs stay playable); a Ctrl-C after any
     first stop raises FinishingBrokenOff, unless it is a copy of a first Ctrl-C, within SAME_STOP_S of it
     (``timeout -s INT`` sends two). Yields the numbers of the signals received, in order (for code
-    that sees only a plain KeyboardInterrupt: Ray turns any it meets into one)."""
+    that sees only a plain KeyboardInterrupt: Ray turns any it meets into one).
+
+    At the end the handlers before it are restored; with ``program_ends`` (the block is the program's run,
+    which ends with it) Ctrl-C is left ignored instead: Python's shutdown would otherwise end the program by
+    SIGINT, not its exit code. Nothing is changed while Python shuts down (a block left unfinished by a stop
+    at its very end is finished then): a handler set then crashes the interpreter at the next signal."""
     stopped: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield stopped
@@ -128,11 +134,21 @@ def stop_signals() -> Iterator[list[int]]:
     try:
         yield stopped
     finally:
-        if last and (copies_until := max(last.values()) + SAME_STOP_S) > time.monotonic():
-            # a stop ended the block sooner than its copy may come: the copy must not meet the handlers restored
-            # (Python's would end the program with a KeyboardInterrupt instead of its exit code)
-            for number in previous:
-                signal.signal(number, _ignore)  # not SIG_IGN, which a signal caught but not yet handled would report
-            time.sleep(max(0.0, copies_until - time.monotonic()))
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        if not sys.is_finalizing():
+            _restore(previous, last, program_ends)
+
+
+def _restore(previous: dict, last: dict, program_ends: bool) -> None:
+    """stop_signals()' end: put back the ``previous`` handlers (Ctrl-C's ignored if the ``program_ends``), once
+    the copies of the last stops taken (``last``) can no longer come."""
+    if program_ends:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = {number: handler for number, handler in previous.items() if number != signal.SIGINT}
+    if last and (copies_until := max(last.values()) + SAME_STOP_S) > time.monotonic():
+        # a stop ended the block sooner than its copy may come: the copy must not meet the handlers restored
+        # (Python's would end the program with a KeyboardInterrupt instead of its exit code)
+        for number in previous:
+            signal.signal(number, _ignore)  # not SIG_IGN, which a signal caught but not yet handled would report
+        time.sleep(max(0.0, copies_until - time.monotonic()))
+    for number, handler in previous.items():
+        signal.signal(number, handler)

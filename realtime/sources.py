@@ -76,7 +76,7 @@ def media_kind(path: Path | str) -> str:
     if suffix in VIDEO_SUFFIXES or not path.is_file():
         return "video"
     # what Pillow cannot identify is left to the video decoder (but a HEIC photo, which the photo reader names)
-    return "image" if _pillow_reads(path) or heif_still(path) else "video"
+    return "image" if _pillow_reads(path) or heif_still(path) is not None else "video"
 
 
 def _pillow_reads(path: Path) -> bool:

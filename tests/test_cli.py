@@ -1076,7 +1076,7 @@ def test_a_photo_or_video_given_as_the_other_kind_or_misnamed_says_what_it_is(ti
                                 "program cannot decode: convert it to JPEG or PNG (an iPhone saves JPEG with "
                                 "Settings > Camera > Formats > Most Compatible)"),  # as SOURCE it was read as a video
             (["--video", str(heic_named), "-o", str(tmp_path / "out.mp4")],
-             f"error: video {heic_named}: a HEIC/HEIF photo, not a video"),  # was "cut short before its index"
+             f"error: video {heic_named}: a HEIC/HEIF/AVIF photo, not a video"),  # was "cut short before its index"
             (["--image", str(text_mp4)], f"error: image {text_mp4}: neither a photo nor a video this program can read"),
             (["--video", str(text_jpg), "-o", str(tmp_path / "out.mp4")],
              f"error: video {text_jpg}: has no frames it can decode"),

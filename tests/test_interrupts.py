@@ -137,6 +137,17 @@ def test_a_ctrl_c_well_after_the_first_still_breaks_off_finishing():
     assert output.steps == ["last fragment"]
 
 
+def test_a_run_that_ends_the_program_leaves_ctrl_c_ignored_and_the_rest_restored():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with stop_signals(program_ends=True):
+            pass
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == before[1]
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+
+
 def interrupted_folder_run(folder: Path, out: Path, model: Path, second_ctrl_c) -> tuple[subprocess.Popen, str, str]:
     """Run the command line on ``folder``, Ctrl-C it once its first file is written, then call
     ``second_ctrl_c(process)``; returns the ended process, its stdout and its stderr."""
@@ -197,24 +208,45 @@ def test_a_doubled_sigint_to_the_command_line_finishes_the_outputs_and_exits_130
             assert sum(1 for _ in container.decode(video=0)) > 0
 
 
-def test_ctrl_c_pressed_while_the_command_line_exits_changes_nothing(media, tiny_model, tmp_path):
+def press_ctrl_c_from_the_summary_until_it_ends(process: subprocess.Popen) -> int:
+    """Send SIGINT every 5 ms from the summary's frames/s line until ``process`` ends; returns how many were sent."""
+    for line in process.stdout:
+        if "frames/s" in line:  # the summary: the run has ended
+            break
+    presses, deadline = 0, time.monotonic() + 30
+    while process.poll() is None and time.monotonic() < deadline:
+        with suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGINT)
+            presses += 1
+        time.sleep(0.005)
+    return presses
+
+
+def test_ctrl_c_pressed_while_an_interrupted_run_exits_changes_nothing(media, tiny_model, tmp_path):
     """After the summary, Python shuts down; there it resets the Ctrl-C handler, and a press would kill the
-    process by SIGINT (no exit code 130). Presses every 10 ms from the summary on reach every stage of the exit."""
+    process by SIGINT (no exit code 130). Presses every 5 ms from the summary on reach every stage of the exit."""
     presses = []
-
-    def press_until_it_ends(process):
-        for line in process.stdout:
-            if "frames/s" in line:  # the summary: the run has ended
-                break
-        deadline = time.monotonic() + 30
-        while process.poll() is None and time.monotonic() < deadline:
-            with suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGINT)
-                presses.append(time.monotonic())
-            time.sleep(0.01)
-
-    process, stdout, stderr = interrupted_folder_run(folder_of_clips(media, tmp_path), tmp_path / "out", tiny_model,
-                                                     press_until_it_ends)
-    assert len(presses) > 5  # the exit takes a while: it was pressed throughout
+    process, stdout, stderr = interrupted_folder_run(
+        folder_of_clips(media, tmp_path), tmp_path / "out", tiny_model,
+        lambda process: presses.append(press_ctrl_c_from_the_summary_until_it_ends(process)))
+    assert presses[0] > 5  # the exit takes a while: it was pressed throughout
     assert process.returncode == 130, stderr
     assert "twice" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_ctrl_c_pressed_once_a_run_has_ended_changes_nothing(attempt, media, tiny_model, tmp_path):
+    """A finished run pressed from its summary on: exit 0, no traceback (it was 130, or SIGINT, or a crash: a press
+    while the run left its handlers made Python restore them during its shutdown, and the next press crashed it)."""
+    process = subprocess.Popen([sys.executable, "-m", "realtime", str(media / "single_face.mp4"), "--max-frames", "5",
+                                "-r", str(tmp_path / "r.csv"), "--model", str(tiny_model)], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        presses = press_ctrl_c_from_the_summary_until_it_ends(process)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert presses > 5
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr

@@ -577,6 +577,8 @@ def test_a_bgra_array_is_taken_as_its_png_file_is_transparency_onto_white(analyz
     assert [face.box for face in from_array.faces] == [face.box for face in from_file.faces] != []
     assert np.allclose([face.probabilities for face in from_array.faces],
                        [face.probabilities for face in from_file.faces], atol=1e-6)
+    padded = np.dstack([photo, np.zeros(photo.shape[:2], np.uint8)])  # BGRX: a fourth byte of padding (screen grabs)
+    assert [face.box for face in analyzer.analyze(padded).faces] == [face.box for face in analyzer.analyze(photo).faces]
 
 
 def test_a_pil_image_is_taken_upright_as_its_exif_orientation_says(tiny_model, tmp_path):

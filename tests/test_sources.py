@@ -205,6 +205,21 @@ def test_read_image_rejects_missing_empty_folder_and_garbage(tmp_path):
         assert name in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_damaged_avif_is_not_called_a_heic_photo(tmp_path):
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    whole = tmp_path / "whole.avif"
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(whole)
+    damaged = tmp_path / "damaged.avif"
+    damaged.write_bytes(whole.read_bytes()[:40])
+    with pytest.raises(SourceError) as refused:
+        read_image(damaged)
+    assert "HEIC" not in str(refused.value)
+    assert media_kind(damaged) == "image"
+
+
 def test_read_image_on_real_photos(media):
     assert read_image(media / "Image_with_alpha.png").ndim == 3
     gray = read_image(media / "BWPictureHuman.jpg")

@@ -209,7 +209,8 @@ def file_head(path: Path, size: int) -> bytes:
         return b""
 
 
-def heif_still(path: Path) -> bool:
-    """Whether the file is a HEIF/AVIF still image (an ISO box file of a still-image brand: an iPhone's HEIC)."""
+def heif_still(path: Path) -> bytes | None:
+    """The brand of a HEIF/AVIF still image (an ISO box file of a still-image brand: b"heic" for an iPhone's
+    photo, b"avif"), else None."""
     head = file_head(path, 12)
-    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+    return head[8:12] if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS else None

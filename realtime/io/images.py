@@ -113,7 +113,7 @@ def read_photo_file(path: Path | str, name: str | None = None) -> PhotoFile:
             raise SourceError(f"image {path}: {one_line(error)}") from error
         raise SourceError(_too_many_pixels(path, f"over {2 * limit:,} pixels", limit)) from error
     except UnidentifiedImageError as error:
-        if heif_still(path):
+        if heif_still(path) not in (None, b"avif", b"avis"):  # (a damaged AVIF is one this program reads)
             raise SourceError(f"image {path}: a HEIC/HEIF photo (an iPhone's usual format), which this program cannot "
                               "decode: convert it to JPEG or PNG (an iPhone saves JPEG with Settings > Camera > Formats "
                               "> Most Compatible)") from error
@@ -298,7 +298,7 @@ def looks_like_a_video(path: Path) -> bool:
     """Whether the file starts as a video container does (MP4/MOV, Matroska/WebM, AVI, MPEG, FLV), whatever its
     name says."""
     head = file_head(path, 189)
-    if heif_still(path):  # a HEIF/AVIF still photo is an ISO box file too
+    if heif_still(path) is not None:  # a HEIF/AVIF still photo is an ISO box file too
         return False
     return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
             or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith((b"\x00\x00\x01\xba", b"FLV"))
@@ -340,7 +340,8 @@ def pil_to_bgr(image: Image.Image) -> np.ndarray:
 
 def bgr_image(image: np.ndarray | Image.Image) -> np.ndarray:
     """A (H, W, 3) uint8 BGR image from a BGR, BGRA or gray uint8 array or a PIL image (upright as a viewer shows
-    it, as for a file's path); transparency is composited onto white, as for a file. Anything else is refused."""
+    it, as for a file's path); transparency is composited onto white, as for a file (a fourth channel of zeros
+    is padding, not transparency). Anything else is refused."""
     if isinstance(image, Image.Image):
         return pil_to_bgr(ImageOps.exif_transpose(image))
     if not isinstance(image, np.ndarray):
@@ -355,7 +356,7 @@ def bgr_image(image: np.ndarray | Image.Image) -> np.ndarray:
         return np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim == 3 and image.shape[2] == 4:
         alpha = image[:, :, 3:]
-        if alpha.size and alpha.min() < 255:
+        if alpha.size and alpha.min() < 255 and alpha.max() > 0:  # all 0: padding (BGRX, a screen grab), no alpha
             opacity = alpha.astype(np.float32) / 255.0
             return np.rint(image[:, :, :3] * opacity + 255.0 * (1.0 - opacity)).astype(np.uint8)
         return np.ascontiguousarray(image[:, :, :3])

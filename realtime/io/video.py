@@ -115,8 +115,8 @@ class VideoFileSource:
         try:
             self._container = av.open(ffmpeg_file(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as error:
-            if heif_still(self.path):
-                raise SourceError(f"video {self.path}: a HEIC/HEIF photo, not a video") from error
+            if heif_still(self.path) is not None:
+                raise SourceError(f"video {self.path}: a HEIC/HEIF/AVIF photo, not a video") from error
             if mp4_without_index(self.path):
                 raise SourceError(f"video {self.path}: cut short before its index (an MP4/MOV whose recording or "
                                   "download did not finish): without the index its frames cannot be found") from error
