@@ -39,6 +39,7 @@ from realtime.io.stream import (
     check_stream_url,
     is_stream_url,
     redacted,
+    stream_threads_alive,
 )
 from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter
 from realtime.io.window import DisplayWindow, display_available
@@ -794,10 +795,18 @@ def program_main() -> int:
     finished) a Ctrl-C, such as a second press landing while Python shuts down, changes neither the exit code
     nor prints a traceback (Python's shutdown resets the handler, and the signal would kill the process)."""
     try:
-        return main(program_ends=True)
+        code = main(program_ends=True)
     except KeyboardInterrupt:  # before the run began (reading the arguments, listing a folder)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         return EXIT_INTERRUPTED
+    if stream_threads_alive():  # stopped while a stream was being opened: Python's shutdown would meet its thread
+        logging.shutdown()
+        with suppress(OSError, ValueError):  # a closed or broken stdout
+            sys.stdout.flush()
+        with suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os._exit(code)  # the outputs are finished and closed: nothing is left for the shutdown to do
+    return code
 
 
 def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range: str, show_window: bool,

@@ -47,6 +47,7 @@ HELD_S = 0.1  # an MPEG-TS frame out this much later than its pts step after the
 HELD_FRAMES = 2  # frames FFmpeg holds at most: one in the MPEG-TS demuxer, one in the parser
 HOLDING_FORMATS = frozenset({"mpegts"})  # demuxers whose last frame before a silence comes out after it
 FIRST_RETRY_S, MAX_RETRY_S = 0.5, 8.0  # back-off between reopening attempts
+THREAD_PREFIX = "stream "  # the names of a stream's reader and opener threads
 LATENCY_BIN_MS, LATENCY_MAX_MS = 1, 60_000  # latency histogram: 1 ms bins up to a minute (flat memory)
 # Low-latency demuxing: no input buffering, a short probe of the stream's format.
 LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "1000000", "probesize": "1000000"}
@@ -165,7 +166,7 @@ class StreamSource:
         self._received = 1  # frames decoded from the stream so far
         self._running = True
         self._thread = threading.Thread(target=self._read, args=(container, frames, (0.0, first.time)),
-                                        name=f"stream {self.name}", daemon=True)
+                                        name=f"{THREAD_PREFIX}{self.name}", daemon=True)
         self._thread.start()
 
     def _first_frame(self, deadline: float):
@@ -182,7 +183,7 @@ class StreamSource:
             if abandoned.is_set() and "opened" in outcome:
                 outcome["opened"][1].close()
 
-        opener = threading.Thread(target=attempt, name=f"open {self.name}", daemon=True)
+        opener = threading.Thread(target=attempt, name=f"{THREAD_PREFIX}open {self.name}", daemon=True)
         opener.start()
         try:
             while opener.is_alive():
@@ -485,6 +486,13 @@ class StreamSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def stream_threads_alive() -> bool:
+    """Whether a stream's reader or opener thread still runs after its source was closed or given up: one left
+    inside FFmpeg's open (it ends within its open timeout, which close() does not wait for). Python's shutdown
+    must not meet it: its timeout checks take the interpreter lock, which at shutdown can crash the process."""
+    return any(thread.is_alive() for thread in threading.enumerate() if thread.name.startswith(THREAD_PREFIX))
 
 
 class LatencyMeter:
