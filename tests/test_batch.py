@@ -485,7 +485,7 @@ def _video_analyst_pids() -> list[int]:
 @in_namespace
 def test_a_worker_killed_mid_video_is_retried(local_ray, media, tmp_path, capsys):
     results = tmp_path / "results"
-    video = media / "noface_face.mov"
+    video = (media / "noface_face.mov").resolve()  # spelt as the batch names it, also where ../shared is a link
     killed: list[int] = []
 
     def kill_the_worker_once_it_writes():
