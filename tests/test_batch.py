@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
 import secrets
@@ -45,7 +46,9 @@ from realtime.batch.corpus import (  # noqa: E402
     output_name,
 )
 from realtime.cli import main as cli_main  # noqa: E402
+from realtime.errors import SourceError  # noqa: E402
 from tests.test_cli import video_facts  # noqa: E402
+from tests.test_interrupts import press_ctrl_c_from_the_summary_until_it_ends  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE_VARIABLE = "EMOTION_TRACER_LOOPBACK_NAMESPACE"
@@ -109,6 +112,26 @@ def test_inputs_come_from_files_folders_and_lists_and_equal_names_stay_apart(tmp
     (tmp_path / "lists" / "windows.txt").write_bytes("\ufeff../solo.mov\r\n../a/clip.mp4\r\n".encode())
     assert [video.source for video in collect_videos(["lists/windows.txt"])] == ["lists/../a/clip.mp4",
                                                                                  "lists/../solo.mov"]
+
+
+def test_a_list_can_come_from_standard_input_or_a_pipe(tmp_path, monkeypatch):
+    """``find ... | python -m realtime.batch -`` and ``python -m realtime.batch <(find ...)``: relative paths are
+    taken from the current folder (a pipe was taken for a video: "no such file")."""
+    (tmp_path / "a").mkdir()
+    for name, size in [("a/one.mp4", 30), ("a/two.mkv", 60)]:
+        (tmp_path / name).write_bytes(b"x" * size)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a/one.mp4\n# skipped\na/two.mkv\n")))
+    assert [video.source for video in collect_videos(["-"])] == ["a/two.mkv", "a/one.mp4"]
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=pipe.write_text, args=(f"{tmp_path / 'a' / 'one.mp4'}\n",), daemon=True)
+    writer.start()
+    assert [video.source for video in collect_videos([str(pipe)])] == [str(tmp_path / "a" / "one.mp4")]
+    writer.join(timeout=10)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
+    with pytest.raises(SourceError, match="^the list on standard input: no paths in it$"):
+        collect_videos(["-"])
 
 
 @pytest.mark.parametrize("case", ["missing input", "photo", "empty folder", "empty list", "results parent missing",
@@ -206,6 +229,32 @@ def test_a_still_gif_in_a_folder_is_a_photo_not_a_video(tmp_path):
     frames = [Image.new("RGB", (40, 30), (level, level, level)) for level in (60, 120)]
     frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
     assert [Path(video.path).name for video in collect_videos([str(tmp_path)])] == ["moving.gif"]
+
+
+def test_ctrl_c_while_the_inputs_are_read_ends_with_130_and_no_traceback(tmp_path):
+    """A press while the corpus was listed (here: a named pipe that gives nothing, as a stalled network drive)
+    printed a traceback."""
+    pipe = tmp_path / "list.txt"
+    os.mkfifo(pipe)
+    run = subprocess.Popen([sys.executable, "-m", "realtime.batch", str(pipe), "--results", str(tmp_path / "results")],
+                           cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer, deadline = None, time.monotonic() + RAY_COMMAND_TIMEOUT_S
+    try:
+        while writer is None and run.poll() is None and time.monotonic() < deadline:
+            try:  # opens once the batch has opened the pipe to read it
+                writer = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.02)
+        assert writer is not None, run.communicate(timeout=RAY_COMMAND_TIMEOUT_S)
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=RAY_COMMAND_TIMEOUT_S)
+    finally:
+        run.kill()
+        if writer is not None:
+            os.close(writer)
+    assert run.returncode == 130, err[-3000:]
+    assert err.strip().splitlines() == ["interrupted (Ctrl-C) before any video was analysed"]
+    assert not (tmp_path / "results").exists()
 
 
 # Ray in a loopback-only namespace.
@@ -596,6 +645,25 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_leaves_no_cut_off_copy(media, tmp_
     assert main(argv) == 0
     assert sorted(video_facts(copy)[0] for copy in annotated.glob("[!.]*.mp4")) == [72, 169]
     assert not list(annotated.glob(".*")) and not list(results.glob(".*"))
+
+
+@in_namespace
+def test_ctrl_c_pressed_once_the_batch_has_ended_changes_nothing(media, tmp_path):
+    """After the summary the batch shuts Ray down (a second or more): a press there printed a traceback and ended
+    the program by KeyboardInterrupt instead of its exit code. Presses every 5 ms from the summary on."""
+    run = subprocess.Popen([sys.executable, "-m", "realtime.batch", str(media / "single_face.mp4"), "--results",
+                            str(tmp_path / "results"), "--workers", "1"], cwd=PROJECT_ROOT,
+                           text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        presses = press_ctrl_c_from_the_summary_until_it_ends(run)
+        _, err = run.communicate(timeout=RAY_COMMAND_TIMEOUT_S)
+    finally:
+        run.kill()
+    assert presses > 5
+    assert run.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert [outcome["status"] for outcome in manifest(tmp_path / "results").values()] == ["done"]
 
 
 @in_namespace

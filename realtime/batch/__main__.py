@@ -3,11 +3,11 @@
 import sys
 
 try:
-    from realtime.batch.corpus import main
+    from realtime.batch.corpus import program_main
 except ModuleNotFoundError as missing:  # the runtime installs without the [batch] extra
     if missing.name not in ("ray", "pyarrow"):
         raise
     sys.exit(f"error: batch analysis needs Ray and pyarrow ({missing.name} is not installed): "
              "pip install \"emotion-tracer[batch]\" or pip install -r requirements-batch.txt")
 
-sys.exit(main())
+sys.exit(program_main())

@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import sys
 import time
 from collections import deque
@@ -87,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video files, folders (searched recursively) or .txt files listing paths, one a line "
-                             "(relative paths are relative to the list)")
+                             "(relative paths are relative to the list); - or a pipe such as <(find ...): "
+                             "such a list read from standard input or the pipe")
     parser.add_argument("--results", type=Path, required=True, metavar="DIR",
                         help="folder for one Parquet file per video (created if missing; its parent must exist)")
     parser.add_argument("--videos", type=Path, metavar="DIR", help="also write annotated H.264 copies here")
@@ -171,10 +173,11 @@ def collect_videos(inputs: list[str]) -> list[Video]:
     found: dict[str, Video] = {}
     for text in inputs:
         path = Path(text).expanduser()
-        if path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-            entries = _listed_paths(path)
+        if text == "-" or _is_pipe(path) or (path.suffix.lower() in LIST_SUFFIXES and path.is_file()):
+            list_file = None if text == "-" else path
+            entries = _listed_paths(list_file)
             if not entries:
-                raise SourceError(f"list {path}: no paths in it")
+                raise SourceError(f"{_list_name(list_file)}: no paths in it")
             # a listed path that is gone, a photo or a folder without videos fails alone (BatchRun.plan), as a video
             # that cannot be read would
             video_paths = []
@@ -199,15 +202,32 @@ def _size(path: str) -> int:
         return 0
 
 
-def _listed_paths(list_file: Path) -> list[Path]:
-    """The paths in a list file, one a line; blank lines and lines starting with # are skipped."""
+def _is_pipe(path: Path) -> bool:
+    """Whether ``path`` is a pipe, such as the ``/dev/fd/63`` of a shell's ``<(find ...)``: a list of paths."""
     try:
-        lines = list_file.read_text(encoding="utf-8-sig").splitlines()  # with or without a byte-order mark
+        return stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _list_name(list_file: Path | None) -> str:
+    """How messages name a list of paths: its file, or standard input (None)."""
+    return "the list on standard input" if list_file is None else f"list {list_file}"
+
+
+def _listed_paths(list_file: Path | None) -> list[Path]:
+    """The paths in a list file or pipe (None: standard input), one a line; blank lines and lines starting with #
+    are skipped. Relative paths are taken from a list file's folder, from the current folder for a pipe."""
+    name = _list_name(list_file)
+    try:
+        text = sys.stdin.buffer.read() if list_file is None else list_file.read_bytes()
+        lines = text.decode("utf-8-sig").splitlines()  # with or without a byte-order mark
     except OSError as error:
-        raise SourceError(f"list {list_file}: cannot read it ({one_line(error)})") from error
+        raise SourceError(f"{name}: cannot read it ({one_line(error)})") from error
     except UnicodeDecodeError as error:
-        raise SourceError(f"list {list_file}: not a text file of paths (not UTF-8)") from error
-    return [list_file.parent / Path(line.strip()).expanduser() for line in lines
+        raise SourceError(f"{name}: not a text file of paths (not UTF-8)") from error
+    folder = list_file.parent if list_file is not None and not _is_pipe(list_file) else Path()
+    return [folder / Path(line.strip()).expanduser() for line in lines
             if line.strip() and not line.strip().startswith("#")]
 
 
@@ -689,8 +709,9 @@ def _error(message) -> None:
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
+    """Run the command line; returns the exit code. ``program_ends``: the program ends with this run, so that a
+    Ctrl-C after its summary (while Ray shuts down, or Python) is ignored (see ``stop_signals``)."""
     args = build_parser().parse_args(argv)
     try:
         videos = collect_videos(args.inputs)
@@ -721,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     before = _processes_below() if starts_ray else set()
     connected = False
     try:
-        with stop_signals() as received:  # from ray.init to the run's end: no stop falls between two blocks
+        with stop_signals(program_ends) as received:  # from ray.init to the run's end: no stop between two blocks
             try:
                 with _without_rays_sigterm_handler():
                     batch.workers, connected = connect_ray(args.address, args.workers)
@@ -826,6 +847,17 @@ def _run(batch: BatchRun, received: list[int], settings: dict) -> int:
     else:
         code = _exit_code(batch)
     return _finish(batch, code)
+
+
+def program_main() -> int:
+    """``main()`` as a program (``python -m realtime.batch``): a Ctrl-C once the run has ended changes neither the
+    exit code nor prints a traceback; one before Ray started (listing the folders) ends it with exit code 130."""
+    try:
+        return main(program_ends=True)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("\ninterrupted (Ctrl-C) before any video was analysed", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _exit_code(batch: BatchRun) -> int:
