@@ -512,11 +512,9 @@ class ClipAnalysis:
 
     def timeline(self) -> pd.DataFrame:
         """Each face's emotion over time, one row per face per frame (from the CSV, so they agree); a frame
-        lasts a frame's time, or, sampled, until the next one analysed (the last one until the clip's end), as the
-        annotated video shows it."""
+        lasts until the next one analysed (the last one until the clip's end), as the annotated video shows it."""
         timeline = face_timeline(self.rows, 1.0 / self.fps)
-        if self.sample_fps is not None:
-            timeline["until"] = timeline["frame"].map(self.frame_ends).astype(float)
+        timeline["until"] = timeline["frame"].map(self.frame_ends).astype(float).round(3)  # as the rows' times
         return timeline
 
 
@@ -686,7 +684,7 @@ def _analyze_video(source, name: str, folder: Path, pool: AnalyzerPool, on_progr
             results.append(analyzed.result)
             if frame_ends:
                 frame_ends[next(reversed(frame_ends))] = analyzed.frame.timestamp
-            seconds = analyzed.frame.timestamp + 1.0 / info.fps
+            seconds = analyzed.frame.timestamp + (analyzed.frame.duration or 1.0 / info.fps)
             frame_ends[analyzed.frame.index] = seconds
             if on_progress is not None:
                 on_progress(first_frames.read, max(expected, first_frames.read) if expected else None)
