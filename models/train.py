@@ -41,6 +41,7 @@ from realtime.errors import ModelError, one_line
 from realtime.io.files import write_atomically
 
 CHECKPOINT_NAME = "checkpoint.keras"
+NEXT_CHECKPOINT_NAME = "checkpoint.next.keras"  # an epoch's checkpoint until its state is saved (save_checkpoint)
 BEST_NAME = "best.keras"
 FINAL_NAME = "final.keras"
 STATE_NAME = "state.json"
@@ -534,15 +535,44 @@ def make_epoch_callback(output_dir: Path, best_val_accuracy: float, averaging: E
                     if scored[0] > self.best:
                         self.best, best_note = scored[0], "  *best: swa*"
                         save_model(scored[1], output_dir / BEST_NAME)
-            save_model(self.model, output_dir / CHECKPOINT_NAME)
-            write_atomically(output_dir / STATE_NAME, json.dumps(
-                {"epochs_done": epoch + 1, "best_val_accuracy": self.best,
-                 "random_states": random_states(self.model)}).encode())
+            save_checkpoint(self.model, output_dir, {"epochs_done": epoch + 1, "best_val_accuracy": self.best,
+                                                     "random_states": random_states(self.model)})
             print(f"epoch {epoch + 1:3d}  loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  "
                   f"val_loss {logs.get('val_loss', 0):.4f}  val_acc {val_accuracy:.4f}  lr {learning_rate:.2e}"
                   f"{average_note}  {time.monotonic() - self.started:.1f}s{best_note}", flush=True)
 
     return EpochCheckpoint()
+
+
+def save_checkpoint(model, output_dir: Path, state: dict) -> None:
+    """Save the training ``model`` and its ``state`` (epochs done...) so that a kill at any point leaves a pair
+    that belongs together: the model goes to NEXT_CHECKPOINT_NAME, the state naming it is the commit, and
+    only then does it become CHECKPOINT_NAME (a checkpoint saved before its state, killed between the two,
+    had its epoch trained again on top of it)."""
+    from models.architecture import save_model
+
+    save_model(model, output_dir / NEXT_CHECKPOINT_NAME)
+    write_atomically(output_dir / STATE_NAME, json.dumps({**state, "checkpoint": NEXT_CHECKPOINT_NAME}).encode())
+    os.replace(output_dir / NEXT_CHECKPOINT_NAME, output_dir / CHECKPOINT_NAME)
+    write_atomically(output_dir / STATE_NAME, json.dumps({**state, "checkpoint": CHECKPOINT_NAME}).encode())
+
+
+def saved_checkpoint(output_dir: Path) -> tuple[Path, dict] | None:
+    """The checkpoint to resume from and its state, or None when there is none. A ``save_checkpoint`` that was
+    cut off is finished first; a next checkpoint whose state was never saved is dropped."""
+    try:
+        state = json.loads((output_dir / STATE_NAME).read_text())
+    except FileNotFoundError:
+        return None
+    next_checkpoint, checkpoint = output_dir / NEXT_CHECKPOINT_NAME, output_dir / CHECKPOINT_NAME
+    if state.get("checkpoint") == NEXT_CHECKPOINT_NAME:
+        if next_checkpoint.exists():  # (else it had taken its final name already)
+            os.replace(next_checkpoint, checkpoint)
+        state["checkpoint"] = CHECKPOINT_NAME
+        write_atomically(output_dir / STATE_NAME, json.dumps(state).encode())
+    else:
+        next_checkpoint.unlink(missing_ok=True)
+    return (checkpoint, state) if checkpoint.exists() else None
 
 
 def recorded_validation_split(model_path: Path) -> dict:
@@ -588,7 +618,7 @@ def train(argv: list[str] | None = None) -> int:
     try:
         if output_dir.exists() and not output_dir.is_dir():
             raise DatasetError(f"--output-dir {output_dir}: is a file, not a folder")
-        resuming = (output_dir / CHECKPOINT_NAME).exists() and (output_dir / STATE_NAME).exists()
+        resuming = saved_checkpoint(output_dir) is not None
         # what this run will read, checked before the data's minutes of loading
         start_from = None
         if args.init_weights and not resuming:
@@ -636,9 +666,9 @@ def train(argv: list[str] | None = None) -> int:
     val_data = (model_inputs(val.images), np.tile(label_targets(val), 2) if tempered else label_targets(val))
     steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
 
-    state_file, checkpoint = output_dir / STATE_NAME, output_dir / CHECKPOINT_NAME
-    if checkpoint.exists() and state_file.exists():
-        state = json.loads(state_file.read_text())
+    saved = saved_checkpoint(output_dir)
+    if saved is not None:
+        checkpoint, state = saved
         saved_config = json.loads((output_dir / CONFIG_NAME).read_text())
         changed = changed_settings(saved_config, vars(args))
         if changed:
@@ -734,7 +764,7 @@ def train(argv: list[str] | None = None) -> int:
         from models.architecture import float32_copy, save_model
 
         save_model(float32_copy(classifier_of(model)), output_dir / FINAL_NAME)
-    best = json.loads(state_file.read_text())["best_val_accuracy"]
+    best = json.loads((output_dir / STATE_NAME).read_text())["best_val_accuracy"]
     print(f"done: best validation accuracy {best:.4f}; inference model {output_dir / BEST_NAME}")
     return 0
 

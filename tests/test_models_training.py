@@ -325,6 +325,56 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path, capsys):
         assert np.allclose(after_resume, straight, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def two_epochs_uninterrupted(tmp_path_factory):
+    """A tiny two-epoch run's arguments (without --output-dir) and its checkpoint's weights."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    arguments = ["--data", str(make_fer_folder(folder / "fer", per_class=6)), "--width", "4", "--batch-size", "16",
+                 "--epochs", "2", "--precision", "float32", "--val-fraction", "0.34"]
+    assert train.main([*arguments, "--output-dir", str(folder / "run")]) == 0
+    return arguments, keras.models.load_model(folder / "run" / "checkpoint.keras").get_weights()
+
+
+@pytest.mark.parametrize("stopped, resumes_after", [("before the state", 1), ("before the final name", 2),
+                                                    ("before the state names it", 2)])
+def test_a_run_killed_while_it_checkpoints_resumes_from_a_checkpoint_and_state_that_belong_together(
+        stopped, resumes_after, two_epochs_uninterrupted, tmp_path, capsys, monkeypatch):
+    """Epoch 2's checkpoint was saved before its state: a kill between the two resumed "after epoch 1" from epoch
+    2's weights and trained epoch 2 again on top of them. Each kill point of save_checkpoint, then a resume, ends
+    where the uninterrupted run ends."""
+    import keras
+
+    arguments, uninterrupted = two_epochs_uninterrupted
+    run_dir = tmp_path / "run"
+    real_write, state_writes = train.write_atomically, []
+
+    def killed_in_epoch_2(path, data):
+        if path.name == train.STATE_NAME:
+            state_writes.append(json.loads(data))
+            if stopped == "before the state" and len(state_writes) == 3:
+                raise KeyboardInterrupt
+            if stopped == "before the state names it" and len(state_writes) == 4:
+                raise KeyboardInterrupt
+        real_write(path, data)
+        if stopped == "before the final name" and len(state_writes) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "write_atomically", killed_in_epoch_2)
+    assert train.main([*arguments, "--output-dir", str(run_dir)]) == 130
+    monkeypatch.setattr(train, "write_atomically", real_write)
+    capsys.readouterr()
+    assert train.main([*arguments, "--output-dir", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming after epoch {resumes_after}" in out and ("epoch   2" in out) == (resumes_after == 1)
+    assert json.loads((run_dir / "state.json").read_text())["checkpoint"] == "checkpoint.keras"
+    assert sorted(path.name for path in run_dir.glob("checkpoint*")) == ["checkpoint.keras"]
+    resumed = keras.models.load_model(run_dir / "checkpoint.keras")
+    for after_resume, straight in zip(resumed.get_weights(), uninterrupted):
+        assert np.allclose(after_resume, straight, atol=1e-5)
+
+
 def test_time_limit_stops_between_epochs_keeps_that_epochs_weights_and_the_run_resumes(tmp_path, capsys):
     import keras
 
