@@ -496,6 +496,44 @@ def test_rerun_rewrites_nothing_and_redoes_what_was_cut_off(first_run, media, tm
 
 
 @in_namespace
+def test_a_changed_or_moved_video_is_analysed_again_and_its_old_results_go(local_ray, media, tmp_path, capsys):
+    """A video replaced at its path kept its old rows ("skipped"), and a corpus moved to another folder had every
+    video's rows twice in read_parquet (the old and the new path's); a file only touched is still skipped."""
+    corpus, results, annotated = tmp_path / "corpus", tmp_path / "results", tmp_path / "annotated"
+    corpus.mkdir()
+    shutil.copy(media / "single_face.mp4", corpus / "clip.mp4")
+    argv = ["--results", str(results), "--videos", str(annotated)]
+    assert main([str(corpus), *argv]) == 0
+    assert len(pd.read_parquet(results)) == 72
+    capsys.readouterr()
+
+    shutil.copy(media / "test.mp4", corpus / "clip.mp4")  # a new download of it
+    assert main([str(corpus), *argv]) == 0
+    out = capsys.readouterr().out
+    assert "videos: 1 done, 0 skipped" in out
+    assert f"note: {corpus / 'clip.mp4'}: changed since its results were made: analysed again" in out
+    assert len(pd.read_parquet(results)) == 115 and [video_facts(copy)[0] for copy in annotated.glob("*.mp4")] == [115]
+
+    os.utime(corpus / "clip.mp4", (1e9, 1e9))  # touched (or copied without its times): the same file
+    assert main([str(corpus), *argv]) == 0
+    assert "videos: 0 done, 1 skipped (complete before)" in capsys.readouterr().out
+
+    moved = tmp_path / "moved"
+    corpus.rename(moved)
+    assert main([str(moved), *argv]) == 0
+    out = capsys.readouterr().out
+    assert "videos: 1 done, 0 skipped" in out
+    assert (f"note: {moved / 'clip.mp4'}: the same file as {corpus / 'clip.mp4'}, which is no longer there: analysed "
+            "again, and the results made there removed") in out
+    rows = pd.read_parquet(results)
+    assert len(rows) == 115 and set(rows["source"]) == {str(moved / "clip.mp4")}
+    assert [path.name for path in annotated.glob("*.mp4")] == [f"{output_name((moved / 'clip.mp4').resolve())}.mp4"]
+    assert len(list((results / DONE_FOLDER).glob("*.json"))) == 1
+    assert main([str(moved), *argv]) == 0
+    assert "videos: 0 done, 1 skipped (complete before)" in capsys.readouterr().out
+
+
+@in_namespace
 def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys, monkeypatch):
     (tmp_path / "not_a_video.mp4").write_bytes(b"these bytes are no video at all\n" * 100)
     (tmp_path / "cut_short.mp4").write_bytes((media / "test.mp4").read_bytes()[:4000])

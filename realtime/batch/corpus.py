@@ -53,6 +53,7 @@ from realtime.types import AnalyzedFrame, FrameResult
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 LIST_SUFFIXES = (".txt",)
 DONE_FOLDER, MANIFEST_NAME, SETTINGS_NAME = "_done", "_manifest.json", "_batch.json"
+FINGERPRINT_BYTES = 65536  # read from each end of a video for its fingerprint (file_identity)
 ROW_GROUP_ROWS = 65_536  # rows buffered per Parquet row group
 TASK_RETRIES = 2  # a video whose worker process dies is analysed again by a restarted worker, twice at most
 PROGRESS_INTERVAL_S = 0.5  # how often workers report frames to the progress bar
@@ -148,6 +149,10 @@ class VideoOutcome:
     node: str = ""
     error: str = ""
     problems: list[str] = field(default_factory=list)
+    size: int = 0  # the file analysed (file_identity): how a rerun tells a changed or moved video
+    mtime_ns: int = 0
+    fingerprint: str = ""
+    note: str = ""  # why a video complete before was analysed again (changed, or moved)
 
 
 # A video's stem is cut to this many bytes (UTF-8) in its output files' names, so that the longest of them, the hidden
@@ -291,6 +296,33 @@ def driver_gone(marker: Path) -> bool:
     return False
 
 
+def file_identity(path: str) -> dict:
+    """A file's size, modification time and fingerprint (SHA-1 of its size and of its first and last
+    FINGERPRINT_BYTES): the file a video's results were made of, as its completion marker keeps it."""
+    with open(path, "rb") as file:
+        status = os.fstat(file.fileno())
+        digest = hashlib.sha1(str(status.st_size).encode())
+        digest.update(file.read(FINGERPRINT_BYTES))
+        if status.st_size > FINGERPRINT_BYTES:
+            file.seek(max(FINGERPRINT_BYTES, status.st_size - FINGERPRINT_BYTES))
+            digest.update(file.read(FINGERPRINT_BYTES))
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "fingerprint": digest.hexdigest()}
+
+
+def changed_since(path: str, marker: dict) -> bool:
+    """Whether the video at ``path`` is no longer the file its completion ``marker`` was made of (a marker of an
+    earlier version, without a fingerprint, is taken as it is). Same size and time: unchanged, without reading it."""
+    if not marker.get("fingerprint"):
+        return False
+    try:
+        status = os.stat(path)
+        if (status.st_size, status.st_mtime_ns) == (marker["size"], marker["mtime_ns"]):
+            return False
+        return file_identity(path)["fingerprint"] != marker["fingerprint"]
+    except OSError:
+        return True
+
+
 def _remove_unfinished(folder: Path, file_name: str) -> None:
     """Delete hidden partial copies of ``file_name`` left by a worker that was cut off."""
     for part in folder.glob(f".{glob.escape(file_name)}.*.part*"):
@@ -407,6 +439,8 @@ class VideoAnalyst:
         summary = RunSummary()
         started, cpu_started = time.perf_counter(), time.process_time()
         try:
+            identity = file_identity(video.path)  # before it is read: a change while it is, is seen by the next run
+            outcome.size, outcome.mtime_ns, outcome.fingerprint = (identity[key] for key in identity)
             self._analyse(video, Path(results_dir), Path(videos_dir) if videos_dir else None, write_rows, summary,
                           Path(running))
         except Exception as error:  # isolated: reported for this video, the worker goes on with others
@@ -486,6 +520,7 @@ class BatchRun:
         """Take the videos complete before as skipped, those no longer there as failed, and queue the
         others (no Ray needed)."""
         self.todo = deque()
+        gone = self._results_of_gone_videos() if (self.results_dir / DONE_FOLDER).is_dir() else {}
         for video in self.videos:
             if video.refused:
                 self.outcomes.append(VideoOutcome(video.name, video.source, video.path, "failed",
@@ -495,12 +530,52 @@ class BatchRun:
                 self.outcomes.append(VideoOutcome(video.name, video.source, video.path, "failed",
                                                   error="no such file (listed, but not there)"))
                 continue
-            marker = self.completed(video)
-            write_video = self.videos_dir is not None and not (self.videos_dir / f"{video.name}.mp4").is_file()
+            marker, stale = self.completed(video), None
+            if marker is not None and changed_since(video.path, marker):
+                marker, stale = None, (video.name, "changed since its results were made: analysed again")
+            elif marker is None:
+                moved_from = self._moved_from(video, gone)
+                if moved_from is not None:
+                    stale = (moved_from["name"], f"the same file as {moved_from['source']}, which is no longer "
+                                                 "there: analysed again, and the results made there removed")
+            write_video = self.videos_dir is not None and (
+                stale is not None or not (self.videos_dir / f"{video.name}.mp4").is_file())
             if marker is None or write_video:
-                self.todo.append((video, marker is None, write_video))
+                self.todo.append((video, marker is None, write_video, stale))
             else:
                 self.outcomes.append(VideoOutcome(**{**marker, "status": "skipped"}))
+
+    def _results_of_gone_videos(self) -> dict[int, list[dict]]:
+        """The completion markers, by file size, of videos no longer at their path (moved, or deleted)."""
+        gone: dict[int, list[dict]] = {}
+        for path in sorted((self.results_dir / DONE_FOLDER).glob("*.json")):
+            marker = _read_marker(path)
+            if (marker is not None and marker.get("fingerprint") and not os.path.exists(marker["path"])
+                    and (self.results_dir / f"{marker['name']}.parquet").is_file()):
+                gone.setdefault(marker["size"], []).append(marker)
+        return gone
+
+    def _moved_from(self, video: Video, gone: dict[int, list[dict]]) -> dict | None:
+        """The marker in ``gone`` of the same file as ``video`` (moved or renamed since), taken out of ``gone``."""
+        candidates = gone.get(_size(video.path), [])
+        if not candidates:
+            return None
+        try:
+            fingerprint = file_identity(video.path)["fingerprint"]
+        except OSError:
+            return None
+        for marker in candidates:
+            if marker["fingerprint"] == fingerprint:
+                candidates.remove(marker)
+                return marker
+        return None
+
+    def _remove_results(self, name: str) -> None:
+        """Delete a video's Parquet file, marker and annotated copy (results of a file no longer there)."""
+        (self.results_dir / DONE_FOLDER / f"{name}.json").unlink(missing_ok=True)
+        (self.results_dir / f"{name}.parquet").unlink(missing_ok=True)
+        if self.videos_dir is not None:
+            (self.videos_dir / f"{name}.mp4").unlink(missing_ok=True)
 
     def run(self) -> None:
         """Analyse the planned videos on ``workers`` Ray actors (Ray must be connected)."""
@@ -519,12 +594,23 @@ class BatchRun:
                 marker.unlink(missing_ok=True)
         running = self.results_dir / f"{RUNNING_PREFIX}{secrets.token_hex(4)}"
         running.write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")  # whose run (driver_gone)
+        new_rows = [video for video, write_rows, *_ in todo if write_rows]
         try:
             self._dispatch(todo, analysts, counter, running)
         finally:
             running.unlink(missing_ok=True)  # first: a worker that goes on keeps nothing the manifest does not list
             for actor in [*analysts, counter]:
                 ray.kill(actor)
+            self._note_late_finishes(new_rows)
+
+    def _note_late_finishes(self, new_rows: list[Video]) -> None:
+        """Videos of ``new_rows`` (none complete when the run began) that a worker finished as the run was stopped,
+        before their outcome came back: done, as their completion marker says."""
+        known = {outcome.path for outcome in self.outcomes}
+        for video in new_rows:
+            marker = None if video.path in known else self.completed(video)
+            if marker is not None and not changed_since(video.path, marker):  # (not a changed video's old marker)
+                self.outcomes.append(VideoOutcome(**marker))
 
     def _dispatch(self, todo: deque, analysts: list, counter, running: Path) -> None:
         """Keep every worker busy with one video until all are analysed; update the progress bars."""
@@ -539,15 +625,17 @@ class BatchRun:
             while todo or pending:
                 while idle and todo:
                     analyst = idle.pop()
-                    video, write_rows, write_video = todo.popleft()
+                    video, write_rows, write_video, stale = todo.popleft()
+                    if stale is not None:  # its results first (a cut-off run leaves none of them, and redoes it)
+                        self._remove_results(stale[0])
                     reference = analyst.analyse.remote(video, str(self.results_dir),
                                                        str(self.videos_dir) if write_video else None, write_rows,
                                                        str(running))
-                    pending[reference] = (video, analyst)
+                    pending[reference] = (video, analyst, stale[1] if stale else "")
                 finished, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL_S)
                 frames_bar.update(ray.get(counter.take.remote()))
                 for reference in finished:
-                    video, analyst = pending.pop(reference)
+                    video, analyst, note = pending.pop(reference)
                     try:
                         outcome = ray.get(reference)
                     except ray.exceptions.RayActorError:
@@ -557,6 +645,7 @@ class BatchRun:
                         if not _responds(analyst):
                             analysts.remove(analyst)
                             analyst = None
+                    outcome.note = note
                     self.outcomes.append(outcome)
                     videos_bar.update(1)
                     if analyst is not None:
@@ -605,6 +694,8 @@ class BatchRun:
                 error = outcome.error if outcome.path in outcome.error else f"{outcome.path}: {outcome.error}"
                 lines.append(f"failed: {error}")
             lines.extend(f"frames lost: {problem}" for problem in outcome.problems)
+            if outcome.note:
+                lines.append(f"note: {outcome.source}: {outcome.note}")
         return "\n".join(lines)
 
 
