@@ -415,12 +415,12 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None,
     return jobs, folder
 
 
-# An output folder inside the folder analysed is left out of its runs; this file in it lists the outputs the program
-# wrote there (which a rerun replaces), so that photos or videos of the user's own in it are told apart (a run would
-# leave them out unsaid, and replace those with an output's name).
+# A folder run's output folder holds this file, which lists the outputs the program wrote there (which a rerun
+# replaces), so that photos or videos of the user's own in it are told apart: a run would replace those with an
+# output's name, and, in an output folder inside the folder analysed (left out of its runs), leave them out unsaid.
 OUTPUT_FOLDER_MARK = ".emotion-tracer-outputs"
-MARK_HEADER = ("# Annotated outputs of Emotion Tracer (python -m realtime) in this folder, one a line: a folder run of "
-               "the folder around it leaves them out, and a rerun replaces them.\n")
+MARK_HEADER = ("# Annotated outputs of Emotion Tracer (python -m realtime) in this folder, one a line: a rerun replaces "
+               "them, and a folder run of a folder around this one leaves them out.\n")
 
 
 def _inside(inner: Path, outer: Path) -> bool:
@@ -437,13 +437,21 @@ def _marked_outputs(output: Path) -> set[str]:
     return {line for line in lines if line and not line.startswith("#")}
 
 
-def _check_output_folder_inside(output: Path, folder: Path, recursive: bool, targets: list[Path]) -> None:
-    """Refuse an existing output folder inside ``folder`` that holds photos or videos this program did not write there
-    (not in OUTPUT_FOLDER_MARK: the user's own) which the run would leave out (``recursive``: the run enters the
-    folder's subfolders, but not this one) or replace (``targets``: the outputs' paths)."""
-    if not output.is_dir() or not _inside(output, folder):
+def _check_output_folder_holds_no_own_files(output: Path, folder: Path, recursive: bool, targets: list[Path]) -> None:
+    """Refuse an existing output folder that holds files this program did not write there (not in OUTPUT_FOLDER_MARK:
+    the user's own) which the run would replace (``targets``: the outputs' paths) or, inside ``folder``, photos or
+    videos it would leave out (``recursive``: the run enters the folder's subfolders, but not this one)."""
+    if not output.is_dir():
         return
     written = _marked_outputs(output)
+    if not _inside(output, folder):
+        own = [target for target in targets if target.exists() and target.relative_to(output).as_posix() not in written]
+        if own:
+            raise OutputError(
+                f"{output}: the output folder holds files of the outputs' names that are not this program's outputs "
+                f"({_some_of([path.relative_to(output).as_posix() for path in own], 3)}): the run would replace "
+                "them; if they are outputs of a version before 0.21, remove them, else choose another output folder")
+        return
     own: list[Path] = []
     if recursive:
         with suppress(SourceError):  # a folder that cannot be read: its outputs say so
@@ -459,12 +467,10 @@ def _check_output_folder_inside(output: Path, folder: Path, recursive: bool, tar
             "if they are outputs of a version before 0.18, remove them, else choose another output folder")
 
 
-def _mark_output_folder(output: Path, folder: Path, targets: list[Path]) -> None:
-    """List the run's outputs (``targets``) in the OUTPUT_FOLDER_MARK of an output folder inside ``folder``, with those
-    listed before (``_check_output_folder_inside``); a list that cannot be written leaves the folder as it was (its
+def _mark_output_folder(output: Path, targets: list[Path]) -> None:
+    """List the run's outputs (``targets``) in the OUTPUT_FOLDER_MARK of the output folder, with those listed before
+    (``_check_output_folder_holds_no_own_files``); a list that cannot be written leaves the folder as it was (its
     outputs then say why they cannot be)."""
-    if not _inside(output, folder):
-        return
     written = _marked_outputs(output) | {target.relative_to(output).as_posix() for target in targets}
     with suppress(OSError):
         (output / OUTPUT_FOLDER_MARK).write_text(MARK_HEADER + "".join(f"{name}\n" for name in sorted(written)),
@@ -534,7 +540,7 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
             raise OutputError(f"{output / key}: would be both the output for {name} and a folder of outputs; "
                               "rename one of them")
     if output is not None:
-        _check_output_folder_inside(output, folder, recursive, [job.output for job in jobs])
+        _check_output_folder_holds_no_own_files(output, folder, recursive, [job.output for job in jobs])
     return jobs
 
 
@@ -854,7 +860,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
 
             if folder and args.output is not None:
                 args.output.mkdir(exist_ok=True)
-                _mark_output_folder(args.output, parse_source(args.input), [job.output for job in jobs])
+                _mark_output_folder(args.output, [job.output for job in jobs])
             # whether the last file that was written, or failed to be, found no space (files skipped unread and
             # outputs failed for another reason are left out: they show neither a full disk nor room)
             out_of_space_before = False

@@ -34,6 +34,7 @@ import realtime.io.video
 import realtime.pipeline
 import realtime.sources
 from realtime.annotator import photo_enlargement
+from realtime.cli import OUTPUT_FOLDER_MARK as MARK
 from realtime.cli import main
 from realtime.demo import demo_source, sample_photo_bgr
 from realtime.detector import FaceDetector
@@ -259,7 +260,7 @@ def test_folder_of_images_and_videos(media, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out", tmp_path / "r.csv"
     assert main([str(folder), "-o", str(out), "-r", str(results), "--model", str(tiny_model),
                  "--max-frames", "10"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["couple.jpg", "no-faces.jpg", "single_face.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "couple.jpg", "no-faces.jpg", "single_face.mp4"]
     assert video_facts(out / "single_face.mp4")[0] == 10
     rows = read_csv(results)
     assert sorted({row["source"] for row in rows}) == ["couple.jpg", "single_face.mp4"]
@@ -301,7 +302,8 @@ def test_a_file_name_that_is_not_utf8_is_escaped_in_the_results(suffix, tiny_mod
                else [json.loads(line)["source"] for line in text.splitlines()])
     assert sources == ["a.jpg", "caf\\udce9.jpg", "z.jpg"]  # as the summary shows it
     assert "caf\\udce9.jpg  1" in capsys.readouterr().out
-    assert sorted(os.listdir(os.fsencode(out))) == [b"a.jpg", b"caf\xe9.jpg", b"z.jpg"]  # outputs keep the names
+    # outputs keep the names
+    assert sorted(os.listdir(os.fsencode(out))) == [os.fsencode(MARK), b"a.jpg", b"caf\xe9.jpg", b"z.jpg"]
 
 
 def test_demo_clip(tiny_model, tmp_path):
@@ -532,7 +534,7 @@ def test_results_may_go_into_the_output_folder_the_run_creates(tiny_model, tmp_p
     assert main([*argv, "-r", str(annotated / "all.xlsx")]) == 2  # the suffix is still checked first
     assert "unsupported output type '.xlsx'" in one_line_error(capsys.readouterr()) and not annotated.exists()
     assert main([*argv, "-r", str(annotated / "all.csv")]) == 0
-    assert sorted(p.name for p in annotated.iterdir()) == ["a.png", "all.csv"]
+    assert sorted(p.name for p in annotated.iterdir()) == [MARK, "a.png", "all.csv"]
 
 
 def photo_tree(root: Path, names: list[str], media: Path | None = None) -> None:
@@ -625,7 +627,7 @@ def test_recursive_folder_run_keeps_paths_in_results_and_outputs(media, tiny_mod
                  "--max-frames", "5"]) == 0
     captured = capsys.readouterr()
     written = sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file())
-    assert written == ["a.jpg", "day1/a.jpg", "day1/clip.mp4", "day2/deep/a.jpg"]  # no partial file left either
+    assert written == [MARK, "a.jpg", "day1/a.jpg", "day1/clip.mp4", "day2/deep/a.jpg"]  # no partial file left either
     assert video_facts(out / "day1" / "clip.mp4")[0] == 5
     sources = [row["source"] for row in read_csv(results)]
     assert sorted(set(sources)) == ["a.jpg", "day1/a.jpg", "day1/clip.mov", "day2/deep/a.jpg"]
@@ -667,6 +669,28 @@ def test_recursive_output_folder_inside_the_input_is_not_analysed_again(tiny_mod
         assert sorted(p.relative_to(folder / "annotated").as_posix() for p in (folder / "annotated").rglob("*")) == [
             realtime.cli.OUTPUT_FOLDER_MARK, "a.png", "day1", "day1/b.png"]
     assert "note" not in capsys.readouterr().err
+
+
+def test_an_output_folder_that_holds_photos_of_the_outputs_names_is_refused(tiny_model, tmp_path, capsys):
+    """``python -m realtime Pics/edited -o Pics``: Pics/holiday.jpg, another photo of the name of an output, was
+    replaced by the annotated copy of Pics/edited/holiday.jpg, without a word."""
+    pictures = tmp_path / "Pics"
+    photo_tree(pictures, ["holiday.png", "edited/holiday.png", "edited/other.png"])
+    before = {path: path.read_bytes() for path in pictures.rglob("*.png")}
+    argv = [str(pictures / "edited"), "-o", str(pictures), "--model", str(tiny_model)]
+    assert main(argv) == 2
+    assert one_line_error(capsys.readouterr()) == (
+        f"error: {pictures}: the output folder holds files of the outputs' names that are not this program's outputs "
+        "(holiday.png): the run would replace them; if they are outputs of a version before 0.21, remove them, else "
+        "choose another output folder")
+    assert {path: path.read_bytes() for path in pictures.rglob("*.png")} == before
+    assert not (pictures / realtime.cli.OUTPUT_FOLDER_MARK).exists() and not (pictures / "other.png").exists()
+    (pictures / "holiday.png").rename(pictures / "kept.png")
+    for _ in range(2):  # its own outputs are listed, and a rerun replaces them
+        assert main(argv) == 0
+        assert (pictures / realtime.cli.OUTPUT_FOLDER_MARK).read_text().splitlines()[1:] == ["holiday.png",
+                                                                                           "other.png"]
+    assert (pictures / "kept.png").read_bytes() == before[pictures / "holiday.png"]
 
 
 @pytest.mark.parametrize("recursive", [False, True])
@@ -910,7 +934,7 @@ def test_sigint_finishes_the_outputs_and_exits_130(media, tiny_model, tmp_path):
     assert returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert "frames" in stdout  # the summary
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.name != MARK)
     assert "clip00.mp4" in written and all(not name.startswith(".") for name in written)
     for name in written:
         assert video_facts(out / name)[0] > 0  # every file, even the interrupted one, plays

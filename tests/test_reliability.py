@@ -29,6 +29,7 @@ import pytest
 import realtime.cli
 import realtime.io.video
 import realtime.sources
+from realtime.cli import OUTPUT_FOLDER_MARK as MARK
 from realtime.cli import main
 from realtime.errors import OutputError
 from realtime.io.camera import CameraSource
@@ -293,7 +294,7 @@ def test_a_folder_keeps_every_file_when_one_fails_part_way(media, tiny_model, tm
     assert main([str(folder), "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) \
         == EXIT_CODES["folder file fails part way"]
     captured = capsys.readouterr()
-    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "a.mp4", "b.mp4", "c.mp4"]
     kept = len(played(out / "b.mp4"))
     assert len(played(out / "a.mp4")) == len(played(out / "c.mp4")) == 72 and 10 < kept < 72
     by_file = {}
@@ -419,7 +420,7 @@ def test_a_folder_goes_on_after_one_files_output_finds_the_disk_full(media, tiny
     assert warning.startswith(f"warning: b.png: {small_disk / 'b.png'}: cannot write it (No space left on device); "
                               "nothing of it was written (1 frame analysed, their rows are in the results file)")
     assert "error" not in captured.err
-    assert sorted(p.name for p in small_disk.iterdir()) == ["a.mp4", "c.jpg"]  # no partial file of b.png
+    assert sorted(p.name for p in small_disk.iterdir()) == [MARK, "a.mp4", "c.jpg"]  # no partial file of b.png
     assert len(played(small_disk / "a.mp4")) == 72 and read_image(small_disk / "c.jpg") is not None
     assert {row["source"] for row in rows(results)} == {"a.mp4", "b.png", "c.jpg"}
     assert captured.out.startswith("74 frames")
@@ -446,7 +447,7 @@ def test_a_folder_stops_when_a_second_file_in_a_row_finds_the_disk_full(media, l
     analysed = int(re.search(r"\((\d+) frames analysed", b_line).group(1))
     assert 30 <= len(played(small_disk / "b.mp4")) < analysed < 576  # plays to its end, up to the failure
     # c.mp4 kept no second, so it is not left behind (nothing half-written); d.jpg was not analysed
-    assert sorted(p.name for p in small_disk.iterdir()) == ["a.jpg", "b.mp4"]
+    assert sorted(p.name for p in small_disk.iterdir()) == [MARK, "a.jpg", "b.mp4"]
     assert [row["source"] for row in rows(results)][:1 + analysed] == ["a.jpg"] + ["b.mp4"] * analysed
     assert "d.jpg" not in {row["source"] for row in rows(results)}
 
@@ -470,7 +471,7 @@ def test_a_video_whose_final_rewrite_finds_the_disk_full_counts_as_a_full_disk(m
     assert captured.err.strip().splitlines()[-1] == (f"error: {small_disk}: no space left for a second file in a "
                                                      "row, so the run stops (1 more file not analysed)")
     assert "incomplete (2 problems; 1 output could not be written whole" in captured.out  # a.mp4 is whole
-    assert sorted(p.name for p in small_disk.iterdir()) == ["a.mp4"]  # no partial copy left beside it
+    assert sorted(p.name for p in small_disk.iterdir()) == [MARK, "a.mp4"]  # no partial copy left beside it
     assert len(played(small_disk / "a.mp4")) == 170 and b"moof" in (small_disk / "a.mp4").read_bytes()
     assert [row["source"] for row in rows(results)] == ["a.mp4"] * 170 + ["b.png"]
 
@@ -511,7 +512,7 @@ def test_an_output_failing_otherwise_between_two_full_disks_does_not_show_room(m
     assert [line.split(":")[1].strip() for line in warnings(captured.err)] == ["a.png", "b.jpg", "c.png"]
     assert captured.err.strip().splitlines()[-1] == (f"error: {small_disk}: no space left for a second file in a "
                                                      "row, so the run stops (1 more file not analysed)")
-    assert list(small_disk.iterdir()) == []  # d.jpg not analysed
+    assert [p.name for p in small_disk.iterdir()] == [MARK]  # d.jpg not analysed
 
 
 def test_a_stop_as_a_files_output_fails_still_ends_the_folder_run(long_clip, tiny_model, small_disk, tmp_path,
@@ -528,7 +529,7 @@ def test_a_stop_as_a_files_output_fails_still_ends_the_folder_run(long_clip, tin
     assert main([str(folder), "-o", str(small_disk), "--model", str(tiny_model)]) == EXIT_CODES["SIGTERM"]
     captured = capsys.readouterr()
     assert "interrupted (SIGTERM)" in captured.err and "Traceback" not in captured.err
-    assert sorted(p.name for p in small_disk.iterdir()) == ["a.mp4"]  # b.mp4 was not begun
+    assert sorted(p.name for p in small_disk.iterdir()) == [MARK, "a.mp4"]  # b.mp4 was not begun
     assert len(played(small_disk / "a.mp4")) >= 30
 
 
