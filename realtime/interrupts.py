@@ -100,8 +100,9 @@ def stop_signals(program_ends: bool = False) -> Iterator[list[int]]:
     thread, after any frame being handed to the sinks. SIGTERM and SIGHUP act once, so that a repeat does
     not break off finishing the outputs (SIGKILL still does; the outputs stay playable); a Ctrl-C after any
     first stop raises FinishingBrokenOff, unless it is a copy of a first Ctrl-C, within SAME_STOP_S of it
-    (``timeout -s INT`` sends two). Yields the numbers of the signals received, in order (for code
-    that sees only a plain KeyboardInterrupt: Ray turns any it meets into one).
+    (``timeout -s INT`` sends two). A signal ignored when the block begins (``nohup``) is left ignored. Yields the
+    numbers of the signals received, in order (for code that sees only a plain KeyboardInterrupt: Ray turns any it
+    meets into one).
 
     At the end the handlers before it are restored; with ``program_ends`` (the block is the program's run,
     which ends with it) Ctrl-C is left ignored instead: Python's shutdown would otherwise end the program by
@@ -130,7 +131,9 @@ def stop_signals(program_ends: bool = False) -> Iterator[list[int]]:
         if _state.held is None:
             _state.held = interruption
 
-    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, *STOP_SIGNALS)}
+    # a signal ignored by whoever started the program stays so (nohup ignores SIGHUP, a script's background job SIGINT)
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, *STOP_SIGNALS)
+                if signal.getsignal(number) != signal.SIG_IGN}
     try:
         yield stopped
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,13 @@ SHARED = PROJECT_ROOT.parent / "shared"
 SHARED_MEDIA = SHARED / "media"
 SHARED_FER2013 = SHARED / "datasets" / "fer2013"
 EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+# The tests press Ctrl-C and hang up on the programs they start, which leave a signal ignored when they were started
+# with it ignored (nohup): a suite run under nohup, or as a script's background job (Ctrl-C ignored), would hand that
+# on. A handler of Python's own is reset to the default in a started program.
+for _number in (signal.SIGINT, signal.SIGHUP):
+    if signal.getsignal(_number) == signal.SIG_IGN:
+        signal.signal(_number, signal.default_int_handler if _number == signal.SIGINT else lambda *_: None)
 
 
 @pytest.fixture(scope="session")

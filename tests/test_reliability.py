@@ -151,6 +151,28 @@ def test_stop_signals_finish_the_outputs_like_ctrl_c(long_clip, tiny_model, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "r.csv"]
 
 
+@pytest.mark.parametrize("name", ["SIGHUP", "SIGINT"])
+def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored(long_clip, tiny_model, tmp_path, name):
+    """``nohup python -m realtime ... &`` and a log-out: the run stopped at the hang-up (exit 129), where nohup had
+    set it to be ignored; likewise Ctrl-C for a script's background job."""
+    number = getattr(signal, name)
+    out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "realtime", "--video", str(long_clip), "-o", str(out), "-r", str(results), "--model",
+         str(tiny_model)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(number, signal.SIG_IGN))  # as nohup
+    try:
+        wait_for(lambda: has_rows(results), process, "rows in the results file")
+        process.send_signal(number)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "interrupted" not in stderr and stdout.startswith("576 frames")
+    assert len(played(out)) == 576
+
+
 def test_kill_9_leaves_a_playable_video_and_the_rows_at_the_final_paths(long_clip, tiny_model, tmp_path):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     process = start_run("--video", str(long_clip), "-o", str(out), "-r", str(results), "--model", str(tiny_model))
