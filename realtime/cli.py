@@ -689,16 +689,35 @@ def _close_after_its_outputs(source) -> None:
         pass
 
 
-def _output_failure(job: Job, error: OutputError, frames: int, results: Path | None) -> str | None:
+def _output_failure(job: Job, error: OutputError, frames: int, results: Path | None, reached: dict) -> str | None:
     """The line for a folder's file whose annotated output failed (what the output keeps is in ``error``), or
     None when ``error`` is about another output (the shared results file, a window).
 
-    ``frames`` were analysed (their rows are in the results file).
+    ``frames`` were analysed (their rows are in the results file); ``reached``: how far into the file (``_run_job``).
     """
     if job.output is None or error.path is None or Path(error.path) != job.output:
         return None
     rows = ", their rows are in the results file" if results is not None and frames else ""
-    return f"{job.name or job.spec.name}: {error} ({frames} frame{'s' * (frames != 1)} analysed{rows})"
+    cut = _cut_off(job, reached)
+    return f"{job.name or job.spec.name}: {error} ({frames} frame{'s' * (frames != 1)} analysed{rows}" + (
+        f"; it stopped {cut}, the rest was not analysed)" if cut else ")")
+
+
+def _cut_off(job: Job, reached: dict) -> str | None:
+    """Where the analysis of a video file was cut off (``reached``: how far it got, from ``_run_job``), "at 39.9 s of
+    240.0 s", or None for a video analysed to its end (or ``--max-frames``), a photo or a camera."""
+    if job.kind != "video" or "seconds" not in reached or reached.get("whole"):
+        return None
+    length = reached["length"]
+    return f"at {reached['seconds']:.1f} s" + (f" of {length:.1f} s" if length else "")
+
+
+def _cut_off_note(job: Job, reached: dict, frames: int, how: str) -> str | None:
+    """The summary's line on a video file whose analysis was cut off (``how``: "interrupted", "stopped by the error
+    below") after ``frames`` analysed, or None (``_cut_off``)."""
+    cut = _cut_off(job, reached)
+    return cut and (f"{job.name or job.spec.name}: {how} {cut}, after {frames} frame{'s' * (frames != 1)} analysed; "
+                    "the rest was not analysed")
 
 
 def _raise_stop(stops: list[int]) -> None:
@@ -832,7 +851,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
     summary = RunSummary(whole_image=args.whole_image)
     latencies: list[LatencyMeter] = []
     begun = 0  # jobs begun: a stop leaves those after them not analysed
-    stopped_in: tuple[Job, int] | None = None  # the job a stop came in, and its frames analysed
+    running: tuple[Job, int] | None = None  # the job begun last, and the frames analysed before it
     reached: dict = {}  # how far into its video the job came (_run_job)
     try:
         with ExitStack() as stack:
@@ -867,13 +886,11 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             for index, job in enumerate(jobs):
                 begun = index + 1
                 frames_before = summary.frames
+                running = job, frames_before
                 try:
                     reached.clear()
                     rewrite_failure = _run_job(job, analyzer, annotator, results_writer, summary, args, show_window,
                                                job.name if folder else None, notes, latencies, reached)
-                except KeyboardInterrupt:
-                    stopped_in = job, summary.frames - frames_before
-                    raise
                 except SourceError as error:
                     if not folder:
                         raise
@@ -882,18 +899,18 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                     continue
                 except OutputError as error:
                     if not folder or (failure := _output_failure(job, error, summary.frames - frames_before,
-                                                                  args.results)) is None:
+                                                                  args.results, reached)) is None:
                         raise
                     _raise_stop(stops)
                     _problem(summary, failure, output_failed=True)
-                    failed = error
+                    failed, running = error, None  # (its line says where it stopped)
                 else:
                     if not folder or rewrite_failure is None or not out_of_space(rewrite_failure):
                         out_of_space_before = False  # written whole: there was room
                         continue
                     # the video is whole, but kept in its fragmented form: no room was left for its final rewrite
                     _problem(summary, _output_failure(job, rewrite_failure, summary.frames - frames_before,
-                                                      args.results))
+                                                      args.results, reached))
                     failed = rewrite_failure
                 if not out_of_space(failed):
                     continue
@@ -911,19 +928,19 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 stops = "Ctrl-C twice" if stop.first == signal.SIGINT else f"{signal.Signals(stop.first).name}, then Ctrl-C"
                 print(f"\ninterrupted ({stops}): finishing the outputs was broken off; the video plays but may "
                       "lack up to its last second, which the summary and results count", file=sys.stderr)
+            elif not summary.frames:
+                print(f"\ninterrupted ({name}) before any frame was analysed", file=sys.stderr)
             else:
                 print(f"\ninterrupted ({name}): outputs written so far are finished and kept", file=sys.stderr)
-            if stopped_in is not None and stopped_in[0].kind == "video" and "seconds" in reached \
-                    and not reached.get("whole"):
-                done, length = stopped_in[1], reached["length"]
-                of = f" of {length:.1f} s" if length else ""
-                summary.note(f"{stopped_in[0].name or stopped_in[0].spec.name}: interrupted at {reached['seconds']:.1f} s"
-                             f"{of}, after {done} frame{'s' * (done != 1)} analysed; the rest was not analysed")
+            if summary.frames and running is not None and \
+                    (note := _cut_off_note(running[0], reached, summary.frames - running[1], "interrupted")):
+                summary.note(note)
             if folder and begun < len(jobs):
                 left = [job.name for job in jobs[begun:]]
                 summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "
                              f"{_some_of(left)}")
-            _report(summary, latencies)
+            if summary.frames or summary.problems:  # (a summary of nothing would only say "no faces found")
+                _report(summary, latencies)
         first = stop.first if isinstance(stop, FinishingBrokenOff) else getattr(stop, "signum", signal.SIGINT)
         return EXIT_INTERRUPTED if first == signal.SIGINT else 128 + first  # as the first stop asked
     except Exception as error:  # a failure while processing: outputs kept, one error line
@@ -932,6 +949,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             _error(error)
             return EXIT_USAGE  # bad input found on opening it: nothing was written
         if summary.frames:
+            if running is not None and (note := _cut_off_note(running[0], reached, summary.frames - running[1],
+                                                               "stopped by the error below")):
+                summary.note(note)
             _report(summary, latencies)
         _error(error if isinstance(error, EmotionTracerError) else f"{type(error).__name__}: {error}")
         return EXIT_FAILED

@@ -251,3 +251,24 @@ def test_ctrl_c_pressed_once_a_run_has_ended_changes_nothing(attempt, media, tin
     assert presses > 5
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+def test_a_ctrl_c_before_the_first_frame_says_so_and_shows_no_summary(media, tiny_model, tmp_path, monkeypatch,
+                                                                       capsys):
+    """A Ctrl-C as the video was opened was answered "outputs written so far are finished and kept" and a summary
+    of "no faces found", with no video written."""
+    import realtime.cli
+
+    analysed = realtime.cli.process_source
+
+    def ctrl_c_first(*args, **kwargs):
+        send_to_self(signal.SIGINT)
+        yield from analysed(*args, **kwargs)
+
+    monkeypatch.setattr(realtime.cli, "process_source", ctrl_c_first)
+    out = tmp_path / "out.mp4"
+    assert realtime.cli.main(["--video", str(media / "single_face.mp4"), "-o", str(out), "--model",
+                              str(tiny_model)]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "interrupted (Ctrl-C) before any frame was analysed" and captured.out == ""
+    assert not out.exists()

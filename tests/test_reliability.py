@@ -385,6 +385,11 @@ def test_a_full_disk_fails_the_run_and_keeps_what_was_written(long_clip, tiny_mo
     times = played(out)  # what reached the disk plays
     assert 30 <= len(times) <= frames
     assert [int(row["frame"]) for row in rows(results)] == list(range(frames))
+    # which second the video is kept to, and how much of the clip was never analysed (neither was said)
+    assert f"the video is kept up to {(len(times)) / 30:.1f} s, its last complete second" in error
+    stopped = re.search(r"long\.mp4: stopped by the error below at (\d+\.\d) s of 19\.2 s, after (\d+) frames "
+                        r"analysed; the rest was not analysed", captured.out)
+    assert stopped and abs(float(stopped[1]) - frames / 30) < 0.1 and int(stopped[2]) == frames
 
 
 def fragments_end(path: Path) -> list[int]:
@@ -415,9 +420,10 @@ def test_a_disk_that_fills_as_the_video_is_closed_fails_the_run_and_keeps_it_pla
     out = small_disk / "out.mp4"
     assert main([*argv, "-o", str(out)]) == EXIT_CODES["disk full"]
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error == (f"error: {out}: writing failed (No space left on device); the video is kept up to its last "
-                     "complete second")
-    assert 0 < len(played(out)) < 200  # plays to its end: the last fragment, cut off, is gone
+    kept = played(out)
+    assert 0 < len(kept) < 200  # plays to its end: the last fragment, cut off, is gone
+    assert error == (f"error: {out}: writing failed (No space left on device); the video is kept up to "
+                     f"{len(kept) / 30:.1f} s, its last complete second")
     assert out.stat().st_size in ends
 
 
@@ -459,8 +465,10 @@ def test_a_folder_stops_when_a_second_file_in_a_row_finds_the_disk_full(media, l
         == EXIT_CODES["disk full"]
     captured = capsys.readouterr()
     b_line, c_line = warnings(captured.err)  # each failure told once, what it keeps included
-    assert b_line.startswith(f"warning: b.mp4: {small_disk / 'b.mp4'}: writing failed (No space left on device); "
-                             "the video is kept up to its last complete second (")
+    assert re.match(rf"warning: b\.mp4: {re.escape(str(small_disk / 'b.mp4'))}: writing failed \(No space left on "
+                    r"device\); the video is kept up to \d+\.\d s, its last complete second \(\d+ frames analysed, their "
+                    r"rows are in the results file; it stopped at \d+\.\d s of 19\.2 s, the rest was not analysed\)$",
+                    b_line)
     assert c_line.startswith(f"warning: c.mp4: {small_disk / 'c.mp4'}: writing failed (No space left on device); "
                              "no second of it could be kept")
     assert captured.err.strip().splitlines()[-1] == (f"error: {small_disk}: no space left for a second file in a "

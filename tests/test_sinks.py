@@ -365,6 +365,21 @@ def test_results_csv_round_trip(tmp_path):
     assert leftovers(tmp_path) == ["results.csv"]
 
 
+def test_rows_reach_the_file_with_each_second_of_frames_however_fast_they_come(tmp_path, monkeypatch):
+    """Rows were put in the file once a wall-clock second: analysed at 130 frames/s, a kill -9 left 4 s of video
+    more than of rows (the video's fragments are a second of frames each). Here no wall-clock time passes."""
+    import realtime.io.results_file
+
+    monkeypatch.setattr(realtime.io.results_file.time, "monotonic", lambda: 1000.0)
+    path = tmp_path / "results.csv"
+    in_the_file = []
+    with ResultsWriter(path, CLASSES) as writer:
+        for index in range(25):  # 0.1 s of frames apart
+            writer.write(FrameResult(index, index / 10, [face(1, (10, 20, 50, 70), [0.1, 0.7, 0.2])]))
+            in_the_file.append(len(path.read_text().splitlines()) - 1)
+    assert in_the_file == [0] * 10 + [11] * 10 + [21] * 5  # the rows of 0-1.0 s, then of 1.0-2.0 s
+
+
 def test_results_jsonl_round_trip(tmp_path):
     path = tmp_path / "results.jsonl"
     with ResultsWriter(path, CLASSES) as writer:

@@ -178,6 +178,10 @@ class KeptOutput(ABC):
     def close(self) -> None:
         """Finish the file (it stays playable / readable)."""
 
+    def holds_nothing(self) -> bool:
+        """Whether nothing was written (a stop then leaves no file, and there is nothing to say about it)."""
+        return False
+
     def __enter__(self):
         return self
 
@@ -192,8 +196,8 @@ class KeptOutput(ABC):
             except OutputError as error:
                 if isinstance(exc, OutputError) and error.__cause__ is not None and error.__cause__ is exc.__cause__:
                     finished_failure = error
-                else:  # the exception that ended the block is the one reported; this is said too
-                    LOG.warning("warning: %s", error)
+                elif not (isinstance(exc, KeyboardInterrupt) and self.holds_nothing()):
+                    LOG.warning("warning: %s", error)  # the exception that ended the block is reported; this too
         if finished_failure is not None:  # raised after a stop that came meanwhile, which goes first
             raise finished_failure
 

@@ -24,7 +24,9 @@ class ResultsWriter(KeptOutput):
 
     Rows are flushed and fsynced when a row is written a second or more after the last flush, so a run
     that is killed (even with kill -9) or a power cut loses at most the rows of the last second of frames
-    written (before a stalled stream's stall, too); whatever ends the ``with``
+    written (before a stalled stream's stall, too); they are also put in the file (not synced) whenever the frames'
+    time has moved on a second, as the annotated video's fragments are, so that a kill -9 leaves as many seconds of
+    rows as of video however fast the frames are analysed; whatever ends the ``with``
     block, the rows written so far are kept, every one whole: a write that fails (a full disk) is
     cut back to the last whole row, and the error says how many rows the file keeps. CSV columns:
     RESULT_COLUMNS and one probability column per class. JSONL rows carry the same fields with
@@ -50,6 +52,8 @@ class ResultsWriter(KeptOutput):
         self._line = io.StringIO()
         self._csv = None if self._jsonl else csv.writer(self._line)
         self._flushed = time.monotonic()
+        self._frame_time: float | None = None  # the time of the last frame written
+        self._flushed_frame_time: float | None = None  # the time of the last frame put in the file
         if self._csv is not None:
             self._pending.append(self._csv_line([*RESULT_COLUMNS, *self.classes]))
             self.flush()
@@ -70,15 +74,20 @@ class ResultsWriter(KeptOutput):
             else:
                 row["probabilities"] = dict(zip(self.classes, probabilities))
                 self._pending.append((json.dumps(row) + "\n").encode("utf-8"))
+        self._frame_time = result.timestamp
+        if self._flushed_frame_time is None:
+            self._flushed_frame_time = result.timestamp
         if time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
+        elif result.timestamp - self._flushed_frame_time >= FLUSH_SECONDS:
+            self.flush(sync=False)
 
     def write_frame(self, analyzed: AnalyzedFrame) -> None:
         """Sink: the rows of one analysed frame."""
         self.write(analyzed.result)
 
-    def flush(self) -> None:
-        """Put the rows written so far in the file and on the disk; OutputError (the file cut back to its
+    def flush(self, sync: bool = True) -> None:
+        """Put the rows written so far in the file and (``sync``) on the disk; OutputError (the file cut back to its
         last whole row) when that fails."""
         if self._failed:
             return
@@ -88,7 +97,8 @@ class ResultsWriter(KeptOutput):
         try:
             while data:
                 data = data[self._file.write(data):]
-            os.fsync(self._file.fileno())
+            if sync:
+                os.fsync(self._file.fileno())
         except OSError as error:
             self._failed = True
             with contextlib.suppress(OSError):  # cutting back frees space: it works on a full disk
@@ -98,7 +108,9 @@ class ResultsWriter(KeptOutput):
             raise OutputError(f"{self.path}: cannot write to it ({one_line(error)}); {kept}", self.path) from error
         self._whole_bytes = self._file.tell()
         self.rows_written += rows
-        self._flushed = time.monotonic()
+        self._flushed_frame_time = self._frame_time
+        if sync:
+            self._flushed = time.monotonic()
 
     def close(self) -> None:
         """Flush and close the file (only the CSV header when no face was seen)."""

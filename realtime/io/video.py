@@ -669,10 +669,13 @@ class H264VideoWriter(KeptOutput):
         self._handoff.put(item, lambda: self._error is not None)
         self._raise_if_failed()
 
-    def _raise_if_failed(self, kept: bool = True) -> None:
-        """OutputError when writing failed; ``kept``: whether a complete fragment (a second of video) is in the file."""
+    def _raise_if_failed(self, kept: bool = True, kept_seconds: float | None = None) -> None:
+        """OutputError when writing failed; ``kept``: whether a complete fragment (a second of video) is in the file,
+        ``kept_seconds``: how long the video kept lasts, where known."""
         if self._error is not None:
-            what = "the video is kept up to its last complete second" if kept else "no second of it could be kept"
+            what = "no second of it could be kept" if not kept else (
+                f"the video is kept up to {kept_seconds:.1f} s, its last complete second" if kept_seconds
+                else "the video is kept up to its last complete second")
             raise OutputError(f"{self.path}: writing failed ({one_line(self._error)}); {what}", self.path) from self._error
 
     def _encode_loop(self) -> None:
@@ -729,13 +732,16 @@ class H264VideoWriter(KeptOutput):
             kept = _drop_incomplete_fragment(self.path)
             if not kept:  # not a second of video: nothing half-written is left
                 remove_quietly(self.path)
-            self._raise_if_failed(kept)
+            self._raise_if_failed(kept, _video_seconds(self.path) if kept else None)
         if (error := _rewrite_with_index_in_front(self.path)) is not None:
             failure = OutputError(f"{self.path}: rewriting it with its index in front failed ({one_line(error)}); "
                                   "the video is kept whole, in the fragmented form it was written in, which plays "
                                   "as well", self.path)
             failure.__cause__ = error
             self.rewrite_failure = failure
+
+    def holds_nothing(self) -> bool:
+        return self.frames_written == 0
 
     def _close_container(self) -> None:
         try:
@@ -826,6 +832,21 @@ def _drop_incomplete_fragment(path: Path) -> bool:
     except OSError:  # the file stays as it is; players stop at the damaged end
         return True
     return fragments > 0
+
+
+def _video_seconds(path: Path) -> float | None:
+    """How long the video track of the file at ``path`` lasts (the end of its last packet), None when unknown."""
+    end = None
+    try:
+        with av.open(ffmpeg_file(path)) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                if packet.pts is not None:
+                    packet_end = float((packet.pts + (packet.duration or 0)) * stream.time_base)
+                    end = packet_end if end is None else max(end, packet_end)
+    except (av.FFmpegError, OSError, IndexError):
+        return None
+    return end
 
 
 def _rewrite_with_index_in_front(path: Path) -> BaseException | None:
