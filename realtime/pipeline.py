@@ -477,6 +477,9 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
             started = time.perf_counter()
             frame, read = next(frames, (None, 0))
             if frame is None:
+                if bar.total is not None and bar.n != bar.total and not getattr(source, "issues", None):
+                    bar.total = bar.n  # whole: the count in its header was off (frames before its start, trimmed)
+                    bar.refresh()
                 break
             result = analyzer._track(frame, name, still, edited)
             annotated = None

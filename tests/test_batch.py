@@ -204,6 +204,9 @@ def test_a_listed_photo_or_folder_without_videos_fails_alone(tmp_path, capsys):
     assert f"failed: {tmp_path / 'cover.jpg'}: is a photo; python -m realtime.batch analyses videos" in out
     assert f"failed: folder {tmp_path / 'notes'}: no videos in it (listed)" in out
     assert not ray.is_initialized()
+    (tmp_path / "linked").symlink_to(tmp_path)  # the list seen through a link: its paths were said twice
+    assert exit_code([str(tmp_path / "linked" / "corpus.txt"), "--results", str(results)]) == 1
+    assert f"\nfailed: {tmp_path / 'linked' / 'cover.jpg'}: is a photo; python" in capsys.readouterr().out
 
 
 def test_names_that_are_long_or_no_utf8_give_output_names_that_can_be_written(tmp_path):

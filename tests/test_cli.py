@@ -1037,6 +1037,14 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log_file(tiny_model, 
     assert "\r" not in logged and "15 frames" in logged  # the summary, without the bar's redrawn lines
 
 
+def test_the_bar_of_a_whole_video_ends_at_100_percent_where_its_header_counts_more(media, tiny_model):
+    """no_face.mp4's header counts 98 frames, 3 of them before its start, which players leave out: the bar of a
+    whole run stopped at 95/98 (97%), as if frames were lost."""
+    returncode, shown = on_a_terminal([sys.executable, "-m", "realtime", str(media / "no_face.mp4"), "--model",
+                                       str(tiny_model)])
+    assert returncode == 0 and b"95/95" in shown and b"95/98" not in shown.rsplit(b"\r", 1)[-1]
+
+
 def test_small_photos_taken_whole_are_counted_and_can_be_turned_off(tiny_model, tmp_path, capsys):
     folder = tmp_path / "thumbs"
     folder.mkdir()

@@ -70,6 +70,9 @@ def test_check_output_path_errors(tmp_path):
         (tmp_path / "out", "unsupported output type"),
         (tmp_path / "missing" / "out.mp4", "does not exist"),
         (tmp_path / "taken.mp4", "is a folder"),
+        # standard output and devices: it said "unsupported output type '(none)'"
+        (Path("-"), r"^-: outputs are written to files \(\.mp4\), not to standard output or a device; give a file name$"),
+        (Path("/dev/null"), "not to standard output or a device"),
     ]
     for path, reason in cases:
         with pytest.raises(OutputError, match=reason) as error:

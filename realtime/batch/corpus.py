@@ -691,7 +691,8 @@ class BatchRun:
                              f"{worker_frames / cpu_seconds if cpu_seconds else 0:>12.1f}")
         for outcome in self.outcomes:
             if outcome.status == "failed":
-                error = outcome.error if outcome.path in outcome.error else f"{outcome.path}: {outcome.error}"
+                named = outcome.path in outcome.error or outcome.source in outcome.error  # (as given, or resolved)
+                error = outcome.error if named else f"{outcome.path}: {outcome.error}"
                 lines.append(f"failed: {error}")
             lines.extend(f"frames lost: {problem}" for problem in outcome.problems)
             if outcome.note:

@@ -41,6 +41,9 @@ def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path
     path = Path(path).expanduser()
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, not a file name", path)
+    if str(path) == "-" or (path.exists() and not path.is_file()):  # standard output, /dev/null, a pipe
+        raise OutputError(f"{path}: outputs are written to files ({', '.join(allowed_suffixes)}), not to standard "
+                          "output or a device; give a file name", path)
     check_output_suffix(path, allowed_suffixes)
     folder = path.parent
     if not folder.is_dir():
