@@ -907,6 +907,9 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 else:
                     if not folder or rewrite_failure is None or not out_of_space(rewrite_failure):
                         out_of_space_before = False  # written whole: there was room
+                        if rewrite_failure is not None:  # whole, and plays: said, but no problem
+                            with suppress(OSError):
+                                print(f"warning: {rewrite_failure}", file=sys.stderr)
                         continue
                     # the video is whole, but kept in its fragmented form: no room was left for its final rewrite
                     _problem(summary, _output_failure(job, rewrite_failure, summary.frames - frames_before,
