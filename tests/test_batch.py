@@ -9,6 +9,7 @@ is stopped by the tests, and the kernel ends anything left in the namespace when
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -207,6 +208,25 @@ def test_a_listed_photo_or_folder_without_videos_fails_alone(tmp_path, capsys):
     (tmp_path / "linked").symlink_to(tmp_path)  # the list seen through a link: its paths were said twice
     assert exit_code([str(tmp_path / "linked" / "corpus.txt"), "--results", str(results)]) == 1
     assert f"\nfailed: {tmp_path / 'linked' / 'cover.jpg'}: is a photo; python" in capsys.readouterr().out
+
+
+def test_a_video_finished_as_the_run_was_stopped_is_in_the_manifest_as_done(tmp_path):
+    """A worker can finish a video (its Parquet file and marker in place) after the run was stopped, before its
+    outcome came back: the manifest listed it "not finished" (seen once in an audit), while read_parquet held it."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x" * 100)
+    [video] = collect_videos([str(clip)])
+    results = tmp_path / "results"
+    batch = corpus.BatchRun([video], results, None, {}, 1)
+    batch.plan()
+    (results / DONE_FOLDER).mkdir(parents=True)
+    (results / f"{video.name}.parquet").write_bytes(b"rows")  # as the worker leaves them
+    finished = corpus.VideoOutcome(video.name, video.source, video.path, "done", frames=3,
+                                   **corpus.file_identity(video.path))
+    (results / DONE_FOLDER / f"{video.name}.json").write_text(json.dumps(dataclasses.asdict(finished)))
+    batch._note_late_finishes([video])
+    assert [(outcome.status, outcome.frames) for outcome in batch.outcomes] == [("done", 3)]
+    assert batch.unfinished() == []
 
 
 def test_names_that_are_long_or_no_utf8_give_output_names_that_can_be_written(tmp_path):
