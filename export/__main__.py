@@ -53,6 +53,8 @@ EXIT_CODES = """exit codes:
        is full): nothing written
   2    bad input or options (a model, data set or output path that will not do, an opset it cannot convert to),
        refused before any work: nothing written
+  3    the float32 model written, the INT8 copy not (it loses more validation accuracy than --max-int8-loss); a
+       file already at the INT8 path is left as it was, and is not this model's
   130  interrupted by Ctrl-C: nothing written"""
 
 
@@ -217,6 +219,7 @@ def run(args: argparse.Namespace, inputs: Inputs) -> int:
     facts, float_bytes = calibrated(model_proto, facts, "float32", validation, test_faces)
     rows = [("float32", output, facts, float_bytes)]
 
+    int8_refused = None
     if args.int8:
         rng = np.random.default_rng(0)
         calibration_faces = training_part.images[rng.permutation(len(training_part))[: args.calibration_faces]]
@@ -226,7 +229,8 @@ def run(args: argparse.Namespace, inputs: Inputs) -> int:
         if loss < args.max_int8_loss:
             rows.append(("int8", int8_output, int8_facts, int8_bytes))
         else:
-            print(f"int8 not written: it loses {loss:.2f} points of validation accuracy (limit {args.max_int8_loss})")
+            int8_refused = f"it loses {loss:.2f} points of validation accuracy (limit {args.max_int8_loss})"
+            print(f"int8 not written: {int8_refused}")
 
     for precision, path, model_facts, data in rows:
         write_atomically(path, data)
@@ -234,7 +238,12 @@ def run(args: argparse.Namespace, inputs: Inputs) -> int:
               f"{model_facts[f'validation_accuracy_{precision}']:.2%}; PublicTest accuracy "
               f"{model_facts['publictest_accuracy']:.2%} (flip averaging {model_facts['publictest_accuracy_flip_tta']:.2%}), "
               f"macro-F1 {model_facts['publictest_macro_f1']:.4f}")
-    return 0
+    if int8_refused is None:
+        return 0
+    earlier = (f"; {int8_output} is left as it was: an earlier export, not this model's INT8 copy"
+               if int8_output.exists() else "")
+    print(f"warning: the INT8 copy was not written ({int8_refused}){earlier}", file=sys.stderr)
+    return 3
 
 
 def main(argv: list[str] | None = None) -> int:

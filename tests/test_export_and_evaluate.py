@@ -212,12 +212,18 @@ def test_int8_gate_decides_on_the_training_runs_validation_split_not_on_publicte
     monkeypatch.setattr(export_cli, "quantize_int8", lambda model_bytes, calibration: always_happy_model(tmp_path))
 
     output = tmp_path / "model.onnx"
+    (tmp_path / "model_int8.onnx").write_bytes(b"an earlier export")
     assert export_cli.main(["--model", str(run_dir / "best.keras"), "--output", str(output), "--data", str(data),
-                            "--int8", "--max-int8-loss", "0.5"]) == 0
-    printed = capsys.readouterr().out
+                            "--int8", "--max-int8-loss", "0.5"]) == (0 if written else 3)  # it was 0, unsaid
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "from config.json" in printed
-    assert (tmp_path / "model_int8.onnx").exists() == written
+    assert ((tmp_path / "model_int8.onnx").read_bytes() == b"an earlier export") != written
     assert ("int8 not written: it loses" in printed) != written
+    assert (captured.err == "") == written
+    if not written:  # the runtime takes the INT8 file: an earlier model's beside this one's float32 file is said
+        assert captured.err.startswith("warning: the INT8 copy was not written (it loses ") and captured.err.endswith(
+            f"; {tmp_path / 'model_int8.onnx'} is left as it was: an earlier export, not this model's INT8 copy\n")
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     facts = read_metadata(session.get_modelmeta().custom_metadata_map, "float32").facts
     train = load_fer2013(data)["train"]
