@@ -417,6 +417,19 @@ class EpochAveraging:
         return float((probabilities.argmax(axis=1) == self.validation_labels).mean()), self.averaged
 
 
+def restore_dtype_policies(model, args: argparse.Namespace) -> None:
+    """Give the classifier's layers of a checkpoint loaded to resume the dtype policies they were built with: Keras
+    loads a SpatialDropout2D of a mixed_bfloat16 net as float32, and the resumed run drifted from the run it
+    continues (exact with float32)."""
+    from models.architecture import build_network
+
+    built = build_network(args.architecture, args.width, dtype_policy=resolved_precision(args.precision),
+                          separable_from=args.separable_from)
+    for loaded, as_built in zip(classifier_of(model).layers, built.layers):
+        if loaded.dtype_policy.name != as_built.dtype_policy.name:
+            loaded.dtype_policy = as_built.dtype_policy
+
+
 def random_states(model) -> list[list[int]]:
     """States of the model's random seed generators (augmentation, dropout), in layer order;
     checkpoints do not keep them."""
@@ -681,6 +694,7 @@ def train(argv: list[str] | None = None) -> int:
         if args.sam_radius:
             import models.sharpness  # noqa: F401  (registers the checkpoint's training model)
         model = keras.models.load_model(checkpoint)
+        restore_dtype_policies(model, args)
         # continue the augmentation and dropout draws of an uninterrupted run instead of replaying epoch 1's
         restore_random_states(model, state.get("random_states", []))
         print(f"resuming after epoch {state['epochs_done']} (best val_acc {state['best_val_accuracy']:.4f})", flush=True)
