@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(members) < 2:
             raise ValueError("give two or more --members")
         for member in members[1:]:
-            if not member.is_file() or member.suffix != ".keras":
+            if member.is_file() and member.suffix != ".keras":
+                raise ValueError(f"{member}: not a .keras model (a soup averages the weights of Keras models, before "
+                                 "export)")
+            if not member.is_file():
                 raise ValueError(f"{member}: no such .keras model")
         if output_dir.exists() and not output_dir.is_dir():
             raise ValueError(f"{output_dir}: not a folder")

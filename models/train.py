@@ -645,6 +645,11 @@ def train(argv: list[str] | None = None) -> int:
             elif not Path(teacher).is_file():
                 raise DatasetError(f"--teacher {teacher}: no such file")
         splits = load_fer2013(args.data)
+        if missing := [emotion for emotion, count in zip(EMOTIONS, np.bincount(splits["train"].labels,
+                                                                            minlength=len(EMOTIONS))) if not count]:
+            raise DatasetError(f"{args.data}: no training faces of {', '.join(missing)} (a class folder under train/ "
+                               f"that is missing or empty); the model learns all {len(EMOTIONS)} classes "
+                               f"({', '.join(EMOTIONS)}) and needs faces of each")
         all_train, val = stratified_split(splits["train"], args.val_fraction, args.split_seed)
         if not len(val):
             raise DatasetError(f"--val-fraction {args.val_fraction:g} of {args.data}'s {len(splits['train'])} "

@@ -67,8 +67,13 @@ class EmotionClassifier:
         self.model_path = Path("model") if model is not None else \
             Path(model_path) if model_path is not None else default_model_path()
         self.flip_tta = flip_tta
+        if model is None and self.model_path.is_dir():
+            raise ModelError(f"{self.model_path}: is a folder; give the model's .onnx file", self.model_path)
         if model is None and not self.model_path.is_file():
             raise ModelError(f"model file not found: {self.model_path}", self.model_path)
+        if model is None and self.model_path.suffix.lower() in (".keras", ".h5"):
+            raise ModelError(f"{self.model_path}: a Keras model; the runtime takes ONNX: export it first (python -m "
+                             "export --model MODEL.keras --output MODEL.onnx --data FER2013 [--int8])", self.model_path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         if threads is not None:

@@ -126,6 +126,19 @@ def test_file_that_is_not_onnx(tmp_path):
     assert str(error.value) == f"{bogus}: not a readable ONNX model (not an ONNX file at all)"
 
 
+def test_a_keras_model_or_a_folder_is_told_what_to_give(tmp_path):
+    """``--model runs/x/best.keras`` said "not an ONNX file at all", a folder "model file not found"."""
+    keras_model = tmp_path / "best.keras"
+    keras_model.write_bytes(b"PK a zip")
+    with pytest.raises(ModelError) as error:
+        EmotionClassifier(keras_model)
+    assert str(error.value) == (f"{keras_model}: a Keras model; the runtime takes ONNX: export it first (python -m "
+                                "export --model MODEL.keras --output MODEL.onnx --data FER2013 [--int8])")
+    with pytest.raises(ModelError) as error:
+        EmotionClassifier(tmp_path)
+    assert str(error.value) == f"{tmp_path}: is a folder; give the model's .onnx file"
+
+
 def test_onnx_model_without_emotion_tracer_metadata(tiny_model, tmp_path):
     model = onnx.load(tiny_model)
     del model.metadata_props[:]

@@ -89,6 +89,11 @@ def test_cli_refuses_members_of_different_architectures_a_single_member_and_a_tr
     assert soup.main(["--members", str(narrow), str(tmp_path / "missing.keras"), "--data", str(data),
                       "--output-dir", str(output_dir)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing.keras'}: no such .keras model\n"
+    (tmp_path / "exported.onnx").write_bytes(b"onnx")  # an exported member: it said "no such .keras model"
+    assert soup.main(["--members", str(narrow), str(tmp_path / "exported.onnx"), "--data", str(data),
+                      "--output-dir", str(output_dir)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'exported.onnx'}: not a .keras model (a soup averages the "
+                                       "weights of Keras models, before export)\n")
     assert not output_dir.exists()
     (tmp_path / "broken.keras").write_text("not a zip")
     assert soup.main(["--members", str(narrow), str(tmp_path / "broken.keras"), "--data", str(data),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -465,6 +466,15 @@ def test_bad_data_path_is_a_clear_error(tmp_path, capsys):
     assert train.main(["--data", str(few), "--output-dir", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == (f"error: --val-fraction 0.1 of {few}'s 21 training faces holds no validation "
                                        "face, and validation picks the model: give more faces or a larger fraction\n")
+    # a class missing or empty under train/ trained a 7-class model without a word
+    gaps = make_fer_folder(tmp_path / "gaps", per_class=6)
+    shutil.rmtree(gaps / "train" / "disgust")
+    for face in (gaps / "train" / "fear").iterdir():
+        face.unlink()
+    assert train.main(["--data", str(gaps), "--output-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {gaps}: no training faces of disgust, fear (a class folder under train/ that is missing or empty); "
+        "the model learns all 7 classes (angry, disgust, fear, happy, neutral, sad, surprise) and needs faces of each\n")
     assert not (tmp_path / "run").exists()
 
 
