@@ -12,6 +12,7 @@ import itertools
 import logging
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -558,6 +559,9 @@ def test_a_ctrl_c_while_a_stopped_run_waits_for_a_lost_stream_breaks_off_nothing
     assert run.returncode == 128 + signal.SIGTERM, stderr
     assert "interrupted (SIGTERM): outputs written so far are finished and kept" in stderr
     assert "twice" not in stderr and "still being reopened when the run stopped" in stderr
+    # the wait for the reader is said (there were 6 s of silence), with how to cut it short
+    assert re.search(rf"note: stream {url}: waiting up to \d s for its reader to let go \(Ctrl-C again stops at "
+                     r"once\)", stderr), stderr
     _, times = video_times(output)
     assert len(times) >= 10
 
@@ -654,6 +658,21 @@ def test_every_frame_of_a_video_file_on_a_web_server_is_read_at_its_time(tmp_pat
         assert times == pytest.approx([index / 30 for index in range(120)], abs=1e-6)
         with StreamSource(f"{address}/short.mp4") as source:
             assert len(list(source)) == 20
+
+
+@loopback_only
+def test_a_served_mp4_that_needs_byte_ranges_and_a_served_text_are_told_apart(media, tiny_model, tmp_path):
+    """single_face.mp4 (its index at its end) from python -m http.server gave "no video frame (Input/output error)";
+    a text file was analysed as a video of its characters (exit 0)."""
+    shutil.copy(media / CLIP, tmp_path / "clip.mp4")
+    (tmp_path / "notes.txt").write_text("a shopping list\n" * 40)
+    with served_folder(tmp_path) as address:
+        clip = run_cli("--camera", f"{address}/clip.mp4", "--model", str(tiny_model))
+        text = run_cli("--camera", f"{address}/notes.txt", "--model", str(tiny_model))
+    assert clip.returncode == 2 and clip.stderr.strip().endswith(
+        "; this web server serves no parts of files (byte ranges), which an MP4 or MOV with its index at its end "
+        "needs: download it and give the file, or serve it from a server that does"), clip.stderr
+    assert (text.returncode, text.stderr.strip()) == (2, f"error: stream {address}/notes.txt: has no video (it is text)")
 
 
 @loopback_only

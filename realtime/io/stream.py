@@ -67,6 +67,10 @@ SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "pwd", "secret", "t
 LOG = logging.getLogger("emotion_tracer.stream")
 
 
+CLOSE_NOTE_AFTER_S = 0.5  # a stream's reader that takes longer than this to end on close() gets a note
+INDEXED_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp")  # files whose index may be at their end
+
+
 def is_stream_url(text: str) -> bool:
     """Whether ``text`` looks like a network stream address (``scheme://...``)."""
     return "://" in str(text)
@@ -101,6 +105,16 @@ def served_file(url: str, timeout: float) -> bool:
     except (OSError, ValueError):  # no answer, refused, 401/404...: taken as live, as before
         return False
     return (length or "").strip() not in ("", "0") and not kind.startswith("multipart/") and "mpegurl" not in kind
+
+
+def answers_byte_ranges(url: str, timeout: float) -> bool:
+    """Whether the web server of ``url`` says it serves parts of the file (Accept-Ranges: bytes), as an MP4 or MOV
+    whose index is at its end needs; True when that cannot be told."""
+    try:
+        with urlopen(Request(url, method="HEAD"), timeout=timeout) as answer:
+            return answer.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+    except (OSError, ValueError):
+        return True
 
 
 def check_stream_url(url: str) -> str:
@@ -219,7 +233,7 @@ class StreamSource:
             except (av.FFmpegError, OSError) as error:
                 container.close()
                 detail = one_line(error).replace(self.url, self.name)
-                raise SourceError(f"stream {self.name}: no video frame ({detail})") from error
+                raise SourceError(f"stream {self.name}: no video frame ({detail}){self._no_ranges_hint()}") from error
             if first is not None and not closed():
                 return first, container, frames
             container.close()
@@ -227,6 +241,15 @@ class StreamSource:
                 return None
             if time.monotonic() >= deadline:
                 raise SourceError(f"stream {self.name}: no video frame within {round(window, 1):g} s{undecoded}")
+
+    def _no_ranges_hint(self) -> str:
+        """Why a served MP4/MOV may give no frame: a web server that serves no parts of files (python -m http.server)
+        cannot give one whose index is at its end (most cameras and encoders put it there); else empty."""
+        if not (self.served_file and urlsplit(self.url).path.lower().endswith(INDEXED_SUFFIXES)) or \
+                answers_byte_ranges(self.url, 2.0):
+            return ""
+        return ("; this web server serves no parts of files (byte ranges), which an MP4 or MOV with its index at its "
+                "end needs: download it and give the file, or serve it from a server that does")
 
     def _open(self, timeout: tuple[float, float],
               first_frame_by: float) -> tuple[av.container.InputContainer, Iterator[av.VideoFrame]]:
@@ -245,9 +268,9 @@ class StreamSource:
             detail = one_line(error).replace(self.url, self.name)  # FFmpeg's message repeats the URL
             raise SourceError(f"stream {self.name}: cannot open it ({detail})") from error
         stream = video_track(container)
-        if stream is None:
+        if stream is None or container.format.name == "tty":  # (FFmpeg's tty reader draws a text's characters)
             container.close()
-            raise SourceError(f"stream {self.name}: has no video")
+            raise SourceError(f"stream {self.name}: has no video" + (" (it is text)" if stream is not None else ""))
         return container, self._decode(container, stream, first_frame_by)
 
     def _decode(self, container, stream, first_frame_by: float) -> Iterator[av.VideoFrame]:
@@ -479,7 +502,11 @@ class StreamSource:
         with self._condition:
             self._running = False
             self._condition.notify_all()
-        self._thread.join(timeout=self.read_timeout + 1)
+        self._thread.join(timeout=CLOSE_NOTE_AFTER_S)
+        if self._thread.is_alive():  # inside FFmpeg's read or open: the wait is said, as is how to cut it short
+            LOG.warning("note: stream %s: waiting up to %.0f s for its reader to let go (Ctrl-C again stops at once)",
+                        self.name, self.read_timeout + 1 - CLOSE_NOTE_AFTER_S)
+            self._thread.join(timeout=self.read_timeout + 1 - CLOSE_NOTE_AFTER_S)
 
     def __enter__(self) -> StreamSource:
         return self
