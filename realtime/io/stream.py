@@ -429,7 +429,8 @@ class StreamSource:
                         return None
                     LOG.warning("warning: stream %s reopened", self.name)
                     self._issues.append(f"stream {self.name}: lost ({reason}) after {lost_after:.1f} s; reopened it "
-                                        f"{back_after:.1f} s after its last frame (nothing received in between)")
+                                        f"{back_after:.1f} s after its last frame (no frame in between: what the stream sent "
+                                        "while it was down or being reopened is lost)")
                     self._reopening = None
                 return container, itertools.chain([first], frames)
         finally:
