@@ -555,6 +555,13 @@ def test_a_changed_or_moved_video_is_analysed_again_and_its_old_results_go(local
     assert main([str(moved), *argv]) == 0
     assert "videos: 0 done, 1 skipped (complete before)" in capsys.readouterr().out
 
+    again = tmp_path / "again"  # moved once more, with a link left at the old place: its results were kept twice
+    moved.rename(again)
+    moved.symlink_to(again)
+    assert main([str(again), *argv]) == 0
+    assert f"note: {again / 'clip.mp4'}: the same file as {moved / 'clip.mp4'}, which is no" in capsys.readouterr().out
+    assert len(pd.read_parquet(results)) == 115 and len(list((results / DONE_FOLDER).glob("*.json"))) == 1
+
 
 @in_namespace
 def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys, monkeypatch):

@@ -381,6 +381,14 @@ def test_rows_reach_the_file_with_each_second_of_frames_however_fast_they_come(t
             writer.write(FrameResult(index, index / 10, [face(1, (10, 20, 50, 70), [0.1, 0.7, 0.2])]))
             in_the_file.append(len(path.read_text().splitlines()) - 1)
     assert in_the_file == [0] * 10 + [11] * 10 + [21] * 5  # the rows of 0-1.0 s, then of 1.0-2.0 s
+    # a folder run's next file starts again at 0 s: its rows were held until a wall-clock second had passed
+    in_the_file.clear()
+    with ResultsWriter(path, CLASSES) as writer:
+        for second in (5, 0):
+            for index in range(11):
+                writer.write(FrameResult(index, second + index / 10, [face(1, (10, 20, 50, 70), [0.1, 0.7, 0.2])]))
+                in_the_file.append(len(path.read_text().splitlines()) - 1)
+    assert in_the_file == [0] * 10 + [11] + [11] * 10 + [22]
 
 
 def test_results_jsonl_round_trip(tmp_path):

@@ -546,11 +546,14 @@ class BatchRun:
                 self.outcomes.append(VideoOutcome(**{**marker, "status": "skipped"}))
 
     def _results_of_gone_videos(self) -> dict[int, list[dict]]:
-        """The completion markers, by file size, of videos no longer at their path (moved, or deleted)."""
+        """The completion markers, by file size, of videos no longer at their path (moved, or deleted; or on a drive not
+        mounted now: a video found elsewhere that is the same file then takes the place of their results)."""
         gone: dict[int, list[dict]] = {}
         for path in sorted((self.results_dir / DONE_FOLDER).glob("*.json")):
             marker = _read_marker(path)
-            if (marker is not None and marker.get("fingerprint") and not os.path.exists(marker["path"])
+            # gone: not there, or there only through a link (a corpus moved, and a link left at its old place)
+            if (marker is not None and marker.get("fingerprint") and (not os.path.exists(marker["path"]) or
+                                                                      os.path.realpath(marker["path"]) != marker["path"])
                     and (self.results_dir / f"{marker['name']}.parquet").is_file()):
                 gone.setdefault(marker["size"], []).append(marker)
         return gone

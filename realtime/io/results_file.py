@@ -75,7 +75,7 @@ class ResultsWriter(KeptOutput):
                 row["probabilities"] = dict(zip(self.classes, probabilities))
                 self._pending.append((json.dumps(row) + "\n").encode("utf-8"))
         self._frame_time = result.timestamp
-        if self._flushed_frame_time is None:
+        if self._flushed_frame_time is None or result.timestamp < self._flushed_frame_time:  # (a folder's next file)
             self._flushed_frame_time = result.timestamp
         if time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
