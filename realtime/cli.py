@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,29 +438,47 @@ def _marked_outputs(output: Path) -> set[str]:
     return {line for line in lines if line and not line.startswith("#")}
 
 
+def _outputs_listed() -> Callable[[Path], bool]:
+    """A test of whether a file is this program's output: listed in the OUTPUT_FOLDER_MARK of its folder or of a folder
+    above it (a run into a part of an earlier run's output folder, or one around it); the lists are read once."""
+    lists: dict[Path, set[str]] = {}
+
+    def listed(path: Path) -> bool:
+        path = path.absolute()
+        for above in path.parents:
+            if above not in lists:
+                lists[above] = _marked_outputs(above)
+            if path.relative_to(above).as_posix() in lists[above]:
+                return True
+        return False
+
+    return listed
+
+
 def _check_output_folder_holds_no_own_files(output: Path, folder: Path, recursive: bool, targets: list[Path]) -> None:
-    """Refuse an existing output folder that holds files this program did not write there (not in OUTPUT_FOLDER_MARK:
-    the user's own) which the run would replace (``targets``: the outputs' paths) or, inside ``folder``, photos or
-    videos it would leave out (``recursive``: the run enters the folder's subfolders, but not this one)."""
+    """Refuse an existing output folder that holds files this program did not write there (not in an
+    OUTPUT_FOLDER_MARK: the user's own) which the run would replace (``targets``: the outputs' paths) or, inside
+    ``folder``, photos or videos it would leave out (``recursive``: the run enters the folder's subfolders, but not
+    this one)."""
     if not output.is_dir():
         return
-    written = _marked_outputs(output)
+    listed = _outputs_listed()
     if not _inside(output, folder):
-        own = [target for target in targets if target.exists() and target.relative_to(output).as_posix() not in written]
+        own = [target for target in targets if target.exists() and not listed(target)]
         if own:
             raise OutputError(
                 f"{output}: the output folder holds files of the outputs' names that are not this program's outputs "
                 f"({_some_of([path.relative_to(output).as_posix() for path in own], 3)}): the run would replace "
-                "them; if they are outputs of a version before 0.21, remove them, else choose another output folder")
+                "them; if they are outputs of a version before 0.21 (or of a run of one file), remove them, else choose "
+                "another output folder")
         return
     own: list[Path] = []
     if recursive:
         with suppress(SourceError):  # a folder that cannot be read: its outputs say so
             media, harm = scan_folder(output, recursive=True).media, "leave them out, and replace those of an output's name"
-            own = [path for path in media if path.relative_to(output).as_posix() not in written]
+            own = [path for path in media if not listed(path)]
     else:
-        own, harm = [target for target in targets if target.exists()
-                     and target.relative_to(output).as_posix() not in written], "replace them"
+        own, harm = [target for target in targets if target.exists() and not listed(target)], "replace them"
     if own:
         raise OutputError(
             f"{output}: the output folder is inside {folder} and holds photos or videos that are not this program's "
@@ -880,6 +899,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             if folder and args.output is not None:
                 args.output.mkdir(exist_ok=True)
                 _mark_output_folder(args.output, [job.output for job in jobs])
+            elif args.output is not None and (args.output.parent / OUTPUT_FOLDER_MARK).is_file():
+                _mark_output_folder(args.output.parent, [args.output])  # one file into a folder run's output folder
             # whether the last file that was written, or failed to be, found no space (files skipped unread and
             # outputs failed for another reason are left out: they show neither a full disk nor room)
             out_of_space_before = False

@@ -681,8 +681,8 @@ def test_an_output_folder_that_holds_photos_of_the_outputs_names_is_refused(tiny
     assert main(argv) == 2
     assert one_line_error(capsys.readouterr()) == (
         f"error: {pictures}: the output folder holds files of the outputs' names that are not this program's outputs "
-        "(holiday.png): the run would replace them; if they are outputs of a version before 0.21, remove them, else "
-        "choose another output folder")
+        "(holiday.png): the run would replace them; if they are outputs of a version before 0.21 (or of a run of one "
+        "file), remove them, else choose another output folder")
     assert {path: path.read_bytes() for path in pictures.rglob("*.png")} == before
     assert not (pictures / realtime.cli.OUTPUT_FOLDER_MARK).exists() and not (pictures / "other.png").exists()
     (pictures / "holiday.png").rename(pictures / "kept.png")
@@ -691,6 +691,18 @@ def test_an_output_folder_that_holds_photos_of_the_outputs_names_is_refused(tiny
         assert (pictures / realtime.cli.OUTPUT_FOLDER_MARK).read_text().splitlines()[1:] == ["holiday.png",
                                                                                            "other.png"]
     assert (pictures / "kept.png").read_bytes() == before[pictures / "holiday.png"]
+    # its own outputs in a part of an earlier run's output folder, or around one, or of one file run into it
+    trip = tmp_path / "trip"
+    photo_tree(trip, ["day1/a.png", "day2/b.png"])
+    model = ["--model", str(tiny_model)]
+    assert main([str(trip), "--recursive", "-o", str(tmp_path / "out"), *model]) == 0
+    assert main([str(trip / "day1"), "-o", str(tmp_path / "out" / "day1"), *model]) == 0  # it was refused
+    (tmp_path / "out2").mkdir()
+    assert main([str(trip / "day2"), "-o", str(tmp_path / "out2" / "day2"), *model]) == 0
+    assert main([str(trip), "--recursive", "-o", str(tmp_path / "out2"), *model]) == 0  # it was refused
+    assert main([str(trip / "day1" / "a.png"), "-o", str(tmp_path / "out2" / "c.png"), *model]) == 0
+    (trip / "c.png").write_bytes((trip / "day1" / "a.png").read_bytes())
+    assert main([str(trip), "--recursive", "-o", str(tmp_path / "out2"), *model]) == 0  # c.png: its own output
 
 
 @pytest.mark.parametrize("recursive", [False, True])
