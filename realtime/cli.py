@@ -917,6 +917,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                         raise
                     # one unreadable file does not stop a folder; named by its path in the folder, as the others
                     _problem(summary, f"skipped {str(error).replace(str(job.spec), job.name)}")
+                    running = None  # (its line says what happened to it)
                     continue
                 except OutputError as error:
                     if not folder or (failure := _output_failure(job, error, summary.frames - frames_before,
