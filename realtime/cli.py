@@ -927,6 +927,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                     _problem(summary, failure, output_failed=True)
                     failed, running = error, None  # (its line says where it stopped)
                 else:
+                    running = None  # ended: a later error stopped none of it
                     if not folder or rewrite_failure is None or not out_of_space(rewrite_failure):
                         out_of_space_before = False  # written whole: there was room
                         if rewrite_failure is not None:  # whole, and plays: said, but no problem
