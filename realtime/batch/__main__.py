@@ -8,6 +8,6 @@ except ModuleNotFoundError as missing:  # the runtime installs without the [batc
     if missing.name not in ("ray", "pyarrow"):
         raise
     sys.exit(f"error: batch analysis needs Ray and pyarrow ({missing.name} is not installed): "
-             "pip install \"emotion-tracer[batch]\" or pip install -r requirements-batch.txt")
+             "pip install \".[batch]\" in the project's folder, or pip install -r requirements-batch.txt there")
 
 sys.exit(program_main())
