@@ -61,12 +61,15 @@ class VideoInfo:
 @dataclass
 class Frame:
     """One frame: position in the source, seconds since its start, a (H, W, 3) uint8 BGR image and, where the
-    source says, how many seconds it is shown (an animated GIF's delay; None: until the next frame)."""
+    source says, how many seconds it is shown (an animated GIF's delay; None: until the next frame); ``held``: a
+    stream's transport held it over a silence (an MPEG-TS camera's last frames before a pause), so that the time from
+    its capture to its analysis is the pause's."""
 
     index: int
     timestamp: float
     image: np.ndarray
     duration: float | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)

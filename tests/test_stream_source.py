@@ -35,7 +35,7 @@ from realtime.io.stream import LATENCY_MAX_MS, LatencyMeter, StreamSource, check
 from realtime.pipeline import EmotionAnalyzer
 from realtime.sources import open_source, parse_source
 from realtime.summary import RunSummary
-from realtime.types import FrameResult
+from realtime.types import AnalyzedFrame, Frame, FrameResult
 from tests.conftest import PROJECT_ROOT
 from tests.netns import loopback_only
 from tests.test_faces_over_time import write_edited_clip
@@ -174,6 +174,11 @@ def test_latency_meter_percentiles_and_flat_memory():
     assert meter.format() == "latency from capture to annotated frame: p50 51 ms, p95 96 ms over 101 frames"
     with pytest.raises(ValueError):
         LatencyMeter(0.0).percentile(50)
+    # a frame the stream held over a pause (out 5 s later at the end of a stream) is counted apart: p95 was 5000 ms
+    held = Frame(101, -1e6, np.zeros((2, 2, 3), np.uint8), held=True)
+    meter.write_frame(AnalyzedFrame(held, FrameResult(101, -1e6, []), None, 30.0, 0.01, True))
+    assert meter.frames == 101 and meter.percentile(95) == 96
+    assert meter.format().endswith("over 101 frames (1 held by the stream over a pause left out)")
 
 
 def test_the_summary_leaves_outages_out_of_frames_per_second():
@@ -341,6 +346,7 @@ def test_a_two_second_pause_in_the_stream_does_not_end_the_run(media, tiny_model
     assert run.returncode == 0, stderr
     assert "90 frames" in stdout and "lost" not in stderr
     assert re.search(r"frames/s while frames came \(none came for [\d.]+ s in 1 outage\)", stdout), stdout
+    assert re.search(r"over \d+ frames \([12] held by the stream over a pause left out\)", stdout), stdout
     _, times = video_times(output)
     assert len(times) == 90
     gaps = np.diff(times)

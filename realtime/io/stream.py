@@ -475,7 +475,7 @@ class StreamSource:
                 self.outages += not silence_goes_on
                 self.silent_seconds += waited
             silence_goes_on = held and (silence_goes_on or waited > outage)
-            yield Frame(index, timestamp, self._image(frame))
+            yield Frame(index, timestamp, self._image(frame), held=held)
             index += 1
 
     def _served_frames(self) -> Iterator[Frame]:
@@ -526,19 +526,25 @@ def stream_threads_alive() -> bool:
 class LatencyMeter:
     """Sink: per frame, milliseconds from capture (``clock_origin`` + the frame's timestamp, monotonic
     clock) to the annotated frame being ready. Put it first among the sinks, so no other sink's work
-    counts. Keeps a histogram of 1 ms bins, so memory stays flat however long the stream runs.
+    counts. Keeps a histogram of 1 ms bins, so memory stays flat however long the stream runs. Frames the stream
+    held over a silence (``Frame.held``) are counted apart: their wait is the silence's (a stream that ended gave
+    p95 5000 ms, its last frames out at the read timeout).
     """
 
     def __init__(self, clock_origin: float):
         self.clock_origin = clock_origin
         self.counts = np.zeros(LATENCY_MAX_MS // LATENCY_BIN_MS + 1, np.int64)
+        self.held = 0  # frames left out: held by the stream over a silence
 
     def add(self, milliseconds: float) -> None:
         """Count one frame's latency (values past a minute count as a minute)."""
         self.counts[min(max(int(milliseconds // LATENCY_BIN_MS), 0), len(self.counts) - 1)] += 1
 
     def write_frame(self, analyzed: AnalyzedFrame) -> None:
-        """Sink: the latency of one analysed frame, measured now."""
+        """Sink: the latency of one analysed frame, measured now (one held over a silence is only counted)."""
+        if analyzed.frame.held:
+            self.held += 1
+            return
         self.add(1000 * (time.monotonic() - self.clock_origin - analyzed.frame.timestamp))
 
     @property
@@ -555,5 +561,6 @@ class LatencyMeter:
 
     def format(self) -> str:
         """One line: p50 and p95 latency over the frames measured."""
+        held = f" ({self.held} held by the stream over a pause left out)" if self.held else ""
         return (f"latency from capture to annotated frame: p50 {self.percentile(50):.0f} ms, "
-                f"p95 {self.percentile(95):.0f} ms over {self.frames} frames")
+                f"p95 {self.percentile(95):.0f} ms over {self.frames} frames{held}")
