@@ -440,7 +440,8 @@ class VideoAnalyst:
         started, cpu_started = time.perf_counter(), time.process_time()
         try:
             identity = file_identity(video.path)  # before it is read: a change while it is, is seen by the next run
-            outcome.size, outcome.mtime_ns, outcome.fingerprint = (identity[key] for key in identity)
+            outcome.size, outcome.mtime_ns, outcome.fingerprint = (identity["size"], identity["mtime_ns"],
+                                                                   identity["fingerprint"])
             self._analyse(video, Path(results_dir), Path(videos_dir) if videos_dir else None, write_rows, summary,
                           Path(running))
         except Exception as error:  # isolated: reported for this video, the worker goes on with others

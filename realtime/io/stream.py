@@ -94,27 +94,31 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+def _head(url: str, timeout: float):
+    """The headers of a web server's answer to a HEAD request for ``url``; None without one (no answer, refused,
+    401/404...)."""
+    try:
+        with urlopen(Request(url, method="HEAD"), timeout=timeout) as answer:
+            return answer.headers
+    except (OSError, ValueError):
+        return None
+
+
 def served_file(url: str, timeout: float) -> bool:
     """Whether an http(s) ``url`` is a file with a length (a video on a web server), not a live stream: a
     HEAD request answered with a Content-Length and a type that is neither multipart (MJPEG) nor a playlist."""
-    if urlsplit(url).scheme not in ("http", "https"):
+    headers = _head(url, timeout) if urlsplit(url).scheme in ("http", "https") else None
+    if headers is None:  # no answer: taken as live, as before
         return False
-    try:
-        with urlopen(Request(url, method="HEAD"), timeout=timeout) as answer:
-            length, kind = answer.headers.get("Content-Length"), answer.headers.get_content_type()
-    except (OSError, ValueError):  # no answer, refused, 401/404...: taken as live, as before
-        return False
+    length, kind = headers.get("Content-Length"), headers.get_content_type()
     return (length or "").strip() not in ("", "0") and not kind.startswith("multipart/") and "mpegurl" not in kind
 
 
 def answers_byte_ranges(url: str, timeout: float) -> bool:
     """Whether the web server of ``url`` says it serves parts of the file (Accept-Ranges: bytes), as an MP4 or MOV
     whose index is at its end needs; True when that cannot be told."""
-    try:
-        with urlopen(Request(url, method="HEAD"), timeout=timeout) as answer:
-            return answer.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
-    except (OSError, ValueError):
-        return True
+    headers = _head(url, timeout)
+    return headers is None or headers.get("Accept-Ranges", "").strip().lower() == "bytes"
 
 
 def check_stream_url(url: str) -> str:
