@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -28,7 +27,7 @@ from realtime.detector import (
     FaceDetector,
 )
 from realtime.errors import EmotionTracerError, OutputError, SourceError, one_line
-from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, stop_signals
+from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, run_ended, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import check_output_folder, check_output_path, check_output_suffix, out_of_space
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, annotated_photo_suffix, check_image_fits, image_size, write_image
@@ -753,13 +752,6 @@ def _problem(summary: RunSummary, problem: str, output_failed: bool = False) -> 
         print(f"warning: {summary.problems[-1]}", file=sys.stderr)
 
 
-def _run_ended() -> None:
-    """The run has ended, its outputs finished: a Ctrl-C from here on, while the summary is printed and the program
-    ends, changes nothing (stop_signals() restores the handler after the run, or leaves it so if the program ends)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
     """Print the run's summary, and the latency of live sources (to no one when stdout is closed: ``| head``,
     ``>&-``; a stdout that cannot take it, such as a full disk, gets a warning: the outputs are as written)."""
@@ -947,7 +939,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                                       f"stops{not_analysed}", args.output) from failed
                 out_of_space_before = True
     except KeyboardInterrupt as stop:
-        _run_ended()
+        run_ended()
         name = signal.Signals(stop.signum).name if isinstance(stop, Stopped) else "Ctrl-C"
         with suppress(OSError):  # after SIGHUP the terminal may be gone; the exit code still tells
             if isinstance(stop, FinishingBrokenOff):
@@ -970,7 +962,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
         first = stop.first if isinstance(stop, FinishingBrokenOff) else getattr(stop, "signum", signal.SIGINT)
         return EXIT_INTERRUPTED if first == signal.SIGINT else 128 + first  # as the first stop asked
     except Exception as error:  # a failure while processing: outputs kept, one error line
-        _run_ended()
+        run_ended()
         if not summary.frames and isinstance(error, EmotionTracerError):
             _error(error)
             return EXIT_USAGE  # bad input found on opening it: nothing was written
@@ -981,7 +973,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             _report(summary, latencies)
         _error(error if isinstance(error, EmotionTracerError) else f"{type(error).__name__}: {error}")
         return EXIT_FAILED
-    _run_ended()
+    run_ended()
     _report(summary, latencies)
     if summary.problems and not summary.frames:
         problems = len(summary.problems)

@@ -94,6 +94,14 @@ def _ignore(signum, frame) -> None:
     """A handler that does nothing."""
 
 
+def run_ended() -> None:
+    """The run has ended (its outputs finished, its exit code decided): a Ctrl-C from here on, while the summary is
+    printed and the program ends, changes nothing, until stop_signals() restores the handler after the run (or, if
+    the program ends, leaves Ctrl-C ignored). Main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _ignore)  # not SIG_IGN, which a signal caught but not yet handled would report
+
+
 @contextmanager
 def stop_signals(program_ends: bool = False) -> Iterator[list[int]]:
     """Within the block, Ctrl-C raises KeyboardInterrupt and SIGTERM / SIGHUP raise Stopped in the main

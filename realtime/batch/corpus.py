@@ -41,7 +41,7 @@ from realtime.classifier import EmotionClassifier
 from realtime.cli import OneLineErrorParser, detection_score_type, fraction_type, frames_per_second, positive_int_type
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES
 from realtime.errors import ModelError, OutputError, SourceError, one_line
-from realtime.interrupts import stop_signals
+from realtime.interrupts import run_ended, stop_signals
 from realtime.io.files import partial_path, write_atomically
 from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source
@@ -833,7 +833,8 @@ def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
         except OSError as error:
             _error(f"--results {results_dir}: cannot create it ({one_line(error)})")
             return EXIT_USAGE
-        return _finish(batch, _exit_code(batch))
+        with stop_signals(program_ends):
+            return _finish(batch, _exit_code(batch))
     starts_ray = args.address is None and not ray.is_initialized()  # processes of its own, on this machine
     before = _processes_below() if starts_ray else set()
     connected = False
@@ -860,7 +861,7 @@ def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
                 with suppress(OSError):
                     results_dir.mkdir(exist_ok=True)
                 return _finish(batch, EXIT_INTERRUPTED if received[0] == signal.SIGINT else 128 + received[0])
-            with stop_signals() as run_received:  # its own handlers again, should Ray have put one on SIGTERM
+            with stop_signals(program_ends) as run_received:  # its own handlers again, should Ray have set one
                 return _run(batch, run_received, settings)
     except KeyboardInterrupt:  # a second Ctrl-C while the manifest was written
         print("\ninterrupted again: the manifest may be missing or the previous run's", file=sys.stderr)
@@ -964,7 +965,9 @@ def _exit_code(batch: BatchRun) -> int:
 
 
 def _finish(batch: BatchRun, code: int) -> int:
-    """Write the manifest and print the summary; returns ``code``."""
+    """Write the manifest and print the summary, a Ctrl-C from then on changing nothing (within stop_signals());
+    returns ``code``."""
     batch.write_manifest()
+    run_ended()
     print(batch.format_summary())
     return code
