@@ -133,6 +133,9 @@ def test_a_list_can_come_from_standard_input_or_a_pipe(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
     with pytest.raises(SourceError, match="^the list on standard input: no paths in it$"):
         collect_videos(["-"])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a/one.mp4\n")))
+    with pytest.raises(SourceError, match="given more than once: standard input is read once$"):
+        collect_videos(["-", "a", "-"])  # (the second read found nothing: "no paths in it")
 
 
 @pytest.mark.parametrize("case", ["missing input", "photo", "empty folder", "empty list", "results parent missing",

@@ -175,6 +175,8 @@ def collect_videos(inputs: list[str]) -> list[Video]:
     A video's ``source`` is its path as given (joined to its folder or list's folder), so that rows
     of equal file names in different folders stay apart.
     """
+    if inputs.count("-") > 1:
+        raise SourceError("- (the list on standard input) is given more than once: standard input is read once")
     found: dict[str, Video] = {}
     for text in inputs:
         path = Path(text).expanduser()

@@ -46,7 +46,9 @@ OUTAGE_S = 1.0  # a wait for a frame longer than this (and two frame steps) is a
 HELD_S = 0.1  # an MPEG-TS frame out this much later than its pts step after the frame before was held over a silence
 HELD_FRAMES = 2  # frames FFmpeg holds at most: one in the MPEG-TS demuxer, one in the parser
 HOLDING_FORMATS = frozenset({"mpegts"})  # demuxers whose last frame before a silence comes out after it
-FIRST_RETRY_S, MAX_RETRY_S = 0.5, 8.0  # back-off between reopening attempts
+# back-off between reopening attempts: a stream that comes back (a camera rebooted) is found within 2 s; a try
+# costs a connection attempt (one listening wait for UDP), so trying every 2 s for reconnect_for burdens no one
+FIRST_RETRY_S, MAX_RETRY_S = 0.5, 2.0
 THREAD_PREFIX = "stream "  # the names of a stream's reader and opener threads
 LATENCY_BIN_MS, LATENCY_MAX_MS = 1, 60_000  # latency histogram: 1 ms bins up to a minute (flat memory)
 # Low-latency demuxing: no input buffering, a short probe of the stream's format.
