@@ -152,7 +152,8 @@ class EmotionAnalyzer:
 
     def analyze(self, image: np.ndarray | Image.Image | str | Path) -> FrameResult:
         """The faces of one photo: a uint8 array (OpenCV's BGR order; gray and BGRA too), a PIL image or an
-        image file's path.
+        image file's path. A file or PIL image is taken upright, as a viewer shows it (its EXIF orientation
+        applied), and the boxes are in that upright image's pixels; an array is taken as it is.
 
         Faces are numbered 1, 2, ... best detection first; nothing is tracked or smoothed, so calls
         are independent of each other and of any stream.
@@ -204,6 +205,8 @@ class EmotionAnalyzer:
         if isinstance(frame, Frame) and (isinstance(frame.timestamp, bool)
                                          or not isinstance(frame.timestamp, numbers.Real)):
             raise TypeError(f"a Frame's timestamp must be a number of seconds, not {frame.timestamp!r}")
+        if isinstance(frame, Frame) and not math.isfinite(frame.timestamp):  # a NaN would reach the results' JSON
+            raise ValueError(f"a Frame's timestamp must be a finite number of seconds, not {frame.timestamp!r}")
         with self._lock:
             self._check_open()
             if not in_stream and self._streaming:
@@ -216,10 +219,12 @@ class EmotionAnalyzer:
                 image, now = bgr_image(frame), time.monotonic()
                 self._first_capture = now if self._first_capture is None else self._first_capture
                 index, timestamp = self._tracked_frames, now - self._first_capture
-            if self._tracked_size not in (None, image.shape[:2]):  # follow the faces to the new size
-                self.tracker.rescale(image.shape[1] / self._tracked_size[1], image.shape[0] / self._tracked_size[0])
-                self.detector.reset()
-            self._tracked_size = image.shape[:2]
+            if image.size:  # (an image of no pixels has no size to follow the faces to)
+                if self._tracked_size not in (None, image.shape[:2]):  # follow the faces to the new size
+                    self.tracker.rescale(image.shape[1] / self._tracked_size[1],
+                                         image.shape[0] / self._tracked_size[0])
+                    self.detector.reset()
+                self._tracked_size = image.shape[:2]
             change = ShotChange.SAME
             if edited:  # with the changes among the frames sampling skipped before it, if any
                 change = self._fold_shot_change(self.scene_cuts.shot_change(image))
@@ -298,6 +303,8 @@ class EmotionAnalyzer:
         ``last_source_issues`` (``last_source_frames_lost``: a video file's frames lost) until the next stream.
         """
         source = _as_path(source)
+        if isinstance(source, numbers.Integral) and not isinstance(source, bool):
+            source = int(source)  # a camera index as numpy gives it
         if isinstance(source, bool) or not isinstance(source, (str, int, Path, Source)):
             raise TypeError(f"stream() takes a video file's path, a camera index or URL, or an open Source, not "
                             f"{type(source).__name__} (for single images: analyze(), or track() frame by frame)")

@@ -565,6 +565,17 @@ def test_a_changed_or_moved_video_is_analysed_again_and_its_old_results_go(local
     assert f"note: {again / 'clip.mp4'}: the same file as {moved / 'clip.mp4'}, which is no" in capsys.readouterr().out
     assert len(pd.read_parquet(results)) == 115 and len(list((results / DONE_FOLDER).glob("*.json"))) == 1
 
+    shutil.copy(media / "single_face.mp4", again / "other.mp4")  # mv other.mp4 clip.mp4, both analysed before
+    assert main([str(again), *argv]) == 0 and len(pd.read_parquet(results)) == 115 + 72
+    capsys.readouterr()
+    (again / "other.mp4").rename(again / "clip.mp4")
+    assert main([str(again), *argv]) == 0
+    assert (f"note: {again / 'clip.mp4'}: changed since its results were made: it is the same file as "
+            f"{again / 'other.mp4'}, which is no longer there: analysed again") in capsys.readouterr().out
+    rows = pd.read_parquet(results)  # other.mp4's rows were kept beside clip.mp4's new ones: the video twice
+    assert len(rows) == 72 and set(rows["source"]) == {str(again / "clip.mp4")}
+    assert len(list((results / DONE_FOLDER).glob("*.json"))) == 1 and len(list(annotated.glob("*.mp4"))) == 1
+
 
 @in_namespace
 def test_unreadable_files_are_listed_and_do_not_stop_the_others(local_ray, media, tmp_path, capsys, monkeypatch):

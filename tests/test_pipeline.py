@@ -419,6 +419,10 @@ def test_threads_sharing_an_analyzer_take_turns(tiny_model):
 def test_a_closed_analyzer_says_so_and_an_empty_whole_image_has_no_face(tiny_model):
     with EmotionAnalyzer(tiny_model, whole_image=True) as whole:
         assert whole.analyze(np.zeros((0, 0, 3), np.uint8)).faces == []
+        for empty in (Image.new("RGB", (0, 0)), Image.new("L", (10, 0))):  # OpenCV's traceback: "!_src.empty()"
+            assert whole.analyze(empty).faces == [] and whole.track(empty).faces == []
+        # after an empty frame (division by zero), a face in the frames that follow earns its id as any new face
+        assert [len(whole.track(Frame(index, index / 10, sample_photo_bgr())).faces) for index in range(5)][-1] == 1
         assert len(whole.analyze(sample_photo_bgr()).faces) == 1
     with pytest.raises(RuntimeError, match="EmotionAnalyzer is closed"):
         whole.analyze(sample_photo_bgr())
@@ -449,6 +453,8 @@ def test_numpy_numbers_path_like_objects_and_premultiplied_pil_images_are_taken(
         from_path = analyzer.analyze(path)
         assert analyzer.analyze(PhotoPath()) == analyzer.analyze(PurePosixPath(path)) == from_path
         assert len(list(analyzer.stream(PhotoPath(), max_frames=np.int64(1), sample_fps=np.float32(5)))) == 1
+        with pytest.raises(SourceError, match=r"^camera 99: cannot open it"):  # "stream() takes ..., not int64"
+            list(analyzer.stream(np.int64(99)))
         premultiplied = Image.fromarray(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)).convert("LA").convert("La")
         assert len(analyzer.analyze(premultiplied).faces) == 1  # "conversion from La to L not supported"
 
@@ -458,6 +464,9 @@ def test_track_refuses_a_frame_it_cannot_time_or_name_and_goes_on_with_the_next(
     with EmotionAnalyzer(tiny_model) as analyzer:
         with pytest.raises(TypeError, match=r"^a Frame's timestamp must be a number of seconds, not "):
             analyzer.track(Frame(0, np.datetime64("2026-01-01T00:00:01"), photo))
+        for not_finite in (float("nan"), float("inf")):  # a NaN went on to the JSON Lines results: invalid JSON
+            with pytest.raises(ValueError, match=r"^a Frame's timestamp must be a finite number of seconds, not "):
+                analyzer.track(Frame(0, not_finite, photo))
         with pytest.raises(TypeError, match="^source_name must be a str, not int$"):  # to_rows() failed later
             analyzer.track(photo, source_name=5)
         result = analyzer.track(Frame(1, 0.1, photo))  # it failed too: the bad time had been kept

@@ -191,6 +191,25 @@ def test_kill_9_leaves_a_playable_video_and_the_rows_at_the_final_paths(long_cli
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "r.csv"]
 
 
+def test_frames_the_decoder_hid_damage_in_are_skipped_as_lost(media, tmp_path):
+    """4000 bytes zeroed in test.mp4: H.264's decoder conceals the damage (no error; PyAV flags the frame corrupt)
+    and the frames after it up to the next keyframe are made from it. They were analysed as they came (their
+    lower half green blocks, a label changed) with no word of the damage."""
+    data = bytearray((media / "test.mp4").read_bytes())
+    data[len(data) // 3:len(data) // 3 + 4000] = bytes(4000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    with VideoFileSource(media / "test.mp4") as source:
+        whole = {frame.index: frame.image for frame in source}
+    with VideoFileSource(damaged) as source:
+        kept = {frame.index: frame.image for frame in source}
+    assert len(whole) == 115 and source.frames_lost == 115 - len(kept) > 0
+    assert all(np.array_equal(image, whole[index]) for index, image in kept.items())  # none made from the damage
+    [issue] = source.issues  # one stretch: from the damaged frame to the next keyframe
+    assert re.fullmatch(r"video damaged\.mp4: damaged data from [\d.]+ s to [\d.]+ s skipped \(\d+ frames lost\)",
+                        issue)
+
+
 def test_a_damaged_stretch_is_skipped_and_reported_once(media, tiny_model, tmp_path, capsys):
     data = bytearray(clip(tmp_path / "clean.mp4").read_bytes())
     middle = len(data) // 2

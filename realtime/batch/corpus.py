@@ -533,14 +533,15 @@ class BatchRun:
                 self.outcomes.append(VideoOutcome(video.name, video.source, video.path, "failed",
                                                   error="no such file (listed, but not there)"))
                 continue
-            marker, stale = self.completed(video), None
+            marker, stale = self.completed(video), None  # stale: the names whose results go, and the note why
             if marker is not None and changed_since(video.path, marker):
-                marker, stale = None, (video.name, "changed since its results were made: analysed again")
-            elif marker is None:
-                moved_from = self._moved_from(video, gone)
-                if moved_from is not None:
-                    stale = (moved_from["name"], f"the same file as {moved_from['source']}, which is no longer "
-                                                 "there: analysed again, and the results made there removed")
+                marker, stale = None, ([video.name], "changed since its results were made: analysed again")
+            if marker is None and (moved_from := self._moved_from(video, gone)) is not None:
+                # moved or renamed; over an analysed video of the new name (mv a.mp4 b.mp4): b's results go too
+                change = "changed since its results were made: it is " if stale else ""
+                stale = ([*(stale[0] if stale else []), moved_from["name"]],
+                         f"{change}the same file as {moved_from['source']}, which is no longer there: analysed "
+                         "again, and the results made there removed")
             write_video = self.videos_dir is not None and (
                 stale is not None or not (self.videos_dir / f"{video.name}.mp4").is_file())
             if marker is None or write_video:
@@ -633,7 +634,8 @@ class BatchRun:
                     analyst = idle.pop()
                     video, write_rows, write_video, stale = todo.popleft()
                     if stale is not None:  # its results first (a cut-off run leaves none of them, and redoes it)
-                        self._remove_results(stale[0])
+                        for name in stale[0]:
+                            self._remove_results(name)
                     reference = analyst.analyse.remote(video, str(self.results_dir),
                                                        str(self.videos_dir) if write_video else None, write_rows,
                                                        str(running))

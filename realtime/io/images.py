@@ -327,6 +327,8 @@ def _wide_to_gray(image: Image.Image) -> np.ndarray:
 
 def pil_to_bgr(image: Image.Image) -> np.ndarray:
     """Pillow image of any mode -> C-contiguous (H, W, 3) uint8 BGR."""
+    if not image.width or not image.height:  # an image of no pixels (OpenCV's conversions refuse it): no face in it
+        return np.zeros((image.height, image.width, 3), np.uint8)
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return cv2.cvtColor(_wide_to_gray(image), cv2.COLOR_GRAY2BGR)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:

@@ -172,6 +172,7 @@ class VideoFileSource:
         pixel_shape = stream.sample_aspect_ratio  # width over height of a pixel as shown (None: square)
         in_decode_order = _DecodeOrderTimes() if self._container.format.name == "avi" else None
         index = handed_out = 0  # the next frame's place in the video; frames handed out
+        withheld = 0  # frames decoded with their damage hidden, not handed out since the last frame that was
         for packet in self._packets():
             if packet.dts is not None and packet.pts is not None and packet.stream.type in ("video", "audio"):
                 data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
@@ -208,8 +209,6 @@ class VideoFileSource:
                     while expected[0] and expected[0][0] <= av_frame.pts:
                         lost += heapq.heappop(expected[0]) != av_frame.pts
                     last_pts = av_frame.pts
-                image = _upright(_square_pixels(av_frame.to_ndarray(format="bgr24"), pixel_shape),
-                                 _display_matrix(av_frame))
                 if frame_time is None:
                     timestamp = previous + 1.0 / fps
                 else:
@@ -217,6 +216,15 @@ class VideoFileSource:
                     timestamp = frame_time - origin
                     if timestamp <= previous or timestamp < 0:  # broken or missing pts: keep time moving forward
                         timestamp = previous + 1.0 / fps
+                # damaged data the decoder hid (concealed), and the frames out after it up to a keyframe, made from it:
+                # lost, as a failed packet and the packets after it are
+                if av_frame.is_corrupt or (withheld and not av_frame.key_frame):
+                    withheld += lost + 1
+                    damaged = damaged or av_frame.is_corrupt
+                    continue
+                lost, withheld = lost + withheld, 0
+                image = _upright(_square_pixels(av_frame.to_ndarray(format="bgr24"), pixel_shape),
+                                 _display_matrix(av_frame))
                 if size is None:
                     size, first = image.shape[:2], timestamp
                 elif image.shape[:2] != size:
@@ -230,7 +238,8 @@ class VideoFileSource:
                     if av_frame.duration and in_decode_order is None else None
                 yield Frame(index, timestamp, np.ascontiguousarray(image), last_shown)
                 index, handed_out = index + 1, handed_out + 1
-        unreadable = sum(map(len, expected)) + (in_decode_order.lost_at_end if in_decode_order is not None else 0)
+        unreadable = sum(map(len, expected)) + withheld + (
+            in_decode_order.lost_at_end if in_decode_order is not None else 0)
         noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, unreadable, data_end,
                                last_shown)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
