@@ -17,6 +17,10 @@ import webapp.analysis as webapp
 import webapp.live as live
 from realtime.errors import ModelError
 
+# a clip's analyses with other options kept in its session, so that options set back show theirs at once (each holds
+# its annotated video, up to tens of MB)
+KEPT_CLIP_ANALYSES = 3
+
 
 @st.cache_resource(max_entries=4, on_release=webapp.AnalyzerPool.close,
                    show_spinner="Loading the face detector and the emotion model...")
@@ -111,9 +115,11 @@ def show_photo_analysis(index: int, photo: webapp.PhotoAnalysis, data: bytes) ->
         details.altair_chart(probability_chart(photo.probabilities(face)), width="stretch")
 
 
-def no_face_hint(name: str, kind: str) -> str:
-    """Why no face was found in a photo or a clip, and what to try."""
-    return (f"No face found in {name}. Faces that are small, turned away or partly hidden can be "
+def no_face_hint(name: str, kind: str, first_seconds: float | None = None) -> str:
+    """Why no face was found in a photo or a clip (of which only the ``first_seconds`` were analysed, if given),
+    and what to try."""
+    where = name if first_seconds is None else f"the first {first_seconds:.1f} s of {name}, the part analysed"
+    return (f"No face found in {where}. Faces that are small, turned away or partly hidden can be "
             f"missed: try another {kind}, or lower the detection confidence in the sidebar.")
 
 
@@ -189,18 +195,23 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
         if job is not None:
             job.cancel()
             del st.session_state["clip_job"]
+        st.session_state.pop("clip_analysed", None)
         st.info("Upload a video to follow each face's emotion over time.")
         return
     name = upload.name if upload is not None else "demo clip"
     # The clip is analysed in a thread of its own: reruns (another tab, a photo, a widget) neither restart
     # the analysis nor wait for it; only another clip or other options start a new one.
     key = (upload.file_id if upload is not None else "demo", str(pool.model_path), options, sample_fps)
+    # the clip's analyses finished with other options, by key, latest last: options set back show theirs at once
+    analysed: dict[tuple, webapp.BackgroundClip] = st.session_state.setdefault("clip_analysed", {})
     # A job cancelled but still here stopped while this session was disconnected: it starts again.
     if job is None or job.key != key or job.cancelled:
-        if job is not None:
+        if job is not None and not job.finished:
             job.cancel()
         connected = session_connected()
-        if upload is not None:
+        if key in analysed:
+            job = analysed[key]
+        elif upload is not None:
             data = upload.getvalue()
             job = webapp.BackgroundClip(
                 key, name,
@@ -219,7 +230,18 @@ def clip_tab(pool: webapp.AnalyzerPool, options: webapp.AnalysisOptions) -> None
     if error is not None:
         st.error(webapp.plain_markdown(error))
         return
+    remember_analysed_clip(analysed, job)
     show_clip(clip)
+
+
+def remember_analysed_clip(analysed: dict[tuple, webapp.BackgroundClip], job: webapp.BackgroundClip) -> None:
+    """Keep ``job`` (finished) among ``analysed``: the last KEPT_CLIP_ANALYSES of its clip (its key's first
+    part), those of another clip let go."""
+    for key in [key for key in analysed if key[0] != job.key[0] or key == job.key]:
+        del analysed[key]
+    analysed[job.key] = job
+    while len(analysed) > KEPT_CLIP_ANALYSES:
+        del analysed[next(iter(analysed))]
 
 
 @st.fragment(run_every=0.5)
@@ -262,7 +284,7 @@ def show_clip(clip: webapp.ClipAnalysis) -> None:
     st.markdown(f"**{clip.frames} frame{'s' * (clip.frames != 1)}**{sampled}{length}, {faces_in}, "
                 f"{len(summary.tracked)} face{'s' * (len(summary.tracked) != 1)} tracked.")
     if not clip.faces_found:
-        st.warning(webapp.plain_markdown(no_face_hint(clip.name, "clip")))
+        st.warning(webapp.plain_markdown(no_face_hint(clip.name, "clip", clip.seconds if clip.truncated else None)))
     else:
         st.altair_chart(timeline_chart(clip), width="stretch")
         st.dataframe(clip.faces_table(), hide_index=True)
@@ -333,8 +355,10 @@ def live_panel(session: live.LiveSession, classes: list[str]) -> None:
 def show_live(snapshot: live.LiveSnapshot, classes: list[str]) -> None:
     """The live chart, each face's dominant emotion, the latency and, after the stream, the CSV."""
     if not snapshot.frames:
-        st.info(snapshot.status)
+        (st.info if snapshot.error is None else st.error)(webapp.plain_markdown(snapshot.status))
         return
+    if snapshot.error is not None:  # after some frames: what they gave is shown below
+        st.error(webapp.plain_markdown(f"The analysis stopped: {snapshot.error}"))
     latency = (f"; from arrival to annotated frame: p50 {snapshot.latency_ms[0]:.0f} ms, "
                f"p95 {snapshot.latency_ms[1]:.0f} ms" if snapshot.latency_ms else "")
     st.markdown(f"**{snapshot.frames} frame{'s' * (snapshot.frames != 1)}** analysed{latency}.")

@@ -149,6 +149,20 @@ def test_a_gif_that_holds_its_last_frame_is_whole_and_its_video_holds_it_too(tin
         assert [float(frame.time) for frame in container.decode(video=0)] == pytest.approx([0, 0.1, 0.2], abs=0.001)
 
 
+def test_a_gif_of_10_ms_frames_plays_at_the_speed_browsers_show_it(tiny_model, tmp_path, capsys):
+    """Delays of 10 ms or less are shown for 100 ms by browsers (as FFmpeg does for 0): the video of such a GIF
+    lasted a tenth of the GIF as seen, and the page said "0.12 s"."""
+    frames = [Image.new("RGB", (64, 48), (20 * index, 90, 160)) for index in range(12)]
+    frames[0].save(tmp_path / "fast.gif", save_all=True, append_images=frames[1:], duration=[10] * 11 + [40], loop=0)
+    out = tmp_path / "fast.mp4"
+    assert main([str(tmp_path / "fast.gif"), "-o", str(out), "--model", str(tiny_model)]) == 0
+    assert "incomplete" not in capsys.readouterr().out
+    with av.open(str(out)) as container:
+        assert container.duration / av.time_base == pytest.approx(1.14, abs=0.01)  # 11 x 0.1 s, and 40 ms
+        assert [float(frame.time) for frame in container.decode(video=0)] == pytest.approx(
+            [index / 10 for index in range(12)], abs=0.001)
+
+
 def astronaut_jpeg(**options) -> bytes:
     """scikit-image's astronaut photo (one face, in its upper half) as JPEG bytes, saved with ``options``."""
     import io

@@ -236,6 +236,16 @@ def test_a_photo_cut_short_is_analysed_as_far_as_it_decodes_with_a_warning(pool,
     assert webapp.analyze_photo(whole, "whole.jpg", pool).issues == []
 
 
+def test_an_animated_webp_or_a_multi_page_tiff_says_only_its_first_frame_is_analysed(pool, private_tmp):
+    """As the command line says it: the page showed the first frame's faces without a word."""
+    frames = [Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB)).rotate(angle) for angle in (0, 5, 10)]
+    for name, kind in (("moving.webp", "WEBP"), ("pages.tiff", "TIFF")):
+        buffer = io.BytesIO()
+        frames[0].save(buffer, kind, save_all=True, append_images=frames[1:])
+        photo = webapp.analyze_photo(buffer.getvalue(), name, pool)
+        assert photo.issues == [f"{name} holds 3 frames; only the first is analysed"] and len(photo.faces) == 1
+
+
 def test_a_video_uploaded_as_a_photo_is_sent_to_the_video_tab(pool, private_tmp, tmp_path):
     with pytest.raises(webapp.UploadError, match=r"^clip\.jpg: a video, not a photo: upload it in the Video clip tab$"):
         webapp.analyze_photo(clip_bytes(tmp_path, 3), "clip.jpg", pool)  # it said: use --video
@@ -658,6 +668,22 @@ def test_page_reruns_neither_restart_nor_wait_for_a_clip_and_other_options_do(ap
     assert "clip_job" not in app.session_state
 
 
+def test_page_options_set_back_show_the_clip_analysed_with_them_at_once(app):
+    """Smoothing 0.6 -> 0.3 -> 0.6 analysed the clip a third time (minutes for a long clip)."""
+    [demo] = [toggle for toggle in app.toggle if toggle.label == "Try the demo clip"]
+    demo.set_value(True).run()
+    clip_analysed(app)
+    first = app.session_state["clip_job"]
+    app.sidebar.slider[1].set_value(0.3).run()
+    clip_analysed(app)
+    assert app.session_state["clip_job"] is not first and len(app.get("video")) == 1
+    app.sidebar.slider[1].set_value(0.6).run()  # back: its result shown again, no progress bar
+    assert app.session_state["clip_job"] is first and len(app.get("video")) == 1 and len(app.get("progress")) == 0
+    assert not app.exception and not app.error
+    demo.set_value(False).run()  # no clip any more: none kept
+    assert "clip_job" not in app.session_state and "clip_analysed" not in app.session_state
+
+
 def test_a_background_clip_reports_progress_and_stops_when_cancelled(pool, private_tmp):
     job = webapp.BackgroundClip("demo", "demo clip",
                                 lambda progress, waiting: webapp.analyze_demo_clip(pool, progress, waiting))
@@ -938,6 +964,16 @@ def test_page_clip_without_faces_explains_and_offers_no_empty_csv(app, tmp_path)
     [warning] = [plain_text(warning.value) for warning in app.warning]
     assert warning.startswith("No face found in grey.mp4. ") and "lower the detection confidence" in warning
     assert [button.label for button in app.get("download_button")] == ["Download the annotated video"]
+
+
+def test_page_no_face_in_the_part_of_a_long_clip_analysed_says_so(app, tmp_path, monkeypatch):
+    """The hint said "No face found in X ... try another clip" of a clip whose faces come after the part taken."""
+    monkeypatch.setattr(webapp, "MAX_CLIP_SECONDS", 0.1)  # 3 frames of 25 a second: 0.12 s
+    app.file_uploader(key="clip").set_value(("long.mp4", clip_bytes(tmp_path, 8), "video/mp4")).run()
+    clip_analysed(app)
+    warnings = [plain_text(warning.value) for warning in app.warning]
+    assert len(warnings) == 2 and "is longer than the web app takes" in warnings[0]
+    assert warnings[1].startswith("No face found in the first 0.1 s of long.mp4, the part analysed. ")
 
 
 def test_page_refuses_a_photo_uploaded_as_a_clip(app):

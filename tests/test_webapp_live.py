@@ -134,6 +134,19 @@ def test_a_session_stopped_before_any_frame_says_so(tiny_model):
 
 
 
+def test_a_session_whose_analysis_fails_says_why_and_passes_the_frames_on(tmp_path, private_tmp):
+    """The model gone since the page loaded: every frame raised in recv, and the page said after 10 s that no frame
+    reached the server, blaming the browser's connection."""
+    session = live.LiveSession(tmp_path / "gone.onnx", AnalysisOptions("short", 0.5, 0.6))
+    frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="bgr24")
+    assert session.recv(frame) is frame and session.recv(frame) is frame
+    snapshot = session.snapshot()
+    assert snapshot.finished and snapshot.frames == 0 and snapshot.csv is None
+    assert snapshot.status.startswith("The analysis stopped: ") and "gone.onnx" in snapshot.status
+    session.on_ended()
+    assert list(private_tmp.iterdir()) == []
+
+
 def test_a_session_that_gets_no_frame_says_why_that_may_be(tiny_model, monkeypatch):
     """START pressed but no frame comes (the browser cannot reach the server's WebRTC): after NO_FRAME_HINT_S the
     page says what to check, where it waited without end."""

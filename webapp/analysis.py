@@ -439,8 +439,11 @@ def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
         result = analyzer.analyze(photo.image)
     result.source = name
     annotated = EmotionAnnotator().annotate_photo(photo.image, result)
+    issues = list(photo.issues)
+    if photo.frames_in_file > 1:  # an animated WebP or a multi-page TIFF (an animated GIF goes to the clip tab)
+        issues.append(f"{name} holds {photo.frames_in_file} frames; only the first is analysed")
     return PhotoAnalysis(name, display_rgb(annotated), result, pool.classes, results_csv([result], pool.classes),
-                         photo.image.shape[:2], list(photo.issues))
+                         photo.image.shape[:2], issues)
 
 
 def photo_output_suffix(name: str, size: tuple[int, int] | None = None) -> str:

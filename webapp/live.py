@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import av
 import pandas as pd
 
 from realtime.annotator import EmotionAnnotator
+from realtime.errors import EmotionTracerError, one_line
 from realtime.io.results_file import ResultsWriter
 from realtime.io.stream import LatencyMeter
 from realtime.pipeline import EmotionAnalyzer
@@ -71,12 +73,15 @@ class LiveSnapshot:
     csv: bytes | None  # the session's results, once the stream has stopped
     finished: bool
     waited_seconds: float = 0.0  # since START, while no frame has come
+    error: str | None = None  # why the analysis stopped before the stream did (the frames before it are kept)
 
     @property
     def status(self) -> str | None:
         """What the page says while no frame has been analysed (None once one has)."""
         if self.frames:
             return None
+        if self.error is not None:
+            return f"The analysis stopped: {self.error}"
         if self.finished:
             return "The camera stopped before any frame was analysed: press START to try again."
         if self.waited_seconds >= NO_FRAME_HINT_S:
@@ -118,6 +123,7 @@ class LiveSession:
         self._frames = 0
         self._csv: bytes | None = None
         self._finished = False
+        self._error: str | None = None
         self._created = time.monotonic()  # START was pressed
 
     def _start(self, origin: float) -> None:
@@ -136,11 +142,17 @@ class LiveSession:
         with self._lock:
             if self._finished:
                 return frame
-            if self._analyzer is None:
-                self._start(received)
-            result = self._analyzer.track(Frame(self._frames, received - self._origin, image), SOURCE_NAME)
-            annotated = self._annotator.annotate(image, result)
-            self._results.write(result)
+            try:
+                if self._analyzer is None:
+                    self._start(received)
+                result = self._analyzer.track(Frame(self._frames, received - self._origin, image), SOURCE_NAME)
+                annotated = self._annotator.annotate(image, result)
+                self._results.write(result)
+            except Exception as error:  # (the model gone, a full disk): said on the page, the results so far kept
+                self._error = one_line(error) if isinstance(error, EmotionTracerError) else \
+                    f"{type(error).__name__}: {one_line(error)}"
+                self._finish()
+                return frame
             self._summary.add(result, SOURCE_NAME, time.monotonic() - received)
             self._recent.extend(face_rows(result))
             self._frames += 1
@@ -158,15 +170,21 @@ class LiveSession:
 
         Called by streamlit-webrtc and by the page; the second call does nothing."""
         with self._lock:
-            if self._finished:
-                return
-            self._finished = True
-            if self._results is not None:
+            if not self._finished:
+                self._finish()
+
+    def _finish(self) -> None:
+        """Finish the CSV (kept in memory, as far as it could be written), delete the folder, free the analyzer."""
+        self._finished = True
+        if self._results is not None:
+            with suppress(OSError, EmotionTracerError):  # a full disk: the rows written before it
                 self._results.close()
+            with suppress(OSError):
                 self._csv = self._results.path.read_bytes()
-                shutil.rmtree(self._folder, ignore_errors=True)
-            if self._analyzer is not None:
-                self._analyzer.close()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+        if self._analyzer is not None:
+            self._analyzer.close()
 
     def snapshot(self) -> LiveSnapshot:
         """The session's state now (thread-safe)."""
@@ -178,7 +196,7 @@ class LiveSession:
                 faces.append({"face": face.face_id, "frames seen": face.frames, "dominant emotion": label,
                               "share of its frames": f"{share:.0%}"})
             latency = (self._latency.percentile(50), self._latency.percentile(95)) if self._frames else None
-            frames, csv, finished = self._frames, self._csv, self._finished
+            frames, csv, finished, error = self._frames, self._csv, self._finished, self._error
             waited = 0.0 if frames else time.monotonic() - self._created
         if rows:
             newest = rows[-1]["time"]
@@ -187,4 +205,4 @@ class LiveSession:
             frames=frames,
             faces=pd.DataFrame(faces, columns=["face", "frames seen", "dominant emotion", "share of its frames"]),
             timeline=_strips(rows),
-            latency_ms=latency, csv=csv, finished=finished, waited_seconds=waited)
+            latency_ms=latency, csv=csv, finished=finished, waited_seconds=waited, error=error)

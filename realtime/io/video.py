@@ -51,6 +51,9 @@ VIDEO_OUTPUT_SUFFIXES = (".mp4",)
 FULL_DISK_BYTES = 1 << 20
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3"})  # copied as they are; other audio is re-encoded to AAC
 AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates)  # what the AAC encoder takes; other rates become 48 kHz
+# A GIF frame's delay of 10 ms or less (0 or 1 hundredth) is shown for 100 ms by browsers (and by FFmpeg for 0):
+# GIF makers rely on it, and the clip as made plays ten times as fast
+GIF_FASTEST_DELAY_S, GIF_FAST_DELAY_SHOWN_S = 0.01, 0.1
 TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source's frame times
 # while writing: a fragment at each keyframe and at least every second of video, written out at once
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
@@ -131,6 +134,8 @@ class VideoFileSource:
             stream.thread_type = "SLICE"
             self.audio_path = self.path if self._container.streams.audio else None
             fps = usable_fps(stream.average_rate or stream.guessed_rate or stream.base_rate)
+            if self._container.format.name == "gif" and fps >= 1 / GIF_FASTEST_DELAY_S:  # its frames are shown 0.1 s
+                fps = 1 / GIF_FAST_DELAY_SHOWN_S
             self._frames = self._decode(stream, fps)
             self._first = next(self._frames, None)
             if self._first is None:
@@ -173,6 +178,8 @@ class VideoFileSource:
         in_decode_order = _DecodeOrderTimes() if self._container.format.name == "avi" else None
         index = handed_out = 0  # the next frame's place in the video; frames handed out
         withheld = 0  # frames decoded with their damage hidden, not handed out since the last frame that was
+        gif = self._container.format.name == "gif"
+        gif_delay_added = 0.0  # seconds a GIF's frames of 10 ms or less are shown longer, as browsers do, up to now
         for packet in self._packets():
             if packet.dts is not None and packet.pts is not None and packet.stream.type in ("video", "audio"):
                 data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
@@ -204,6 +211,9 @@ class VideoFileSource:
                     shown, lost = in_decode_order.came_out(av_frame.dts)
                     frame_time = None if shown is None else float(shown * stream.time_base)
                 elif av_frame.pts is not None:
+                    frame_time = av_frame.time + gif_delay_added
+                    if gif and av_frame.duration and av_frame.duration * stream.time_base <= GIF_FASTEST_DELAY_S:
+                        gif_delay_added += GIF_FAST_DELAY_SHOWN_S - float(av_frame.duration * stream.time_base)
                     if len(expected) > 1 and (not expected[0] or (last_pts is not None and av_frame.pts < last_pts)):
                         lost += len(expected.popleft())  # the next segment's first frame: the rest never came
                     while expected[0] and expected[0][0] <= av_frame.pts:
@@ -236,6 +246,8 @@ class VideoFileSource:
                 # how long it is shown, where the file says (an AVI's durations are in decode order)
                 last_shown = float(av_frame.duration * stream.time_base) \
                     if av_frame.duration and in_decode_order is None else None
+                if gif and last_shown is not None and last_shown <= GIF_FASTEST_DELAY_S:
+                    last_shown = GIF_FAST_DELAY_SHOWN_S
                 yield Frame(index, timestamp, np.ascontiguousarray(image), last_shown)
                 index, handed_out = index + 1, handed_out + 1
         unreadable = sum(map(len, expected)) + withheld + (
