@@ -47,10 +47,11 @@ class FaceSet:
         return np.bincount(self.labels, minlength=len(EMOTIONS))
 
 
-def load_fer2013(path: str | Path) -> dict[str, FaceSet]:
+def load_fer2013(path: str | Path, folders: tuple[str, ...] = ("train", "test")) -> dict[str, FaceSet]:
     """Load FER2013 splits from a Kaggle-style folder, a fer2013.csv file or a packed .npz (`save_npz`).
 
-    Returns a dict with "train" and "test" (PublicTest) and, for the CSV, "private_test".
+    Returns a dict with "train" and "test" (PublicTest) and, for the CSV, "private_test"; of a folder, only the
+    ``folders`` named (training reads train/ alone, and needs no test/).
     """
     path = Path(path)
     if not path.exists():
@@ -59,7 +60,7 @@ def load_fer2013(path: str | Path) -> dict[str, FaceSet]:
         csv_in_folder = path / "fer2013.csv"
         if csv_in_folder.is_file() and not (path / "train").is_dir():
             return load_csv(csv_in_folder)
-        return load_folder(path)
+        return load_folder(path, folders)
     if path.suffix.lower() == ".csv":
         return load_csv(path)
     if path.name.lower().endswith((".npz", ".npz.xz")):
@@ -67,11 +68,11 @@ def load_fer2013(path: str | Path) -> dict[str, FaceSet]:
     raise DatasetError(f"{path}: expected a folder with train/ and test/, a fer2013.csv or a packed .npz / .npz.xz file")
 
 
-def load_folder(root: Path) -> dict[str, FaceSet]:
-    """Load train/<class>/*.jpg and test/<class>/*.jpg; hidden files and folders (.ipynb_checkpoints, macOS's ._*
-    copies of resource forks) are passed over, as are files that are not images."""
+def load_folder(root: Path, folders: tuple[str, ...] = ("train", "test")) -> dict[str, FaceSet]:
+    """Load train/<class>/*.jpg and test/<class>/*.jpg (the ``folders`` named); hidden files and folders
+    (.ipynb_checkpoints, macOS's ._* copies of resource forks) are passed over, as are files that are not images."""
     splits = {}
-    for split in ("train", "test"):
+    for split in folders:
         split_dir = root / split
         if not split_dir.is_dir():
             raise DatasetError(f"{root}: no {split}/ folder (expected {split}/<class>/*.jpg)")

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        faces = dict(zip(SPLITS, stratified_split(load_fer2013(args.data)["train"], args.val_fraction, args.split_seed)))
+        train = load_fer2013(args.data, folders=("train",))["train"]
+        faces = dict(zip(SPLITS, stratified_split(train, args.val_fraction, args.split_seed)))
         each = {split: [member_probabilities(member, split, faces[split]) for member in args.members]
                 for split in SPLITS}
     except (DatasetError, ValueError, ModelError) as error:

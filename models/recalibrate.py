@@ -59,7 +59,7 @@ def model_job_inputs(model_path: Path, output: Path | None, faces: int, data: st
     if faces < 1:
         raise ValueError(f"--faces must be at least 1 (got {faces})")
     try:
-        return load_fer2013(data)
+        return load_fer2013(data, folders=("train",))
     except DatasetError as error:
         raise ValueError(str(error)) from None
 

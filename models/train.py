@@ -644,7 +644,7 @@ def train(argv: list[str] | None = None) -> int:
                 checked_keras_model("--teacher", teacher)
             elif not Path(teacher).is_file():
                 raise DatasetError(f"--teacher {teacher}: no such file")
-        splits = load_fer2013(args.data)
+        splits = load_fer2013(args.data, folders=("train",))  # test/ is never looked at
         if missing := [emotion for emotion, count in zip(EMOTIONS, np.bincount(splits["train"].labels,
                                                                             minlength=len(EMOTIONS))) if not count]:
             raise DatasetError(f"{args.data}: no training faces of {', '.join(missing)} (a class folder under train/ "

@@ -45,6 +45,7 @@ def test_training_with_four_block_widths_builds_and_saves_that_net(tmp_path, cap
     import keras
 
     data = make_fer_folder(tmp_path / "fer", per_class=6)
+    shutil.rmtree(data / "test")  # training reads train/ alone: a folder without test/ was refused ("no test/ folder")
     run_dir = tmp_path / "run"
     arguments = ["--data", str(data), "--output-dir", str(run_dir), "--batch-size", "16", "--epochs", "1",
                  "--val-fraction", "0.34", "--precision", "float32", "--warmup-epochs", "0"]
