@@ -9,9 +9,10 @@ from collections.abc import Iterable
 
 from realtime.types import FrameResult
 
-RESULT_COLUMNS = (
-    "source", "frame", "time", "face_id", "x1", "y1", "x2", "y2", "detection_score", "label", "confidence",
-)
+# each result column's type (a class's probability column is a "float"), as DataFrames and Parquet files hold it
+RESULT_COLUMN_TYPES = {"source": "str", "frame": "int", "time": "float", "face_id": "int", "x1": "int", "y1": "int",
+                       "x2": "int", "y2": "int", "detection_score": "float", "label": "str", "confidence": "float"}
+RESULT_COLUMNS = tuple(RESULT_COLUMN_TYPES)
 PROBABILITY_DECIMALS = 4
 
 
@@ -50,10 +51,14 @@ def results_rows(results: Iterable[FrameResult]) -> list[dict]:
 
 
 def rows_dataframe(rows: list[dict], classes: Iterable[str] = ()):
-    """A pandas DataFrame of rows (columns RESULT_COLUMNS + classes even when there are no rows)."""
+    """A pandas DataFrame of rows (columns RESULT_COLUMNS + classes even when there are no rows), each column of
+    its type whatever the rows (int64, float64 with NaN for no detection score, object for text), as a batch's
+    Parquet files read back: frames without faces concatenated with others keep the numbers' types."""
     try:
         import pandas as pd
     except ImportError:
         raise ImportError("to_dataframe() needs pandas: pip install pandas") from None
     columns = list(rows[0]) if rows else [*RESULT_COLUMNS, *classes]
-    return pd.DataFrame(rows, columns=columns)
+    pandas_types = {"int": "int64", "float": "float64", "str": "object"}
+    return pd.DataFrame(rows, columns=columns).astype(
+        {column: pandas_types[RESULT_COLUMN_TYPES.get(column, "float")] for column in columns})

@@ -327,6 +327,15 @@ def test_results_compare_by_value_and_know_their_classes_without_faces(analyzer)
     empty = analyzer.analyze(np.zeros((300, 300, 3), np.uint8))
     assert empty.faces == [] and empty.classes == tuple(analyzer.classes)
     assert list(empty.to_dataframe().columns) == [*RESULT_COLUMNS, *analyzer.classes]
+    # frames without faces among others keep the numbers' types (every column was "object": describe() gave text
+    # statistics), as a batch's Parquet files read back; no detection score (a photo taken whole) is NaN, not None
+    pd = pytest.importorskip("pandas")
+    table = pd.concat([empty.to_dataframe(), first.to_dataframe()])
+    assert table.dtypes.to_dict() == {**dict.fromkeys(RESULT_COLUMNS, np.dtype("float64")), "source": object,
+                                      "label": object, **dict.fromkeys(analyzer.classes, np.dtype("float64")),
+                                      **dict.fromkeys(("frame", "face_id", "x1", "y1", "x2", "y2"), np.dtype("int64"))}
+    with EmotionAnalyzer(analyzer.classifier.model_path, whole_image=True) as whole:
+        assert whole.analyze(photo).to_dataframe()["detection_score"].isna().all()
 
 
 def test_track_takes_plain_images_and_paths_numbered_and_timed_from_the_first(analyzer, tmp_path):

@@ -45,7 +45,7 @@ from realtime.interrupts import run_ended, stop_signals
 from realtime.io.files import partial_path, write_atomically
 from realtime.io.video import VIDEO_SUFFIXES, H264VideoWriter, VideoFileSource
 from realtime.pipeline import EmotionAnalyzer, process_source
-from realtime.rows import RESULT_COLUMNS, face_rows
+from realtime.rows import RESULT_COLUMN_TYPES, face_rows, utf8_safe
 from realtime.sources import media_kind
 from realtime.summary import RunSummary
 from realtime.types import AnalyzedFrame, FrameResult
@@ -258,10 +258,8 @@ def _videos_at(path: Path) -> list[Path]:
 
 def result_schema(classes: list[str]) -> pa.Schema:
     """The Parquet columns: those of the CSV results, then one probability column per class."""
-    types = {"source": pa.string(), "frame": pa.int64(), "time": pa.float64(), "face_id": pa.int64(),
-             "x1": pa.int64(), "y1": pa.int64(), "x2": pa.int64(), "y2": pa.int64(),
-             "detection_score": pa.float64(), "label": pa.string(), "confidence": pa.float64()}
-    return pa.schema([(column, types[column]) for column in RESULT_COLUMNS]
+    types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
+    return pa.schema([(column, types[kind]) for column, kind in RESULT_COLUMN_TYPES.items()]
                      + [(name, pa.float64()) for name in classes])
 
 
@@ -668,9 +666,11 @@ class BatchRun:
                 for video in self.videos if video.path not in known]
 
     def manifest(self) -> dict:
-        """Every video of this run with its outcome."""
-        return {"results": str(self.results_dir), "settings": self.settings,
-                "videos": [asdict(outcome) for outcome in [*self.outcomes, *self.unfinished()]]}
+        """Every video of this run with its outcome; bytes of a name that are no UTF-8 written as the rows' ``source``
+        writes them (``utf8_safe``), so that the two match and any JSON reader takes the file."""
+        videos = [{key: utf8_safe(value) if isinstance(value, str) else value for key, value in asdict(outcome).items()}
+                  for outcome in [*self.outcomes, *self.unfinished()]]
+        return {"results": utf8_safe(str(self.results_dir)), "settings": self.settings, "videos": videos}
 
     def write_manifest(self) -> None:
         _write_json_atomically(self.results_dir / MANIFEST_NAME, self.manifest())
