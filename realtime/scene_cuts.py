@@ -6,7 +6,8 @@ here on 64x36 thumbnails (hue on its circle). On the shared clips, frames of one
 clip and the first of another by 50 or more (`python -m benchmarks.faces cuts`). A frame or two that differ
 from the shot around them (a camera's flash, a flash frame in an edit) are not a new shot: the frame after
 them goes back to the shot before. A frame whose fine detail still follows the frame before (the same
-picture lit otherwise: a camera's flash, a light switched on) is no cut at all.
+picture lit otherwise: a camera's flash, a light switched on) is no cut at all, nor is a frame that is the one
+before moved (a handheld camera's jolt).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ FLASH_FRAMES = 2
 RELIT_CORRELATION = 0.5
 DETAIL_BLUR = 1.5  # pixels of the thumbnail: the blur whose difference is a picture's fine detail
 DARK_BAR = 24  # brightness (0-255) up to which rows and columns dark in both frames are bars, not picture
+# A frame that is the one before moved (a handheld camera's jolt, a fast pan) lines up with it once shifted back:
+# shifts up to this share of the thumbnail's width and height are looked for (phase correlation of brightness)
+MOVED_MAX_SHIFT = 0.25
 
 
 def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,6 +57,20 @@ def detail_correlation(a: np.ndarray, b: np.ndarray) -> float:
     x, y = x - x.mean(), y - y.mean()
     spread = np.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / spread) if spread > 0 else 0.0
+
+
+def moved_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """``frame_difference`` of two HSV thumbnails where they overlap once ``b`` is shifted back onto ``a`` by the shift
+    that lines up their brightness best: what is left of the difference when the camera moved between them
+    (infinite for a shift over MOVED_MAX_SHIFT)."""
+    (dx, dy), _ = cv2.phaseCorrelate(a[..., 2].astype(np.float32), b[..., 2].astype(np.float32))
+    shift_x, shift_y = round(dx), round(dy)  # b(x + shift_x, y + shift_y) is a(x, y)
+    height, width = a.shape[:2]
+    if abs(shift_x) > MOVED_MAX_SHIFT * width or abs(shift_y) > MOVED_MAX_SHIFT * height:
+        return float("inf")
+    a_part = a[max(0, -shift_y):height - max(0, shift_y), max(0, -shift_x):width - max(0, shift_x)]
+    b_part = b[max(0, shift_y):height - max(0, -shift_y), max(0, shift_x):width - max(0, -shift_x)]
+    return frame_difference(a_part, b_part)
 
 
 def hsv_thumbnail(image: np.ndarray) -> np.ndarray:
@@ -99,7 +117,8 @@ class SceneCutDetector:
             # was lit too little to differ from this one as a cut does): that was a flash
             self._before_cut, change = [], ShotChange.BACK
         elif (previous is not None and frame_difference(previous, thumbnail) > self.threshold
-              and detail_correlation(previous, thumbnail) < RELIT_CORRELATION):  # not the same picture relit
+              and detail_correlation(previous, thumbnail) < RELIT_CORRELATION  # not the same picture relit
+              and moved_difference(previous, thumbnail) > self.threshold):  # nor moved
             if not self._before_cut:  # not a second change within a flash: a new shot, which may be a flash
                 self._before_cut, self._frames_since_cut = list(self._recent), 0
             change = ShotChange.NEW

@@ -216,6 +216,25 @@ def test_a_light_switched_on_for_good_is_no_new_shot(media):
     assert {detector.shot_change(image) for image in frames} == {ShotChange.SAME}
 
 
+def test_a_shaking_camera_is_no_new_shot_and_its_face_keeps_its_id(media, tiny_model, tmp_path):
+    """single_face.mp4 with each frame moved up to 45 px (a handheld camera's jolts): shifts of 30 px or more were
+    taken for cuts, and the one face came out as 7 (24 at 45 px), most of them a frame long. A cut is still one."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for image in clip(media, "single_face.mp4")[:45]:
+        shift = np.float32([[1, 0, rng.integers(-45, 46)], [0, 1, rng.integers(0, 31)]])
+        frames.append(cv2.warpAffine(image, shift, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT))
+    detector = SceneCutDetector()
+    assert {detector.shot_change(image) for image in frames} == {ShotChange.SAME}
+    height, width = frames[0].shape[:2]
+    other_shot = [cv2.resize(image, (width, height)) for image in clip(media, "test.mp4")[:15]]
+    path = tmp_path / "shaken.mp4"
+    write_clip(path, frames + other_shot)
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        ids = [{face.face_id for face in result.faces} for result in analyzer.stream(path)]
+    assert set().union(*ids[:45]) == {1} and ids[45] == {2} and set().union(*ids[45:]) == {2}
+
+
 def test_a_flash_of_two_unlike_frames_or_half_caught_by_a_rolling_shutter_is_not_a_new_shot(media):
     """White then black; or a flash lighting the top half of one frame (too little for a cut) and the bottom
     half of the next: the frame after either goes back to the shot before."""
