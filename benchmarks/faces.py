@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -42,6 +43,7 @@ from realtime.demo import demo_source
 from realtime.detector import DETECTOR_CHOICES, FaceDetector
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
+from realtime.pipeline import EmotionAnalyzer
 from realtime.scene_cuts import (
     CUT_THRESHOLD,
     RELIT_CORRELATION,
@@ -50,6 +52,7 @@ from realtime.scene_cuts import (
     detail_correlation,
     frame_difference,
     hsv_thumbnail,
+    moved_difference,
 )
 from realtime.tracker import FaceTracker
 from realtime.types import FaceDetection
@@ -427,6 +430,49 @@ def table_occlusion() -> None:
     print_table(["tracker", "ids before", "ids after"], rows)
 
 
+def pan_frames(photo: np.ndarray, frames: int, width: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A slow pan and zoom (to 1.15) across ``photo``, ``width`` px wide, with camera noise."""
+    height, photo_width = photo.shape[0], photo.shape[1]
+    pan = []
+    for index in range(frames):
+        zoom = 1.0 + 0.15 * index / frames
+        crop_width, crop_height = photo_width / zoom, height / zoom
+        left, top, scale = (photo_width - crop_width) * index / frames, (height - crop_height) / 2, width / crop_width
+        image = cv2.warpAffine(photo, np.float32([[scale, 0, -left * scale], [0, scale, -top * scale]]),
+                               (width, round(height * width / photo_width)))
+        pan.append(np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8))
+    return pan
+
+
+def table_boxes() -> None:
+    """Box sizes of the faces of a group video: the pan over multi_face.jpg, encoded as H.264 and streamed as a
+    video file is (detector auto, tracking), at three widths."""
+    print("## Box sizes in a group video: a 90-frame pan and zoom over multi_face.jpg (5 faces), H.264; jumps of a "
+          "face's box side by more than 25% from one frame to the next\n")
+    rng, rows = np.random.default_rng(0), []
+    photo = read_image(MEDIA / "multi_face.jpg")
+    with tempfile.TemporaryDirectory() as scratch, EmotionAnalyzer() as analyzer:
+        for width in (640, 1000, 1920):
+            path = Path(scratch) / f"pan{width}.mp4"
+            frames = pan_frames(photo, 90, width, rng)
+            with av.open(str(path), "w") as container:  # as a camera's encoder would (B-frames, long GOP)
+                stream = container.add_stream("libx264", rate=30)
+                stream.width, stream.height, stream.pix_fmt = width, frames[0].shape[0] // 2 * 2, "yuv420p"
+                for image in frames:
+                    picture = av.VideoFrame.from_ndarray(image[:stream.height], format="bgr24")
+                    container.mux(stream.encode(picture))
+                container.mux(stream.encode(None))
+            sides: dict[int, list[tuple[int, int]]] = {}
+            for result in analyzer.stream(path):
+                for face in result.faces:
+                    sides.setdefault(face.face_id, []).append((result.index, face.box.x2 - face.box.x1))
+            jumps = sum(later == earlier + 1 and max(a, b) > 1.25 * min(a, b)
+                        for track in sides.values() for (earlier, a), (later, b) in zip(track, track[1:]))
+            rows.append([f"{width}x{frames[0].shape[0]}", len(sides), sum(map(len, sides.values())), jumps])
+    print_table(["frame size", "face ids", "face rows", "box jumps over 25%"], rows)
+    print()
+
+
 def face_patch(detector: FaceDetector, name: str) -> np.ndarray:
     """The face of a shared photo with a margin around it, as a CROSSING_SIDE square."""
     image = read_image(MEDIA / name)
@@ -550,7 +596,28 @@ def table_cuts() -> None:
                 [[name, f"{sum(cut for _, kind, cut in flashes if kind == name)} of {len(CLIPS) + 2} clips"]
                  for name in FLASHES])
     print()
+    table_shaken()
     table_relit()
+
+
+def table_shaken() -> None:
+    """Each shared clip at 640x360 with every frame moved at random (a handheld camera's jolts): frames taken for
+    cuts."""
+    clips = {name: [cv2.resize(image, (640, 360)) for image in clip_frames(MEDIA / name)[0]]
+             for name in [*CLIPS, "no_face.mp4"]}
+    rows = []
+    for most in SHAKES:
+        rng, cuts, frames = np.random.default_rng(0), 0, 0
+        for images in clips.values():
+            detector = SceneCutDetector()
+            for image in images:
+                shift = np.float32([[1, 0, rng.integers(-most, most + 1)], [0, 1, rng.integers(-most, most + 1)]])
+                moved = cv2.warpAffine(image, shift, (640, 360), borderMode=cv2.BORDER_REFLECT)
+                cuts += detector.shot_change(moved) is ShotChange.NEW
+                frames += 1
+        rows.append([f"up to {most} px each way", f"{cuts} of {frames}"])
+    print_table(["frames of the clips moved (640x360)", "taken for cuts"], rows)
+    print()
 
 
 def table_relit() -> None:
@@ -565,13 +632,15 @@ def table_relit() -> None:
         pairs = [(a, b) for one, other in itertools.permutations(thumbnails, 2)
                  for a in thumbnails[one] for b in thumbnails[other] if frame_difference(a, b) > CUT_THRESHOLD]
         relit = sum(detail_correlation(a, b) >= RELIT_CORRELATION for a, b in pairs)
-        rows.append([f"another clip's frame, {framing}", f"{relit} of {len(pairs)}"])
+        moved = sum(moved_difference(a, b) <= CUT_THRESHOLD for a, b in pairs)
+        rows.append([f"another clip's frame, {framing}", f"{relit} of {len(pairs)}", f"{moved} of {len(pairs)}"])
     for name, light in FLASHES.items():
         pairs = [(hsv_thumbnail(image), hsv_thumbnail(light(image))) for images in clips.values() for image in images]
         pairs = [(a, b) for a, b in pairs if frame_difference(a, b) > CUT_THRESHOLD]
         relit = sum(detail_correlation(a, b) >= RELIT_CORRELATION for a, b in pairs)
-        rows.append([f"the same frame lit: {name}", f"{relit} of {len(pairs)}"])
-    print_table(["pairs of frames that differ as cuts do", "taken for one picture relit (no cut)"], rows)
+        rows.append([f"the same frame lit: {name}", f"{relit} of {len(pairs)}", ""])
+    print_table(["pairs of frames that differ as cuts do", "taken for one picture relit (no cut)",
+                 "taken for one picture moved (no cut)"], rows)
     print()
 
 
@@ -591,6 +660,7 @@ def _boxed(image: np.ndarray, top: float = 0.0, side: float = 0.0) -> np.ndarray
     return boxed
 
 
+SHAKES = (15, 30, 45, 60)  # most pixels a frame is moved each way, at 640x360
 FRAMINGS = {"as it is": lambda image: image, "letterboxed 2.39:1": lambda image: _boxed(image, top=0.128),
             "letterboxed 1.85:1": lambda image: _boxed(image, top=0.0625),
             "pillarboxed 4:3": lambda image: _boxed(image, side=0.125), "vignetted": _vignetted}
@@ -605,7 +675,7 @@ FLASHES = {"70% white": lambda image: cv2.addWeighted(image, 0.3, np.full_like(i
 
 
 TABLES = ("photos", "groups", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts",
-          "calls")
+          "calls", "boxes")
 
 
 def call_layouts(frames: int = 40) -> dict[str, tuple[list[np.ndarray], int]]:
@@ -688,6 +758,8 @@ def main(argv: list[str] | None = None) -> int:
             table_cuts()
         elif table == "calls":
             table_calls()
+        elif table == "boxes":
+            table_boxes()
     return 0
 
 
