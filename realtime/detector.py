@@ -261,7 +261,8 @@ class FaceDetector:
       mirror image, which finds faces cut by the frame's edge, close-ups and pre-cropped faces
       (where the full-range model finds few); the full-range model for small and distant faces;
       for the first image of a new size (every photo) also the full-range model on the padded
-      image (smaller faces cut by the edge). Where passes agree, the box scored higher is kept
+      image (smaller faces cut by the edge). Where passes agree, the box of the earlier pass is kept,
+      unless the other's is centred on it, differs in size by more than SIZED_APART and scores higher
       (``fuse_passes``). On a video (frames of one size in a row) the second and third passes run on every
       FULL_RANGE_INTERVAL-th frame, and on every frame where the first pass finds fewer faces than
       they last did; a face of the last frame that these passes miss is looked for around its last box

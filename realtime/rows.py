@@ -51,14 +51,18 @@ def results_rows(results: Iterable[FrameResult]) -> list[dict]:
 
 
 def rows_dataframe(rows: list[dict], classes: Iterable[str] = ()):
-    """A pandas DataFrame of rows (columns RESULT_COLUMNS + classes even when there are no rows), each column of
-    its type whatever the rows (int64, float64 with NaN for no detection score, object for text), as a batch's
-    Parquet files read back: frames without faces concatenated with others keep the numbers' types."""
+    """A pandas DataFrame of rows (columns RESULT_COLUMNS + classes even when there are no rows). Without rows its
+    columns have their types (int64, float64, object for text), and a detection score is float64 (NaN for none),
+    as a batch's Parquet files read back: frames without faces concatenated with others keep the numbers' types."""
     try:
         import pandas as pd
     except ImportError:
         raise ImportError("to_dataframe() needs pandas: pip install pandas") from None
-    columns = list(rows[0]) if rows else [*RESULT_COLUMNS, *classes]
-    pandas_types = {"int": "int64", "float": "float64", "str": "object"}
-    return pd.DataFrame(rows, columns=columns).astype(
-        {column: pandas_types[RESULT_COLUMN_TYPES.get(column, "float")] for column in columns})
+    if not rows:
+        pandas_types = {"int": "int64", "float": "float64", "str": "object"}
+        return pd.DataFrame({column: pd.Series(dtype=pandas_types[RESULT_COLUMN_TYPES.get(column, "float")])
+                             for column in [*RESULT_COLUMNS, *classes]})
+    table = pd.DataFrame(rows, columns=list(rows[0]))
+    if "detection_score" in table:  # all None (a photo taken whole): object otherwise
+        table["detection_score"] = pd.to_numeric(table["detection_score"], errors="coerce")
+    return table

@@ -64,10 +64,10 @@ def moved_difference(a: np.ndarray, b: np.ndarray) -> float:
     that lines up their brightness best: what is left of the difference when the camera moved between them
     (infinite for a shift over MOVED_MAX_SHIFT)."""
     (dx, dy), _ = cv2.phaseCorrelate(a[..., 2].astype(np.float32), b[..., 2].astype(np.float32))
-    shift_x, shift_y = round(dx), round(dy)  # b(x + shift_x, y + shift_y) is a(x, y)
     height, width = a.shape[:2]
-    if abs(shift_x) > MOVED_MAX_SHIFT * width or abs(shift_y) > MOVED_MAX_SHIFT * height:
+    if not abs(dx) <= MOVED_MAX_SHIFT * width or not abs(dy) <= MOVED_MAX_SHIFT * height:  # (NaN for flat frames)
         return float("inf")
+    shift_x, shift_y = round(dx), round(dy)  # b(x + shift_x, y + shift_y) is a(x, y)
     a_part = a[max(0, -shift_y):height - max(0, shift_y), max(0, -shift_x):width - max(0, shift_x)]
     b_part = b[max(0, shift_y):height - max(0, -shift_y), max(0, shift_x):width - max(0, -shift_x)]
     return frame_difference(a_part, b_part)

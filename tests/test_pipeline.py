@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import realtime
 from realtime.annotator import EmotionAnnotator
 from realtime.crops import prepare_crops
 from realtime.demo import demo_source, sample_photo_bgr
@@ -336,6 +337,8 @@ def test_results_compare_by_value_and_know_their_classes_without_faces(analyzer)
                                       **dict.fromkeys(("frame", "face_id", "x1", "y1", "x2", "y2"), np.dtype("int64"))}
     with EmotionAnalyzer(analyzer.classifier.model_path, whole_image=True) as whole:
         assert whole.analyze(photo).to_dataframe()["detection_score"].isna().all()
+    rows = [{**row, "title": "a clip"} for row in first.to_rows()]  # a column of the user's own stays as it is
+    assert realtime.rows_dataframe(rows)["title"].tolist() == ["a clip"]
 
 
 def test_track_takes_plain_images_and_paths_numbered_and_timed_from_the_first(analyzer, tmp_path):

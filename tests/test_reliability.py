@@ -208,6 +208,17 @@ def test_frames_the_decoder_hid_damage_in_are_skipped_as_lost(media, tmp_path):
     [issue] = source.issues  # one stretch: from the damaged frame to the next keyframe
     assert re.fullmatch(r"video damaged\.mp4: damaged data from [\d.]+ s to [\d.]+ s skipped \(\d+ frames lost\)",
                         issue)
+    with av.open(str(media / "test.mp4")) as container:  # random bytes in the last packet: its frame, a B-frame
+        *_, last = [packet for packet in container.demux(video=0) if packet.size]
+    data = bytearray((media / "test.mp4").read_bytes())
+    data[last.pos + last.size // 3:last.pos + last.size - 4] = np.random.default_rng(1).integers(
+        0, 256, last.size - last.size // 3 - 4, dtype=np.uint8).tobytes()
+    damaged.write_bytes(bytes(data))
+    with VideoFileSource(damaged) as source:
+        kept = {frame.index: frame.image for frame in source}
+    # only itself is lost (no frame is made from a B-frame); it said "frames end at 4.62 s but the file says 4.62 s"
+    assert source.frames_lost == 115 - len(kept) == 1 and len(source.issues) == 1
+    assert "damaged data from" in source.issues[0] and "(1 frame lost)" in source.issues[0]
 
 
 def test_a_damaged_stretch_is_skipped_and_reported_once(media, tiny_model, tmp_path, capsys):

@@ -263,6 +263,17 @@ def result_schema(classes: list[str]) -> pa.Schema:
                      + [(name, pa.float64()) for name in classes])
 
 
+def _utf8_safe_texts(value):
+    """``value`` with ``utf8_safe`` applied to every text in it (inside lists and dicts too)."""
+    if isinstance(value, str):
+        return utf8_safe(value)
+    if isinstance(value, list):
+        return [_utf8_safe_texts(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _utf8_safe_texts(item) for key, item in value.items()}
+    return value
+
+
 def _write_json_atomically(path: Path, data) -> None:
     write_atomically(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
@@ -666,11 +677,12 @@ class BatchRun:
                 for video in self.videos if video.path not in known]
 
     def manifest(self) -> dict:
-        """Every video of this run with its outcome; bytes of a name that are no UTF-8 written as the rows' ``source``
-        writes them (``utf8_safe``), so that the two match and any JSON reader takes the file."""
-        videos = [{key: utf8_safe(value) if isinstance(value, str) else value for key, value in asdict(outcome).items()}
+        """Every video of this run with its outcome. Bytes of a name that are no UTF-8 are written as the rows'
+        ``source`` writes them (``utf8_safe``), in every text but ``path``, which stays the file's name (a lone
+        surrogate escape in the JSON, which Python reads back as the name)."""
+        videos = [{key: value if key == "path" else _utf8_safe_texts(value) for key, value in asdict(outcome).items()}
                   for outcome in [*self.outcomes, *self.unfinished()]]
-        return {"results": utf8_safe(str(self.results_dir)), "settings": self.settings, "videos": videos}
+        return {"results": str(self.results_dir), "settings": _utf8_safe_texts(self.settings), "videos": videos}
 
     def write_manifest(self) -> None:
         _write_json_atomically(self.results_dir / MANIFEST_NAME, self.manifest())

@@ -54,6 +54,7 @@ AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates)  # what the AAC encoder 
 # A GIF frame's delay of 10 ms or less (0 or 1 hundredth) is shown for 100 ms by browsers (and by FFmpeg for 0):
 # GIF makers rely on it, and the clip as made plays ten times as fast
 GIF_FASTEST_DELAY_S, GIF_FAST_DELAY_SHOWN_S = 0.01, 0.1
+B_PICTURE = 3  # FFmpeg's AV_PICTURE_TYPE_B, a frame's pict_type: no other frame is made from it
 TIME_BASE = Fraction(1, 90000)  # output timestamps: fine enough for any source's frame times
 # while writing: a fragment at each keyframe and at least every second of video, written out at once
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
@@ -178,6 +179,8 @@ class VideoFileSource:
         in_decode_order = _DecodeOrderTimes() if self._container.format.name == "avi" else None
         index = handed_out = 0  # the next frame's place in the video; frames handed out
         withheld = 0  # frames decoded with their damage hidden, not handed out since the last frame that was
+        withheld_until = 0.0  # the time of the last of them
+        made_from_damage = False  # a reference frame came out damaged: the frames out after it up to a keyframe too
         gif = self._container.format.name == "gif"
         gif_delay_added = 0.0  # seconds a GIF's frames of 10 ms or less are shown longer, as browsers do, up to now
         for packet in self._packets():
@@ -226,11 +229,12 @@ class VideoFileSource:
                     timestamp = frame_time - origin
                     if timestamp <= previous or timestamp < 0:  # broken or missing pts: keep time moving forward
                         timestamp = previous + 1.0 / fps
-                # damaged data the decoder hid (concealed), and the frames out after it up to a keyframe, made from it:
-                # lost, as a failed packet and the packets after it are
-                if av_frame.is_corrupt or (withheld and not av_frame.key_frame):
-                    withheld += lost + 1
-                    damaged = damaged or av_frame.is_corrupt
+                # damaged data the decoder hid (concealed: PyAV flags the frame), and the frames out after a damaged
+                # reference frame up to a keyframe, made from it: lost, as a failed packet and those after it are
+                made_from_damage = made_from_damage and not av_frame.key_frame
+                if av_frame.is_corrupt or made_from_damage:
+                    made_from_damage = made_from_damage or int(av_frame.pict_type) != B_PICTURE
+                    withheld, withheld_until = withheld + lost + 1, timestamp
                     continue
                 lost, withheld = lost + withheld, 0
                 image = _upright(_square_pixels(av_frame.to_ndarray(format="bgr24"), pixel_shape),
@@ -250,8 +254,10 @@ class VideoFileSource:
                     last_shown = GIF_FAST_DELAY_SHOWN_S
                 yield Frame(index, timestamp, np.ascontiguousarray(image), last_shown)
                 index, handed_out = index + 1, handed_out + 1
-        unreadable = sum(map(len, expected)) + withheld + (
-            in_decode_order.lost_at_end if in_decode_order is not None else 0)
+        if withheld:  # the video ends in frames with damage the decoder hid
+            self._note_gap(previous + 1.0 / fps, withheld_until + 1.0 / fps, withheld)
+            previous = withheld_until
+        unreadable = sum(map(len, expected)) + (in_decode_order.lost_at_end if in_decode_order is not None else 0)
         noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, unreadable, data_end,
                                last_shown)
         if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
