@@ -71,7 +71,7 @@ FINEST_TILE_MIN_CONFIDENCE = 0.8
 # anyway): MediaPipe's image code aborts the process on a side of 32768 px or more, which the mirrored padding
 # (EDGE_PADDING on every side) would reach from 21846 px on; tiles still look at the photo's every pixel.
 MAX_PASS_SIDE = 16384
-SIZED_APART = 1.25
+SIZED_APART = 1.25  # two passes' boxes of one face whose sides differ more than this many times: the surer one is kept
 SAME_CENTRE = 0.5  # two passes' boxes of one face centred this close (share of the smaller side): one box for the other
 SAME_FACE_OVERLAP = 0.3  # two passes' boxes overlapping this much (IoU, or share of the smaller box) are one face
 WHOLE_IMAGE_MAX_SIDE = 160  # an image this small (longer side, pixels) without a detected face is one whole face,
@@ -227,9 +227,10 @@ def fuse(preferred: list[FaceDetection], others: list[FaceDetection]) -> list[Fa
 
 
 def fuse_passes(first: list[FaceDetection], others: list[FaceDetection]) -> list[FaceDetection]:
-    """``fuse``, but a face of ``others`` centred on one of ``first`` (SAME_CENTRE) that scores higher gives its box:
-    passes of the models over the whole image disagree on a face's size, and the surer one is nearer (the
-    short-range model gives some faces at a distance a box 1.5 times too large, at a lower score)."""
+    """``fuse``, but a face of ``others`` centred on one of ``first`` (SAME_CENTRE), of a size more than SIZED_APART
+    from its, that scores higher gives its box: passes of the models over the whole image disagree on some faces'
+    size, and the surer one is nearer (the short-range model gives some faces at a distance a box 1.5 times too
+    large, at a lower score); boxes of about one size keep the first's, so that a face's box does not flicker."""
     fused = list(first)
     for face in sorted(others, key=lambda face: face.score, reverse=True):
         same = [index for index, kept in enumerate(fused) if overlap(face.box, kept.box) >= SAME_FACE_OVERLAP]
