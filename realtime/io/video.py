@@ -439,8 +439,10 @@ def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
         side_data = frame.side_data
     except ValueError:  # a kind of side data PyAV does not know (FFmpeg 8's EXIF, from JPEG frames): none to read
         return None
-    for data in side_data:
-        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX and len(bytes(data)) == 36:
+    kinds = av.sidedata.sidedata.Type
+    for item in side_data:  # PyAV 18.1.1 goes through the kinds (a mapping), earlier versions through the data
+        data = side_data[item] if isinstance(item, kinds) else item
+        if data.type == kinds.DISPLAYMATRIX and len(bytes(data)) == 36:
             return struct.unpack("=9i", bytes(data))
     return None
 
