@@ -134,6 +134,25 @@ def test_check_upload_accepts_known_types_and_refuses_others_and_oversize():
         webapp.check_upload("big.png", 2 * webapp.MEGABYTE, webapp.PHOTO_TYPES, 1)
 
 
+def test_uploads_named_without_a_suffix_or_a_wrong_one_are_typed_by_their_content(pool, private_tmp, tmp_path):
+    _, png = webapp.example_photo()
+    jpeg = cv2.imencode(".jpg", cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
+    assert webapp.check_upload("IMG_0001", len(png), webapp.PHOTO_TYPES, 1, png) == ".png"
+    assert webapp.check_upload("IMG_0001.HEIC", len(jpeg), webapp.PHOTO_TYPES, 1, jpeg) == ".jpg"  # a JPEG
+    assert len(webapp.analyze_photo(jpeg, "IMG_0001", pool).faces) == 1
+    heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64)  # a HEIC's header (PyAV would read an MP4)
+    with pytest.raises(webapp.UploadError, match=r"^IMG_0002: HEIC/HEIF photos"):
+        webapp.check_upload("IMG_0002", len(heic), webapp.PHOTO_TYPES, 1, heic)
+    video = clip_bytes(tmp_path, 4)
+    with pytest.raises(webapp.UploadError, match=r"^VID_0001: a video: upload it in the Video clip tab$"):
+        webapp.check_upload("VID_0001", len(video), webapp.PHOTO_TYPES, 1, video)
+    assert webapp.analyze_clip(video, "VID_0001", pool).frames == 4
+    with pytest.raises(webapp.UploadError, match=r"^IMG_0001: a photo, not a video: upload it in the Photo tab$"):
+        webapp.check_upload("IMG_0001", len(png), webapp.CLIP_TYPES, 1, png)
+    with pytest.raises(webapp.UploadError, match=r"^notes: not a supported file type"):
+        webapp.check_upload("notes", 5, webapp.PHOTO_TYPES, 1, b"hello")
+
+
 def test_download_stem_is_safe():
     assert webapp.download_stem("my clip (1).mp4", "clip") == "my_clip_1"
     assert webapp.download_stem("../../etc/passwd.mp4", "clip") == "passwd"

@@ -9,6 +9,7 @@ one-line message naming the file as the user called it.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, LOWEST_MIN_CONFIDENCE  # noqa: F401 (the page's slider starts there)
 from realtime.errors import ModelError, OutputError, SourceError
+from realtime.io.files import HEIF_BRANDS
 from realtime.io.images import (
     IMAGE_SUFFIXES,
     MAX_PHOTO_PIXELS,
@@ -39,6 +41,7 @@ from realtime.io.images import (
     annotated_photo_suffix,
     image_size,
     looks_like_a_video,
+    quiet_pillow,
     read_photo_file,
 )
 from realtime.io.results_file import ResultsWriter
@@ -259,10 +262,41 @@ def type_list(types: tuple[str, ...]) -> str:
     return ", ".join(kinds[:-1]) + f" or {kinds[-1]}" if len(kinds) > 1 else "".join(kinds)
 
 
-def check_upload(name: str, size: int, allowed_types: tuple[str, ...], max_mb: int) -> str:
+# PyAV's names of containers whose usual suffix is another (the others go by their own name: "avi", "mov", ...)
+CONTAINER_SUFFIXES = {"matroska": "mkv", "mpegts": "ts", "asf": "wmv"}
+
+
+def content_suffix(data: bytes) -> str:
+    """The suffix (".jpg", ".mp4") of the photo or video format ``data`` holds, as the web app names it; "" when
+    neither Pillow nor PyAV recognises one of them."""
+    known = PHOTO_TYPES + CLIP_TYPES
+    try:
+        with quiet_pillow(), Image.open(io.BytesIO(data)) as image:
+            image_format = image.format
+    except Exception:  # no image Pillow reads: perhaps a video
+        image_format = None
+    if image_format is not None:
+        extensions = Image.registered_extensions()
+        return next((f".{kind}" for kind in known if extensions.get(f".{kind}") == image_format), "")
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:  # a still PyAV would read as an MP4
+        return ".avif" if data[8:12] in (b"avif", b"avis") else ".heic"
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            names = container.format.name.split(",")
+    except Exception:  # neither: PyAV raises its own errors, and others for data it misreads
+        return ""
+    kinds = [CONTAINER_SUFFIXES.get(name, name) for name in names]
+    return next((f".{kind}" for kind in known if kind in kinds), "")
+
+
+def check_upload(name: str, size: int, allowed_types: tuple[str, ...], max_mb: int, content: bytes = b"") -> str:
     """The upload's lower-case suffix (".jpg") after checking its type and size; UploadError otherwise, which
-    points to the other tab for a photo given as a clip or a video (an animated GIF) given as a photo."""
+    points to the other tab for a photo given as a clip or a video (an animated GIF) given as a photo. A name
+    without a suffix, or with one not allowed, is typed by its ``content`` where that is a photo or video (as the
+    command line reads a file by its content when its suffix is no image's or video's)."""
     suffix = Path(name).suffix.lower()
+    if suffix.lstrip(".") not in allowed_types:
+        suffix = content_suffix(content) or suffix
     kind = suffix.lstrip(".")
     if kind not in allowed_types:
         if allowed_types == PHOTO_TYPES and kind in CLIP_TYPES:
@@ -410,7 +444,7 @@ def display_rgb(image_bgr: np.ndarray, max_side: int = DISPLAY_MAX_SIDE,
 def _read_photo(data: bytes, name: str) -> PhotoFile:
     """An uploaded photo, decoded (BGR, upright), with what was lost reading it (its ``issues`` name the
     upload); UploadError for bad input."""
-    suffix = check_upload(name, len(data), PHOTO_TYPES, MAX_PHOTO_MB)
+    suffix = check_upload(name, len(data), PHOTO_TYPES, MAX_PHOTO_MB, data)
     with private_folder() as folder:
         path = _save(folder, data, suffix)
         if looks_like_a_video(path):
@@ -570,7 +604,7 @@ def analyze_clip(data: bytes, name: str, pool: AnalyzerPool, on_progress: Progre
     ``clip_seconds_limit()`` (at most MAX_CLIP_FRAMES frames analysed; sampled, and the last frame read) and marked
     ``truncated``.
     """
-    suffix = check_upload(name, len(data), CLIP_TYPES, MAX_CLIP_MB)
+    suffix = check_upload(name, len(data), CLIP_TYPES, MAX_CLIP_MB, data)
     with private_folder() as folder:
         path = _save(folder, data, suffix)
         if _is_still_photo(path):
