@@ -335,6 +335,7 @@ def live_tab(model_path: str, options: webapp.AnalysisOptions, classes: list[str
         video_processor_factory=lambda: live.LiveSession(model_path, live_options),
         media_stream_constraints={"video": True, "audio": False}, async_processing=True)
     if context.video_processor is not None:
+        context.video_processor.update_options(live_options)  # the sidebar's settings, changed while it streams
         st.session_state["live_session"] = context.video_processor
     session: live.LiveSession | None = st.session_state.get("live_session")
     if session is None:

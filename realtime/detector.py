@@ -250,6 +250,12 @@ def _one_face_sized_apart(a: Box, b: Box) -> bool:
     return centres <= SAME_CENTRE * sides[0] and sides[1] > SIZED_APART * sides[0]
 
 
+def _check_min_confidence(min_confidence: float) -> None:
+    if not LOWEST_MIN_CONFIDENCE <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be between {LOWEST_MIN_CONFIDENCE:g} and 1 (MediaPipe's face "
+                         f"detector reports no face scored under {LOWEST_MIN_CONFIDENCE:g}), got {min_confidence}")
+
+
 class FaceDetector:
     """Finds faces in BGR images; boxes are pixel coordinates clamped to the image.
 
@@ -281,25 +287,34 @@ class FaceDetector:
     def __init__(self, model_range: str = "short", min_confidence: float = DEFAULT_MIN_CONFIDENCE):
         if model_range not in DETECTOR_CHOICES:
             raise ValueError(f"model_range must be one of {sorted(DETECTOR_CHOICES)}, got {model_range!r}")
-        if not LOWEST_MIN_CONFIDENCE <= min_confidence <= 1.0:
-            raise ValueError(f"min_confidence must be between {LOWEST_MIN_CONFIDENCE:g} and 1 (MediaPipe's face "
-                             f"detector reports no face scored under {LOWEST_MIN_CONFIDENCE:g}), got {min_confidence}")
+        _check_min_confidence(min_confidence)
         self.model_range = model_range
-        self.min_confidence = min_confidence
-        ranges = ["short", "full"] if model_range == "auto" else [model_range]
         self._models = {}
-        with _quiet_native_stderr():
-            for name in ranges:
-                self._models[name] = _mp_face_detection.FaceDetection(
-                    model_selection=MODEL_RANGES[name], min_detection_confidence=min_confidence)
-                # The graph starts (and logs) on its first image: do that now, quietly.
-                self._models[name].process(np.zeros((64, 64, 3), dtype=np.uint8))
+        self._open_models(min_confidence)
         self._frames_since_full = 0  # "auto" on a video: frames since the last full pass
         self._faces_in_view = 0  # "auto" on a video: faces the last full pass found (fewer from the short pass: run it)
         self._last_shape: tuple[int, ...] | None = None
         self._last_faces: list[Box] = []  # "auto" on a video: the last frame's faces, followed into the next
         self._next_tile: int | None = None  # "auto" on a video: the first tile of the next frame's share (None: all)
         self._video_tiles: list[tuple[float, int, int]] = []  # "auto" on a video: the source's tiles (tile_windows)
+
+    def _open_models(self, min_confidence: float) -> None:
+        """(Re)open the MediaPipe graphs of the range, dropping detections under ``min_confidence``."""
+        self.close()
+        with _quiet_native_stderr():
+            for name in ["short", "full"] if self.model_range == "auto" else [self.model_range]:
+                self._models[name] = _mp_face_detection.FaceDetection(
+                    model_selection=MODEL_RANGES[name], min_detection_confidence=min_confidence)
+                # The graph starts (and logs) on its first image: do that now, quietly.
+                self._models[name].process(np.zeros((64, 64, 3), dtype=np.uint8))
+        self.min_confidence = min_confidence
+
+    def set_min_confidence(self, min_confidence: float) -> None:
+        """Drop detections under ``min_confidence`` from the next image on (the graphs are reopened; the faces
+        followed from frame to frame are kept)."""
+        _check_min_confidence(min_confidence)
+        if min_confidence != self.min_confidence:
+            self._open_models(min_confidence)
 
     def reset(self) -> None:
         """Start over for a new source: the next image gets every pass."""

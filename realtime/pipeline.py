@@ -73,6 +73,13 @@ def read_photo(path: str | Path, calls_below_user: int = 1) -> np.ndarray:
     return photo.image
 
 
+def _number(name: str, value: float) -> float:
+    """``value`` as a float; TypeError for what is no number (True, "0.5")."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    return float(value)
+
+
 class EmotionAnalyzer:
     """Emotions of the faces in photos and in streams of frames.
 
@@ -107,10 +114,7 @@ class EmotionAnalyzer:
             raise ValueError(f"{model_path!r} is a detector range, not a model file: detector_range={model_path!r}")
         if detector_range not in DETECTOR_CHOICES:
             raise ValueError(f"detector_range must be one of {sorted(DETECTOR_CHOICES)}, not {detector_range!r}")
-        for name, value in (("min_confidence", min_confidence), ("smoothing", smoothing)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a number, not {value!r}")
-        min_confidence, smoothing = float(min_confidence), float(smoothing)
+        min_confidence, smoothing = _number("min_confidence", min_confidence), _number("smoothing", smoothing)
         for name, value in (("flip_tta", flip_tta), ("whole_image", whole_image), ("roll_correction", roll_correction),
                             ("small_images_whole", small_images_whole)):
             if not isinstance(value, (bool, np.bool_)):  # "no" would be taken as true
@@ -352,6 +356,17 @@ class EmotionAnalyzer:
             with self._lock:
                 self.reset()
                 self._streaming = False
+
+    def configure(self, *, min_confidence: float | None = None, smoothing: float | None = None) -> None:
+        """Change the minimum detection score and the smoothing from the next frame on, as in the constructor;
+        the faces followed keep their ids (a live view's settings, changed while it runs)."""
+        with self._lock:
+            self._check_open()
+            if min_confidence is not None:
+                self.detector.set_min_confidence(_number("min_confidence", min_confidence))
+            if smoothing is not None:
+                self.tracker.set_smoothing(_number("smoothing", smoothing),
+                                           label_margin=LABEL_MARGIN if smoothing else 0.0)
 
     def reset(self) -> None:
         """Forget tracked faces before a new source (ids restart at 1, no smoothing across sources)."""

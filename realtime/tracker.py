@@ -192,23 +192,28 @@ class FaceTracker:
 
     def __init__(self, classes: list[str], smoothing: float = 0.6, iou_threshold: float = 0.3,
                  max_missed: int = 45, min_hits: int = 3, label_margin: float = LABEL_MARGIN):
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         if max_missed < 0:
             raise ValueError(f"max_missed must be at least 0, got {max_missed}")
         if min_hits < 1:
             raise ValueError(f"min_hits must be at least 1, got {min_hits}")
-        if not 0.0 <= label_margin < 1.0:
-            raise ValueError(f"label_margin must be in [0, 1), got {label_margin}")
         self.classes = list(classes)
-        self.smoothing = smoothing
+        self.set_smoothing(smoothing, label_margin)
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
         self.min_hits = min_hits
-        self.label_margin = label_margin
         self.reset()
+
+    def set_smoothing(self, smoothing: float, label_margin: float = LABEL_MARGIN) -> None:
+        """Smooth with ``smoothing`` and ``label_margin`` (as in the constructor) from the next update on; the
+        faces keep their ids and their smoothed probabilities so far."""
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        if not 0.0 <= label_margin < 1.0:
+            raise ValueError(f"label_margin must be in [0, 1), got {label_margin}")
+        self.smoothing = smoothing
+        self.label_margin = label_margin
 
     def reset(self) -> None:
         """Forget all faces (a new source starts); ids start again at 1."""

@@ -588,6 +588,36 @@ def test_track_keeps_ids_when_the_frames_change_size(tiny_model):
     assert max(abs(a - b) for a, b in zip(results[5].faces[0].box, alone)) <= 3
 
 
+def test_configure_changes_the_confidence_and_smoothing_from_the_next_frame_keeping_the_ids(tiny_model):
+    photo = cv2.resize(sample_photo_bgr(), (640, 480))
+    with EmotionAnalyzer(tiny_model, detector_range="short") as analyzer:
+        score = analyzer.analyze(photo).faces[0].detection_score
+        frames = (Frame(index, index / 30, photo) for index in range(9))
+        before = [analyzer.track(next(frames)) for _ in range(3)]
+        analyzer.configure(min_confidence=min(1.0, score + 0.01))  # the face now scores too low
+        hidden = [analyzer.track(next(frames)) for _ in range(3)]
+        analyzer.configure(min_confidence=0.5, smoothing=0.0)
+        after = [analyzer.track(next(frames)) for _ in range(3)]
+        with pytest.raises(ValueError, match="smoothing must be in"):
+            analyzer.configure(smoothing=1.0)
+        with pytest.raises(TypeError, match="min_confidence must be a number"):
+            analyzer.configure(min_confidence="high")
+        assert (analyzer.detector.min_confidence, analyzer.tracker.smoothing, analyzer.tracker.label_margin) == \
+            (0.5, 0.0, 0.0)
+    assert [[face.face_id for face in result.faces] for result in before + hidden + after] == \
+        [[1]] * 3 + [[]] * 3 + [[1]] * 3
+    alone = after[-1].faces[0]  # unsmoothed: the frame's own probabilities
+    assert np.allclose(alone.probabilities, analyzer_probabilities(tiny_model, photo), atol=1e-4)
+    with pytest.raises(RuntimeError):
+        analyzer.configure(smoothing=0.5)  # closed
+
+
+def analyzer_probabilities(model, image) -> np.ndarray:
+    """The probabilities of the one face of ``image``, from a fresh analyzer."""
+    with EmotionAnalyzer(model, detector_range="short") as fresh:
+        return fresh.analyze(image).faces[0].probabilities
+
+
 def test_a_bgra_array_is_taken_as_its_png_file_is_transparency_onto_white(analyzer, tmp_path):
     photo = cv2.resize(sample_photo_bgr(), (320, 240))
     bgra = cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA)

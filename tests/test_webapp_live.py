@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 
+from realtime.rows import RESULT_COLUMNS
 from webapp import live
 from webapp.analysis import AnalysisOptions
 
@@ -68,6 +69,26 @@ def test_a_session_annotates_frames_and_gives_its_csv_when_it_stops(media, tiny_
     late = frames[13]
     assert session.recv(late) is late  # a frame still in flight after the stop passes through untouched
     assert session.snapshot().frames == 11
+
+
+def test_settings_changed_while_the_camera_streams_apply_from_the_next_frame_keeping_the_ids(media, tiny_model):
+    session = live.LiveSession(tiny_model, AnalysisOptions("short", 0.5, 0.6))
+    frames = clip_frames(media / "single_face.mp4", 12)
+    for frame in frames[:4]:
+        session.recv(frame)
+    session.update_options(AnalysisOptions("short", 0.5, 0.0))  # smoothing off: each frame's own label
+    session.recv(frames[4])
+    session.update_options(AnalysisOptions("short", 0.99, 0.0))  # only faces scored 0.99 and more
+    for frame in frames[5:12]:
+        session.recv(frame)
+    session.on_ended()
+    rows = list(csv.DictReader(io.StringIO(session.snapshot().csv.decode())))
+    assert {row["face_id"] for row in rows} == {"1"}  # the face kept its id
+    assert [int(row["frame"]) for row in rows] == list(range(5))  # no face scores 0.99 in this clip
+    unsmoothed = rows[4]
+    emotions = [column for column in unsmoothed if column not in RESULT_COLUMNS]
+    assert len(emotions) == 7 and unsmoothed["label"] == max(emotions, key=lambda name: float(unsmoothed[name]))
+    assert session.options == AnalysisOptions("short", 0.99, 0.0)
 
 
 def test_the_chart_keeps_only_the_recent_past(media, tiny_model, monkeypatch):

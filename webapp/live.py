@@ -161,6 +161,16 @@ class LiveSession:
         output.pts, output.time_base = frame.pts, frame.time_base
         return output
 
+    def update_options(self, options: AnalysisOptions) -> None:
+        """The page's settings changed while the camera streams: the detection confidence and the smoothing
+        apply from the next frame on, the faces keeping their ids (the detector stays the short range)."""
+        with self._lock:
+            if options == self.options:
+                return
+            self.options = options
+            if self._analyzer is not None and not self._finished:
+                self._analyzer.configure(min_confidence=options.min_confidence, smoothing=options.smoothing)
+
     async def recv_queued(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         """streamlit-webrtc's batch hook: only the newest of the frames that queued up is analysed."""
         return [self.recv(frames[-1])]
