@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from realtime.demo import sample_photo_bgr
 from realtime.errors import SourceError
 from realtime.io.camera import CameraSource
 from realtime.io.images import MAX_PHOTO_PIXELS, ImageSource, read_image
@@ -143,6 +144,17 @@ def test_read_image_scales_16_bit_to_8_bit(tmp_path):
     wide = np.array([[0, 128 * 257, 65535]], np.uint16)
     Image.fromarray(wide).save(tmp_path / "deep.png")
     assert read_image(tmp_path / "deep.png")[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_read_image_scales_10_12_and_14_bit_data_held_in_16_bit_samples_to_8_bit(tmp_path):
+    """Machine-vision and scientific cameras save 12-bit data in 16-bit PNGs and TIFFs: it came out nearly black."""
+    for bits in (10, 12, 14):
+        top = 2 ** bits - 1
+        Image.fromarray(np.array([[0, round(top * 128 / 255), top]], np.uint16)).save(tmp_path / f"deep{bits}.png")
+        assert read_image(tmp_path / f"deep{bits}.png")[0, :, 0].tolist() == [0, 128, 255], bits
+    face = cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 16  # 12-bit data
+    Image.fromarray(face).save(tmp_path / "face12.tif")
+    assert np.abs(read_image(tmp_path / "face12.tif")[:, :, 0].astype(int) - face // 16).max() <= 1
 
 
 def test_read_image_scales_32_bit_and_floating_point_images_by_the_range_they_use(tmp_path):

@@ -311,17 +311,21 @@ def _too_many_pixels(path: Path, size: str, limit: int) -> str:
             "(a guard against decompression bombs: small files that decode to huge images)")
 
 
+# The full scales of the sample depths that 16-bit and wider gray images hold (machine-vision and scientific
+# cameras store 10, 12 or 14 bits in 16-bit samples; 8-bit data is saved in 32-bit TIFFs)
+SAMPLE_FULL_SCALES = (255.0, 1023.0, 4095.0, 16383.0, 65535.0)
+
+
 def _wide_to_gray(image: Image.Image) -> np.ndarray:
     """8-bit gray levels of a 16-bit, 32-bit integer or floating-point gray image, by the range its
-    samples use: 0..1 (floating point), 0..255, else 0..65535; beyond that, its own maximum."""
+    samples use: 0..1 (floating point), else the least of 8, 10, 12, 14 and 16 bits holding its maximum;
+    beyond that, its own maximum."""
     wide = np.nan_to_num(np.asarray(image, dtype=np.float64)).clip(0, None)
     top = float(wide.max(initial=0))
     if image.mode == "F" and top <= 1.0:
         full_scale = 1.0
-    elif image.mode in ("I", "F") and top <= 255:
-        full_scale = 255.0
     else:
-        full_scale = max(top, 65535.0)
+        full_scale = next((scale for scale in SAMPLE_FULL_SCALES if top <= scale), top)
     return np.rint(wide * (255.0 / full_scale)).astype(np.uint8)
 
 
