@@ -41,7 +41,7 @@ from realtime.io.stream import (
     redacted,
     stream_threads_alive,
 )
-from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter
+from realtime.io.video import VIDEO_OUTPUT_SUFFIXES, VIDEO_SUFFIXES, H264VideoWriter, has_track
 from realtime.io.window import DisplayWindow, display_available
 from realtime.pipeline import MAX_SAMPLE_FPS, EmotionAnalyzer, process_source, source_label
 from realtime.sources import (
@@ -396,6 +396,10 @@ def _plan(args: argparse.Namespace, notes: list[str] | None = None,
     if not folder:
         job = jobs[0]
         if job.output is not None:
+            if job.kind == "video" and isinstance(job.spec, Path) and job.spec.suffix.lower() not in VIDEO_SUFFIXES \
+                    and job.output.suffix.lower() in IMAGE_OUTPUT_SUFFIXES and not has_track(job.spec, "video"):
+                # a file of unknown kind with a photo's output: the input is at fault, not the output's name
+                raise SourceError(f"{job.spec}: neither a photo nor a video this program can read", job.spec)
             suffixes = IMAGE_OUTPUT_SUFFIXES if job.kind == "image" else VIDEO_OUTPUT_SUFFIXES
             check_output_path(job.output, suffixes)
             if isinstance(job.spec, Path) and job.spec.exists() and _same_file(job.spec, job.output):

@@ -281,6 +281,21 @@ def test_folder_of_images_and_videos(media, tiny_model, tmp_path, capsys):
     assert "source" in capsys.readouterr().out  # the summary names the file of each face
 
 
+def test_a_folder_of_netpbm_and_tga_photos_is_analysed_as_each_photo_is_alone(tiny_model, tmp_path, capsys):
+    """Face data sets such as ORL and Extended Yale B are PGM files: a folder of them was "no images or videos"."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    face = Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB)).resize((256, 256))
+    face.convert("L").save(folder / "s1_1.pgm")
+    face.save(folder / "s1_2.ppm")
+    face.save(folder / "s1_3.tga")
+    out, results = tmp_path / "out", tmp_path / "r.csv"
+    assert main([str(folder), "-o", str(out), "-r", str(results), "--model", str(tiny_model)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [MARK, "s1_1.png", "s1_2.png", "s1_3.png"]
+    assert sorted(row["source"] for row in read_csv(results)) == ["s1_1.pgm", "s1_2.ppm", "s1_3.tga"]
+    assert "unknown kind" not in capsys.readouterr().err
+
+
 def test_an_unreadable_file_in_a_folder_is_skipped(media, tiny_model, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -406,7 +421,7 @@ def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media,
                                   "results_folder_missing", "bad_suffix", "bad_results_suffix", "output_is_input",
                                   "bad_camera", "missing_model", "not_a_model", "empty_folder", "folder_to_a_file",
                                   "video_is_a_folder", "results_is_a_folder", "not_an_image", "unwritable_folder",
-                                  "output_is_a_broken_link", "too_large_for_webp"])
+                                  "output_is_a_broken_link", "too_large_for_webp", "unknown_file_to_a_photo"])
 def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     fake = tmp_path / "fake.mp4"
@@ -439,7 +454,10 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         "unwritable_folder": [str(tmp_path / "folder"), "-o", "/proc", *model],
         "output_is_a_broken_link": ["--image", str(photo), "-o", str(tmp_path / "link.png"), *model],
         "too_large_for_webp": ["--image", str(tmp_path / "panorama.png"), "-o", str(tmp_path / "out.webp"), *model],
+        "unknown_file_to_a_photo": [str(tmp_path / "notes.txt"), "-o", str(tmp_path / "out.jpg"), *model],
     }[case]
+    if case == "unknown_file_to_a_photo":
+        fake.rename(tmp_path / "notes.txt")
     if case == "too_large_for_webp":
         cv2.imwrite(str(tmp_path / "panorama.png"), np.zeros((2, 17000, 3), np.uint8))
     if case == "output_is_a_broken_link":
@@ -457,6 +475,8 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
                         "there; remove the link or choose another name"
     if case == "too_large_for_webp":  # known before the analysis, not after it
         assert "WebP holds images up to 16383 px a side, this one is 17000x2" in error
+    if case == "unknown_file_to_a_photo":  # it said "out.jpg: unsupported output type '.jpg'; use .mp4"
+        assert error == f"error: {tmp_path / 'notes.txt'}: neither a photo nor a video this program can read"
     if case == "unwritable_folder":  # named by the folder, not by the file that tried it
         assert error.startswith("error: /proc: cannot write in it (")
     for library_detail in ("Errno", "PyAV", "Pillow"):  # the reason in words, not the library's codes

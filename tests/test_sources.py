@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import math
 import os
 import struct
@@ -21,6 +22,7 @@ from PIL import Image
 
 from realtime.demo import sample_photo_bgr
 from realtime.errors import SourceError
+from realtime.io import images
 from realtime.io.camera import CameraSource
 from realtime.io.images import MAX_PHOTO_PIXELS, ImageSource, read_image
 from realtime.io.video import VideoFileSource
@@ -165,6 +167,25 @@ def test_read_image_scales_32_bit_and_floating_point_images_by_the_range_they_us
         with Image.open(tmp_path / "wide.tif") as saved:
             assert saved.mode == mode
         assert read_image(tmp_path / "wide.tif")[0, :, 0].tolist() == [0, 128, 255], (values, mode)
+
+
+def test_a_cut_short_bmp_says_its_top_is_blank_as_its_rows_are_stored_from_the_bottom(tmp_path):
+    """It said "blurred where its data is missing" of a BMP whose top half was black."""
+    buffer = io.BytesIO()
+    Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB)).save(buffer, "BMP")
+    whole = bytearray(buffer.getvalue())
+    (tmp_path / "cut.bmp").write_bytes(whole[: len(whole) // 2])
+    assert images.read_photo_file(tmp_path / "cut.bmp").issues[0].endswith(": its top 50% is blank, the rest was analysed")
+    height, offset = struct.unpack_from("<i", whole, 22)[0], struct.unpack_from("<I", whole, 10)[0]
+    row = (len(whole) - offset) // height
+    top_down = whole[:offset] + b"".join(whole[offset + row * index:offset + row * (index + 1)]
+                                         for index in reversed(range(height)))
+    struct.pack_into("<i", top_down, 22, -height)  # rows stored from the top
+    (tmp_path / "top_down.bmp").write_bytes(top_down)
+    assert np.array_equal(read_image(tmp_path / "top_down.bmp"), sample_photo_bgr())
+    (tmp_path / "cut_top_down.bmp").write_bytes(top_down[: len(top_down) // 2])
+    assert images.read_photo_file(tmp_path / "cut_top_down.bmp").issues[0].endswith(
+        ": its bottom 50% is blank, the rest was analysed")
 
 
 def test_read_image_applies_exif_orientation(tmp_path):
@@ -532,8 +553,6 @@ def test_a_named_pipe_with_a_photo_name_is_not_read_to_see_what_it_is(tmp_path):
 
 
 def test_a_damaged_photo_waiting_to_be_read_as_far_as_it_goes_is_not_kept_waiting_by_new_photos(tmp_path):
-    import realtime.io.images as images
-
     whole = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))[1].tobytes()
     (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) * 8 // 10])
     order, holding, release = [], threading.Event(), threading.Event()

@@ -635,7 +635,7 @@ def analyze_demo_clip(pool: AnalyzerPool, on_progress: ProgressCallback | None =
 # Pillow's formats that are photos (those of the command line's IMAGE_SUFFIXES, and MPO: a phone's JPEG); not
 # GIF (a clip, even of one frame, as on the command line) nor MPEG (Pillow opens a raw MPEG video stream as one
 # frame).
-PHOTO_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "AVIF"})
+PHOTO_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "AVIF", "PPM", "TGA"})
 
 
 def _is_still_photo(path: Path) -> bool:

@@ -19,7 +19,9 @@ from realtime.io.files import check_input_file, check_output_path, ffmpeg_file, 
 from realtime.io.video import VIDEO_SUFFIXES, has_track
 from realtime.types import DEFAULT_FPS, Frame, VideoInfo
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"})
+# Photos, by suffix (folders are sorted by it): Netpbm (PGM, PPM: the ORL and Extended Yale B face data sets) and TGA too
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif", ".pgm", ".ppm",
+                            ".pbm", ".pnm", ".tga"})
 CORRUPT_JPEG = "corrupt JPEG data"  # why a JPEG that decodes to its end is damaged (_jpeg_data_corrupt)
 IMAGE_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
@@ -168,17 +170,30 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
             image.close()  # its pixels: not two copies of a huge photo
         bgr = pil_to_bgr(upright)
         if damage is not None:
-            blank = _blank_share(bgr)
+            # where a cut-short file's picture is missing: its bottom, or its top in a BMP (rows stored bottom up)
+            end = "top" if image.format == "BMP" and not _bmp_top_down(path) else "bottom"
+            blank = _blank_share(bgr[::-1] if end == "top" else bgr)
             if blank > 0.99:
                 raise SourceError(f"image {path}: cannot decode it ({damage}; too little of the picture decodes)")
-            blank_bottom = f"its bottom {blank:.0%} is blank" if blank >= 0.005 else ""
+            blank_end = f"its {end} {blank:.0%} is blank" if blank >= 0.005 else ""
             if damage == CORRUPT_JPEG:  # decoded to its end, but wrong from the damage on
-                lost = f"analysed as it decodes (garbled where its data is damaged{'; ' * bool(blank_bottom)}{blank_bottom})"
+                lost = f"analysed as it decodes (garbled where its data is damaged{'; ' * bool(blank_end)}{blank_end})"
             else:
-                lost = (f"{blank_bottom}, the rest was analysed" if blank_bottom
+                lost = (f"{blank_end}, the rest was analysed" if blank_end
                         else "analysed as far as it decodes (blurred where its data is missing)")
             issues = (f"image {name}: damaged or cut short ({damage}): {lost}", *issues)
         return PhotoFile(bgr, frames, issues)
+
+
+def _bmp_top_down(path: Path) -> bool:
+    """Whether a BMP stores its rows from the top (a negative height in its info header), not from the bottom."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(26)
+    except OSError:
+        return False
+    return len(head) == 26 and int.from_bytes(head[14:18], "little") >= 40 \
+        and int.from_bytes(head[22:26], "little", signed=True) < 0
 
 
 def _jpeg_data_corrupt(path: Path) -> bool:
@@ -218,7 +233,7 @@ def _jpeg_frame_marker(path: Path) -> int | None:
 
 def _blank_share(image: np.ndarray) -> float:
     """The share of the picture's rows, from its bottom, all of the colour of its last pixel: where the missing
-    data of a cut-short file leaves it blank."""
+    data of a cut-short file leaves it blank (give a BMP upside down: its rows are stored from the bottom)."""
     height, last = image.shape[0], image[-1, -1]
     blank = 0
     while blank < height:  # a band of rows at a time: no copy of the whole of a huge photo
