@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from realtime.demo import sample_photo_bgr
 from realtime.errors import SourceError
@@ -186,6 +186,52 @@ def test_a_cut_short_bmp_says_its_top_is_blank_as_its_rows_are_stored_from_the_b
     (tmp_path / "cut_top_down.bmp").write_bytes(top_down[: len(top_down) // 2])
     assert images.read_photo_file(tmp_path / "cut_top_down.bmp").issues[0].endswith(
         ": its bottom 50% is blank, the rest was analysed")
+
+
+def display_p3_profile() -> bytes:
+    """An ICC profile of Display P3 (a phone's photos): its primaries (D50-adapted), gamma 2.2."""
+    def number(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + number(x) + number(y) + number(z)
+
+    gamma = b"curv" + bytes(4) + struct.pack(">IH", 1, round(2.2 * 256)) + bytes(2)
+    name = b"Display P3 test\0"
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(name)) + name + bytes(78)),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+            (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)), (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+            (b"rTRC", gamma), (b"gTRC", gamma), (b"bTRC", gamma)]
+    table, data, start = b"", b"", 128 + 4 + 12 * len(tags)
+    for signature, tag in tags:
+        tag += bytes(-len(tag) % 4)
+        table += signature + struct.pack(">II", start + len(data), len(tag))
+        data += tag
+    body = struct.pack(">I", len(tags)) + table + data
+    header = (struct.pack(">I", 128 + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + bytes(12)
+              + b"acspAPPL" + bytes(24) + number(0.9642) + number(1.0) + number(0.8249) + b"lcms" + bytes(44))
+    return header + body
+
+
+def test_a_photo_with_a_colour_profile_is_read_in_srgb_as_a_viewer_shows_it(tmp_path):
+    """A phone's Display P3 photo was read as if its numbers were sRGB: colours off by up to 10 levels."""
+    profile = display_p3_profile()
+    original = Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB))
+    p3 = ImageCms.profileToProfile(original, ImageCms.createProfile("sRGB"), ImageCms.ImageCmsProfile(
+        io.BytesIO(profile)), outputMode="RGB")
+    p3.save(tmp_path / "p3.png", icc_profile=profile)
+    as_stored = np.abs(np.asarray(p3, int)[:, :, ::-1] - sample_photo_bgr())
+    assert np.percentile(as_stored, 95) >= 8  # what reading it as sRGB gave
+    read = np.abs(read_image(tmp_path / "p3.png").astype(int) - sample_photo_bgr())
+    assert np.percentile(read, 95) <= 2 and np.median(read) <= 1
+    rgba = p3.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.where(np.arange(512) < 100, 0, 255).astype(np.uint8)[None].repeat(512, 0)))
+    rgba.save(tmp_path / "p3_cut_out.png", icc_profile=profile)
+    cut_out = read_image(tmp_path / "p3_cut_out.png")
+    assert (cut_out[:, :100] == 255).all()  # transparency onto white, as without a profile
+    assert np.percentile(np.abs(cut_out[:, 100:].astype(int) - sample_photo_bgr()[:, 100:]), 95) <= 2
+    p3.save(tmp_path / "damaged_profile.png", icc_profile=profile[:200])  # a profile cut short: the pixels as stored
+    assert np.array_equal(read_image(tmp_path / "damaged_profile.png")[:, :, ::-1], np.asarray(p3))
 
 
 def test_read_image_applies_exif_orientation(tmp_path):

@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -162,14 +163,14 @@ def test_audio_at_a_rate_aac_does_not_take_is_resampled(tmp_path, audio_rate, wr
     assert audio_seconds == pytest.approx(0.5, abs=0.05)
 
 
-def vp8_webm_growing(path: Path, frames_per_size: int = 5) -> Path:
-    """A VP8 WebM whose frames are 64x48 and then 128x96, as a browser writes when its camera's resolution
-    changes: one track, each size from its own encoder."""
+def vp8_webm_growing(path: Path, frames_per_size: int = 5, sizes=((64, 48), (128, 96))) -> Path:
+    """A VP8 WebM whose frames are 64x48 and then 128x96 (``sizes``), as a browser writes when its camera's
+    resolution changes: one track, each size from its own encoder."""
     with av.open(str(path), "w", format="webm") as container:
         track = container.add_stream("libvpx", rate=FPS)
-        track.width, track.height, track.pix_fmt = 64, 48, "yuv420p"
+        track.width, track.height, track.pix_fmt = *sizes[0], "yuv420p"
         track.codec_context.time_base = Fraction(1, FPS)
-        for part, size in enumerate([(64, 48), (128, 96)]):
+        for part, size in enumerate(sizes):
             encoder = av.CodecContext.create("libvpx", "w")
             encoder.width, encoder.height, encoder.pix_fmt = *size, "yuv420p"
             encoder.time_base, encoder.framerate = Fraction(1, FPS), Fraction(FPS)
@@ -203,6 +204,39 @@ def test_frames_of_a_changed_size_are_scaled_to_the_first_size(tmp_path, caplog,
     [warning] = [record.getMessage() for record in caplog.records if "frame size changes" in record.getMessage()]
     assert "64x48 to" in warning
     assert len(played(tmp_path / "out.mp4")[0]) == 10
+
+
+def test_frames_turned_from_landscape_to_portrait_are_fitted_into_the_first_size_not_stretched(tmp_path, caplog):
+    """A phone turned while a browser records: the portrait frames were stretched 3 times sideways, their faces lost."""
+    clip = vp8_webm_growing(tmp_path / "turned.webm", sizes=((64, 48), (48, 64)))
+    with caplog.at_level(logging.WARNING, logger="emotion_tracer"):
+        frames, _ = annotate(clip, tmp_path / "out.mp4")
+    assert len(frames) == 10 and {frame.image.shape for frame in frames} == {(48, 64, 3)}
+    portrait = frames[7].image  # 48x64 scaled to 36x48, centred between black bars 14 and 14 px wide
+    assert (portrait[:, :13] == 0).all() and (portrait[:, 51:] == 0).all()
+    expected = cv2.resize(picture(2, (48, 64)), (36, 48), interpolation=cv2.INTER_AREA)
+    assert np.abs(portrait[:, 14:50].astype(int) - expected).mean() < 12  # the picture whole, its shape kept
+    [warning] = [record.getMessage() for record in caplog.records if "frame size changes" in record.getMessage()]
+    assert warning.endswith("64x48 to 48x64 at 0.17 s; frames are scaled to fit the first size (black bars where "
+                            "the shapes differ)")
+
+
+def test_a_video_still_being_written_while_it_is_read_is_reported_not_taken_as_whole(tmp_path):
+    """A recording in progress (OBS, a camera writing to a shared folder) was analysed to its end then, exit 0."""
+    data = write_clip(tmp_path / "whole.mkv", frames=90).read_bytes()
+    growing = tmp_path / "growing.mkv"
+    growing.write_bytes(data[: len(data) // 2])
+    with VideoFileSource(growing, queue_size=2) as source:
+        reading = iter(source)
+        frames = [next(reading)]  # (the decoder waits a few frames ahead of the reader)
+        with open(growing, "ab") as recording:  # the recorder writes on
+            recording.write(data[len(data) // 2:])
+        frames += list(reading)
+    assert len(frames) >= 2
+    [issue] = source.issues
+    assert issue.startswith("video growing.mkv: the file was written to while it was read (a recording or copy not "
+                            f"finished): analysed up to {frames[-1].timestamp:.2f} s")
+    assert read_all(tmp_path / "whole.mkv")[1].issues == []  # a whole file read again: nothing to say
 
 
 def test_audio_that_outlasts_the_video_is_not_a_cut_short_file(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import warnings
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.files import check_input_file, check_output_path, ffmpeg_file, file_head, heif_still, write_atomically
@@ -344,10 +345,32 @@ def _wide_to_gray(image: Image.Image) -> np.ndarray:
     return np.rint(wide * (255.0 / full_scale)).astype(np.uint8)
 
 
+def _as_srgb(image: Image.Image) -> Image.Image:
+    """``image`` in sRGB where it carries an ICC colour profile of another colour space (a phone's Display P3, a
+    camera's Adobe RGB, a printer's CMYK), as a colour-managed viewer shows it; as it is otherwise (no profile, an
+    sRGB one, one that cannot be used, gray or wide samples)."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in ("RGB", "RGBA", "CMYK"):
+        return image
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if image.mode != "CMYK" and "srgb" in ImageCms.getProfileDescription(profile).lower():
+            return image
+        alpha = image.getchannel("A") if image.mode == "RGBA" else None
+        converted = ImageCms.profileToProfile(image if alpha is None else image.convert("RGB"), profile,
+                                              ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):  # a damaged or unfit profile: the pixels as stored
+        return image
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
 def pil_to_bgr(image: Image.Image) -> np.ndarray:
-    """Pillow image of any mode -> C-contiguous (H, W, 3) uint8 BGR."""
+    """Pillow image of any mode -> C-contiguous (H, W, 3) uint8 BGR (in sRGB, where it carries a colour profile)."""
     if not image.width or not image.height:  # an image of no pixels (OpenCV's conversions refuse it): no face in it
         return np.zeros((image.height, image.width, 3), np.uint8)
+    image = _as_srgb(image)
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return cv2.cvtColor(_wide_to_gray(image), cv2.COLOR_GRAY2BGR)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:

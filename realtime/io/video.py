@@ -110,6 +110,7 @@ class VideoFileSource:
         self.path = Path(path)
         self.name = name or self.path.name  # how ``issues`` name the file
         check_input_file(self.path, "video")
+        self._written_at_open = _last_written(self.path)
         self.issues: list[str] = []
         self.frames_lost = 0
         self._size_changed = False
@@ -260,19 +261,30 @@ class VideoFileSource:
         unreadable = sum(map(len, expected)) + (in_decode_order.lost_at_end if in_decode_order is not None else 0)
         noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, unreadable, data_end,
                                last_shown)
-        if not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
+        if _last_written(self.path) != self._written_at_open:
+            self.issues.append(f"video {self.name}: the file was written to while it was read (a recording or copy "
+                               f"not finished): analysed up to {previous:.2f} s; whatever was written after that is not in "
+                               "the results: run again once it is complete")
+        elif not noted and self._container.format.name == "mpegts" and transport_stream_cut_short(self.path):
             self.issues.append(f"video {self.name}: the file ends inside a transport-stream packet: it is cut "
                                f"short after {previous:.2f} s (a transport stream does not say how long it is, so "
                                "how many frames are lost cannot be told)")
 
     def _resized(self, image: np.ndarray, size: tuple[int, int], timestamp: float) -> np.ndarray:
-        """``image`` scaled to ``size`` (height, width); the first time, a warning says so."""
+        """``image`` scaled to fit ``size`` (height, width), its shape kept (black bars where the shapes differ:
+        a phone turned from landscape to portrait); the first time, a warning says so."""
         if not self._size_changed:
             self._size_changed = True
             LOG.warning("warning: video %s: the frame size changes from %dx%d to %dx%d at %.2f s; frames are "
-                        "scaled to the first size", self.name, size[1], size[0], image.shape[1],
-                        image.shape[0], timestamp)
-        return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+                        "scaled to fit the first size (black bars where the shapes differ)", self.name, size[1],
+                        size[0], image.shape[1], image.shape[0], timestamp)
+        height, width = size
+        scale = min(width / image.shape[1], height / image.shape[0])
+        fitted = (min(width, max(1, round(image.shape[1] * scale))), min(height, max(1, round(image.shape[0] * scale))))
+        image = cv2.resize(image, fitted, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        top, left = (height - fitted[1]) // 2, (width - fitted[0]) // 2
+        return cv2.copyMakeBorder(image, top, height - fitted[1] - top, left, width - fitted[0] - left,
+                                  cv2.BORDER_CONSTANT, value=(0, 0, 0))
 
     def _note_gap(self, start: float, after: float, lost: int) -> None:
         """One issue for ``lost`` frames from ``start`` up to the frame at ``after``."""
@@ -395,6 +407,15 @@ class _DecodeOrderTimes:
         if self._delay is None:
             self._delay = dts - (self._lowest if self._lowest is not None else dts)
         return dts - self._delay, lost
+
+
+def _last_written(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file: they change while it is written (None if it cannot be told)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def has_track(path: Path, kind: str) -> bool:
