@@ -18,6 +18,8 @@ crossing   two real faces pasted on a real background walk past each other: ids 
 cuts       scene cuts: how much frames differ within the clips' shots, at their cuts and between clips
 calls      video-call layouts built from the clips (2x2 grid, side by side): faces found per frame, with and
            without following faces the whole-frame passes miss
+gray       the photos (whole, cut, scaled) and clips in black and white: faces found in colour, in gray as the
+           detector was given it before, and tinted a skin tone (now)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import av
 import cv2
 import numpy as np
 
+import realtime.detector
 from realtime.classifier import EmotionClassifier
 from realtime.crops import crop_square
 from realtime.demo import demo_source
@@ -675,7 +678,7 @@ FLASHES = {"70% white": lambda image: cv2.addWeighted(image, 0.3, np.full_like(i
 
 
 TABLES = ("photos", "groups", "closeups", "edges", "fer", "timing", "flicker", "reaction", "occlusion", "crossing", "cuts",
-          "calls", "boxes")
+          "calls", "boxes", "gray")
 
 
 def call_layouts(frames: int = 40) -> dict[str, tuple[list[np.ndarray], int]]:
@@ -714,6 +717,50 @@ def table_calls() -> None:
                 row += [f"{sum(found)} of {faces * len(frames)}", f"{seconds * 1000:.1f}"]
             rows.append(row)
     print_table(["layout", "whole frame", "ms", "and followed (now)", "ms"], rows)
+
+
+@contextlib.contextmanager
+def gray_untinted():
+    """The detector given gray pictures as they are, as before they were tinted a skin tone."""
+    tinted = realtime.detector.skin_toned_if_gray
+    realtime.detector.skin_toned_if_gray = lambda rgb: rgb
+    try:
+        yield
+    finally:
+        realtime.detector.skin_toned_if_gray = tinted
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def table_gray() -> None:
+    print("## Black-and-white pictures: faces found (detector auto) in colour, in gray as it was, and tinted (now)\n")
+    rows = []
+    with FaceDetector("auto") as detector:
+        for name in [*FACE_PHOTOS, "no-faces.jpg", "free-mountain-vector-01.jpg"]:
+            image = read_image(MEDIA / name)
+            height = image.shape[0]
+            variants = [image, *(image[:round(height * share)] for share in (0.6, 0.75, 0.9)),
+                        *(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                          for scale in (0.5, 0.35))]
+            colour = sum(count_faces(detector, variant, tiles=True) for variant in variants)
+            with gray_untinted():
+                before = sum(count_faces(detector, gray(variant), tiles=True) for variant in variants)
+            now = sum(count_faces(detector, gray(variant), tiles=True) for variant in variants)
+            rows.append([f"{name} (whole, top 60/75/90%, scaled 0.5/0.35)", colour, before, now])
+        for clip in CLIPS + ["no_face.mp4"]:
+            frames = clip_frames(MEDIA / clip)[0][::3]
+            counts = []
+            for picture, untinted in ((lambda image: image, False), (gray, True), (gray, False)):
+                with gray_untinted() if untinted else contextlib.nullcontext():
+                    detector.reset()
+                    counts.append(sum(len(detector.detect(picture(image), whole_image_fallback=False, follow=True))
+                                      for image in frames))
+            rows.append([f"{clip} (every 3rd frame: {len(frames)})", *counts])
+    print_table(["picture", "colour", "gray, before", "gray, tinted (now)"], rows)
+    totals = [sum(row[column] for row in rows) for column in (1, 2, 3)]
+    print(f"All: {totals[0]} in colour, {totals[1]} in gray before, {totals[2]} in gray now\n", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -760,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
             table_calls()
         elif table == "boxes":
             table_boxes()
+        elif table == "gray":
+            table_gray()
     return 0
 
 

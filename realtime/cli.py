@@ -29,7 +29,13 @@ from realtime.detector import (
 from realtime.errors import EmotionTracerError, OutputError, SourceError, one_line
 from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, run_ended, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
-from realtime.io.files import check_output_folder, check_output_path, check_output_suffix, out_of_space
+from realtime.io.files import (
+    check_output_folder,
+    check_output_path,
+    check_output_suffix,
+    claim_output,
+    out_of_space,
+)
 from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, annotated_photo_suffix, check_image_fits, image_size, write_image
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.stream import (
@@ -814,6 +820,7 @@ def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
         notes = []  # printed once the first source is open, so bad input gets only its error line
         unread = []  # a folder's subfolders that could not be read: problems, once the model is loaded
         jobs, folder = _plan(args, notes, unread)
+        claims = _claim_outputs(args, jobs, folder)
         live = jobs[0].kind == "camera"
         detector_range = args.detector or ("short" if live else "auto")
         want_window = args.show or (live and not args.no_display)
@@ -826,8 +833,28 @@ def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
         _error(error)
         return EXIT_USAGE
     _show_library_warnings()
-    with stop_signals(program_ends) as stops:
-        return _run(args, jobs, folder, detector_range, show_window, notes, unread, stops)
+    try:
+        with stop_signals(program_ends) as stops:
+            return _run(args, jobs, folder, detector_range, show_window, notes, unread, stops)
+    finally:
+        for claim in claims:
+            os.close(claim)
+
+
+def _claim_outputs(args: argparse.Namespace, jobs: list[Job], folder: bool) -> list[int]:
+    """Locks on the run's outputs (a folder run's output folder, not each file in it) and results file, held until
+    it ends; OutputError, before any work, when another run is writing one of them."""
+    outputs = [args.output] if folder else [job.output for job in jobs]
+    claims = []
+    try:
+        for path in [*outputs, args.results]:
+            if path is not None and (claim := claim_output(path)) is not None:
+                claims.append(claim)
+    except OutputError:
+        for claim in claims:
+            os.close(claim)
+        raise
+    return claims
 
 
 def program_main() -> int:

@@ -39,6 +39,7 @@ from realtime.cli import main
 from realtime.demo import demo_source, sample_photo_bgr
 from realtime.detector import FaceDetector
 from realtime.io.camera import CameraSource
+from realtime.io.files import claim_output
 from realtime.io.images import read_image
 from realtime.io.video import H264VideoWriter
 from realtime.types import Frame, VideoInfo
@@ -481,6 +482,26 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         assert error.startswith("error: /proc: cannot write in it (")
     for library_detail in ("Errno", "PyAV", "Pillow"):  # the reason in words, not the library's codes
         assert library_detail not in error
+
+
+@pytest.mark.parametrize("held", ["video", "results", "folder"])
+def test_an_output_another_run_is_writing_is_refused_before_any_work(held, media, tiny_model, tmp_path, capsys):
+    """Two runs writing one file destroyed each other's outputs ("writing failed", a video that did not open)."""
+    out, results, folder = tmp_path / "out.mp4", tmp_path / "rows.csv", tmp_path / "annotated"
+    other_run = claim_output({"video": out, "results": results, "folder": folder}[held])
+    try:
+        source = [str(media / "single_face.mp4"), "-o", str(out)] if held != "folder" else \
+            [str(media), "-o", str(folder)]
+        assert main([*source, "-r", str(results), "--max-frames", "3", "--model", str(tiny_model)]) == 2
+        named = {"video": out, "results": results, "folder": folder}[held]
+        assert one_line_error(capsys.readouterr()) == (f"error: {named}: another run is writing it; wait for that "
+                                                       "run to end, or choose another name")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        os.close(other_run)
+    assert main([str(media / "single_face.mp4"), "-o", str(out), "-r", str(results), "--max-frames", "3",
+                 "--model", str(tiny_model)]) == 0  # once that run has ended; its own locks are let go at its end
+    assert main([str(media / "single_face.mp4"), "-o", str(out), "--max-frames", "3", "--model", str(tiny_model)]) == 0
 
 
 def test_an_output_that_is_a_hard_link_to_the_input_is_refused_and_the_input_kept(tiny_model, tmp_path, capsys):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
+import hashlib
 import logging
 import os
 import secrets
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
@@ -98,6 +101,29 @@ def _try_writing(path: Path) -> None:
             path.unlink()
     except OSError as error:
         raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error
+
+
+def claim_output(path: Path) -> int | None:
+    """Claim the output ``path`` (a file or a folder a run is to write) for this process, until the returned lock
+    is closed (``os.close``) or the process ends, however it ends: OutputError when another run holds it (two runs
+    writing one file would each destroy what the other wrote). The locks are files named by a hash of the output's
+    real path, in a private folder of the temporary folder; None where there is no such folder to lock in."""
+    key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / f"emotion-tracer-outputs-in-use-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        lock = os.open(folder / key, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(lock)
+        if error.errno not in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise OutputError(f"{path}: another run is writing it; wait for that run to end, or choose another name",
+                          path) from None
+    return lock
 
 
 def through_links(path: Path) -> Path:
