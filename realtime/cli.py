@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -30,6 +31,7 @@ from realtime.errors import EmotionTracerError, OutputError, SourceError, one_li
 from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, run_ended, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import (
+    check_name_length,
     check_output_folder,
     check_output_path,
     check_output_suffix,
@@ -444,7 +446,24 @@ def _marked_outputs(output: Path) -> set[str]:
         lines = (output / OUTPUT_FOLDER_MARK).read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except OSError:
         return set()
-    return {line for line in lines if line and not line.startswith("#")}
+    return {_unescaped(line) for line in lines if line and not line.startswith("#")}
+
+
+# What ends a line for str.splitlines: escaped in OUTPUT_FOLDER_MARK's names, as backslashes and a first "#" are
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _escaped(name: str) -> str:
+    """``name`` as one line of OUTPUT_FOLDER_MARK: backslashes doubled, line breaks as \\uXXXX, a first "#" (a
+    comment line) as \\#."""
+    escaped = "".join(f"\\u{ord(c):04x}" if c in LINE_BREAKS else c for c in name.replace("\\", "\\\\"))
+    return "\\" + escaped if escaped.startswith("#") else escaped
+
+
+def _unescaped(line: str) -> str:
+    """The name an OUTPUT_FOLDER_MARK line holds (``_escaped``'s inverse)."""
+    return re.sub(r"\\(\\|#|u[0-9a-f]{4})",
+                  lambda match: chr(int(match[1][1:], 16)) if match[1][0] == "u" else match[1], line)
 
 
 def _outputs_listed() -> Callable[[Path], bool]:
@@ -501,7 +520,7 @@ def _mark_output_folder(output: Path, targets: list[Path]) -> None:
     outputs then say why they cannot be)."""
     written = _marked_outputs(output) | {target.relative_to(output).as_posix() for target in targets}
     with suppress(OSError):
-        (output / OUTPUT_FOLDER_MARK).write_text(MARK_HEADER + "".join(f"{name}\n" for name in sorted(written)),
+        (output / OUTPUT_FOLDER_MARK).write_text(MARK_HEADER + "".join(f"{_escaped(name)}\n" for name in sorted(written)),
                                                  encoding="utf-8", errors="surrogateescape")
 
 
@@ -552,6 +571,7 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
             else:
                 suffix = ".mp4"
             target = output / within.parent / (path.stem + suffix)
+            check_name_length(target, f"rename {printable(name)}, whose output it is")
             _check_output_subfolders(output, within.parent, name, made)
             if target.is_dir():
                 raise OutputError(f"{target}: is a folder, where the output for {name} would go; move it or "
@@ -569,7 +589,18 @@ def _folder_jobs(folder: Path, output: Path | None, recursive: bool = False,
                               "rename one of them")
     if output is not None:
         _check_output_folder_holds_no_own_files(output, folder, recursive, [job.output for job in jobs])
+        if notes is not None and (earlier := _earlier_outputs(output, set(targets), recursive)):
+            notes.append(f"note: {output} holds {len(earlier)} output{'s' * (len(earlier) > 1)} of an earlier run that "
+                         f"this run does not write (their inputs are gone, or in another folder), left as they are: "
+                         f"{_some_of(earlier)}")
     return jobs
+
+
+def _earlier_outputs(output: Path, targets: set[str], recursive: bool) -> list[str]:
+    """The outputs an earlier run listed in ``output`` (paths within it; in its subfolders only when ``recursive``)
+    that are still there and that this run, writing ``targets``, does not replace."""
+    return sorted(name for name in _marked_outputs(output) - targets
+                  if (recursive or "/" not in name) and (output / name).is_file())
 
 
 def _check_output_subfolders(output: Path, subfolder: Path, name: str, made: set[str]) -> None:

@@ -137,15 +137,18 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"face detection needs a BGR, BGRA or gray image, got shape {image.shape}")
 
 
-# A gray picture (a black-and-white photo, FER2013's faces) is tinted a skin tone for the detector, which finds fewer
-# faces in gray: multi_face.jpg in gray 3 or 4 of its 5 faces, tinted 5 (python -m benchmarks.faces gray)
+# A gray picture (a black-and-white photo or film) is tinted a skin tone for the detector, which finds fewer faces in
+# gray: multi_face.jpg in gray 3 or 4 of its 5 faces, tinted 5 (python -m benchmarks.faces gray). Not a small one
+# (WHOLE_IMAGE_MAX_SIDE, such as FER2013's 48x48 faces): tinted, 8 of those 3,589 got a second, false face.
 GRAY_TOLERANCE = 12  # channel differences of a gray picture saved in colour (JPEG's colour noise)
 SKIN_TONE_GAINS = (1.0, 0.88, 0.78, 0.0)  # R, G, B (cv2.multiply's scalar has four)
 
 
 def skin_toned_if_gray(rgb: np.ndarray) -> np.ndarray:
     """``rgb`` tinted a skin tone if it is a gray picture (all but 1% of a sample of its pixels within
-    GRAY_TOLERANCE of gray), else as it is."""
+    GRAY_TOLERANCE of gray) larger than WHOLE_IMAGE_MAX_SIDE, else as it is."""
+    if max(rgb.shape[:2]) <= WHOLE_IMAGE_MAX_SIDE:
+        return rgb
     sample = rgb[::8, ::8].astype(np.int16)
     for first, second in ((0, 1), (1, 2)):
         if (np.abs(sample[..., first] - sample[..., second]) > GRAY_TOLERANCE).mean() > 0.01:

@@ -422,7 +422,8 @@ def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media,
                                   "results_folder_missing", "bad_suffix", "bad_results_suffix", "output_is_input",
                                   "bad_camera", "missing_model", "not_a_model", "empty_folder", "folder_to_a_file",
                                   "video_is_a_folder", "results_is_a_folder", "not_an_image", "unwritable_folder",
-                                  "output_is_a_broken_link", "too_large_for_webp", "unknown_file_to_a_photo"])
+                                  "output_is_a_broken_link", "too_large_for_webp", "unknown_file_to_a_photo",
+                                  "output_name_too_long", "results_name_too_long", "folder_output_name_too_long"])
 def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     fake = tmp_path / "fake.mp4"
@@ -456,7 +457,17 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         "output_is_a_broken_link": ["--image", str(photo), "-o", str(tmp_path / "link.png"), *model],
         "too_large_for_webp": ["--image", str(tmp_path / "panorama.png"), "-o", str(tmp_path / "out.webp"), *model],
         "unknown_file_to_a_photo": [str(tmp_path / "notes.txt"), "-o", str(tmp_path / "out.jpg"), *model],
+        "output_name_too_long": ["--image", str(photo), "-o", str(tmp_path / f"{'c' * 253}.png"), *model],
+        "results_name_too_long": ["--demo", "-r", str(tmp_path / f"{'r' * 253}.csv"), *model],
+        "folder_output_name_too_long": [str(tmp_path / "folder"), "-o", str(tmp_path / "annotated"), *model],
     }[case]
+    if case == "folder_output_name_too_long":  # a 255-byte name whose output, .mp4, is one byte longer
+        with av.open(str(tmp_path / "folder" / f"{'v' * 252}.ts"), "w") as container:
+            stream = container.add_stream("mpeg2video", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            for packet in [*stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), "bgr24")),
+                           *stream.encode(None)]:
+                container.mux(packet)
     if case == "unknown_file_to_a_photo":
         fake.rename(tmp_path / "notes.txt")
     if case == "too_large_for_webp":
@@ -476,6 +487,8 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
                         "there; remove the link or choose another name"
     if case == "too_large_for_webp":  # known before the analysis, not after it
         assert "WebP holds images up to 16383 px a side, this one is 17000x2" in error
+    if case.endswith("name_too_long"):  # it was a traceback (ENAMETOOLONG), or a folder run stopped part way
+        assert "bytes, more than the 255 the file system takes; " in error and "Errno" not in error
     if case == "unknown_file_to_a_photo":  # it said "out.jpg: unsupported output type '.jpg'; use .mp4"
         assert error == f"error: {tmp_path / 'notes.txt'}: neither a photo nor a video this program can read"
     if case == "unwritable_folder":  # named by the folder, not by the file that tried it
@@ -567,6 +580,32 @@ def test_a_rerun_does_not_take_its_own_results_file_in_the_folder_for_a_file_lef
         assert main(argv) == 0
         notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
         assert notes == ["note: 1 file of unknown kind skipped: notes.txt"]
+
+
+def test_outputs_named_with_a_hash_or_a_line_break_are_known_as_outputs_on_a_rerun(tiny_model, tmp_path, capsys):
+    """The list of a folder's outputs took "#1.jpg" for a comment and "new\\nline.jpg" for two names: every rerun was
+    refused ("the output folder holds files of the outputs' names that are not this program's outputs")."""
+    folder = tmp_path / "in"
+    photo_tree(folder, ["#1.png", "new\nline.png", "back\\slash.png", "plain.png"])
+    argv = [str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]
+    for _ in range(3):
+        assert main(argv) == 0, capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "#1.png", MARK, "back\\slash.png", "new\nline.png", "plain.png"]
+
+
+def test_a_rerun_says_which_outputs_of_an_earlier_run_it_does_not_write(tiny_model, tmp_path, capsys):
+    """An output whose input was deleted since was left among the new ones without a word."""
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png", "b.png", "c.png"])
+    argv = [str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]
+    assert main(argv) == 0
+    assert "earlier run" not in capsys.readouterr().err
+    (folder / "b.png").unlink()
+    (folder / "c.png").unlink()
+    assert main(argv) == 0
+    assert f"note: {tmp_path / 'out'} holds 2 outputs of an earlier run that this run does not write (their inputs " \
+           "are gone, or in another folder), left as they are: b.png, c.png\n" in capsys.readouterr().err
 
 
 def test_a_folder_in_the_way_of_one_output_of_a_folder_is_refused_before_any_work(tiny_model, tmp_path, capsys):

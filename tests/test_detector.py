@@ -164,6 +164,8 @@ def test_only_gray_pictures_are_tinted_for_the_detector():
         tinted = skin_toned_if_gray(picture).astype(int)
         assert (tinted[..., 0] >= tinted[..., 1]).all() and (tinted[..., 1] >= tinted[..., 2] - 3).all()
         assert np.abs(tinted[..., 0] - picture[..., 0]).max() <= 1  # red kept, green and blue toned down
+    small = cv2.resize(gray, (48, 48))  # a face crop (FER2013's): tinted, some got a second, false face
+    assert skin_toned_if_gray(small) is small
 
 
 def test_auto_on_a_video_keeps_finding_faces_that_only_its_full_pass_finds(media, auto, short_range):

@@ -39,9 +39,23 @@ def check_input_file(path: Path, kind: str) -> None:
         raise SourceError(f"{kind} {path}: file is empty", path)
 
 
+def check_name_length(path: Path, remedy: str = "choose a shorter name") -> None:
+    """OutputError when the last name of ``path`` is longer than its file system takes (255 bytes on most)."""
+    length = len(os.fsencode(path.name))
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):  # a folder not there (yet), or a system that does not say
+        limit = 255
+    if length > limit:
+        raise OutputError(f"{path}: a name of {length} bytes, more than the {limit} the file system takes; {remedy}",
+                          path)
+
+
 def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path:
-    """Check, before any work starts, that ``path`` can be written: known suffix, existing writable folder."""
+    """Check, before any work starts, that ``path`` can be written: a name the file system takes, known suffix,
+    existing writable folder."""
     path = Path(path).expanduser()
+    check_name_length(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, not a file name", path)
     if str(path) == "-" or (path.exists() and not path.is_file()):  # standard output, /dev/null, a pipe
@@ -69,6 +83,7 @@ def check_output_suffix(path: Path, allowed_suffixes: Iterable[str]) -> None:
 
 def check_output_folder(folder: Path) -> None:
     """Check, before any work starts, that files can be created in ``folder`` (or that it can be made)."""
+    check_name_length(folder)
     if folder.is_dir():
         try:
             _try_writing(folder / f".{secrets.token_hex(4)}.probe")
