@@ -793,9 +793,25 @@ def _problem(summary: RunSummary, problem: str, output_failed: bool = False) -> 
         print(f"warning: {summary.problems[-1]}", file=sys.stderr)
 
 
-def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
-    """Print the run's summary, and the latency of live sources (to no one when stdout is closed: ``| head``,
-    ``>&-``; a stdout that cannot take it, such as a full disk, gets a warning: the outputs are as written)."""
+def _saved(args: argparse.Namespace, jobs: list[Job], folder: bool) -> str | None:
+    """The summary's line on where the outputs are ("saved: out.mp4 (annotated video), rows.csv (results)"), or None
+    when the run left none."""
+    saved = []
+    if folder and args.output is not None:
+        written = sum(job.output.is_file() for job in jobs)
+        if written:
+            saved.append(f"{printable(str(args.output))}{os.sep} ({written} annotated file{'s' * (written > 1)})")
+    elif args.output is not None and args.output.is_file():
+        saved.append(f"{printable(str(args.output))} (annotated {'photo' if jobs[0].kind == 'image' else 'video'})")
+    if args.results is not None and args.results.is_file():
+        saved.append(f"{printable(str(args.results))} (results)")
+    return f"saved: {', '.join(saved)}" if saved else None
+
+
+def _report(summary: RunSummary, latencies: list[LatencyMeter], saved: str | None = None) -> None:
+    """Print the run's summary, the latency of live sources, and where the outputs are (``saved``) (to no one when
+    stdout is closed: ``| head``, ``>&-``; a stdout that cannot take it, such as a full disk, gets a warning: the
+    outputs are as written)."""
     if sys.stdout is None:  # started with stdout closed
         return
     try:
@@ -803,6 +819,8 @@ def _report(summary: RunSummary, latencies: list[LatencyMeter]) -> None:
         for meter in latencies:
             if meter.frames:
                 print(meter.format())
+        if saved is not None:
+            print(saved)
         sys.stdout.flush()
     except (OSError, ValueError) as error:  # the outputs are as written; only the report has no reader
         with suppress(OSError, ValueError):  # and Python's flush at exit none either
@@ -1020,7 +1038,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "
                              f"{_some_of(left)}")
             if summary.frames or summary.problems:  # (a summary of nothing would only say "no faces found")
-                _report(summary, latencies)
+                _report(summary, latencies, _saved(args, jobs, folder))
         first = stop.first if isinstance(stop, FinishingBrokenOff) else getattr(stop, "signum", signal.SIGINT)
         return EXIT_INTERRUPTED if first == signal.SIGINT else 128 + first  # as the first stop asked
     except Exception as error:  # a failure while processing: outputs kept, one error line
@@ -1032,11 +1050,11 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             if running is not None and (note := _cut_off_note(running[0], reached, summary.frames - running[1],
                                                                "stopped by the error below")):
                 summary.note(note)
-            _report(summary, latencies)
+            _report(summary, latencies, _saved(args, jobs, folder))
         _error(error if isinstance(error, EmotionTracerError) else f"{type(error).__name__}: {error}")
         return EXIT_FAILED
     run_ended()
-    _report(summary, latencies)
+    _report(summary, latencies, _saved(args, jobs, folder))
     if summary.problems and not summary.frames:
         problems = len(summary.problems)
         _error(f"nothing could be analysed: {summary.problems[-1]}"

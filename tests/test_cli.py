@@ -91,6 +91,7 @@ def test_video_to_annotated_video_and_csv(media, tiny_model, tmp_path, capsys):
     assert {"happy", "neutral", "sad"} <= set(rows[0])  # a probability column per class
     out_text = capsys.readouterr().out
     assert "72 frames" in out_text and "dominant emotion" in out_text
+    assert out_text.endswith(f"saved: {out} (annotated video), {results} (results)\n")  # where it all went
 
 
 def test_video_without_faces_gives_a_full_video_and_no_rows(media, tiny_model, tmp_path):
@@ -279,7 +280,9 @@ def test_folder_of_images_and_videos(media, tiny_model, tmp_path, capsys):
     assert video_facts(out / "single_face.mp4")[0] == 10
     rows = read_csv(results)
     assert sorted({row["source"] for row in rows}) == ["couple.jpg", "single_face.mp4"]
-    assert "source" in capsys.readouterr().out  # the summary names the file of each face
+    out_text = capsys.readouterr().out
+    assert "source" in out_text  # the summary names the file of each face
+    assert out_text.endswith(f"saved: {out}/ (3 annotated files), {results} (results)\n")
 
 
 def test_a_folder_of_netpbm_and_tga_photos_is_analysed_as_each_photo_is_alone(tiny_model, tmp_path, capsys):

@@ -64,6 +64,9 @@ def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path
     check_output_suffix(path, allowed_suffixes)
     folder = path.parent
     if not folder.is_dir():
+        missing = next((above for above in [*reversed(folder.parents), folder] if not above.is_dir()), folder)
+        if missing.exists():  # out.jpg/x.mp4: a file where a folder is named
+            raise OutputError(f"{path}: {missing} is a file, not a folder", path)
         raise OutputError(f"{path}: folder {folder} does not exist", path)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: folder {folder} is not writable", path)
