@@ -202,8 +202,8 @@ class EmotionAnalyzer:
         frame is a photo, so a small one without a detected face is taken whole, as ``analyze()`` does (unless
         ``small_images_whole`` is off);
         ``edited``: the frame is a video file's, which may cut from one shot to another (a new shot forgets
-        the faces of the last one: new ids, no smoothing across the cut; after a flash of a frame or two the
-        faces of the shot before it come back)."""
+        the faces of the last one: new ids, no smoothing across the cut; after a flash, or anything else that
+        interrupts the shot up to a second, the faces of the shot before it come back)."""
         if isinstance(frame, (str, Path)):
             frame = read_photo(frame, calls_below_user=2)  # track() -> _track()
         if isinstance(frame, Frame) and (isinstance(frame.timestamp, bool)

@@ -5,7 +5,8 @@ here on 64x36 thumbnails (hue on its circle). On the shared clips, frames of one
 (a zoom, a face turning, a camera moving) and the cut inside noface_face.mov by 68; the last frame of one
 clip and the first of another by 50 or more (`python -m benchmarks.faces cuts`). A frame or two that differ
 from the shot around them (a camera's flash, a flash frame in an edit) are not a new shot: the frame after
-them goes back to the shot before. A frame whose fine detail still follows the frame before (the same
+them goes back to the shot before, and so does a frame like it up to a second later (something passed in front of
+the camera, an edit cut away and back). A frame whose fine detail still follows the frame before (the same
 picture lit otherwise: a camera's flash, a light switched on) is no cut at all, nor is a frame that is the one
 before moved (a handheld camera's jolt).
 """
@@ -20,8 +21,10 @@ import numpy as np
 
 CUT_THRESHOLD = 30.0  # mean absolute HSV difference, 0-255 scale, above which a frame starts a new shot
 THUMBNAIL_SIZE = (64, 36)
-# A new shot that lasts at most this many frames, followed by a frame like the one before it, was a flash.
-FLASH_FRAMES = 2
+# A new shot that lasts at most this many frames (1 s at 30 fps), followed by a frame like the one before it, was an
+# interruption of the shot: a flash, something passing close in front of the camera (a hand, a person walking by),
+# a cutaway of an edit. Its faces go, and those of the shot come back.
+INTERRUPTION_FRAMES = 30
 # Two frames whose fine detail (``detail_correlation``) correlates at least this much are one picture lit
 # otherwise, however much they differ. On frames of the shared clips against frames of the others (about 2,000
 # pairs that differ as cuts do, plain, letterboxed, pillarboxed or vignetted alike): 0 to 1% of them (frames of
@@ -82,7 +85,7 @@ def hsv_thumbnail(image: np.ndarray) -> np.ndarray:
 
 class ShotChange(Enum):
     """What a frame does to the shot: goes on with it, starts a new one, or goes back to the shot before a
-    new one that lasted at most FLASH_FRAMES frames (it was a flash)."""
+    new one that lasted at most INTERRUPTION_FRAMES frames (it was a flash, or another interruption)."""
 
     SAME = "same shot"
     NEW = "new shot"
@@ -99,8 +102,8 @@ class SceneCutDetector:
     def reset(self) -> None:
         """Forget the previous frames (a new source starts)."""
         self._recent: deque[np.ndarray] = deque(maxlen=2)  # the last two frames
-        # while a new shot may still be a flash (FLASH_FRAMES frames): the two frames before it (two, for a
-        # flash half caught by a rolling shutter, whose first frame differs too little to be a cut)
+        # while a new shot may still be an interruption (INTERRUPTION_FRAMES frames): the two frames before it (two,
+        # for a flash half caught by a rolling shutter, whose first frame differs too little to be a cut)
         self._before_cut: list[np.ndarray] = []
         self._frames_since_cut = 0
 
@@ -109,17 +112,17 @@ class SceneCutDetector:
         thumbnail = hsv_thumbnail(image)
         previous = self._recent[-1] if self._recent else None
         self._frames_since_cut += 1
-        if self._frames_since_cut > FLASH_FRAMES:
+        if self._frames_since_cut > INTERRUPTION_FRAMES:
             self._before_cut = []
         change = ShotChange.SAME
         if any(frame_difference(before, thumbnail) <= self.threshold for before in self._before_cut):
-            # like the shot before a new one of at most FLASH_FRAMES frames (even when the flash's last frame
-            # was lit too little to differ from this one as a cut does): that was a flash
+            # like the shot before a new one of at most INTERRUPTION_FRAMES frames (even when a flash's last frame
+            # was lit too little to differ from this one as a cut does): that was an interruption
             self._before_cut, change = [], ShotChange.BACK
         elif (previous is not None and frame_difference(previous, thumbnail) > self.threshold
               and detail_correlation(previous, thumbnail) < RELIT_CORRELATION  # not the same picture relit
               and moved_difference(previous, thumbnail) > self.threshold):  # nor moved
-            if not self._before_cut:  # not a second change within a flash: a new shot, which may be a flash
+            if not self._before_cut:  # not a second change within one: a new shot, which may be an interruption
                 self._before_cut, self._frames_since_cut = list(self._recent), 0
             change = ShotChange.NEW
         self._recent.append(thumbnail)

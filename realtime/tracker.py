@@ -8,8 +8,9 @@ back when it reappears where it was, near it, or where its motion was taking it 
 keep their ids). Time is measured on the frames' timestamps: smoothing, survival, velocities and the
 label's hysteresis last as long at 10 frames/s as at 60 (a time-lapse's faces survive a few of its frames),
 a gap in a video's timestamps longer than the survival time forgets every face, and so does a scene cut
-(``update(..., new_scene=True)``); the faces after either are shown at once. After a flash (a new scene
-followed by ``update(..., scene_resumed=True)``) the faces of the shot before it come back.
+(``update(..., new_scene=True)``); the faces after either are shown at once. After a flash or another
+interruption of the shot (a new scene followed by ``update(..., scene_resumed=True)``) the faces of the shot before
+it come back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from statistics import median
 
 import numpy as np
 
-from realtime.scene_cuts import FLASH_FRAMES
+from realtime.scene_cuts import INTERRUPTION_FRAMES
 from realtime.types import Box, FaceDetection, FaceResult
 
 # The frame rate at which ``smoothing``, ``max_missed`` and LABEL_LEAD_FRAMES are stated: at other rates
@@ -296,7 +297,8 @@ class FaceTracker:
         the frame's faces are reported at once with new ids.
         ``scene_resumed``: the frame goes back to the shot before the last new scene, which was a flash: the
         faces of that shot come back (those not gone for longer than a face survives), the flash's go. A new
-        scene within FLASH_FRAMES updates of the last one is part of the same flash (its faces keep waiting).
+        scene within INTERRUPTION_FRAMES updates of the last one is part of the same interruption (its faces keep
+        waiting).
         """
         if new_scene and scene_resumed:
             raise ValueError("a frame cannot both start a new scene and go back to the one before")
@@ -314,7 +316,7 @@ class FaceTracker:
             self._steps.append(measured)
         self._since_cut += elapsed
         self._updates_since_cut += 1
-        within_flash = self._before_cut is not None and self._updates_since_cut <= FLASH_FRAMES
+        within_flash = self._before_cut is not None and self._updates_since_cut <= INTERRUPTION_FRAMES
         if scene_resumed and within_flash and not gap:
             for track in self._before_cut:
                 track.missed += self._since_cut - elapsed

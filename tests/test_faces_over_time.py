@@ -30,7 +30,7 @@ from realtime.detector import FaceDetector
 from realtime.io.images import read_image
 from realtime.io.video import VideoFileSource
 from realtime.pipeline import EmotionAnalyzer
-from realtime.scene_cuts import SceneCutDetector, ShotChange
+from realtime.scene_cuts import INTERRUPTION_FRAMES, SceneCutDetector, ShotChange
 from realtime.tracker import FaceTracker
 from realtime.types import FaceDetection, Frame
 
@@ -250,14 +250,32 @@ def test_a_flash_of_two_unlike_frames_or_half_caught_by_a_rolling_shutter_is_not
         assert ShotChange.NEW not in changes or ShotChange.BACK in changes[4:7], changes  # (white, black: a new shot)
 
 
-def test_three_frames_unlike_the_shot_around_them_are_a_shot_of_their_own(media):
-    frames = clip(media, "single_face.mp4")[:30]
-    height, width = frames[0].shape[:2]
-    frames[15:18] = [cv2.resize(image, (width, height)) for image in clip(media, "test.mp4")[:3]]  # another shot
+@pytest.mark.parametrize("inserted", [3, INTERRUPTION_FRAMES, INTERRUPTION_FRAMES + 1])
+def test_frames_of_another_shot_are_an_interruption_up_to_a_second_and_a_shot_of_their_own_after(media, inserted):
+    """A cutaway of up to INTERRUPTION_FRAMES frames, then the shot before: back to it (its faces keep their ids);
+    longer, the shot that follows is a new one."""
+    shot = clip(media, "single_face.mp4")[:30]
+    height, width = shot[0].shape[:2]
+    frames = shot[:15] + [cv2.resize(image, (width, height)) for image in clip(media, "test.mp4")[:inserted]] + shot[15:]
     detector = SceneCutDetector()
     changes = [detector.shot_change(image) for image in frames]
-    assert [index for index, change in enumerate(changes) if change is not ShotChange.SAME] == [15, 18]
-    assert changes[18] is ShotChange.NEW
+    assert [index for index, change in enumerate(changes) if change is not ShotChange.SAME] == [15, 15 + inserted]
+    assert changes[15 + inserted] is (ShotChange.BACK if inserted <= INTERRUPTION_FRAMES else ShotChange.NEW)
+
+
+@pytest.mark.parametrize(("cover", "frames_covered", "shade"), [(0.6, 30, 30), (0.8, 15, 30), (1.0, 8, 0)])
+def test_a_face_keeps_its_id_through_something_passing_close_in_front_of_the_camera(media, tiny_model, tmp_path,
+                                                                                   cover, frames_covered, shade):
+    """Most of single_face.mp4's frame covered for up to a second (a person walking by close to the camera, a hand
+    over the lens, a black frame or eight): each change was a cut, and the face came back with a new id."""
+    frames = clip(media, "single_face.mp4")
+    for image in frames[20:20 + frames_covered]:
+        image[:, :round(image.shape[1] * cover)] = shade
+    path = tmp_path / "passing.mp4"
+    write_clip(path, frames)
+    with EmotionAnalyzer(tiny_model) as analyzer:
+        ids = [{face.face_id for face in result.faces} for result in analyzer.stream(path)]
+    assert set().union(*ids) == {1} and ids[:20] == ids[-20:] == [{1}] * 20
 
 
 def read_rows(path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from realtime.scene_cuts import INTERRUPTION_FRAMES
 from realtime.tracker import FaceTracker, box_iou
 from realtime.types import FaceDetection
 
@@ -374,10 +375,14 @@ def test_faces_come_back_after_a_flash_of_two_unlike_frames():
     assert [r.face_id for r in tracker.update(faces(box), probs(SAD), new_scene=True)] == [2]
     assert [r.face_id for r in tracker.update([], np.zeros((0, 3), np.float32), new_scene=True)] == []
     assert [r.face_id for r in tracker.update(faces(box), probs(HAPPY), scene_resumed=True)] == [1]
-    # after three new scenes in a row the shot before them does not come back: the third one's face goes on
-    for _ in range(3):
-        tracker.update(faces(box), probs(SAD), new_scene=True)
-    assert [r.face_id for r in tracker.update(faces(box), probs(SAD), scene_resumed=True)] == [5]
+    # a new scene later than INTERRUPTION_FRAMES updates after the last one starts a shot of its own: going back
+    # then goes back to the shot just before it, not to the one before that
+    [shot] = tracker.update(faces(box), probs(SAD), new_scene=True)
+    for _ in range(INTERRUPTION_FRAMES):
+        tracker.update(faces(box), probs(SAD))
+    [newest] = tracker.update(faces(box), probs(SAD), new_scene=True)
+    assert newest.face_id != shot.face_id != 1
+    assert [r.face_id for r in tracker.update(faces(box), probs(SAD), scene_resumed=True)] == [shot.face_id]
 
 
 def test_scene_resumed_without_a_flash_changes_nothing_and_both_flags_are_refused():
