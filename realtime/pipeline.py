@@ -231,7 +231,7 @@ class EmotionAnalyzer:
                 self._tracked_size = image.shape[:2]
             change = ShotChange.SAME
             if edited:  # with the changes among the frames sampling skipped before it, if any
-                change = self._fold_shot_change(self.scene_cuts.shot_change(image))
+                change = self._fold_shot_change(self.scene_cuts.shot_change(image, timestamp))
                 self._changes_since_analysed = NO_CHANGES
             if change is not ShotChange.SAME:
                 self.detector.reset()  # every detection pass for the faces of the new (or resumed) shot
@@ -252,7 +252,7 @@ class EmotionAnalyzer:
         """A video file's frame that sampling skips: the scene-cut detector sees it all the same, so that it
         compares neighbouring frames (motion over the frames skipped is no cut) and a cut among them is not missed."""
         with self._lock:
-            self._fold_shot_change(self.scene_cuts.shot_change(bgr_image(frame.image)))
+            self._fold_shot_change(self.scene_cuts.shot_change(bgr_image(frame.image), frame.timestamp))
 
     def _fold_shot_change(self, change: ShotChange) -> ShotChange:
         """Where the shot changes since the last frame analysed lead, with ``change`` (the newest frame's): SAME

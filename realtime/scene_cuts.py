@@ -21,10 +21,11 @@ import numpy as np
 
 CUT_THRESHOLD = 30.0  # mean absolute HSV difference, 0-255 scale, above which a frame starts a new shot
 THUMBNAIL_SIZE = (64, 36)
-# A new shot that lasts at most this many frames (1 s at 30 fps), followed by a frame like the one before it, was an
-# interruption of the shot: a flash, something passing close in front of the camera (a hand, a person walking by),
-# a cutaway of an edit. Its faces go, and those of the shot come back.
-INTERRUPTION_FRAMES = 30
+# A new shot that lasts at most this long, followed by a frame like the one before it, was an interruption of the
+# shot: a flash, something passing close in front of the camera (a hand, a person walking by), a cutaway of an edit.
+# Its faces go, and those of the shot come back. Frames without timestamps count 1/30 s each.
+INTERRUPTION_SECONDS = 1.0
+UNTIMED_FRAME_SECONDS = 1 / 30
 # Two frames whose fine detail (``detail_correlation``) correlates at least this much are one picture lit
 # otherwise, however much they differ. On frames of the shared clips against frames of the others (about 2,000
 # pairs that differ as cuts do, plain, letterboxed, pillarboxed or vignetted alike): 0 to 1% of them (frames of
@@ -85,7 +86,7 @@ def hsv_thumbnail(image: np.ndarray) -> np.ndarray:
 
 class ShotChange(Enum):
     """What a frame does to the shot: goes on with it, starts a new one, or goes back to the shot before a
-    new one that lasted at most INTERRUPTION_FRAMES frames (it was a flash, or another interruption)."""
+    new one that lasted at most INTERRUPTION_SECONDS (it was a flash, or another interruption)."""
 
     SAME = "same shot"
     NEW = "new shot"
@@ -102,28 +103,32 @@ class SceneCutDetector:
     def reset(self) -> None:
         """Forget the previous frames (a new source starts)."""
         self._recent: deque[np.ndarray] = deque(maxlen=2)  # the last two frames
-        # while a new shot may still be an interruption (INTERRUPTION_FRAMES frames): the two frames before it (two,
-        # for a flash half caught by a rolling shutter, whose first frame differs too little to be a cut)
+        # while a new shot may still be an interruption (INTERRUPTION_SECONDS): the two frames before it (two, for a
+        # flash half caught by a rolling shutter, whose first frame differs too little to be a cut)
         self._before_cut: list[np.ndarray] = []
-        self._frames_since_cut = 0
+        self._seconds_since_cut = 0.0
+        self._last_timestamp: float | None = None
 
-    def shot_change(self, image: np.ndarray) -> ShotChange:
-        """What the BGR ``image`` does to the shot, against the frames before it; the first frame: SAME."""
+    def shot_change(self, image: np.ndarray, timestamp: float | None = None) -> ShotChange:
+        """What the BGR ``image`` (shown at ``timestamp`` seconds, if known) does to the shot, against the frames
+        before it; the first frame: SAME."""
         thumbnail = hsv_thumbnail(image)
         previous = self._recent[-1] if self._recent else None
-        self._frames_since_cut += 1
-        if self._frames_since_cut > INTERRUPTION_FRAMES:
+        last, self._last_timestamp = self._last_timestamp, timestamp
+        step = timestamp - last if None not in (timestamp, last) and timestamp > last else UNTIMED_FRAME_SECONDS
+        self._seconds_since_cut += step
+        if self._seconds_since_cut > INTERRUPTION_SECONDS + 1e-6:
             self._before_cut = []
         change = ShotChange.SAME
         if any(frame_difference(before, thumbnail) <= self.threshold for before in self._before_cut):
-            # like the shot before a new one of at most INTERRUPTION_FRAMES frames (even when a flash's last frame
+            # like the shot before a new one of at most INTERRUPTION_SECONDS (even when a flash's last frame
             # was lit too little to differ from this one as a cut does): that was an interruption
             self._before_cut, change = [], ShotChange.BACK
         elif (previous is not None and frame_difference(previous, thumbnail) > self.threshold
               and detail_correlation(previous, thumbnail) < RELIT_CORRELATION  # not the same picture relit
               and moved_difference(previous, thumbnail) > self.threshold):  # nor moved
             if not self._before_cut:  # not a second change within one: a new shot, which may be an interruption
-                self._before_cut, self._frames_since_cut = list(self._recent), 0
+                self._before_cut, self._seconds_since_cut = list(self._recent), 0.0
             change = ShotChange.NEW
         self._recent.append(thumbnail)
         return change

@@ -21,7 +21,7 @@ from statistics import median
 
 import numpy as np
 
-from realtime.scene_cuts import INTERRUPTION_FRAMES
+from realtime.scene_cuts import INTERRUPTION_SECONDS
 from realtime.types import Box, FaceDetection, FaceResult
 
 # The frame rate at which ``smoothing``, ``max_missed`` and LABEL_LEAD_FRAMES are stated: at other rates
@@ -223,10 +223,10 @@ class FaceTracker:
         self._first_frame = True
         self._last_timestamp: float | None = None
         self._steps: deque[float] = deque(maxlen=STEP_HISTORY)  # recent reference frames between updates
-        # while the last new scene may be a flash: the faces with ids before it, the reference frames and the
-        # updates since it (None: nothing waits)
+        # while the last new scene may be an interruption: the faces with ids before it (None: nothing waits), the
+        # reference frames since the last update before it (their time unseen), and since it
         self._before_cut: list[_Track] | None = None
-        self._since_cut, self._updates_since_cut = 0.0, 0
+        self._since_cut, self._time_since_cut = 0.0, 0.0
 
     def rescale(self, x_scale: float, y_scale: float) -> None:
         """The frames changed size (a camera or a WebRTC stream switching resolution): every face's box, motion and
@@ -297,8 +297,7 @@ class FaceTracker:
         the frame's faces are reported at once with new ids.
         ``scene_resumed``: the frame goes back to the shot before the last new scene, which was a flash: the
         faces of that shot come back (those not gone for longer than a face survives), the flash's go. A new
-        scene within INTERRUPTION_FRAMES updates of the last one is part of the same interruption (its faces keep
-        waiting).
+        scene within INTERRUPTION_SECONDS of the last one is part of the same interruption (its faces keep waiting).
         """
         if new_scene and scene_resumed:
             raise ValueError("a frame cannot both start a new scene and go back to the one before")
@@ -315,8 +314,9 @@ class FaceTracker:
         if measured is not None:
             self._steps.append(measured)
         self._since_cut += elapsed
-        self._updates_since_cut += 1
-        within_flash = self._before_cut is not None and self._updates_since_cut <= INTERRUPTION_FRAMES
+        self._time_since_cut += elapsed
+        within_flash = self._before_cut is not None and \
+            self._time_since_cut <= INTERRUPTION_SECONDS * REFERENCE_FPS + FRAME_COUNT_TOLERANCE
         if scene_resumed and within_flash and not gap:
             for track in self._before_cut:
                 track.missed += self._since_cut - elapsed
@@ -327,7 +327,7 @@ class FaceTracker:
                 self._before_cut = None if gap else [track for track in self._tracks if track.face_id is not None]
                 for track in self._before_cut or []:
                     track.hits = 0
-                self._since_cut, self._updates_since_cut = elapsed, 0
+                self._since_cut, self._time_since_cut = elapsed, 0.0
             self._tracks, self._first_frame = [], True
         matches = self._match(detections, elapsed)
         matched: set[int] = set()

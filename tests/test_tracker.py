@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.scene_cuts import INTERRUPTION_FRAMES
+from realtime.scene_cuts import INTERRUPTION_SECONDS
 from realtime.tracker import FaceTracker, box_iou
 from realtime.types import FaceDetection
 
@@ -375,10 +375,10 @@ def test_faces_come_back_after_a_flash_of_two_unlike_frames():
     assert [r.face_id for r in tracker.update(faces(box), probs(SAD), new_scene=True)] == [2]
     assert [r.face_id for r in tracker.update([], np.zeros((0, 3), np.float32), new_scene=True)] == []
     assert [r.face_id for r in tracker.update(faces(box), probs(HAPPY), scene_resumed=True)] == [1]
-    # a new scene later than INTERRUPTION_FRAMES updates after the last one starts a shot of its own: going back
-    # then goes back to the shot just before it, not to the one before that
+    # a new scene later than INTERRUPTION_SECONDS after the last one starts a shot of its own: going back then goes
+    # back to the shot just before it, not to the one before that (updates without times: 1/30 s apart)
     [shot] = tracker.update(faces(box), probs(SAD), new_scene=True)
-    for _ in range(INTERRUPTION_FRAMES):
+    for _ in range(round(INTERRUPTION_SECONDS * 30)):
         tracker.update(faces(box), probs(SAD))
     [newest] = tracker.update(faces(box), probs(SAD), new_scene=True)
     assert newest.face_id != shot.face_id != 1
@@ -403,7 +403,7 @@ def test_faces_gone_longer_than_they_survive_do_not_come_back_after_a_flash():
     tracker.update(faces(box), probs(SAD), timestamp=1.45, new_scene=True)
     assert [r.face_id for r in tracker.update(faces(box), probs(SAD), timestamp=1.5, scene_resumed=True)] == [1]
     tracker.update([], np.zeros((0, 3), np.float32), timestamp=1.6)
-    tracker.update(faces(box), probs(SAD), timestamp=2.0, new_scene=True)
+    tracker.update(faces(box), probs(SAD), timestamp=2.5, new_scene=True)
     resumed = tracker.update(faces(box), probs(SAD), timestamp=3.1, scene_resumed=True)
     assert resumed == []  # last seen 1.6 s before: forgotten; the face is new again, and tentative
 
