@@ -9,10 +9,12 @@ frame's edge and close-ups); `python -m benchmarks.faces` measures what each fin
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import sys
 import threading
+import types
 
 import cv2
 import numpy as np
@@ -120,7 +122,36 @@ def _quiet_native_stderr():
             os.close(saved)
 
 
-with _without_tensorflow():
+class _LoadedOnUse(types.ModuleType):
+    """Stands for a module while mediapipe loads; the real one is imported on the first use of an attribute."""
+
+    def __getattr__(self, attribute):
+        if attribute.startswith("__") or sys.modules.get(self.__name__) is self:  # (while mediapipe loads)
+            raise AttributeError(attribute)
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+@contextlib.contextmanager
+def _unused_imports_deferred():
+    """Keep ``import mediapipe`` from importing matplotlib (0.4 s, for its drawing utilities) and sounddevice (70 ms,
+    for its audio tasks), which face detection never uses: while mediapipe loads they stand as modules imported on
+    first use; afterwards ``import matplotlib`` gets the real one."""
+    names = [name for name in ("matplotlib", "matplotlib.pyplot", "sounddevice") if name not in sys.modules]
+    if "matplotlib" not in names:  # loaded already: its pyplot as it is
+        names = [name for name in names if not name.startswith("matplotlib")]
+    for name in names:
+        sys.modules[name] = _LoadedOnUse(name)
+    if "matplotlib.pyplot" in names:  # (`import matplotlib.pyplot as plt` takes it as the package's attribute)
+        sys.modules["matplotlib"].pyplot = sys.modules["matplotlib.pyplot"]
+    try:
+        yield
+    finally:
+        for name in names:
+            if isinstance(sys.modules.get(name), _LoadedOnUse):
+                del sys.modules[name]
+
+
+with _without_tensorflow(), _unused_imports_deferred():
     from mediapipe.python.solutions import face_detection as _mp_face_detection
 
 

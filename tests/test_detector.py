@@ -426,3 +426,15 @@ def test_tiles_and_the_small_image_fallback_leave_small_photos_alone():
     image = rng.integers(0, 256, (120, 120, 3), dtype=np.uint8)
     with FaceDetector("auto") as detector:
         assert [face.score for face in detector.detect(image, tiles=True)] == [None]
+
+
+def test_the_detector_loads_mediapipe_without_matplotlib_and_leaves_it_importable():
+    """mediapipe imports matplotlib (0.4 s) for drawing utilities the detector never uses."""
+    import subprocess
+
+    code = ("import sys, realtime.detector; assert 'matplotlib' not in sys.modules, 'loaded'; "
+            "from mediapipe.python.solutions import drawing_utils; import matplotlib.pyplot as plt; "
+            "assert drawing_utils.plt.figure is plt.figure; print('ok')")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and completed.stdout == "ok\n", completed.stderr[-2000:]
+
