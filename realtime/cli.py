@@ -793,17 +793,23 @@ def _problem(summary: RunSummary, problem: str, output_failed: bool = False) -> 
         print(f"warning: {summary.problems[-1]}", file=sys.stderr)
 
 
-def _saved(args: argparse.Namespace, jobs: list[Job], folder: bool) -> str | None:
-    """The summary's line on where the outputs are ("saved: out.mp4 (annotated video), rows.csv (results)"), or None
-    when the run left none."""
+def _saved(args: argparse.Namespace, jobs: list[Job], folder: bool, since: float) -> str | None:
+    """The summary's line on where the outputs the run wrote (modified ``since``, its start) are ("saved: out.mp4
+    (annotated video), rows.csv (results)"), or None when it wrote none."""
+    def written(path: Path | None) -> bool:
+        try:
+            return path is not None and path.is_file() and path.stat().st_mtime >= since - 1  # (coarse file times)
+        except OSError:
+            return False
+
     saved = []
     if folder and args.output is not None:
-        written = sum(job.output.is_file() for job in jobs)
-        if written:
-            saved.append(f"{printable(str(args.output))}{os.sep} ({written} annotated file{'s' * (written > 1)})")
-    elif args.output is not None and args.output.is_file():
+        files = sum(written(job.output) for job in jobs)
+        if files:
+            saved.append(f"{printable(str(args.output))}{os.sep} ({files} annotated file{'s' * (files > 1)})")
+    elif written(args.output):
         saved.append(f"{printable(str(args.output))} (annotated {'photo' if jobs[0].kind == 'image' else 'video'})")
-    if args.results is not None and args.results.is_file():
+    if written(args.results):
         saved.append(f"{printable(str(args.results))} (results)")
     return f"saved: {', '.join(saved)}" if saved else None
 
@@ -894,10 +900,12 @@ def _claim_outputs(args: argparse.Namespace, jobs: list[Job], folder: bool) -> l
     """Locks on the run's outputs (a folder run's output folder, not each file in it) and results file, held until
     it ends; OutputError, before any work, when another run is writing one of them."""
     outputs = [args.output] if folder else [job.output for job in jobs]
+    # a single file's folder is claimed shared: other files may be written in it, but no folder run may claim it
+    folders = [] if folder or args.output is None else [args.output.parent]
     claims = []
     try:
-        for path in [*outputs, args.results]:
-            if path is not None and (claim := claim_output(path)) is not None:
+        for path, shared in [*((path, False) for path in [*outputs, args.results]), *((path, True) for path in folders)]:
+            if path is not None and (claim := claim_output(path, shared)) is not None:
                 claims.append(claim)
     except OutputError:
         for claim in claims:
@@ -918,7 +926,7 @@ def program_main() -> int:
     # Stopped while a stream was being opened: Python's shutdown would meet its thread. Stopped by a signal: about
     # one run in 30 stopped within its first frames ended by SIGINT after Python's shutdown (status -2, not 130),
     # with SIGINT ignored by then (tests/test_interrupts.py; none in 80 runs leaving this way).
-    if stream_threads_alive() or code in (EXIT_INTERRUPTED, 128 + signal.SIGTERM, 128 + signal.SIGHUP):
+    if stream_threads_alive() or code in (EXIT_INTERRUPTED, *(128 + number for number in STOP_SIGNALS)):
         logging.shutdown()
         with suppress(OSError, ValueError):  # a closed or broken stdout
             sys.stdout.flush()
@@ -943,6 +951,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
     (``unread``) are problems of the run from its start.
     """
     summary = RunSummary(whole_image=args.whole_image)
+    started = time.time()  # outputs modified since were written by this run
     latencies: list[LatencyMeter] = []
     begun = 0  # jobs begun: a stop leaves those after them not analysed
     running: tuple[Job, int] | None = None  # the job begun last, and the frames analysed before it
@@ -1041,7 +1050,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                 summary.note(f"{len(left)} file{'s' * (len(left) != 1)} of the folder not analysed (interrupted): "
                              f"{_some_of(left)}")
             if summary.frames or summary.problems:  # (a summary of nothing would only say "no faces found")
-                _report(summary, latencies, _saved(args, jobs, folder))
+                _report(summary, latencies, _saved(args, jobs, folder, started))
         first = stop.first if isinstance(stop, FinishingBrokenOff) else getattr(stop, "signum", signal.SIGINT)
         return EXIT_INTERRUPTED if first == signal.SIGINT else 128 + first  # as the first stop asked
     except Exception as error:  # a failure while processing: outputs kept, one error line
@@ -1053,11 +1062,11 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             if running is not None and (note := _cut_off_note(running[0], reached, summary.frames - running[1],
                                                                "stopped by the error below")):
                 summary.note(note)
-            _report(summary, latencies, _saved(args, jobs, folder))
+            _report(summary, latencies, _saved(args, jobs, folder, started))
         _error(error if isinstance(error, EmotionTracerError) else f"{type(error).__name__}: {error}")
         return EXIT_FAILED
     run_ended()
-    _report(summary, latencies, _saved(args, jobs, folder))
+    _report(summary, latencies, _saved(args, jobs, folder, started))
     if summary.problems and not summary.frames:
         problems = len(summary.problems)
         _error(f"nothing could be analysed: {summary.problems[-1]}"

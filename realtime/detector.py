@@ -300,7 +300,8 @@ def _one_face_sized_apart(a: Box, b: Box) -> bool:
     return centres <= SAME_CENTRE * sides[0] and sides[1] > SIZED_APART * sides[0]
 
 
-def _check_min_confidence(min_confidence: float) -> None:
+def check_min_confidence(min_confidence: float) -> None:
+    """ValueError unless ``min_confidence`` is one the detector takes."""
     if not LOWEST_MIN_CONFIDENCE <= min_confidence <= 1.0:
         raise ValueError(f"min_confidence must be between {LOWEST_MIN_CONFIDENCE:g} and 1 (MediaPipe's face "
                          f"detector reports no face scored under {LOWEST_MIN_CONFIDENCE:g}), got {min_confidence}")
@@ -337,7 +338,7 @@ class FaceDetector:
     def __init__(self, model_range: str = "short", min_confidence: float = DEFAULT_MIN_CONFIDENCE):
         if model_range not in DETECTOR_CHOICES:
             raise ValueError(f"model_range must be one of {sorted(DETECTOR_CHOICES)}, got {model_range!r}")
-        _check_min_confidence(min_confidence)
+        check_min_confidence(min_confidence)
         self.model_range = model_range
         self._models = {}
         self._open_models(min_confidence)
@@ -362,7 +363,7 @@ class FaceDetector:
     def set_min_confidence(self, min_confidence: float) -> None:
         """Drop detections under ``min_confidence`` from the next image on (the graphs are reopened; the faces
         followed from frame to frame are kept)."""
-        _check_min_confidence(min_confidence)
+        check_min_confidence(min_confidence)
         if min_confidence != self.min_confidence:
             self._open_models(min_confidence)
 

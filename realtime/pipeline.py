@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from realtime.annotator import EmotionAnnotator
 from realtime.classifier import EmotionClassifier
-from realtime.detector import DEFAULT_MIN_CONFIDENCE, DETECTOR_CHOICES, FaceDetector, whole_image_face
+from realtime.detector import (
+    DEFAULT_MIN_CONFIDENCE,
+    DETECTOR_CHOICES,
+    FaceDetector,
+    check_min_confidence,
+    whole_image_face,
+)
 from realtime.errors import SourceError
 from realtime.interrupts import frame_handoff
 from realtime.io.images import ImageSource, bgr_image, read_photo_file
@@ -34,7 +40,7 @@ from realtime.model_metadata import ModelMetadata
 from realtime.scene_cuts import SceneCutDetector, ShotChange
 from realtime.sinks import Sink
 from realtime.sources import Source, open_source
-from realtime.tracker import LABEL_MARGIN, FaceTracker
+from realtime.tracker import LABEL_MARGIN, FaceTracker, check_smoothing
 from realtime.types import AnalyzedFrame, FaceResult, Frame, FrameResult
 
 FPS_SMOOTHING = 0.9  # weight of the past in the live FPS readout
@@ -360,13 +366,18 @@ class EmotionAnalyzer:
     def configure(self, *, min_confidence: float | None = None, smoothing: float | None = None) -> None:
         """Change the minimum detection score and the smoothing from the next frame on, as in the constructor;
         the faces followed keep their ids (a live view's settings, changed while it runs)."""
+        if min_confidence is not None:  # both checked before either changes
+            min_confidence = _number("min_confidence", min_confidence)
+            check_min_confidence(min_confidence)
+        if smoothing is not None:
+            smoothing = _number("smoothing", smoothing)
+            check_smoothing(smoothing)
         with self._lock:
             self._check_open()
             if min_confidence is not None:
-                self.detector.set_min_confidence(_number("min_confidence", min_confidence))
+                self.detector.set_min_confidence(min_confidence)
             if smoothing is not None:
-                self.tracker.set_smoothing(_number("smoothing", smoothing),
-                                           label_margin=LABEL_MARGIN if smoothing else 0.0)
+                self.tracker.set_smoothing(smoothing, label_margin=LABEL_MARGIN if smoothing else 0.0)
 
     def reset(self) -> None:
         """Forget tracked faces before a new source (ids restart at 1, no smoothing across sources)."""

@@ -171,6 +171,12 @@ class _Track:
         self.box = box
 
 
+def check_smoothing(smoothing: float) -> None:
+    """ValueError unless ``smoothing`` is one the tracker takes."""
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+
+
 class FaceTracker:
     """Gives each face an id that stays the same while it moves, and smooths its probabilities and label.
 
@@ -209,8 +215,7 @@ class FaceTracker:
     def set_smoothing(self, smoothing: float, label_margin: float = LABEL_MARGIN) -> None:
         """Smooth with ``smoothing`` and ``label_margin`` (as in the constructor) from the next update on; the
         faces keep their ids and their smoothed probabilities so far."""
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        check_smoothing(smoothing)
         if not 0.0 <= label_margin < 1.0:
             raise ValueError(f"label_margin must be in [0, 1), got {label_margin}")
         self.smoothing = smoothing

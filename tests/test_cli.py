@@ -426,7 +426,8 @@ def test_camera_run_keeps_capture_times_and_uses_the_short_range_detector(media,
                                   "bad_camera", "missing_model", "not_a_model", "empty_folder", "folder_to_a_file",
                                   "video_is_a_folder", "results_is_a_folder", "not_an_image", "unwritable_folder",
                                   "output_is_a_broken_link", "too_large_for_webp", "unknown_file_to_a_photo",
-                                  "output_name_too_long", "results_name_too_long", "folder_output_name_too_long"])
+                                  "output_name_too_long", "results_name_too_long", "folder_output_name_too_long",
+                                  "output_folder_name_too_long"])
 def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, capsys):
     out, results = tmp_path / "out.mp4", tmp_path / "r.csv"
     fake = tmp_path / "fake.mp4"
@@ -463,6 +464,7 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
         "output_name_too_long": ["--image", str(photo), "-o", str(tmp_path / f"{'c' * 253}.png"), *model],
         "results_name_too_long": ["--demo", "-r", str(tmp_path / f"{'r' * 253}.csv"), *model],
         "folder_output_name_too_long": [str(tmp_path / "folder"), "-o", str(tmp_path / "annotated"), *model],
+        "output_folder_name_too_long": ["--image", str(photo), "-o", str(tmp_path / ("d" * 300) / "out.png"), *model],
     }[case]
     if case == "folder_output_name_too_long":  # a 255-byte name whose output, .mp4, is one byte longer
         with av.open(str(tmp_path / "folder" / f"{'v' * 252}.ts"), "w") as container:
@@ -491,7 +493,7 @@ def test_bad_input_gives_one_line_and_no_output(case, tiny_model, tmp_path, caps
     if case == "too_large_for_webp":  # known before the analysis, not after it
         assert "WebP holds images up to 16383 px a side, this one is 17000x2" in error
     if case.endswith("name_too_long"):  # it was a traceback (ENAMETOOLONG), or a folder run stopped part way
-        assert "bytes, more than the 255 the file system takes; " in error and "Errno" not in error
+        assert "more than the 255 the file system takes; " in error and "Errno" not in error
     if case == "unknown_file_to_a_photo":  # it said "out.jpg: unsupported output type '.jpg'; use .mp4"
         assert error == f"error: {tmp_path / 'notes.txt'}: neither a photo nor a video this program can read"
     if case == "unwritable_folder":  # named by the folder, not by the file that tried it
@@ -518,6 +520,39 @@ def test_an_output_another_run_is_writing_is_refused_before_any_work(held, media
     assert main([str(media / "single_face.mp4"), "-o", str(out), "-r", str(results), "--max-frames", "3",
                  "--model", str(tiny_model)]) == 0  # once that run has ended; its own locks are let go at its end
     assert main([str(media / "single_face.mp4"), "-o", str(out), "--max-frames", "3", "--model", str(tiny_model)]) == 0
+
+
+def test_one_file_into_an_output_folder_a_folder_run_is_writing_is_refused_and_the_other_way_round(
+        media, tiny_model, tmp_path, capsys):
+    folder = tmp_path / "annotated"
+    folder.mkdir()
+    folder_run = claim_output(folder)
+    try:
+        assert main([str(media / "couple.jpg"), "-o", str(folder / "couple.jpg"), "--model", str(tiny_model)]) == 2
+        assert one_line_error(capsys.readouterr()) == (f"error: {folder}: another run is writing in it; wait for that "
+                                                       "run to end, or choose another name")
+    finally:
+        os.close(folder_run)
+    file_run = claim_output(folder, shared=True)  # as a run of one file into the folder holds it
+    try:
+        assert main([str(media / "couple.jpg"), "-o", str(folder / "other.jpg"), "--model", str(tiny_model)]) == 0
+        assert main([str(media), "-o", str(folder), "--max-frames", "1", "--model", str(tiny_model)]) == 2
+        assert "another run is writing it" in one_line_error(capsys.readouterr())
+    finally:
+        os.close(file_run)
+    assert list(folder.iterdir()) == [folder / "other.jpg"]
+
+
+def test_the_saved_line_counts_only_the_outputs_the_run_wrote(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    photo_tree(folder, ["a.png", "b.png"])
+    argv = [str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.endswith(f"saved: {tmp_path / 'out'}/ (2 annotated files)\n")
+    (folder / "b.png").write_bytes(b"not a photo any more")
+    os.utime(tmp_path / "out" / "b.png", (time.time() - 60, time.time() - 60))  # written a minute before
+    assert main(argv) == 3
+    assert capsys.readouterr().out.endswith(f"saved: {tmp_path / 'out'}/ (1 annotated file)\n")
 
 
 def test_an_output_that_is_a_hard_link_to_the_input_is_refused_and_the_input_kept(tiny_model, tmp_path, capsys):

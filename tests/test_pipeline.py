@@ -602,6 +602,8 @@ def test_configure_changes_the_confidence_and_smoothing_from_the_next_frame_keep
             analyzer.configure(smoothing=1.0)
         with pytest.raises(TypeError, match="min_confidence must be a number"):
             analyzer.configure(min_confidence="high")
+        with pytest.raises(ValueError, match="smoothing must be in"):
+            analyzer.configure(min_confidence=0.9, smoothing=1.5)  # refused whole: the confidence stays
         assert (analyzer.detector.min_confidence, analyzer.tracker.smoothing, analyzer.tracker.label_margin) == \
             (0.5, 0.0, 0.0)
     assert [[face.face_id for face in result.faces] for result in before + hidden + after] == \

@@ -230,6 +230,8 @@ def test_a_photo_with_a_colour_profile_is_read_in_srgb_as_a_viewer_shows_it(tmp_
     cut_out = read_image(tmp_path / "p3_cut_out.png")
     assert (cut_out[:, :100] == 255).all()  # transparency onto white, as without a profile
     assert np.percentile(np.abs(cut_out[:, 100:].astype(int) - sample_photo_bgr()[:, 100:]), 95) <= 2
+    p3.save(tmp_path / "p3_keyed.png", icc_profile=profile, transparency=tuple(np.asarray(p3)[0, 0].tolist()))
+    assert (read_image(tmp_path / "p3_keyed.png")[0, 0] == 255).all()  # its key colour transparent: onto white
     p3.save(tmp_path / "damaged_profile.png", icc_profile=profile[:200])  # a profile cut short: the pixels as stored
     assert np.array_equal(read_image(tmp_path / "damaged_profile.png")[:, :, ::-1], np.asarray(p3))
 

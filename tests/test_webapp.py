@@ -140,6 +140,10 @@ def test_uploads_named_without_a_suffix_or_a_wrong_one_are_typed_by_their_conten
     assert webapp.check_upload("IMG_0001", len(png), webapp.PHOTO_TYPES, 1, png) == ".png"
     assert webapp.check_upload("IMG_0001.HEIC", len(jpeg), webapp.PHOTO_TYPES, 1, jpeg) == ".jpg"  # a JPEG
     assert len(webapp.analyze_photo(jpeg, "IMG_0001", pool).faces) == 1
+    mpo = io.BytesIO()  # a phone's JPEG holding a second picture: Pillow reads it as MPO
+    Image.open(io.BytesIO(jpeg)).save(mpo, "MPO", save_all=True, append_images=[Image.open(io.BytesIO(jpeg))])
+    assert Image.open(io.BytesIO(mpo.getvalue())).format == "MPO"
+    assert webapp.check_upload("IMG_0003", len(mpo.getvalue()), webapp.PHOTO_TYPES, 1, mpo.getvalue()) == ".jpg"
     heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64)  # a HEIC's header (PyAV would read an MP4)
     with pytest.raises(webapp.UploadError, match=r"^IMG_0002: HEIC/HEIF photos"):
         webapp.check_upload("IMG_0002", len(heic), webapp.PHOTO_TYPES, 1, heic)

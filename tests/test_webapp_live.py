@@ -82,7 +82,9 @@ def test_settings_changed_while_the_camera_streams_apply_from_the_next_frame_kee
     for frame in frames[5:12]:
         session.recv(frame)
     session.on_ended()
-    rows = list(csv.DictReader(io.StringIO(session.snapshot().csv.decode())))
+    done = session.snapshot()
+    assert done.error is None and done.frames == 12  # every frame analysed, none failed
+    rows = list(csv.DictReader(io.StringIO(done.csv.decode())))
     assert {row["face_id"] for row in rows} == {"1"}  # the face kept its id
     assert [int(row["frame"]) for row in rows] == list(range(5))  # no face scores 0.99 in this clip
     unsmoothed = rows[4]

@@ -277,6 +277,7 @@ def content_suffix(data: bytes) -> str:
         image_format = None
     if image_format is not None:
         extensions = Image.registered_extensions()
+        image_format = "JPEG" if image_format == "MPO" else image_format  # a phone's JPEG with a second picture
         return next((f".{kind}" for kind in known if extensions.get(f".{kind}") == image_format), "")
     if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:  # a still PyAV would read as an MP4
         return ".avif" if data[8:12] in (b"avif", b"avis") else ".heic"

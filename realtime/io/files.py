@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import logging
 import os
@@ -40,15 +39,18 @@ def check_input_file(path: Path, kind: str) -> None:
 
 
 def check_name_length(path: Path, remedy: str = "choose a shorter name") -> None:
-    """OutputError when the last name of ``path`` is longer than its file system takes (255 bytes on most)."""
-    length = len(os.fsencode(path.name))
+    """OutputError when a name in ``path`` (its last, or a folder's) is longer than the file system takes (255 bytes
+    on most)."""
     try:
         limit = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):  # a folder not there (yet), or a system that does not say
         limit = 255
-    if length > limit:
-        raise OutputError(f"{path}: a name of {length} bytes, more than the {limit} the file system takes; {remedy}",
-                          path)
+    for name in path.parts:
+        length = len(os.fsencode(name))
+        if length > limit:
+            whose = "" if name == path.name else f" ({name[:20]}...)"
+            raise OutputError(f"{path}: a name of {length} bytes{whose}, more than the {limit} the file system "
+                              f"takes; {remedy}", path)
 
 
 def check_output_path(path: Path | str, allowed_suffixes: Iterable[str]) -> Path:
@@ -121,26 +123,35 @@ def _try_writing(path: Path) -> None:
         raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error
 
 
-def claim_output(path: Path) -> int | None:
+def claim_output(path: Path, shared: bool = False) -> int | None:
     """Claim the output ``path`` (a file or a folder a run is to write) for this process, until the returned lock
     is closed (``os.close``) or the process ends, however it ends: OutputError when another run holds it (two runs
-    writing one file would each destroy what the other wrote). The locks are files named by a hash of the output's
-    real path, in a private folder of the temporary folder; None where there is no such folder to lock in."""
+    writing one file would each destroy what the other wrote). ``shared``: a claim other shared claims do not
+    refuse (a folder that single-file runs write in, which a folder run must not claim meanwhile). The locks are
+    files named by a hash of the output's real path, in a private folder of the temporary folder; None where
+    outputs cannot be locked (no such folder, one not this user's alone, a system without flock)."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        return None
     key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]
     folder = Path(tempfile.gettempdir()) / f"emotion-tracer-outputs-in-use-{os.getuid()}"
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
+        status = folder.lstat()
+        if status.st_uid != os.getuid() or status.st_mode & 0o077 or not folder.is_dir():  # not ours alone
+            return None
         lock = os.open(folder / key, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         return None
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as error:
         os.close(lock)
         if error.errno not in (errno.EAGAIN, errno.EACCES):
             return None
-        raise OutputError(f"{path}: another run is writing it; wait for that run to end, or choose another name",
-                          path) from None
+        raise OutputError(f"{path}: another run is writing {'in ' * shared}it; wait for that run to end, or choose "
+                          "another name", path) from None
     return lock
 
 

@@ -347,15 +347,17 @@ def _wide_to_gray(image: Image.Image) -> np.ndarray:
 
 def _as_srgb(image: Image.Image) -> Image.Image:
     """``image`` in sRGB where it carries an ICC colour profile of another colour space (a phone's Display P3, a
-    camera's Adobe RGB, a printer's CMYK), as a colour-managed viewer shows it; as it is otherwise (no profile, an
-    sRGB one, one that cannot be used, gray or wide samples)."""
+    camera's Adobe RGB, a printer's CMYK), as a colour-managed viewer shows it, its transparency kept; as it is
+    otherwise (no profile, an sRGB one, one that cannot be used, gray or wide samples)."""
     icc = image.info.get("icc_profile")
-    if not icc or image.mode not in ("RGB", "RGBA", "CMYK"):
+    if not icc or image.mode not in ("RGB", "RGBA", "CMYK", "P"):
         return image
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if image.mode != "CMYK" and "srgb" in ImageCms.getProfileDescription(profile).lower():
             return image
+        if image.mode == "P" or "transparency" in image.info:  # a palette, a key colour: as colours and alpha first
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         alpha = image.getchannel("A") if image.mode == "RGBA" else None
         converted = ImageCms.profileToProfile(image if alpha is None else image.convert("RGB"), profile,
                                               ImageCms.createProfile("sRGB"), outputMode="RGB")
