@@ -32,7 +32,7 @@ from realtime.annotator import EmotionAnnotator, emotion_color
 from realtime.classifier import default_model_path
 from realtime.detector import DEFAULT_MIN_CONFIDENCE, LOWEST_MIN_CONFIDENCE  # noqa: F401 (the page's slider starts there)
 from realtime.errors import ModelError, OutputError, SourceError
-from realtime.io.files import HEIF_BRANDS
+from realtime.io.files import heif_brand
 from realtime.io.images import (
     IMAGE_SUFFIXES,
     MAX_PHOTO_PIXELS,
@@ -279,8 +279,8 @@ def content_suffix(data: bytes) -> str:
         extensions = Image.registered_extensions()
         image_format = "JPEG" if image_format == "MPO" else image_format  # a phone's JPEG with a second picture
         return next((f".{kind}" for kind in known if extensions.get(f".{kind}") == image_format), "")
-    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:  # a still PyAV would read as an MP4
-        return ".avif" if data[8:12] in (b"avif", b"avis") else ".heic"
+    if (brand := heif_brand(data)) is not None:  # a still PyAV would read as an MP4
+        return ".avif" if brand in (b"avif", b"avis") else ".heic"
     try:
         with av.open(io.BytesIO(data)) as container:
             names = container.format.name.split(",")

@@ -274,5 +274,9 @@ def file_head(path: Path, size: int) -> bytes:
 def heif_still(path: Path) -> bytes | None:
     """The brand of a HEIF/AVIF still image (an ISO box file of a still-image brand: b"heic" for an iPhone's
     photo, b"avif"), else None."""
-    head = file_head(path, 12)
+    return heif_brand(file_head(path, 12))
+
+
+def heif_brand(head: bytes) -> bytes | None:
+    """``heif_still`` of a file that begins with ``head`` (its first 12 bytes or more)."""
     return head[8:12] if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS else None
