@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -237,6 +238,17 @@ def test_a_video_still_being_written_while_it_is_read_is_reported_not_taken_as_w
     assert issue.startswith("video growing.mkv: the file was written to while it was read (a recording or copy not "
                             f"finished): analysed up to {frames[-1].timestamp:.2f} s")
     assert read_all(tmp_path / "whole.mkv")[1].issues == []  # a whole file read again: nothing to say
+
+
+def test_a_video_whose_modification_time_is_set_while_it_is_read_is_not_reported_as_being_written(tmp_path):
+    """A backup or sync tool sets a whole file's time: it was reported as a recording not finished."""
+    clip = write_clip(tmp_path / "whole.mkv", frames=30)
+    with VideoFileSource(clip, queue_size=2) as source:
+        reading = iter(source)
+        frames = [next(reading)]
+        os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 5_000_000_000))
+        frames += list(reading)
+    assert (len(frames), source.issues) == (30, [])
 
 
 def test_audio_that_outlasts_the_video_is_not_a_cut_short_file(tmp_path):

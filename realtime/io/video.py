@@ -110,7 +110,7 @@ class VideoFileSource:
         self.path = Path(path)
         self.name = name or self.path.name  # how ``issues`` name the file
         check_input_file(self.path, "video")
-        self._written_at_open = _last_written(self.path)
+        self._size_at_open = _file_size(self.path)
         self.issues: list[str] = []
         self.frames_lost = 0
         self._size_changed = False
@@ -261,7 +261,7 @@ class VideoFileSource:
         unreadable = sum(map(len, expected)) + (in_decode_order.lost_at_end if in_decode_order is not None else 0)
         noted = self._note_end(stream, origin or 0.0, first, previous, handed_out, fps, unreadable, data_end,
                                last_shown)
-        if _last_written(self.path) != self._written_at_open:
+        if _file_size(self.path) != self._size_at_open:
             self.issues.append(f"video {self.name}: the file was written to while it was read (a recording or copy "
                                f"not finished): analysed up to {previous:.2f} s; whatever was written after that is not in "
                                "the results: run again once it is complete")
@@ -409,13 +409,13 @@ class _DecodeOrderTimes:
         return dts - self._delay, lost
 
 
-def _last_written(path: Path) -> tuple[int, int] | None:
-    """(size, modification time in ns) of a file: they change while it is written (None if it cannot be told)."""
+def _file_size(path: Path) -> int | None:
+    """A file's size: it changes while the file is written (None if it cannot be told). Its modification time is
+    not a sign: backup and sync tools set it on whole files."""
     try:
-        stat = os.stat(path)
+        return os.stat(path).st_size
     except OSError:
         return None
-    return stat.st_size, stat.st_mtime_ns
 
 
 def has_track(path: Path, kind: str) -> bool:
