@@ -31,6 +31,7 @@ from realtime.errors import EmotionTracerError, OutputError, SourceError, one_li
 from realtime.interrupts import STOP_SIGNALS, FinishingBrokenOff, Stopped, run_ended, stop_signals
 from realtime.io.camera import CAMERA_FRAME_TIMEOUT_S, CAMERA_RECONNECT_S
 from realtime.io.files import (
+    OutputClaim,
     check_name_length,
     check_output_folder,
     check_output_path,
@@ -893,10 +894,10 @@ def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
             return _run(args, jobs, folder, detector_range, show_window, notes, unread, stops)
     finally:
         for claim in claims:
-            os.close(claim)
+            claim.release()
 
 
-def _claim_outputs(args: argparse.Namespace, jobs: list[Job], folder: bool) -> list[int]:
+def _claim_outputs(args: argparse.Namespace, jobs: list[Job], folder: bool) -> list[OutputClaim]:
     """Locks on the run's outputs (a folder run's output folder, not each file in it) and results file, held until
     it ends; OutputError, before any work, when another run is writing one of them."""
     outputs = [args.output] if folder else [job.output for job in jobs]
@@ -909,7 +910,7 @@ def _claim_outputs(args: argparse.Namespace, jobs: list[Job], folder: bool) -> l
                 claims.append(claim)
     except OutputError:
         for claim in claims:
-            os.close(claim)
+            claim.release()
         raise
     return claims
 

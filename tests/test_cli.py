@@ -38,6 +38,7 @@ from realtime.cli import OUTPUT_FOLDER_MARK as MARK
 from realtime.cli import main
 from realtime.demo import demo_source, sample_photo_bgr
 from realtime.detector import FaceDetector
+from realtime.errors import OutputError
 from realtime.io.camera import CameraSource
 from realtime.io.files import claim_output
 from realtime.io.images import read_image
@@ -516,7 +517,7 @@ def test_an_output_another_run_is_writing_is_refused_before_any_work(held, media
                                                        "run to end, or choose another name")
         assert list(tmp_path.iterdir()) == []
     finally:
-        os.close(other_run)
+        other_run.release()
     assert main([str(media / "single_face.mp4"), "-o", str(out), "-r", str(results), "--max-frames", "3",
                  "--model", str(tiny_model)]) == 0  # once that run has ended; its own locks are let go at its end
     assert main([str(media / "single_face.mp4"), "-o", str(out), "--max-frames", "3", "--model", str(tiny_model)]) == 0
@@ -532,15 +533,34 @@ def test_one_file_into_an_output_folder_a_folder_run_is_writing_is_refused_and_t
         assert one_line_error(capsys.readouterr()) == (f"error: {folder}: another run is writing in it; wait for that "
                                                        "run to end, or choose another name")
     finally:
-        os.close(folder_run)
+        folder_run.release()
     file_run = claim_output(folder, shared=True)  # as a run of one file into the folder holds it
     try:
         assert main([str(media / "couple.jpg"), "-o", str(folder / "other.jpg"), "--model", str(tiny_model)]) == 0
         assert main([str(media), "-o", str(folder), "--max-frames", "1", "--model", str(tiny_model)]) == 2
         assert "another run is writing it" in one_line_error(capsys.readouterr())
     finally:
-        os.close(file_run)
+        file_run.release()
     assert list(folder.iterdir()) == [folder / "other.jpg"]
+
+
+def test_a_claim_on_an_output_removes_its_lock_file_once_no_run_holds_it(media, tiny_model, tmp_path):
+    """The lock files (one per output named) were left in the temporary folder for good."""
+    out, results = tmp_path / "out.mp4", tmp_path / "rows.csv"
+    first, second = claim_output(out, shared=True), claim_output(out, shared=True)
+    first.release()
+    assert first.lock_file.exists()  # the second claim still holds it: an exclusive claim is refused
+    with pytest.raises(OutputError, match="another run is writing it"):
+        claim_output(out)
+    second.release()
+    assert not first.lock_file.exists()
+    claims = [claim_output(out), claim_output(results), claim_output(tmp_path, shared=True)]  # as the run's
+    for claim in claims:
+        claim.release()
+    assert main([str(media / "single_face.mp4"), "-o", str(out), "-r", str(results), "--max-frames", "3",
+                 "--model", str(tiny_model)]) == 0
+    assert [claim.lock_file.exists() for claim in claims] == [False] * 3
+
 
 
 def test_the_saved_line_counts_only_the_outputs_the_run_wrote(tiny_model, tmp_path, capsys):

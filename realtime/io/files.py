@@ -123,36 +123,74 @@ def _try_writing(path: Path) -> None:
         raise OutputError(f"{path}: cannot write it ({one_line(error)})", path) from error
 
 
-def claim_output(path: Path, shared: bool = False) -> int | None:
-    """Claim the output ``path`` (a file or a folder a run is to write) for this process, until the returned lock
-    is closed (``os.close``) or the process ends, however it ends: OutputError when another run holds it (two runs
-    writing one file would each destroy what the other wrote). ``shared``: a claim other shared claims do not
-    refuse (a folder that single-file runs write in, which a folder run must not claim meanwhile). The locks are
-    files named by a hash of the output's real path, in a private folder of the temporary folder; None where
-    outputs cannot be locked (no such folder, one not this user's alone, a system without flock)."""
+class OutputClaim:
+    """A run's lock on one of its outputs (``claim_output``), held until ``release`` or the process's end."""
+
+    def __init__(self, lock: int, lock_file: Path):
+        self.lock, self.lock_file = lock, lock_file
+
+    def release(self) -> None:
+        """Let the output go; the lock file goes too unless another run holds it (shared claims)."""
+        import fcntl
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.lock_file.unlink()  # a run that opened it meanwhile sees it gone and makes another (claim_output)
+        except OSError:
+            pass
+        os.close(self.lock)
+
+
+LOCK_ATTEMPTS = 5  # tries at a lock whose file another run removes meanwhile, as it lets it go
+
+
+def claim_output(path: Path, shared: bool = False) -> OutputClaim | None:
+    """Claim the output ``path`` (a file or a folder a run is to write) for this process, until the claim is
+    released or the process ends, however it ends: OutputError when another run holds it (two runs writing one
+    file would each destroy what the other wrote). ``shared``: a claim other shared claims do not refuse (a folder
+    that single-file runs write in, which a folder run must not claim meanwhile). The locks are files named by a
+    hash of the output's real path, in a private folder of the temporary folder; None where outputs cannot be
+    locked (no such folder, one not this user's alone, a system without flock)."""
     try:
         import fcntl
     except ImportError:  # (Windows)
         return None
     key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]
     folder = Path(tempfile.gettempdir()) / f"emotion-tracer-outputs-in-use-{os.getuid()}"
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        status = folder.lstat()
-        if status.st_uid != os.getuid() or status.st_mode & 0o077 or not folder.is_dir():  # not ours alone
+    lock_file = folder / key
+    for _ in range(LOCK_ATTEMPTS):
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            status = folder.lstat()
+            if status.st_uid != os.getuid() or status.st_mode & 0o077 or not folder.is_dir():  # not ours alone
+                return None
+            lock = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
             return None
-        lock = os.open(folder / key, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            refused = None
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(lock)
+                return None
+            refused = error
+        if _names(lock_file, lock):
+            if refused is None:
+                return OutputClaim(lock, lock_file)
+            os.close(lock)
+            raise OutputError(f"{path}: another run is writing {'in ' * shared}it; wait for that run to end, or "
+                              "choose another name", path) from None
+        os.close(lock)  # a lock file let go and removed since it was opened: try the one there now
+    return None
+
+
+def _names(lock_file: Path, lock: int) -> bool:
+    """Whether ``lock_file`` is still the name of the open file ``lock``."""
+    try:
+        named, opened = lock_file.stat(), os.fstat(lock)
     except OSError:
-        return None
-    try:
-        fcntl.flock(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except OSError as error:
-        os.close(lock)
-        if error.errno not in (errno.EAGAIN, errno.EACCES):
-            return None
-        raise OutputError(f"{path}: another run is writing {'in ' * shared}it; wait for that run to end, or choose "
-                          "another name", path) from None
-    return lock
+        return False
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def through_links(path: Path) -> Path:
