@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--results", "-r", type=_path, metavar="PATH",
                         help="one row per face per frame: .csv or .jsonl (box, id, label, confidence, "
                              "probability of each emotion)")
+    output.add_argument("--faceless-frame-rows", action="store_true",
+                        help="in --results, also a row for each analysed frame (or photo) without faces: its "
+                             "source, frame and time, the face columns empty (frames not analysed have none)")
     display = output.add_mutually_exclusive_group()
     display.add_argument("--show", action="store_true",
                          help="show a live window for files too (default: only for the camera)")
@@ -869,6 +872,8 @@ def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
         if detection_options:
             parser.error(f"{', '.join(detection_options)}: face detection option{'s' * (len(detection_options) > 1)}, "
                          "which --whole-image turns off")
+    if args.faceless_frame_rows and args.results is None:
+        parser.error("--faceless-frame-rows: rows of the results file, which --results names")
     args.min_confidence = DEFAULT_MIN_CONFIDENCE if args.min_confidence is None else args.min_confidence
     args.roll_correction = args.roll_correction is not False
     args.small_images_whole = args.small_images_whole is not False
@@ -978,7 +983,8 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             def results_writer() -> ResultsWriter | None:
                 """The results file, created once the first source is open (bad input writes nothing)."""
                 if args.results is not None and not opened:
-                    opened.append(stack.enter_context(ResultsWriter(args.results, analyzer.classes)))
+                    opened.append(stack.enter_context(ResultsWriter(args.results, analyzer.classes,
+                                                                      args.faceless_frame_rows)))
                 return opened[0] if opened else None
 
             if folder and args.output is not None:

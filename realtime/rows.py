@@ -45,6 +45,14 @@ def face_rows(result: FrameResult) -> list[dict]:
     return rows
 
 
+def faceless_frame_row(result: FrameResult, classes: Iterable[str]) -> dict:
+    """The row that stands for an analysed frame without faces: its source, frame and time, every other column
+    None (empty in a CSV), so that such a frame can be told from one not analysed."""
+    row = dict.fromkeys([*RESULT_COLUMNS, *classes])
+    row.update(source=utf8_safe(result.source), frame=int(result.index), time=round(float(result.timestamp), 3))
+    return row
+
+
 def results_rows(results: Iterable[FrameResult]) -> list[dict]:
     """The rows of many frames, in order."""
     return [row for result in results for row in face_rows(result)]

@@ -104,6 +104,39 @@ def test_video_without_faces_gives_a_full_video_and_no_rows(media, tiny_model, t
     assert results.read_text() == ""
 
 
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_faceless_frame_rows_tell_frames_analysed_without_a_face_from_frames_not_analysed(suffix, tiny_model,
+                                                                                          tmp_path, capsys):
+    """A study counting how long a face was seen could not tell a frame without one from a frame not analysed."""
+    face = cv2.resize(sample_photo_bgr(), (256, 256))
+    blank = np.full_like(face, 128)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "blank.png"), blank)
+    cv2.imwrite(str(folder / "face.jpg"), face)
+    with av.open(str(folder / "clip.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+        for image in [blank, blank, face, face, face, face]:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    results = tmp_path / f"rows.{suffix}"
+    assert main([str(folder), "-r", str(results), "--faceless-frame-rows", "--model", str(tiny_model)]) == 0
+    rows = read_csv(results) if suffix == "csv" else [json.loads(line) for line in results.read_text().splitlines()]
+    ids = [(row["source"], int(row["frame"]), str(row["face_id"] or "")) for row in rows]
+    assert ids == [("blank.png", 0, ""), ("clip.mp4", 0, ""), ("clip.mp4", 1, ""),
+                   *(("clip.mp4", frame, "1") for frame in range(2, 6)), ("face.jpg", 0, "1")]
+    faceless = rows[0]
+    assert faceless["label"] in ("", None) and (faceless["happy"] == "" if suffix == "csv" else
+                                                faceless["probabilities"] is None)
+    assert main([str(folder), "-r", str(results), "--model", str(tiny_model)]) == 0
+    assert len(results.read_text().splitlines()) == 5 + (suffix == "csv")  # the faces' rows (and the header) only
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main([str(folder), "--faceless-frame-rows", "--model", str(tiny_model)])
+    assert "--faceless-frame-rows: rows of the results file, which --results names" in capsys.readouterr().err
+
+
 def test_jsonl_rows_carry_probabilities(media, tiny_model, tmp_path):
     results = tmp_path / "r.jsonl"
     assert main(["--image", str(media / "multi_face.jpg"), "-r", str(results), "--model", str(tiny_model)]) == 0

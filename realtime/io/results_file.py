@@ -12,7 +12,7 @@ from pathlib import Path
 
 from realtime.errors import OutputError, one_line
 from realtime.io.files import KeptOutput, check_output_path, detach_hard_link
-from realtime.rows import RESULT_COLUMNS, face_rows
+from realtime.rows import RESULT_COLUMNS, face_rows, faceless_frame_row
 from realtime.types import AnalyzedFrame, FrameResult
 
 RESULTS_SUFFIXES = (".csv", ".jsonl")
@@ -30,12 +30,14 @@ class ResultsWriter(KeptOutput):
     block, the rows written so far are kept, every one whole: a write that fails (a full disk) is
     cut back to the last whole row, and the error says how many rows the file keeps. CSV columns:
     RESULT_COLUMNS and one probability column per class. JSONL rows carry the same fields with
-    ``probabilities`` as a {class: p} object instead. Frames without faces add no rows.
+    ``probabilities`` as a {class: p} object instead. Frames without faces add no rows, or with
+    ``faceless_frame_rows`` one row each whose face columns are empty (JSONL: null).
     """
 
-    def __init__(self, path: Path | str, classes: list[str]):
+    def __init__(self, path: Path | str, classes: list[str], faceless_frame_rows: bool = False):
         self.path = check_output_path(path, RESULTS_SUFFIXES)
         self.classes = list(classes)
+        self.faceless_frame_rows = faceless_frame_rows
         clashes = set(self.classes) & set(RESULT_COLUMNS)
         if clashes:
             raise ValueError(f"class names clash with result columns: {sorted(clashes)}")
@@ -67,12 +69,15 @@ class ResultsWriter(KeptOutput):
 
     def write(self, result: FrameResult) -> None:
         """Append one row per face in ``result``; flush when a second has passed since the last flush."""
-        for row in face_rows(result):
+        rows = face_rows(result)
+        if not rows and self.faceless_frame_rows:
+            rows = [faceless_frame_row(result, self.classes)]
+        for row in rows:
             probabilities = [row.pop(name) for name in self.classes]
             if self._csv is not None:
                 self._pending.append(self._csv_line([*row.values(), *probabilities]))
             else:
-                row["probabilities"] = dict(zip(self.classes, probabilities))
+                row["probabilities"] = dict(zip(self.classes, probabilities)) if row["face_id"] is not None else None
                 self._pending.append((json.dumps(row) + "\n").encode("utf-8"))
         self._frame_time = result.timestamp
         if self._flushed_frame_time is None or result.timestamp < self._flushed_frame_time:  # (a folder's next file)
