@@ -477,3 +477,79 @@ def test_motion_jpeg_frames_that_carry_exif_data_are_read(tmp_path):
     with VideoFileSource(path) as source:
         frames = list(source)
         assert [frame.image.shape for frame in frames] == [(48, 64, 3)] * 5 and source.issues == []
+
+
+def colour_patches(width: int, height: int) -> np.ndarray:
+    """A BGR picture of six upright stripes: skin, sky, foliage, saturated red and green, light gray."""
+    colours = [(60, 120, 200), (200, 150, 90), (80, 160, 90), (0, 0, 230), (0, 220, 0), (200, 200, 200)]
+    image = np.zeros((height, width, 3), np.uint8)
+    for k, colour in enumerate(colours):
+        image[:, k * width // 6:(k + 1) * width // 6] = colour
+    return image
+
+
+def write_tagged_clip(path: Path, image: np.ndarray, codec: str, pixel_format: str, tags: dict[str, int],
+                      conversion: dict) -> Path:
+    """Two frames of ``image`` converted to ``pixel_format`` by ``conversion`` (reformat's arguments), the stream
+    tagged with ``tags`` (codec context colour attributes: none, untagged)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], pixel_format
+        for name, value in tags.items():
+            setattr(stream.codec_context, name, value)
+        for index in range(2):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(
+                format=pixel_format, dst_color_range="MPEG", **conversion)
+            frame.pts, frame.time_base = index, Fraction(1, 30)
+            if not tags:
+                frame.colorspace = 2  # (unspecified)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def stripe_colours(path: Path, stripes: int = 6) -> np.ndarray:
+    """The mean colour of the middle of each stripe of a ``colour_patches`` video's first frame, as read."""
+    with VideoFileSource(path) as source:
+        image = next(iter(source)).image.astype(float)
+    width = image.shape[1] // 6
+    return np.array([image[:, k * width + width // 4:(k + 1) * width - width // 4].mean(axis=(0, 1))
+                     for k in range(stripes)])
+
+
+def written_colours(image: np.ndarray, stripes: int = 6) -> np.ndarray:
+    width = image.shape[1] // 6
+    return np.array([image[0, k * width + width // 2] for k in range(stripes)], dtype=float)
+
+
+def test_an_hd_video_without_colour_tags_is_read_as_players_show_it(tmp_path):
+    """Untagged HD video is BT.709 to players (phones, cameras and encoders write it so): it was read as BT.601,
+    its reds and greens off by up to 20 levels for the detector, the classifier and the annotated copy."""
+    image = colour_patches(1280, 720)
+    clip = write_tagged_clip(tmp_path / "hd.mp4", image, "libx264", "yuv420p", {}, {"dst_colorspace": "ITU709"})
+    assert np.abs(stripe_colours(clip) - written_colours(image)).max() <= 5
+    small = colour_patches(640, 360)  # below HD, untagged video is BT.601
+    clip = write_tagged_clip(tmp_path / "sd.mp4", small, "libx264", "yuv420p", {}, {"dst_colorspace": "ITU601"})
+    assert np.abs(stripe_colours(clip) - written_colours(small)).max() <= 5
+
+
+def test_an_hdr_video_is_mapped_to_standard_range_as_a_standard_display_shows_it(tmp_path):
+    """A phone's HDR video (HLG, BT.2020 colours, 10 bits) was read with its matrix only: washed out, dull."""
+    image = colour_patches(96, 48)  # skin, sky, foliage: in the gamut both ways
+    hdr = {"colorspace": 9, "color_trc": 18, "color_primaries": 9, "color_range": 1}  # (BT.2020, HLG)
+    clip = write_tagged_clip(tmp_path / "hlg.mkv", image, "ffv1", "yuv420p10le", hdr,
+                             {"dst_colorspace": "BT2020", "dst_color_trc": 18, "dst_color_primaries": 9})
+    assert np.abs(stripe_colours(clip, 3) - written_colours(image, 3)).max() <= 10  # the matrix only: 44
+
+
+def test_the_annotated_video_is_tagged_bt709_and_shows_the_colours_written(tmp_path):
+    """The output was untagged and converted with BT.601: players take untagged HD video for BT.709, and showed an
+    annotated phone video's reds 23 levels off."""
+    image = colour_patches(1280, 720)
+    with H264VideoWriter(tmp_path / "out.mp4", VideoInfo(1280, 720, 30.0, None, "x")) as writer:
+        for _ in range(3):
+            writer.write(image)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        codec = container.streams.video[0].codec_context
+        assert (codec.colorspace, codec.color_primaries, codec.color_trc, codec.color_range) == (1, 1, 1, 1)
+    assert np.abs(stripe_colours(tmp_path / "out.mp4") - written_colours(image)).max() <= 5

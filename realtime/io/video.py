@@ -27,6 +27,7 @@ import av.bitstream
 import av.sidedata.sidedata
 import cv2
 import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, VideoReformatter
 
 from realtime.errors import OutputError, SourceError, one_line
 from realtime.io.background import Handoff
@@ -51,6 +52,11 @@ VIDEO_OUTPUT_SUFFIXES = (".mp4",)
 FULL_DISK_BYTES = 1 << 20
 MP4_AUDIO_CODECS = frozenset({"aac", "mp3"})  # copied as they are; other audio is re-encoded to AAC
 AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates)  # what the AAC encoder takes; other rates become 48 kHz
+# Colour tags (FFmpeg's numbers): HDR transfers (PQ, HLG); no matrix named. Untagged video is shown as BT.709 from
+# HD sizes on (1280 pixels wide or more, or taller than 576), as BT.601 below, by players (mpv, VLC, browsers).
+HDR_TRANSFERS = frozenset({ColorTrc.SMPTE2084, ColorTrc.ARIB_STD_B67})
+UNTAGGED = 2
+HD_MIN_WIDTH, SD_MAX_HEIGHT = 1280, 576
 # A GIF frame's delay of 10 ms or less (0 or 1 hundredth) is shown for 100 ms by browsers (and by FFmpeg for 0):
 # GIF makers rely on it, and the clip as made plays ten times as fast
 GIF_FASTEST_DELAY_S, GIF_FAST_DELAY_SHOWN_S = 0.01, 0.1
@@ -184,6 +190,7 @@ class VideoFileSource:
         made_from_damage = False  # a reference frame came out damaged: the frames out after it up to a keyframe too
         gif = self._container.format.name == "gif"
         gif_delay_added = 0.0  # seconds a GIF's frames of 10 ms or less are shown longer, as browsers do, up to now
+        reformatter = VideoReformatter()  # (as_shown_bgr)
         for packet in self._packets():
             if packet.dts is not None and packet.pts is not None and packet.stream.type in ("video", "audio"):
                 data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
@@ -238,7 +245,7 @@ class VideoFileSource:
                     withheld, withheld_until = withheld + lost + 1, timestamp
                     continue
                 lost, withheld = lost + withheld, 0
-                image = _upright(_square_pixels(av_frame.to_ndarray(format="bgr24"), pixel_shape),
+                image = _upright(_square_pixels(as_shown_bgr(av_frame, reformatter), pixel_shape),
                                  _display_matrix(av_frame))
                 if size is None:
                     size, first = image.shape[:2], timestamp
@@ -442,6 +449,20 @@ def video_track(container: av.container.InputContainer):
               if not stream.disposition & av.stream.Disposition.attached_pic]
     best = container.streams.best("video")
     return best if best in videos else next(iter(videos), None)
+
+
+def as_shown_bgr(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+    """The frame's pixels as BGR, converted as players show them: by the colour matrix its tags name or, untagged,
+    BT.709 for HD sizes and BT.601 for smaller ones (players' rule); HDR (PQ or HLG transfer, BT.2020 colours, as
+    phones record) mapped to standard range and BT.709 colours, as on a standard display. ``reformatter``: one per
+    video, reused (it keeps the conversion, whose set-up for HDR takes a second or more)."""
+    if frame.color_trc in HDR_TRANSFERS or frame.color_primaries == ColorPrimaries.BT2020:
+        return reformatter.reformat(frame, format="bgr24", dst_color_trc=ColorTrc.BT709,
+                                    dst_color_primaries=ColorPrimaries.BT709).to_ndarray()
+    untagged_hd = frame.colorspace == UNTAGGED and not frame.format.is_rgb and \
+        (frame.width >= HD_MIN_WIDTH or frame.height > SD_MAX_HEIGHT)
+    return reformatter.reformat(frame, format="bgr24",
+                                src_colorspace=Colorspace.ITU709 if untagged_hd else None).to_ndarray()
 
 
 def _square_pixels(image: np.ndarray, pixel_shape: Fraction | None) -> np.ndarray:
@@ -673,7 +694,12 @@ class H264VideoWriter(KeptOutput):
             self._video.width = info.width + self._pad[1]
             self._video.height = info.height + self._pad[0]
             self._video.pix_fmt = "yuv420p"
-            self._video.codec_context.time_base = TIME_BASE
+            codec = self._video.codec_context
+            codec.time_base = TIME_BASE
+            # BT.709 colours, limited range, tagged: shown as written at any size (untagged, players take video
+            # below HD for BT.601)
+            codec.colorspace, codec.color_primaries, codec.color_trc, codec.color_range = \
+                Colorspace.ITU709, ColorPrimaries.BT709, ColorTrc.BT709, ColorRange.MPEG
             if audio_source is not None and has_track(Path(audio_source), "audio"):
                 self._audio = _AudioTrack(Path(audio_source), self._container)
         except (av.FFmpegError, OSError, ValueError) as error:
@@ -731,6 +757,7 @@ class H264VideoWriter(KeptOutput):
     def _encode_loop(self) -> None:
         """Background thread: encode and mux queued frames, interleaving audio; flush at the end."""
         shown: dict[int, int] = {}  # pts: duration of the frames given one, until their packets come out
+        reformatter = VideoReformatter()
 
         def with_durations(packets: list[av.Packet]) -> list[av.Packet]:
             """The packets, given their frames' durations (the encoder drops them)."""
@@ -745,6 +772,8 @@ class H264VideoWriter(KeptOutput):
             while (frame := self._handoff.get()) is not _STOP:
                 if frame.duration:
                     shown[frame.pts] = frame.duration
+                frame = reformatter.reformat(frame, format="yuv420p", dst_colorspace=Colorspace.ITU709,
+                                             dst_color_range=ColorRange.MPEG)  # as the stream's colour tags say
                 self._container.mux(with_durations(self._video.encode(frame)))
                 if self._audio is not None:
                     self._audio.mux_until(self._container, float(frame.time))
