@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import types
+import weakref
 
 import cv2
 import numpy as np
@@ -307,6 +308,13 @@ def check_min_confidence(min_confidence: float) -> None:
                          f"detector reports no face scored under {LOWEST_MIN_CONFIDENCE:g}), got {min_confidence}")
 
 
+def _close_graphs(models: dict) -> None:
+    """Close the MediaPipe graphs of ``models`` (range: graph), emptying it."""
+    for model in models.values():
+        model.close()
+    models.clear()
+
+
 class FaceDetector:
     """Finds faces in BGR images; boxes are pixel coordinates clamped to the image.
 
@@ -341,6 +349,9 @@ class FaceDetector:
         check_min_confidence(min_confidence)
         self.model_range = model_range
         self._models = {}
+        # MediaPipe's graphs keep themselves alive (their threads and some 10 MB each): a detector dropped unclosed
+        # closes them as it goes
+        weakref.finalize(self, _close_graphs, self._models).atexit = False
         self._open_models(min_confidence)
         self._frames_since_full = 0  # "auto" on a video: frames since the last full pass
         self._faces_in_view = 0  # "auto" on a video: faces the last full pass found (fewer from the short pass: run it)
@@ -537,9 +548,7 @@ class FaceDetector:
 
     def close(self) -> None:
         """Release the MediaPipe graphs; safe to call twice."""
-        for model in self._models.values():
-            model.close()
-        self._models = {}
+        _close_graphs(self._models)
 
     def __enter__(self) -> FaceDetector:
         return self
