@@ -346,7 +346,8 @@ class EmotionAnalyzer:
     def _refuse_second_stream(self) -> None:
         if self._streaming:
             raise RuntimeError("this EmotionAnalyzer is already going through a stream; make another "
-                               "EmotionAnalyzer for a second stream at the same time")
+                               "EmotionAnalyzer for a second stream at the same time (a stream left part way "
+                               "goes on until its generator is closed: results.close())")
 
     @contextmanager
     def _going_through_a_stream(self) -> Iterator[None]:
