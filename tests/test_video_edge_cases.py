@@ -553,3 +553,27 @@ def test_the_annotated_video_is_tagged_bt709_and_shows_the_colours_written(tmp_p
         codec = container.streams.video[0].codec_context
         assert (codec.colorspace, codec.color_primaries, codec.color_trc, codec.color_range) == (1, 1, 1, 1)
     assert np.abs(stripe_colours(tmp_path / "out.mp4") - written_colours(image)).max() <= 5
+
+
+def test_of_several_audio_tracks_the_default_one_is_kept(tmp_path):
+    """A film's main track marked default after a commentary: the first track was kept, whichever it was."""
+    clip = tmp_path / "two_tracks.mkv"
+    with av.open(str(clip), "w") as container:
+        video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        tracks = [container.add_stream("aac", rate=AUDIO_RATE, layout="mono") for _ in range(2)]
+        tracks[0].disposition, tracks[1].disposition = 0, av.stream.Disposition.default
+        for index in range(15):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(picture(index, (64, 48)), format="bgr24")))
+        container.mux(video.encode(None))
+        for track, beep_at in zip(tracks, (None, 0.2)):  # the commentary near silence, the main track with a beep
+            samples = sound(0.5, AUDIO_RATE, beep_at)
+            for start in range(0, len(samples), 1024):
+                frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="flt", layout="mono")
+                frame.sample_rate, frame.pts = AUDIO_RATE, start
+                container.mux(track.encode(frame))
+            container.mux(track.encode(None))
+    annotate(clip, tmp_path / "out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        loudest = max(np.abs(frame.to_ndarray()).max() for frame in container.decode(audio=0))
+    assert loudest > 0.3  # the beep: the default track

@@ -527,7 +527,7 @@ class _AudioTrack:
     def __init__(self, source: Path, container: av.container.OutputContainer):
         self._input = av.open(ffmpeg_file(source))
         try:
-            stream = self._input.streams.audio[0]
+            stream = self._input.streams.best("audio")  # the default one, as players play
             video = video_track(self._input)
             start = video_start(video) if video is not None else None
             self._offset = start or 0.0
