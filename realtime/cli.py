@@ -698,7 +698,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
             notes.append(f"note: {job.name or job.spec} holds {source.frames_in_file} frames; only the first is "
                          f"analysed{as_video}")
         for note in notes:
-            print(note, file=sys.stderr)
+            _say(note)
         notes.clear()
         meter = None
         if source.live and getattr(source, "clock_origin", None) is not None:
@@ -793,8 +793,13 @@ def _raise_stop(stops: list[int]) -> None:
 def _problem(summary: RunSummary, problem: str, output_failed: bool = False) -> None:
     """A warning now and a line in the summary's problems."""
     summary.note(problem, output_failed)
+    _say(f"warning: {summary.problems[-1]}")
+
+
+def _say(line: str) -> None:
+    """A line on stderr, above any progress bar, its control characters escaped (a file name's ESC sequences)."""
     with suppress(OSError):  # a terminal closed (SIGHUP) must not turn a warning into a failure
-        print(f"warning: {summary.problems[-1]}", file=sys.stderr)
+        tqdm.write(printable(line), file=sys.stderr)
 
 
 def _saved(args: argparse.Namespace, jobs: list[Job], folder: bool, since: float) -> str | None:
@@ -845,7 +850,7 @@ class _AboveProgressBars(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with suppress(OSError):  # a terminal closed (SIGHUP) must not turn a warning into a failure
-            tqdm.write(self.format(record), file=sys.stderr)
+            tqdm.write(printable(self.format(record)), file=sys.stderr)
 
 
 def _show_library_warnings() -> None:
@@ -855,7 +860,7 @@ def _show_library_warnings() -> None:
 
 
 def _error(message: str) -> None:
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    print(printable(f"error: {' '.join(str(message).split())}"), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None, program_ends: bool = False) -> int:
@@ -974,7 +979,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             stack.callback(gc.unfreeze)
             if folder:  # what it leaves out, before any file's warnings (a single source's notes wait until it opens)
                 for note in notes:
-                    print(note, file=sys.stderr)
+                    _say(note)
                 notes.clear()
             for problem in unread:
                 _problem(summary, f"skipped {problem}")
@@ -995,7 +1000,10 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
             # whether the last file that was written, or failed to be, found no space (files skipped unread and
             # outputs failed for another reason are left out: they show neither a full disk nor room)
             out_of_space_before = False
-            for index, job in enumerate(jobs):
+            # a folder's files counted on a terminal (a video's own bar shows below it while it goes)
+            files = stack.enter_context(tqdm(jobs, desc="files", unit="file", file=sys.stderr, dynamic_ncols=True,
+                                             disable=None if folder and len(jobs) > 1 and sys.stderr else True))
+            for index, job in enumerate(files):
                 begun = index + 1
                 frames_before = summary.frames
                 running = job, frames_before
@@ -1022,8 +1030,7 @@ def _run(args: argparse.Namespace, jobs: list[Job], folder: bool, detector_range
                     if not folder or rewrite_failure is None or not out_of_space(rewrite_failure):
                         out_of_space_before = False  # written whole: there was room
                         if rewrite_failure is not None:  # whole, and plays: said, but no problem
-                            with suppress(OSError):
-                                print(f"warning: {rewrite_failure}", file=sys.stderr)
+                            _say(f"warning: {rewrite_failure}")
                         continue
                     # the video is whole, but kept in its fragmented form: no room was left for its final rewrite
                     _problem(summary, _output_failure(job, rewrite_failure, summary.frames - frames_before,

@@ -40,6 +40,7 @@ from realtime.model_metadata import ModelMetadata
 from realtime.scene_cuts import SceneCutDetector, ShotChange
 from realtime.sinks import Sink
 from realtime.sources import Source, open_source
+from realtime.summary import printable, shortened
 from realtime.tracker import LABEL_MARGIN, FaceTracker, check_smoothing
 from realtime.types import AnalyzedFrame, FaceResult, Frame, FrameResult
 
@@ -55,6 +56,7 @@ FULL_COLLECTION_EVERY = 500
 SAMPLE_TOLERANCE_S = 1e-6
 NO_CHANGES = (ShotChange.SAME, None)  # no shot change since the last frame analysed
 MAX_SAMPLE_FPS = 1000  # frames a second at most that sampling is asked for (no camera or file has more)
+PROGRESS_NAME_COLUMNS = 24  # of a source's name on its progress bar: 80 columns keep the count, rate and ETA
 
 
 class SourceWarning(UserWarning):
@@ -503,9 +505,11 @@ def process_source(source: Source, analyzer: EmotionAnalyzer, *, sinks: Iterable
     fps = 0.0
     # frames that sampling skips are still seen by the scene-cut detector: a cut between two frames analysed
     frames = sample_frames(source, sample_fps, analyzer._skipped_frame if edited else None)
+    # the bar: none without stderr (started with 2>&-); below a folder's bar (the command line's), gone when done
     with analyzer._going_through_a_stream(), \
-            tqdm(total=total, desc=name, unit="frame", disable=None if progress and sys.stderr else True,
-                 file=sys.stderr, dynamic_ncols=True, leave=True) as bar:  # (no stderr: started with 2>&-)
+            tqdm(total=total, desc=shortened(printable(name), PROGRESS_NAME_COLUMNS), unit="frame",
+                 disable=None if progress and sys.stderr else True, file=sys.stderr, dynamic_ncols=True,
+                 leave=None) as bar:
         count = 0
         while max_frames is None or count < max_frames:
             started = time.perf_counter()

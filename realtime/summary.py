@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -53,7 +54,7 @@ class RunSummary:
     def note(self, problem: str, output_failed: bool = False) -> None:
         """Record one thing the run could not analyse (a damaged stretch, a skipped file, an outage) or, with
         ``output_failed``, a file whose output could not be written whole (the line says what it keeps)."""
-        self.problems.append(" ".join(problem.split()))
+        self.problems.append(printable(" ".join(problem.split())))
         self.failed_outputs += output_failed
 
     def add(self, result: FrameResult, source: str = "", seconds: float = 0.0) -> None:
@@ -151,8 +152,9 @@ class RunSummary:
             label, share = face.dominant
             rows.append(([printable(face.source)] if several_sources else [])
                         + [str(face.face_id), str(face.frames), label, f"{share * 100:.0f}%"])
-        widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+        widths = [max(display_width(row[column]) for row in [header, *rows]) for column in range(len(header))]
+        lines = ["  ".join(cell + " " * (width - display_width(cell)) for cell, width in zip(row, widths)).rstrip()
+                 for row in [header, *rows]]
         if len(self.tracked) > FACE_ROWS_SHOWN:
             more = len(self.tracked) - FACE_ROWS_SHOWN
             lines.append(f"... and {more} more face{'s' * (more != 1)} (every face's rows: --results)")
@@ -162,3 +164,25 @@ class RunSummary:
 def printable(text: str) -> str:
     """``text`` with control characters (a newline in a file name) written as escapes, so tables stay one row a line."""
     return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: two for East Asian wide characters and emoji, none for combining
+    marks (a name as macOS writes it, its accents apart)."""
+    return sum(0 if unicodedata.combining(character) else 2 if unicodedata.east_asian_width(character) in "WF" else 1
+               for character in text)
+
+
+def shortened(text: str, columns: int) -> str:
+    """``text`` in at most ``columns`` terminal columns: its middle left out ("…") when it is longer."""
+    if display_width(text) <= columns:
+        return text
+    head, tail = [], []
+    room = columns - 1
+    for index in range(len(text)):  # from both ends in turn, the end's last characters (a take number) kept
+        end = text[-1 - index // 2] if index % 2 == 0 else text[index // 2]
+        if display_width(end) > room:
+            break
+        room -= display_width(end)
+        (tail if index % 2 == 0 else head).append(end)
+    return "".join(head) + "…" + "".join(reversed(tail))

@@ -1234,6 +1234,39 @@ def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log_file(tiny_model, 
     assert "\r" not in logged and "15 frames" in logged  # the summary, without the bar's redrawn lines
 
 
+def test_a_folder_of_photos_shows_its_files_counted_and_a_long_name_leaves_the_bar_its_count(tiny_model, tmp_path):
+    """A folder of 895 photos showed nothing for 15 s; a long video name pushed the count and ETA off the bar."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(folder / f"{index}.jpg"), cv2.resize(sample_photo_bgr(), (128, 128)))
+    long_name = folder / "an_interview_recording_of_the_second_group_with_a_long_name_of_its_place_2026-12-07_take_03.mp4"
+    with av.open(str(long_name), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 128, 128, "yuv420p"
+        for _ in range(5):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((128, 128, 3), np.uint8), format="bgr24")))
+        container.mux(stream.encode(None))
+    returncode, shown = on_a_terminal([sys.executable, "-m", "realtime", str(folder), "--model", str(tiny_model)])
+    assert returncode == 0 and b"files: 100%" in shown and b"4/4" in shown
+    assert any(b"take_03.mp4" in line and b"/5 [" in line and b"frame/s" in line for line in shown.split(b"\r"))
+
+
+def test_control_characters_of_file_names_are_escaped_on_the_terminal(tiny_model, tmp_path, capsys):
+    """A name's ESC sequence cleared the screen (or coloured it) through the error, warning and summary lines."""
+    assert main(["--video", str(tmp_path / "no\x1b[2Jx.mp4"), "--model", str(tiny_model)]) == 2
+    error = capsys.readouterr().err
+    assert "no\\x1b[2Jx.mp4: no such file" in error and "\x1b" not in error
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad\x1b[31mred.jpg").write_bytes(b"not a photo")
+    cv2.imwrite(str(folder / "face.jpg"), sample_photo_bgr())
+    assert main([str(folder), "--model", str(tiny_model)]) == 3
+    shown = capsys.readouterr()
+    assert "\x1b" not in shown.out + shown.err and shown.err.count("bad\\x1b[31mred.jpg") == 1
+    assert "bad\\x1b[31mred.jpg" in shown.out  # the summary's problems
+
+
 def test_the_bar_of_a_whole_video_ends_at_100_percent_where_its_header_counts_more(media, tiny_model):
     """no_face.mp4's header counts 98 frames, 3 of them before its start, which players leave out: the bar of a
     whole run stopped at 95/98 (97%), as if frames were lost."""

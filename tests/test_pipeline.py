@@ -309,6 +309,24 @@ def test_a_summary_of_many_photos_gives_the_shares_and_the_photos_without_faces_
     assert lines[-1] == f"... and {200 - FACE_ROWS_SHOWN} more faces (every face's rows: --results)"
 
 
+def test_the_summary_table_lines_up_names_in_wide_characters_and_as_macos_writes_them():
+    """Japanese, emoji and accents as macOS writes them (a letter, then its accent) shifted the columns after the
+    name by 4 to 6 cells."""
+    import unicodedata
+
+    from realtime.summary import display_width
+    from realtime.types import FaceResult, FrameResult
+
+    summary = RunSummary()
+    names = ["家族写真_東京.jpg", "😀party.jpg", unicodedata.normalize("NFD", "Café_Zoë.jpg"), "plain.jpg"]
+    for name in names:
+        summary.add(FrameResult(0, 0.0, [FaceResult(1, (0, 0, 1, 1), 0.9, np.zeros(2), "happy", 0.5, ("a", "b"))]),
+                    name)
+    rows = summary.format().splitlines()[-4:]
+    columns = {display_width(row[:row.index(" 1 ")]) for row in rows}  # where the face column starts, on screen
+    assert len(columns) == 1 and display_width("家族写真_東京.jpg") == 17
+
+
 def test_analyze_takes_a_pil_image_and_gray_with_a_channel_axis_and_says_what_else_it_takes(analyzer):
     photo = sample_photo_bgr()
     from_array = analyzer.analyze(photo)
