@@ -21,7 +21,7 @@ EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
     "disgust": (40, 140, 40),    # dark green
     "fear": (170, 60, 150),      # purple
     "happy": (0, 210, 255),      # yellow
-    "neutral": (190, 190, 190),  # grey
+    "neutral": (128, 128, 128),  # grey: its box stands out from white walls and dark rooms alike
     "sad": (210, 120, 30),       # blue
     "surprise": (0, 140, 255),   # orange
 }
@@ -30,6 +30,7 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 REFERENCE_SIDE = 600  # frame short side at which the font scale is 1
 MIN_FONT_SCALE = 0.4  # smallest legible font scale
 LABEL_MAX_BOX_WIDTHS = 1.6  # labels wider than this many face widths are drawn smaller
+LABEL_OVER_LABEL_COST = 4  # a label placed over another label costs this many times the area over a face
 # A photo smaller than this on its shorter side (a 48x48 face crop) is annotated scaled up, by the smallest whole
 # factor that reaches it, so that its label can be read; but never past MAX_ENLARGED_PHOTO_SIDE on its longer side
 # (a thin strip stays as it is).
@@ -87,27 +88,40 @@ class EmotionAnnotator:
         text = f"{face.label} {face.confidence * 100:.0f}%"
         return f"id {face.face_id} {text}" if self.show_ids else text
 
-    def layout_label(self, face, image_shape: tuple[int, ...],
-                     taken: list[tuple[int, int, int, int]] | None = None) -> LabelLayout:
+    def layout_label(self, face, image_shape: tuple[int, ...], labels: list[tuple[int, int, int, int]] = (),
+                     faces: list[tuple[int, int, int, int]] = ()) -> LabelLayout:
         """Text, size and place of a face's label.
 
         The font follows the frame size, but shrinks (down to MIN_FONT_SCALE) when the label would be
         more than LABEL_MAX_BOX_WIDTHS times as wide as the face, so small faces side by side in a
-        photo do not get labels covering each other. ``taken``: rectangles the label should not cover
-        (other labels and faces); the first place of ``label_rectangles`` that covers least of them wins.
+        photo do not get labels covering each other. ``labels`` and ``faces``: rectangles of other labels and of
+        other faces' boxes, which the label should not cover; the first place of ``label_rectangles`` that covers
+        least of them wins, a label covered counting LABEL_OVER_LABEL_COST times its area (it hides that text).
         """
-        font_scale, thickness = self.style(image_shape)
+        def cost(place: tuple[int, int, int, int]) -> int:
+            return LABEL_OVER_LABEL_COST * sum(_intersection(place, label) for label in labels) + \
+                sum(_intersection(place, box) for box in faces)
+
         text = self.label_text(face)
-        text_width = cv2.getTextSize(text, FONT, font_scale, thickness)[0][0]
-        widest = LABEL_MAX_BOX_WIDTHS * (face.box[2] - face.box[0])
-        if text_width > widest:
-            shrink = max(MIN_FONT_SCALE / font_scale, widest / text_width)
-            font_scale, thickness = font_scale * shrink, max(1, int(round(thickness * shrink)))
-        padding = max(2, thickness * 2)
-        text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
-        places = self.label_rectangles(face.box, text_size, baseline, padding, image_shape)
-        rectangle = min(places, key=lambda place: sum(_intersection(place, other) for other in taken or []))
-        return LabelLayout(text, font_scale, thickness, padding, baseline, text_size, rectangle)
+        best = None
+        # over or in its own box, then no wider than the face (where it covers something), then moved sideways
+        for widest_boxes, shifts in ((LABEL_MAX_BOX_WIDTHS, False), (1.0, False), (LABEL_MAX_BOX_WIDTHS, True),
+                                     (1.0, True)):
+            font_scale, thickness = self.style(image_shape)
+            text_width = cv2.getTextSize(text, FONT, font_scale, thickness)[0][0]
+            widest = widest_boxes * (face.box[2] - face.box[0])
+            if text_width > widest:
+                shrink = max(MIN_FONT_SCALE / font_scale, widest / text_width)
+                font_scale, thickness = font_scale * shrink, max(1, int(round(thickness * shrink)))
+            padding = max(2, thickness * 2)
+            text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+            places = self.label_rectangles(face.box, text_size, baseline, padding, image_shape, shifts)
+            rectangle = min(places, key=cost)
+            if best is None or cost(rectangle) < cost(best.rectangle):
+                best = LabelLayout(text, font_scale, thickness, padding, baseline, text_size, rectangle)
+            if cost(best.rectangle) == 0:
+                break
+        return best
 
     def layout_labels(self, faces, image_shape: tuple[int, ...]) -> list[LabelLayout]:
         """Labels of all faces of a frame, placed one after another so that none covers an earlier label
@@ -116,23 +130,23 @@ class EmotionAnnotator:
         layouts = []
         for index, face in enumerate(faces):
             others = [other.box for position, other in enumerate(faces) if position != index]
-            layouts.append(self.layout_label(face, image_shape, [layout.rectangle for layout in layouts] + others))
+            layouts.append(self.layout_label(face, image_shape, [layout.rectangle for layout in layouts], others))
         return layouts
 
     @staticmethod
     def label_rectangles(box: tuple[int, int, int, int], text_size: tuple[int, int], baseline: int,
-                         padding: int, image_shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
-        """Places for a label, best first, all inside the frame: above the box (just inside its top when
-        there is no room above), below it (or inside its bottom), then the same moved left and right."""
+                         padding: int, image_shape: tuple[int, ...],
+                         sideways: bool = True) -> list[tuple[int, int, int, int]]:
+        """Places for a label, best first, all inside the frame: above the box, just inside its top, below it,
+        inside its bottom (a place outside the frame is moved in), then (``sideways``) the same moved left and
+        right."""
         height, width = image_shape[:2]
         label_w = min(text_size[0] + 2 * padding, width)
         label_h = min(text_size[1] + baseline + 2 * padding, height)
         x1, y1, _, y2 = box
-        above = y1 - label_h if y1 - label_h >= 0 else y1
-        below = y2 if y2 + label_h <= height else y2 - label_h
         places = []
-        for shift in (0, -label_w // 2, label_w // 2, -label_w, label_w):
-            for top in (above, below):
+        for shift in (0, -label_w // 2, label_w // 2, -label_w, label_w) if sideways else (0,):
+            for top in (y1 - label_h, y1, y2, y2 - label_h):
                 top = min(max(top, 0), height - label_h)
                 left = min(max(x1 + shift, 0), width - label_w)
                 place = (left, top, left + label_w, top + label_h)

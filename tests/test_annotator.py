@@ -118,6 +118,23 @@ def test_labels_of_a_crowded_row_of_faces_do_not_cover_each_other_or_other_faces
         assert 0 <= left < right <= 640 and 0 <= top < bottom <= 360
 
 
+def test_labels_of_a_packed_grid_of_faces_stay_apart_each_over_its_own_face():
+    """A class photo (15 faces 100 px wide, 5 px apart, rows touching): labels hid each other (6 overlaps) and some
+    sat a label's width away, under another face."""
+    annotator = EmotionAnnotator()
+    shape = (420, 700, 3)
+    boxes = [(10 + 140 * column, 10 + 140 * row, 110 + 140 * column, 110 + 140 * row) if column % 2 == 0 else
+             (10 + 140 * column, 25 + 140 * row, 110 + 140 * column, 125 + 140 * row)
+             for row in range(3) for column in range(5)]
+    boxes = [(x1 - 35 * (x1 // 140), y1, x2 - 35 * (x1 // 140), y2) for x1, y1, x2, y2 in boxes]  # 5 px apart
+    results = [face(i + 1, box, "happy", 0.93) for i, box in enumerate(boxes)]
+    layouts = annotator.layout_labels(results, shape)
+    assert labels_clash(layouts, results)[0] == 0
+    for layout, result in zip(layouts, results):
+        left, _, right, _ = layout.rectangle
+        assert result.box[0] <= (left + right) / 2 <= result.box[2]  # above, below or in its own face's box
+
+
 def test_labels_on_a_real_group_photo_stay_apart(media):
     from realtime.detector import FaceDetector
     from realtime.io.images import read_image
