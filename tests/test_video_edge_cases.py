@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -577,3 +578,26 @@ def test_of_several_audio_tracks_the_default_one_is_kept(tmp_path):
     with av.open(str(tmp_path / "out.mp4")) as container:
         loudest = max(np.abs(frame.to_ndarray()).max() for frame in container.decode(audio=0))
     assert loudest > 0.3  # the beep: the default track
+
+
+def gif_of_dots(width: int, height: int, frames: int) -> bytes:
+    """A GIF whose screen is ``width`` x ``height`` and whose frames are each one pixel: a few bytes."""
+    data = bytearray(b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff")
+    for index in range(frames):
+        data += b"\x21\xf9\x04\x00" + struct.pack("<H", 10) + b"\x00\x00"  # shown 0.1 s
+        data += b"\x2c" + struct.pack("<HHHHB", index, index, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return bytes(data + b"\x3b")
+
+
+def test_a_video_of_frames_past_8k_is_refused_in_one_line_before_it_is_decoded(tmp_path):
+    """A 1.2 KB GIF declaring a 12000x12000 screen took the run past 6 GB of memory (frames queued to decode,
+    analyse and encode)."""
+    bomb = tmp_path / "dots.gif"
+    bomb.write_bytes(gif_of_dots(12000, 12000, 50))
+    with pytest.raises(SourceError) as refused:
+        VideoFileSource(bomb)
+    assert str(refused.value) == (f"video {bomb}: frames of 12000x12000 (144 megapixels); videos up to 35 megapixels "
+                                  "a frame (8K) are analysed: scale it down first")
+    small = tmp_path / "small.gif"
+    small.write_bytes(gif_of_dots(64, 48, 5))
+    assert len(read_all(small)[0]) == 5

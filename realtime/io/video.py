@@ -57,6 +57,9 @@ AAC_RATES = frozenset(av.Codec("aac", "w").audio_rates)  # what the AAC encoder 
 HDR_TRANSFERS = frozenset({ColorTrc.SMPTE2084, ColorTrc.ARIB_STD_B67})
 UNTAGGED = 2
 HD_MIN_WIDTH, SD_MAX_HEIGHT = 1280, 576
+# The largest frames a video may have: 8K cinema (8192x4320). The run holds some 100 bytes a pixel of a frame (frames
+# queued to decode, analyse and encode, and the encoder's look-ahead): 3.5 GB there.
+MAX_VIDEO_PIXELS = 8192 * 4320
 # A GIF frame's delay of 10 ms or less (0 or 1 hundredth) is shown for 100 ms by browsers (and by FFmpeg for 0):
 # GIF makers rely on it, and the clip as made plays ten times as fast
 GIF_FASTEST_DELAY_S, GIF_FAST_DELAY_SHOWN_S = 0.01, 0.1
@@ -137,6 +140,12 @@ class VideoFileSource:
             if stream is None:
                 only_pictures = " (only a cover picture)" if self._container.streams.video else ""
                 raise SourceError(f"video {self.path}: has no video track{only_pictures}")
+            pixels = stream.codec_context.width * stream.codec_context.height
+            if pixels > MAX_VIDEO_PIXELS:  # (a few bytes of GIF can declare a screen of 12000x12000)
+                raise SourceError(f"video {self.path}: frames of {stream.codec_context.width}x"
+                                  f"{stream.codec_context.height} ({pixels / 1e6:.0f} megapixels); videos up to "
+                                  f"{MAX_VIDEO_PIXELS / 1e6:.0f} megapixels a frame (8K) are analysed: scale it down "
+                                  "first")
             # slice threads only: frame threads report a damaged packet's error late, on a packet
             # after the next keyframe, and a whole extra keyframe interval would be dropped
             stream.thread_type = "SLICE"
@@ -240,7 +249,8 @@ class VideoFileSource:
                 # damaged data the decoder hid (concealed: PyAV flags the frame), and the frames out after a damaged
                 # reference frame up to a keyframe, made from it: lost, as a failed packet and those after it are
                 made_from_damage = made_from_damage and not av_frame.key_frame
-                if av_frame.is_corrupt or made_from_damage:
+                oversized = av_frame.width * av_frame.height > MAX_VIDEO_PIXELS  # (grown part way: lost as damage)
+                if av_frame.is_corrupt or made_from_damage or oversized:
                     made_from_damage = made_from_damage or int(av_frame.pict_type) != B_PICTURE
                     withheld, withheld_until = withheld + lost + 1, timestamp
                     continue
