@@ -39,7 +39,14 @@ from realtime.io.files import (
     claim_output,
     out_of_space,
 )
-from realtime.io.images import IMAGE_OUTPUT_SUFFIXES, annotated_photo_suffix, check_image_fits, image_size, write_image
+from realtime.io.images import (
+    IMAGE_OUTPUT_SUFFIXES,
+    annotated_photo_suffix,
+    check_image_fits,
+    frames_held,
+    image_size,
+    write_image,
+)
 from realtime.io.results_file import RESULTS_SUFFIXES, ResultsWriter
 from realtime.io.stream import (
     DEFAULT_OPEN_TIMEOUT_S,
@@ -695,7 +702,7 @@ def _run_job(job: Job, analyzer: EmotionAnalyzer, annotator: EmotionAnnotator, r
         _make_output_folder(job)  # once the file is known to open: no empty subfolder for a file skipped
         if getattr(source, "frames_in_file", 1) > 1:  # an animated GIF/WebP or a multi-page TIFF
             as_video = " (--video analyses them all)" if job.spec.suffix.lower() in VIDEO_SUFFIXES else ""
-            notes.append(f"note: {job.name or job.spec} holds {source.frames_in_file} frames; only the first is "
+            notes.append(f"note: {job.name or job.spec} holds {frames_held(source.frames_in_file)}; only the first is "
                          f"analysed{as_video}")
         for note in notes:
             _say(note)

@@ -158,6 +158,31 @@ def test_photo_to_annotated_photo(media, tiny_model, tmp_path, name, faces):
         assert len(read_csv(results)) == faces
 
 
+def tiff_of_pages(pages: int) -> bytes:
+    """A TIFF of ``pages`` pages of one gray pixel each (a scanner's stack, or a file made to be slow)."""
+    entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 8),
+               (278, 3, 1, 1), (279, 4, 1, 1)]  # 1x1, 8-bit, uncompressed, gray; its pixel at byte 8
+    size = 2 + 12 * len(entries) + 4
+    data = bytearray(b"II*\x00" + struct.pack("<I", 12) + b"\x80\x00\x00\x00")
+    for page in range(pages):
+        following = 12 + (page + 1) * size if page < pages - 1 else 0
+        data += struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
+        data += struct.pack("<I", following)
+    return bytes(data)
+
+
+def test_a_tiff_of_thousands_of_pages_is_read_at_once_its_pages_counted_up_to_a_thousand(tiny_model, tmp_path,
+                                                                                        capsys):
+    """Counting a TIFF's pages for the note took time growing with their square (11 s for 32,000, minutes for
+    300,000), though only the first page is analysed."""
+    (tmp_path / "scan.tif").write_bytes(tiff_of_pages(20000))
+    assert main(["--image", str(tmp_path / "scan.tif"), "--model", str(tiny_model)]) == 0
+    assert "scan.tif holds more than 1,000 frames; only the first is analysed" in capsys.readouterr().err
+    (tmp_path / "few.tif").write_bytes(tiff_of_pages(1000))
+    assert main(["--image", str(tmp_path / "few.tif"), "--model", str(tiny_model)]) == 0
+    assert "few.tif holds 1,000 frames; only the first is analysed" in capsys.readouterr().err
+
+
 def test_an_animated_image_given_as_a_photo_is_said_to_be_analysed_by_its_first_frame(tiny_model, tmp_path, capsys):
     frames = [Image.new("RGB", (64, 48), (40 * index, 90, 160)) for index in range(3)]
     frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)

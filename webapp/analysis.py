@@ -39,6 +39,7 @@ from realtime.io.images import (
     WEBP_MAX_SIDE,
     PhotoFile,
     annotated_photo_suffix,
+    frames_held,
     image_size,
     looks_like_a_video,
     quiet_pillow,
@@ -476,7 +477,7 @@ def analyze_photo(data: bytes, name: str, pool: AnalyzerPool) -> PhotoAnalysis:
     annotated = EmotionAnnotator().annotate_photo(photo.image, result)
     issues = list(photo.issues)
     if photo.frames_in_file > 1:  # an animated WebP or a multi-page TIFF (an animated GIF goes to the clip tab)
-        issues.append(f"{name} holds {photo.frames_in_file} frames; only the first is analysed")
+        issues.append(f"{name} holds {frames_held(photo.frames_in_file)}; only the first is analysed")
     return PhotoAnalysis(name, display_rgb(annotated), result, pool.classes, results_csv([result], pool.classes),
                          photo.image.shape[:2], issues)
 

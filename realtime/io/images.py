@@ -33,6 +33,7 @@ WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
 # annotating it (the command line) at about 4.5 GB. None: no limit. A limit set in Pillow's
 # Image.MAX_IMAGE_PIXELS (other than its default; None: no limit) is honoured instead.
 MAX_PHOTO_PIXELS: int | None = 250_000_000
+FRAMES_COUNTED = 1000  # an animated image's frames (a TIFF's pages) are counted up to this many, for its note
 PILLOW_DEFAULT_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)  # Pillow's Image.MAX_IMAGE_PIXELS unless changed
 
 _pillow_limit_lock = threading.Lock()
@@ -152,11 +153,7 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
             raise _DamagedData(one_line(error)) from error
         if damage is None and image.format in ("JPEG", "MPO") and _jpeg_data_corrupt(path):
             raise _DamagedData(CORRUPT_JPEG)  # libjpeg only warns of it, and Pillow says nothing
-        try:
-            with quiet_pillow():  # (a page it cannot count past: the first is read all the same)
-                frames = getattr(image, "n_frames", 1)
-        except (OSError, SyntaxError, ValueError):
-            frames = 1
+        frames = _frames_counted(image)
         issues = ()
         try:
             with quiet_pillow():  # on EXIF data it reads in part: what it read is used
@@ -184,6 +181,32 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
                         else "analysed as far as it decodes (blurred where its data is missing)")
             issues = (f"image {name}: damaged or cut short ({damage}): {lost}", *issues)
         return PhotoFile(bgr, frames, issues)
+
+
+def _frames_counted(image: Image.Image) -> int:
+    """The frames (pages) a file holds, counted up to FRAMES_COUNTED + 1 (Pillow's count of a TIFF's pages takes
+    time growing with their square: minutes for 300,000); the first frame is left current, and loaded."""
+    try:
+        with quiet_pillow():  # (a page it cannot count past: the first is read all the same)
+            if not getattr(image, "is_animated", False):
+                return 1
+            count = 1
+            try:
+                while count <= FRAMES_COUNTED:
+                    image.seek(count)
+                    count += 1
+            except EOFError:
+                pass
+            image.seek(0)
+            image.load()
+            return count
+    except (OSError, SyntaxError, ValueError):
+        return 1
+
+
+def frames_held(count: int) -> str:
+    """How many frames a file holds, in words: "3 frames", or "more than 1,000 frames" past the count's end."""
+    return f"{count:,} frames" if count <= FRAMES_COUNTED else f"more than {FRAMES_COUNTED:,} frames"
 
 
 def _bmp_top_down(path: Path) -> bool:
