@@ -267,6 +267,20 @@ def test_an_image_over_the_pixel_limit_is_refused_without_a_library_warning(tmp_
     assert [str(warning.message) for warning in caught] == []
 
 
+def test_an_icon_holding_a_png_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path):
+    """Pillow decodes an icon's PNG as it opens the file: a 1.7 MB ICO of 21000x21000 took 1.9 GB before the
+    refusal, in the command line and the web app."""
+    png = minimal_png(tmp_path / "inner.png", 20_000, 15_000).read_bytes()
+    directory = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22)
+    for name in ("big.ico", "big.png"):  # (named as a PNG too: Pillow goes by the content)
+        (tmp_path / name).write_bytes(directory + png)
+        with pytest.raises(SourceError, match="20000x15000 pixels, more than the 250,000,000"):
+            read_image(tmp_path / name)
+        assert images.image_size(tmp_path / name) == (20_000, 15_000)
+    Image.new("RGBA", (64, 64), (200, 100, 50, 255)).save(tmp_path / "small.ico", sizes=[(16, 16), (64, 64)])
+    assert read_image(tmp_path / "small.ico").shape == (64, 64, 3) and images.image_size(tmp_path / "small.ico") == (64, 64)
+
+
 def test_read_image_honours_a_lowered_pixel_limit(tmp_path, monkeypatch):
     Image.new("RGB", (50, 50)).save(tmp_path / "small.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)

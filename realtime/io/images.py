@@ -142,6 +142,9 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
     ``damage``: why they failed before: they are now decoded as far as they go (under ``_tolerant_decoding``),
     and the photo is refused if less than 1% of its picture decodes.
     """
+    icon = _icon_size(path)  # (Pillow decodes an icon as it opens it)
+    if limit is not None and icon is not None and icon[0] * icon[1] > limit:
+        raise SourceError(_too_many_pixels(path, f"{icon[0]}x{icon[1]} pixels", limit))
     with quiet_pillow():  # the size is checked below, with one clear line
         image = Image.open(path)
     with image:
@@ -181,6 +184,31 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
                         else "analysed as far as it decodes (blurred where its data is missing)")
             issues = (f"image {name}: damaged or cut short ({damage}): {lost}", *issues)
         return PhotoFile(bgr, frames, issues)
+
+
+def _icon_size(path: Path) -> tuple[int, int] | None:
+    """The size of the largest picture of an ICO or CUR file, read from its directory and the headers of the PNGs it
+    holds, without decoding any (None if it is no icon file): an icon's PNG may be of any size, and Pillow
+    decodes it as it opens the file."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+            if len(head) < 6 or head[:4] not in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00"):
+                return None
+            entries = [file.read(16) for _ in range(int.from_bytes(head[4:6], "little"))]
+            sizes = []
+            for entry in entries:
+                if len(entry) < 16:
+                    break
+                file.seek(int.from_bytes(entry[12:16], "little"))
+                png = file.read(24)
+                if png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR":
+                    sizes.append((int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")))
+                else:
+                    sizes.append((entry[0] or 256, entry[1] or 256))  # (0: 256)
+    except OSError:
+        return None
+    return max(sizes, key=lambda size: size[0] * size[1]) if sizes else None
 
 
 def _frames_counted(image: Image.Image) -> int:
@@ -466,6 +494,8 @@ def image_size(path: Path) -> tuple[int, int] | None:
     not a file: a named pipe would block the read)."""
     if not path.is_file():
         return None
+    if (icon := _icon_size(path)) is not None:  # (Pillow decodes an icon as it opens it)
+        return icon
     try:
         with _photo_pixel_limit(), quiet_pillow():
             with Image.open(path) as image:
