@@ -188,6 +188,23 @@ def test_a_cut_short_bmp_says_its_top_is_blank_as_its_rows_are_stored_from_the_b
         ": its bottom 50% is blank, the rest was analysed")
 
 
+@pytest.mark.parametrize("kind, top_left_origin, blank", [("TGA", False, "top"), ("TGA", True, "bottom"),
+                                                        ("PPM", None, "bottom")])
+def test_a_cut_short_tga_or_netpbm_photo_is_analysed_as_far_as_it_goes_its_blank_end_named(tmp_path, kind,
+                                                                                         top_left_origin, blank):
+    """A cut-short TGA (rows stored from the bottom up, as most are) was said to be blurred; a cut-short PGM (ORL's
+    faces) was refused (Pillow maps a file of raw pixels, and fails on a short one)."""
+    picture = Image.fromarray(cv2.cvtColor(sample_photo_bgr(), cv2.COLOR_BGR2RGB))
+    for mode, suffix in (("RGB", kind.lower()), ("L", "pgm" if kind == "PPM" else kind.lower())):
+        buffer = io.BytesIO()
+        options = {} if top_left_origin is None else {"orientation": 1 if top_left_origin else -1}
+        picture.convert(mode).save(buffer, kind, **options)
+        cut = tmp_path / f"cut_{mode}.{suffix}"
+        cut.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        photo = images.read_photo_file(cut)
+        assert photo.issues[0].endswith(f": its {blank} 50% is blank, the rest was analysed"), photo.issues
+
+
 def display_p3_profile() -> bytes:
     """An ICC profile of Display P3 (a phone's photos): its primaries (D50-adapted), gamma 2.2."""
     def number(value: float) -> bytes:

@@ -146,7 +146,8 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
     if limit is not None and icon is not None and icon[0] * icon[1] > limit:
         raise SourceError(_too_many_pixels(path, f"{icon[0]}x{icon[1]} pixels", limit))
     with quiet_pillow():  # the size is checked below, with one clear line
-        image = Image.open(path)
+        # (retried from a copy in memory: Pillow maps a file of raw pixels, a PGM's, and a short one fails whole)
+        image = Image.open(path if damage is None else io.BytesIO(path.read_bytes()))
     with image:
         if limit is not None and image.width * image.height > limit:
             raise SourceError(_too_many_pixels(path, f"{image.width}x{image.height} pixels", limit))
@@ -171,8 +172,8 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
             image.close()  # its pixels: not two copies of a huge photo
         bgr = pil_to_bgr(upright)
         if damage is not None:
-            # where a cut-short file's picture is missing: its bottom, or its top in a BMP (rows stored bottom up)
-            end = "top" if image.format == "BMP" and not _bmp_top_down(path) else "bottom"
+            # where a cut-short file's picture is missing: its bottom, or its top where rows are stored bottom up
+            end = "top" if _rows_from_the_bottom(path, image.format) else "bottom"
             blank = _blank_share(bgr[::-1] if end == "top" else bgr)
             if blank > 0.99:
                 raise SourceError(f"image {path}: cannot decode it ({damage}; too little of the picture decodes)")
@@ -237,15 +238,19 @@ def frames_held(count: int) -> str:
     return f"{count:,} frames" if count <= FRAMES_COUNTED else f"more than {FRAMES_COUNTED:,} frames"
 
 
-def _bmp_top_down(path: Path) -> bool:
-    """Whether a BMP stores its rows from the top (a negative height in its info header), not from the bottom."""
+def _rows_from_the_bottom(path: Path, kind: str) -> bool:
+    """Whether a BMP or TGA file stores its rows from the bottom up, as most do (a BMP whose info header gives a
+    positive height; a TGA whose descriptor does not set the top-left origin), so that a cut-short one lacks its
+    top."""
     try:
         with open(path, "rb") as file:
             head = file.read(26)
     except OSError:
         return False
-    return len(head) == 26 and int.from_bytes(head[14:18], "little") >= 40 \
-        and int.from_bytes(head[22:26], "little", signed=True) < 0
+    if kind == "BMP":
+        return len(head) == 26 and not (int.from_bytes(head[14:18], "little") >= 40
+                                        and int.from_bytes(head[22:26], "little", signed=True) < 0)
+    return kind == "TGA" and len(head) >= 18 and not head[17] & 0x20
 
 
 def _jpeg_data_corrupt(path: Path) -> bool:
