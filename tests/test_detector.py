@@ -458,4 +458,4 @@ def test_a_detector_dropped_without_close_releases_its_graphs():
         assert detector.detect(sample_photo_bgr()) and os_threads() > before
         del detector
     gc.collect()
-    assert os_threads() == before
+    assert os_threads() <= before  # (threads other tests left may end meanwhile; each graph kept 4)
