@@ -13,7 +13,7 @@ Names are imported on first use, so ``import realtime`` stays cheap.
 
 from importlib import import_module
 
-__version__ = "0.23.0"
+__version__ = "0.24.0"
 
 _EXPORTS = {
     "EmotionAnalyzer": "realtime.pipeline",
