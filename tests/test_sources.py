@@ -205,6 +205,19 @@ def test_a_cut_short_tga_or_netpbm_photo_is_analysed_as_far_as_it_goes_its_blank
         assert photo.issues[0].endswith(f": its {blank} 50% is blank, the rest was analysed"), photo.issues
 
 
+@pytest.mark.parametrize("kind", ["GIF", "PNG"])
+def test_an_animation_cut_short_is_read_by_its_first_frame(tmp_path, kind):
+    """Counting an animation's frames by going through them left a cut-short GIF or APNG refused, or on a later
+    frame (review of the page count)."""
+    frames = [Image.new("RGB", (64, 48), (40 * index, 200 - 30 * index, 131)) for index in range(6)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, kind, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    cut = tmp_path / f"cut.{kind.lower()}"
+    cut.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) * 6 // 10])
+    photo = images.read_photo_file(cut)
+    assert photo.image[24, 32].tolist() == [131, 200, 0]  # the first frame (BGR)
+
+
 def display_p3_profile() -> bytes:
     """An ICC profile of Display P3 (a phone's photos): its primaries (D50-adapted), gamma 2.2."""
     def number(value: float) -> bytes:

@@ -213,24 +213,26 @@ def _icon_size(path: Path) -> tuple[int, int] | None:
 
 
 def _frames_counted(image: Image.Image) -> int:
-    """The frames (pages) a file holds, counted up to FRAMES_COUNTED + 1 (Pillow's count of a TIFF's pages takes
-    time growing with their square: minutes for 300,000); the first frame is left current, and loaded."""
-    try:
-        with quiet_pillow():  # (a page it cannot count past: the first is read all the same)
-            if not getattr(image, "is_animated", False):
-                return 1
-            count = 1
+    """The frames (pages) a file holds: a TIFF's counted up to FRAMES_COUNTED + 1 (Pillow's count of its pages
+    takes time growing with their square: minutes for 300,000), other formats' as Pillow counts them (from
+    their headers, without decoding). The first frame is left current."""
+    with quiet_pillow():  # (a page it cannot count past: the first is read all the same)
+        if image.format != "TIFF":
             try:
-                while count <= FRAMES_COUNTED:
-                    image.seek(count)
-                    count += 1
-            except EOFError:
-                pass
-            image.seek(0)
-            image.load()
-            return count
-    except (OSError, SyntaxError, ValueError):
-        return 1
+                return getattr(image, "n_frames", 1)
+            except (OSError, SyntaxError, ValueError, TypeError):
+                return 1
+        count = 1
+        try:
+            while count <= FRAMES_COUNTED:
+                image.seek(count)
+                count += 1
+        except (EOFError, OSError, SyntaxError, ValueError, TypeError):
+            pass  # its last page, or one that cannot be read: the count ends there
+        finally:
+            if image.tell() != 0:
+                image.seek(0)
+        return count
 
 
 def frames_held(count: int) -> str:
