@@ -601,3 +601,18 @@ def test_a_video_of_frames_past_8k_is_refused_in_one_line_before_it_is_decoded(t
     small = tmp_path / "small.gif"
     small.write_bytes(gif_of_dots(64, 48, 5))
     assert len(read_all(small)[0]) == 5
+
+
+def test_an_audio_stream_without_packets_leaves_the_video_without_audio(tmp_path):
+    """An IP camera's recording with an empty audio stream (no rate, no channels): the run failed with an
+    AttributeError (review of the default audio track), the output before that."""
+    clip = tmp_path / "camera.ts"
+    with av.open(str(clip), "w", format="mpegts") as container:
+        video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")  # declared, never written to
+        for index in range(15):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(picture(index, (64, 48)), format="bgr24")))
+        container.mux(video.encode(None))
+    frames, _ = annotate(clip, tmp_path / "out.mp4")
+    assert played(tmp_path / "out.mp4")[1:] == (None, None) and len(played(tmp_path / "out.mp4")[0]) == len(frames)

@@ -437,10 +437,10 @@ def _file_size(path: Path) -> int | None:
 
 def has_track(path: Path, kind: str) -> bool:
     """Whether FFmpeg opens the file and finds a track of ``kind`` ("video", "audio") in it (False when it cannot
-    open the file at all)."""
+    open the file at all); an audio track it would not play (no sample rate: a camera's empty audio stream) is none."""
     try:
         with av.open(ffmpeg_file(path)) as container:
-            return bool(getattr(container.streams, kind))
+            return bool(getattr(container.streams, kind)) and (kind != "audio" or container.streams.best(kind) is not None)
     except (av.FFmpegError, OSError, ValueError, UnicodeError):
         return False
 
