@@ -602,6 +602,18 @@ def test_one_file_into_an_output_folder_a_folder_run_is_writing_is_refused_and_t
     assert list(folder.iterdir()) == [folder / "other.jpg"]
 
 
+def test_a_shared_claim_waits_out_another_run_letting_its_claim_go(tmp_path):
+    """A run letting go of a lock holds it alone a moment to remove its file: a shared claim (a run of one file into
+    a folder) that came then was refused (review of the lock files' removal)."""
+    folder = tmp_path / "annotated"
+    other_run = claim_output(folder, shared=True)
+    fcntl.flock(other_run.lock, fcntl.LOCK_EX)  # as its release does, before it removes the file
+    threading.Timer(0.03, other_run.release).start()
+    claim = claim_output(folder, shared=True)
+    assert claim is not None and claim.lock_file.exists()
+    claim.release()
+
+
 def test_a_claim_on_an_output_removes_its_lock_file_once_no_run_holds_it(media, tiny_model, tmp_path):
     """The lock files (one per output named) were left in the temporary folder for good."""
     out, results = tmp_path / "out.mp4", tmp_path / "rows.csv"

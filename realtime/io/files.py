@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
@@ -140,7 +141,9 @@ class OutputClaim:
         os.close(self.lock)
 
 
-LOCK_ATTEMPTS = 5  # tries at a lock whose file another run removes meanwhile, as it lets it go
+# tries at a lock another run holds, LOCK_RETRY_S apart: a run letting a lock go holds it alone a moment, to remove
+# its file (OutputClaim.release), and a shared claim must not be refused then
+LOCK_ATTEMPTS, LOCK_RETRY_S = 10, 0.01
 
 
 def claim_output(path: Path, shared: bool = False) -> OutputClaim | None:
@@ -157,7 +160,7 @@ def claim_output(path: Path, shared: bool = False) -> OutputClaim | None:
     key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]
     folder = Path(tempfile.gettempdir()) / f"emotion-tracer-outputs-in-use-{os.getuid()}"
     lock_file = folder / key
-    for _ in range(LOCK_ATTEMPTS):
+    for attempt in range(LOCK_ATTEMPTS):
         try:
             folder.mkdir(mode=0o700, exist_ok=True)
             status = folder.lstat()
@@ -168,19 +171,22 @@ def claim_output(path: Path, shared: bool = False) -> OutputClaim | None:
             return None
         try:
             fcntl.flock(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-            refused = None
+            held = True
         except OSError as error:
             if error.errno not in (errno.EAGAIN, errno.EACCES):
                 os.close(lock)
                 return None
-            refused = error
-        if _names(lock_file, lock):
-            if refused is None:
-                return OutputClaim(lock, lock_file)
-            os.close(lock)
-            raise OutputError(f"{path}: another run is writing {'in ' * shared}it; wait for that run to end, or "
-                              "choose another name", path) from None
-        os.close(lock)  # a lock file let go and removed since it was opened: try the one there now
+            held = False
+        if held and _names(lock_file, lock):
+            return OutputClaim(lock, lock_file)
+        # held by another run (which may be letting it go: its release holds it alone a moment), or let go and
+        # removed since it was opened: try again, at the file there now
+        os.close(lock)
+        if not held:
+            if attempt == LOCK_ATTEMPTS - 1:
+                raise OutputError(f"{path}: another run is writing {'in ' * shared}it; wait for that run to end, or "
+                                  "choose another name", path)
+            time.sleep(LOCK_RETRY_S)
     return None
 
 
