@@ -534,9 +534,11 @@ def test_an_hd_video_without_colour_tags_is_read_as_players_show_it(tmp_path):
     assert np.abs(stripe_colours(clip) - written_colours(small)).max() <= 5
 
 
-def test_an_hdr_video_is_mapped_to_standard_range_as_a_standard_display_shows_it(tmp_path):
-    """A phone's HDR video (HLG, BT.2020 colours, 10 bits) was read with its matrix only: washed out, dull."""
-    image = colour_patches(96, 48)  # skin, sky, foliage: in the gamut both ways
+@pytest.mark.parametrize("width, height", [(96, 48), (97, 49), (97, 48)])
+def test_an_hdr_video_is_mapped_to_standard_range_as_a_standard_display_shows_it(tmp_path, width, height):
+    """A phone's HDR video (HLG, BT.2020 colours, 10 bits) was read with its matrix only: washed out, dull (and,
+    mapped straight from YUV, frames of some odd widths came out in other colours)."""
+    image = colour_patches(width, height)  # skin, sky, foliage: in the gamut both ways
     hdr = {"colorspace": 9, "color_trc": 18, "color_primaries": 9, "color_range": 1}  # (BT.2020, HLG)
     clip = write_tagged_clip(tmp_path / "hlg.mkv", image, "ffv1", "yuv420p10le", hdr,
                              {"dst_colorspace": "BT2020", "dst_color_trc": 18, "dst_color_primaries": 9})

@@ -33,10 +33,9 @@ from urllib.request import Request, urlopen
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from realtime.errors import SourceError, one_line
-from realtime.io.video import as_shown_bgr, video_track
+from realtime.io.video import ShownColours, video_track
 from realtime.types import AnalyzedFrame, Frame, VideoInfo, usable_fps
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -167,7 +166,7 @@ class StreamSource:
         self.reconnect_for = reconnect_for
         self.read_timeout = read_timeout
         self._issues: list[str] = []
-        self._reformatter = VideoReformatter()  # for the frames handed out (as_shown_bgr)
+        self._colours = ShownColours()  # for the frames handed out
         self._reopening: tuple[str, float] | None = None  # while a lost stream is reopened: why, its last frame
         self.outages = 0
         self.silent_seconds = 0.0
@@ -502,7 +501,7 @@ class StreamSource:
     def _image(self, frame: av.VideoFrame) -> np.ndarray:
         """The frame as BGR (as players show it) at the stream's first size (a reopened stream may come back at
         another)."""
-        image = as_shown_bgr(frame, self._reformatter)
+        image = self._colours.bgr(frame)
         if image.shape[:2] != (self.info.height, self.info.width):
             image = cv2.resize(image, (self.info.width, self.info.height), interpolation=cv2.INTER_AREA)
         return image

@@ -199,7 +199,7 @@ class VideoFileSource:
         made_from_damage = False  # a reference frame came out damaged: the frames out after it up to a keyframe too
         gif = self._container.format.name == "gif"
         gif_delay_added = 0.0  # seconds a GIF's frames of 10 ms or less are shown longer, as browsers do, up to now
-        reformatter = VideoReformatter()  # (as_shown_bgr)
+        colours = ShownColours()
         for packet in self._packets():
             if packet.dts is not None and packet.pts is not None and packet.stream.type in ("video", "audio"):
                 data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
@@ -255,7 +255,7 @@ class VideoFileSource:
                     withheld, withheld_until = withheld + lost + 1, timestamp
                     continue
                 lost, withheld = lost + withheld, 0
-                image = _upright(_square_pixels(as_shown_bgr(av_frame, reformatter), pixel_shape),
+                image = _upright(_square_pixels(colours.bgr(av_frame), pixel_shape),
                                  _display_matrix(av_frame))
                 if size is None:
                     size, first = image.shape[:2], timestamp
@@ -461,18 +461,26 @@ def video_track(container: av.container.InputContainer):
     return best if best in videos else next(iter(videos), None)
 
 
-def as_shown_bgr(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
-    """The frame's pixels as BGR, converted as players show them: by the colour matrix its tags name or, untagged,
+class ShownColours:
+    """Converts decoded frames to BGR as players show them: by the colour matrix their tags name or, untagged,
     BT.709 for HD sizes and BT.601 for smaller ones (players' rule); HDR (PQ or HLG transfer, BT.2020 colours, as
-    phones record) mapped to standard range and BT.709 colours, as on a standard display. ``reformatter``: one per
-    video, reused (it keeps the conversion, whose set-up for HDR takes a second or more)."""
-    if frame.color_trc in HDR_TRANSFERS or frame.color_primaries == ColorPrimaries.BT2020:
-        return reformatter.reformat(frame, format="bgr24", dst_color_trc=ColorTrc.BT709,
-                                    dst_color_primaries=ColorPrimaries.BT709).to_ndarray()
-    untagged_hd = frame.colorspace == UNTAGGED and not frame.format.is_rgb and \
-        (frame.width >= HD_MIN_WIDTH or frame.height > SD_MAX_HEIGHT)
-    return reformatter.reformat(frame, format="bgr24",
-                                src_colorspace=Colorspace.ITU709 if untagged_hd else None).to_ndarray()
+    phones record) mapped to standard range and BT.709 colours, as on a standard display. One per video, reused:
+    it keeps FFmpeg's conversions, whose set-up for HDR takes a second or more."""
+
+    def __init__(self):
+        self._to_float, self._to_bgr = VideoReformatter(), VideoReformatter()
+
+    def bgr(self, frame: av.VideoFrame) -> np.ndarray:
+        """The frame's pixels as BGR, as shown."""
+        if frame.color_trc in HDR_TRANSFERS or frame.color_primaries == ColorPrimaries.BT2020:
+            # through float RGB: FFmpeg's mapping straight from YUV garbles the colours of frames of some odd widths
+            float_rgb = self._to_float.reformat(frame, format="gbrpf32le")
+            return self._to_bgr.reformat(float_rgb, format="bgr24", dst_color_trc=ColorTrc.BT709,
+                                         dst_color_primaries=ColorPrimaries.BT709).to_ndarray()
+        untagged_hd = frame.colorspace == UNTAGGED and not frame.format.is_rgb and \
+            (frame.width >= HD_MIN_WIDTH or frame.height > SD_MAX_HEIGHT)
+        return self._to_bgr.reformat(frame, format="bgr24",
+                                     src_colorspace=Colorspace.ITU709 if untagged_hd else None).to_ndarray()
 
 
 def _square_pixels(image: np.ndarray, pixel_shape: Fraction | None) -> np.ndarray:
