@@ -307,7 +307,15 @@ def test_an_icon_holding_a_png_over_the_pixel_limit_is_refused_before_it_is_deco
         with pytest.raises(SourceError, match="20000x15000 pixels, more than the 250,000,000"):
             read_image(tmp_path / name)
         assert images.image_size(tmp_path / name) == (20_000, 15_000)
+    dib = struct.pack("<IiiHHIIiiII", 40, 10_000, 2 * 30_000, 1, 8, 1, 0, 2835, 2835, 256, 0)  # a bitmap's, 10000x30000
+    directory = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 8, len(dib), 22)
+    (tmp_path / "bitmap.ico").write_bytes(directory + dib)  # (its directory says 256x256)
+    assert images.image_size(tmp_path / "bitmap.ico") == (10_000, 30_000)
+    with pytest.raises(SourceError, match="10000x30000 pixels, more than the 250,000,000"):
+        read_image(tmp_path / "bitmap.ico")
     Image.new("RGBA", (64, 64), (200, 100, 50, 255)).save(tmp_path / "small.ico", sizes=[(16, 16), (64, 64)])
+    Image.new("RGB", (48, 48), (200, 100, 50)).save(tmp_path / "bmp.ico", bitmap_format="bmp", sizes=[(48, 48)])
+    assert images.image_size(tmp_path / "bmp.ico") == (48, 48) and read_image(tmp_path / "bmp.ico").shape == (48, 48, 3)
     assert read_image(tmp_path / "small.ico").shape == (64, 64, 3) and images.image_size(tmp_path / "small.ico") == (64, 64)
 
 

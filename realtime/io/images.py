@@ -188,9 +188,9 @@ def _decode_photo(path: Path, name: str, limit: int | None, damage: str | None =
 
 
 def _icon_size(path: Path) -> tuple[int, int] | None:
-    """The size of the largest picture of an ICO or CUR file, read from its directory and the headers of the PNGs it
-    holds, without decoding any (None if it is no icon file): an icon's PNG may be of any size, and Pillow
-    decodes it as it opens the file."""
+    """The size of the largest picture of an ICO or CUR file, read from the headers of the PNGs and bitmaps it
+    holds (or its directory), without decoding any (None if it is no icon file): an icon's picture may be of any
+    size whatever its directory says, and Pillow decodes it as it opens the file."""
     try:
         with open(path, "rb") as file:
             head = file.read(6)
@@ -202,9 +202,12 @@ def _icon_size(path: Path) -> tuple[int, int] | None:
                 if len(entry) < 16:
                     break
                 file.seek(int.from_bytes(entry[12:16], "little"))
-                png = file.read(24)
-                if png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR":
-                    sizes.append((int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")))
+                head = file.read(24)
+                if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                    sizes.append((int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")))
+                elif len(head) >= 12 and int.from_bytes(head[:4], "little") >= 40:  # a bitmap's info header, whose
+                    sizes.append((abs(int.from_bytes(head[4:8], "little", signed=True)),  # height counts its mask too
+                                  abs(int.from_bytes(head[8:12], "little", signed=True)) // 2))
                 else:
                     sizes.append((entry[0] or 256, entry[1] or 256))  # (0: 256)
     except OSError:
