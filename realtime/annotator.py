@@ -51,9 +51,11 @@ class LabelLayout:
     rectangle: tuple[int, int, int, int]  # (x1, y1, x2, y2), always inside the frame
 
 
-def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
-    """Area shared by two (x1, y1, x2, y2) rectangles."""
-    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+def _areas_covered(places: np.ndarray, rectangles: np.ndarray) -> np.ndarray:
+    """For each of ``places`` (P, 4), the area it shares with ``rectangles`` (N, 4), summed: (P,); (x1, y1, x2, y2)."""
+    widths = np.minimum(places[:, None, 2], rectangles[None, :, 2]) - np.maximum(places[:, None, 0], rectangles[None, :, 0])
+    heights = np.minimum(places[:, None, 3], rectangles[None, :, 3]) - np.maximum(places[:, None, 1], rectangles[None, :, 1])
+    return (np.clip(widths, 0, None) * np.clip(heights, 0, None)).sum(axis=1)
 
 
 def emotion_color(label: str) -> tuple[int, int, int]:
@@ -98,12 +100,14 @@ class EmotionAnnotator:
         other faces' boxes, which the label should not cover; the first place of ``label_rectangles`` that covers
         least of them wins, a label covered counting LABEL_OVER_LABEL_COST times its area (it hides that text).
         """
-        def cost(place: tuple[int, int, int, int]) -> int:
-            return LABEL_OVER_LABEL_COST * sum(_intersection(place, label) for label in labels) + \
-                sum(_intersection(place, box) for box in faces)
+        label_array, face_array = np.array(labels, float).reshape(-1, 4), np.array(faces, float).reshape(-1, 4)
+
+        def costs(places: list[tuple[int, int, int, int]]) -> np.ndarray:
+            places = np.array(places, float)
+            return LABEL_OVER_LABEL_COST * _areas_covered(places, label_array) + _areas_covered(places, face_array)
 
         text = self.label_text(face)
-        best = None
+        best, best_cost = None, math.inf
         # over or in its own box, then no wider than the face (where it covers something), then moved sideways
         for widest_boxes, shifts in ((LABEL_MAX_BOX_WIDTHS, False), (1.0, False), (LABEL_MAX_BOX_WIDTHS, True),
                                      (1.0, True)):
@@ -116,10 +120,12 @@ class EmotionAnnotator:
             padding = max(2, thickness * 2)
             text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
             places = self.label_rectangles(face.box, text_size, baseline, padding, image_shape, shifts)
-            rectangle = min(places, key=cost)
-            if best is None or cost(rectangle) < cost(best.rectangle):
-                best = LabelLayout(text, font_scale, thickness, padding, baseline, text_size, rectangle)
-            if cost(best.rectangle) == 0:
+            place_costs = costs(places)
+            least = int(np.argmin(place_costs))  # (the first of the least costly: the places come best first)
+            if place_costs[least] < best_cost:
+                best = LabelLayout(text, font_scale, thickness, padding, baseline, text_size, places[least])
+                best_cost = place_costs[least]
+            if best_cost == 0:
                 break
         return best
 
