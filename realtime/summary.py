@@ -167,10 +167,11 @@ def printable(text: str) -> str:
 
 
 def display_width(text: str) -> int:
-    """The columns ``text`` takes on a terminal: two for East Asian wide characters and emoji, none for combining
-    marks (a name as macOS writes it, its accents apart)."""
-    return sum(0 if unicodedata.combining(character) else 2 if unicodedata.east_asian_width(character) in "WF" else 1
-               for character in text)
+    """The columns ``text`` takes on a terminal (as wcswidth counts them): two for East Asian wide characters and
+    emoji, none for marks drawn on the character before (accents as macOS writes them apart, Thai and Indic vowel
+    signs), format characters, and the vowels and finals of Korean written apart (macOS again)."""
+    return sum(0 if unicodedata.category(character) in ("Mn", "Me", "Cf") or "\u1160" <= character <= "\u11ff"
+               else 2 if unicodedata.east_asian_width(character) in "WF" else 1 for character in text)
 
 
 def shortened(text: str, columns: int) -> str:
