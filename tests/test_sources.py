@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import ExifTags, Image, ImageCms
 
 from realtime.demo import sample_photo_bgr
 from realtime.errors import SourceError
@@ -216,6 +216,18 @@ def test_an_animation_cut_short_is_read_by_its_first_frame(tmp_path, kind):
     cut.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) * 6 // 10])
     photo = images.read_photo_file(cut)
     assert photo.image[24, 32].tolist() == [131, 200, 0]  # the first frame (BGR)
+
+
+def test_the_first_page_of_a_tiff_of_many_pages_is_turned_upright_once(tmp_path):
+    """A scan stored turned, with its EXIF orientation, was read sideways when the file had a second page (its turn
+    applied twice, after its pages were counted)."""
+    upright = Image.fromarray(cv2.cvtColor(cv2.resize(sample_photo_bgr(), (96, 64)), cv2.COLOR_BGR2RGB))
+    orientation = Image.Exif()
+    orientation[ExifTags.Base.Orientation] = 6  # turn 90 degrees clockwise to show
+    for pages in (1, 2):
+        upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / f"{pages}.tif", exif=orientation, save_all=True,
+                                                          append_images=[Image.new("RGB", (32, 32))][:pages - 1])
+        assert read_image(tmp_path / f"{pages}.tif").shape == (64, 96, 3), pages
 
 
 def display_p3_profile() -> bytes:

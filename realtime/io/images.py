@@ -218,7 +218,7 @@ def _icon_size(path: Path) -> tuple[int, int] | None:
 def _frames_counted(image: Image.Image) -> int:
     """The frames (pages) a file holds: a TIFF's counted up to FRAMES_COUNTED + 1 (Pillow's count of its pages
     takes time growing with their square: minutes for 300,000), other formats' as Pillow counts them (from
-    their headers, without decoding). The first frame is left current."""
+    their headers, without decoding). The first frame is left current, and loaded."""
     with quiet_pillow():  # (a page it cannot count past: the first is read all the same)
         if image.format != "TIFF":
             try:
@@ -235,6 +235,7 @@ def _frames_counted(image: Image.Image) -> int:
         finally:
             if image.tell() != 0:
                 image.seek(0)
+                image.load()  # (Pillow turns a TIFF upright as it loads it: its EXIF turn is then not applied again)
         return count
 
 
