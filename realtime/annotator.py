@@ -107,18 +107,14 @@ class EmotionAnnotator:
             return LABEL_OVER_LABEL_COST * _areas_covered(places, label_array) + _areas_covered(places, face_array)
 
         text = self.label_text(face)
+        sizes = {}  # widest (in face widths): font scale, thickness, padding, text size, baseline
         best, best_cost = None, math.inf
         # over or in its own box, then no wider than the face (where it covers something), then moved sideways
         for widest_boxes, shifts in ((LABEL_MAX_BOX_WIDTHS, False), (1.0, False), (LABEL_MAX_BOX_WIDTHS, True),
                                      (1.0, True)):
-            font_scale, thickness = self.style(image_shape)
-            text_width = cv2.getTextSize(text, FONT, font_scale, thickness)[0][0]
-            widest = widest_boxes * (face.box[2] - face.box[0])
-            if text_width > widest:
-                shrink = max(MIN_FONT_SCALE / font_scale, widest / text_width)
-                font_scale, thickness = font_scale * shrink, max(1, int(round(thickness * shrink)))
-            padding = max(2, thickness * 2)
-            text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+            if widest_boxes not in sizes:
+                sizes[widest_boxes] = self._label_size(text, widest_boxes * (face.box[2] - face.box[0]), image_shape)
+            font_scale, thickness, padding, text_size, baseline = sizes[widest_boxes]
             places = self.label_rectangles(face.box, text_size, baseline, padding, image_shape, shifts)
             place_costs = costs(places)
             least = int(np.argmin(place_costs))  # (the first of the least costly: the places come best first)
@@ -128,6 +124,18 @@ class EmotionAnnotator:
             if best_cost == 0:
                 break
         return best
+
+    def _label_size(self, text: str, widest: float,
+                    image_shape: tuple[int, ...]) -> tuple[float, int, int, tuple[int, int], int]:
+        """(font scale, thickness, padding, text size, baseline) of ``text`` drawn no wider than ``widest`` pixels
+        where the frame's font allows (down to MIN_FONT_SCALE)."""
+        font_scale, thickness = self.style(image_shape)
+        text_width = cv2.getTextSize(text, FONT, font_scale, thickness)[0][0]
+        if text_width > widest:
+            shrink = max(MIN_FONT_SCALE / font_scale, widest / text_width)
+            font_scale, thickness = font_scale * shrink, max(1, int(round(thickness * shrink)))
+        text_size, baseline = cv2.getTextSize(text, FONT, font_scale, thickness)
+        return font_scale, thickness, max(2, thickness * 2), text_size, baseline
 
     def layout_labels(self, faces, image_shape: tuple[int, ...]) -> list[LabelLayout]:
         """Labels of all faces of a frame, placed one after another so that none covers an earlier label

@@ -160,12 +160,15 @@ def claim_output(path: Path, shared: bool = False) -> OutputClaim | None:
     key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]
     folder = Path(tempfile.gettempdir()) / f"emotion-tracer-outputs-in-use-{os.getuid()}"
     lock_file = folder / key
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        status = folder.lstat()
+    except OSError:
+        return None
+    if status.st_uid != os.getuid() or status.st_mode & 0o077 or not folder.is_dir():  # not ours alone
+        return None
     for attempt in range(LOCK_ATTEMPTS):
         try:
-            folder.mkdir(mode=0o700, exist_ok=True)
-            status = folder.lstat()
-            if status.st_uid != os.getuid() or status.st_mode & 0o077 or not folder.is_dir():  # not ours alone
-                return None
             lock = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             return None
